@@ -1,0 +1,1 @@
+"""coord: a client for coord-server and etcd v3."""

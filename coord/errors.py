@@ -1,0 +1,376 @@
+"""Typed errors shared by the client and the server.
+
+etcd clients recognise errors by gRPC status code *and exact message text*
+(``rpctypes.errStringToError`` in clientv3), so each class below carries the
+code and the verbatim etcd message. The server raises these classes and the
+API layer turns them into gRPC statuses; the client turns statuses back into
+these classes with :func:`from_status`. Every error derives from
+:class:`CoordError`.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import ClassVar
+
+__all__ = [
+    "AuthFailedError",
+    "CompactedError",
+    "ConnectionFailedError",
+    "CoordError",
+    "DuplicateKeyError",
+    "EmptyKeyError",
+    "FutureRevisionError",
+    "InvalidArgumentError",
+    "InvalidSortOptionError",
+    "KeyNotFoundError",
+    "LeaderChangedError",
+    "LeaseExistsError",
+    "LeaseExpiredError",
+    "LeaseNotFoundError",
+    "LeaseProvidedError",
+    "LeaseTTLTooLargeError",
+    "LockTimeoutError",
+    "MemberExistsError",
+    "MemberNotFoundError",
+    "MemberNotLearnerError",
+    "NoLeaderError",
+    "NoSpaceError",
+    "NotLeaderError",
+    "NotSupportedForLearnerError",
+    "PeerURLExistsError",
+    "PermissionDeniedError",
+    "RequestTooLargeError",
+    "ServerStoppedError",
+    "SessionExpiredError",
+    "Status",
+    "TimeoutError",
+    "TooManyOpsError",
+    "UnavailableError",
+    "UnhealthyClusterError",
+    "ValueProvidedError",
+    "WatchCanceledError",
+    "BadLeaderTransfereeError",
+    "InvalidAuthTokenError",
+    "from_status",
+]
+
+
+class Status(IntEnum):
+    """gRPC status codes (the numbers are the wire values)."""
+
+    OK = 0
+    CANCELLED = 1
+    UNKNOWN = 2
+    INVALID_ARGUMENT = 3
+    DEADLINE_EXCEEDED = 4
+    NOT_FOUND = 5
+    ALREADY_EXISTS = 6
+    PERMISSION_DENIED = 7
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    ABORTED = 10
+    OUT_OF_RANGE = 11
+    UNIMPLEMENTED = 12
+    INTERNAL = 13
+    UNAVAILABLE = 14
+    DATA_LOSS = 15
+    UNAUTHENTICATED = 16
+
+
+class CoordError(Exception):
+    """Base class of every error raised by coord (client, recipes and server).
+
+    Attributes:
+        code: the gRPC status code this error travels as.
+        message: the exact text sent on the wire (etcd's text for etcd's errors).
+    """
+
+    code: ClassVar[Status] = Status.UNKNOWN
+    default_message: ClassVar[str] = ""
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message if message is not None else (self.default_message or "")
+        super().__init__(self.message)
+
+
+
+
+class InvalidArgumentError(CoordError):
+    """A request the server rejected as malformed (INVALID_ARGUMENT)."""
+
+    code = Status.INVALID_ARGUMENT
+
+
+class UnavailableError(CoordError):
+    """The server cannot serve the request right now (UNAVAILABLE); retrying may help."""
+
+    code = Status.UNAVAILABLE
+
+
+class EmptyKeyError(InvalidArgumentError):
+    """A key was required but empty."""
+
+    default_message = "etcdserver: key is not provided"
+
+
+class KeyNotFoundError(InvalidArgumentError):
+    """ignore_value/ignore_lease on a missing key, or an empty txn operation."""
+
+    default_message = "etcdserver: key not found"
+
+
+class ValueProvidedError(InvalidArgumentError):
+    """A value was given together with ignore_value."""
+
+    default_message = "etcdserver: value is provided"
+
+
+class LeaseProvidedError(InvalidArgumentError):
+    """A lease was given together with ignore_lease."""
+
+    default_message = "etcdserver: lease is provided"
+
+
+class TooManyOpsError(InvalidArgumentError):
+    """A txn branch or compare list is longer than --max-txn-ops."""
+
+    default_message = "etcdserver: too many operations in txn request"
+
+
+class DuplicateKeyError(InvalidArgumentError):
+    """A txn writes the same key twice."""
+
+    default_message = "etcdserver: duplicate key given in txn request"
+
+
+class InvalidSortOptionError(InvalidArgumentError):
+    """A Range asked for an unknown sort order or target."""
+
+    default_message = "etcdserver: invalid sort option"
+
+
+class RequestTooLargeError(InvalidArgumentError):
+    """The request is larger than --max-request-bytes."""
+
+    default_message = "etcdserver: request is too large"
+
+
+class CompactedError(CoordError):
+    """The requested revision has been compacted away.
+
+    Attributes:
+        compact_revision: the store's compaction revision when known (watches set it).
+    """
+
+    code = Status.OUT_OF_RANGE
+    default_message = "etcdserver: mvcc: required revision has been compacted"
+
+    def __init__(self, message: str | None = None, compact_revision: int = 0) -> None:
+        super().__init__(message)
+        self.compact_revision = compact_revision
+
+
+class FutureRevisionError(CoordError):
+    """The requested revision is newer than the store's current revision."""
+
+    code = Status.OUT_OF_RANGE
+    default_message = "etcdserver: mvcc: required revision is a future revision"
+
+
+class NoSpaceError(CoordError):
+    """The NOSPACE alarm is raised: writes fail until it is disarmed."""
+
+    code = Status.RESOURCE_EXHAUSTED
+    default_message = "etcdserver: mvcc: database space exceeded"
+
+
+class LeaseNotFoundError(CoordError):
+    """The lease does not exist (never granted, revoked or expired)."""
+
+    code = Status.NOT_FOUND
+    default_message = "etcdserver: requested lease not found"
+
+
+class LeaseExistsError(CoordError):
+    """A lease with the requested ID already exists."""
+
+    code = Status.FAILED_PRECONDITION
+    default_message = "etcdserver: lease already exists"
+
+
+class LeaseTTLTooLargeError(CoordError):
+    """The requested TTL exceeds 9,000,000,000 seconds."""
+
+    code = Status.OUT_OF_RANGE
+    default_message = "etcdserver: too large lease TTL"
+
+
+class WatchCanceledError(CoordError):
+    """A watch was cancelled by the server."""
+
+    code = Status.CANCELLED
+    default_message = "etcdserver: watch canceled"
+
+
+class MemberExistsError(CoordError):
+    """A member with that ID already exists."""
+
+    code = Status.FAILED_PRECONDITION
+    default_message = "etcdserver: member ID already exist"
+
+
+class PeerURLExistsError(CoordError):
+    """Another member already uses that peer URL."""
+
+    code = Status.FAILED_PRECONDITION
+    default_message = "etcdserver: Peer URLs already exists"
+
+
+class MemberNotFoundError(CoordError):
+    """No member has that ID."""
+
+    code = Status.NOT_FOUND
+    default_message = "etcdserver: member not found"
+
+
+class MemberNotLearnerError(CoordError):
+    """Only a learner can be promoted."""
+
+    code = Status.FAILED_PRECONDITION
+    default_message = "etcdserver: can only promote a learner member"
+
+
+class NoLeaderError(UnavailableError):
+    """The member knows no leader (election in progress or quorum lost)."""
+
+    default_message = "etcdserver: no leader"
+
+
+class NotLeaderError(CoordError):
+    """The request needs the leader and this member is not it."""
+
+    code = Status.FAILED_PRECONDITION
+    default_message = "etcdserver: not leader"
+
+
+class LeaderChangedError(UnavailableError):
+    """Leadership changed while the request was in flight; its outcome is unknown."""
+
+    default_message = "etcdserver: leader changed"
+
+
+class ServerStoppedError(UnavailableError):
+    """The server is shutting down."""
+
+    default_message = "etcdserver: server stopped"
+
+
+class TimeoutError(UnavailableError):  # noqa: A001 - etcd's name, kept on purpose
+    """The server could not finish the request in time; its outcome is unknown."""
+
+    default_message = "etcdserver: request timed out"
+
+
+class UnhealthyClusterError(UnavailableError):
+    """The cluster is not healthy enough for the request (e.g. a removal would lose quorum)."""
+
+    default_message = "etcdserver: unhealthy cluster"
+
+
+class NotSupportedForLearnerError(CoordError):
+    """Learners serve only Status and serializable Range."""
+
+    code = Status.FAILED_PRECONDITION
+    default_message = "etcdserver: rpc not supported for learner"
+
+
+class BadLeaderTransfereeError(CoordError):
+    """MoveLeader named a member that cannot become leader."""
+
+    code = Status.FAILED_PRECONDITION
+    default_message = "etcdserver: bad leader transferee"
+
+
+class AuthFailedError(InvalidArgumentError):
+    """Wrong user name or password."""
+
+    default_message = "etcdserver: authentication failed, invalid user ID or password"
+
+
+class InvalidAuthTokenError(CoordError):
+    """The auth token is invalid or expired."""
+
+    code = Status.UNAUTHENTICATED
+    default_message = "etcdserver: invalid auth token"
+
+
+class PermissionDeniedError(CoordError):
+    """The user may not perform this request."""
+
+    code = Status.PERMISSION_DENIED
+    default_message = "etcdserver: permission denied"
+
+
+class ConnectionFailedError(UnavailableError):
+    """No endpoint could be reached (the request surely never reached a server)."""
+
+    default_message = "coord: could not connect to any endpoint"
+
+
+class LeaseExpiredError(CoordError):
+    """A lease kept alive by the client expired or was revoked."""
+
+    default_message = "coord: lease expired"
+
+
+class SessionExpiredError(LeaseExpiredError):
+    """A recipe's session (its lease) was lost; what depended on it is no longer held."""
+
+    default_message = "coord: session expired"
+
+
+class LockTimeoutError(CoordError):
+    """A blocking recipe call did not finish within its timeout."""
+
+    code = Status.DEADLINE_EXCEEDED
+    default_message = "coord: timed out waiting"
+
+
+def _all_with_messages() -> dict[str, type[CoordError]]:
+    out: dict[str, type[CoordError]] = {}
+    stack: list[type[CoordError]] = [CoordError]
+    while stack:
+        cls = stack.pop()
+        stack.extend(cls.__subclasses__())
+        if cls.default_message.startswith("etcdserver: "):
+            out[cls.default_message] = cls
+    return out
+
+
+_BY_MESSAGE = _all_with_messages()
+_BY_CODE: dict[Status, type[CoordError]] = {
+    Status.INVALID_ARGUMENT: InvalidArgumentError,
+    Status.UNAVAILABLE: UnavailableError,
+}
+
+
+def from_status(code: int, message: str | None) -> CoordError:
+    """Map a gRPC status (code and message text) to the matching typed error.
+
+    The message is matched exactly against etcd's texts first; unknown messages fall back to
+    a class chosen by code, keeping the server's text.
+    """
+    text = message or ""
+    cls = _BY_MESSAGE.get(text)
+    if cls is None:
+        try:
+            status = Status(code)
+        except ValueError:
+            status = Status.UNKNOWN
+        cls = _BY_CODE.get(status)
+        if cls is None:
+            err = CoordError(text)
+            err.code = status  # type: ignore[misc]
+            return err
+    return cls(text)

@@ -1,0 +1,1 @@
+"""coord.recipes: locks, elections, barriers, queues built on KV, Txn, Lease and Watch."""

@@ -1,0 +1,210 @@
+"""Helpers shared by the tests: free ports, real server processes, etcd/etcdctl discovery.
+
+Tests that need Debian's etcd or etcdctl call :func:`require_binary`: on a laptop without
+them the test skips with a clear reason; in CI (``CI=true``) a missing binary fails the test.
+Processes are started with :class:`Proc`, which logs to a file, is polled (never slept on)
+until ready, and is always killed at teardown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_binary(name: str) -> str:
+    """Return the path of ``name``; skip the test without it (fail instead under CI=true)."""
+    path = shutil.which(name)
+    if path is None:
+        reason = f"{name} not installed (Debian packages etcd-server / etcd-client)"
+        if IN_CI:
+            pytest.fail(f"CI=true but {reason}")
+        pytest.skip(reason)
+    return path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "condition",
+             interval: float = 0.02) -> None:
+    """Poll ``predicate`` until it is true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+class Proc:
+    """A child process with its output in ``log``; killed (whole group) by :meth:`stop`."""
+
+    def __init__(self, argv: Sequence[str], log: Path, env: dict[str, str] | None = None,
+                 cwd: Path | None = None) -> None:
+        self.argv = list(argv)
+        self.log_path = log
+        self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
+        self.popen = subprocess.Popen(
+            self.argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` (SIGKILL by default) to the process group and reap it."""
+        if self.alive():
+            try:
+                os.killpg(self.popen.pid, sig)
+            except ProcessLookupError:
+                pass
+            self.popen.wait(timeout=30)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, wait, then SIGKILL; returns the exit code."""
+        if self.alive():
+            try:
+                os.killpg(self.popen.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()
+        return self.popen.returncode
+
+
+def http_get(url: str, timeout: float = 1.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback only
+            return int(resp.status), bytes(resp.read())
+    except urllib.error.HTTPError as e:
+        return int(e.code), e.read()
+    except OSError:
+        return 0, b""
+
+
+def grpc_status_ok(port: int, host: str = "127.0.0.1") -> bool:
+    """True when the server at host:port answers a Maintenance.Status call with a leader."""
+    from grpclib.client import Channel
+
+    from coord._pb import etcdserverpb as pb
+
+    async def probe() -> bool:
+        channel = Channel(host, port)
+        try:
+            resp = await asyncio.wait_for(pb.MaintenanceStub(channel).status(pb.StatusRequest()),
+                                          timeout=1.0)
+            return bool(resp.leader)
+        except Exception:  # noqa: BLE001 - not up yet
+            return False
+        finally:
+            channel.close()
+
+    return asyncio.run(probe())
+
+
+class EtcdProc(Proc):
+    """A single-member real etcd on loopback (Debian etcd-server)."""
+
+    def __init__(self, data_dir: Path, name: str = "etcd0", extra: Sequence[str] = ()) -> None:
+        self.client_port = free_port()
+        self.peer_port = free_port()
+        self.endpoint = f"127.0.0.1:{self.client_port}"
+        argv = [
+            require_binary("etcd"), "--name", name, "--data-dir", str(data_dir / name),
+            "--listen-client-urls", f"http://127.0.0.1:{self.client_port}",
+            "--advertise-client-urls", f"http://127.0.0.1:{self.client_port}",
+            "--listen-peer-urls", f"http://127.0.0.1:{self.peer_port}",
+            "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer_port}",
+            "--initial-cluster", f"{name}=http://127.0.0.1:{self.peer_port}",
+            "--log-level", "warn", *extra,
+        ]
+        super().__init__(argv, data_dir / f"{name}.log", )
+        wait_for(lambda: self._healthy(), timeout=30, what=f"etcd on {self.endpoint}")
+
+    def _healthy(self) -> bool:
+        if not self.alive():
+            raise AssertionError(f"etcd exited early:\n{self.output()}")
+        code, body = http_get(f"http://{self.endpoint}/health")
+        return code == 200 and b'"true"' in body
+
+
+class CoordProc(Proc):
+    """A coord-server process on loopback; ``args`` are extra command-line flags."""
+
+    def __init__(self, data_dir: Path, name: str = "default", args: Sequence[str] = (),
+                 client_port: int | None = None, wait: bool = True) -> None:
+        self.client_port = client_port or free_port()
+        self.endpoint = f"127.0.0.1:{self.client_port}"
+        self.data_dir = data_dir / f"{name}.coord"
+        argv = [
+            sys.executable, "-m", "coord.server", "--name", name, "--data-dir", str(self.data_dir),
+            "--listen-client-urls", f"http://127.0.0.1:{self.client_port}",
+            "--advertise-client-urls", f"http://127.0.0.1:{self.client_port}", *args,
+        ]
+        super().__init__(argv, data_dir / f"{name}.log")
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        def ready() -> bool:
+            if not self.alive():
+                raise AssertionError(f"coord-server exited early:\n{self.output()}")
+            return port_open(self.client_port) and grpc_status_ok(self.client_port)
+
+        wait_for(ready, timeout=timeout, what=f"coord-server on {self.endpoint}")
+
+
+def etcdctl(endpoint: str, *args: str, input: str | None = None, check: bool = True,
+            timeout: float = 30.0, extra_env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+    """Run Debian's etcdctl (API v3) against ``endpoint``."""
+    exe = require_binary("etcdctl")
+    env = {**os.environ, "ETCDCTL_API": "3", **(extra_env or {})}
+    proc = subprocess.run(
+        [exe, f"--endpoints={endpoint}", *args], input=input, capture_output=True, text=True,
+        env=env, timeout=timeout, check=False,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"etcdctl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
+    return proc
