@@ -1,0 +1,57 @@
+"""coord.server.raft: a pure (sans-IO) Raft consensus core in the style of etcd-io/raft."""
+
+from __future__ import annotations
+
+from .confchange_codec import decode_conf_change, encode_conf_change
+from .errors import (
+    CompactedError,
+    ProposalDropped,
+    RaftError,
+    SnapshotOutOfDateError,
+    SnapshotTemporarilyUnavailable,
+    UnavailableError,
+)
+from .storage import MemoryStorage, Storage
+from .types import (
+    ConfChange,
+    ConfChangeType,
+    ConfChangeV2,
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    Message,
+    MessageType,
+    ReadState,
+    Snapshot,
+    SnapshotMetadata,
+    SoftState,
+    StateType,
+)
+
+__all__ = [
+    "CompactedError",
+    "ConfChange",
+    "ConfChangeType",
+    "ConfChangeV2",
+    "ConfState",
+    "Entry",
+    "EntryType",
+    "HardState",
+    "MemoryStorage",
+    "Message",
+    "MessageType",
+    "ProposalDropped",
+    "RaftError",
+    "ReadState",
+    "Snapshot",
+    "SnapshotMetadata",
+    "SnapshotOutOfDateError",
+    "SnapshotTemporarilyUnavailable",
+    "SoftState",
+    "StateType",
+    "Storage",
+    "UnavailableError",
+    "decode_conf_change",
+    "encode_conf_change",
+]
