@@ -42,6 +42,7 @@ def generate(out: Path) -> None:
         ],
         check=True,
         env=env,
+        cwd=out,  # outside the repo, so the plugin's ruff run ignores our ruff settings
     )
     (out / "__init__.py").touch()
 
