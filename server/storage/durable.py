@@ -1,0 +1,172 @@
+"""Durable Raft storage: the raft Storage protocol backed by the WAL and snapshot files.
+
+Theory of operation
+-------------------
+Raft reads its stable log through the :class:`~coord.server.raft.storage.Storage` protocol; the
+read side here *is* a :class:`MemoryStorage` (entries since the last compaction point are kept
+in memory, which ``--snapshot-count`` bounds).  Every mutation goes to disk first:
+
+* :meth:`DurableStorage.write` appends a Ready's entries and hard state to the WAL with one
+  write and (when ``sync``) one fsync, and for an incoming snapshot saves the snapshot file and a
+  WAL marker.  It touches no in-memory state, so the node driver runs it in a worker thread
+  while the event loop keeps serving.
+* :meth:`DurableStorage.commit` then applies the same changes to the in-memory view (in the
+  event-loop thread) before the driver calls ``RawNode.advance``.
+* :meth:`snapshot_and_compact` records a snapshot of the applied state machine (snapshot file
+  + WAL marker), then compacts the in-memory log and deletes WAL segments that lie entirely
+  behind ``index - catch_up_entries`` (entries kept so slow followers can catch up from the
+  log instead of a snapshot).
+
+Recovery (:meth:`DurableStorage.open`) loads the newest valid snapshot file, replays the WAL
+(torn tail truncated, corruption refused: see :mod:`.wal`) and rebuilds the in-memory view.
+The directory layout is etcd's: ``<data-dir>/member/wal`` and ``<data-dir>/member/snap``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+from coord.server.raft.errors import CompactedError, SnapshotOutOfDateError
+from coord.server.raft.storage import MemoryStorage
+from coord.server.raft.types import ConfState, Entry, HardState, Snapshot
+
+from . import snapfile
+from .wal import WAL, WALCorruptError
+
+__all__ = ["DurableStorage", "StorageError"]
+
+log = logging.getLogger(__name__)
+
+
+class StorageError(Exception):
+    """The on-disk state is unusable (the message says which file and why)."""
+
+
+class DurableStorage(MemoryStorage):
+    """WAL + snapshot-file backed Raft storage (see the module docstring)."""
+
+    def __init__(self, data_dir: Path, wal: WAL) -> None:
+        super().__init__()
+        self.data_dir = data_dir
+        self.wal = wal
+        self.snap_dir = data_dir / "member" / "snap"
+
+    # -- construction --------------------------------------------------------------------------
+
+    @staticmethod
+    def wal_dir(data_dir: Path) -> Path:
+        """Where the WAL segments of ``data_dir`` live."""
+        return data_dir / "member" / "wal"
+
+    @classmethod
+    def exists(cls, data_dir: Path) -> bool:
+        """True when ``data_dir`` already holds a WAL (a restart, not a bootstrap)."""
+        return WAL.exists(cls.wal_dir(data_dir))
+
+    @classmethod
+    def create(cls, data_dir: Path, metadata: dict[str, int],
+               segment_bytes: int = 64 * 1024 * 1024) -> DurableStorage:
+        """Create empty storage in ``data_dir`` with WAL ``metadata`` (member/cluster id)."""
+        wal = WAL.create(cls.wal_dir(data_dir), metadata, segment_bytes)
+        (data_dir / "member" / "snap").mkdir(parents=True, exist_ok=True)
+        return cls(data_dir, wal)
+
+    @classmethod
+    def open(cls, data_dir: Path, segment_bytes: int = 64 * 1024 * 1024) -> DurableStorage:
+        """Recover storage from ``data_dir``.
+
+        Raises:
+            StorageError: the WAL is corrupt before its tail, or entries are missing between
+                the newest snapshot and the WAL.
+        """
+        snap = snapfile.load_newest(data_dir / "member" / "snap")
+        try:
+            wal, state = WAL.open(cls.wal_dir(data_dir), segment_bytes)
+        except WALCorruptError as e:
+            raise StorageError(str(e)) from e
+        st = cls(data_dir, wal)
+        snap_index = snap.metadata.index if snap is not None else 0
+        if state.snapshot_index > snap_index:
+            raise StorageError(
+                f"{st.snap_dir}: the WAL references snapshot {state.snapshot_index} but the newest"
+                f" readable snapshot file is at index {snap_index}")
+        ents = [e for e in state.entries if e.index > snap_index]
+        if ents and ents[0].index != snap_index + 1:
+            raise StorageError(
+                f"{cls.wal_dir(data_dir)}: entries {snap_index + 1}..{ents[0].index - 1} are "
+                f"missing (snapshot at {snap_index})")
+        hs = replace(state.hard_state)
+        if snap is not None:
+            st.apply_snapshot(snap)
+            if hs.commit < snap_index:
+                hs.commit = snap_index
+            if hs.term < snap.metadata.term:
+                hs = HardState(term=snap.metadata.term, vote=0, commit=hs.commit)
+        st.append(ents)
+        if hs.commit > st.last_index():
+            log.error("hard state commit %d beyond last index %d; clamping", hs.commit,
+                      st.last_index())
+            hs.commit = st.last_index()
+        st.set_hard_state(hs)
+        log.info("recovered storage from %s: snapshot %d, entries %d..%d, %s%s", data_dir,
+                 snap_index, st.first_index(), st.last_index(), hs,
+                 f", truncated torn WAL tail of {state.truncated_tail} bytes"
+                 if state.truncated_tail else "")
+        return st
+
+    @property
+    def metadata(self) -> dict[str, int]:
+        """The WAL metadata (``member_id``, ``cluster_id``)."""
+        return self.wal.metadata
+
+    # -- persistence -----------------------------------------------------------------------
+
+    def write(self, hard_state: HardState | None, entries: list[Entry],
+              snapshot: Snapshot | None = None, sync: bool = True) -> None:
+        """Make a Ready durable (disk only; safe to run in a worker thread)."""
+        if snapshot is not None and not snapshot.is_empty():
+            snapfile.save(self.snap_dir, snapshot)
+            self.wal.save_snapshot(snapshot.metadata.index, snapshot.metadata.term,
+                                   replace_log=True, sync=False)
+        self.wal.save(hard_state, entries, sync=sync or snapshot is not None)
+
+    def commit(self, hard_state: HardState | None, entries: list[Entry],
+               snapshot: Snapshot | None = None) -> None:
+        """Apply a Ready already made durable by :meth:`write` to the in-memory view."""
+        if snapshot is not None and not snapshot.is_empty():
+            try:
+                self.apply_snapshot(snapshot)
+            except SnapshotOutOfDateError:
+                log.warning("ignoring out-of-date snapshot %d", snapshot.metadata.index)
+        if entries:
+            self.append(entries)
+        if hard_state is not None:
+            self.set_hard_state(hard_state)
+
+    def save(self, hard_state: HardState | None, entries: list[Entry],
+             snapshot: Snapshot | None = None, sync: bool = True) -> None:
+        """:meth:`write` then :meth:`commit` (single-threaded callers and tests)."""
+        self.write(hard_state, entries, snapshot, sync)
+        self.commit(hard_state, entries, snapshot)
+
+    def snapshot_and_compact(self, index: int, conf_state: ConfState, data: bytes,
+                             catch_up_entries: int) -> Snapshot:
+        """Save a snapshot of the applied state at ``index`` and compact the log behind it."""
+        snap = self.create_snapshot(index, conf_state, data)
+        snapfile.save(self.snap_dir, snap)
+        self.wal.save_snapshot(index, snap.metadata.term)
+        snapfile.purge(self.snap_dir, keep=2)
+        compact_index = index - catch_up_entries
+        if compact_index > self.first_index():
+            try:
+                self.compact(compact_index)
+            except CompactedError:
+                pass
+            self.wal.release_before(self.first_index())
+        return snap
+
+    def close(self) -> None:
+        """Close the WAL."""
+        self.wal.close()

@@ -1,0 +1,354 @@
+"""Write-ahead log: the durable Raft log, hard state and snapshot markers.
+
+Theory of operation
+-------------------
+The WAL is a directory of *segment* files named ``<seq:016x>-<first_index:016x>.wal``.  Every
+segment is a sequence of records::
+
+    u32 length | u8 type | u32 crc32(type byte + payload) | payload (length bytes)
+
+(big-endian).  Record types: METADATA (msgpack map with member and cluster id; the first record
+of every segment), ENTRY (one msgpack :class:`Entry`), HARD_STATE, SNAPSHOT (msgpack
+``[index, term]`` marker written when a snapshot file has been saved).
+
+Writes are batched: :meth:`WAL.save` encodes a whole Ready (entries then hard state) into one
+buffer, issues one ``write`` and, when asked to sync, one ``fsync`` (group commit).  When the
+active segment grows past ``segment_bytes`` a new one is cut (its first records repeat the
+metadata and the last hard state so every segment is self-describing).
+
+Recovery (:meth:`WAL.open`) reads the segments in order and replays them: an ENTRY with index
+``i`` discards every earlier-read entry ``>= i`` (Raft overwrote a conflicting suffix), the last
+HARD_STATE wins.  The *tail* of the last segment may be torn by a crash mid-write: an incomplete
+header or payload, or a CRC mismatch in a record followed only by zero bytes, is cut off (the file
+is truncated and fsynced) and logged.  Any other bad record -- a CRC mismatch with data after
+it, or any damage in a segment that is not the last -- means acknowledged data may be lost, so
+:class:`WALCorruptError` is raised naming the file and byte offset and the server refuses to
+start.
+
+:meth:`WAL.release_before` deletes whole segments whose entries all precede a snapshot's
+compaction point; the active segment is never deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+
+from coord.server.raft.types import Entry, HardState
+
+from . import codec
+
+__all__ = ["WAL", "WALCorruptError", "WALState", "RecordType", "fsync_dir"]
+
+log = logging.getLogger(__name__)
+
+_HEADER = struct.Struct(">IBI")
+HEADER_SIZE = _HEADER.size
+MAX_RECORD = 512 * 1024 * 1024
+
+
+class RecordType:
+    """Record type bytes."""
+
+    METADATA = 1
+    ENTRY = 2
+    HARD_STATE = 3
+    SNAPSHOT = 4
+
+
+_VALID_TYPES = {RecordType.METADATA, RecordType.ENTRY, RecordType.HARD_STATE, RecordType.SNAPSHOT}
+
+
+class WALCorruptError(Exception):
+    """A WAL record before the tail is damaged; the message names the file and offset."""
+
+    def __init__(self, path: Path, offset: int, reason: str) -> None:
+        super().__init__(f"WAL corrupt: {path} at offset {offset}: {reason}; refusing to start "
+                         f"(acknowledged data could be lost; restore this member from a peer)")
+        self.path = path
+        self.offset = offset
+
+
+@dataclass
+class WALState:
+    """What :meth:`WAL.open` recovered."""
+
+    metadata: dict[str, int] = field(default_factory=dict)
+    hard_state: HardState = field(default_factory=HardState)
+    entries: list[Entry] = field(default_factory=list)
+    snapshot_index: int = 0
+    snapshot_term: int = 0
+    truncated_tail: int = 0  # bytes cut off the last segment (0 when clean)
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync a directory so renames/creations/deletions in it are durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _record(rtype: int, payload: bytes) -> bytes:
+    crc = zlib.crc32(payload, zlib.crc32(bytes((rtype,))))
+    return _HEADER.pack(len(payload), rtype, crc) + payload
+
+
+def _segment_name(seq: int, index: int) -> str:
+    return f"{seq:016x}-{index:016x}.wal"
+
+
+def _parse_name(name: str) -> tuple[int, int] | None:
+    if not name.endswith(".wal"):
+        return None
+    try:
+        seq_s, idx_s = name[:-4].split("-")
+        return int(seq_s, 16), int(idx_s, 16)
+    except ValueError:
+        return None
+
+
+def list_segments(dir_: Path) -> list[tuple[int, int, Path]]:
+    """Segments in ``dir_`` as ``(seq, first_index, path)`` sorted by seq."""
+    out = []
+    for p in dir_.iterdir():
+        parsed = _parse_name(p.name)
+        if parsed is not None:
+            out.append((parsed[0], parsed[1], p))
+    out.sort()
+    return out
+
+
+class WAL:
+    """An open write-ahead log (append-only; see the module docstring)."""
+
+    def __init__(self, dir_: Path, metadata: dict[str, int], segment_bytes: int) -> None:
+        self.dir = dir_
+        self.metadata = dict(metadata)
+        self.segment_bytes = segment_bytes
+        self._enc = msgspec.msgpack.Encoder()
+        self._fd = -1
+        self._seq = 0
+        self._size = 0
+        self._last_index = 0
+        self._hard_state = HardState()
+        # (seq, first_index, path, last_index_written) for every live segment
+        self._segments: list[list[object]] = []
+
+    # -- construction --------------------------------------------------------------------------
+
+    @classmethod
+    def exists(cls, dir_: Path) -> bool:
+        """True when ``dir_`` holds at least one segment."""
+        return dir_.is_dir() and bool(list_segments(dir_))
+
+    @classmethod
+    def create(cls, dir_: Path, metadata: dict[str, int],
+               segment_bytes: int = 64 * 1024 * 1024) -> WAL:
+        """Create a new WAL in ``dir_`` (which must not hold segments yet)."""
+        dir_.mkdir(parents=True, exist_ok=True)
+        if list_segments(dir_):
+            raise FileExistsError(f"WAL already exists in {dir_}")
+        wal = cls(dir_, metadata, segment_bytes)
+        wal._open_segment(seq=0, first_index=1)
+        fsync_dir(dir_)
+        return wal
+
+    @classmethod
+    def open(cls, dir_: Path, segment_bytes: int = 64 * 1024 * 1024) -> tuple[WAL, WALState]:
+        """Recover the WAL in ``dir_`` and open it for appending.
+
+        Raises:
+            WALCorruptError: a record before the tail is damaged.
+            FileNotFoundError: there is no WAL in ``dir_``.
+        """
+        segs = list_segments(dir_) if dir_.is_dir() else []
+        if not segs:
+            raise FileNotFoundError(f"no WAL segments in {dir_}")
+        state = WALState()
+        wal = cls(dir_, {}, segment_bytes)
+        for k, (seq, first_index, path) in enumerate(segs):
+            last = k == len(segs) - 1
+            wal._replay_segment(path, state, is_last=last)
+            wal._segments.append([seq, first_index, path, state.entries[-1].index
+                                  if state.entries else 0])
+        wal.metadata = dict(state.metadata)
+        wal._hard_state = state.hard_state
+        wal._last_index = state.entries[-1].index if state.entries else state.snapshot_index
+        seq, _first, path = segs[-1]
+        wal._seq = seq
+        wal._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        wal._size = os.fstat(wal._fd).st_size
+        return wal, state
+
+    def _replay_segment(self, path: Path, state: WALState, is_last: bool) -> None:
+        data = path.read_bytes()
+        off = 0
+        n = len(data)
+        while off < n:
+            bad: str | None = None
+            if n - off < HEADER_SIZE:
+                bad = "incomplete record header"
+                length = rtype = crc = 0
+            else:
+                length, rtype, crc = _HEADER.unpack_from(data, off)
+                end = off + HEADER_SIZE + length
+                if length > MAX_RECORD or rtype not in _VALID_TYPES:
+                    bad = f"bad record header (length {length}, type {rtype})"
+                elif end > n:
+                    bad = f"incomplete record ({n - off - HEADER_SIZE} of {length} payload bytes)"
+                else:
+                    payload = data[off + HEADER_SIZE:end]
+                    if zlib.crc32(payload, zlib.crc32(bytes((rtype,)))) != crc:
+                        bad = "CRC mismatch"
+            if bad is not None:
+                # A torn tail (crash mid-write) is only possible at the end of the last segment:
+                # a short header or payload, or a damaged record followed by nothing but zeros.
+                if bad.startswith("incomplete"):
+                    torn = is_last
+                elif bad == "CRC mismatch":
+                    torn = is_last and not any(data[off + HEADER_SIZE + length:])
+                else:
+                    torn = is_last and not any(data[off:])
+                if not torn:
+                    raise WALCorruptError(path, off, bad)
+                log.warning("WAL %s: torn tail at offset %d (%s): truncating %d bytes",
+                            path, off, bad, n - off)
+                state.truncated_tail = n - off
+                with open(path, "r+b") as f:
+                    f.truncate(off)
+                    f.flush()
+                    os.fsync(f.fileno())
+                return
+            try:
+                self._apply_record(rtype, payload, state)
+            except WALCorruptError:
+                raise
+            except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as e:
+                raise WALCorruptError(path, off, f"undecodable record: {e}") from e
+            off = end
+
+    def _apply_record(self, rtype: int, payload: bytes, state: WALState) -> None:
+        if rtype == RecordType.ENTRY:
+            e = codec.decode_entry(payload)
+            ents = state.entries
+            if ents and e.index <= ents[-1].index:
+                first = ents[0].index
+                del ents[max(0, e.index - first):]
+            if ents and e.index != ents[-1].index + 1:
+                raise ValueError(f"entry {e.index} does not follow {ents[-1].index}")
+            ents.append(e)
+        elif rtype == RecordType.HARD_STATE:
+            state.hard_state = codec.decode_hard_state(payload)
+        elif rtype == RecordType.SNAPSHOT:
+            index, term, replace = msgspec.msgpack.decode(payload, type=tuple[int, int, bool])
+            state.snapshot_index, state.snapshot_term = index, term
+            # Entries at or before a snapshot are not needed any more; a snapshot received from
+            # the leader replaces the whole log.
+            state.entries[:] = [] if replace else [e for e in state.entries if e.index > index]
+        elif rtype == RecordType.METADATA:
+            md = msgspec.msgpack.decode(payload, type=dict[str, int])
+            if state.metadata and md != state.metadata:
+                raise ValueError(f"metadata {md} differs from {state.metadata}")
+            state.metadata = md
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def _open_segment(self, seq: int, first_index: int) -> None:
+        path = self.dir / _segment_name(seq, first_index)
+        tmp = path.with_suffix(".tmp")
+        buf = _record(RecordType.METADATA, self._enc.encode(self.metadata))
+        if self._hard_state != HardState():
+            buf += _record(RecordType.HARD_STATE, self._enc.encode(self._hard_state))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, buf)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        self._seq = seq
+        self._size = len(buf)
+        self._segments.append([seq, first_index, path, first_index - 1])
+
+    def save(self, hard_state: HardState | None, entries: list[Entry], sync: bool = True) -> None:
+        """Append ``entries`` then ``hard_state`` as one write; fsync once when ``sync``."""
+        parts = [_record(RecordType.ENTRY, self._enc.encode(e)) for e in entries]
+        if hard_state is not None and hard_state != self._hard_state:
+            parts.append(_record(RecordType.HARD_STATE, self._enc.encode(hard_state)))
+            self._hard_state = HardState(hard_state.term, hard_state.vote, hard_state.commit)
+        if not parts:
+            return
+        buf = b"".join(parts)
+        self._write_all(buf)
+        if entries:
+            self._last_index = entries[-1].index
+            self._segments[-1][3] = self._last_index
+        if sync:
+            os.fsync(self._fd)
+        if self._size >= self.segment_bytes:
+            self._cut()
+
+    def save_snapshot(self, index: int, term: int, replace_log: bool = False,
+                      sync: bool = True) -> None:
+        """Record that a snapshot file for ``index``/``term`` has been saved.
+
+        ``replace_log`` is true for a snapshot received from the leader: it replaces the whole
+        log (recovery then forgets every earlier entry, even ones after ``index``).
+        """
+        payload = self._enc.encode((index, term, replace_log))
+        self._write_all(_record(RecordType.SNAPSHOT, payload))
+        if sync:
+            os.fsync(self._fd)
+        if replace_log or index > self._last_index:
+            self._last_index = index
+
+    def _write_all(self, buf: bytes) -> None:
+        view = memoryview(buf)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+        self._size += len(buf)
+
+    def _cut(self) -> None:
+        os.fsync(self._fd)
+        self._open_segment(self._seq + 1, self._last_index + 1)
+        fsync_dir(self.dir)
+
+    def release_before(self, index: int) -> int:
+        """Delete segments whose entries are all ``< index`` (never the active one).
+
+        Returns the number of segments deleted.
+        """
+        removed = 0
+        while len(self._segments) > 1:
+            _seq, _first, path, _last = self._segments[0]
+            nxt_first = int(self._segments[1][1])  # type: ignore[call-overload]
+            if nxt_first - 1 >= index:
+                break
+            os.unlink(path)  # type: ignore[arg-type]
+            self._segments.pop(0)
+            removed += 1
+        if removed:
+            fsync_dir(self.dir)
+        return removed
+
+    def segment_count(self) -> int:
+        """Number of live segment files."""
+        return len(self._segments)
+
+    def close(self) -> None:
+        """Close the active segment (data already written stays; unsynced data may be lost)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

@@ -1,0 +1,187 @@
+"""WAL, snapshot-file and DurableStorage tests: round trips, torn tails, corruption, compaction."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from coord.server.raft.errors import CompactedError
+from coord.server.raft.types import ConfState, Entry, HardState, Snapshot, SnapshotMetadata
+from coord.server.storage import WAL, DurableStorage, StorageError, WALCorruptError, snapfile
+from coord.server.storage.wal import HEADER_SIZE, list_segments
+
+MD = {"member_id": 7, "cluster_id": 9}
+
+
+def ents(lo: int, hi: int, term: int = 1, size: int = 10) -> list[Entry]:
+    return [Entry(term=term, index=i, data=bytes([i % 256]) * size) for i in range(lo, hi + 1)]
+
+
+def test_round_trip_and_overwrite(tmp_path: Path) -> None:
+    wal = WAL.create(tmp_path, MD)
+    wal.save(HardState(1, 1, 0), ents(1, 5))
+    wal.save(HardState(2, 2, 3), ents(4, 6, term=2))  # conflicting suffix 4..5 replaced
+    wal.close()
+    wal2, st = WAL.open(tmp_path)
+    wal2.close()
+    assert st.metadata == MD
+    assert st.hard_state == HardState(2, 2, 3)
+    assert [(e.index, e.term) for e in st.entries] == [(1, 1), (2, 1), (3, 1), (4, 2), (5, 2),
+                                                       (6, 2)]
+    assert st.truncated_tail == 0
+
+
+def _last_segment(dir_: Path) -> Path:
+    return list_segments(dir_)[-1][2]
+
+
+@pytest.mark.parametrize("cut", [1, HEADER_SIZE - 1, HEADER_SIZE + 3])
+def test_torn_tail_is_truncated(tmp_path: Path, cut: int) -> None:
+    wal = WAL.create(tmp_path, MD)
+    wal.save(HardState(1, 1, 2), ents(1, 3))
+    before = _last_segment(tmp_path).stat().st_size
+    wal.save(None, ents(4, 4))
+    wal.close()
+    seg = _last_segment(tmp_path)
+    assert seg.stat().st_size > before + cut
+    with open(seg, "r+b") as f:  # cut the last record somewhere inside it
+        f.truncate(before + cut)
+    _, st = WAL.open(tmp_path)
+    assert [e.index for e in st.entries] == [1, 2, 3]
+    assert st.truncated_tail > 0
+    # the file was truncated: a second open is clean
+    _, st2 = WAL.open(tmp_path)
+    assert st2.truncated_tail == 0
+    assert [e.index for e in st2.entries] == [1, 2, 3]
+
+
+def test_torn_tail_zero_filled(tmp_path: Path) -> None:
+    wal = WAL.create(tmp_path, MD)
+    wal.save(HardState(1, 1, 2), ents(1, 3))
+    wal.close()
+    seg = _last_segment(tmp_path)
+    with open(seg, "ab") as f:
+        f.write(b"\0" * 4096)
+    _, st = WAL.open(tmp_path)
+    assert [e.index for e in st.entries] == [1, 2, 3]
+    assert st.truncated_tail == 4096
+
+
+def test_torn_last_record_with_bad_crc(tmp_path: Path) -> None:
+    wal = WAL.create(tmp_path, MD)
+    wal.save(HardState(1, 1, 2), ents(1, 3))
+    wal.close()
+    seg = _last_segment(tmp_path)
+    data = bytearray(seg.read_bytes())
+    data[-2] ^= 0xFF  # inside the last record's payload
+    seg.write_bytes(bytes(data))
+    _, st = WAL.open(tmp_path)
+    assert st.truncated_tail > 0
+
+
+def test_corruption_before_tail_refuses(tmp_path: Path) -> None:
+    wal = WAL.create(tmp_path, MD)
+    wal.save(HardState(1, 1, 2), ents(1, 10))
+    wal.close()
+    seg = _last_segment(tmp_path)
+    data = bytearray(seg.read_bytes())
+    off = len(data) // 2
+    data[off] ^= 0x55
+    seg.write_bytes(bytes(data))
+    with pytest.raises(WALCorruptError) as ei:
+        WAL.open(tmp_path)
+    msg = str(ei.value)
+    assert str(seg) in msg
+    assert "offset" in msg
+    assert ei.value.offset <= off
+
+
+def test_segments_cut_and_released(tmp_path: Path) -> None:
+    wal = WAL.create(tmp_path, MD, segment_bytes=500)
+    for i in range(1, 101, 5):
+        wal.save(HardState(1, 1, i), ents(i, i + 4))
+    assert wal.segment_count() > 3
+    n = wal.segment_count()
+    wal.release_before(50)
+    assert wal.segment_count() < n
+    wal.close()
+    _, st = WAL.open(tmp_path, segment_bytes=500)
+    assert st.entries[-1].index == 100
+    assert st.entries[0].index <= 50
+    assert st.hard_state.commit == 96
+
+
+def test_snapshot_files(tmp_path: Path) -> None:
+    assert snapfile.load_newest(tmp_path) is None
+    s1 = Snapshot(b"one", SnapshotMetadata(ConfState(voters=[1]), index=10, term=1))
+    s2 = Snapshot(b"two", SnapshotMetadata(ConfState(voters=[1, 2]), index=20, term=2))
+    snapfile.save(tmp_path, s1)
+    p2 = snapfile.save(tmp_path, s2)
+    assert snapfile.load_newest(tmp_path) == s2
+    p2.write_bytes(p2.read_bytes()[:-3])  # damaged newest: fall back to the older one
+    assert snapfile.load_newest(tmp_path) == s1
+    snapfile.purge(tmp_path, keep=1)
+    assert len(snapfile.list_snapshots(tmp_path)) == 1
+
+
+def test_durable_storage_recovery_with_snapshot(tmp_path: Path) -> None:
+    st = DurableStorage.create(tmp_path, MD, segment_bytes=400)
+    for i in range(1, 61, 3):
+        st.save(HardState(1, 1, i + 2), ents(i, i + 2))
+    st.snapshot_and_compact(50, ConfState(voters=[1, 2, 3]), b"state@50", catch_up_entries=10)
+    assert st.first_index() == 41
+    with pytest.raises(CompactedError):
+        st.entries(30, 45)
+    st.save(HardState(1, 1, 62), ents(61, 62))
+    st.close()
+    st2 = DurableStorage.open(tmp_path, segment_bytes=400)
+    hs, cs = st2.initial_state()
+    assert hs == HardState(1, 1, 62)
+    assert cs.voters == [1, 2, 3]
+    assert st2.snapshot().data == b"state@50"
+    assert st2.first_index() == 51
+    assert st2.last_index() == 62
+    assert [e.index for e in st2.entries(51, 63)] == list(range(51, 63))
+    assert st2.term(50) == 1
+    assert st2.metadata == MD
+    st2.close()
+
+
+def test_durable_storage_received_snapshot_replaces_log(tmp_path: Path) -> None:
+    st = DurableStorage.create(tmp_path, MD)
+    st.save(HardState(1, 1, 3), ents(1, 5))
+    snap = Snapshot(b"leader", SnapshotMetadata(ConfState(voters=[1, 2, 3]), index=100, term=3))
+    st.save(HardState(3, 0, 100), [], snap)
+    st.save(HardState(3, 0, 101), ents(101, 101, term=3))
+    st.close()
+    st2 = DurableStorage.open(tmp_path)
+    assert st2.first_index() == 101
+    assert st2.last_index() == 101
+    assert st2.initial_state()[0] == HardState(3, 0, 101)
+    st2.close()
+
+
+def test_durable_storage_open_reports_corruption(tmp_path: Path) -> None:
+    st = DurableStorage.create(tmp_path, MD)
+    st.save(HardState(1, 1, 3), ents(1, 20))
+    st.close()
+    seg = _last_segment(DurableStorage.wal_dir(tmp_path))
+    data = bytearray(seg.read_bytes())
+    data[60] ^= 1
+    seg.write_bytes(bytes(data))
+    with pytest.raises(StorageError, match=r"\.wal at offset \d+"):
+        DurableStorage.open(tmp_path)
+
+
+def test_fsync_per_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    wal = WAL.create(tmp_path, MD)
+    calls: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd))[1])
+    wal.save(HardState(1, 1, 50), ents(1, 50))
+    assert len(calls) == 1
+    wal.save(HardState(1, 1, 50), ents(51, 52), sync=False)
+    assert len(calls) == 1
+    wal.close()
