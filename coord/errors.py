@@ -15,6 +15,7 @@ from typing import ClassVar
 
 __all__ = [
     "AuthFailedError",
+    "AuthNotEnabledError",
     "CompactedError",
     "ConnectionFailedError",
     "CoordError",
@@ -41,6 +42,8 @@ __all__ = [
     "PeerURLExistsError",
     "PermissionDeniedError",
     "RequestTooLargeError",
+    "RoleNotFoundError",
+    "RootUserNotExistError",
     "ServerStoppedError",
     "SessionExpiredError",
     "Status",
@@ -48,6 +51,7 @@ __all__ = [
     "TooManyOpsError",
     "UnavailableError",
     "UnhealthyClusterError",
+    "UserNotFoundError",
     "ValueProvidedError",
     "WatchCanceledError",
     "BadLeaderTransfereeError",
@@ -310,6 +314,34 @@ class PermissionDeniedError(CoordError):
 
     code = Status.PERMISSION_DENIED
     default_message = "etcdserver: permission denied"
+
+
+class AuthNotEnabledError(CoordError):
+    """Authentication was requested but auth is not enabled."""
+
+    code = Status.FAILED_PRECONDITION
+    default_message = "etcdserver: authentication is not enabled"
+
+
+class RootUserNotExistError(CoordError):
+    """AuthEnable without a root user."""
+
+    code = Status.FAILED_PRECONDITION
+    default_message = "etcdserver: root user does not exist"
+
+
+class UserNotFoundError(CoordError):
+    """No user has that name."""
+
+    code = Status.FAILED_PRECONDITION
+    default_message = "etcdserver: user name not found"
+
+
+class RoleNotFoundError(CoordError):
+    """No role has that name."""
+
+    code = Status.FAILED_PRECONDITION
+    default_message = "etcdserver: role name not found"
 
 
 class ConnectionFailedError(UnavailableError):
