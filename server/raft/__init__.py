@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from .confchange import ConfChangeError
 from .confchange_codec import decode_conf_change, encode_conf_change
+from .core import Config
 from .errors import (
     CompactedError,
     ProposalDropped,
@@ -11,6 +13,7 @@ from .errors import (
     SnapshotTemporarilyUnavailable,
     UnavailableError,
 )
+from .rawnode import RawNode, Ready, Status
 from .storage import MemoryStorage, Storage
 from .types import (
     ConfChange,
@@ -31,7 +34,9 @@ from .types import (
 
 __all__ = [
     "CompactedError",
+    "Config",
     "ConfChange",
+    "ConfChangeError",
     "ConfChangeType",
     "ConfChangeV2",
     "ConfState",
@@ -43,13 +48,16 @@ __all__ = [
     "MessageType",
     "ProposalDropped",
     "RaftError",
+    "RawNode",
     "ReadState",
+    "Ready",
     "Snapshot",
     "SnapshotMetadata",
     "SnapshotOutOfDateError",
     "SnapshotTemporarilyUnavailable",
     "SoftState",
     "StateType",
+    "Status",
     "Storage",
     "UnavailableError",
     "decode_conf_change",

@@ -81,9 +81,12 @@ class MemoryStorage:
     snapshot, so ``_ents[i - offset]`` is entry ``i`` where ``offset = _ents[0].index``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, conf_state: ConfState | None = None) -> None:
+        """``conf_state`` bootstraps the membership of a brand-new group (as of index 0)."""
         self.hard_state = HardState()
         self._snapshot = Snapshot()
+        if conf_state is not None:
+            self._snapshot.metadata.conf_state = _copy_conf_state(conf_state)
         # Invariant: _ents non-empty; _ents[k].index == _ents[0].index + k.
         self._ents: list[Entry] = [Entry()]
 
