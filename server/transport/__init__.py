@@ -1,0 +1,17 @@
+"""coord.server.transport: the Raft peer transport (raw TCP, length-prefixed msgpack frames)."""
+
+from __future__ import annotations
+
+from .frames import FrameType, Hello, read_frame, write_frame
+from .peer import PeerHandler, PeerTransport, discover, parse_url
+
+__all__ = [
+    "FrameType",
+    "Hello",
+    "PeerHandler",
+    "PeerTransport",
+    "discover",
+    "parse_url",
+    "read_frame",
+    "write_frame",
+]

@@ -1,0 +1,394 @@
+"""Raft peer transport: one outbound TCP connection per peer, length-prefixed msgpack frames.
+
+Theory of operation
+-------------------
+Every member listens on its ``--listen-peer-urls`` and keeps one *outbound* connection to each
+other member (messages from A to B always travel on A's connection to B; inbound connections are
+read-only).  A connection starts with a HELLO frame (cluster id, sender id, receiver id, kind);
+the acceptor answers ACCEPT, or REJECT with a reason and closes -- a member of another cluster
+(different ``--initial-cluster-token``), a wrong receiver id or a removed member is refused.
+
+Sending (:meth:`PeerTransport.send`) never blocks the caller: the messages of one Ready are
+grouped per destination into one batch and put on that peer's bounded queue (a memory object
+stream).  The peer's sender task takes everything queued (coalescing batches), encodes it as one
+MESSAGES frame and writes it with one ``send`` (which waits for the socket to drain: that is the
+back-pressure).  When the queue is full -- the peer is slow, partitioned or down -- the batch is
+dropped and Raft is told the peer is unreachable (``on_unreachable``), which makes the leader
+fall back to probing; Raft retransmits what matters.  Connection failures are retried with
+exponential backoff (50 ms .. 1 s); while disconnected, queued batches are discarded.
+
+Snapshots (MsgSnap) can be large and must not stall heartbeats, so each is sent on its own
+short-lived connection (kind ``snapshot``); the receiver acknowledges after handing it to Raft
+and the result is reported with ``on_snapshot_status(peer, failed)``.
+
+A joining member (``--initial-cluster-state existing``) first calls :func:`discover` against
+the peer URLs it was given: a ``discover`` HELLO is answered with a MEMBERS frame (the cluster
+id and the member list), which is how it learns its own member id.
+
+All tasks live in the task group of :meth:`PeerTransport.run`; cancelling that scope (the node
+stopping) closes every listener and connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import anyio
+import anyio.abc
+import msgspec
+from anyio.streams.buffered import BufferedByteReceiveStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from coord.server.raft.types import Message, MessageType
+from coord.server.storage import codec
+
+from .frames import FrameType, Hello, encode_frame, read_frame, write_frame
+
+__all__ = ["PeerHandler", "PeerTransport", "discover", "parse_url"]
+
+log = logging.getLogger(__name__)
+
+_HELLO_DEC = msgspec.msgpack.Decoder(Hello)
+_ENC = msgspec.msgpack.Encoder()
+CONNECT_TIMEOUT = 1.0
+
+
+def parse_url(url: str) -> tuple[str, int]:
+    """``http://host:port`` -> ``(host, port)``."""
+    parts = urlsplit(url if "//" in url else f"http://{url}")
+    if not parts.hostname or parts.port is None:
+        raise ValueError(f"peer URL {url!r} has no host:port")
+    return parts.hostname, parts.port
+
+
+class PeerHandler(Protocol):
+    """What the transport calls back into (the node driver)."""
+
+    def on_messages(self, msgs: list[Message]) -> None:
+        """Raft messages arrived from a peer."""
+
+    def on_unreachable(self, peer_id: int) -> None:
+        """Messages to ``peer_id`` were dropped (queue full or connection failed)."""
+
+    def on_snapshot_status(self, peer_id: int, failed: bool) -> None:
+        """A snapshot send to ``peer_id`` finished."""
+
+    def members_document(self) -> bytes:
+        """The membership document served to discovering members."""
+
+    def is_removed(self, member_id: int) -> bool:
+        """True when ``member_id`` was removed from the cluster."""
+
+
+@dataclass
+class _Peer:
+    id: int
+    urls: list[str]
+    send: MemoryObjectSendStream[list[Message]]
+    recv: MemoryObjectReceiveStream[list[Message]]
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    connected: bool = False
+    snapshot_in_flight: bool = False
+    dropped: int = 0
+
+
+class PeerTransport:
+    """See the module docstring."""
+
+    def __init__(self, member_id: int, cluster_id: int, listen_urls: list[str],
+                 handler: PeerHandler, queue_batches: int = 256,
+                 max_backoff: float = 1.0) -> None:
+        self.member_id = member_id
+        self.cluster_id = cluster_id
+        self.listen_urls = list(listen_urls)
+        self.handler = handler
+        self.queue_batches = queue_batches
+        self.max_backoff = max_backoff
+        self._peers: dict[int, _Peer] = {}
+        self._tg: anyio.abc.TaskGroup | None = None
+        self.frames_sent = 0
+        self.frames_received = 0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None]
+                  = anyio.TASK_STATUS_IGNORED) -> None:
+        """Listen and run the peer senders until cancelled."""
+        listeners = []
+        try:
+            for url in self.listen_urls:
+                host, port = parse_url(url)
+                listeners.append(await anyio.create_tcp_listener(
+                    local_host=host, local_port=port, reuse_port=False))
+        except BaseException:
+            for lst in listeners:
+                await lst.aclose()
+            raise
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                for lst in listeners:
+                    tg.start_soon(lst.serve, self._handle_inbound, tg)
+                for peer in self._peers.values():
+                    tg.start_soon(self._run_peer, peer)
+                task_status.started()
+                await anyio.sleep(math.inf)
+        finally:
+            self._tg = None
+            with anyio.CancelScope(shield=True):
+                for lst in listeners:
+                    await lst.aclose()
+
+    def set_peers(self, peers: dict[int, list[str]]) -> None:
+        """Set the full peer map (``member id -> peer URLs``); self is ignored."""
+        peers = {k: v for k, v in peers.items() if k != self.member_id}
+        for pid in list(self._peers):
+            if pid not in peers:
+                p = self._peers.pop(pid)
+                p.scope.cancel()
+                p.send.close()
+        for pid, urls in peers.items():
+            cur = self._peers.get(pid)
+            if cur is not None:
+                if cur.urls != list(urls):
+                    cur.urls = list(urls)
+                    cur.scope.cancel()  # reconnect to the new address
+                    self._replace(cur)
+                continue
+            snd, rcv = anyio.create_memory_object_stream[list[Message]](self.queue_batches)
+            peer = _Peer(pid, list(urls), snd, rcv)
+            self._peers[pid] = peer
+            if self._tg is not None:
+                self._tg.start_soon(self._run_peer, peer)
+
+    def _replace(self, old: _Peer) -> None:
+        snd, rcv = anyio.create_memory_object_stream[list[Message]](self.queue_batches)
+        old.send.close()
+        peer = _Peer(old.id, old.urls, snd, rcv)
+        self._peers[old.id] = peer
+        if self._tg is not None:
+            self._tg.start_soon(self._run_peer, peer)
+
+    def is_connected(self, peer_id: int) -> bool:
+        """True while the outbound connection to ``peer_id`` is established."""
+        p = self._peers.get(peer_id)
+        return p is not None and p.connected
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def send(self, msgs: Iterable[Message]) -> None:
+        """Queue messages (one batch per destination); never blocks."""
+        batches: dict[int, list[Message]] = {}
+        for m in msgs:
+            if m.type == MessageType.SNAP:
+                self._start_snapshot(m)
+                continue
+            batches.setdefault(m.to, []).append(m)
+        for to, batch in batches.items():
+            peer = self._peers.get(to)
+            if peer is None:
+                continue
+            try:
+                peer.send.send_nowait(batch)
+            except anyio.WouldBlock:
+                peer.dropped += len(batch)
+                self.handler.on_unreachable(to)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass
+
+    def _start_snapshot(self, m: Message) -> None:
+        peer = self._peers.get(m.to)
+        if peer is None or self._tg is None or peer.snapshot_in_flight:
+            self.handler.on_snapshot_status(m.to, True)
+            return
+        peer.snapshot_in_flight = True
+        self._tg.start_soon(self._send_snapshot, peer, m)
+
+    async def _send_snapshot(self, peer: _Peer, m: Message) -> None:
+        failed = True
+        try:
+            stream = await self._connect(peer, "snapshot")
+            async with stream:
+                await write_frame(stream, FrameType.SNAPSHOT, codec.encode([m]))
+                reader = BufferedByteReceiveStream(stream)
+                with anyio.fail_after(60):
+                    ftype, _ = await read_frame(reader)
+                failed = ftype != FrameType.SNAPSHOT_ACK
+        except (OSError, anyio.BrokenResourceError, anyio.EndOfStream, anyio.IncompleteRead,
+                TimeoutError, ValueError, _Rejected) as e:
+            log.warning("sending snapshot %d to %x failed: %s",
+                        m.snapshot.metadata.index if m.snapshot else 0, peer.id, e)
+        finally:
+            peer.snapshot_in_flight = False
+        self.handler.on_snapshot_status(peer.id, failed)
+
+    async def _connect(self, peer: _Peer, kind: str) -> anyio.abc.SocketStream:
+        last: Exception = OSError(f"no peer URL for {peer.id:x}")
+        for url in peer.urls:
+            host, port = parse_url(url)
+            try:
+                with anyio.fail_after(CONNECT_TIMEOUT):
+                    stream = await anyio.connect_tcp(host, port)
+            except (OSError, TimeoutError) as e:
+                last = e
+                continue
+            try:
+                hello = Hello(self.cluster_id, self.member_id, peer.id, kind)
+                await write_frame(stream, FrameType.HELLO, _ENC.encode(hello))
+                reader = BufferedByteReceiveStream(stream)
+                with anyio.fail_after(CONNECT_TIMEOUT * 2):
+                    ftype, payload = await read_frame(reader, 64 * 1024)
+                if ftype == FrameType.REJECT:
+                    raise _Rejected(payload.decode(errors="replace"))
+                if ftype != FrameType.ACCEPT:
+                    raise OSError(f"unexpected handshake frame {ftype!r}")
+                return stream
+            except BaseException:
+                await stream.aclose()
+                raise
+        raise last
+
+    async def _run_peer(self, peer: _Peer) -> None:
+        backoff = 0.05
+        with peer.scope:
+            while True:
+                try:
+                    stream = await self._connect(peer, "raft")
+                except _Rejected as e:
+                    log.error("peer %x rejected our connection: %s", peer.id, e)
+                    self._drain(peer)
+                    await anyio.sleep(self.max_backoff)
+                    continue
+                except (OSError, TimeoutError, anyio.EndOfStream, anyio.IncompleteRead,
+                        anyio.BrokenResourceError, ValueError) as e:
+                    log.debug("connect to peer %x failed: %s", peer.id, e)
+                    self._drain(peer)
+                    await anyio.sleep(backoff)
+                    backoff = min(backoff * 2, self.max_backoff)
+                    continue
+                backoff = 0.05
+                peer.connected = True
+                log.info("connected to peer %x", peer.id)
+                try:
+                    async with stream, anyio.create_task_group() as tg:
+                        tg.start_soon(self._watch_close, stream, tg.cancel_scope)
+                        await self._pump(peer, stream)
+                except (OSError, anyio.BrokenResourceError, anyio.EndOfStream,
+                        anyio.ClosedResourceError) as e:
+                    log.info("connection to peer %x lost: %s", peer.id, e)
+                finally:
+                    peer.connected = False
+                self.handler.on_unreachable(peer.id)
+
+    async def _watch_close(self, stream: anyio.abc.SocketStream,
+                           scope: anyio.CancelScope) -> None:
+        """The acceptor never writes after ACCEPT: any read result means the peer is gone."""
+        try:
+            await stream.receive()
+        except (OSError, anyio.EndOfStream, anyio.BrokenResourceError,
+                anyio.ClosedResourceError):
+            pass
+        scope.cancel()
+
+    async def _pump(self, peer: _Peer, stream: anyio.abc.SocketStream) -> None:
+        while True:
+            batch = await peer.recv.receive()
+            while True:
+                try:
+                    batch.extend(peer.recv.receive_nowait())
+                except anyio.WouldBlock:
+                    break
+            await stream.send(encode_frame(FrameType.MESSAGES, codec.encode(batch)))
+            self.frames_sent += 1
+
+    def _drain(self, peer: _Peer) -> None:
+        """Discard queued batches while the peer is unreachable (Raft will retransmit)."""
+        dropped = False
+        while True:
+            try:
+                peer.recv.receive_nowait()
+                dropped = True
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                break
+        if dropped:
+            self.handler.on_unreachable(peer.id)
+
+    # -- receiving -----------------------------------------------------------------------------
+
+    async def _handle_inbound(self, stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            reader = BufferedByteReceiveStream(stream)
+            try:
+                with anyio.fail_after(5):
+                    ftype, payload = await read_frame(reader, 64 * 1024)
+                if ftype != FrameType.HELLO:
+                    return
+                hello = _HELLO_DEC.decode(payload)
+                if hello.kind == "discover":
+                    await write_frame(stream, FrameType.MEMBERS, self.handler.members_document())
+                    return
+                reason = self._check_hello(hello)
+                if reason:
+                    log.warning("rejecting peer connection from %x: %s", hello.from_id, reason)
+                    await write_frame(stream, FrameType.REJECT, reason.encode())
+                    return
+                await write_frame(stream, FrameType.ACCEPT, b"")
+                while True:
+                    ftype, payload = await read_frame(reader)
+                    self.frames_received += 1
+                    if ftype in (FrameType.MESSAGES, FrameType.SNAPSHOT):
+                        msgs = codec.decode_messages(payload)
+                        self.handler.on_messages([m for m in msgs if m.to == self.member_id])
+                        if ftype == FrameType.SNAPSHOT:
+                            await write_frame(stream, FrameType.SNAPSHOT_ACK, b"")
+            except (OSError, anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
+                    anyio.ClosedResourceError, TimeoutError) as e:
+                log.debug("inbound peer connection closed: %s", e)
+            except (ValueError, msgspec.DecodeError, msgspec.ValidationError) as e:
+                log.warning("bad frame from peer, closing: %s", e)
+
+    def _check_hello(self, hello: Hello) -> str:
+        if hello.cluster_id != self.cluster_id:
+            return (f"cluster ID mismatch (local {self.cluster_id:x}, "
+                    f"remote {hello.cluster_id:x})")
+        if hello.to_id != self.member_id:
+            return f"member ID mismatch (this is {self.member_id:x}, not {hello.to_id:x})"
+        if self.handler.is_removed(hello.from_id):
+            return f"member {hello.from_id:x} was removed from the cluster"
+        return ""
+
+
+class _Rejected(Exception):
+    """The remote end refused our HELLO."""
+
+
+async def discover(peer_urls: Iterable[str], timeout: float = 5.0,
+                   on_error: Callable[[str, Exception], None] | None = None) -> bytes:
+    """Ask the first reachable peer for its membership document.
+
+    Raises:
+        OSError: no peer answered within ``timeout`` per attempt.
+    """
+    last: Exception = OSError("no peer URLs given")
+    for url in peer_urls:
+        try:
+            host, port = parse_url(url)
+            with anyio.fail_after(timeout):
+                stream = await anyio.connect_tcp(host, port)
+                async with stream:
+                    await write_frame(stream, FrameType.HELLO,
+                                      _ENC.encode(Hello(0, 0, 0, "discover")))
+                    ftype, payload = await read_frame(BufferedByteReceiveStream(stream))
+            if ftype == FrameType.MEMBERS:
+                return payload
+            last = OSError(f"{url}: unexpected frame {ftype!r}")
+        except (OSError, TimeoutError, anyio.EndOfStream, anyio.IncompleteRead, ValueError) as e:
+            last = e
+            if on_error is not None:
+                on_error(url, e)
+    raise OSError(f"could not reach any member at {list(peer_urls)}: {last}")

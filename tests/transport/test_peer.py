@@ -1,0 +1,123 @@
+"""Peer transport tests: two transports in one event loop over real loopback TCP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import anyio.lowlevel
+import pytest
+from support import free_port
+
+from coord.server.raft.types import (
+    ConfState,
+    Entry,
+    Message,
+    MessageType,
+    Snapshot,
+    SnapshotMetadata,
+)
+from coord.server.transport import PeerTransport, discover
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Recorder:
+    """A PeerHandler that records what the transport reports."""
+
+    def __init__(self) -> None:
+        self.msgs: list[Message] = []
+        self.unreachable: list[int] = []
+        self.snap_status: list[tuple[int, bool]] = []
+        self.removed: set[int] = set()
+        self.event = anyio.Event()
+
+    def on_messages(self, msgs: list[Message]) -> None:
+        self.msgs.extend(msgs)
+        self.event.set()
+
+    def on_unreachable(self, peer_id: int) -> None:
+        self.unreachable.append(peer_id)
+
+    def on_snapshot_status(self, peer_id: int, failed: bool) -> None:
+        self.snap_status.append((peer_id, failed))
+
+    def members_document(self) -> bytes:
+        return b"members!"
+
+    def is_removed(self, member_id: int) -> bool:
+        return member_id in self.removed
+
+
+async def until(pred: object, timeout: float = 5.0) -> None:
+    with anyio.fail_after(timeout):
+        while not pred():  # type: ignore[operator]
+            await anyio.sleep(0.01)
+
+
+@asynccontextmanager
+async def pair(cluster_b: int = 100) -> AsyncIterator[tuple[PeerTransport, PeerTransport,
+                                                                Recorder, Recorder]]:
+    pa, pb = free_port(), free_port()
+    ra, rb = Recorder(), Recorder()
+    a = PeerTransport(1, 100, [f"http://127.0.0.1:{pa}"], ra, queue_batches=8)
+    b = PeerTransport(2, cluster_b, [f"http://127.0.0.1:{pb}"], rb, queue_batches=8)
+    a.set_peers({2: [f"http://127.0.0.1:{pb}"]})
+    b.set_peers({1: [f"http://127.0.0.1:{pa}"]})
+    async with anyio.create_task_group() as tg:
+        await tg.start(a.run)
+        await tg.start(b.run)
+        yield a, b, ra, rb
+        tg.cancel_scope.cancel()
+
+
+async def test_messages_flow_in_order() -> None:
+    async with pair() as (a, _b, _ra, rb):
+        await until(lambda: a.is_connected(2))
+        for i in range(50):
+            a.send([Message(MessageType.APP, to=2, from_=1, term=1, index=i,
+                            entries=[Entry(1, i + 1, data=b"x" * 100)])])
+            if i % 4 == 0:
+                await anyio.lowlevel.checkpoint()
+        await until(lambda: len(rb.msgs) == 50)
+        assert [m.index for m in rb.msgs] == list(range(50))
+        assert rb.msgs[3].entries[0].data == b"x" * 100
+
+
+async def test_cluster_id_mismatch_is_rejected() -> None:
+    async with pair(cluster_b=999) as (a, _b, ra, rb):
+        a.send([Message(MessageType.HEARTBEAT, to=2, from_=1)])
+        await until(lambda: 2 in ra.unreachable)
+        assert rb.msgs == []
+        assert not a.is_connected(2)
+
+
+async def test_queue_full_drops_and_reports_unreachable() -> None:
+    pa = free_port()
+    ra = Recorder()
+    a = PeerTransport(1, 100, [f"http://127.0.0.1:{pa}"], ra, queue_batches=4)
+    a.set_peers({2: [f"http://127.0.0.1:{free_port()}"]})  # nobody listens there
+    # not running: nothing drains the queue
+    for i in range(10):
+        a.send([Message(MessageType.HEARTBEAT, to=2, from_=1, index=i)])
+    assert ra.unreachable.count(2) == 6
+
+
+async def test_snapshot_on_separate_connection() -> None:
+    async with pair() as (a, _b, ra, rb):
+        snap = Snapshot(b"s" * 100_000, SnapshotMetadata(ConfState(voters=[1, 2]), 50, 3))
+        a.send([Message(MessageType.SNAP, to=2, from_=1, term=3, snapshot=snap)])
+        await until(lambda: ra.snap_status == [(2, False)])
+        assert rb.msgs[0].snapshot == snap
+
+
+async def test_discover() -> None:
+    async with pair() as (a, _b, _ra, _rb):
+        doc = await discover([f"http://127.0.0.1:{free_port()}", a.listen_urls[0]], timeout=1)
+        assert doc == b"members!"
