@@ -1,0 +1,12 @@
+"""The etcd v3 gRPC API: services over grpclib with a pass-through codec."""
+
+from .auth import AuthService
+from .codec import RawCodec
+from .common import ApiContext
+from .kv import KVService
+from .lease import LeaseService
+from .maintenance import ClusterService, MaintenanceService
+from .watch import WatchService
+
+__all__ = ["ApiContext", "AuthService", "ClusterService", "KVService", "LeaseService",
+           "MaintenanceService", "RawCodec", "WatchService"]

@@ -1,0 +1,163 @@
+"""Shared machinery of the gRPC services: request intake, limits, errors, headers, proposals.
+
+Theory of operation: every handler is a raw grpclib handler (``stream`` in, nothing out) built
+by :func:`unary` or written by hand for streams. Requests are read frame by frame with
+:func:`recv_frame`, which checks the 5-byte gRPC length prefix against the receive limit
+*before* buffering the payload (grpclib itself has no limit), then validated strictly
+(:func:`parse`) and parsed with betterproto2. Handlers raise :class:`coord.errors.CoordError`
+subclasses; :func:`unary` turns them into gRPC statuses with etcd's code and exact message.
+Responses are bytes: header field + body, encoded by :class:`ApiContext`.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from grpclib.const import Cardinality, Handler, Status
+from grpclib.exceptions import GRPCError
+from grpclib.server import Stream
+
+from coord._pb import etcdserverpb as pb
+from coord.errors import (
+    CoordError,
+    InvalidArgumentError,
+    NoLeaderError,
+    NoSpaceError,
+    RequestTooLargeError,
+)
+from coord.server.command import Kind, encode, split_result
+from coord.server.config import Config
+from coord.server.nodeapi import Node
+from coord.server.statemachine import StateMachine
+
+from .wire import check_message, encode_header, header_field
+
+__all__ = ["ApiContext", "handler", "parse", "recv_frame", "to_grpc_error", "unary"]
+
+log = logging.getLogger("coord.server.api")
+
+M = TypeVar("M")
+RawStream = Stream[Any, Any]
+
+
+def to_grpc_error(err: CoordError) -> GRPCError:
+    """The grpclib status for a CoordError (same numeric code, exact message)."""
+    return GRPCError(Status(int(err.code)), err.message)
+
+
+async def recv_frame(stream: RawStream, limit: int) -> bytes | None:
+    """Next request message as raw bytes, None at end of stream.
+
+    A message longer than ``limit`` is refused (RESOURCE_EXHAUSTED, grpc-go's text) from its
+    length prefix alone, before its payload is read.
+    """
+    h2_stream = stream._stream  # grpclib's protocol stream: read frames ourselves
+    meta = await h2_stream.recv_data(5)
+    if not meta:
+        return None
+    if len(meta) != 5:
+        raise GRPCError(Status.INTERNAL, "coord: truncated gRPC message prefix")
+    flag, length = struct.unpack(">?I", meta)
+    if flag:
+        raise GRPCError(Status.UNIMPLEMENTED, "coord: compressed messages are not supported")
+    if length > limit:
+        raise GRPCError(Status.RESOURCE_EXHAUSTED,
+                        f"grpc: received message larger than max ({length} vs. {limit})")
+    data: bytes = await h2_stream.recv_data(length) if length else b""
+    if len(data) != length:
+        raise GRPCError(Status.INTERNAL, "coord: truncated gRPC message")
+    return data
+
+
+def parse(cls: type[M], data: bytes) -> M:
+    """Validate ``data`` strictly and parse it as ``cls``; InvalidArgumentError if malformed."""
+    try:
+        check_message(data, cls)
+        return cls.parse(data)  # type: ignore[attr-defined, no-any-return]
+    except (ValueError, KeyError, EOFError, TypeError, IndexError) as e:
+        name = getattr(cls, "__name__", "message")
+        raise InvalidArgumentError(f"coord: malformed {name}: {e}") from e
+
+
+class ApiContext:
+    """What every service needs: config, node, state machine, header encoding, proposals."""
+
+    def __init__(self, config: Config, node: Node, sm: StateMachine) -> None:
+        self.config = config
+        self.node = node
+        self.sm = sm
+        self.recv_limit = config.max_recv_bytes
+
+    def header(self, revision: int) -> bytes:
+        """Encoded ResponseHeader for ``revision`` (cluster, member, current term)."""
+        return encode_header(self.node.cluster_id, self.node.member_id, revision,
+                             self.node.term())
+
+    def header_bytes(self, revision: int) -> bytes:
+        """Response field 1 carrying the header for ``revision``."""
+        return header_field(self.header(revision))
+
+    def response(self, revision: int, body: bytes = b"") -> bytes:
+        """A full encoded response: header field for ``revision`` then ``body``."""
+        return header_field(self.header(revision)) + body
+
+    def current(self, body: bytes = b"") -> bytes:
+        """A full response whose header carries the current store revision."""
+        return self.response(self.sm.kv.rev, body)
+
+    def check_leader(self, stream: RawStream) -> None:
+        """NoLeaderError when the client asked ``hasleader`` and no leader is known."""
+        md = stream.metadata
+        if md is not None and md.get("hasleader") == "true" and not self.node.leader_id():
+            raise NoLeaderError()
+
+    async def propose(self, kind: Kind, payload: bytes) -> tuple[int, bytes]:
+        """Propose a command; returns (revision after apply, response body)."""
+        command = encode(kind, payload)
+        if len(command) > self.config.max_request_bytes:
+            raise RequestTooLargeError()
+        return split_result(await self.node.propose(command))
+
+    async def check_quota(self, cost: int) -> None:
+        """NoSpaceError if NOSPACE is active, or if ``cost`` more bytes would exceed the quota
+        (then the NOSPACE alarm is raised first, as etcd does)."""
+        if self.sm.nospace():
+            raise NoSpaceError()
+        if self.sm.kv.db_size() + cost > self.config.quota_bytes:
+            req = pb.AlarmRequest(action=pb.AlarmRequestAlarmAction.ACTIVATE,
+                                  member_id=self.node.member_id, alarm=pb.AlarmType.NOSPACE)
+            log.warning("database space exceeded (quota %d bytes): raising NOSPACE alarm",
+                        self.config.quota_bytes)
+            try:
+                await self.propose(Kind.ALARM, bytes(req))
+            except CoordError as e:
+                log.warning("could not raise NOSPACE alarm: %s", e.message)
+            raise NoSpaceError()
+
+
+Impl = Callable[[RawStream, bytes], Awaitable[bytes]]
+
+
+def unary(ctx: ApiContext, impl: Impl) -> Callable[[RawStream], Awaitable[None]]:
+    """Wrap ``impl(stream, request_bytes) -> response_bytes`` as a raw unary handler."""
+
+    async def run(stream: RawStream) -> None:
+        data = await recv_frame(stream, ctx.recv_limit)
+        if data is None:
+            raise GRPCError(Status.INTERNAL, "coord: request message missing")
+        try:
+            ctx.check_leader(stream)
+            response = await impl(stream, data)
+        except CoordError as e:
+            raise to_grpc_error(e) from None
+        await stream.send_message(response)
+
+    return run
+
+
+def handler(func: Callable[[RawStream], Awaitable[None]], cardinality: Cardinality) -> Handler:
+    """A grpclib Handler whose request/response types are raw bytes."""
+    return Handler(func, cardinality, bytes, bytes)

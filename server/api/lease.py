@@ -1,0 +1,106 @@
+"""etcdserverpb.Lease: grant, revoke, keep-alive stream, time-to-live, list.
+
+Theory of operation: grants and revokes are commands (the lease ID and the effective TTL are
+chosen here, on the proposer: ID from :class:`LeaseIdGenerator` when the client sent 0, TTL
+raised to the minimum). Keep-alives and remaining TTLs are leader-local timer state
+(:class:`LeaseTimer`), never replicated. Unknown or expired leases answer TTL 0 on keep-alive
+and TTL -1 on TimeToLive, as etcd does (not errors).
+"""
+
+from __future__ import annotations
+
+import time
+
+from grpclib.const import Cardinality, Handler
+
+from coord._pb import etcdserverpb as pb
+from coord.errors import CoordError, LeaseTTLTooLargeError
+from coord.server.command import Kind
+from coord.server.lease import MAX_LEASE_TTL, LeaseIdGenerator, LeaseTimer
+
+from .common import ApiContext, RawStream, handler, parse, recv_frame, to_grpc_error, unary
+
+__all__ = ["LeaseService"]
+
+_GRANT_COST = 64
+
+
+class LeaseService:
+    """The Lease service."""
+
+    def __init__(self, ctx: ApiContext, timer: LeaseTimer) -> None:
+        self.ctx = ctx
+        self.timer = timer
+        self.ids = LeaseIdGenerator(ctx.node.member_id, lambda: int(time.time() * 1000))
+
+    async def grant(self, stream: RawStream, data: bytes) -> bytes:
+        """LeaseGrant: pick ID and effective TTL, then propose."""
+        req = parse(pb.LeaseGrantRequest, data)
+        ctx = self.ctx
+        if req.ttl > MAX_LEASE_TTL:
+            raise LeaseTTLTooLargeError()
+        ttl = max(req.ttl, ctx.config.min_lease_ttl)
+        lease_id = req.id or self.ids.next(ctx.sm.lessor.exists)
+        await ctx.check_quota(_GRANT_COST)
+        rev, body = await ctx.propose(Kind.LEASE_GRANT,
+                                      bytes(pb.LeaseGrantRequest(ttl=ttl, id=lease_id)))
+        return ctx.response(rev, body)
+
+    async def revoke(self, stream: RawStream, data: bytes) -> bytes:
+        """LeaseRevoke: deletes the attached keys in one revision."""
+        parse(pb.LeaseRevokeRequest, data)
+        rev, _ = await self.ctx.propose(Kind.LEASE_REVOKE, data)
+        return self.ctx.response(rev)
+
+    async def keep_alive(self, stream: RawStream) -> None:
+        """LeaseKeepAlive: one response per request; ends OK when the client half-closes."""
+        ctx = self.ctx
+        try:
+            ctx.check_leader(stream)
+            while True:
+                data = await recv_frame(stream, ctx.recv_limit)
+                if data is None:
+                    return
+                req = parse(pb.LeaseKeepAliveRequest, data)
+                head = ctx.header_bytes(ctx.sm.kv.rev)
+                ttl = self.timer.renew(req.id)
+                await stream.send_message(head + bytes(pb.LeaseKeepAliveResponse(id=req.id,
+                                                                                 ttl=ttl)))
+        except CoordError as e:
+            raise to_grpc_error(e) from None
+
+    async def time_to_live(self, stream: RawStream, data: bytes) -> bytes:
+        """LeaseTimeToLive: remaining whole seconds, -1 for unknown leases."""
+        req = parse(pb.LeaseTimeToLiveRequest, data)
+        ctx = self.ctx
+        await ctx.node.read_index()
+        granted = ctx.sm.lessor.ttl(req.id)
+        if granted is None:
+            resp = pb.LeaseTimeToLiveResponse(id=req.id, ttl=-1)
+        else:
+            keys = ctx.sm.kv.keys_for_lease(req.id) if req.keys else []
+            resp = pb.LeaseTimeToLiveResponse(id=req.id, ttl=self.timer.remaining(req.id),
+                                              granted_ttl=granted, keys=list(keys))
+        return ctx.current(bytes(resp))
+
+    async def leases(self, stream: RawStream, data: bytes) -> bytes:
+        """LeaseLeases: every live lease ID."""
+        parse(pb.LeaseLeasesRequest, data)
+        ctx = self.ctx
+        await ctx.node.read_index()
+        resp = pb.LeaseLeasesResponse(
+            leases=[pb.LeaseStatus(id=i) for i, _ttl in ctx.sm.lessor.items()])
+        return ctx.current(bytes(resp))
+
+    def __mapping__(self) -> dict[str, Handler]:
+        """grpclib handler table."""
+        u = Cardinality.UNARY_UNARY
+        c = self.ctx
+        return {
+            "/etcdserverpb.Lease/LeaseGrant": handler(unary(c, self.grant), u),
+            "/etcdserverpb.Lease/LeaseRevoke": handler(unary(c, self.revoke), u),
+            "/etcdserverpb.Lease/LeaseKeepAlive": handler(self.keep_alive,
+                                                          Cardinality.STREAM_STREAM),
+            "/etcdserverpb.Lease/LeaseTimeToLive": handler(unary(c, self.time_to_live), u),
+            "/etcdserverpb.Lease/LeaseLeases": handler(unary(c, self.leases), u),
+        }

@@ -1,0 +1,91 @@
+"""etcdserverpb.Watch: one bidi stream carrying many watchers.
+
+Theory of operation: each Watch RPC opens a :class:`coord.server.watch.WatchStream` on the hub
+and runs two tasks in one task group: the receiver parses WatchRequests and hands them to the
+hub stream; the sender waits on an event that the hub sets through ``wakeup()`` and sends
+whatever ``next_responses`` has ready. The hub never blocks on us: if this client is slow,
+only this sender waits (HTTP/2 flow control) and its watchers lag, catching up from history.
+A client half-close ends only the receiver (etcd keeps the stream open); a malformed request
+ends the whole stream with INVALID_ARGUMENT. Cleanup (``close()``) is in ``finally``, so it
+runs on every exit path, including the cancellation grpclib delivers on disconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import anyio
+from grpclib.const import Cardinality, Handler
+
+from coord._pb import etcdserverpb as pb
+from coord.errors import CoordError
+from coord.server.watch import WatchHub
+
+from .common import ApiContext, RawStream, handler, parse, recv_frame, to_grpc_error
+
+__all__ = ["WatchService"]
+
+log = logging.getLogger("coord.server.api.watch")
+
+#: Upper bound on bytes pulled from the hub per send batch.
+SEND_BATCH_BYTES = 256 * 1024
+
+
+class WatchService:
+    """The Watch service."""
+
+    def __init__(self, ctx: ApiContext, hub: WatchHub) -> None:
+        self.ctx = ctx
+        self.hub = hub
+
+    async def watch(self, stream: RawStream) -> None:
+        """Serve one Watch stream until the client goes away."""
+        ctx = self.ctx
+        try:
+            ctx.check_leader(stream)
+        except CoordError as e:
+            raise to_grpc_error(e) from None
+        ready = asyncio.Event()
+        ws = self.hub.open_stream(ready.set)
+        interval = ctx.config.watch_progress_notify_interval
+        try:
+            async with anyio.create_task_group() as tg:
+
+                async def receive() -> None:
+                    while True:
+                        data = await recv_frame(stream, ctx.recv_limit)
+                        if data is None:
+                            return  # half-close: keep sending (etcd behaviour)
+                        try:
+                            req = parse(pb.WatchRequest, data)
+                        except CoordError as e:
+                            raise to_grpc_error(e) from None
+                        ws.handle_request(req)
+                        ready.set()
+
+                async def send() -> None:
+                    loop = asyncio.get_running_loop()
+                    next_tick = loop.time() + interval
+                    while True:
+                        timeout = next_tick - loop.time()
+                        if timeout <= 0:
+                            ws.tick_progress()
+                            next_tick = loop.time() + interval
+                        else:
+                            with anyio.move_on_after(timeout):
+                                await ready.wait()
+                        ready.clear()
+                        for msg in ws.next_responses(SEND_BATCH_BYTES):
+                            await stream.send_message(msg)
+
+                tg.start_soon(receive)
+                tg.start_soon(send)
+        except* Exception as eg:
+            raise eg.exceptions[0] from None
+        finally:
+            ws.close()
+
+    def __mapping__(self) -> dict[str, Handler]:
+        """grpclib handler table."""
+        return {"/etcdserverpb.Watch/Watch": handler(self.watch, Cardinality.STREAM_STREAM)}

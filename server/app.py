@@ -1,0 +1,164 @@
+"""Assembly of a coord server: config -> state machine -> node -> gRPC services -> listeners.
+
+Theory of operation: :class:`CoordServer` owns every long-lived piece. The state machine is
+built first, then the consensus node over it (:func:`build_node`, the single switch between
+the in-memory SoloNode and the Raft node), then the API context, watch hub and services,
+which are served by one grpclib server per ``--listen-client-urls`` entry, all sharing the
+same handlers and the pass-through codec. Two background tasks run while serving: lease expiry
+(only does something on the leader) and nothing else; they live in one task group that
+:meth:`CoordServer.serve` owns, so stopping cancels them and closes the listeners.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import anyio
+from grpclib.config import Configuration
+from grpclib.server import Server
+
+from coord._pb import etcdserverpb as pb
+from coord.errors import CoordError, LeaseNotFoundError
+
+from .api import (
+    ApiContext,
+    AuthService,
+    ClusterService,
+    KVService,
+    LeaseService,
+    MaintenanceService,
+    RawCodec,
+    WatchService,
+)
+from .command import Kind
+from .config import Config, parse_url
+from .lease import LeaseTimer
+from .nodeapi import MemberInfo, Node, compute_cluster_id, compute_member_id
+from .solo import SoloNode
+from .statemachine import StateMachine
+from .watch import WatchHub
+
+__all__ = ["CoordServer", "build_node", "local_member"]
+
+log = logging.getLogger("coord.server")
+
+#: How often the leader looks for expired leases (etcd: 500 ms).
+LEASE_CHECK_INTERVAL = 0.1
+#: Inbound HTTP/2 window per stream: bounds what a client can push before we read it.
+STREAM_WINDOW = 256 * 1024
+
+
+def local_member(config: Config) -> MemberInfo:
+    """This member as configured (ID from peer URLs and cluster token, like etcd)."""
+    member_id = compute_member_id(config.initial_advertise_peer_urls,
+                                  config.initial_cluster_token)
+    return MemberInfo(id=member_id, name=config.name,
+                      peer_urls=tuple(config.initial_advertise_peer_urls),
+                      client_urls=tuple(config.advertise_client_urls))
+
+
+def build_node(config: Config, sm: StateMachine) -> Node:
+    """The consensus node. Switch to RaftNode here (one line) when it lands."""
+    member = local_member(config)
+    return SoloNode(sm, member, compute_cluster_id([member.id]))
+
+
+class CoordServer:
+    """A whole server process's state and lifecycle."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.sm = StateMachine()
+        self.node = build_node(config, self.sm)
+        self.ctx = ApiContext(config, self.node, self.sm)
+        self.timer = LeaseTimer(self.sm.lessor, time.monotonic)
+        self.node.add_leader_listener(self._leadership)
+        self.services: list[Any] = [
+            KVService(self.ctx), LeaseService(self.ctx, self.timer),
+            MaintenanceService(self.ctx), ClusterService(self.ctx), AuthService(self.ctx),
+        ]
+        try:
+            self.hub: WatchHub | None = WatchHub(self.sm.kv, self.ctx.header)
+        except NotImplementedError:  # TEMPORARY: until server/watch lands (skeleton today)
+            log.warning("watch hub not implemented yet: serving without the Watch service")
+            self.hub = None
+        if self.hub is not None:
+            self.sm.add_restore_listener(self.hub.set_store)
+            self.services.append(WatchService(self.ctx, self.hub))
+        self._servers: list[Server] = []
+        self.ports: list[int] = []
+
+    def _leadership(self, leader: bool) -> None:
+        if leader:
+            log.info("became leader (member %x, term %d)", self.node.member_id, self.node.term())
+            self.timer.promote(self.config.election_timeout / 1000.0)
+        else:
+            log.info("lost leadership (member %x)", self.node.member_id)
+            self.timer.demote()
+
+    async def start(self) -> None:
+        """Start the node and bind every client URL."""
+        log.info("starting coord-server %r (member %x, cluster %x), data dir %s",
+                 self.config.name, self.node.member_id, self.node.cluster_id,
+                 self.config.data_dir)
+        if isinstance(self.node, SoloNode):
+            log.warning("single-member SoloNode: state is kept in memory only and is lost on "
+                        "restart")
+        await self.node.start()
+        try:
+            await self._listen()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _listen(self) -> None:
+        grpc_config = Configuration(http2_stream_window_size=STREAM_WINDOW)
+        for url in self.config.listen_client_urls:
+            host, port = parse_url(url)
+            server = Server(self.services, codec=RawCodec(), config=grpc_config)
+            await server.start(host, port)
+            self._servers.append(server)
+            sockets = getattr(server._server, "sockets", None) or []
+            bound = sockets[0].getsockname()[1] if sockets else port
+            self.ports.append(int(bound))
+            log.info("listening for client requests on %s", url)
+
+    async def expire_leases(self) -> None:
+        """Forever: propose a revoke for every lease the timer says has expired."""
+        while True:
+            await anyio.sleep(LEASE_CHECK_INTERVAL)
+            for lease_id in self.timer.expired():
+                try:
+                    await self.ctx.propose(Kind.LEASE_REVOKE,
+                                           bytes(pb.LeaseRevokeRequest(id=lease_id)))
+                    log.debug("lease %x expired and was revoked", lease_id)
+                except LeaseNotFoundError:
+                    pass
+                except CoordError as e:
+                    log.warning("revoking expired lease %x failed: %s", lease_id, e.message)
+
+    async def stop(self) -> None:
+        """Close listeners, then stop the node."""
+        log.info("stopping coord-server %r", self.config.name)
+        for server in self._servers:
+            server.close()
+        for server in self._servers:
+            with anyio.move_on_after(5):
+                await server.wait_closed()
+        self._servers.clear()
+        await self.node.stop()
+        log.info("stopped")
+
+    async def serve(self, stop: anyio.Event) -> None:
+        """Start, serve until ``stop`` is set, then stop."""
+        await self.start()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self.expire_leases)
+                await stop.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.stop()

@@ -1,0 +1,107 @@
+"""Server configuration: etcd's flag names and defaults, as one immutable value.
+
+``coord-server`` (server/main.py) builds a :class:`Config` from the command line; tests and
+embedders can build one directly. Peer and cluster settings are stored for the Raft node; the
+single-member SoloNode ignores them except for computing the member ID.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from .lease import min_lease_ttl
+
+__all__ = ["DEFAULT_MAX_REQUEST_BYTES", "DEFAULT_QUOTA_BYTES", "Config", "parse_url",
+           "parse_initial_cluster"]
+
+DEFAULT_MAX_REQUEST_BYTES = 1572864  # 1.5 MiB, etcd's --max-request-bytes
+DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024  # 2 GiB, etcd's default backend quota
+#: gRPC receive limit over --max-request-bytes (etcd: grpcOverheadBytes)
+GRPC_OVERHEAD_BYTES = 512 * 1024
+
+
+def parse_url(url: str) -> tuple[str, int]:
+    """``http://host:port`` -> (host, port); ValueError for anything else."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.port is None:
+        raise ValueError(f"invalid URL {url!r}: expected http://host:port")
+    return parts.hostname, parts.port
+
+
+def parse_initial_cluster(value: str) -> dict[str, list[str]]:
+    """``a=http://h:1,b=http://h:2`` -> {"a": [...], "b": [...]}."""
+    out: dict[str, list[str]] = {}
+    for item in filter(None, (p.strip() for p in value.split(","))):
+        name, sep, url = item.partition("=")
+        if not sep or not name or not url:
+            raise ValueError(f"invalid --initial-cluster entry {item!r}: expected name=url")
+        parse_url(url)
+        out.setdefault(name, []).append(url)
+    return out
+
+
+def _urls(value: str) -> tuple[str, ...]:
+    return tuple(u.strip() for u in value.split(",") if u.strip())
+
+
+@dataclass(frozen=True)
+class Config:
+    """All server settings (see ``coord-server --help`` for each one)."""
+
+    name: str = "default"
+    data_dir: str = ""
+    listen_client_urls: tuple[str, ...] = ("http://127.0.0.1:2379",)
+    advertise_client_urls: tuple[str, ...] = ("http://127.0.0.1:2379",)
+    listen_peer_urls: tuple[str, ...] = ("http://127.0.0.1:2380",)
+    initial_advertise_peer_urls: tuple[str, ...] = ("http://127.0.0.1:2380",)
+    initial_cluster: str = ""
+    initial_cluster_state: str = "new"
+    initial_cluster_token: str = "etcd-cluster"
+    quota_backend_bytes: int = 0
+    max_txn_ops: int = 128
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    heartbeat_interval: int = 100
+    election_timeout: int = 1000
+    snapshot_count: int = 10000
+    watch_progress_notify_interval: float = 600.0
+    log_level: str = "info"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.data_dir:
+            object.__setattr__(self, "data_dir", f"{self.name}.coord")
+        for attr in ("listen_client_urls", "advertise_client_urls", "listen_peer_urls",
+                     "initial_advertise_peer_urls"):
+            value = getattr(self, attr)
+            if isinstance(value, str):
+                object.__setattr__(self, attr, _urls(value))
+        for url in (*self.listen_client_urls, *self.advertise_client_urls,
+                    *self.listen_peer_urls, *self.initial_advertise_peer_urls):
+            parse_url(url)
+        if not self.initial_cluster:
+            cluster = ",".join(f"{self.name}={u}" for u in self.initial_advertise_peer_urls)
+            object.__setattr__(self, "initial_cluster", cluster)
+        parse_initial_cluster(self.initial_cluster)
+        if self.initial_cluster_state not in ("new", "existing"):
+            raise ValueError("--initial-cluster-state must be 'new' or 'existing'")
+        if self.max_txn_ops < 1 or self.max_request_bytes < 1 or self.quota_backend_bytes < 0:
+            raise ValueError("--max-txn-ops, --max-request-bytes must be positive, "
+                             "--quota-backend-bytes non-negative")
+        if self.election_timeout < 5 * self.heartbeat_interval // 5 or self.heartbeat_interval < 1:
+            raise ValueError("--election-timeout must be at least --heartbeat-interval")
+
+    @property
+    def quota_bytes(self) -> int:
+        """Effective backend quota (0 means etcd's default, 2 GiB)."""
+        return self.quota_backend_bytes or DEFAULT_QUOTA_BYTES
+
+    @property
+    def max_recv_bytes(self) -> int:
+        """Largest gRPC message accepted at all (larger ones: RESOURCE_EXHAUSTED)."""
+        return self.max_request_bytes + GRPC_OVERHEAD_BYTES
+
+    @property
+    def min_lease_ttl(self) -> int:
+        """ceil(1.5 x election timeout) seconds."""
+        return min_lease_ttl(self.election_timeout)

@@ -1,0 +1,114 @@
+"""``coord-server``: the command line, with etcd's flag names and defaults.
+
+Parses flags into a :class:`coord.server.config.Config`, configures logging, runs
+:class:`coord.server.app.CoordServer` on asyncio and stops cleanly on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+import anyio
+
+from .app import CoordServer
+from .config import DEFAULT_MAX_REQUEST_BYTES, Config
+
+__all__ = ["build_parser", "config_from_args", "main"]
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
+           "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (every flag documented; names as etcd's)."""
+    p = argparse.ArgumentParser(
+        prog="coord-server",
+        description="coord: an etcd-v3-compatible coordination server. Until the Raft node "
+                    "lands, the server runs as a single in-memory member (SoloNode): all "
+                    "data is lost when it stops.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    a = p.add_argument
+    a("--name", default="default", help="human-readable name for this member")
+    a("--data-dir", default=None, help="path to the data directory (default: <name>.coord)")
+    a("--listen-client-urls", default="http://127.0.0.1:2379",
+      help="comma-separated URLs to listen on for client traffic (all are bound)")
+    a("--advertise-client-urls", default="http://127.0.0.1:2379",
+      help="comma-separated client URLs of this member advertised to the cluster")
+    a("--listen-peer-urls", default="http://127.0.0.1:2380",
+      help="comma-separated URLs to listen on for peer traffic (Raft node)")
+    a("--initial-advertise-peer-urls", default="http://127.0.0.1:2380",
+      help="comma-separated peer URLs of this member advertised to the cluster")
+    a("--initial-cluster", default="",
+      help="initial cluster configuration for bootstrapping, name=peerURL,... "
+           "(default: <name>=<initial-advertise-peer-urls>)")
+    a("--initial-cluster-state", default="new", choices=["new", "existing"],
+      help="'new' when all members are bootstrapped together, 'existing' to join")
+    a("--initial-cluster-token", default="etcd-cluster",
+      help="initial cluster token, part of member and cluster IDs")
+    a("--quota-backend-bytes", type=int, default=0,
+      help="raise the NOSPACE alarm when the store exceeds this size (0 = 2 GiB)")
+    a("--max-txn-ops", type=int, default=128,
+      help="maximum number of operations permitted in a transaction branch")
+    a("--max-request-bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES,
+      help="maximum client request size in bytes the server will accept")
+    a("--heartbeat-interval", type=int, default=100, help="time (ms) of a heartbeat interval")
+    a("--election-timeout", type=int, default=1000,
+      help="time (ms) for an election to timeout; minimum lease TTL is 1.5x this")
+    a("--snapshot-count", type=int, default=10000,
+      help="number of committed entries that trigger a snapshot")
+    a("--experimental-watch-progress-notify-interval", type=float, default=600.0,
+      dest="watch_progress_notify_interval",
+      help="seconds between progress notifications to idle progress_notify watchers")
+    a("--log-level", default="info", choices=sorted(_LEVELS),
+      help="log level")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """A Config from parsed arguments (ValueError on inconsistent values)."""
+    return Config(
+        name=args.name, data_dir=args.data_dir or "",
+        listen_client_urls=args.listen_client_urls,
+        advertise_client_urls=args.advertise_client_urls,
+        listen_peer_urls=args.listen_peer_urls,
+        initial_advertise_peer_urls=args.initial_advertise_peer_urls,
+        initial_cluster=args.initial_cluster, initial_cluster_state=args.initial_cluster_state,
+        initial_cluster_token=args.initial_cluster_token,
+        quota_backend_bytes=args.quota_backend_bytes, max_txn_ops=args.max_txn_ops,
+        max_request_bytes=args.max_request_bytes, heartbeat_interval=args.heartbeat_interval,
+        election_timeout=args.election_timeout, snapshot_count=args.snapshot_count,
+        watch_progress_notify_interval=args.watch_progress_notify_interval,
+        log_level=args.log_level,
+    )
+
+
+async def _run(config: Config) -> None:
+    stop = anyio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await CoordServer(config).serve(stop)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``coord-server`` and ``python -m coord.server``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ValueError as e:
+        parser.error(str(e))
+    logging.basicConfig(level=_LEVELS[config.log_level], stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("grpclib").setLevel(max(logging.WARNING, _LEVELS[config.log_level]))
+    try:
+        asyncio.run(_run(config))
+    except OSError as e:
+        logging.getLogger("coord.server").error("cannot serve: %s", e)
+        return 1
+    return 0

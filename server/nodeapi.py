@@ -1,0 +1,126 @@
+"""The Node protocol: what the API layer needs from a consensus member.
+
+Theory of operation: the gRPC services never talk to Raft directly. Writes are encoded as
+commands (:mod:`coord.server.command`) and handed to :meth:`Node.propose`, which resolves with
+*this member's* state-machine result for that command once it is committed and applied.
+Linearizable reads first await :meth:`Node.read_index`, then read the local state machine.
+Two implementations exist: :class:`coord.server.solo.SoloNode` (single member, applies at
+once, in memory) and the Raft-backed ``RaftNode`` (server/node.py). ``app.build_node`` picks one.
+
+Member and cluster IDs are computed as etcd does (SHA-1 over peer URLs and cluster token,
+first 8 bytes big-endian) so they look like etcd's 64-bit hex IDs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+__all__ = ["MemberInfo", "Node", "compute_cluster_id", "compute_member_id"]
+
+
+@dataclass(frozen=True)
+class MemberInfo:
+    """One cluster member as MemberList reports it."""
+
+    id: int
+    name: str
+    peer_urls: tuple[str, ...] = ()
+    client_urls: tuple[str, ...] = ()
+    is_learner: bool = False
+    extra: dict[str, str] = field(default_factory=dict, compare=False)
+
+
+@runtime_checkable
+class Node(Protocol):
+    """A consensus member as seen by the API layer (see the module docstring)."""
+
+    member_id: int
+    cluster_id: int
+
+    async def propose(self, command: bytes) -> bytes:
+        """Replicate ``command``; return this member's apply result (raise its CoordError).
+
+        Raises NoLeaderError / TimeoutError / LeaderChangedError / ServerStoppedError when the
+        outcome cannot be known.
+        """
+        ...
+
+    async def read_index(self) -> None:
+        """Linearizable barrier: return once applied >= the leader-confirmed commit index."""
+        ...
+
+    def is_leader(self) -> bool:
+        """True while this member is the leader."""
+        ...
+
+    def leader_id(self) -> int:
+        """The leader's member ID, 0 when none is known."""
+        ...
+
+    def term(self) -> int:
+        """Current Raft term."""
+        ...
+
+    def commit_index(self) -> int:
+        """Highest log index known committed."""
+        ...
+
+    def applied_index(self) -> int:
+        """Highest log index applied to the state machine."""
+        ...
+
+    def members(self) -> list[MemberInfo]:
+        """The current membership."""
+        ...
+
+    async def add_member(self, peer_urls: Sequence[str], is_learner: bool) -> MemberInfo:
+        """Add a member (MemberAdd)."""
+        ...
+
+    async def remove_member(self, member_id: int) -> None:
+        """Remove a member (MemberRemove)."""
+        ...
+
+    async def promote_member(self, member_id: int) -> None:
+        """Promote a learner to voter (MemberPromote)."""
+        ...
+
+    async def update_member(self, member_id: int, peer_urls: Sequence[str]) -> None:
+        """Change a member's peer URLs (MemberUpdate)."""
+        ...
+
+    async def transfer_leader(self, target_id: int) -> None:
+        """Hand leadership to ``target_id`` (MoveLeader)."""
+        ...
+
+    def add_leader_listener(self, cb: Callable[[bool], None]) -> None:
+        """Call ``cb(True)`` when this member becomes leader, ``cb(False)`` when it stops."""
+        ...
+
+    async def start(self) -> None:
+        """Start the member (recover state, join the cluster)."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop the member; pending proposals fail with ServerStoppedError."""
+        ...
+
+
+def _id_from(parts: Sequence[bytes]) -> int:
+    digest = hashlib.sha1(b"".join(parts)).digest()
+    value = int(struct.unpack(">Q", digest[:8])[0])
+    return value or 1
+
+
+def compute_member_id(peer_urls: Sequence[str], cluster_token: str) -> int:
+    """etcd's member ID: SHA-1 of the sorted peer URLs and the cluster token (8 bytes)."""
+    return _id_from([u.encode() for u in sorted(peer_urls)] + [cluster_token.encode()])
+
+
+def compute_cluster_id(member_ids: Sequence[int]) -> int:
+    """etcd's cluster ID: SHA-1 of the sorted member IDs (8 bytes big-endian each)."""
+    return _id_from([struct.pack(">Q", m) for m in sorted(member_ids)])

@@ -1,0 +1,124 @@
+"""SoloNode: a single-member, always-leader, in-memory stand-in for the Raft node.
+
+Theory of operation: there is no log replication and no persistence; :meth:`propose` applies
+the command to the state machine at once (next log index) and returns its result. The term is
+1 from :meth:`start` on, and the member is leader from then until :meth:`stop`. It implements
+the :class:`coord.server.nodeapi.Node` protocol so the API layer cannot tell it from RaftNode
+(apart from durability: a restart loses everything).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from coord.errors import (
+    CoordError,
+    MemberNotFoundError,
+    MemberNotLearnerError,
+    ServerStoppedError,
+    UnhealthyClusterError,
+)
+
+from .nodeapi import MemberInfo
+from .statemachine import StateMachine
+
+__all__ = ["SoloNode"]
+
+
+class SoloNode:
+    """Single member that applies every proposal immediately."""
+
+    def __init__(self, sm: StateMachine, member: MemberInfo, cluster_id: int) -> None:
+        self.sm = sm
+        self.member_id = member.id
+        self.cluster_id = cluster_id
+        self._member = member
+        self._running = False
+        self._term = 0
+        self._listeners: list[Callable[[bool], None]] = []
+
+    async def propose(self, command: bytes) -> bytes:
+        """Apply ``command`` now; raise the CoordError it produced."""
+        if not self._running:
+            raise ServerStoppedError()
+        result = self.sm.apply(self.sm.applied_index + 1, command)
+        if isinstance(result, CoordError):
+            raise result
+        return result
+
+    async def read_index(self) -> None:
+        """Everything is applied at once: nothing to wait for."""
+        if not self._running:
+            raise ServerStoppedError()
+
+    def is_leader(self) -> bool:
+        """True between start and stop."""
+        return self._running
+
+    def leader_id(self) -> int:
+        """This member while running, else 0."""
+        return self.member_id if self._running else 0
+
+    def term(self) -> int:
+        """1 once started."""
+        return self._term
+
+    def commit_index(self) -> int:
+        """Same as the applied index."""
+        return self.sm.applied_index
+
+    def applied_index(self) -> int:
+        """The state machine's applied index."""
+        return self.sm.applied_index
+
+    def members(self) -> list[MemberInfo]:
+        """Just this member."""
+        return [self._member]
+
+    async def add_member(self, peer_urls: Sequence[str], is_learner: bool) -> MemberInfo:
+        """Not possible without Raft."""
+        raise UnhealthyClusterError(
+            "etcdserver: re-configuration failed due to not enough started members")
+
+    async def remove_member(self, member_id: int) -> None:
+        """Removing the only member is refused; unknown IDs are not found."""
+        if member_id != self.member_id:
+            raise MemberNotFoundError()
+        raise UnhealthyClusterError(
+            "etcdserver: re-configuration failed due to not enough started members")
+
+    async def promote_member(self, member_id: int) -> None:
+        """There are no learners."""
+        if member_id != self.member_id:
+            raise MemberNotFoundError()
+        raise MemberNotLearnerError()
+
+    async def update_member(self, member_id: int, peer_urls: Sequence[str]) -> None:
+        """Update this member's peer URLs."""
+        if member_id != self.member_id:
+            raise MemberNotFoundError()
+        m = self._member
+        self._member = MemberInfo(m.id, m.name, tuple(peer_urls), m.client_urls, m.is_learner)
+
+    async def transfer_leader(self, target_id: int) -> None:
+        """Already leader; any other target does not exist."""
+        if target_id != self.member_id:
+            raise MemberNotFoundError()
+
+    def add_leader_listener(self, cb: Callable[[bool], None]) -> None:
+        """``cb(True)`` at start, ``cb(False)`` at stop."""
+        self._listeners.append(cb)
+
+    async def start(self) -> None:
+        """Become leader of term 1."""
+        self._running = True
+        self._term = 1
+        for cb in self._listeners:
+            cb(True)
+
+    async def stop(self) -> None:
+        """Stop; later proposals fail with ServerStoppedError."""
+        if self._running:
+            self._running = False
+            for cb in self._listeners:
+                cb(False)

@@ -1,0 +1,173 @@
+"""The replicated state machine: KV store + leases + alarms, changed only by applied commands.
+
+Theory of operation: every member applies the same committed commands in the same order
+through :meth:`StateMachine.apply`, which is deterministic: no clock, no randomness, no I/O.
+Anything time- or member-dependent (lease IDs, effective TTLs, NOSPACE detection) is decided
+by the proposer and written into the command. ``apply`` never raises for a bad request: it
+returns the CoordError (etcd applies a failing request as a no-op and reports the error to
+the proposer only), and otherwise an apply result (``command.make_result``: store revision
+after the apply + response body without header).
+
+NOSPACE: once a NOSPACE alarm is active, applying Put, a Txn containing any put, or a lease
+grant fails with NoSpaceError (etcd's "capped" applier) while reads, deletes, compaction and
+revokes keep working; the API layer raises the alarm (proposes ALARM ACTIVATE) when a write
+would take the store past ``--quota-backend-bytes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import msgspec
+
+from coord._pb import etcdserverpb as pb
+from coord.errors import CoordError, InvalidArgumentError, LeaseNotFoundError, NoSpaceError
+
+from .command import Kind, decode, make_result
+from .lease import Lessor
+from .mvcc import KVStore
+
+__all__ = ["StateMachine", "txn_has_put"]
+
+NOSPACE = int(pb.AlarmType.NOSPACE)
+
+
+def txn_has_put(req: pb.TxnRequest) -> bool:
+    """True if any branch of the txn (nested txns included) contains a put."""
+    for op in (*req.success, *req.failure):
+        if op.request_put is not None:
+            return True
+        if op.request_txn is not None and txn_has_put(op.request_txn):
+            return True
+    return False
+
+
+class _Snapshot(msgspec.Struct, array_like=True):
+    kv: bytes
+    leases: list[tuple[int, int]]
+    alarms: list[tuple[int, int]]
+    applied_index: int
+
+
+class StateMachine:
+    """Deterministic apply of commands to the KV store, the lessor and the alarm list."""
+
+    def __init__(self, kv: KVStore | None = None) -> None:
+        self.lessor = Lessor()
+        self.alarms: set[tuple[int, int]] = set()  # (member_id, AlarmType)
+        self.applied_index = 0
+        self._restore_listeners: list[Callable[[KVStore], None]] = []
+        self.kv: KVStore = kv if kv is not None else KVStore()
+        self.kv.lease_exists = self.lessor.exists
+        self._apply: dict[Kind, Callable[[bytes], bytes]] = {
+            Kind.PUT: self._put,
+            Kind.DELETE_RANGE: self._delete_range,
+            Kind.TXN: self._txn,
+            Kind.COMPACT: self._compact,
+            Kind.LEASE_GRANT: self._lease_grant,
+            Kind.LEASE_REVOKE: self._lease_revoke,
+            Kind.ALARM: self._alarm,
+            Kind.NOOP: lambda _payload: b"",
+        }
+
+    # -- apply ---------------------------------------------------------------------------
+    def apply(self, index: int, command: bytes) -> bytes | CoordError:
+        """Apply the command at log ``index``; return its result or the error it produced."""
+        self.applied_index = index
+        try:
+            kind, payload = decode(command)
+        except ValueError as e:
+            return InvalidArgumentError(f"coord: bad command: {e}")
+        try:
+            body = self._apply[kind](payload)
+        except CoordError as e:
+            return e
+        return make_result(self.kv.rev, body)
+
+    def nospace(self) -> bool:
+        """True while a NOSPACE alarm is active."""
+        return any(a == NOSPACE for _m, a in self.alarms)
+
+    def _put(self, payload: bytes) -> bytes:
+        if self.nospace():
+            raise NoSpaceError()
+        return self.kv.put(pb.PutRequest.parse(payload))
+
+    def _delete_range(self, payload: bytes) -> bytes:
+        return self.kv.delete_range(pb.DeleteRangeRequest.parse(payload))
+
+    def _txn(self, payload: bytes) -> bytes:
+        req = pb.TxnRequest.parse(payload)
+        if self.alarms and self.nospace() and txn_has_put(req):
+            raise NoSpaceError()
+        return self.kv.txn(req)
+
+    def _compact(self, payload: bytes) -> bytes:
+        self.kv.compact(pb.CompactionRequest.parse(payload).revision)
+        return b""
+
+    def _lease_grant(self, payload: bytes) -> bytes:
+        req = pb.LeaseGrantRequest.parse(payload)
+        if self.nospace():
+            raise NoSpaceError()
+        self.lessor.grant(req.id, req.ttl)
+        return bytes(pb.LeaseGrantResponse(id=req.id, ttl=req.ttl))
+
+    def _lease_revoke(self, payload: bytes) -> bytes:
+        lease_id = pb.LeaseRevokeRequest.parse(payload).id
+        if not self.lessor.exists(lease_id):
+            raise LeaseNotFoundError()
+        self.kv.delete_keys(sorted(self.kv.keys_for_lease(lease_id)))
+        self.lessor.revoke(lease_id)
+        return b""
+
+    def _alarm(self, payload: bytes) -> bytes:
+        req = pb.AlarmRequest.parse(payload)
+        alarm = int(req.alarm)
+        entry = (req.member_id, alarm)
+        if alarm == 0:
+            return b""
+        if req.action == pb.AlarmRequestAlarmAction.ACTIVATE:
+            self.alarms.add(entry)
+        elif req.action == pb.AlarmRequestAlarmAction.DEACTIVATE:
+            if entry not in self.alarms:
+                return b""
+            self.alarms.discard(entry)
+        else:
+            return b""
+        member = pb.AlarmMember(member_id=req.member_id, alarm=pb.AlarmType(alarm))
+        return bytes(pb.AlarmResponse(alarms=[member]))
+
+    # -- reads -------------------------------------------------------------------------------
+    def alarm_list(self, alarm: int = 0) -> list[tuple[int, int]]:
+        """Active alarms as (member_id, type), all of them when ``alarm`` is 0 (NONE)."""
+        return sorted(a for a in self.alarms if alarm in (0, a[1]))
+
+    # -- snapshots -----------------------------------------------------------------------------
+    def snapshot(self) -> bytes:
+        """The whole state (KV, leases, alarms, applied index) as bytes."""
+        snap = _Snapshot(kv=self.kv.snapshot(), leases=self.lessor.snapshot(),
+                         alarms=sorted(self.alarms), applied_index=self.applied_index)
+        return msgspec.msgpack.encode(snap)
+
+    def restore(self, data: bytes) -> None:
+        """Replace the state with a snapshot's; restore listeners get the new KV store."""
+        snap = msgspec.msgpack.decode(data, type=_Snapshot)
+        kv = KVStore.restore(snap.kv)
+        kv.lease_exists = self.lessor.exists
+        self.kv = kv
+        self.lessor.restore([(int(i), int(t)) for i, t in snap.leases])
+        self.alarms = {(int(m), int(a)) for m, a in snap.alarms}
+        self.applied_index = snap.applied_index
+        for cb in self._restore_listeners:
+            cb(kv)
+
+    def add_restore_listener(self, cb: Callable[[KVStore], None]) -> None:
+        """Call ``cb(new_kv)`` after :meth:`restore` replaced the KV store."""
+        self._restore_listeners.append(cb)
+
+    def _check(self) -> None:
+        self.lessor._check()
+        for member_id, alarm in self.alarms:
+            assert alarm in (1, 2), (member_id, alarm)
+        assert self.kv.rev >= 1
