@@ -1,0 +1,598 @@
+"""etcd's HTTP/JSON gateway (``/v3/...``, ``/health``, ``/version``) over HTTP/1.1 with h11.
+
+Theory of operation: etcd's grpc-gateway is a gRPC *client* of the member's own gRPC server; it
+turns each JSON POST into a gRPC call and each reply back into JSON. We do the same in-process,
+without a network hop: a :class:`Gateway` holds the grpclib ``Server`` that serves the gRPC side,
+looks the method up in the server's handler mapping (the same ``__mapping__`` grpclib dispatches
+HTTP/2 requests with) and runs the handler function with a :class:`GatewayStream`, a stand-in for
+``grpclib.server.Stream`` that feeds it the decoded request(s) and collects its replies. The
+server's codec and event dispatch (``RecvRequest`` listeners, ...) are used exactly as for gRPC,
+so both transports run the same validation, limits and errors.
+
+JSON <-> protobuf conversion is the generic mapping in :mod:`.jsonpb` (via the betterproto2
+classes named in :data:`ROUTES`). Unary RPCs answer one JSON object; streaming RPCs (watch, lease
+keep-alive) answer a chunked stream of ``{"result": {...}}`` lines, one per message, that stays
+open after the request body ends until the client disconnects (etcd's behaviour, which is what
+makes ``curl -N .../v3/watch -d '{"create_request": ...}'`` useful). Errors use grpc-gateway
+v1's shape ``{"error": msg, "message": msg, "code": grpc_code}`` with the HTTP status mapped from
+the gRPC code (:data:`HTTP_STATUS`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http
+import json
+import logging
+import struct
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import betterproto2
+import h11
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+from multidict import MultiDict
+
+from coord._pb import etcdserverpb as pb
+from coord.errors import CoordError
+
+from .jsonpb import JsonMappingError, from_json, to_json
+
+__all__ = ["HTTP_STATUS", "ROUTES", "Gateway", "GatewayStream", "Route", "error_body"]
+
+log = logging.getLogger(__name__)
+
+#: grpc-gateway's gRPC code -> HTTP status map (v1.16, as served by etcd 3.4/3.5).
+HTTP_STATUS: dict[int, int] = {
+    0: 200, 1: 408, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429, 9: 400,
+    10: 409, 11: 400, 12: 501, 13: 500, 14: 503, 15: 500, 16: 401,
+}
+
+#: Largest request body accepted (etcd's gRPC receive limit is 2 MiB of protobuf; JSON with
+#: base64 is ~4/3 of that, plus syntax).
+MAX_BODY = 4 * 1024 * 1024
+_MAX_HEADERS = 64 * 1024
+_HEALTH_TIMEOUT = 3.0
+
+
+@dataclass(frozen=True)
+class Route:
+    """One HTTP binding: the gRPC method it calls and the message classes of both sides."""
+
+    grpc_path: str
+    request: type[betterproto2.Message]
+    response: type[betterproto2.Message]
+    streaming: bool = False
+
+
+def _routes() -> dict[str, Route]:
+    r: dict[str, Route] = {}
+
+    def add(http: str, grpc: str, req: Any, resp: Any, streaming: bool = False) -> None:
+        r[http] = Route(grpc, req, resp, streaming)
+
+    add("/v3/kv/range", "/etcdserverpb.KV/Range", pb.RangeRequest, pb.RangeResponse)
+    add("/v3/kv/put", "/etcdserverpb.KV/Put", pb.PutRequest, pb.PutResponse)
+    add("/v3/kv/deleterange", "/etcdserverpb.KV/DeleteRange", pb.DeleteRangeRequest,
+        pb.DeleteRangeResponse)
+    add("/v3/kv/txn", "/etcdserverpb.KV/Txn", pb.TxnRequest, pb.TxnResponse)
+    add("/v3/kv/compaction", "/etcdserverpb.KV/Compact", pb.CompactionRequest,
+        pb.CompactionResponse)
+    add("/v3/watch", "/etcdserverpb.Watch/Watch", pb.WatchRequest, pb.WatchResponse, True)
+    add("/v3/lease/grant", "/etcdserverpb.Lease/LeaseGrant", pb.LeaseGrantRequest,
+        pb.LeaseGrantResponse)
+    for prefix in ("/v3/lease", "/v3/kv/lease"):
+        add(f"{prefix}/revoke", "/etcdserverpb.Lease/LeaseRevoke", pb.LeaseRevokeRequest,
+            pb.LeaseRevokeResponse)
+        add(f"{prefix}/timetolive", "/etcdserverpb.Lease/LeaseTimeToLive",
+            pb.LeaseTimeToLiveRequest, pb.LeaseTimeToLiveResponse)
+        add(f"{prefix}/leases", "/etcdserverpb.Lease/LeaseLeases", pb.LeaseLeasesRequest,
+            pb.LeaseLeasesResponse)
+    add("/v3/lease/keepalive", "/etcdserverpb.Lease/LeaseKeepAlive", pb.LeaseKeepAliveRequest,
+        pb.LeaseKeepAliveResponse, True)
+    for name, req, resp in [
+        ("add", pb.MemberAddRequest, pb.MemberAddResponse),
+        ("remove", pb.MemberRemoveRequest, pb.MemberRemoveResponse),
+        ("update", pb.MemberUpdateRequest, pb.MemberUpdateResponse),
+        ("list", pb.MemberListRequest, pb.MemberListResponse),
+        ("promote", pb.MemberPromoteRequest, pb.MemberPromoteResponse),
+    ]:
+        add(f"/v3/cluster/member/{name}", f"/etcdserverpb.Cluster/Member{name.capitalize()}",
+            req, resp)
+    for name, rpc, req, resp in [
+        ("alarm", "Alarm", pb.AlarmRequest, pb.AlarmResponse),
+        ("status", "Status", pb.StatusRequest, pb.StatusResponse),
+        ("defragment", "Defragment", pb.DefragmentRequest, pb.DefragmentResponse),
+        ("hash", "Hash", pb.HashRequest, pb.HashResponse),
+        ("hashkv", "HashKV", pb.HashKvRequest, pb.HashKvResponse),
+        ("transfer-leadership", "MoveLeader", pb.MoveLeaderRequest, pb.MoveLeaderResponse),
+    ]:
+        add(f"/v3/maintenance/{name}", f"/etcdserverpb.Maintenance/{rpc}", req, resp)
+    return r
+
+
+#: HTTP path -> gRPC method binding (reference/etcd-v3-api.md section 1).
+ROUTES: dict[str, Route] = _routes()
+
+
+def error_body(code: int, message: str) -> bytes:
+    """grpc-gateway v1's unary error body (etcd 3.4/3.5): ``{"error", "message", "code"}``."""
+    return _dumps({"error": message, "message": message, "code": code})
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return http.HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b""
+
+
+class _Peer:
+    """What ``grpclib.protocol.Peer`` offers handlers: the remote address and TLS certificate."""
+
+    def __init__(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+
+    def addr(self) -> Any:
+        return self._transport.get_extra_info("peername")
+
+    def cert(self) -> Any:
+        ssl_object = self._transport.get_extra_info("ssl_object")
+        return None if ssl_object is None else ssl_object.getpeercert()
+
+
+class _FrameSource:
+    """The request side of a call as grpclib's protocol stream presents it: gRPC frames
+    (1-byte flag, 4-byte length, payload) read with ``recv_data(n)``; ``b""`` after half-close.
+    Handlers that read frames themselves (``stream._stream.recv_data``) see exactly what an
+    HTTP/2 client would have sent."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._closed = False
+        self._more = asyncio.Event()
+
+    def feed(self, message: bytes) -> None:
+        self._buf += struct.pack(">?I", False, len(message)) + message
+        self._more.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._more.set()
+
+    async def recv_data(self, size: int) -> bytes:
+        while len(self._buf) < size and not self._closed:
+            self._more.clear()
+            await self._more.wait()
+        data = bytes(self._buf[:size])
+        del self._buf[:size]
+        return data
+
+
+class GatewayStream:
+    """Duck-typed ``grpclib.server.Stream`` for an in-process call from the gateway.
+
+    Requests are protobuf bytes queued by the gateway with :meth:`feed` (then
+    :meth:`close_send`, the client's half-close); they can be read with ``recv_message`` or,
+    as raw gRPC frames, through ``_stream.recv_data`` like grpclib's own stream. Every
+    message the handler sends is encoded by the server codec and passed to ``emit``. The final
+    status is whatever the handler put in its trailers (or raised as ``GRPCError``).
+    """
+
+    def __init__(self, *, method_name: str, handler: Any, codec: Any, dispatch: Any,
+                 metadata: MultiDict[str], peer: _Peer, user_agent: str | None,
+                 emit: Callable[[bytes], Awaitable[None]]) -> None:
+        self._handler = handler
+        self._codec = codec
+        self._dispatch = dispatch
+        self._emit = emit
+        self._stream = _FrameSource()
+        self.method_name = method_name
+        self.metadata: MultiDict[str] = metadata
+        self.peer = peer
+        self.user_agent = user_agent
+        self.deadline = None
+        self.status: Status = Status.OK
+        self.status_message: str | None = None
+        self.messages_sent = 0
+
+    def feed(self, data: bytes) -> None:
+        """Queue one encoded request message."""
+        self._stream.feed(data)
+
+    def close_send(self) -> None:
+        """The client finished its request body (gRPC half-close)."""
+        self._stream.close()
+
+    async def recv_message(self) -> Any:
+        """The next request (decoded by the server codec), or None after half-close."""
+        prefix = await self._stream.recv_data(5)
+        if len(prefix) < 5:
+            return None
+        _, length = struct.unpack(">?I", prefix)
+        data = await self._stream.recv_data(length)
+        message = self._codec.decode(data, self._handler.request_type)
+        (message,) = await self._dispatch.recv_message(message)
+        return message
+
+    def __aiter__(self) -> GatewayStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        message = await self.recv_message()
+        if message is None:
+            raise StopAsyncIteration
+        return message
+
+    async def send_initial_metadata(self, *, metadata: Any = None) -> None:
+        """Accepted and ignored (HTTP headers are written with the first message)."""
+
+    async def send_message(self, message: Any) -> None:
+        """Encode ``message`` with the server codec and hand it to the HTTP side."""
+        (message,) = await self._dispatch.send_message(message)
+        await self._emit(self._codec.encode(message, self._handler.reply_type))
+        self.messages_sent += 1
+
+    async def send_trailing_metadata(self, *, status: Status = Status.OK,
+                                     status_message: str | None = None,
+                                     status_details: Any = None, metadata: Any = None) -> None:
+        """Record the call's final status."""
+        self.status = status
+        self.status_message = status_message
+
+    async def cancel(self) -> None:
+        """Handlers may cancel their own stream: end it as CANCELLED."""
+        self.status = Status.CANCELLED
+        raise asyncio.CancelledError
+
+    async def run(self) -> None:
+        """Run the handler; a raised ``GRPCError``/``CoordError`` becomes the final status."""
+        try:
+            _, func = await self._dispatch.recv_request(
+                self.metadata, self._handler.func, method_name=self.method_name,
+                deadline=None, content_type="application/grpc+proto",
+                user_agent=self.user_agent, peer=self.peer)
+            await func(self)
+        except GRPCError as e:
+            self.status, self.status_message = e.status, e.message
+        except CoordError as e:
+            self.status, self.status_message = Status(int(e.code)), e.message
+
+
+class _HttpError(Exception):
+    def __init__(self, http_status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+        self.code = code
+        self.message = message
+
+
+HealthCheck = Callable[[], Awaitable[tuple[bool, str]]]
+
+
+class Gateway:
+    """Serves etcd's HTTP/1.1 JSON API for the gRPC handlers of one grpclib ``Server``."""
+
+    def __init__(self, grpc_server: Any, *, max_body: int = MAX_BODY,
+                 health_timeout: float = _HEALTH_TIMEOUT) -> None:
+        self._mapping: dict[str, Any] = grpc_server._mapping
+        self._codec = grpc_server._codec
+        self._dispatch = grpc_server.__dispatch__
+        self._max_body = max_body
+        self._health_timeout = health_timeout
+
+    # ----------------------------------------------------------------------------- connection
+
+    async def serve_connection(self, reader: asyncio.StreamReader,
+                               writer: asyncio.StreamWriter) -> None:
+        """Serve HTTP/1.1 requests on one connection until either side closes it."""
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEADERS)
+        try:
+            while True:
+                event = await self._next_event(conn, reader)
+                if isinstance(event, h11.ConnectionClosed):
+                    return
+                if not isinstance(event, h11.Request):
+                    return
+                try:
+                    body = await self._read_body(conn, reader)
+                except _HttpError as e:
+                    await self._send_simple(conn, writer, e.http_status, error_body(
+                        e.code, e.message), close=True)
+                    return
+                await self._handle(conn, reader, writer, event, body)
+                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                    return
+                conn.start_next_cycle()
+        except h11.RemoteProtocolError as e:
+            if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                with contextlib.suppress(Exception):
+                    await self._send_simple(conn, writer, e.error_status_hint,
+                                            error_body(3, str(e)), close=True)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    @staticmethod
+    async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader) -> Any:
+        while True:
+            event = conn.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            conn.receive_data(await reader.read(65536))
+
+    async def _read_body(self, conn: h11.Connection, reader: asyncio.StreamReader) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            event = await self._next_event(conn, reader)
+            if isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > self._max_body:
+                    raise _HttpError(429, 8, "grpc: received message larger than max")
+                chunks.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                return b"".join(chunks)
+            else:
+                raise _HttpError(400, 3, "unexpected EOF")
+
+    @staticmethod
+    async def _send(conn: h11.Connection, writer: asyncio.StreamWriter, event: Any) -> None:
+        data = conn.send(event)
+        if data:
+            writer.write(data)
+            await writer.drain()
+
+    async def _send_simple(self, conn: h11.Connection, writer: asyncio.StreamWriter,
+                           status: int, body: bytes, content_type: str = "application/json",
+                           close: bool = False) -> None:
+        headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+        if close:
+            headers.append(("Connection", "close"))
+        await self._send(conn, writer, h11.Response(status_code=status, headers=headers,
+                                                     reason=_reason(status)))
+        await self._send(conn, writer, h11.Data(data=body))
+        await self._send(conn, writer, h11.EndOfMessage())
+
+    # -------------------------------------------------------------------------------- dispatch
+
+    async def _handle(self, conn: h11.Connection, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter, request: h11.Request, body: bytes) -> None:
+        method = request.method.decode("ascii", "replace").upper()
+        target = request.target.decode("ascii", "replace")
+        path, _, query = target.partition("?")
+        if path.startswith("/v3beta/"):
+            path = "/v3/" + path[len("/v3beta/"):]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers}
+        if path == "/health":
+            if method not in ("GET", "HEAD"):
+                await self._send_simple(conn, writer, 405, b"Method Not Allowed\n",
+                                        "text/plain; charset=utf-8")
+                return
+            ok, reason = await self.health(serializable="serializable=true" in query)
+            await self._send_simple(conn, writer, 200 if ok else 503, _dumps(
+                {"health": "true" if ok else "false", "reason": reason}))
+            return
+        if path == "/version":
+            await self._send_simple(conn, writer, 200, _dumps(await self.version()))
+            return
+        route = ROUTES.get(path)
+        if route is None or route.grpc_path not in self._mapping:
+            await self._send_simple(conn, writer, 404, b"Not Found\n",
+                                    "text/plain; charset=utf-8")
+            return
+        if method != "POST":
+            await self._send_simple(conn, writer, 405, b"Method Not Allowed\n",
+                                    "text/plain; charset=utf-8")
+            return
+        try:
+            requests = self._decode_body(route, body)
+        except _HttpError as e:
+            await self._send_simple(conn, writer, e.http_status, error_body(e.code, e.message))
+            return
+        metadata: MultiDict[str] = MultiDict()
+        for key, value in headers.items():
+            if key == "authorization":
+                metadata.add("authorization", value)
+            elif key.startswith("grpc-metadata-"):
+                metadata.add(key[len("grpc-metadata-"):], value)
+        peer = _Peer(writer.transport)
+        if route.streaming:
+            await self._stream(conn, reader, writer, route, requests, metadata, peer,
+                               headers.get("user-agent"))
+        else:
+            await self._unary(conn, writer, route, requests[0], metadata, peer,
+                              headers.get("user-agent"))
+
+    def _decode_body(self, route: Route, body: bytes) -> list[bytes]:
+        """Parse the JSON request(s) and re-encode them as protobuf."""
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _HttpError(400, 3, "invalid UTF-8 in request body") from None
+        objs: list[Any] = []
+        decoder = json.JSONDecoder()
+        pos = 0
+        while True:
+            while pos < len(text) and text[pos] in " \t\r\n":
+                pos += 1
+            if pos >= len(text):
+                break
+            try:
+                obj, pos = decoder.raw_decode(text, pos)
+            except json.JSONDecodeError as e:
+                msg = "unexpected EOF" if e.pos >= len(text) else f"invalid JSON: {e.msg}"
+                raise _HttpError(400, 3, msg) from None
+            objs.append(obj)
+            if not route.streaming:
+                break
+        if not route.streaming and pos < len(text) and text[pos:].strip():
+            raise _HttpError(400, 3, "invalid JSON: extra data after the request object")
+        if not objs and not route.streaming:
+            objs.append({})
+        try:
+            return [bytes(from_json(route.request, o)) for o in objs]
+        except JsonMappingError as e:
+            raise _HttpError(400, 3, str(e)) from None
+
+    def _new_stream(self, route: Route, metadata: MultiDict[str], peer: _Peer,
+                    user_agent: str | None, emit: Callable[[bytes], Awaitable[None]]
+                    ) -> GatewayStream:
+        return GatewayStream(method_name=route.grpc_path, handler=self._mapping[route.grpc_path],
+                             codec=self._codec, dispatch=self._dispatch, metadata=metadata,
+                             peer=peer, user_agent=user_agent, emit=emit)
+
+    async def call(self, http_path: str, request: betterproto2.Message,
+                   metadata: MultiDict[str] | None = None) -> betterproto2.Message:
+        """Call a unary RPC in-process (used by /health and /version); raise ``GRPCError``."""
+        route = ROUTES[http_path]
+        if route.grpc_path not in self._mapping:
+            raise GRPCError(Status.UNIMPLEMENTED, "Method not found")
+        replies: list[bytes] = []
+
+        async def emit(data: bytes) -> None:
+            replies.append(data)
+
+        stream = self._new_stream(route, metadata or MultiDict(), _Peer(_NoTransport()), None,
+                                  emit)
+        stream.feed(bytes(request))
+        stream.close_send()
+        await stream.run()
+        if stream.status is not Status.OK:
+            raise GRPCError(stream.status, stream.status_message)
+        if not replies:
+            raise GRPCError(Status.INTERNAL, "no response")
+        return route.response.parse(replies[0])
+
+    async def _unary(self, conn: h11.Connection, writer: asyncio.StreamWriter, route: Route,
+                     request: bytes, metadata: MultiDict[str], peer: _Peer,
+                     user_agent: str | None) -> None:
+        replies: list[bytes] = []
+
+        async def emit(data: bytes) -> None:
+            replies.append(data)
+
+        stream = self._new_stream(route, metadata, peer, user_agent, emit)
+        stream.feed(request)
+        stream.close_send()
+        await stream.run()
+        if stream.status is not Status.OK:
+            code = int(stream.status.value)
+            await self._send_simple(conn, writer, HTTP_STATUS.get(code, 500),
+                                    error_body(code, stream.status_message or ""))
+        elif not replies:
+            await self._send_simple(conn, writer, 500, error_body(13, "no response"))
+        else:
+            body = json.dumps(to_json(route.response.parse(replies[0])),
+                              separators=(",", ":")).encode()
+            await self._send_simple(conn, writer, 200, body)
+
+    async def _stream(self, conn: h11.Connection, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter, route: Route, requests: list[bytes],
+                      metadata: MultiDict[str], peer: _Peer, user_agent: str | None) -> None:
+        started = False
+
+        async def start() -> None:
+            nonlocal started
+            if not started:
+                started = True
+                await self._send(conn, writer, h11.Response(status_code=200, reason=b"OK", headers=[
+                    ("Content-Type", "application/json")]))
+
+        async def emit(data: bytes) -> None:
+            await start()
+            line = json.dumps({"result": to_json(route.response.parse(data))},
+                              separators=(",", ":")).encode() + b"\n"
+            await self._send(conn, writer, h11.Data(data=line))
+
+        stream = self._new_stream(route, metadata, peer, user_agent, emit)
+        for r in requests:
+            stream.feed(r)
+        stream.close_send()
+        task = asyncio.ensure_future(stream.run())
+        watcher = asyncio.ensure_future(reader.read(1))  # EOF (or anything) = client is gone
+        try:
+            done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not watcher.done():
+                watcher.cancel()
+        if task not in done:  # the client went away: stop the call and drop the connection
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            conn.send_failed()
+            return
+        task.result()
+        if stream.status is not Status.OK:
+            code = int(stream.status.value)
+            message = stream.status_message or ""
+            if not started:
+                await self._send_simple(conn, writer, HTTP_STATUS.get(code, 500),
+                                        error_body(code, message))
+                return
+            line = json.dumps({"error": {"code": code, "message": message, "details": []}},
+                              separators=(",", ":")).encode() + b"\n"
+            await self._send(conn, writer, h11.Data(data=line))
+        await start()
+        await self._send(conn, writer, h11.EndOfMessage())
+
+    # ------------------------------------------------------------------------- health/version
+
+    async def health(self, serializable: bool = False) -> tuple[bool, str]:
+        """etcd's /health verdict: a leader, no alarm, and a (linearizable) read that works."""
+        try:
+            async with asyncio.timeout(self._health_timeout):
+                status = await self.call("/v3/maintenance/status", pb.StatusRequest())
+                assert isinstance(status, pb.StatusResponse)
+                if not status.leader:
+                    return False, "RAFT NO LEADER"
+                for alarm in await self._alarms():
+                    if alarm.alarm != pb.AlarmType.NONE:
+                        return False, f"ALARM {alarm.alarm.name}"
+                await self.call("/v3/kv/range", pb.RangeRequest(key=b"health",
+                                                                serializable=serializable))
+        except TimeoutError:
+            return False, "QGET ERROR: timed out"
+        except GRPCError as e:
+            return False, f"QGET ERROR: {e.message}"
+        return True, ""
+
+    async def _alarms(self) -> list[pb.AlarmMember]:
+        try:
+            resp = await self.call("/v3/maintenance/alarm", pb.AlarmRequest(
+                action=pb.AlarmRequestAlarmAction.GET))
+        except GRPCError as e:
+            if e.status is Status.UNIMPLEMENTED:
+                return []
+            raise
+        assert isinstance(resp, pb.AlarmResponse)
+        return list(resp.alarms)
+
+    async def version(self) -> dict[str, str]:
+        """``{"etcdserver": ..., "etcdcluster": ...}`` from the member's Status."""
+        try:
+            status = await self.call("/v3/maintenance/status", pb.StatusRequest())
+            assert isinstance(status, pb.StatusResponse)
+            server = status.version or "not_decided"
+        except GRPCError:
+            server = "not_decided"
+        parts = server.split(".")
+        cluster = f"{parts[0]}.{parts[1]}.0" if len(parts) >= 2 else "not_decided"
+        return {"etcdserver": server, "etcdcluster": cluster}
+
+
+class _NoTransport(asyncio.BaseTransport):
+    """Transport stand-in for internal calls (no peer address, no certificate)."""
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
