@@ -34,6 +34,7 @@ from .api import (
 )
 from .command import Kind
 from .config import Config, parse_url
+from .http import ClientListener
 from .lease import LeaseTimer
 from .nodeapi import MemberInfo, Node, compute_cluster_id, compute_member_id
 from .solo import SoloNode
@@ -87,7 +88,7 @@ class CoordServer:
         if self.hub is not None:
             self.sm.add_restore_listener(self.hub.set_store)
             self.services.append(WatchService(self.ctx, self.hub))
-        self._servers: list[Server] = []
+        self._listener: ClientListener | None = None
         self.ports: list[int] = []
 
     def _leadership(self, leader: bool) -> None:
@@ -114,16 +115,19 @@ class CoordServer:
             raise
 
     async def _listen(self) -> None:
+        # One grpclib server (not started itself) behind a ClientListener per process: each
+        # client URL serves gRPC (HTTP/2) and etcd's JSON gateway (HTTP/1.1) on one port,
+        # with TLS for https:// URLs (server/http/mux.py, server/tls.py).
         grpc_config = Configuration(http2_stream_window_size=STREAM_WINDOW)
+        server = Server(self.services, codec=RawCodec(), config=grpc_config)
+        self._listener = ClientListener(server)
         for url in self.config.listen_client_urls:
             host, port = parse_url(url)
-            server = Server(self.services, codec=RawCodec(), config=grpc_config)
-            await server.start(host, port)
-            self._servers.append(server)
-            sockets = getattr(server._server, "sockets", None) or []
-            bound = sockets[0].getsockname()[1] if sockets else port
-            self.ports.append(int(bound))
-            log.info("listening for client requests on %s", url)
+            tls = self.config.client_tls.server_context() if url.startswith("https") else None
+            bound = await self._listener.start(host, port, tls)
+            sockets: list[Any] = list(bound.sockets or ())
+            self.ports.append(int(sockets[0].getsockname()[1]) if sockets else port)
+            log.info("listening for client requests (gRPC and HTTP/JSON) on %s", url)
 
     async def expire_leases(self) -> None:
         """Forever: propose a revoke for every lease the timer says has expired."""
@@ -142,12 +146,11 @@ class CoordServer:
     async def stop(self) -> None:
         """Close listeners, then stop the node."""
         log.info("stopping coord-server %r", self.config.name)
-        for server in self._servers:
-            server.close()
-        for server in self._servers:
+        if self._listener is not None:
+            self._listener.close()
             with anyio.move_on_after(5):
-                await server.wait_closed()
-        self._servers.clear()
+                await self._listener.wait_closed()
+            self._listener = None
         await self.node.stop()
         log.info("stopped")
 
