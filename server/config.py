@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from .lease import min_lease_ttl
+from .tls import TLSInfo, check_urls
 
 __all__ = ["DEFAULT_MAX_REQUEST_BYTES", "DEFAULT_QUOTA_BYTES", "Config", "parse_url",
            "parse_initial_cluster"]
@@ -66,6 +67,8 @@ class Config:
     snapshot_count: int = 10000
     watch_progress_notify_interval: float = 600.0
     log_level: str = "info"
+    client_tls: TLSInfo = field(default_factory=TLSInfo)
+    peer_tls: TLSInfo = field(default_factory=lambda: TLSInfo(prefix="peer-"))
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -83,6 +86,12 @@ class Config:
             cluster = ",".join(f"{self.name}={u}" for u in self.initial_advertise_peer_urls)
             object.__setattr__(self, "initial_cluster", cluster)
         parse_initial_cluster(self.initial_cluster)
+        # TLS: every named file must load now (error names the flag and file), https URLs
+        # need a certificate (server/tls.py).
+        self.client_tls.validate()
+        self.peer_tls.validate()
+        check_urls("--listen-client-urls", self.listen_client_urls, self.client_tls)
+        check_urls("--listen-peer-urls", self.listen_peer_urls, self.peer_tls)
         if self.initial_cluster_state not in ("new", "existing"):
             raise ValueError("--initial-cluster-state must be 'new' or 'existing'")
         if self.max_txn_ops < 1 or self.max_request_bytes < 1 or self.quota_backend_bytes < 0:

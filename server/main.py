@@ -17,6 +17,7 @@ import anyio
 
 from .app import CoordServer
 from .config import DEFAULT_MAX_REQUEST_BYTES, Config
+from .tls import TLSInfo
 
 __all__ = ["build_parser", "config_from_args", "main"]
 
@@ -66,7 +67,24 @@ def build_parser() -> argparse.ArgumentParser:
       help="seconds between progress notifications to idle progress_notify watchers")
     a("--log-level", default="info", choices=sorted(_LEVELS),
       help="log level")
+    for side, what in (("", "client"), ("peer-", "peer")):
+        a(f"--{side}cert-file", default="", help=f"path to the {what} server TLS cert file")
+        a(f"--{side}key-file", default="", help=f"path to the {what} server TLS key file")
+        a(f"--{side}trusted-ca-file", default="",
+          help=f"path to the {what} TLS trusted CA file (verifies {what} certificates)")
+        a(f"--{side}client-cert-auth", nargs="?", const=True, default=False, type=_flag_bool,
+          help=f"require {what} certificates signed by --{side}trusted-ca-file")
     return p
+
+
+def _flag_bool(value: str) -> bool:
+    """Go-style boolean flag value (``--client-cert-auth=true``)."""
+    v = value.strip().lower()
+    if v in ("1", "t", "true", "yes"):
+        return True
+    if v in ("0", "f", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean value {value!r}")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -84,6 +102,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
         election_timeout=args.election_timeout, snapshot_count=args.snapshot_count,
         watch_progress_notify_interval=args.watch_progress_notify_interval,
         log_level=args.log_level,
+        client_tls=TLSInfo(args.cert_file, args.key_file, args.trusted_ca_file,
+                           args.client_cert_auth),
+        peer_tls=TLSInfo(args.peer_cert_file, args.peer_key_file, args.peer_trusted_ca_file,
+                         args.peer_client_cert_auth, prefix="peer-"),
     )
 
 
