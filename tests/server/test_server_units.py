@@ -1,0 +1,278 @@
+"""In-process units: commands, wire validation, leases, state machine, config, CLI parser."""
+
+from __future__ import annotations
+
+import pytest
+
+from coord._pb import etcdserverpb as pb
+from coord.errors import (
+    InvalidArgumentError,
+    LeaseExistsError,
+    LeaseNotFoundError,
+    NoSpaceError,
+)
+from coord.server.api.common import parse
+from coord.server.api.kv import check_txn, txn_is_read_only
+from coord.server.api.maintenance import read_snapshot_file, snapshot_blob
+from coord.server.api.wire import check_message, encode_header, header_field, uvarint
+from coord.server.command import Kind, decode, encode, make_result, split_result
+from coord.server.config import Config, parse_initial_cluster
+from coord.server.lease import LeaseIdGenerator, LeaseTimer, Lessor, min_lease_ttl
+from coord.server.main import build_parser, config_from_args
+from coord.server.statemachine import StateMachine
+
+
+# -- command & wire ------------------------------------------------------------------------
+def test_command_roundtrip() -> None:
+    cmd = encode(Kind.PUT, b"\x0a\x01k")
+    assert decode(cmd) == (Kind.PUT, b"\x0a\x01k")
+    assert split_result(make_result(12345, b"body")) == (12345, b"body")
+    with pytest.raises(ValueError):
+        decode(b"\xff")
+
+
+def test_header_matches_betterproto() -> None:
+    for ids in [(1, 2, 3, 4), (2**64 - 1, 2**63, 1, 0), (0, 0, 0, 0)]:
+        ours = encode_header(*ids)
+        ref = pb.ResponseHeader(cluster_id=ids[0], member_id=ids[1], revision=ids[2],
+                                raft_term=ids[3])
+        assert ours == bytes(ref)
+        full = pb.RangeResponse.parse(header_field(ours) + b"\x20\x05")
+        assert full.count == 5
+        assert full.header == ref
+    assert uvarint(-1) == b"\xff" * 9 + b"\x01"
+
+
+@pytest.mark.parametrize("data", [
+    b"\x0a\x05ab",  # length past the end
+    b"\x0a",  # truncated length
+    b"\x08\xff",  # truncated varint
+    b"\x0b\x01",  # group wire type
+    b"\x00\x01",  # field 0
+    b"\x18\x01\x0d\x00",  # fixed32 truncated
+    b"\x0a\x01a\x18",  # tag without value
+    b"\x1a\x01a",  # field 3 (limit, varint) sent as bytes
+    b"garbage bytes!!",
+])
+def test_malformed_rejected(data: bytes) -> None:
+    with pytest.raises(ValueError):
+        check_message(data, pb.RangeRequest)
+    with pytest.raises(InvalidArgumentError, match="coord: malformed RangeRequest"):
+        parse(pb.RangeRequest, data)
+
+
+def test_nested_malformed_rejected() -> None:
+    good = bytes(pb.TxnRequest(success=[pb.RequestOp(request_put=pb.PutRequest(key=b"k"))]))
+    check_message(good, pb.TxnRequest)
+    bad = b"\x12\x04\x12\x02\x0a\x05"  # RequestOp > PutRequest with a key length past the end
+    with pytest.raises(ValueError, match="field 1"):
+        check_message(bad, pb.TxnRequest)
+
+
+def test_well_formed_accepted() -> None:
+    req = pb.RangeRequest(key=b"a", range_end=b"b", limit=3, revision=-1, keys_only=True)
+    assert parse(pb.RangeRequest, bytes(req)) == req
+    assert parse(pb.RangeRequest, b"\xa0\x06\x01\x0a\x01a").key == b"a"  # unknown field 100
+
+
+def test_check_txn_counts_like_etcd() -> None:
+    def put(k: bytes) -> pb.RequestOp:
+        return pb.RequestOp(request_put=pb.PutRequest(key=k))
+
+    check_txn(pb.TxnRequest(success=[put(b"a")] * 4), 4)
+    with pytest.raises(InvalidArgumentError, match="too many operations"):
+        check_txn(pb.TxnRequest(success=[put(b"a")] * 5), 4)
+    nested = pb.TxnRequest(success=[put(b"x")] * 2)
+    check_txn(pb.TxnRequest(success=[pb.RequestOp(request_txn=nested)] * 2), 4)
+    with pytest.raises(InvalidArgumentError, match="too many operations"):
+        check_txn(pb.TxnRequest(success=[pb.RequestOp(request_txn=nested)] * 3), 4)
+    with pytest.raises(InvalidArgumentError, match="key not found"):
+        check_txn(pb.TxnRequest(success=[pb.RequestOp()]), 4)
+    with pytest.raises(InvalidArgumentError, match="key is not provided"):
+        check_txn(pb.TxnRequest(compare=[pb.Compare()]), 4)
+    rng = pb.RequestOp(request_range=pb.RangeRequest(key=b"a"))
+    assert txn_is_read_only(pb.TxnRequest(success=[rng], failure=[rng]))
+    assert not txn_is_read_only(pb.TxnRequest(success=[rng], failure=[put(b"a")]))
+
+
+# -- leases ----------------------------------------------------------------------------------
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_lessor_grant_revoke_invariants() -> None:
+    lessor = Lessor()
+    lessor.grant(5, 10)
+    with pytest.raises(LeaseExistsError):
+        lessor.grant(5, 10)
+    assert lessor.ttl(5) == 10
+    assert lessor.exists(5)
+    lessor._check()
+    lessor.revoke(5)
+    with pytest.raises(LeaseNotFoundError):
+        lessor.revoke(5)
+    lessor._check()
+
+
+def test_timer_expiry_keepalive_promote() -> None:
+    lessor, clock = Lessor(), Clock()
+    timer = LeaseTimer(lessor, clock)
+    lessor.grant(1, 5)
+    assert timer.remaining(1) == 5  # follower: no deadlines
+    assert timer.expired() == []
+    timer.promote(extend=1.0)
+    timer._check()
+    assert timer.remaining(1) == 6
+    lessor.grant(2, 3)
+    clock.now += 3.5
+    assert timer.expired() == [2]
+    assert timer.expired() == []  # already being revoked
+    assert timer.renew(2) == 0  # expired: keep-alive answers TTL 0
+    assert timer.renew(1) == 5
+    assert timer.remaining(1) == 5
+    clock.now += 2.5
+    assert timer.expired() == [2]  # revoke not applied yet: retried
+    lessor.revoke(2)
+    timer._check()
+    assert timer.remaining(2) == -1
+    assert timer.renew(99) == 0
+    timer.demote()
+    timer._check()
+    assert timer.expired() == []
+    assert min_lease_ttl(1000) == 2
+    assert min_lease_ttl(100) == 1
+
+
+def test_lease_ids_unique_positive() -> None:
+    gen = LeaseIdGenerator(0xABCDEF, lambda: 1_700_000_000_000)
+    taken = {gen.next()}
+    ids = [gen.next(taken.__contains__) for _ in range(1000)]
+    assert len(set(ids) | taken) == 1001
+    assert all(0 < i < 2**63 for i in ids)
+    assert all(i >> 48 == 0xCDEF & 0x7FFF for i in ids)  # masked to 63 bits
+
+
+# -- state machine -----------------------------------------------------------------------------
+def _apply(sm: StateMachine, kind: Kind, msg: object) -> bytes:
+    result = sm.apply(sm.applied_index + 1, encode(kind, bytes(msg)))  # type: ignore[call-overload]
+    assert isinstance(result, bytes), result
+    return result
+
+
+def test_lease_revoke_deletes_keys_in_one_revision() -> None:
+    sm = StateMachine()
+    _apply(sm, Kind.LEASE_GRANT, pb.LeaseGrantRequest(id=7, ttl=5))
+    for k in (b"a", b"b", b"c"):
+        _apply(sm, Kind.PUT, pb.PutRequest(key=k, value=b"v", lease=7))
+    _apply(sm, Kind.PUT, pb.PutRequest(key=b"free", value=b"v"))
+    rev = sm.kv.rev
+    rev_after, _ = split_result(_apply(sm, Kind.LEASE_REVOKE, pb.LeaseRevokeRequest(id=7)))
+    assert rev_after == rev + 1
+    assert not sm.lessor.exists(7)
+    resp = pb.RangeResponse.parse(sm.kv.range(pb.RangeRequest(key=b"\x00", range_end=b"\x00")))
+    assert [kv.key for kv in resp.kvs] == [b"free"]
+    err = sm.apply(sm.applied_index + 1, encode(Kind.LEASE_REVOKE,
+                                                bytes(pb.LeaseRevokeRequest(id=7))))
+    assert isinstance(err, LeaseNotFoundError)
+    err = sm.apply(sm.applied_index + 1, encode(Kind.PUT, bytes(pb.PutRequest(key=b"x",
+                                                                              lease=7))))
+    assert isinstance(err, LeaseNotFoundError)
+    sm._check()
+
+
+def test_nospace_blocks_puts_not_deletes() -> None:
+    sm = StateMachine()
+    _apply(sm, Kind.PUT, pb.PutRequest(key=b"k", value=b"v"))
+    _apply(sm, Kind.ALARM, pb.AlarmRequest(action=pb.AlarmRequestAlarmAction.ACTIVATE,
+                                           member_id=9, alarm=pb.AlarmType.NOSPACE))
+    assert sm.alarm_list() == [(9, 1)]
+    put = encode(Kind.PUT, bytes(pb.PutRequest(key=b"k", value=b"v")))
+    assert isinstance(sm.apply(sm.applied_index + 1, put), NoSpaceError)
+    txn = pb.TxnRequest(failure=[pb.RequestOp(request_put=pb.PutRequest(key=b"z"))])
+    assert isinstance(sm.apply(sm.applied_index + 1, encode(Kind.TXN, bytes(txn))), NoSpaceError)
+    grant = encode(Kind.LEASE_GRANT, bytes(pb.LeaseGrantRequest(id=1, ttl=5)))
+    assert isinstance(sm.apply(sm.applied_index + 1, grant), NoSpaceError)
+    _apply(sm, Kind.DELETE_RANGE, pb.DeleteRangeRequest(key=b"k"))
+    _apply(sm, Kind.ALARM, pb.AlarmRequest(action=pb.AlarmRequestAlarmAction.DEACTIVATE,
+                                           member_id=9, alarm=pb.AlarmType.NOSPACE))
+    assert sm.alarm_list() == []
+    assert isinstance(sm.apply(sm.applied_index + 1, put), bytes)
+    sm._check()
+
+
+def test_snapshot_restore_roundtrip() -> None:
+    sm = StateMachine()
+    _apply(sm, Kind.LEASE_GRANT, pb.LeaseGrantRequest(id=3, ttl=60))
+    _apply(sm, Kind.PUT, pb.PutRequest(key=b"a", value=b"1", lease=3))
+    _apply(sm, Kind.PUT, pb.PutRequest(key=b"b", value=b"2"))
+    _apply(sm, Kind.ALARM, pb.AlarmRequest(action=pb.AlarmRequestAlarmAction.ACTIVATE,
+                                           member_id=1, alarm=pb.AlarmType.NOSPACE))
+    data = sm.snapshot()
+    other = StateMachine()
+    seen = []
+    other.add_restore_listener(seen.append)
+    other.restore(data)
+    assert seen == [other.kv]
+    assert other.kv.rev == sm.kv.rev
+    assert other.applied_index == sm.applied_index
+    assert other.lessor.snapshot() == [(3, 60)]
+    assert other.alarm_list() == [(1, 1)]
+    assert other.kv.keys_for_lease(3) == [b"a"]
+    assert other.kv.hash() == sm.kv.hash()
+    assert read_snapshot_file(_with_sha(snapshot_blob(data))) == data
+    other._check()
+
+
+def _with_sha(blob: bytes) -> bytes:
+    import hashlib
+
+    assert len(blob) % 512 == 0
+    return blob + hashlib.sha256(blob).digest()
+
+
+def test_bad_command_is_an_error_not_a_crash() -> None:
+    sm = StateMachine()
+    assert isinstance(sm.apply(1, b"\x63junk"), InvalidArgumentError)
+    assert sm.applied_index == 1
+
+
+# -- config / CLI ------------------------------------------------------------------------------
+def test_cli_defaults_like_etcd() -> None:
+    cfg = config_from_args(build_parser().parse_args([]))
+    assert cfg.name == "default"
+    assert cfg.data_dir == "default.coord"
+    assert cfg.listen_client_urls == ("http://127.0.0.1:2379",)
+    assert cfg.max_txn_ops == 128
+    assert cfg.max_request_bytes == 1572864
+    assert cfg.max_recv_bytes == 1572864 + 512 * 1024
+    assert cfg.quota_bytes == 2 * 1024**3
+    assert cfg.min_lease_ttl == 2
+    assert cfg.initial_cluster == "default=http://127.0.0.1:2380"
+
+
+def test_cli_flags() -> None:
+    args = build_parser().parse_args([
+        "--name", "n1", "--listen-client-urls", "http://127.0.0.1:1,http://127.0.0.1:2",
+        "--initial-cluster", "n1=http://127.0.0.1:3,n2=http://127.0.0.1:4",
+        "--initial-cluster-state", "existing", "--election-timeout", "3000"])
+    cfg = config_from_args(args)
+    assert cfg.data_dir == "n1.coord"
+    assert cfg.listen_client_urls == ("http://127.0.0.1:1", "http://127.0.0.1:2")
+    assert parse_initial_cluster(cfg.initial_cluster) == {"n1": ["http://127.0.0.1:3"],
+                                                          "n2": ["http://127.0.0.1:4"]}
+    assert cfg.min_lease_ttl == 5
+    with pytest.raises(ValueError, match="invalid URL"):
+        Config(listen_client_urls=("localhost",))
+    with pytest.raises(ValueError, match="name=url"):
+        Config(initial_cluster="nourl")
+    help_text = build_parser().format_help()
+    for flag in ("--name", "--data-dir", "--listen-client-urls", "--advertise-client-urls",
+                 "--quota-backend-bytes", "--max-txn-ops", "--max-request-bytes",
+                 "--heartbeat-interval", "--election-timeout", "--snapshot-count",
+                 "--listen-peer-urls", "--initial-advertise-peer-urls", "--initial-cluster",
+                 "--initial-cluster-state", "--initial-cluster-token", "--log-level"):
+        assert flag in help_text
