@@ -1,1 +1,110 @@
-"""coord: a client for coord-server and etcd v3."""
+"""coord: a client for coord-server and etcd v3.
+
+``Client`` (blocking) and ``AsyncClient`` (asyncio) share one implementation. Keys and values
+are ``bytes`` in every result (``str`` is accepted as input and encoded as UTF-8). See
+docs/client.md.
+"""
+
+from . import errors
+from .aio import AsyncClient
+from .client import Client, Lease, Watch
+from .errors import (
+    AuthFailedError,
+    CompactedError,
+    ConnectionFailedError,
+    CoordError,
+    DuplicateKeyError,
+    EmptyKeyError,
+    FutureRevisionError,
+    InvalidArgumentError,
+    InvalidAuthTokenError,
+    KeyNotFoundError,
+    LeaseExpiredError,
+    LeaseNotFoundError,
+    NoLeaderError,
+    NoSpaceError,
+    PermissionDeniedError,
+    RequestTooLargeError,
+    TooManyOpsError,
+    UnavailableError,
+    WatchCanceledError,
+)
+from .lease import AsyncLease
+from .txn import (
+    Compare,
+    CreateRevision,
+    Delete,
+    Get,
+    LeaseId,
+    ModRevision,
+    Op,
+    Put,
+    Txn,
+    Value,
+    Version,
+    prefix_end,
+)
+from .types import (
+    Event,
+    EventType,
+    HashKV,
+    KeyValue,
+    LeaseInfo,
+    Member,
+    RangeResult,
+    ServerStatus,
+    TxnResult,
+    WatchResponse,
+)
+from .watch import AsyncWatch
+
+__all__ = [
+    "AsyncClient",
+    "AsyncLease",
+    "AsyncWatch",
+    "AuthFailedError",
+    "Client",
+    "CompactedError",
+    "Compare",
+    "ConnectionFailedError",
+    "CoordError",
+    "CreateRevision",
+    "Delete",
+    "DuplicateKeyError",
+    "EmptyKeyError",
+    "Event",
+    "EventType",
+    "FutureRevisionError",
+    "Get",
+    "HashKV",
+    "InvalidArgumentError",
+    "InvalidAuthTokenError",
+    "KeyNotFoundError",
+    "KeyValue",
+    "Lease",
+    "LeaseExpiredError",
+    "LeaseId",
+    "LeaseInfo",
+    "LeaseNotFoundError",
+    "Member",
+    "ModRevision",
+    "NoLeaderError",
+    "NoSpaceError",
+    "Op",
+    "PermissionDeniedError",
+    "Put",
+    "RangeResult",
+    "RequestTooLargeError",
+    "ServerStatus",
+    "TooManyOpsError",
+    "Txn",
+    "TxnResult",
+    "UnavailableError",
+    "Value",
+    "Version",
+    "Watch",
+    "WatchCanceledError",
+    "WatchResponse",
+    "errors",
+    "prefix_end",
+]

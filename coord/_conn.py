@@ -1,0 +1,285 @@
+"""Connections: endpoints, failover, retries, auth token and TLS.
+
+Theory of operation. A :class:`Connection` holds one grpclib ``Channel`` (one HTTP/2
+connection) per endpoint and a *current* endpoint that every new call and stream uses. A
+failure that says "this member is unusable" (connection refused/reset, stream terminated,
+gRPC UNAVAILABLE) rotates the current endpoint to the next one in the list.
+
+Retry rule (etcd's clientv3 rule, see reference §5): an *idempotent* call (reads, status,
+lease queries) is retried on the next endpoint after any such failure; a *mutating* call is
+retried only when the failure happened while connecting, i.e. before the request could reach a
+server. After an ambiguous failure (the request may have been applied) a mutating call raises
+:class:`~coord.errors.UnavailableError` / :class:`~coord.errors.ConnectionFailedError` and the
+caller decides. Every call has one overall deadline (``timeout``), shared by its retries.
+
+Auth: with ``user``/``password`` the connection calls ``Auth/Authenticate`` before the first
+request and sends the token as ``token`` metadata; a request rejected with "invalid auth
+token" re-authenticates once and is re-sent (it was rejected, so that is safe for writes).
+
+Messages cross grpclib as bytes: :class:`_Codec` encodes betterproto2 messages with
+``bytes(msg)`` (or passes pre-encoded bytes through) and decodes with the callable given as the
+reply type (a fast decoder from :mod:`coord._wire` or a betterproto2 ``parse``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl as _ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+import h2.exceptions
+from grpclib.client import Channel
+from grpclib.const import Cardinality
+from grpclib.encoding.base import CodecBase
+from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
+
+from . import errors
+from ._pb import etcdserverpb as pb
+
+__all__ = ["Connection", "Endpoint", "parse_endpoints"]
+
+T = TypeVar("T")
+
+#: Transport failures after which an endpoint is considered unusable.
+TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, StreamTerminatedError, ProtocolError, h2.exceptions.ProtocolError, EOFError,
+)
+
+
+class _Codec(CodecBase):  # type: ignore[misc]
+    """Pass-through protobuf codec: bytes in, a decoder callable's result out."""
+
+    __content_subtype__ = "proto"
+
+    def encode(self, message: Any, message_type: Any) -> bytes:
+        if type(message) is bytes:
+            return message
+        return bytes(message)
+
+    def decode(self, data: bytes, message_type: Any) -> Any:
+        return message_type(data)
+
+
+_CODEC = _Codec()
+_ANY: Any = None  # grpclib's request type slot (unused by our codec)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One server address."""
+
+    host: str
+    port: int
+    tls: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def parse_endpoints(endpoints: str | list[str] | tuple[str, ...]) -> list[Endpoint]:
+    """Parse ``"host:port"``, ``"http://host:port"``, ``"https://host:port"`` or a list of them.
+
+    A comma-separated string is split. ``https://`` marks the endpoint as TLS.
+    """
+    items = endpoints.split(",") if isinstance(endpoints, str) else list(endpoints)
+    out: list[Endpoint] = []
+    for raw in items:
+        item = raw.strip()
+        if not item:
+            continue
+        tls = False
+        if "://" in item:
+            scheme, item = item.split("://", 1)
+            tls = scheme == "https"
+        item = item.rstrip("/")
+        host, sep, port = item.rpartition(":")
+        if not sep:
+            host, port = item, "2379"
+        out.append(Endpoint(host.strip("[]") or "127.0.0.1", int(port), tls))
+    if not out:
+        raise ValueError("no endpoint given")
+    return out
+
+
+def make_ssl_context(ca_cert: str | None, cert: str | None, key: str | None) -> _ssl.SSLContext:
+    """An HTTP/2-ready client TLS context trusting ``ca_cert``, presenting ``cert``/``key``."""
+    ctx = _ssl.create_default_context(_ssl.Purpose.SERVER_AUTH, cafile=ca_cert)
+    if cert is not None:
+        ctx.load_cert_chain(cert, key)
+    ctx.set_alpn_protocols(["h2"])
+    return ctx
+
+
+def status_error(e: GRPCError) -> errors.CoordError:
+    """Map a grpclib status error to coord's typed error."""
+    return errors.from_status(int(e.status.value), e.message)
+
+
+class Connection:
+    """Endpoints with failover, shared by every RPC of one client (see module docstring).
+
+    Invariants (checked by :meth:`_check`): ``0 <= current < len(endpoints)``; ``channels``
+    has at most one channel per endpoint index.
+    """
+
+    def __init__(self, endpoints: list[Endpoint], *, timeout: float | None,
+                 ssl: _ssl.SSLContext | None, user: str | None, password: str | None) -> None:
+        self.endpoints = endpoints
+        self.timeout = timeout
+        self.current = 0  # index of the endpoint new calls go to
+        self._ssl = ssl
+        self._channels: dict[int, Channel] = {}
+        self._user = user
+        self._password = password
+        self._token: str | None = None
+        self._auth_lock = asyncio.Lock()
+        self._closed = False
+        self._check()
+
+    def _check(self) -> None:
+        assert 0 <= self.current < len(self.endpoints)
+        assert all(0 <= i < len(self.endpoints) for i in self._channels)
+
+    # ---------------------------------------------------------------------------- channels
+
+    def channel(self, index: int | None = None) -> tuple[int, Channel]:
+        """``(index, channel)`` of the current endpoint (or of ``index``), created on demand."""
+        i = self.current if index is None else index
+        ch = self._channels.get(i)
+        if ch is None:
+            ep = self.endpoints[i]
+            ctx = self._ssl
+            if ctx is None and ep.tls:
+                ctx = make_ssl_context(None, None, None)
+            ch = Channel(ep.host, ep.port, codec=_CODEC, ssl=ctx)
+            self._channels[i] = ch
+        return i, ch
+
+    def rotate(self, failed: int) -> None:
+        """Mark endpoint ``failed`` unusable: drop its channel and move ``current`` past it."""
+        ch = self._channels.pop(failed, None)
+        if ch is not None:
+            ch.close()
+        if self.current == failed:
+            self.current = (failed + 1) % len(self.endpoints)
+
+    def close(self) -> None:
+        """Close every channel."""
+        self._closed = True
+        for ch in self._channels.values():
+            ch.close()
+        self._channels.clear()
+
+    # -------------------------------------------------------------------------------- auth
+
+    async def metadata(self) -> dict[str, str] | None:
+        """Per-call metadata (the auth token once authenticated)."""
+        if self._user is None:
+            return None
+        if self._token is None:
+            await self.authenticate()
+        return {"token": self._token} if self._token else None
+
+    async def authenticate(self, stale: str | None = None) -> None:
+        """Fetch a fresh token (unless another task already replaced ``stale``)."""
+        async with self._auth_lock:
+            if self._token is not None and self._token != stale:
+                return
+            req = pb.AuthenticateRequest(name=self._user or "", password=self._password or "")
+            resp = await self.unary("/etcdserverpb.Auth/Authenticate", req,
+                                    pb.AuthenticateResponse.parse, idempotent=True, auth=False)
+            self._token = resp.token
+
+    # ------------------------------------------------------------------------------- calls
+
+    def deadline(self, timeout: float | None = None) -> float | None:
+        """Absolute monotonic deadline for a call with ``timeout`` (default: client timeout)."""
+        t = self.timeout if timeout is None else timeout
+        return None if t is None else time.monotonic() + t
+
+    async def unary(self, path: str, request: Any, decode: Callable[[bytes], T], *,
+                    idempotent: bool, timeout: float | None = None, auth: bool = True) -> T:
+        """Call a unary RPC with failover and retries (see the module docstring)."""
+        deadline = self.deadline(timeout)
+        attempts = max(3, 2 * len(self.endpoints))
+        last: BaseException | None = None
+        reauthed = False
+        attempt = 0
+        while attempt < attempts:
+            if self._closed:
+                raise errors.ConnectionFailedError("coord: client is closed")
+            md = await self.metadata() if auth else None
+            index, ch = self.channel()
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            connected = False
+            try:
+                if not ch._connected:  # connect first: failures here never sent the request
+                    await asyncio.wait_for(ch.__connect__(), remaining)
+                connected = True
+                stream: Any
+                async with ch.request(path, Cardinality.UNARY_UNARY, _ANY, cast(Any, decode),
+                                      timeout=remaining, metadata=md) as stream:
+                    await stream.send_message(request, end=True)
+                    reply = cast(T | None, await stream.recv_message())
+                if reply is None:
+                    raise StreamTerminatedError("empty reply")
+                return reply
+            except GRPCError as e:
+                err = status_error(e)
+                if isinstance(err, errors.InvalidAuthTokenError) and auth and not reauthed:
+                    reauthed = True
+                    await self.authenticate(stale=self._token)
+                    continue
+                if not isinstance(err, errors.UnavailableError):
+                    raise err from None
+                last = err
+                self.rotate(index)
+                if not idempotent:
+                    raise err from None
+            except TimeoutError:
+                if deadline is not None and time.monotonic() >= deadline - 1e-3:
+                    break
+                raise
+            except TRANSPORT_ERRORS as e:
+                last = e
+                self.rotate(index)
+                if not idempotent and connected:
+                    raise errors.UnavailableError(
+                        f"coord: connection to {self.endpoints[index]} lost during a write;"
+                        f" its outcome is unknown ({e!r})") from e
+            attempt += 1
+            if attempt % len(self.endpoints) == 0:
+                await asyncio.sleep(min(0.05 * attempt, 0.5))
+        if last is None or isinstance(last, TimeoutError | asyncio.TimeoutError):
+            raise errors.TimeoutError(f"coord: {path} timed out") from last
+        if isinstance(last, errors.CoordError):
+            raise last
+        raise errors.ConnectionFailedError(
+            f"coord: could not reach any endpoint of {[str(e) for e in self.endpoints]}"
+            f" ({last!r})") from last
+
+    @contextlib.asynccontextmanager
+    async def open_stream(self, path: str, decode: Callable[[bytes], Any],
+                          extra_metadata: dict[str, str] | None = None) -> Any:
+        """Open a bidi stream on the current endpoint; yields ``(index, stream)``.
+
+        Raises the transport error (after rotating) when the endpoint cannot be reached.
+        """
+        md = dict(await self.metadata() or {})
+        md.update(extra_metadata or {})
+        index, ch = self.channel()
+        try:
+            stream: Any
+            async with ch.request(path, Cardinality.STREAM_STREAM, _ANY, cast(Any, decode),
+                                  metadata=md) as stream:
+                await stream.send_request()
+                yield index, stream
+        except TRANSPORT_ERRORS:
+            self.rotate(index)
+            raise
