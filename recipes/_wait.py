@@ -1,0 +1,146 @@
+"""Key helpers and the waiting primitives every recipe is built from.
+
+Theory of operation
+-------------------
+A recipe never polls. It reads the keys it depends on (getting the store revision ``R`` the
+read was served at) and then watches from ``R + 1``: every change after that read is delivered,
+so nothing can slip between the read and the watch. This is etcd's ``waitDelete`` /
+``waitDeletes`` from ``client/v3/concurrency/key.go``:
+
+* :func:`wait_delete` watches one key until a DELETE event.
+* :func:`wait_deletes` waits until no key under a prefix has a create revision at or below
+  a bound: it repeatedly finds the *last-created* such key (the waiter's direct predecessor)
+  and waits for that one key to go. Each waiter therefore watches exactly one other key, so a
+  release wakes one waiter, not all of them (no thundering herd).
+* :func:`wait_event` watches a key or prefix until an event satisfies a predicate.
+
+If the watch start revision has been compacted away the helpers re-read the state and watch
+again from the compaction revision, which is safe because they re-check the condition first.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from coord import AsyncClient, Delete, ModRevision, Put, Version
+from coord.errors import CompactedError
+from coord.types import Event, EventType, KeyValue
+
+__all__ = [
+    "delete_rev",
+    "first_created",
+    "last_created_before",
+    "lease_hex",
+    "prefix_end",
+    "put_unique",
+    "to_bytes",
+    "wait_delete",
+    "wait_deletes",
+    "wait_event",
+]
+
+
+def to_bytes(value: str | bytes) -> bytes:
+    """Keys and values given as ``str`` are UTF-8 encoded."""
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
+def lease_hex(lease_id: int) -> str:
+    """A lease ID as etcd's Go ``fmt.Sprintf("%x", id)``: lowercase hex, no padding."""
+    return format(lease_id, "x")
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    """The range end that selects every key starting with ``prefix`` (etcd's GetPrefixRangeEnd)."""
+    end = bytearray(prefix)
+    for i in range(len(end) - 1, -1, -1):
+        if end[i] < 0xFF:
+            end[i] += 1
+            return bytes(end[: i + 1])
+    return b"\x00"
+
+
+async def first_created(client: AsyncClient, prefix: bytes) -> tuple[KeyValue | None, int]:
+    """The key under ``prefix`` with the lowest create revision, and the read's revision."""
+    res = await client.range(prefix, prefix=True, limit=1, sort="create")
+    return (res.kvs[0] if res.kvs else None), res.revision
+
+
+async def last_created_before(client: AsyncClient, prefix: bytes, max_create_revision: int
+                              ) -> tuple[KeyValue | None, int]:
+    """The last-created key under ``prefix`` whose create revision is <= the bound.
+
+    Returns the key (None when there is none) and the revision the read was served at.
+    """
+    res = await client.range(prefix, prefix=True, limit=1, sort="-create",
+                             max_create_revision=max_create_revision)
+    return (res.kvs[0] if res.kvs else None), res.revision
+
+
+async def wait_event(client: AsyncClient, key: bytes, start_revision: int,
+                     accept: Callable[[Event], bool], *, prefix: bool = False,
+                     no_put: bool = False, no_delete: bool = False) -> Event:
+    """Watch ``key`` (or the prefix) from ``start_revision`` until ``accept(event)``; return it.
+
+    ``no_put`` / ``no_delete`` filter events on the server side.
+
+    Raises:
+        CompactedError: ``start_revision`` is compacted (callers re-read and retry).
+    """
+    watch = client.watch(key, prefix=prefix, start_revision=start_revision, no_put=no_put,
+                         no_delete=no_delete)
+    try:
+        async for event in watch:
+            if accept(event):
+                return event
+    finally:
+        await watch.aclose()
+    raise CompactedError("coord: watch ended unexpectedly")  # pragma: no cover - defensive
+
+
+async def wait_delete(client: AsyncClient, key: bytes, start_revision: int) -> None:
+    """Return once ``key`` is deleted at or after ``start_revision`` (or is already gone)."""
+    rev = start_revision
+    while True:
+        try:
+            await wait_event(client, key, rev, lambda e: e.type == EventType.DELETE,
+                             no_put=True)
+            return
+        except CompactedError as err:
+            kv = await client.get(key)
+            if kv is None:
+                return
+            rev = max(rev, int(getattr(err, "compact_revision", 0) or 0), kv.mod_revision + 1)
+
+
+async def wait_deletes(client: AsyncClient, prefix: bytes, max_create_revision: int) -> None:
+    """Return once no key under ``prefix`` has create revision <= ``max_create_revision``.
+
+    Each round waits only for the direct predecessor (last-created key under the bound).
+    """
+    while True:
+        kv, rev = await last_created_before(client, prefix, max_create_revision)
+        if kv is None:
+            return
+        await wait_delete(client, kv.key, rev + 1)
+
+
+async def put_unique(client: AsyncClient, prefix: bytes, value: bytes, lease: int = 0
+                     ) -> tuple[bytes, int]:
+    """Create ``prefix + <unix nanos>`` (etcd recipe's ``newUniqueKV``); return key, revision.
+
+    The put is guarded by ``Version(key) == 0`` and retried with a new name on collision.
+    """
+    while True:
+        key = prefix + str(time.time_ns()).encode()
+        res = await client.txn(compare=[Version(key) == 0],
+                               success=[Put(key, value, lease=lease)])
+        if res.succeeded:
+            return key, int(res.revision)
+
+
+async def delete_rev(client: AsyncClient, key: bytes, mod_revision: int) -> bool:
+    """Delete ``key`` if still at ``mod_revision`` (etcd recipe's ``deleteRevKey``)."""
+    res = await client.txn(compare=[ModRevision(key) == mod_revision], success=[Delete(key)])
+    return bool(res.succeeded)
