@@ -9,7 +9,11 @@ until ready, and is always killed at teardown.
 from __future__ import annotations
 
 import asyncio
+import base64
+import http.client
+import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -19,6 +23,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -208,3 +213,78 @@ def etcdctl(endpoint: str, *args: str, input: str | None = None, check: bool = T
             f"etcdctl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
         )
     return proc
+
+
+# ---- HTTP/JSON gateway helpers (tests/http, tests/tls) ----
+
+
+def json_b64(s: str | bytes) -> str:
+    """etcd's JSON bytes encoding."""
+    return base64.b64encode(s.encode() if isinstance(s, str) else s).decode()
+
+
+def json_unb64(s: str) -> bytes:
+    return base64.b64decode(s)
+
+
+def http_post(endpoint: str, path: str, body: Any = None, raw: bytes | None = None,
+              headers: dict[str, str] | None = None, method: str = "POST",
+              timeout: float = 10.0) -> tuple[int, Any, dict[str, str]]:
+    """POST JSON (or ``raw`` bytes) to ``http://endpoint/path``: (status, decoded body, headers)."""
+    host, port = endpoint.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
+        conn.request(method, path, body=data, headers=headers or {})
+        resp = conn.getresponse()
+        payload = resp.read()
+        hdrs = {k.lower(): v for k, v in resp.getheaders()}
+        try:
+            decoded: Any = json.loads(payload) if payload else None
+        except ValueError:
+            decoded = payload.decode(errors="replace")
+        return resp.status, decoded, hdrs
+    finally:
+        conn.close()
+
+
+def http_ok(endpoint: str, path: str, body: Any = None) -> Any:
+    """POST and assert 200; return the decoded JSON."""
+    status, data, _ = http_post(endpoint, path, body)
+    assert status == 200, (status, data)
+    return data
+
+
+class CurlStream:
+    """``curl -N`` on a streaming endpoint; :meth:`next_json` reads one JSON line (deadline)."""
+
+    def __init__(self, args: list[str]) -> None:
+        self.proc = subprocess.Popen(["curl", "-sS", "-N", *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, bufsize=0)
+        self._buf = b""
+
+    def next_json(self, timeout: float = 10.0) -> Any:
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no line from curl within {timeout}s; got {self._buf!r}")
+            ready, _, _ = select.select([fd], [], [], left)
+            if ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    err = self.proc.stderr.read() if self.proc.stderr else b""
+                    raise AssertionError(f"curl ended: {self._buf!r} {err!r}")
+                self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        return json.loads(line)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        for f in (self.proc.stdout, self.proc.stderr):
+            if f is not None:
+                f.close()

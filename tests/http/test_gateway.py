@@ -1,0 +1,279 @@
+"""etcd's HTTP/JSON gateway on coord's client port, driven with http.client and curl.
+
+Every test runs against a real ``coord-server`` process (the session ``coord_server``);
+``test_shapes_match_etcd`` runs the same requests against a real etcd 3.4 and compares the
+JSON structure (keys and value types) of the answers.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import Any
+
+import pytest
+from support import (
+    CoordProc,
+    CurlStream,
+    EtcdProc,
+    etcdctl,
+    http_ok,
+    http_post,
+    json_b64,
+    json_unb64,
+    require_binary,
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _curl() -> None:
+    require_binary("curl")
+
+
+def put(ep: str, key: str, value: str, **extra: Any) -> Any:
+    return http_ok(ep, "/v3/kv/put", {"key": json_b64(key), "value": json_b64(value), **extra})
+
+
+def test_put_range_prefix_and_delete(coord_server: CoordProc, prefix: str) -> None:
+    ep = coord_server.endpoint
+    r1 = put(ep, prefix + "a", "1")
+    r2 = put(ep, prefix + "b", "2")
+    assert int(r2["header"]["revision"]) == int(r1["header"]["revision"]) + 1
+    put(ep, prefix + "c", "3")
+    end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    got = http_ok(ep, "/v3/kv/range", {"key": json_b64(prefix), "range_end": json_b64(end)})
+    assert got["count"] == "3"
+    assert [json_unb64(kv["key"]).decode() for kv in got["kvs"]] == [
+        prefix + "a", prefix + "b", prefix + "c"]
+    assert [json_unb64(kv["value"]) for kv in got["kvs"]] == [b"1", b"2", b"3"]
+    assert got["kvs"][0]["version"] == "1"
+    # lowerCamel input names and enum names work; limit + sort
+    got = http_ok(ep, "/v3/kv/range", {"key": json_b64(prefix), "rangeEnd": json_b64(end),
+                                       "sortOrder": "DESCEND", "limit": 1})
+    assert [json_unb64(kv["key"]).decode() for kv in got["kvs"]] == [prefix + "c"]
+    assert got["more"] is True
+    assert got["count"] == "3"
+    # delete one with prev_kv, then the rest
+    d = http_ok(ep, "/v3/kv/deleterange", {"key": json_b64(prefix + "a"), "prev_kv": True})
+    assert d["deleted"] == "1"
+    assert json_unb64(d["prev_kvs"][0]["value"]) == b"1"
+    d = http_ok(ep, "/v3/kv/deleterange", {"key": json_b64(prefix), "range_end": json_b64(end)})
+    assert d["deleted"] == "2"
+    got = http_ok(ep, "/v3/kv/range", {"key": json_b64(prefix), "range_end": json_b64(end)})
+    assert "kvs" not in got
+    assert "count" not in got
+
+
+def test_txn_compare_and_swap(coord_server: CoordProc, prefix: str) -> None:
+    ep = coord_server.endpoint
+    key = json_b64(prefix + "k")
+    put(ep, prefix + "k", "old")
+
+    def cas(expect: str, new: str) -> Any:
+        return http_ok(ep, "/v3/kv/txn", {
+            "compare": [{"key": key, "target": "VALUE", "result": "EQUAL",
+                         "value": json_b64(expect)}],
+            "success": [{"requestPut": {"key": key, "value": json_b64(new)}}],
+            "failure": [{"request_range": {"key": key}}],
+        })
+
+    ok = cas("old", "new")
+    assert ok["succeeded"] is True
+    assert list(ok["responses"][0]) == ["response_put"]
+    assert ok["responses"][0]["response_put"]["header"]["revision"] == ok["header"]["revision"]
+    failed = cas("old", "newer")
+    assert "succeeded" not in failed  # false is omitted, as etcd does
+    kv = failed["responses"][0]["response_range"]["kvs"][0]
+    assert json_unb64(kv["value"]) == b"new"
+
+
+def test_lease_grant_put_with_lease_and_revoke(coord_server: CoordProc, prefix: str) -> None:
+    ep = coord_server.endpoint
+    grant = http_ok(ep, "/v3/lease/grant", {"TTL": 60})
+    lease_id = grant["ID"]
+    assert isinstance(lease_id, str)
+    assert int(lease_id) > 0
+    assert grant["TTL"] == "60"
+    put(ep, prefix + "l", "v", lease=lease_id)
+    ttl = http_ok(ep, "/v3/lease/timetolive", {"ID": lease_id, "keys": True})
+    assert ttl["ID"] == lease_id
+    assert ttl["grantedTTL"] == "60"
+    assert 0 < int(ttl["TTL"]) <= 60
+    assert [json_unb64(k).decode() for k in ttl["keys"]] == [prefix + "l"]
+    # the legacy /v3/kv/lease/... bindings reach the same RPCs
+    leases = http_ok(ep, "/v3/kv/lease/leases", {})
+    assert lease_id in [x["ID"] for x in leases["leases"]]
+    # keep-alive is a stream: one {"result": ...} line per request
+    out = subprocess.run(["curl", "-sS", f"http://{ep}/v3/lease/keepalive", "-d",
+                          json.dumps({"ID": lease_id})], capture_output=True, timeout=30,
+                         check=True, text=True)
+    line = json.loads(out.stdout.strip().splitlines()[0])
+    assert line["result"]["ID"] == lease_id
+    assert line["result"]["TTL"] == "60"
+    http_ok(ep, "/v3/lease/revoke", {"ID": lease_id})
+    got = http_ok(ep, "/v3/kv/range", {"key": json_b64(prefix + "l")})
+    assert "kvs" not in got  # revoking the lease deleted its key
+    status, body, _ = http_post(ep, "/v3/lease/revoke", {"ID": lease_id})
+    assert status == 404
+    assert body == {"error": "etcdserver: requested lease not found",
+                    "message": "etcdserver: requested lease not found", "code": 5}
+
+
+def test_watch_stream_with_curl_receives_later_put(coord_server: CoordProc, prefix: str) -> None:
+    ep = coord_server.endpoint
+    key = prefix + "w"
+    stream = CurlStream([f"http://{ep}/v3/watch", "-d",
+                         json.dumps({"create_request": {"key": json_b64(key)}})])
+    try:
+        created = stream.next_json()
+        assert created["result"]["created"] is True
+        assert "watch_id" not in created["result"]  # watch id 0 is omitted
+        rev = put(ep, key, "hello")["header"]["revision"]
+        event = stream.next_json()["result"]
+        assert event["header"]["revision"] == rev
+        (ev,) = event["events"]
+        assert "type" not in ev  # PUT is the zero enum value
+        assert json_unb64(ev["kv"]["key"]).decode() == key
+        assert json_unb64(ev["kv"]["value"]) == b"hello"
+        assert ev["kv"]["create_revision"] == rev
+        assert ev["kv"]["version"] == "1"
+        http_ok(ep, "/v3/kv/deleterange", {"key": json_b64(key)})
+        deleted = stream.next_json()["result"]["events"][0]
+        assert deleted["type"] == "DELETE"
+    finally:
+        stream.close()
+
+
+def test_watch_body_may_hold_several_requests(coord_server: CoordProc, prefix: str) -> None:
+    ep = coord_server.endpoint
+    body = (json.dumps({"create_request": {"key": json_b64(prefix + "1")}}) + "\n"
+            + json.dumps({"create_request": {"key": json_b64(prefix + "2")}}))
+    stream = CurlStream([f"http://{ep}/v3/watch", "--data-binary", body])
+    try:
+        ids = {stream.next_json()["result"].get("watch_id", "0") for _ in range(2)}
+        assert ids == {"0", "1"}
+        put(ep, prefix + "2", "x")
+        event = stream.next_json()["result"]
+        assert event["watch_id"] == "1"
+        assert json_unb64(event["events"][0]["kv"]["key"]).decode() == prefix + "2"
+    finally:
+        stream.close()
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    (b'{"key": "Zm9v"', "unexpected EOF"),
+    (b'{"key": "Zm9v", "lease": "abc"}', "lease"),
+    (b"[1]", "cannot unmarshal array"),
+    (b'{"key": 12}', "key"),
+    (b"{} {}", "extra data"),
+])
+def test_wrong_json_is_400_with_etcd_error_shape(coord_server: CoordProc, raw: bytes,
+                                                 message: str) -> None:
+    status, body, headers = http_post(coord_server.endpoint, "/v3/kv/put", raw=raw)
+    assert status == 400
+    assert headers["content-type"] == "application/json"
+    assert set(body) == {"error", "code", "message"}
+    assert body["code"] == 3
+    assert body["error"] == body["message"]
+    assert message in body["message"]
+
+
+def test_grpc_errors_map_to_http_status(coord_server: CoordProc) -> None:
+    ep = coord_server.endpoint
+    status, body, _ = http_post(ep, "/v3/kv/put", {"value": json_b64("v")})
+    assert (status, body["code"], body["message"]) == (400, 3, "etcdserver: key is not provided")
+    status, body, _ = http_post(ep, "/v3/kv/range", {"key": json_b64("x"), "revision": 10**9})
+    assert (status, body["code"]) == (400, 11)  # OutOfRange -> 400
+    assert body["message"] == "etcdserver: mvcc: required revision is a future revision"
+
+
+def test_unknown_path_and_wrong_method(coord_server: CoordProc) -> None:
+    ep = coord_server.endpoint
+    assert http_post(ep, "/v3/kv/nothere", {})[0] == 404
+    assert http_post(ep, "/v3/kv/range", method="GET")[0] == 405
+
+
+def test_health_version_status_and_members(coord_server: CoordProc) -> None:
+    ep = coord_server.endpoint
+    status, body, _ = http_post(ep, "/health", method="GET")
+    assert (status, body) == (200, {"health": "true", "reason": ""})
+    status, body, _ = http_post(ep, "/version", method="GET")
+    assert status == 200
+    assert set(body) == {"etcdserver", "etcdcluster"}
+    assert body["etcdcluster"].count(".") == 2
+    st = http_ok(ep, "/v3/maintenance/status", {})
+    assert st["leader"] == st["header"]["member_id"]
+    assert isinstance(st["dbSize"], str)
+    assert isinstance(st["raftIndex"], str)
+    members = http_ok(ep, "/v3/cluster/member/list", {})["members"]
+    assert members[0]["clientURLs"] == [f"http://{ep}"]
+    assert members[0]["ID"] == st["header"]["member_id"]
+    # an empty body is an empty request, as with grpc-gateway
+    assert "header" in http_ok(ep, "/v3/maintenance/status")
+
+
+def test_grpc_and_http_share_the_port(coord_server: CoordProc, prefix: str) -> None:
+    ep = coord_server.endpoint
+    etcdctl(ep, "put", prefix + "g", "from-grpc")
+    got = http_ok(ep, "/v3/kv/range", {"key": json_b64(prefix + "g")})
+    assert json_unb64(got["kvs"][0]["value"]) == b"from-grpc"
+    put(ep, prefix + "h", "from-http")
+    assert etcdctl(ep, "get", prefix + "h", "--print-value-only").stdout.strip() == "from-http"
+
+
+def test_keep_alive_connection_serves_several_requests(coord_server: CoordProc,
+                                                      prefix: str) -> None:
+    import http.client
+
+    host, port = coord_server.endpoint.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        for i in range(3):
+            conn.request("POST", "/v3/kv/put", body=json.dumps(
+                {"key": json_b64(f"{prefix}{i}"), "value": json_b64("v")}))
+            resp = conn.getresponse()
+            assert resp.status == 200, resp.read()
+            resp.read()
+    finally:
+        conn.close()
+
+
+def _shape(value: Any) -> Any:
+    """Keys and JSON types of a value (ids, revisions and such replaced by their type)."""
+    if isinstance(value, dict):
+        return {k: _shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shape(value[0])] if value else []
+    return type(value).__name__
+
+
+def test_shapes_match_etcd(coord_server: CoordProc, etcd_server: EtcdProc, prefix: str) -> None:
+    """The same requests produce the same JSON structure from coord and from etcd 3.4."""
+
+    def run(ep: str) -> list[Any]:
+        out: list[Any] = []
+        key, end = json_b64(prefix + "s"), json_b64(prefix + "t")
+        out.append(http_ok(ep, "/v3/kv/put", {"key": key, "value": json_b64("v1")}))
+        out.append(http_ok(ep, "/v3/kv/put", {"key": key, "value": json_b64("v2"),
+                                              "prev_kv": True}))
+        out.append(http_ok(ep, "/v3/kv/range", {"key": key, "range_end": end}))
+        out.append(http_ok(ep, "/v3/kv/range", {"key": key, "count_only": True}))
+        out.append(http_ok(ep, "/v3/kv/txn", {
+            "compare": [{"key": key, "target": "VERSION", "result": "GREATER", "version": 0}],
+            "success": [{"request_put": {"key": key, "value": json_b64("v3")}},
+                        {"request_range": {"key": key}},
+                        {"request_delete_range": {"key": json_b64(prefix + "none")}}]}))
+        grant = http_ok(ep, "/v3/lease/grant", {"TTL": 60})
+        out.append(grant)
+        out.append(http_ok(ep, "/v3/lease/timetolive", {"ID": grant["ID"]}))
+        out.append(http_ok(ep, "/v3/lease/revoke", {"ID": grant["ID"]}))
+        out.append(http_ok(ep, "/v3/kv/deleterange", {"key": key, "prev_kv": True}))
+        out.append(http_post(ep, "/v3/kv/put", {"value": json_b64("v")})[1])
+        out.append(http_post(ep, "/v3/kv/put", raw=b'{"key": "Zm9v"')[1])
+        return out
+
+    coord = run(coord_server.endpoint)
+    etcd = run(etcd_server.endpoint)
+    for c, e in zip(coord, etcd, strict=True):
+        assert _shape(c) == _shape(e), (c, e)
+    assert coord[-1] == etcd[-1]  # same bad-JSON error text too
