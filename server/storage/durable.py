@@ -40,8 +40,12 @@ __all__ = ["DurableStorage", "StorageError"]
 log = logging.getLogger(__name__)
 
 
-class StorageError(Exception):
-    """The on-disk state is unusable (the message says which file and why)."""
+class StorageError(OSError):
+    """The on-disk state is unusable (the message says which file and why).
+
+    An OSError so the server's entry point reports it as a startup failure ("cannot serve")
+    without a traceback.
+    """
 
 
 class DurableStorage(MemoryStorage):

@@ -1,0 +1,756 @@
+"""RaftNode: the asyncio driver that runs the Raft core against disk, network and the state machine.
+
+Theory of operation
+-------------------
+The node owns a :class:`~coord.server.raft.rawnode.RawNode` (pure Raft), a
+:class:`~coord.server.storage.DurableStorage` (WAL + snapshots), a
+:class:`~coord.server.transport.PeerTransport` and the :class:`Membership`, and drives them from
+one anyio task group (started by :meth:`start`, cancelled by :meth:`stop`):
+
+* **ticker** -- calls ``rawnode.tick()`` every ``--heartbeat-interval`` ms; the election timeout
+  is ``--election-timeout / --heartbeat-interval`` ticks.
+* **ready loop** -- for every Ready, in the RawNode contract's order: send ``messages``; write
+  entries + hard state (+ received snapshot) to the WAL with one write and, when ``must_sync``,
+  one fsync, in a worker thread (group commit: proposals arriving meanwhile form the next
+  Ready); only then send ``msgs_after_append`` (votes, append acks); apply the snapshot and the
+  committed entries; hand out read states; ``advance``; maybe snapshot + compact.
+* **read loop** -- batches linearizable reads: all ``read_index()`` callers waiting at one
+  moment share one ReadIndex round (a fresh context per attempt, retried when no answer
+  arrives), then wait until applied >= the confirmed index (etcd's linearizableReadLoop).
+* **publisher** -- proposes this member's name and client URLs until they are applied (etcd's
+  ``publish``), so MemberList shows them on every member.
+
+Proposals are wrapped in an envelope ``tag | proposer member id | seq | payload``; a follower's
+proposal is forwarded to the leader by Raft (MsgProp), and the proposing member resolves its
+waiting future when *it* applies the entry carrying its (member id, seq).  Sequence numbers
+start at a random 63-bit value so entries of an earlier incarnation, replayed after a restart,
+never match a new proposal.  Conf changes carry the same pair in their context.
+
+Bootstrap (``--initial-cluster-state new``) writes the initial members as ADD_NODE conf-change
+entries 1..n of term 1 into every member's log (identical bytes everywhere, IDs derived as
+etcd does) with commit = n; the first Ready applies them.  A member that is the only voter
+campaigns immediately.  A member joining an existing cluster learns the cluster and its own ID
+from a peer (:func:`discover_sync`) and starts with an empty log that the leader fills.  A
+restart recovers from the data directory and ignores the ``--initial-*`` flags.
+
+A member that applies its own removal stops (after a short grace so the commit reaches the
+others): it calls ``on_removed`` (default: SIGTERM to its own process, which shuts the
+server down cleanly).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import signal
+import socket
+import struct
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+import msgspec
+
+from coord.errors import (
+    BadLeaderTransfereeError,
+    CoordError,
+    LeaderChangedError,
+    MemberNotFoundError,
+    MemberNotLearnerError,
+    NoLeaderError,
+    NotLeaderError,
+    PeerURLExistsError,
+    ServerStoppedError,
+    UnhealthyClusterError,
+)
+from coord.errors import TimeoutError as RequestTimeoutError
+from coord.server.config import Config, parse_initial_cluster
+from coord.server.membership import (
+    Attributes,
+    ChangeContext,
+    Member,
+    Membership,
+    bootstrap_members,
+    decode_attributes,
+    decode_context,
+    encode_attributes,
+    encode_context,
+    new_member_id,
+)
+from coord.server.nodeapi import MemberInfo, compute_member_id
+from coord.server.raft.confchange_codec import decode_conf_change, encode_conf_change
+from coord.server.raft.errors import ProposalDropped
+from coord.server.raft.rawnode import Config as RaftConfig
+from coord.server.raft.rawnode import RawNode, Ready
+from coord.server.raft.types import (
+    ConfChange,
+    ConfChangeType,
+    ConfChangeV2,
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    Message,
+    Snapshot,
+    StateType,
+)
+from coord.server.statemachine import StateMachine
+from coord.server.storage import DurableStorage, snapfile
+from coord.server.transport import PeerTransport
+from coord.server.transport.frames import FrameType, Hello, encode_frame
+from coord.server.transport.peer import parse_url
+
+__all__ = ["BootstrapError", "RaftNode", "discover_sync"]
+
+log = logging.getLogger("coord.server.node")
+
+_ENVELOPE = struct.Struct(">BQQ")
+TAG_COMMAND = 1
+TAG_ATTRIBUTES = 2
+
+
+class _SnapshotData(msgspec.Struct, array_like=True):
+    """What a Raft snapshot's ``data`` holds."""
+
+    sm: bytes
+    membership: bytes
+    applied: int
+
+
+_SNAPDATA = msgspec.msgpack.Decoder(_SnapshotData)
+
+
+def discover_sync(peer_urls: Sequence[str], timeout: float = 2.0) -> bytes:
+    """Blocking discovery: ask the first reachable peer for its membership document."""
+    hello = encode_frame(FrameType.HELLO, msgspec.msgpack.encode(Hello(0, 0, 0, "discover")))
+    errors = []
+    for url in peer_urls:
+        try:
+            host, port = parse_url(url)
+            with socket.create_connection((host, port), timeout=timeout) as s:
+                s.sendall(hello)
+                f = s.makefile("rb")
+                head = f.read(5)
+                if len(head) < 5:
+                    raise OSError("connection closed")
+                length, ftype = struct.unpack(">IB", head)
+                payload = f.read(length)
+                if ftype != FrameType.MEMBERS or len(payload) != length:
+                    raise OSError(f"unexpected answer (frame type {ftype})")
+                return payload
+        except (OSError, ValueError) as e:
+            errors.append(f"{url}: {e}")
+    raise OSError("could not reach any existing member: " + "; ".join(errors))
+
+
+class BootstrapError(OSError):
+    """The member cannot start with this configuration (the message says why)."""
+
+
+class _Pending:
+    """A proposal waiting for its entry to be applied locally."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: asyncio.Future[Any]) -> None:
+        self.future = future
+
+
+class RaftNode:
+    """The Raft-backed :class:`~coord.server.nodeapi.Node` (see the module docstring)."""
+
+    def __init__(self, config: Config, sm: StateMachine,
+                 on_removed: Callable[[], None] | None = None) -> None:
+        self.config = config
+        self.sm = sm
+        self.on_removed = on_removed or (lambda: os.kill(os.getpid(), signal.SIGTERM))
+        self.data_dir = Path(config.data_dir)
+        self.tick_interval = config.heartbeat_interval / 1000.0
+        self.election_ticks = max(2, config.election_timeout // config.heartbeat_interval)
+        self.request_timeout = 5.0 + 2 * config.election_timeout / 1000.0
+        self.snapshot_count = max(1, config.snapshot_count)
+        self.catch_up_entries = min(5000, self.snapshot_count)
+        self.membership = Membership()
+        self._listeners: list[Callable[[bool], None]] = []
+        self._pending: dict[int, _Pending] = {}
+        self._seq = random.getrandbits(62)
+        self._lead = 0
+        self._is_leader = False
+        self._applied = 0
+        self._snap_index = 0
+        self._conf_state = ConfState()
+        self._running = False
+        self._removed = False
+        self._wake = anyio.Event()
+        self._read_waiters: list[asyncio.Future[None]] = []
+        self._read_requested = anyio.Event()
+        self._read_states: dict[bytes, asyncio.Future[int]] = {}
+        self._read_ctx = random.getrandbits(48)
+        self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._leader_waiters: list[asyncio.Future[None]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._scope: anyio.CancelScope | None = None
+        self._open_storage()
+        self.rawnode = RawNode(self._raft_config(), self.storage)
+        peers = self.membership.peer_urls()
+        self.transport = PeerTransport(self.member_id, self.cluster_id,
+                                       list(config.listen_peer_urls), self)
+        self.transport.set_peers(peers)
+
+    # -- construction --------------------------------------------------------------------------
+
+    def _raft_config(self) -> RaftConfig:
+        return RaftConfig(id=self.member_id, election_tick=self.election_ticks, heartbeat_tick=1,
+                          applied=self._applied, check_quorum=True, pre_vote=True,
+                          max_size_per_msg=1 << 20, max_inflight_msgs=256,
+                          rng=random.Random().randrange)
+
+    def _open_storage(self) -> None:
+        cfg = self.config
+        if DurableStorage.exists(self.data_dir):
+            self.storage = DurableStorage.open(self.data_dir)
+            md = self.storage.metadata
+            self.member_id, self.cluster_id = md["member_id"], md["cluster_id"]
+            snap = self.storage.snapshot()
+            self.membership.cluster_id = self.cluster_id
+            if not snap.is_empty():
+                self._restore_snapshot(snap)
+            else:
+                self._conf_state = ConfState()
+            log.info("restarting member %x of cluster %x from %s (ignoring --initial-* flags)",
+                     self.member_id, self.cluster_id, self.data_dir)
+            return
+        token = cfg.initial_cluster_token
+        initial = parse_initial_cluster(cfg.initial_cluster)
+        my_urls = list(cfg.initial_advertise_peer_urls)
+        if cfg.initial_cluster_state == "new":
+            members = bootstrap_members(initial, token)
+            self.member_id = compute_member_id(my_urls, token)
+            if self.member_id not in {m.id for m in members}:
+                raise BootstrapError(
+                    f"--initial-cluster has no member with this member's peer URLs "
+                    f"{my_urls} (--initial-advertise-peer-urls)")
+            boot = Membership.bootstrap(members)
+            self.cluster_id = boot.cluster_id
+            self.membership = Membership(self.cluster_id)
+            self.storage = DurableStorage.create(
+                self.data_dir, {"member_id": self.member_id, "cluster_id": self.cluster_id})
+            ents = [Entry(term=1, index=i + 1, type=EntryType.CONF_CHANGE,
+                          data=encode_conf_change(ConfChange(
+                              ConfChangeType.ADD_NODE, m.id,
+                              encode_context(ChangeContext(0, 0, m)))))
+                    for i, m in enumerate(members)]
+            self.storage.save(HardState(term=1, vote=0, commit=len(ents)), ents)
+            log.info("bootstrapped member %x of new cluster %x with %d members", self.member_id,
+                     self.cluster_id, len(members))
+            return
+        others = [u for urls in initial.values() for u in urls if u not in my_urls]
+        doc = Membership.from_document(discover_sync(others))
+        me = doc.find_by_peer_urls(my_urls)
+        if me is None:
+            raise BootstrapError(f"this member ({my_urls}) is not in the existing cluster's member "
+                             f"list; add it first (etcdctl member add)")
+        self.member_id, self.cluster_id = me.id, doc.cluster_id
+        self.membership = doc
+        self.storage = DurableStorage.create(
+            self.data_dir, {"member_id": self.member_id, "cluster_id": self.cluster_id})
+        log.info("joining cluster %x as member %x", self.cluster_id, self.member_id)
+
+    def _restore_snapshot(self, snap: Snapshot) -> None:
+        data = _SNAPDATA.decode(snap.data)
+        self.sm.restore(data.sm)
+        self.membership.restore(data.membership)
+        self._applied = snap.metadata.index
+        self._snap_index = snap.metadata.index
+        self._conf_state = snap.metadata.conf_state
+        if hasattr(self, "transport"):
+            self.transport.set_peers(self.membership.peer_urls())
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the transport and the driver tasks; returns once the peer port is bound."""
+        started = anyio.Event()
+        failure: list[BaseException] = []
+
+        async def main() -> None:
+            try:
+                async with anyio.create_task_group() as tg:
+                    self._scope = tg.cancel_scope
+                    await tg.start(self.transport.run)
+                    tg.start_soon(self._ticker)
+                    tg.start_soon(self._ready_loop)
+                    tg.start_soon(self._read_loop)
+                    tg.start_soon(self._publish)
+                    self._running = True
+                    started.set()
+            except BaseException as e:
+                if not started.is_set():
+                    failure.append(e)
+                    started.set()
+                elif not isinstance(e, asyncio.CancelledError):
+                    log.exception("raft node failed")
+                raise
+            finally:
+                self._shutdown_waiters()
+
+        self._task = asyncio.get_running_loop().create_task(main())
+        await started.wait()
+        if failure:
+            raise failure[0]
+        self._maybe_campaign()
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Stop the driver; pending proposals fail with ServerStoppedError."""
+        was_leader = self._is_leader
+        self._running = False
+        if self._scope is not None:
+            self._scope.cancel()
+        if self._task is not None:
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._task = None
+        self.storage.close()
+        if was_leader:
+            self._set_leader(False)
+
+    def _shutdown_waiters(self) -> None:
+        self._running = False
+        for p in self._pending.values():
+            if not p.future.done():
+                p.future.set_exception(ServerStoppedError())
+        self._pending.clear()
+        for f in self._read_waiters:
+            if not f.done():
+                f.set_exception(ServerStoppedError())
+        for _i, f in self._applied_waiters:
+            if not f.done():
+                f.set_exception(ServerStoppedError())
+
+    # -- PeerHandler ---------------------------------------------------------------------------
+
+    def on_messages(self, msgs: list[Message]) -> None:
+        """Step peer messages into Raft."""
+        for m in msgs:
+            self.rawnode.step(m)
+        self._wake.set()
+
+    def on_unreachable(self, peer_id: int) -> None:
+        """The transport dropped messages to ``peer_id``."""
+        self.rawnode.report_unreachable(peer_id)
+
+    def on_snapshot_status(self, peer_id: int, failed: bool) -> None:
+        """A snapshot send finished."""
+        self.rawnode.report_snapshot(peer_id, failed)
+        self._wake.set()
+
+    def members_document(self) -> bytes:
+        """Served to discovering (joining) members."""
+        return self.membership.document()
+
+    def is_removed(self, member_id: int) -> bool:
+        """Removed members may not connect."""
+        return member_id in self.membership.removed
+
+    # -- driver tasks --------------------------------------------------------------------------
+
+    async def _ticker(self) -> None:
+        nxt = time.monotonic()
+        while True:
+            nxt += self.tick_interval
+            delay = nxt - time.monotonic()
+            if delay < -self.tick_interval * 5:
+                nxt = time.monotonic()  # we fell far behind (blocked loop): don't burst ticks
+            await anyio.sleep(max(0.0, delay))
+            self.rawnode.tick()
+            self._wake.set()
+
+    async def _ready_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            while self.rawnode.has_ready():
+                rd = self.rawnode.ready()
+                await self._handle_ready(rd)
+            if self._removed:
+                await self._stop_removed()
+
+    async def _handle_ready(self, rd: Ready) -> None:
+        if rd.soft_state is not None:
+            self._lead = rd.soft_state.lead
+            self._set_leader(rd.soft_state.raft_state == StateType.LEADER)
+            if self._lead:
+                for f in self._leader_waiters:
+                    if not f.done():
+                        f.set_result(None)
+                self._leader_waiters.clear()
+        if rd.messages:
+            self.transport.send(rd.messages)
+        snap = rd.snapshot if rd.snapshot is not None and not rd.snapshot.is_empty() else None
+        if rd.entries or snap is not None or rd.hard_state is not None:
+            if rd.must_sync or snap is not None:
+                await anyio.to_thread.run_sync(self.storage.write, rd.hard_state, rd.entries,
+                                               snap, True)
+            else:
+                self.storage.write(rd.hard_state, rd.entries, None, False)
+            self.storage.commit(rd.hard_state, rd.entries, snap)
+        if rd.msgs_after_append:
+            self.transport.send(rd.msgs_after_append)
+        if snap is not None:
+            self._restore_snapshot(snap)
+            log.info("applied snapshot at index %d from the leader", snap.metadata.index)
+        if rd.committed_entries:
+            self._apply_entries(rd.committed_entries)
+        for rs in rd.read_states:
+            rf = self._read_states.pop(rs.request_ctx, None)
+            if rf is not None and not rf.done():
+                rf.set_result(rs.index)
+        self.rawnode.advance(rd)
+        if rd.committed_entries:
+            self._maybe_campaign()  # after advance: Raft refuses to campaign with unapplied confs
+        self._release_applied_waiters()
+        if self._applied - self._snap_index >= self.snapshot_count:
+            await self._snapshot()
+
+    def _apply_entries(self, entries: list[Entry]) -> None:
+        for e in entries:
+            if e.index <= self._applied:
+                continue
+            if e.type == EntryType.CONF_CHANGE:
+                self._apply_conf_change(e)
+            elif e.data:
+                tag, proposer, seq = _ENVELOPE.unpack_from(e.data)
+                payload = e.data[_ENVELOPE.size:]
+                result: Any
+                if tag == TAG_COMMAND:
+                    result = self.sm.apply(e.index, payload)
+                else:
+                    result = b""
+                    if tag == TAG_ATTRIBUTES:
+                        self.membership.apply_attributes(decode_attributes(payload))
+                if proposer == self.member_id:
+                    self._resolve(seq, result)
+            self._applied = e.index
+
+    def _apply_conf_change(self, e: Entry) -> None:
+        cc = decode_conf_change(e.data)
+        changes = cc.changes if isinstance(cc, ConfChangeV2) else [cc]
+        error: CoordError | None = None
+        try:
+            self._conf_state = self.rawnode.apply_conf_change(cc)
+        except ValueError as err:
+            log.warning("conf change at %d rejected: %s", e.index, err)
+            error = UnhealthyClusterError(f"etcdserver: invalid conf change: {err}")
+        if error is None:
+            for c in changes:
+                self.membership.apply(c)
+                if c.type == ConfChangeType.REMOVE_NODE and c.node_id == self.member_id:
+                    log.warning("this member (%x) was removed from the cluster; stopping",
+                                self.member_id)
+                    self._removed = True
+            self.transport.set_peers(self.membership.peer_urls())
+        for c in changes:
+            if c.context:
+                ctx = decode_context(c.context)
+                if ctx.proposer == self.member_id:
+                    self._resolve(ctx.seq, error if error is not None else b"")
+
+    def _resolve(self, seq: int, result: Any) -> None:
+        p = self._pending.pop(seq, None)
+        if p is not None and not p.future.done():
+            p.future.set_result(result)
+
+    def _release_applied_waiters(self) -> None:
+        if not self._applied_waiters:
+            return
+        keep = []
+        for idx, f in self._applied_waiters:
+            if idx <= self._applied:
+                if not f.done():
+                    f.set_result(None)
+            else:
+                keep.append((idx, f))
+        self._applied_waiters = keep
+
+    async def _snapshot(self) -> None:
+        index = self._applied
+        data = msgspec.msgpack.encode(_SnapshotData(self.sm.snapshot(),
+                                                    self.membership.snapshot(), index))
+        snap = self.storage.create_snapshot(index, self._conf_state, data)
+        await anyio.to_thread.run_sync(self._persist_snapshot, snap)
+        self._snap_index = index
+        compact = index - self.catch_up_entries
+        if compact > self.storage.first_index():
+            self.storage.compact(compact)
+            await anyio.to_thread.run_sync(self.storage.wal.release_before,
+                                           self.storage.first_index())
+        log.info("snapshot at index %d; log compacted to %d", index, self.storage.first_index())
+
+    def _persist_snapshot(self, snap: Snapshot) -> None:
+        snapfile.save(self.storage.snap_dir, snap)
+        self.storage.wal.save_snapshot(snap.metadata.index, snap.metadata.term)
+        snapfile.purge(self.storage.snap_dir, keep=2)
+
+    async def _stop_removed(self) -> None:
+        self._removed = False
+        # Give the leader's commit (and our last messages) time to reach the others.
+        await anyio.sleep(2 * self.tick_interval * self.election_ticks / 2)
+        self.on_removed()
+
+    async def _read_loop(self) -> None:
+        retry = max(0.1, min(0.5, self.tick_interval * self.election_ticks / 2))
+        while True:
+            await self._read_requested.wait()
+            self._read_requested = anyio.Event()
+            waiters, self._read_waiters = self._read_waiters, []
+            index = -1
+            while index < 0 and any(not w.done() for w in waiters):
+                self._read_ctx += 1
+                ctx = self._read_ctx.to_bytes(8, "big")
+                fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+                self._read_states[ctx] = fut
+                self.rawnode.read_index(ctx)
+                self._wake.set()
+                with anyio.move_on_after(retry):
+                    index = await fut
+                self._read_states.pop(ctx, None)
+            if index < 0:
+                continue
+            if index > self._applied:
+                f: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._applied_waiters.append((index, f))
+                await f
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
+
+    async def _publish(self) -> None:
+        attrs = Attributes(self.member_id, self.config.name,
+                           list(self.config.advertise_client_urls))
+        payload = encode_attributes(attrs)
+        while True:
+            cur = self.membership.members.get(self.member_id)
+            if cur is not None and cur.name == attrs.name and \
+                    cur.client_urls == attrs.client_urls:
+                return
+            if self._lead:
+                try:
+                    await self._propose(TAG_ATTRIBUTES, payload, timeout=self.request_timeout)
+                    continue
+                except CoordError as e:
+                    log.debug("publishing attributes failed (will retry): %s", e)
+            await anyio.sleep(self.tick_interval * 2)
+
+    # -- leadership ----------------------------------------------------------------------------
+
+    def _set_leader(self, leader: bool) -> None:
+        if leader == self._is_leader:
+            return
+        self._is_leader = leader
+        log.info("member %x %s leadership (term %d)", self.member_id,
+                 "acquired" if leader else "lost", self.rawnode.term)
+        for cb in self._listeners:
+            try:
+                cb(leader)
+            except Exception:
+                log.exception("leader listener failed")
+
+    def add_leader_listener(self, cb: Callable[[bool], None]) -> None:
+        """Call ``cb(True)`` when this member becomes leader, ``cb(False)`` when it stops."""
+        self._listeners.append(cb)
+
+    def _maybe_campaign(self) -> None:
+        if self._conf_state.voters == [self.member_id] and not self._is_leader \
+                and self.rawnode.state != StateType.LEADER:
+            self.rawnode.campaign()
+            self._wake.set()
+
+    # -- Node protocol -------------------------------------------------------------------------
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    async def _propose(self, tag: int, payload: bytes, timeout: float | None = None) -> Any:
+        if not self._running:
+            raise ServerStoppedError()
+        seq = self._next_seq()
+        data = _ENVELOPE.pack(tag, self.member_id, seq) + payload
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[seq] = _Pending(fut)
+        try:
+            try:
+                self.rawnode.propose(data)
+            except ProposalDropped:
+                raise (NoLeaderError() if not self._lead else LeaderChangedError()) from None
+            self._wake.set()
+            with anyio.fail_after(timeout or self.request_timeout):
+                return await fut
+        except TimeoutError:
+            raise (RequestTimeoutError() if self._lead else NoLeaderError()) from None
+        finally:
+            self._pending.pop(seq, None)
+
+    async def propose(self, command: bytes) -> bytes:
+        """Replicate ``command``; return this member's apply result (raise its CoordError)."""
+        result = await self._propose(TAG_COMMAND, command)
+        if isinstance(result, CoordError):
+            raise result
+        assert isinstance(result, bytes)
+        return result
+
+    async def read_index(self) -> None:
+        """Linearizable barrier (batched ReadIndex; see the module docstring)."""
+        if not self._running:
+            raise ServerStoppedError()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._read_waiters.append(fut)
+        self._read_requested.set()
+        try:
+            with anyio.fail_after(self.request_timeout):
+                await fut
+        except TimeoutError:
+            raise (RequestTimeoutError() if self._lead else NoLeaderError()) from None
+
+    def is_leader(self) -> bool:
+        """True while this member is the Raft leader."""
+        return self._is_leader
+
+    def leader_id(self) -> int:
+        """The leader's member ID (0 when unknown)."""
+        return self._lead
+
+    def term(self) -> int:
+        """Current Raft term."""
+        return self.rawnode.term
+
+    def commit_index(self) -> int:
+        """Highest index known committed."""
+        return self.rawnode.raft.raft_log.committed
+
+    def applied_index(self) -> int:
+        """Highest index applied to the state machine."""
+        return self._applied
+
+    def members(self) -> list[MemberInfo]:
+        """The member list as of the applied index."""
+        return self.membership.infos()
+
+    def leader_client_urls(self) -> list[str]:
+        """Client URLs of the current leader (empty when unknown or unpublished)."""
+        m = self.membership.members.get(self._lead)
+        return list(m.client_urls) if m is not None else []
+
+    async def _propose_conf(self, cc: ConfChange) -> None:
+        if not self._running:
+            raise ServerStoppedError()
+        seq = _seq_from_context(cc)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[seq] = _Pending(fut)
+        try:
+            deadline = time.monotonic() + self.request_timeout
+            while True:  # a conf change is refused while another is pending: retry a while
+                try:
+                    self.rawnode.propose_conf_change(cc)
+                    break
+                except ProposalDropped as e:
+                    if not self._lead:
+                        raise NoLeaderError() from None
+                    if time.monotonic() > deadline:
+                        raise UnhealthyClusterError(
+                            f"etcdserver: unhealthy cluster ({e})") from None
+                    await anyio.sleep(self.tick_interval)
+            self._wake.set()
+            with anyio.fail_after(max(0.1, deadline - time.monotonic())):
+                result = await fut
+        except TimeoutError:
+            raise RequestTimeoutError() from None
+        finally:
+            self._pending.pop(seq, None)
+        if isinstance(result, CoordError):
+            raise result
+
+    def _conf(self, typ: ConfChangeType, member: Member) -> ConfChange:
+        seq = self._next_seq()
+        return ConfChange(typ, member.id, encode_context(ChangeContext(self.member_id, seq,
+                                                                       member)))
+
+    async def add_member(self, peer_urls: Sequence[str], is_learner: bool) -> MemberInfo:
+        """MemberAdd (optionally as a learner)."""
+        urls = sorted(peer_urls)
+        for u in urls:
+            parse_url(u)
+        if self.membership.peer_url_taken(urls):
+            raise PeerURLExistsError()
+        member = Member(id=new_member_id(urls, self.config.initial_cluster_token),
+                        peer_urls=urls, is_learner=is_learner)
+        typ = ConfChangeType.ADD_LEARNER_NODE if is_learner else ConfChangeType.ADD_NODE
+        await self._propose_conf(self._conf(typ, member))
+        return member.info()
+
+    async def remove_member(self, member_id: int) -> None:
+        """MemberRemove (the leader may remove itself: it steps down and stops)."""
+        m = self.membership.members.get(member_id)
+        if m is None:
+            raise MemberNotFoundError()
+        await self._propose_conf(self._conf(ConfChangeType.REMOVE_NODE, Member(id=member_id)))
+
+    async def promote_member(self, member_id: int) -> None:
+        """MemberPromote: a learner becomes a voter."""
+        m = self.membership.members.get(member_id)
+        if m is None:
+            raise MemberNotFoundError()
+        if not m.is_learner:
+            raise MemberNotLearnerError()
+        await self._propose_conf(self._conf(ConfChangeType.ADD_NODE, Member(id=member_id)))
+
+    async def update_member(self, member_id: int, peer_urls: Sequence[str]) -> None:
+        """MemberUpdate: change a member's peer URLs."""
+        m = self.membership.members.get(member_id)
+        if m is None:
+            raise MemberNotFoundError()
+        urls = sorted(peer_urls)
+        for u in urls:
+            parse_url(u)
+        if self.membership.peer_url_taken(urls, except_id=member_id):
+            raise PeerURLExistsError()
+        new = Member(id=member_id, name=m.name, peer_urls=urls, client_urls=m.client_urls,
+                     is_learner=m.is_learner)
+        await self._propose_conf(self._conf(ConfChangeType.UPDATE_NODE, new))
+
+    async def transfer_leader(self, target_id: int) -> None:
+        """MoveLeader: must run on the leader; waits until ``target_id`` leads."""
+        if not self._is_leader:
+            raise NotLeaderError()
+        m = self.membership.members.get(target_id)
+        if m is None or m.is_learner:
+            raise BadLeaderTransfereeError()
+        if target_id == self.member_id:
+            return
+        self.rawnode.transfer_leader(target_id)
+        self._wake.set()
+        with anyio.move_on_after(self.request_timeout):
+            while self._lead != target_id:
+                await anyio.sleep(self.tick_interval)
+            return
+        raise RequestTimeoutError("etcdserver: request timed out, leader transfer took too long")
+
+    # -- invariants ----------------------------------------------------------------------------
+
+    def _check(self) -> None:
+        assert self._applied <= self.commit_index(), (self._applied, self.commit_index())
+        assert self._snap_index <= self._applied
+        self.membership._check()
+
+
+def _seq_from_context(cc: ConfChange) -> int:
+    return decode_context(cc.context).seq
