@@ -36,7 +36,7 @@ from .command import Kind
 from .config import Config, parse_url
 from .http import ClientListener
 from .lease import LeaseTimer
-from .nodeapi import MemberInfo, Node, compute_cluster_id, compute_member_id
+from .nodeapi import MemberInfo, Node, compute_member_id
 from .solo import SoloNode
 from .statemachine import StateMachine
 from .watch import WatchHub
@@ -61,9 +61,13 @@ def local_member(config: Config) -> MemberInfo:
 
 
 def build_node(config: Config, sm: StateMachine) -> Node:
-    """The consensus node. Switch to RaftNode here (one line) when it lands."""
-    member = local_member(config)
-    return SoloNode(sm, member, compute_cluster_id([member.id]))
+    """The consensus node: a durable RaftNode (also for a single member, with one voter).
+
+    SoloNode (in memory) is kept only for embedders that construct it directly.
+    """
+    from .node import RaftNode
+
+    return RaftNode(config, sm)
 
 
 class CoordServer:
