@@ -202,6 +202,9 @@ class RaftNode:
         self.transport = PeerTransport(self.member_id, self.cluster_id,
                                        list(config.listen_peer_urls), self)
         self.transport.set_peers(peers)
+        # A lone member does not need its peer port (so several can share a host's defaults).
+        self.transport.optional_listen = len(peers) <= 1 and len(
+            parse_initial_cluster(config.initial_cluster)) <= 1
 
     # -- construction --------------------------------------------------------------------------
 

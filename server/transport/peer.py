@@ -111,6 +111,8 @@ class PeerTransport:
         self.max_backoff = max_backoff
         self._peers: dict[int, _Peer] = {}
         self._tg: anyio.abc.TaskGroup | None = None
+        # When true, failing to bind a peer URL is logged instead of fatal (single member).
+        self.optional_listen = False
         self.frames_sent = 0
         self.frames_received = 0
 
@@ -123,8 +125,14 @@ class PeerTransport:
         try:
             for url in self.listen_urls:
                 host, port = parse_url(url)
-                listeners.append(await anyio.create_tcp_listener(
-                    local_host=host, local_port=port, reuse_port=False))
+                try:
+                    listeners.append(await anyio.create_tcp_listener(
+                        local_host=host, local_port=port, reuse_port=False))
+                except OSError as e:
+                    if not self.optional_listen:
+                        raise OSError(f"cannot listen for peers on {url}: {e}") from e
+                    log.warning("cannot listen for peers on %s (%s); a single-member cluster "
+                                "does not need it", url, e)
         except BaseException:
             for lst in listeners:
                 await lst.aclose()
