@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from support import Proc
 
 from coord import AsyncClient, Client
-from support import Proc
 
 WORKER = Path(__file__).with_name("worker.py")
 

@@ -6,10 +6,10 @@ import threading
 
 import anyio
 import pytest
+from support import wait_for
 
 from coord import AsyncClient, Client
 from coord.recipes import Barrier, DoubleBarrier, TooManyClientsError
-from support import wait_for
 
 
 def test_barrier_hold_wait_release(client: Client, prefix: str) -> None:

@@ -12,7 +12,9 @@ from coord.recipes import Counter
 def test_add_get_set(client: Client, prefix: str) -> None:
     counter = Counter(client, prefix + "n")
     assert counter.get() == 0
-    assert counter.add() == 1 and counter.add(5) == 6 and counter.add(-2) == 4
+    assert counter.add() == 1
+    assert counter.add(5) == 6
+    assert counter.add(-2) == 4
     assert client.get(prefix + "n").value == b"4"  # type: ignore[union-attr]
     counter.set(10)
     assert counter.get() == 10

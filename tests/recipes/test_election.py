@@ -6,10 +6,10 @@ import threading
 
 import anyio
 import pytest
+from support import wait_for
 
 from coord import AsyncClient, Client, Put
 from coord.recipes import Election, ElectionNotLeaderError, SessionExpiredError
-from support import wait_for
 
 
 def test_campaign_proclaim_resign_leader(client: Client, prefix: str) -> None:
@@ -18,15 +18,19 @@ def test_campaign_proclaim_resign_leader(client: Client, prefix: str) -> None:
     assert election.leader() is None
     assert election.campaign("worker-1") is True
     kv = election.leader()
-    assert kv is not None and kv.value == b"worker-1"
-    assert kv.key == f"{name}/{kv.lease:x}".encode() and kv.key == election.key
+    assert kv is not None
+    assert kv.value == b"worker-1"
+    assert kv.key == f"{name}/{kv.lease:x}".encode()
+    assert kv.key == election.key
     assert election.is_leader
     election.proclaim("worker-1b")
     assert election.leader().value == b"worker-1b"  # type: ignore[union-attr]
     ok, _ = client.txn(compare=[election.is_owner()], success=[Put(prefix + "x", "1")])
     assert ok
     election.resign()
-    assert election.leader() is None and not election.is_leader and not election.lost
+    assert election.leader() is None
+    assert not election.is_leader
+    assert not election.lost
     with pytest.raises(ElectionNotLeaderError):
         election.proclaim("again")
 
@@ -112,7 +116,7 @@ async def test_async_campaign_session_expired(aclient: AsyncClient, prefix: str)
         with anyio.fail_after(10):
             while len(await aclient.get_prefix(name + "/")) < 2:
                 await anyio.sleep(0.02)
-        kv = [k for k in await aclient.get_prefix(name + "/") if k.key != leader.key][0]
+        kv = next(k for k in await aclient.get_prefix(name + "/") if k.key != leader.key)
         await aclient.revoke_lease(kv.lease)
     assert len(errors) == 1
     assert (await leader.leader()).value == b"a"  # type: ignore[union-attr]

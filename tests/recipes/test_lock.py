@@ -7,10 +7,10 @@ import time
 
 import anyio
 import pytest
+from support import wait_for
 
 from coord import AsyncClient, Client, Put
 from coord.recipes import Lock, LockNotHeldError, Session, SessionExpiredError
-from support import wait_for
 
 
 def test_acquire_release_layout_and_fencing(client: Client, prefix: str) -> None:
@@ -22,7 +22,8 @@ def test_acquire_release_layout_and_fencing(client: Client, prefix: str) -> None
     kv = kvs[0]
     assert kv.key == f"{name}/{kv.lease:x}".encode()      # prefix/<lease id lowercase hex>
     assert kv.value == b""
-    assert lock.key == kv.key and lock.fencing_token == kv.create_revision
+    assert lock.key == kv.key
+    assert lock.fencing_token == kv.create_revision
     first = lock.fencing_token
     lock.release()
     assert client.get_prefix(name + "/") == []
@@ -99,7 +100,8 @@ def test_waiters_granted_in_arrival_order(client: Client, prefix: str) -> None:
     for t in threads:
         t.join(timeout=20)
     assert order == [0, 1, 2]
-    assert tokens == sorted(tokens) and tokens[0] > first.fencing_token
+    assert tokens == sorted(tokens)
+    assert tokens[0] > first.fencing_token
 
 
 def test_waiter_whose_session_expires_raises(client: Client, prefix: str) -> None:
@@ -112,16 +114,17 @@ def test_waiter_whose_session_expires_raises(client: Client, prefix: str) -> Non
     def wait() -> None:
         try:
             waiter.acquire(timeout=20)
-        except BaseException as e:  # noqa: BLE001 - recorded for the assertion
+        except BaseException as e:
             errors.append(e)
 
     t = threading.Thread(target=wait)
     t.start()
     wait_for(lambda: len(client.get_prefix(name + "/")) == 2, timeout=10, what="waiter queued")
-    mine = [kv for kv in client.get_prefix(name + "/") if kv.key != holder.key][0]
+    mine = next(kv for kv in client.get_prefix(name + "/") if kv.key != holder.key)
     client.revoke_lease(mine.lease)
     t.join(timeout=20)
-    assert len(errors) == 1 and isinstance(errors[0], SessionExpiredError)
+    assert len(errors) == 1
+    assert isinstance(errors[0], SessionExpiredError)
     assert holder.held
     holder.release()
 
@@ -132,7 +135,9 @@ def test_shared_session_holds_several_locks(client: Client, prefix: str) -> None
         b = Lock(client, prefix + "b", session=session)
         a.acquire()
         b.acquire()
-        assert a.key and b.key and a.key.endswith(b.key.rsplit(b"/", 1)[1])
+        assert a.key
+        assert b.key
+        assert a.key.endswith(b.key.rsplit(b"/", 1)[1])
         b.release()
         assert client.get(a.key) is not None   # releasing b keeps the shared session
     assert client.get(a.key) is None            # closing the session released a
@@ -157,7 +162,9 @@ async def test_async_lock_handoff(aclient: AsyncClient, prefix: str) -> None:
     async with anyio.create_task_group() as tg:
         for _ in range(3):
             tg.start_soon(worker)
-    assert len(held) == 9 and held == sorted(held) and len(set(held)) == 9
+    assert len(held) == 9
+    assert held == sorted(held)
+    assert len(set(held)) == 9
     assert await aclient.get_prefix(name + "/") == []
 
 

@@ -18,7 +18,8 @@ def test_fifo_and_timeout(client: Client, prefix: str) -> None:
         assert re.fullmatch(rf"{prefix}q/\d+".encode(), key)
     assert q.size() == 3
     assert [q.get(timeout=5) for _ in range(3)] == [b"a", b"b", b"c"]
-    assert q.get(timeout=0.2) is None and q.get_nowait() is None
+    assert q.get(timeout=0.2) is None
+    assert q.get_nowait() is None
 
 
 def test_blocked_get_woken_by_put(client: Client, prefix: str) -> None:
@@ -28,7 +29,8 @@ def test_blocked_get_woken_by_put(client: Client, prefix: str) -> None:
     t.start()
     q.put("late")
     t.join(timeout=10)
-    assert got == [b"late"] and q.size() == 0
+    assert got == [b"late"]
+    assert q.size() == 0
 
 
 def test_priority_order_and_layout(client: Client, prefix: str) -> None:

@@ -6,19 +6,21 @@ import threading
 
 import anyio
 import pytest
+from support import wait_for
 
 from coord import AsyncClient, Client
 from coord.recipes import RWLock
-from support import wait_for
 
 
 def test_readers_share_writer_excludes(client: Client, prefix: str) -> None:
     name = prefix + "rw"
     r1, r2, w = RWLock(client, name, ttl=5), RWLock(client, name, ttl=5), RWLock(client, name,
                                                                               ttl=5)
-    assert r1.acquire_read(timeout=5) and r2.acquire_read(timeout=5)
+    assert r1.acquire_read(timeout=5)
+    assert r2.acquire_read(timeout=5)
     keys = [kv.key for kv in client.get_prefix(name + "/")]
-    assert all(k.startswith(f"{name}/read/".encode()) for k in keys) and len(keys) == 2
+    assert all(k.startswith(f"{name}/read/".encode()) for k in keys)
+    assert len(keys) == 2
     assert w.acquire_write(timeout=0.3) is False
     got: list[bool] = []
     t = threading.Thread(target=lambda: got.append(w.acquire_write(timeout=10)))
@@ -32,7 +34,8 @@ def test_readers_share_writer_excludes(client: Client, prefix: str) -> None:
     assert not got
     r2.release()
     t.join(timeout=10)
-    assert got == [True] and w.mode == "write"
+    assert got == [True]
+    assert w.mode == "write"
     assert r3.acquire_read(timeout=0.3) is False
     w.release()
     with r3.read_lock(timeout=5):

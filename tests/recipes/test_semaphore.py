@@ -7,19 +7,21 @@ import time
 
 import anyio
 import pytest
+from support import wait_for
 
 from coord import AsyncClient, Client
 from coord.recipes import Semaphore
-from support import wait_for
 
 
 def test_two_permits(client: Client, prefix: str) -> None:
     name = prefix + "sem"
     a, b, c = (Semaphore(client, name, 2, ttl=5) for _ in range(3))
-    assert a.acquire() and b.acquire()
+    assert a.acquire()
+    assert b.acquire()
     assert c.acquire(blocking=False) is False
     start = time.monotonic()
-    assert c.acquire(timeout=0.3) is False and time.monotonic() - start >= 0.25
+    assert c.acquire(timeout=0.3) is False
+    assert time.monotonic() - start >= 0.25
     assert len(client.get_prefix(name + "/")) == 2
     assert len(a.holders()) == 2
     got: list[bool] = []

@@ -15,18 +15,22 @@ def test_put_get_ack_nack(client: Client, prefix: str) -> None:
         q.put("a")
         q.put("b")
         item = q.get(timeout=5)
-        assert item is not None and item.value == b"a" and item.deliveries == 1
+        assert item is not None
+        assert item.value == b"a"
+        assert item.deliveries == 1
         assert client.get(f"{name}/claims/".encode() + item.id) is not None
         item.nack()
         again = q.get(timeout=5)
-        assert again is not None and again.value in (b"a", b"b")
+        assert again is not None
+        assert again.value in (b"a", b"b")
         items = [again, q.get(timeout=5)]
         assert sorted(i.value for i in items if i) == [b"a", b"b"]
         assert {i.value: i.deliveries for i in items if i}[b"a"] == 2
         for i in items:
             assert i is not None
             i.ack()
-        assert q.size() == 0 and q.get(timeout=0.2) is None
+        assert q.size() == 0
+        assert q.get(timeout=0.2) is None
 
 
 def test_worker_death_redelivers(client: Client, prefix: str) -> None:
@@ -39,7 +43,9 @@ def test_worker_death_redelivers(client: Client, prefix: str) -> None:
         assert other.get(timeout=0.2) is None             # claimed: invisible
         dying.close()                                      # the worker's lease goes away
         again = other.get(timeout=5)
-        assert again is not None and again.value == b"job" and again.deliveries == 2
+        assert again is not None
+        assert again.value == b"job"
+        assert again.deliveries == 2
         with pytest.raises(ClaimLostError):
             item.ack()                                     # the dead worker's claim is gone
         again.ack()
@@ -51,9 +57,11 @@ def test_dead_letter_after_max_deliveries(client: Client, prefix: str) -> None:
         item_id = q.put("poison")
         for n in (1, 2):
             item = q.get(timeout=5)
-            assert item is not None and item.deliveries == n
+            assert item is not None
+            assert item.deliveries == n
             item.nack()
-        assert q.get(timeout=0.2) is None and q.size() == 0
+        assert q.get(timeout=0.2) is None
+        assert q.size() == 0
         dead = q.dead_letters()
         assert [(d.id, d.value, d.deliveries) for d in dead] == [(item_id, b"poison", 2)]
 
