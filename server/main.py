@@ -119,6 +119,11 @@ async def _run(config: Config) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``coord-server`` and ``python -m coord.server``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["cluster"]:  # coord-server cluster --size 3: a local multi-process cluster
+        from .localcluster import main as cluster_main
+
+        return cluster_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
