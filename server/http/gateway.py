@@ -37,6 +37,8 @@ from grpclib.exceptions import GRPCError
 from multidict import MultiDict
 
 from coord._pb import etcdserverpb as pb
+from coord._pb import v3electionpb as electionpb
+from coord._pb import v3lockpb as lockpb
 from coord.errors import CoordError
 
 from .jsonpb import JsonMappingError, from_json, to_json
@@ -111,6 +113,31 @@ def _routes() -> dict[str, Route]:
         ("transfer-leadership", "MoveLeader", pb.MoveLeaderRequest, pb.MoveLeaderResponse),
     ]:
         add(f"/v3/maintenance/{name}", f"/etcdserverpb.Maintenance/{rpc}", req, resp)
+    for path, rpc, base in [
+        ("enable", "AuthEnable", "AuthEnable"), ("disable", "AuthDisable", "AuthDisable"),
+        ("status", "AuthStatus", "AuthStatus"), ("authenticate", "Authenticate", "Authenticate"),
+        ("user/add", "UserAdd", "AuthUserAdd"), ("user/get", "UserGet", "AuthUserGet"),
+        ("user/list", "UserList", "AuthUserList"), ("user/delete", "UserDelete", "AuthUserDelete"),
+        ("user/changepw", "UserChangePassword", "AuthUserChangePassword"),
+        ("user/grant", "UserGrantRole", "AuthUserGrantRole"),
+        ("user/revoke", "UserRevokeRole", "AuthUserRevokeRole"),
+        ("role/add", "RoleAdd", "AuthRoleAdd"), ("role/get", "RoleGet", "AuthRoleGet"),
+        ("role/list", "RoleList", "AuthRoleList"), ("role/delete", "RoleDelete", "AuthRoleDelete"),
+        ("role/grant", "RoleGrantPermission", "AuthRoleGrantPermission"),
+        ("role/revoke", "RoleRevokePermission", "AuthRoleRevokePermission"),
+    ]:
+        add(f"/v3/auth/{path}", f"/etcdserverpb.Auth/{rpc}", getattr(pb, base + "Request"),
+            getattr(pb, base + "Response"))
+    add("/v3/lock/lock", "/v3lockpb.Lock/Lock", lockpb.LockRequest, lockpb.LockResponse)
+    add("/v3/lock/unlock", "/v3lockpb.Lock/Unlock", lockpb.UnlockRequest, lockpb.UnlockResponse)
+    for name, rpc, req, resp, streaming in [
+        ("campaign", "Campaign", electionpb.CampaignRequest, electionpb.CampaignResponse, False),
+        ("proclaim", "Proclaim", electionpb.ProclaimRequest, electionpb.ProclaimResponse, False),
+        ("leader", "Leader", electionpb.LeaderRequest, electionpb.LeaderResponse, False),
+        ("observe", "Observe", electionpb.LeaderRequest, electionpb.LeaderResponse, True),
+        ("resign", "Resign", electionpb.ResignRequest, electionpb.ResignResponse, False),
+    ]:
+        add(f"/v3/election/{name}", f"/v3electionpb.Election/{rpc}", req, resp, streaming)
     return r
 
 
@@ -387,9 +414,12 @@ class Gateway:
             await self._send_simple(conn, writer, 200, _dumps(await self.version()))
             return
         route = ROUTES.get(path)
-        if route is None or route.grpc_path not in self._mapping:
+        if route is None:
             await self._send_simple(conn, writer, 404, b"Not Found\n",
                                     "text/plain; charset=utf-8")
+            return
+        if route.grpc_path not in self._mapping:  # an etcd RPC this server does not register
+            await self._send_simple(conn, writer, 501, error_body(12, "Method not found"))
             return
         if method != "POST":
             await self._send_simple(conn, writer, 405, b"Method Not Allowed\n",
