@@ -1,0 +1,365 @@
+"""Helpers for multi-process cluster tests: a loopback coord cluster, gRPC calls, a peer proxy.
+
+:class:`Cluster` starts N ``coord-server`` processes (short heartbeat/election timeouts) whose
+peer URLs point at a :class:`PeerProxy`, a protocol-aware TCP relay the test controls: it reads
+each peer connection's HELLO frame (sender and receiver member IDs) and can cut every
+connection to or from an isolated member -- a network partition without root privileges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from grpclib.client import Channel
+
+from coord._pb import etcdserverpb as pb
+from support import CoordProc, free_port, port_open, wait_for
+
+HEARTBEAT_MS = 50
+ELECTION_MS = 500
+TOKEN = "coord-test-cluster"
+
+
+# -- gRPC helpers -----------------------------------------------------------------------------
+
+def run(coro: Any) -> Any:
+    """Run a coroutine to completion on a fresh event loop."""
+    return asyncio.run(coro)
+
+
+async def _call(endpoint: str, fn: Callable[[Channel], Any], timeout: float) -> Any:
+    host, port = endpoint.split(":")
+    ch = Channel(host, int(port))
+    try:
+        return await asyncio.wait_for(fn(ch), timeout)
+    finally:
+        ch.close()
+
+
+def status(endpoint: str, timeout: float = 2.0) -> pb.StatusResponse | None:
+    """Maintenance.Status, or None when the member does not answer."""
+    try:
+        return run(_call(endpoint, lambda ch: pb.MaintenanceStub(ch).status(pb.StatusRequest()),
+                         timeout))  # type: ignore[no-any-return]
+    except Exception:  # noqa: BLE001 - unreachable member
+        return None
+
+
+def put(endpoint: str, key: str, value: str, timeout: float = 5.0) -> int:
+    """Put; returns the revision."""
+    resp = run(_call(endpoint, lambda ch: pb.KvStub(ch).put(
+        pb.PutRequest(key=key.encode(), value=value.encode())), timeout))
+    return int(resp.header.revision)
+
+
+def get(endpoint: str, key: str, serializable: bool = False,
+        timeout: float = 5.0) -> str | None:
+    """Get one key's value (None when absent)."""
+    resp = run(_call(endpoint, lambda ch: pb.KvStub(ch).range(
+        pb.RangeRequest(key=key.encode(), serializable=serializable)), timeout))
+    return resp.kvs[0].value.decode() if resp.kvs else None
+
+
+def get_prefix(endpoint: str, prefix: str, serializable: bool = False,
+               timeout: float = 10.0) -> dict[str, str]:
+    """All keys under ``prefix``."""
+    end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    resp = run(_call(endpoint, lambda ch: pb.KvStub(ch).range(
+        pb.RangeRequest(key=prefix.encode(), range_end=end.encode(),
+                        serializable=serializable)), timeout))
+    return {kv.key.decode(): kv.value.decode() for kv in resp.kvs}
+
+
+def hash_kv(endpoint: str, revision: int) -> tuple[int, int]:
+    """(hash, header revision) of the store at ``revision``."""
+    resp = run(_call(endpoint, lambda ch: pb.MaintenanceStub(ch).hash_kv(
+        pb.HashKvRequest(revision=revision)), 5.0))
+    return int(resp.hash), int(resp.header.revision)
+
+
+async def write_load(endpoints: Sequence[str], prefix: str, n_per_endpoint: int,
+                     concurrency: int = 4, timeout: float = 3.0,
+                     stop: Callable[[], bool] = lambda: False) -> dict[str, str]:
+    """Put distinct keys through every endpoint concurrently; return the acknowledged ones."""
+    acked: dict[str, str] = {}
+
+    async def worker(ep: str, w: int) -> None:
+        host, port = ep.split(":")
+        ch = Channel(host, int(port))
+        stub = pb.KvStub(ch)
+        try:
+            for i in range(w, n_per_endpoint, concurrency):
+                if stop():
+                    return
+                key, value = f"{prefix}{port}-{i:05d}", f"v{i}"
+                try:
+                    await asyncio.wait_for(
+                        stub.put(pb.PutRequest(key=key.encode(), value=value.encode())),
+                        timeout)
+                    acked[key] = value
+                except Exception:  # noqa: BLE001 - failures are allowed, only acks count
+                    await asyncio.sleep(0.02)
+        finally:
+            ch.close()
+
+    await asyncio.gather(*(worker(ep, w) for ep in endpoints for w in range(concurrency)))
+    return acked
+
+
+# -- peer proxy -------------------------------------------------------------------------------
+
+class _Hello(msgspec.Struct, array_like=True):
+    cluster_id: int
+    from_id: int
+    to_id: int
+    kind: str = "raft"
+
+
+class PeerProxy:
+    """Relays peer traffic ``listen port -> target port`` for several members; can isolate.
+
+    Runs its own asyncio loop in a daemon thread.
+    """
+
+    def __init__(self) -> None:
+        self.isolated: set[int] = set()
+        self._conns: list[tuple[int, int, asyncio.StreamWriter, asyncio.StreamWriter]] = []
+        self._loop = asyncio.new_event_loop()
+        self._servers: list[asyncio.base_events.Server] = []
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def add(self, listen_port: int, target_port: int) -> None:
+        """Relay ``127.0.0.1:listen_port`` to ``127.0.0.1:target_port``."""
+        async def start() -> None:
+            srv = await asyncio.start_server(
+                lambda r, w: self._relay(r, w, target_port), "127.0.0.1", listen_port)
+            self._servers.append(srv)
+        asyncio.run_coroutine_threadsafe(start(), self._loop).result(5)
+
+    def isolate(self, member_id: int) -> None:
+        """Cut every peer connection to or from ``member_id`` (now and until healed)."""
+        def do() -> None:
+            self.isolated.add(member_id)
+            for frm, to, w1, w2 in list(self._conns):
+                if frm in self.isolated or to in self.isolated:
+                    w1.close()
+                    w2.close()
+        self._loop.call_soon_threadsafe(do)
+
+    def heal(self) -> None:
+        """Let all traffic through again."""
+        self._loop.call_soon_threadsafe(self.isolated.clear)
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     target: int) -> None:
+        try:
+            head = await reader.readexactly(5)
+            length, _ftype = struct.unpack(">IB", head)
+            payload = await reader.readexactly(length)
+            hello = msgspec.msgpack.decode(payload, type=_Hello)
+        except (asyncio.IncompleteReadError, msgspec.DecodeError, ConnectionError):
+            writer.close()
+            return
+        if hello.from_id in self.isolated or hello.to_id in self.isolated:
+            writer.close()
+            return
+        try:
+            ur, uw = await asyncio.open_connection("127.0.0.1", target)
+        except OSError:
+            writer.close()
+            return
+        uw.write(head + payload)
+        entry = (hello.from_id, hello.to_id, writer, uw)
+        self._conns.append(entry)
+
+        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            try:
+                while data := await r.read(65536):
+                    w.write(data)
+                    await w.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                w.close()
+
+        await asyncio.gather(pipe(reader, uw), pipe(ur, writer))
+        self._conns.remove(entry)
+
+    def close(self) -> None:
+        """Stop relaying."""
+        async def stop() -> None:
+            for s in self._servers:
+                s.close()
+            for _f, _t, w1, w2 in self._conns:
+                w1.close()
+                w2.close()
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+
+# -- cluster ----------------------------------------------------------------------------------
+
+class Member:
+    """One member's fixed addresses and its current process (None while down)."""
+
+    def __init__(self, name: str, base: Path) -> None:
+        self.name = name
+        self.base = base
+        self.client_port = free_port()
+        self.peer_port = free_port()  # what the member listens on
+        self.proxy_port = free_port()  # what it advertises (relayed by the PeerProxy)
+        self.proc: CoordProc | None = None
+        self.id = 0
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.proxy_port}"
+
+
+class Cluster:
+    """A loopback coord cluster (see the module docstring)."""
+
+    def __init__(self, base: Path, size: int = 3, snapshot_count: int = 10000,
+                 proxy: bool = False, extra: Sequence[str] = ()) -> None:
+        self.base = base
+        self.snapshot_count = snapshot_count
+        self.extra = list(extra)
+        self.proxy = PeerProxy() if proxy else None
+        self.members = [Member(f"m{i + 1}", base) for i in range(size)]
+        for m in self.members:
+            if self.proxy is None:
+                m.proxy_port = m.peer_port
+            else:
+                self.proxy.add(m.proxy_port, m.peer_port)
+        self.initial_cluster = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+
+    def args(self, m: Member, state: str = "new", initial_cluster: str | None = None
+             ) -> list[str]:
+        return [
+            "--listen-peer-urls", f"http://127.0.0.1:{m.peer_port}",
+            "--initial-advertise-peer-urls", m.peer_url,
+            "--initial-cluster", initial_cluster or self.initial_cluster,
+            "--initial-cluster-state", state, "--initial-cluster-token", TOKEN,
+            "--heartbeat-interval", str(HEARTBEAT_MS), "--election-timeout", str(ELECTION_MS),
+            "--snapshot-count", str(self.snapshot_count), *self.extra,
+        ]
+
+    def start_member(self, m: Member, state: str = "new", initial_cluster: str | None = None,
+                     wait: bool = True) -> None:
+        m.proc = CoordProc(self.base, name=m.name, args=self.args(m, state, initial_cluster),
+                           client_port=m.client_port, wait=False)
+        if wait:
+            self.wait_member(m)
+
+    def wait_member(self, m: Member, timeout: float = 30.0) -> None:
+        assert m.proc is not None
+        m.proc.wait_ready(timeout)
+        st = status(m.endpoint)
+        assert st is not None
+        m.id = int(st.header.member_id)
+
+    def start(self) -> Cluster:
+        for m in self.members:
+            self.start_member(m, wait=False)
+        for m in self.members:
+            self.wait_member(m)
+        return self
+
+    def running(self) -> list[Member]:
+        return [m for m in self.members if m.proc is not None and m.proc.alive()]
+
+    def leader(self, among: Sequence[Member] | None = None) -> Member | None:
+        """The member every running member (of ``among``) agrees leads, if any."""
+        members = list(among) if among is not None else self.running()
+        leads = set()
+        for m in members:
+            st = status(m.endpoint)
+            if st is None or not st.leader:
+                return None
+            leads.add(int(st.leader))
+        if len(leads) != 1:
+            return None
+        lead = leads.pop()
+        return next((m for m in self.members if m.id == lead), None)
+
+    def wait_leader(self, among: Sequence[Member] | None = None,
+                    timeout: float = 15.0) -> Member:
+        found: list[Member] = []
+
+        def have() -> bool:
+            m = self.leader(among)
+            if m is not None and m in (among or self.running()):
+                found.append(m)
+                return True
+            return False
+
+        wait_for(have, timeout=timeout, what="an agreed leader")
+        return found[-1]
+
+    def kill(self, m: Member) -> None:
+        assert m.proc is not None
+        m.proc.kill()
+        m.proc.stop()
+        m.proc = None
+
+    def wait_converged(self, members: Sequence[Member] | None = None,
+                       timeout: float = 30.0) -> int:
+        """Wait until members report the same applied index and revision; return the hash."""
+        members = list(members or self.running())
+        out: list[int] = []
+
+        def same() -> bool:
+            sts = [status(m.endpoint) for m in members]
+            if any(s is None for s in sts):
+                return False
+            applied = {s.raft_applied_index for s in sts if s is not None}
+            revs = {s.header.revision for s in sts if s is not None}
+            if len(applied) != 1 or len(revs) != 1:
+                return False
+            rev = revs.pop()
+            hashes = {hash_kv(m.endpoint, rev) for m in members}
+            if len(hashes) == 1:
+                out.append(hashes.pop()[0])
+                return True
+            return False
+
+        wait_for(same, timeout=timeout, what="members converged", interval=0.1)
+        return out[-1]
+
+    def stop(self) -> None:
+        for m in self.members:
+            if m.proc is not None:
+                m.proc.stop()
+                m.proc = None
+        if self.proxy is not None:
+            self.proxy.close()
+
+
+def wait_port_closed(port: int, timeout: float = 10.0) -> None:
+    """Wait until nothing listens on ``port``."""
+    wait_for(lambda: not port_open(port), timeout=timeout, what=f"port {port} closed")
+
+
+def elapsed_since(t0: float) -> float:
+    return time.monotonic() - t0
+
+
+def reserve_port() -> int:
+    """A free port (alias kept for readability in tests)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
