@@ -19,9 +19,9 @@ from typing import Any
 
 import msgspec
 from grpclib.client import Channel
+from support import CoordProc, free_port, port_open, wait_for
 
 from coord._pb import etcdserverpb as pb
-from support import CoordProc, free_port, port_open, wait_for
 
 HEARTBEAT_MS = 50
 ELECTION_MS = 500
@@ -49,7 +49,7 @@ def status(endpoint: str, timeout: float = 2.0) -> pb.StatusResponse | None:
     try:
         return run(_call(endpoint, lambda ch: pb.MaintenanceStub(ch).status(pb.StatusRequest()),
                          timeout))  # type: ignore[no-any-return]
-    except Exception:  # noqa: BLE001 - unreachable member
+    except Exception:
         return None
 
 
@@ -105,7 +105,7 @@ async def write_load(endpoints: Sequence[str], prefix: str, n_per_endpoint: int,
                         stub.put(pb.PutRequest(key=key.encode(), value=value.encode())),
                         timeout)
                     acked[key] = value
-                except Exception:  # noqa: BLE001 - failures are allowed, only acks count
+                except Exception:
                     await asyncio.sleep(0.02)
         finally:
             ch.close()

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from cluster.clusterlib import ELECTION_MS, Cluster, get_prefix, run, status, write_load
-
 from support import wait_for
 
 
