@@ -19,6 +19,8 @@ listens. :func:`check_urls` refuses ``https://`` URLs without a certificate. The
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import ssl
 import time
@@ -27,7 +29,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["TLSConfigError", "TLSInfo", "check_urls"]
+import anyio
+import anyio.abc
+from anyio.streams.tls import TLSListener
+
+__all__ = ["TLSConfigError", "TLSInfo", "check_urls", "is_tls_url", "tls_listener"]
+
+log = logging.getLogger(__name__)
 
 
 class TLSConfigError(ValueError):
@@ -166,3 +174,30 @@ def _check_validity(flag: str, path: str) -> None:
         raise TLSConfigError(f"{flag}: certificate {path} expired at {not_after}")
     if not_before and ssl.cert_time_to_seconds(not_before) > now:
         raise TLSConfigError(f"{flag}: certificate {path} is not valid before {not_before}")
+
+
+def is_tls_url(url: str) -> bool:
+    """True for ``https://`` (and ``unixs://``) URLs."""
+    return urlsplit(url).scheme.lower() in ("https", "unixs")
+
+
+class _PeerTLSListener(TLSListener):
+    """anyio's TLSListener, logging a refused handshake as one warning line (not a traceback):
+    a member with a certificate from another CA retries every second."""
+
+    @staticmethod
+    async def handle_handshake_error(exc: BaseException, stream: Any) -> None:
+        await anyio.aclose_forcefully(stream)
+        if not isinstance(exc, Exception) or isinstance(exc, anyio.get_cancelled_exc_class()):
+            raise exc
+        remote = None
+        with contextlib.suppress(Exception):
+            remote = stream.extra(anyio.abc.SocketAttribute.remote_address)
+        log.warning("TLS handshake with %s failed: %s", remote, exc)
+
+
+def tls_listener(listener: anyio.abc.Listener[Any], ctx: ssl.SSLContext,
+                 handshake_timeout: float = 5.0) -> anyio.abc.Listener[Any]:
+    """Wrap an anyio listener so every accepted connection is a TLS server stream."""
+    return _PeerTLSListener(listener, ctx, standard_compatible=False,
+                            handshake_timeout=handshake_timeout)
