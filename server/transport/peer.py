@@ -33,9 +33,10 @@ from __future__ import annotations
 
 import logging
 import math
+import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import anyio
@@ -46,6 +47,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from coord.server.raft.types import Message, MessageType
 from coord.server.storage import codec
+from coord.server.tls import is_tls_url, tls_listener
 
 from .frames import FrameType, Hello, encode_frame, read_frame, write_frame
 
@@ -102,8 +104,13 @@ class PeerTransport:
 
     def __init__(self, member_id: int, cluster_id: int, listen_urls: list[str],
                  handler: PeerHandler, queue_batches: int = 256,
-                 max_backoff: float = 1.0) -> None:
+                 max_backoff: float = 1.0, server_ssl: ssl.SSLContext | None = None,
+                 client_ssl: ssl.SSLContext | None = None) -> None:
         self.member_id = member_id
+        # TLS (server/tls.py): https:// listen URLs serve with server_ssl; https:// peer URLs
+        # are dialed with client_ssl (verifies the peer, presents our --peer-cert-file).
+        self.server_ssl = server_ssl
+        self.client_ssl = client_ssl
         self.cluster_id = cluster_id
         self.listen_urls = list(listen_urls)
         self.handler = handler
@@ -126,8 +133,14 @@ class PeerTransport:
             for url in self.listen_urls:
                 host, port = parse_url(url)
                 try:
-                    listeners.append(await anyio.create_tcp_listener(
-                        local_host=host, local_port=port, reuse_port=False))
+                    listener: anyio.abc.Listener[Any] = await anyio.create_tcp_listener(
+                        local_host=host, local_port=port, reuse_port=False)
+                    if is_tls_url(url):
+                        if self.server_ssl is None:
+                            await listener.aclose()
+                            raise OSError(f"{url}: https peer URL without --peer-cert-file")
+                        listener = tls_listener(listener, self.server_ssl)
+                    listeners.append(listener)
                 except OSError as e:
                     if not self.optional_listen:
                         raise OSError(f"cannot listen for peers on {url}: {e}") from e
@@ -235,13 +248,14 @@ class PeerTransport:
             peer.snapshot_in_flight = False
         self.handler.on_snapshot_status(peer.id, failed)
 
-    async def _connect(self, peer: _Peer, kind: str) -> anyio.abc.SocketStream:
+    async def _connect(self, peer: _Peer, kind: str) -> anyio.abc.ByteStream:
         last: Exception = OSError(f"no peer URL for {peer.id:x}")
         for url in peer.urls:
             host, port = parse_url(url)
             try:
                 with anyio.fail_after(CONNECT_TIMEOUT):
-                    stream = await anyio.connect_tcp(host, port)
+                    stream = await _dial(host, port, self.client_ssl if is_tls_url(url)
+                                         else None)
             except (OSError, TimeoutError) as e:
                 last = e
                 continue
@@ -293,7 +307,7 @@ class PeerTransport:
                     peer.connected = False
                 self.handler.on_unreachable(peer.id)
 
-    async def _watch_close(self, stream: anyio.abc.SocketStream,
+    async def _watch_close(self, stream: anyio.abc.ByteStream,
                            scope: anyio.CancelScope) -> None:
         """The acceptor never writes after ACCEPT: any read result means the peer is gone."""
         try:
@@ -303,7 +317,7 @@ class PeerTransport:
             pass
         scope.cancel()
 
-    async def _pump(self, peer: _Peer, stream: anyio.abc.SocketStream) -> None:
+    async def _pump(self, peer: _Peer, stream: anyio.abc.ByteStream) -> None:
         while True:
             batch = await peer.recv.receive()
             while True:
@@ -328,7 +342,7 @@ class PeerTransport:
 
     # -- receiving -----------------------------------------------------------------------------
 
-    async def _handle_inbound(self, stream: anyio.abc.SocketStream) -> None:
+    async def _handle_inbound(self, stream: anyio.abc.ByteStream) -> None:
         async with stream:
             reader = BufferedByteReceiveStream(stream)
             try:
@@ -375,8 +389,16 @@ class _Rejected(Exception):
     """The remote end refused our HELLO."""
 
 
+async def _dial(host: str, port: int, ctx: ssl.SSLContext | None) -> anyio.abc.ByteStream:
+    """TCP, or TLS when ``ctx`` is given (the server certificate must match ``host``)."""
+    if ctx is None:
+        return await anyio.connect_tcp(host, port)
+    return await anyio.connect_tcp(host, port, ssl_context=ctx, tls_standard_compatible=False)
+
+
 async def discover(peer_urls: Iterable[str], timeout: float = 5.0,
-                   on_error: Callable[[str, Exception], None] | None = None) -> bytes:
+                   on_error: Callable[[str, Exception], None] | None = None,
+                   client_ssl: ssl.SSLContext | None = None) -> bytes:
     """Ask the first reachable peer for its membership document.
 
     Raises:
@@ -387,7 +409,7 @@ async def discover(peer_urls: Iterable[str], timeout: float = 5.0,
         try:
             host, port = parse_url(url)
             with anyio.fail_after(timeout):
-                stream = await anyio.connect_tcp(host, port)
+                stream = await _dial(host, port, client_ssl if is_tls_url(url) else None)
                 async with stream:
                     await write_frame(stream, FrameType.HELLO,
                                       _ENC.encode(Hello(0, 0, 0, "discover")))
