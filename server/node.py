@@ -41,11 +41,13 @@ server down cleanly).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
 import signal
 import socket
+import ssl
 import struct
 import time
 from collections.abc import Callable, Sequence
@@ -102,6 +104,7 @@ from coord.server.raft.types import (
 )
 from coord.server.statemachine import StateMachine
 from coord.server.storage import DurableStorage, snapfile
+from coord.server.tls import is_tls_url
 from coord.server.transport import PeerTransport
 from coord.server.transport.frames import FrameType, Hello, encode_frame
 from coord.server.transport.peer import parse_url
@@ -126,14 +129,19 @@ class _SnapshotData(msgspec.Struct, array_like=True):
 _SNAPDATA = msgspec.msgpack.Decoder(_SnapshotData)
 
 
-def discover_sync(peer_urls: Sequence[str], timeout: float = 2.0) -> bytes:
-    """Blocking discovery: ask the first reachable peer for its membership document."""
+def discover_sync(peer_urls: Sequence[str], timeout: float = 2.0,
+                  client_ssl: ssl.SSLContext | None = None) -> bytes:
+    """Blocking discovery: ask the first reachable peer for its membership document
+    (``https://`` peer URLs are dialed with ``client_ssl``)."""
     hello = encode_frame(FrameType.HELLO, msgspec.msgpack.encode(Hello(0, 0, 0, "discover")))
     errors = []
     for url in peer_urls:
         try:
             host, port = parse_url(url)
-            with socket.create_connection((host, port), timeout=timeout) as s:
+            with contextlib.ExitStack() as stack:
+                s = stack.enter_context(socket.create_connection((host, port), timeout=timeout))
+                if is_tls_url(url) and client_ssl is not None:
+                    s = stack.enter_context(client_ssl.wrap_socket(s, server_hostname=host))
                 s.sendall(hello)
                 f = s.makefile("rb")
                 head = f.read(5)
@@ -199,8 +207,12 @@ class RaftNode:
         self._open_storage()
         self.rawnode = RawNode(self._raft_config(), self.storage)
         peers = self.membership.peer_urls()
+        peer_tls = config.peer_tls  # --peer-* TLS flags (server/tls.py)
         self.transport = PeerTransport(self.member_id, self.cluster_id,
-                                       list(config.listen_peer_urls), self)
+                                       list(config.listen_peer_urls), self,
+                                       server_ssl=None if peer_tls.empty
+                                       else peer_tls.server_context(alpn=()),
+                                       client_ssl=peer_tls.client_context())
         self.transport.set_peers(peers)
         # A lone member does not need its peer port (so several can share a host's defaults).
         self.transport.optional_listen = len(peers) <= 1 and len(
@@ -254,7 +266,8 @@ class RaftNode:
                      self.cluster_id, len(members))
             return
         others = [u for urls in initial.values() for u in urls if u not in my_urls]
-        doc = Membership.from_document(discover_sync(others))
+        doc = Membership.from_document(
+            discover_sync(others, client_ssl=self.config.peer_tls.client_context()))
         me = doc.find_by_peer_urls(my_urls)
         if me is None:
             raise BootstrapError(f"this member ({my_urls}) is not in the existing cluster's member "
