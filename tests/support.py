@@ -288,3 +288,31 @@ class CurlStream:
         for f in (self.proc.stdout, self.proc.stderr):
             if f is not None:
                 f.close()
+
+
+def start_coord_cluster(data_dir: Path, size: int = 3, peer_scheme: str = "http",
+                        args: Sequence[str] = (),
+                        member_args: dict[int, Sequence[str]] | None = None,
+                        wait: Sequence[int] | None = None) -> list[CoordProc]:
+    """Start ``size`` coord-server members on loopback as one new cluster.
+
+    ``args`` go to every member, ``member_args[i]`` to member ``i`` only; members listed in
+    ``wait`` (default: all) are waited for until they see a leader. Stop them with ``stop()``.
+    """
+    peers = [free_port() for _ in range(size)]
+    cluster = ",".join(f"m{i}={peer_scheme}://127.0.0.1:{p}" for i, p in enumerate(peers))
+    procs: list[CoordProc] = []
+    try:
+        for i, port in enumerate(peers):
+            url = f"{peer_scheme}://127.0.0.1:{port}"
+            procs.append(CoordProc(data_dir, name=f"m{i}", wait=False, args=[
+                "--listen-peer-urls", url, "--initial-advertise-peer-urls", url,
+                "--initial-cluster", cluster, "--initial-cluster-token", "tc-" + str(peers[0]),
+                *args, *(member_args or {}).get(i, ())]))
+        for i in (range(size) if wait is None else wait):
+            procs[i].wait_ready(timeout=60)
+    except BaseException:
+        for p in procs:
+            p.stop()
+        raise
+    return procs
