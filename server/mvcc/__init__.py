@@ -1,5 +1,6 @@
 """The MVCC key-value store: revisions, history, compaction, and pre-encoded responses."""
 
-from .store import KeyVersion, KVStore
+from .index import KeyVersion
+from .store import KVStore
 
 __all__ = ["KVStore", "KeyVersion"]

@@ -1,45 +1,445 @@
-"""WatchHub (skeleton; implementation follows)."""
+"""WatchHub: pull-based fan-out of store changes to Watch streams.
+
+Theory of operation
+-------------------
+A :class:`WatchHub` sits next to one :class:`~coord.server.mvcc.KVStore` and owns the open
+:class:`WatchStream` objects (one per Watch RPC). It never buffers events: the store keeps the
+history (``store.events``), and every watcher is just a *cursor* (``next_rev``, the next
+revision it still has to look at) plus its key range and options. So nothing a client does (or
+fails to do) can make the hub hold more than O(watchers) state, and writers never wait for
+anyone.
+
+Push side (in the writer's call stack, cheap): after each write that bumps the revision to R the
+store calls the hub, which, per stream, checks the *synced* watchers (``next_rev == R``) against
+the changes of R. A watcher none of whose keys changed just moves its cursor to R+1; if one
+matched (or some watcher lags behind), the stream's ``wakeup()`` is called. ``wakeup`` only sets
+a flag/event for the stream's sender task.
+
+Pull side (in each stream's sender task): :meth:`WatchStream.next_responses` returns fully
+encoded WatchResponse messages, at most about ``max_bytes`` of them, and is called until it
+returns an empty list. It emits, in order:
+
+1. queued control responses (created, canceled, per-watch progress) in request order: a
+   watcher's "created" response therefore always precedes its events;
+2. event batches, visiting watchers round-robin: each response holds the events of one watcher
+   for one or more whole revisions (up to 1000 revisions, or until the byte budget is used),
+   assembled from the stored KeyValue bytes, with ``header.revision`` = the store revision at
+   send time. A revision is never split, except for a watcher created with ``fragment`` whose
+   response exceeds ``fragment_bytes`` (then etcd's fragment algorithm applies). A watcher whose
+   cursor fell below the compaction revision is removed and gets
+   ``{canceled, compact_revision}`` (header revision 0, as etcd);
+3. a stream-wide progress response (``watch_id -1``, header = current revision) if one was
+   requested and every watcher of the stream is now caught up.
+
+A slow client only delays its own stream: its cursors lag and later catch up from history
+(or are cancelled with compact_revision if compaction overtook them).
+
+Watch IDs are per stream; auto IDs start at 0 and skip IDs in use; a client-chosen non-zero ID
+is honoured. Create failures (empty range, duplicate ID) answer ``created`` + ``canceled`` with
+``watch_id -1`` and etcd's cancel_reason text.
+
+Invariants (:meth:`WatchStream._check`, :meth:`WatchHub._check`): every cursor is >= 1; synced
+cursors never exceed current revision + 1 unless the watch started in the future; a closed
+stream holds nothing and is unknown to the hub; the hub is a listener of its store.
+"""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 
-from coord._pb.etcdserverpb import WatchRequest
-from coord.server.mvcc import KVStore
+from coord._pb.etcdserverpb import WatchCreateRequest, WatchRequest
+from coord.server.mvcc import KeyVersion, KVStore
+from coord.server.mvcc.wire import bool_field, bytes_field, int_field, varint
 
 __all__ = ["WatchHub", "WatchStream"]
 
+ERR_EMPTY_RANGE = "mvcc: watcher range is empty"
+ERR_DUPLICATE_ID = "mvcc: duplicate watch ID provided on the WatchStream"
+# etcd >= 3.5.24 / 3.6.6 rejects negative start revisions; the exact text is unverified.
+ERR_NEGATIVE_START = "mvcc: required revision is a negative number"
+
+DEFAULT_FRAGMENT_BYTES = 2 * 1024 * 1024  # max-request-bytes 1.5 MiB + 512 KiB (etcd default)
+MAX_REVISIONS_PER_RESPONSE = 1000
+_NOTIFY_MATCH_LIMIT = 256  # above this many (watchers x changes), wake without matching
+
+
+class _Watcher:
+    __slots__ = (
+        "end",
+        "fragment",
+        "had_events",
+        "id",
+        "key",
+        "next_rev",
+        "no_delete",
+        "no_put",
+        "prev_kv",
+        "progress_notify",
+        "start_rev",
+    )
+
+    def __init__(self, wid: int, key: bytes, end: bytes | None, start: int, c: WatchCreateRequest):
+        self.id = wid
+        self.key = key
+        self.end = end  # None: single key; b"": no upper bound
+        self.next_rev = start
+        self.start_rev = start
+        filters = {int(f) for f in c.filters}
+        self.no_put = 0 in filters
+        self.no_delete = 1 in filters
+        self.prev_kv = c.prev_kv
+        self.fragment = c.fragment
+        self.progress_notify = c.progress_notify
+        self.had_events = False
+
+    def wants(self, v: KeyVersion) -> bool:
+        """Does the change ``v`` concern this watcher (range and filters)?"""
+        k = v.key
+        end = self.end
+        if end is None:
+            if k != self.key:
+                return False
+        elif k < self.key or (end and k >= end):
+            return False
+        return not (self.no_delete if v.version == 0 else self.no_put)
+
+
+def _response(
+    header: bytes,
+    watch_id: int,
+    *,
+    created: bool = False,
+    canceled: bool = False,
+    compact_revision: int = 0,
+    cancel_reason: str = "",
+    fragment: bool = False,
+    events: list[bytes] | None = None,
+) -> bytes:
+    parts = [
+        bytes_field(1, header),
+        int_field(2, watch_id),
+        bool_field(3, created),
+        bool_field(4, canceled),
+        int_field(5, compact_revision),
+    ]
+    if cancel_reason:
+        parts.append(bytes_field(6, cancel_reason.encode()))
+    parts.append(bool_field(7, fragment))
+    if events:
+        parts.extend(events)
+    return b"".join(parts)
+
 
 class WatchStream:
-    """One Watch RPC stream carrying many watchers."""
+    """One Watch RPC stream carrying many watchers (see the module docstring).
 
+    Created by :meth:`WatchHub.open_stream`; driven by the API layer's servicer, which feeds
+    requests to :meth:`handle_request` and, whenever ``wakeup`` fired, sends what
+    :meth:`next_responses` returns until it returns an empty list.
+    """
+
+    def __init__(self, hub: WatchHub, wakeup: Callable[[], None]) -> None:
+        self._hub = hub
+        self._wakeup = wakeup
+        self._watchers: dict[int, _Watcher] = {}
+        self._next_id = 0
+        # control responses: (encoded response, watch id if it is a per-watch progress)
+        self._control: deque[tuple[bytes, int | None]] = deque()
+        self._progress_queued: set[int] = set()
+        self._progress_requested = False
+        self._rr = 0
+        self.closed = False
+
+    # ------------------------------------------------------------------ requests
     def handle_request(self, req: WatchRequest) -> None:
-        """Process a create/cancel/progress request; queues responses and calls wakeup."""
-        raise NotImplementedError
+        """Process a create, cancel or progress request; queue responses; call wakeup."""
+        if self.closed:
+            return
+        if req.create_request is not None:
+            self._create(req.create_request)
+        elif req.cancel_request is not None:
+            self.cancel(req.cancel_request.watch_id)
+        elif req.progress_request is not None and self._watchers:
+            self._progress_requested = True
+            self._wakeup()
 
-    def next_responses(self, max_bytes: int) -> list[bytes]:
-        """Encoded WatchResponse messages ready to send (about ``max_bytes`` at most)."""
-        raise NotImplementedError
+    def _create(self, c: WatchCreateRequest) -> None:
+        hub = self._hub
+        cur = hub.store.rev
+        key = c.key or b"\x00"
+        end: bytes | None = c.range_end or None
+        if end == b"\x00":
+            end = b""
+        err = ""
+        wid = c.watch_id
+        if end and key >= end:
+            err = ERR_EMPTY_RANGE
+        elif c.start_revision < 0:
+            err = ERR_NEGATIVE_START
+        elif wid == 0:
+            while self._next_id in self._watchers:
+                self._next_id += 1
+            wid = self._next_id
+            self._next_id += 1
+        elif wid in self._watchers:
+            err = ERR_DUPLICATE_ID
+        if err:
+            resp = _response(hub.header(cur), -1, created=True, canceled=True, cancel_reason=err)
+        else:
+            start = c.start_revision or cur + 1
+            self._watchers[wid] = _Watcher(wid, key, end, start, c)
+            resp = _response(hub.header(cur), wid, created=True)
+        self._control.append((resp, None))
+        self._wakeup()
+
+    def cancel(self, watch_id: int) -> bool:
+        """Cancel a watcher and queue ``{watch_id, canceled}``; False (no response) if unknown."""
+        if self._watchers.pop(watch_id, None) is None:
+            return False
+        self._progress_queued.discard(watch_id)
+        hub = self._hub
+        self._control.append((_response(hub.header(hub.store.rev), watch_id, canceled=True), None))
+        self._wakeup()
+        return True
 
     def tick_progress(self) -> None:
-        """Queue progress notifications for idle, synced progress_notify watchers."""
-        raise NotImplementedError
+        """Queue ``{watch_id, header=current}`` for each progress_notify watcher that is synced
+        and had no events since the previous tick (etcd's progress notification)."""
+        if self.closed:
+            return
+        hub = self._hub
+        cur = hub.store.rev
+        queued = False
+        for w in self._watchers.values():
+            if not w.progress_notify:
+                continue
+            if not w.had_events and w.next_rev > cur and w.id not in self._progress_queued:
+                self._control.append((_response(hub.header(cur), w.id), w.id))
+                self._progress_queued.add(w.id)
+                queued = True
+            w.had_events = False
+        if queued:
+            self._wakeup()
 
     def close(self) -> None:
-        """Drop every watcher of the stream."""
-        raise NotImplementedError
+        """Drop every watcher and queued response; the stream is unusable afterwards."""
+        if self.closed:
+            return
+        self.closed = True
+        self._watchers.clear()
+        self._control.clear()
+        self._progress_queued.clear()
+        self._progress_requested = False
+        self._hub._streams.discard(self)
+
+    # ------------------------------------------------------------------ push side
+    def _notify(self, rev: int, changes: list[KeyVersion]) -> None:
+        """The store reached ``rev`` with ``changes``: advance idle cursors or wake up."""
+        watchers = self._watchers
+        if not watchers:
+            return
+        match = len(watchers) * len(changes) <= _NOTIFY_MATCH_LIMIT
+        for w in watchers.values():
+            if w.next_rev < rev:
+                self._wakeup()
+                return
+            if w.next_rev == rev:
+                if not match:
+                    self._wakeup()
+                    return
+                for v in changes:
+                    if w.wants(v):
+                        self._wakeup()
+                        return
+                w.next_rev = rev + 1
+
+    # ------------------------------------------------------------------ pull side
+    def pending(self) -> bool:
+        """True if :meth:`next_responses` would return something now."""
+        if self._control:
+            return True
+        cur = self._hub.store.rev
+        if any(w.next_rev <= cur for w in self._watchers.values()):
+            return True
+        return self._progress_requested
+
+    def next_responses(self, max_bytes: int) -> list[bytes]:
+        """Encoded WatchResponse messages ready to send, about ``max_bytes`` in total.
+
+        Always returns at least one response when anything is pending (a single revision
+        larger than ``max_bytes`` is returned whole); returns [] when fully caught up. Call
+        again until it returns [].
+        """
+        out: list[bytes] = []
+        size = 0
+        control = self._control
+        while control and (size < max_bytes or not out):
+            data, progress_id = control.popleft()
+            if progress_id is not None:
+                self._progress_queued.discard(progress_id)
+            out.append(data)
+            size += len(data)
+        if size >= max_bytes:
+            return out
+        hub = self._hub
+        store = hub.store
+        cur = store.rev
+        watchers = list(self._watchers.values())
+        n = len(watchers)
+        if n:
+            first = self._rr % n
+            for i in range(n):
+                w = watchers[(first + i) % n]
+                while w.next_rev <= cur and w.id in self._watchers:
+                    if size >= max_bytes and out:
+                        self._rr = first + i
+                        return out
+                    for resp in self._collect(w, cur, max_bytes - size):
+                        out.append(resp)
+                        size += len(resp)
+            self._rr = first + 1
+        if self._progress_requested and all(w.next_rev > cur for w in self._watchers.values()):
+            self._progress_requested = False
+            if self._watchers:
+                out.append(_response(hub.header(cur), -1))
+        return out
+
+    def _collect(self, w: _Watcher, cur: int, budget: int) -> list[bytes]:
+        """The next response(s) of ``w``: whole revisions from its cursor, or a cancel."""
+        hub = self._hub
+        store = hub.store
+        if w.next_rev < store.compact_rev:
+            del self._watchers[w.id]
+            self._progress_queued.discard(w.id)
+            compact = store.compact_rev
+            return [_response(hub.header(0), w.id, canceled=True, compact_revision=compact)]
+        events: list[bytes] = []
+        size = 0
+        revs = 0
+        stop = cur
+        get = store.get
+        for r, changes in store.events(w.next_rev, cur):
+            evs = []
+            esize = 0
+            for v in changes:
+                if not w.wants(v):
+                    continue
+                ev = b"\x08\x01" + v.kvf if v.version == 0 else v.kvf
+                if w.prev_kv and v.version != 1:
+                    p = get(v.key, r - 1)
+                    if p is not None:
+                        ev += b"\x1a" + p.kvf[1:]
+                ev = b"\x5a" + varint(len(ev)) + ev
+                evs.append(ev)
+                esize += len(ev)
+            if not evs:
+                continue
+            if events and (size + esize > budget or revs >= MAX_REVISIONS_PER_RESPONSE):
+                stop = r - 1
+                break
+            events += evs
+            size += esize
+            revs += 1
+        w.next_rev = stop + 1
+        if not events:
+            return []
+        w.had_events = True
+        header = hub.header(cur)
+        if w.fragment and len(events) > 1:
+            return _fragments(header, w.id, events, hub.fragment_bytes)
+        return [_response(header, w.id, events=events)]
+
+    # ------------------------------------------------------------------ invariants
+    def _check(self) -> None:
+        """Assert the stream's invariants (see the module docstring)."""
+        if self.closed:
+            assert not self._watchers
+            assert not self._control
+            assert self not in self._hub._streams
+            return
+        assert self in self._hub._streams
+        cur = self._hub.store.rev
+        for wid, w in self._watchers.items():
+            assert w.id == wid
+            assert w.next_rev >= 1
+            assert w.next_rev <= max(cur + 1, w.start_rev), (w.next_rev, cur)
+            if w.end:
+                assert w.key < w.end
+        assert self._progress_queued <= set(self._watchers)
+        pq = {wid for _, wid in self._control if wid is not None}
+        assert pq == self._progress_queued
+
+
+def _fragments(header: bytes, wid: int, events: list[bytes], limit: int) -> list[bytes]:
+    """etcd's sendFragments: split only if the response is >= limit and has >= 2 events."""
+    fixed = len(bytes_field(1, header)) + len(int_field(2, wid)) + 2
+    total = fixed + sum(len(e) for e in events)
+    if total < limit:
+        return [_response(header, wid, events=events)]
+    out: list[bytes] = []
+    cur: list[bytes] = []
+    size = fixed
+    for ev in events:
+        if cur and size + len(ev) >= limit:
+            out.append(_response(header, wid, fragment=True, events=cur))
+            cur, size = [], fixed
+        cur.append(ev)
+        size += len(ev)
+    out.append(_response(header, wid, events=cur))
+    return out
 
 
 class WatchHub:
-    """Owns all watch streams over one KVStore."""
+    """All watch streams over one KVStore (see the module docstring).
 
-    def __init__(self, store: KVStore, header: Callable[[int], bytes]) -> None:
-        raise NotImplementedError
+    Args:
+        store: the store whose writes are watched (the hub registers itself as a listener).
+        header: ``header(revision)`` -> encoded ResponseHeader for that revision (API layer).
+        fragment_bytes: response size from which fragment-enabled watchers get fragments.
+    """
+
+    def __init__(
+        self,
+        store: KVStore,
+        header: Callable[[int], bytes],
+        fragment_bytes: int = DEFAULT_FRAGMENT_BYTES,
+    ) -> None:
+        self.store = store
+        self.header = header
+        self.fragment_bytes = fragment_bytes
+        self._streams: set[WatchStream] = set()
+        store.add_listener(self._on_write)
 
     def open_stream(self, wakeup: Callable[[], None]) -> WatchStream:
         """Open a stream; ``wakeup()`` is called whenever it may have something to send."""
-        raise NotImplementedError
+        s = WatchStream(self, wakeup)
+        self._streams.add(s)
+        return s
 
     def set_store(self, store: KVStore) -> None:
-        """Switch to a new store (after a snapshot restore)."""
-        raise NotImplementedError
+        """Switch to ``store`` (e.g. after a snapshot restore) and wake every stream.
+
+        Watchers keep their cursors and catch up from the new store's history (or are
+        cancelled with compact_revision if it no longer has it).
+        """
+        self.store.remove_listener(self._on_write)
+        self.store = store
+        store.add_listener(self._on_write)
+        for s in list(self._streams):
+            s._wakeup()
+
+    def _on_write(self, rev: int) -> None:
+        streams = self._streams
+        if not streams:
+            return
+        changes = self.store.changes(rev)
+        for s in list(streams):
+            s._notify(rev, changes)
+
+    def _check(self) -> None:
+        """Assert the hub's and every stream's invariants."""
+        assert self._on_write in self.store._listeners
+        for s in self._streams:
+            assert not s.closed
+            s._check()
