@@ -76,8 +76,9 @@ class WatchService:
                             with anyio.move_on_after(timeout):
                                 await ready.wait()
                         ready.clear()
-                        for msg in ws.next_responses(SEND_BATCH_BYTES):
-                            await stream.send_message(msg)
+                        while batch := ws.next_responses(SEND_BATCH_BYTES):
+                            for msg in batch:
+                                await stream.send_message(msg)
 
                 tg.start_soon(receive)
                 tg.start_soon(send)
