@@ -314,6 +314,7 @@ class Gateway:
         self._dispatch = grpc_server.__dispatch__
         self._max_body = max_body
         self._health_timeout = health_timeout
+        self._head_conns: set[int] = set()  # id() of connections serving a HEAD request
 
     # ----------------------------------------------------------------------------- connection
 
@@ -328,7 +329,14 @@ class Gateway:
                     return
                 if not isinstance(event, h11.Request):
                     return
+                if event.method.upper() == b"HEAD":
+                    self._head_conns.add(id(conn))
+                else:
+                    self._head_conns.discard(id(conn))
                 try:
+                    if conn.they_are_waiting_for_100_continue:  # curl does for bodies > 1 KiB
+                        await self._send(conn, writer, h11.InformationalResponse(
+                            status_code=100, reason=b"Continue", headers=[]))
                     body = await self._read_body(conn, reader)
                 except _HttpError as e:
                     await self._send_simple(conn, writer, e.http_status, error_body(
@@ -346,6 +354,7 @@ class Gateway:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
+            self._head_conns.discard(id(conn))
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
@@ -388,7 +397,8 @@ class Gateway:
             headers.append(("Connection", "close"))
         await self._send(conn, writer, h11.Response(status_code=status, headers=headers,
                                                      reason=_reason(status)))
-        await self._send(conn, writer, h11.Data(data=body))
+        if id(conn) not in self._head_conns:  # a HEAD response has no body
+            await self._send(conn, writer, h11.Data(data=body))
         await self._send(conn, writer, h11.EndOfMessage())
 
     # -------------------------------------------------------------------------------- dispatch

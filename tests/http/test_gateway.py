@@ -277,3 +277,29 @@ def test_shapes_match_etcd(coord_server: CoordProc, etcd_server: EtcdProc, prefi
     for c, e in zip(coord, etcd, strict=True):
         assert _shape(c) == _shape(e), (c, e)
     assert coord[-1] == etcd[-1]  # same bad-JSON error text too
+
+
+def test_expect_100_continue_and_head(coord_server: CoordProc, prefix: str) -> None:
+    import socket
+
+    host, port = coord_server.endpoint.split(":")
+    body = json.dumps({"key": json_b64(prefix + "big"), "value": json_b64("x" * 4096)}).encode()
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(b"POST /v3/kv/put HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Expect: 100-continue\r\nContent-Length: " + str(len(body)).encode()
+                  + b"\r\n\r\n")
+        first = s.recv(1024)  # the server must answer 100 before we send the body
+        assert first.startswith(b"HTTP/1.1 100 ")
+        s.sendall(body)
+        rest = b""
+        while b"revision" not in rest:
+            chunk = s.recv(65536)
+            assert chunk, rest
+            rest += chunk
+        assert rest.startswith(b"HTTP/1.1 200 ")
+    got = http_ok(coord_server.endpoint, "/v3/kv/range", {"key": json_b64(prefix + "big")})
+    assert json_unb64(got["kvs"][0]["value"]) == b"x" * 4096
+    status, data, headers = http_post(coord_server.endpoint, "/health", method="HEAD")
+    assert status == 200
+    assert data is None
+    assert int(headers["content-length"]) > 0
