@@ -2,11 +2,11 @@
 
 Theory of operation: :class:`CoordServer` owns every long-lived piece. The state machine is
 built first, then the consensus node over it (:func:`build_node`, the single switch between
-the in-memory SoloNode and the Raft node), then the API context, watch hub and services,
-which are served by one grpclib server per ``--listen-client-urls`` entry, all sharing the
-same handlers and the pass-through codec. Two background tasks run while serving: lease expiry
-(only does something on the leader) and nothing else; they live in one task group that
-:meth:`CoordServer.serve` owns, so stopping cancels them and closes the listeners.
+the in-memory SoloNode and the Raft node), then the API context, lease timer, watch hub and
+services. One grpclib server (behind ``http.ClientListener``, which also serves the JSON
+gateway) handles every ``--listen-client-urls`` entry with the pass-through codec. One
+background task runs while serving, lease expiry (it acts only on the leader); it lives in a
+task group that :meth:`CoordServer.serve` owns, so stopping cancels it and closes listeners.
 """
 
 from __future__ import annotations
@@ -84,14 +84,9 @@ class CoordServer:
             KVService(self.ctx), LeaseService(self.ctx, self.timer),
             MaintenanceService(self.ctx), ClusterService(self.ctx), AuthService(self.ctx),
         ]
-        try:
-            self.hub: WatchHub | None = WatchHub(self.sm.kv, self.ctx.header)
-        except NotImplementedError:  # TEMPORARY: until server/watch lands (skeleton today)
-            log.warning("watch hub not implemented yet: serving without the Watch service")
-            self.hub = None
-        if self.hub is not None:
-            self.sm.add_restore_listener(self.hub.set_store)
-            self.services.append(WatchService(self.ctx, self.hub))
+        self.hub = WatchHub(self.sm.kv, self.ctx.header)
+        self.sm.add_restore_listener(self.hub.set_store)
+        self.services.append(WatchService(self.ctx, self.hub))
         self._listener: ClientListener | None = None
         self.ports: list[int] = []
 
