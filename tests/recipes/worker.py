@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from coord import Client
-from coord.recipes import DoubleBarrier, Election, Lock, Semaphore, WorkQueue
+from coord.recipes import Barrier, DoubleBarrier, Election, Lock, Semaphore, WorkQueue
 
 
 def say(*parts: object) -> None:
@@ -79,15 +79,25 @@ def workqueue(ep: str, name: str, ttl: str, out: str, delay: str) -> None:
                 if queue.size() == 0:
                     break
                 continue
+            say("PROCESSING", item.value.decode())
             time.sleep(float(delay))
-            item.ack()
             append(out, f"{item.value.decode()} {item.deliveries}")
+            item.ack()
     say("DONE")
+
+
+def barrier_wait(ep: str, name: str) -> None:
+    with Client(ep) as client:
+        barrier = Barrier(client, name)
+        say("WAITING")
+        assert barrier.wait(timeout=60)
+        say("PASSED", time.monotonic())
 
 
 def double_barrier(ep: str, name: str, n: str, log: str) -> None:
     with Client(ep) as client:
         barrier = DoubleBarrier(client, name, int(n), ttl=5)
+        append(log, f"arrive {time.monotonic()}")
         assert barrier.enter(timeout=60)
         append(log, f"enter {time.monotonic()}")
         time.sleep(random.uniform(0, 0.3))
@@ -109,7 +119,7 @@ def semaphore(ep: str, name: str, n: str, log: str, rounds: str) -> None:
 COMMANDS = {
     "lock-inc": lock_inc, "lock-hold": lock_hold, "lock-wait": lock_wait,
     "campaign": campaign, "observe": observe, "workqueue": workqueue,
-    "double-barrier": double_barrier, "semaphore": semaphore,
+    "barrier-wait": barrier_wait, "double-barrier": double_barrier, "semaphore": semaphore,
 }
 
 if __name__ == "__main__":
