@@ -29,9 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser (every flag documented; names as etcd's)."""
     p = argparse.ArgumentParser(
         prog="coord-server",
-        description="coord: an etcd-v3-compatible coordination server. Until the Raft node "
-                    "lands, the server runs as a single in-memory member (SoloNode): all "
-                    "data is lost when it stops.",
+        description="coord: an etcd-v3-compatible coordination server (gRPC and the JSON "
+                    "gateway on every client URL). Each member keeps its Raft log and "
+                    "snapshots in --data-dir; flags and defaults follow etcd's.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     a = p.add_argument
     a("--name", default="default", help="human-readable name for this member")
