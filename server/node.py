@@ -195,6 +195,7 @@ class RaftNode:
         self._conf_state = ConfState()
         self._running = False
         self._removed = False
+        self._removed_notified = False
         self._wake = anyio.Event()
         self._read_waiters: list[asyncio.Future[None]] = []
         self._read_requested = anyio.Event()
@@ -204,6 +205,7 @@ class RaftNode:
         self._leader_waiters: list[asyncio.Future[None]] = []
         self._task: asyncio.Task[None] | None = None
         self._scope: anyio.CancelScope | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
         self._open_storage()
         self.rawnode = RawNode(self._raft_config(), self.storage)
         peers = self.membership.peer_urls()
@@ -299,6 +301,7 @@ class RaftNode:
             try:
                 async with anyio.create_task_group() as tg:
                     self._scope = tg.cancel_scope
+                    self._tg = tg
                     await tg.start(self.transport.run)
                     tg.start_soon(self._ticker)
                     tg.start_soon(self._ready_loop)
@@ -376,6 +379,14 @@ class RaftNode:
     def is_removed(self, member_id: int) -> bool:
         """Removed members may not connect."""
         return member_id in self.membership.removed
+
+    def on_removed_by_peer(self, peer_id: int) -> None:
+        """A peer says we were removed (we may have missed the commit of our removal)."""
+        if self._running and not self._removed_notified:
+            log.warning("peer %x reports this member (%x) was removed from the cluster; "
+                        "stopping", peer_id, self.member_id)
+            self._removed = True
+            self._wake.set()
 
     # -- driver tasks --------------------------------------------------------------------------
 
@@ -473,6 +484,9 @@ class RaftNode:
                     log.warning("this member (%x) was removed from the cluster; stopping",
                                 self.member_id)
                     self._removed = True
+                elif c.type == ConfChangeType.REMOVE_NODE and self._tg is not None:
+                    # make it reconnect, be refused and learn that it was removed
+                    self._tg.start_soon(self.transport.drop_inbound, c.node_id)
             self.transport.set_peers(self.membership.peer_urls())
         for c in changes:
             if c.context:
@@ -518,6 +532,9 @@ class RaftNode:
 
     async def _stop_removed(self) -> None:
         self._removed = False
+        if self._removed_notified:
+            return
+        self._removed_notified = True
         # Give the leader's commit (and our last messages) time to reach the others.
         await anyio.sleep(2 * self.tick_interval * self.election_ticks / 2)
         self.on_removed()

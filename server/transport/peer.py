@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 _HELLO_DEC = msgspec.msgpack.Decoder(Hello)
 _ENC = msgspec.msgpack.Encoder()
 CONNECT_TIMEOUT = 1.0
+REMOVED_REASON = "removed"
 
 
 def parse_url(url: str) -> tuple[str, int]:
@@ -85,6 +86,9 @@ class PeerHandler(Protocol):
 
     def is_removed(self, member_id: int) -> bool:
         """True when ``member_id`` was removed from the cluster."""
+
+    def on_removed_by_peer(self, peer_id: int) -> None:
+        """``peer_id`` refused us because this member was removed from the cluster."""
 
 
 @dataclass
@@ -118,6 +122,7 @@ class PeerTransport:
         self.max_backoff = max_backoff
         self._peers: dict[int, _Peer] = {}
         self._tg: anyio.abc.TaskGroup | None = None
+        self._inbound: dict[int, list[anyio.abc.ByteStream]] = {}
         # When true, failing to bind a peer URL is logged instead of fatal (single member).
         self.optional_listen = False
         self.frames_sent = 0
@@ -283,6 +288,8 @@ class PeerTransport:
                     stream = await self._connect(peer, "raft")
                 except _Rejected as e:
                     log.error("peer %x rejected our connection: %s", peer.id, e)
+                    if str(e).startswith(REMOVED_REASON):
+                        self.handler.on_removed_by_peer(peer.id)
                     self._drain(peer)
                     await anyio.sleep(self.max_backoff)
                     continue
@@ -360,19 +367,33 @@ class PeerTransport:
                     await write_frame(stream, FrameType.REJECT, reason.encode())
                     return
                 await write_frame(stream, FrameType.ACCEPT, b"")
-                while True:
-                    ftype, payload = await read_frame(reader)
-                    self.frames_received += 1
-                    if ftype in (FrameType.MESSAGES, FrameType.SNAPSHOT):
-                        msgs = codec.decode_messages(payload)
-                        self.handler.on_messages([m for m in msgs if m.to == self.member_id])
-                        if ftype == FrameType.SNAPSHOT:
-                            await write_frame(stream, FrameType.SNAPSHOT_ACK, b"")
+                conns = self._inbound.setdefault(hello.from_id, [])
+                conns.append(stream)
+                try:
+                    await self._receive(reader, stream)
+                finally:
+                    conns.remove(stream)
             except (OSError, anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
                     anyio.ClosedResourceError, TimeoutError) as e:
                 log.debug("inbound peer connection closed: %s", e)
             except (ValueError, msgspec.DecodeError, msgspec.ValidationError) as e:
                 log.warning("bad frame from peer, closing: %s", e)
+
+    async def drop_inbound(self, peer_id: int) -> None:
+        """Close every inbound connection from ``peer_id`` (e.g. it was removed)."""
+        for stream in list(self._inbound.get(peer_id, [])):
+            await stream.aclose()
+
+    async def _receive(self, reader: BufferedByteReceiveStream,
+                       stream: anyio.abc.ByteStream) -> None:
+        while True:
+            ftype, payload = await read_frame(reader)
+            self.frames_received += 1
+            if ftype in (FrameType.MESSAGES, FrameType.SNAPSHOT):
+                msgs = codec.decode_messages(payload)
+                self.handler.on_messages([m for m in msgs if m.to == self.member_id])
+                if ftype == FrameType.SNAPSHOT:
+                    await write_frame(stream, FrameType.SNAPSHOT_ACK, b"")
 
     def _check_hello(self, hello: Hello) -> str:
         if hello.cluster_id != self.cluster_id:
@@ -381,7 +402,7 @@ class PeerTransport:
         if hello.to_id != self.member_id:
             return f"member ID mismatch (this is {self.member_id:x}, not {hello.to_id:x})"
         if self.handler.is_removed(hello.from_id):
-            return f"member {hello.from_id:x} was removed from the cluster"
+            return f"{REMOVED_REASON}: member {hello.from_id:x} was removed from the cluster"
         return ""
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from cluster.clusterlib import Cluster, get_prefix, run, status, write_load
+from support import wait_for
 
 from coord.server.storage import snapfile
-from support import wait_for
 
 
 def test_stopped_follower_catches_up_through_snapshot(tmp_path: Path) -> None:
