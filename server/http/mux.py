@@ -13,8 +13,10 @@ accepted connection (``server._protocol_factory()``, an ``H2Protocol`` bound to 
 per-connection handler that the server tracks and closes), so grpclib behaves as if it had
 accepted the socket itself; we call its ``connection_made`` and feed it the buffered bytes. For
 HTTP/1.1 the new protocol is an ``asyncio.StreamReaderProtocol`` whose callback runs
-:meth:`Gateway.serve_connection`. Any HTTP/2 connection goes to gRPC, so a TLS ``curl`` must use
-``--http1.1`` (etcd's Go server can also serve JSON over HTTP/2; grpclib cannot).
+:meth:`Gateway.serve_connection`. Any HTTP/2 connection goes to gRPC (etcd's Go server can also
+serve JSON over HTTP/2; grpclib cannot). With TLS the server's ALPN preference is ``http/1.1``
+then ``h2`` (:meth:`coord.server.tls.TLSInfo.server_context`): curl offers both and gets
+HTTP/1.1, gRPC clients offer only ``h2`` and get HTTP/2.
 """
 
 from __future__ import annotations
