@@ -212,6 +212,7 @@ def test_health_version_status_and_members(coord_server: CoordProc) -> None:
     assert "header" in http_ok(ep, "/v3/maintenance/status")
 
 
+@pytest.mark.etcdctl
 def test_grpc_and_http_share_the_port(coord_server: CoordProc, prefix: str) -> None:
     ep = coord_server.endpoint
     etcdctl(ep, "put", prefix + "g", "from-grpc")
@@ -247,6 +248,7 @@ def _shape(value: Any) -> Any:
     return type(value).__name__
 
 
+@pytest.mark.etcd
 def test_shapes_match_etcd(coord_server: CoordProc, etcd_server: EtcdProc, prefix: str) -> None:
     """The same requests produce the same JSON structure from coord and from etcd 3.4."""
 

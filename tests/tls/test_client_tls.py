@@ -42,6 +42,7 @@ def tls_args(pki: Any, cert: bool = True) -> list[str]:
     return args
 
 
+@pytest.mark.etcdctl
 def test_etcdctl_with_client_certificate(tls_server: Any, pki: Any, prefix: str) -> None:
     ep = "https://" + tls_server.tls_endpoint
     etcdctl(ep, *tls_args(pki), "put", prefix + "k", "secure")
@@ -52,6 +53,7 @@ def test_etcdctl_with_client_certificate(tls_server: Any, pki: Any, prefix: str)
                    "--print-value-only").stdout.strip() == "secure"
 
 
+@pytest.mark.etcdctl
 def test_etcdctl_without_client_certificate_is_refused(tls_server: Any, pki: Any,
                                                        other_pki: Any) -> None:
     ep = "https://" + tls_server.tls_endpoint
