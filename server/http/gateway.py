@@ -560,7 +560,7 @@ class Gateway:
             stream.feed(r)
         stream.close_send()
         task = asyncio.ensure_future(stream.run())
-        watcher = asyncio.ensure_future(reader.read(1))  # EOF (or anything) = client is gone
+        watcher = asyncio.ensure_future(_wait_eof(reader))  # EOF = the client is gone
         try:
             done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -629,6 +629,13 @@ class Gateway:
         parts = server.split(".")
         cluster = f"{parts[0]}.{parts[1]}.0" if len(parts) >= 2 else "not_decided"
         return {"etcdserver": server, "etcdcluster": cluster}
+
+
+async def _wait_eof(reader: asyncio.StreamReader) -> None:
+    """Return when the client closes its side (bytes sent meanwhile are discarded)."""
+    with contextlib.suppress(OSError):
+        while await reader.read(65536):
+            pass
 
 
 class _NoTransport(asyncio.BaseTransport):
