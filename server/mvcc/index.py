@@ -13,6 +13,9 @@ key bytes, compared bytewise like etcd):
 
 * ``hist``: key -> list of that key's retained versions in increasing ``mod_revision``. A
   generation starts with a put with version 1 and ends with a tombstone (``version == 0``).
+  Normally a key changes at most once per revision, but etcd lets one txn put a key and then
+  delete it with a range ending in ``\x00`` (its duplicate-key check reads that range
+  literally), so two consecutive versions may share a revision; the later one wins.
   Reading a key at revision R is a bisect for the last version with ``mod_revision <= R``; a
   tombstone (or nothing) there means "absent at R".
 * ``live``: key -> latest version, only for keys that exist at the current revision. Reads at
@@ -25,7 +28,7 @@ compaction) keeps, for each key, the newest version with ``mod_revision <= C`` u
 tombstone, plus everything newer; the state at every revision >= C is therefore unchanged.
 
 Invariants (checked by :meth:`KeyIndex._check`): every history list is non-empty, strictly
-increasing in ``mod_revision``, holds only its own key, and is a proper sequence of
+non-decreasing in ``mod_revision``, holds only its own key, and is a proper sequence of
 generations (version 1, 2, ... sharing one create_revision, then optionally a tombstone);
 ``live`` holds exactly the keys whose latest version is not a tombstone, mapped to it.
 """
@@ -219,7 +222,9 @@ class KeyIndex:
                     below += 1
                     assert v.version != 0, ("tombstone kept below compaction", v)
                 if prev is not None:
-                    assert v.mod_revision > prev.mod_revision, (prev, v)
+                    # equal only for a put and a delete of the key in one txn (etcd allows a
+                    # put plus a delete range ending in "\x00" over it)
+                    assert v.mod_revision >= prev.mod_revision, (prev, v)
                 if v.version:
                     if prev is None or prev.version == 0:
                         # start of a generation (or first retained version after compaction)

@@ -533,11 +533,8 @@ class KVStore:
             assert prev_r < r <= self._rev, r
             assert changes, r
             prev_r = r
-            keys = set()
             for v in changes:
                 assert v.mod_revision == r
-                assert v.key not in keys, "two changes of one key in a revision"
-                keys.add(v.key)
                 seen.add(id(v))
                 size += len(v.kvf) + _VERSION_OVERHEAD
         n = 0
