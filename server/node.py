@@ -186,6 +186,7 @@ class RaftNode:
         self.catch_up_entries = min(5000, self.snapshot_count)
         self.membership = Membership()
         self._listeners: list[Callable[[bool], None]] = []
+        self._calls: dict[str, Callable[[bytes], bytes]] = {}
         self._pending: dict[int, _Pending] = {}
         self._seq = random.getrandbits(62)
         self._lead = 0
@@ -387,6 +388,37 @@ class RaftNode:
                         "stopping", peer_id, self.member_id)
             self._removed = True
             self._wake.set()
+
+    def on_call(self, method: str, body: bytes) -> bytes:
+        """Answer a request a follower forwarded to us (the leader)."""
+        fn = self._calls.get(method)
+        if fn is None:
+            raise ValueError(f"unknown forwarded method {method!r}")
+        if not self._is_leader:
+            raise ValueError(NotLeaderError().message)
+        return fn(body)
+
+    def register_call(self, method: str, fn: Callable[[bytes], bytes]) -> None:
+        """Let followers forward ``method`` to this member while it leads (see leader_call)."""
+        self._calls[method] = fn
+
+    async def leader_call(self, method: str, body: bytes) -> bytes:
+        """Run a registered leader-only ``method``: here when leading, else on the leader via
+        the peer transport.
+
+        Raises:
+            NoLeaderError: there is no leader, or it cannot be reached.
+        """
+        if self._is_leader:
+            return self.on_call(method, body)
+        lead = self._lead
+        if not lead:
+            raise NoLeaderError()
+        try:
+            return await self.transport.call(lead, method, body, timeout=self.request_timeout)
+        except (OSError, TimeoutError) as e:
+            log.info("forwarding %s to leader %x failed: %s", method, lead, e)
+            raise NoLeaderError() from None
 
     # -- driver tasks --------------------------------------------------------------------------
 

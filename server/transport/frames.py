@@ -30,13 +30,16 @@ class FrameType(enum.IntEnum):
     SNAPSHOT = 5  # payload: msgpack list[Message] holding one MsgSnap
     SNAPSHOT_ACK = 6  # payload: empty; the snapshot was handed to Raft
     MEMBERS = 7  # payload: msgpack membership document (answer to a discovery HELLO)
+    CALL = 8  # payload: msgpack [method, body]: a leader-only request forwarded by a follower
+    RESULT = 9  # payload: msgpack [ok, body or error text]
 
 
 class Hello(msgspec.Struct, array_like=True):
     """Handshake: who is calling whom in which cluster, and why.
 
     ``kind`` is ``"raft"`` (stream of MESSAGES), ``"snapshot"`` (one SNAPSHOT) or
-    ``"discover"`` (a joining member asking for the member list; cluster_id/from_id may be 0).
+    ``"discover"`` (a joining member asking for the member list; cluster_id/from_id may be 0)
+    or ``"call"`` (CALL/RESULT pairs: requests only the leader can answer).
     """
 
     cluster_id: int

@@ -90,6 +90,9 @@ class PeerHandler(Protocol):
     def on_removed_by_peer(self, peer_id: int) -> None:
         """``peer_id`` refused us because this member was removed from the cluster."""
 
+    def on_call(self, method: str, body: bytes) -> bytes:
+        """Answer a forwarded request (raise to report an error to the caller)."""
+
 
 @dataclass
 class _Peer:
@@ -347,6 +350,44 @@ class PeerTransport:
         if dropped:
             self.handler.on_unreachable(peer.id)
 
+    async def call(self, peer_id: int, method: str, body: bytes, timeout: float = 5.0) -> bytes:
+        """Send a CALL to ``peer_id`` on a short-lived connection and return its RESULT body.
+
+        Raises:
+            OSError: the peer could not be reached or reported an error.
+            TimeoutError: no answer within ``timeout``.
+        """
+        peer = self._peers.get(peer_id)
+        if peer is None:
+            raise OSError(f"unknown peer {peer_id:x}")
+        with anyio.fail_after(timeout):
+            try:
+                stream = await self._connect(peer, "call")
+            except _Rejected as e:
+                raise OSError(f"peer {peer_id:x} refused the call: {e}") from None
+            async with stream:
+                await write_frame(stream, FrameType.CALL, _ENC.encode((method, body)))
+                ftype, payload = await read_frame(BufferedByteReceiveStream(stream))
+        if ftype != FrameType.RESULT:
+            raise OSError(f"unexpected answer {ftype!r} from peer {peer_id:x}")
+        ok, result = msgspec.msgpack.decode(payload, type=tuple[bool, bytes])
+        if not ok:
+            raise OSError(result.decode(errors="replace"))
+        return result
+
+    async def _serve_calls(self, reader: BufferedByteReceiveStream,
+                           stream: anyio.abc.ByteStream) -> None:
+        while True:
+            ftype, payload = await read_frame(reader)
+            if ftype != FrameType.CALL:
+                return
+            method, body = msgspec.msgpack.decode(payload, type=tuple[str, bytes])
+            try:
+                answer = (True, self.handler.on_call(method, body))
+            except Exception as e:
+                answer = (False, str(e).encode())
+            await write_frame(stream, FrameType.RESULT, _ENC.encode(answer))
+
     # -- receiving -----------------------------------------------------------------------------
 
     async def _handle_inbound(self, stream: anyio.abc.ByteStream) -> None:
@@ -367,6 +408,9 @@ class PeerTransport:
                     await write_frame(stream, FrameType.REJECT, reason.encode())
                     return
                 await write_frame(stream, FrameType.ACCEPT, b"")
+                if hello.kind == "call":
+                    await self._serve_calls(reader, stream)
+                    return
                 conns = self._inbound.setdefault(hello.from_id, [])
                 conns.append(stream)
                 try:
