@@ -81,7 +81,7 @@ class CoordServer:
         self.timer = LeaseTimer(self.sm.lessor, time.monotonic)
         self.node.add_leader_listener(self._leadership)
         self.services: list[Any] = [
-            KVService(self.ctx), LeaseService(self.ctx, self.timer),
+            KVService(self.ctx), self._lease_service(),
             MaintenanceService(self.ctx), ClusterService(self.ctx), AuthService(self.ctx),
         ]
         self.hub = WatchHub(self.sm.kv, self.ctx.header)
@@ -89,6 +89,16 @@ class CoordServer:
         self.services.append(WatchService(self.ctx, self.hub))
         self._listener: ClientListener | None = None
         self.ports: list[int] = []
+
+    def _lease_service(self) -> LeaseService:
+        """On a Raft node, keep-alives and TTL queries reaching a follower go to the leader."""
+        from .node import RaftNode
+        from .transport.forward import ForwardingLeaseService, register_lease_calls
+
+        if isinstance(self.node, RaftNode):
+            register_lease_calls(self.node, self.timer)
+            return ForwardingLeaseService(self.ctx, self.timer, self.node)
+        return LeaseService(self.ctx, self.timer)
 
     def _leadership(self, leader: bool) -> None:
         if leader:
