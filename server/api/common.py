@@ -33,9 +33,9 @@ from coord.server.config import Config
 from coord.server.nodeapi import Node
 from coord.server.statemachine import StateMachine
 
-from .wire import check_message, encode_header, header_field
+from .wire import check_message, encode_header, header_field, uvarint
 
-__all__ = ["ApiContext", "handler", "parse", "recv_frame", "to_grpc_error", "unary"]
+__all__ = ["ApiContext", "handler", "parse", "recv_frame", "scan", "to_grpc_error", "unary"]
 
 log = logging.getLogger("coord.server.api")
 
@@ -72,6 +72,17 @@ async def recv_frame(stream: RawStream, limit: int) -> bytes | None:
     return data
 
 
+def scan(cls: type, data: bytes) -> dict[int, int]:
+    """Validate ``data`` strictly as ``cls`` without parsing it; returns the top-level fields
+    (varint value or length per field number). InvalidArgumentError if malformed."""
+    fields: dict[int, int] = {}
+    try:
+        check_message(data, cls, fields=fields)
+    except ValueError as e:
+        raise InvalidArgumentError(f"coord: malformed {cls.__name__}: {e}") from e
+    return fields
+
+
 def parse(cls: type[M], data: bytes) -> M:
     """Validate ``data`` strictly and parse it as ``cls``; InvalidArgumentError if malformed."""
     try:
@@ -90,11 +101,20 @@ class ApiContext:
         self.node = node
         self.sm = sm
         self.recv_limit = config.max_recv_bytes
+        self._header_parts: tuple[tuple[int, int, int], bytes, bytes] = ((-1, -1, -1), b"", b"")
 
     def header(self, revision: int) -> bytes:
         """Encoded ResponseHeader for ``revision`` (cluster, member, current term)."""
-        return encode_header(self.node.cluster_id, self.node.member_id, revision,
-                             self.node.term())
+        node = self.node
+        key = (node.cluster_id, node.member_id, node.term())
+        cached = self._header_parts
+        if cached[0] != key:
+            ids = encode_header(key[0], key[1], 0, 0)
+            term = encode_header(0, 0, 0, key[2])
+            cached = self._header_parts = (key, ids, term)
+        if revision:
+            return cached[1] + b"\x18" + uvarint(revision) + cached[2]
+        return cached[1] + cached[2]
 
     def header_bytes(self, revision: int) -> bytes:
         """Response field 1 carrying the header for ``revision``."""

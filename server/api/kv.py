@@ -21,7 +21,7 @@ from coord.errors import (
 from coord.server.command import Kind
 from coord.server.statemachine import txn_has_put
 
-from .common import ApiContext, RawStream, handler, parse, unary
+from .common import ApiContext, RawStream, handler, parse, scan, unary
 
 __all__ = ["KVService", "check_txn", "txn_is_read_only"]
 
@@ -102,8 +102,13 @@ class KVService:
 
     async def put(self, stream: RawStream, data: bytes) -> bytes:
         """Put through the log."""
-        req = parse(pb.PutRequest, data)
-        _check_put(req)
+        f = scan(pb.PutRequest, data)  # no full parse here: the apply parses it once
+        if not f.get(1):
+            raise EmptyKeyError()
+        if f.get(5) and f.get(2):
+            raise ValueProvidedError()
+        if f.get(6) and f.get(3):
+            raise LeaseProvidedError()
         ctx = self.ctx
         await ctx.check_quota(len(data) + _PUT_OVERHEAD)
         rev, body = await ctx.propose(Kind.PUT, data)

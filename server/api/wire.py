@@ -15,12 +15,15 @@ from typing import Any
 __all__ = ["check_message", "encode_header", "header_field", "uvarint"]
 
 
+_SMALL = [bytes((i,)) for i in range(0x80)]
+
+
 def uvarint(value: int) -> bytes:
     """Protobuf varint of ``value`` (negative int64 values use the 10-byte two's complement)."""
+    if 0 <= value < 0x80:
+        return _SMALL[value]
     if value < 0:
         value += 1 << 64
-    if value < 0x80:
-        return bytes((value,))
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
@@ -101,8 +104,13 @@ def _varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
 
 
 def check_message(data: bytes, cls: type, start: int = 0, end: int | None = None,
-                  depth: int = 0) -> None:
-    """Raise ValueError unless ``data[start:end]`` is a well-formed ``cls`` message."""
+                  depth: int = 0, fields: dict[int, int] | None = None) -> None:
+    """Raise ValueError unless ``data[start:end]`` is a well-formed ``cls`` message.
+
+    If ``fields`` is given, it receives each top-level field's last value: the integer for
+    varint fields, the length for length-delimited ones (enough for cheap request checks
+    without a full parse).
+    """
     if end is None:
         end = len(data)
     if depth > 64:
@@ -116,9 +124,13 @@ def check_message(data: bytes, cls: type, start: int = 0, end: int | None = None
         if number == 0:
             raise ValueError(f"invalid field number 0 at offset {pos}")
         if wire == 0:
-            _, pos = _varint(data, pos, end)
+            value, pos = _varint(data, pos, end)
+            if fields is not None:
+                fields[number] = value
         elif wire == 2:
             length, pos = _varint(data, pos, end)
+            if fields is not None:
+                fields[number] = length
             if pos + length > end:
                 raise ValueError(f"field {number}: length {length} exceeds message at "
                                  f"offset {pos}")

@@ -276,3 +276,24 @@ def test_cli_flags() -> None:
                  "--listen-peer-urls", "--initial-advertise-peer-urls", "--initial-cluster",
                  "--initial-cluster-state", "--initial-cluster-token", "--log-level"):
         assert flag in help_text
+
+
+def test_api_header_cache_follows_term() -> None:
+    import asyncio
+
+    from coord.server.api.common import ApiContext, scan
+    from coord.server.nodeapi import MemberInfo
+    from coord.server.solo import SoloNode
+
+    sm = StateMachine()
+    node = SoloNode(sm, MemberInfo(id=77, name="n"), cluster_id=2**63 + 5)
+    ctx = ApiContext(Config(), node, sm)
+    assert ctx.header(9) == bytes(pb.ResponseHeader(cluster_id=2**63 + 5, member_id=77,
+                                                    revision=9))
+    asyncio.run(node.start())
+    for rev in (0, 1, 127, 128, 2**40):
+        assert ctx.header(rev) == bytes(pb.ResponseHeader(cluster_id=2**63 + 5, member_id=77,
+                                                          revision=rev, raft_term=1))
+    fields = scan(pb.PutRequest, bytes(pb.PutRequest(key=b"k", value=b"vv", lease=-1,
+                                                     ignore_lease=True)))
+    assert fields == {1: 1, 2: 2, 3: 2**64 - 1, 6: 1}
