@@ -96,6 +96,7 @@ class Cluster:
         max_size_per_msg: int = 1 << 20,
         max_inflight_msgs: int = 256,
         fixed_timeouts: bool = False,
+        timeout_offsets: dict[int, int] | None = None,
         log: Callable[[str], None] | None = None,
     ) -> None:
         self.rng = rng or random.Random(0)
@@ -109,7 +110,8 @@ class Cluster:
             "max_size_per_msg": max_size_per_msg,
             "max_inflight_msgs": max_inflight_msgs,
         }
-        self.fixed_timeouts = fixed_timeouts
+        self.fixed_timeouts = fixed_timeouts or timeout_offsets is not None
+        self.timeout_offsets = timeout_offsets or {}
         self.log = log
         self.storage: dict[int, MemoryStorage] = {}
         self.nodes: dict[int, RawNode | None] = {}
@@ -153,7 +155,13 @@ class Cluster:
 
     def _config(self, id_: int) -> Config:
         rng: Callable[[int], int]
-        rng = _zero if self.fixed_timeouts else random.Random(self.rng.getrandbits(32)).randrange
+        if self.fixed_timeouts:
+            off = self.timeout_offsets.get(id_, 0)
+
+            def rng(n: int) -> int:
+                return min(off, n - 1)
+        else:
+            rng = random.Random(self.rng.getrandbits(32)).randrange
         return Config(id=id_, rng=rng, **self.cfg)  # type: ignore[arg-type]
 
     def restart(self, id_: int) -> None:
@@ -253,6 +261,23 @@ class Cluster:
             sender = self.nodes.get(m.from_)
             if sender is not None:
                 sender.report_snapshot(m.to, failed=False)
+
+    def deliver_where(self, pred: Callable[[Message], bool]) -> int:
+        """Deliver the in-flight messages matching ``pred``; keep the others in flight."""
+        keep, todo = [], []
+        for m in self.net:
+            (todo if pred(m) else keep).append(m)
+        self.net = keep
+        for m in todo:
+            self.deliver(m)
+        return len(todo)
+
+    def drop_where(self, pred: Callable[[Message], bool]) -> int:
+        todo = [m for m in self.net if pred(m)]
+        self.net = [m for m in self.net if not pred(m)]
+        for m in todo:
+            self._dropped(m)
+        return len(todo)
 
     def deliver_all(self, filt: Callable[[Message], bool] | None = None) -> int:
         """Deliver every in-flight message (in order); ``filt`` False drops a message."""
@@ -468,10 +493,6 @@ class Cluster:
         self.snap_store[key] = (idx, tuple(sm.payloads), _copy_cs(sm.conf_state))
         st.create_snapshot(idx, _copy_cs(sm.conf_state), key)
         st.compact(idx)
-
-
-def _zero(n: int) -> int:
-    return 0
 
 
 def _copy_cs(cs: ConfState) -> ConfState:

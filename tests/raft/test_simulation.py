@@ -252,4 +252,4 @@ def test_single_voter_simulation() -> None:
             c.tick_all(25)
             assert c.node(1).state == StateType.LEADER
     c.stabilize()
-    assert [p for p in c.sm[1].payloads] == [b"s%d" % i for i in range(20)]
+    assert list(c.sm[1].payloads) == [b"s%d" % i for i in range(20)]
