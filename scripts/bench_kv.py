@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +67,7 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
         try:
             resp = await asyncio.wait_for(pb.MaintenanceStub(ch).status(pb.StatusRequest()), 1)
             return bool(resp.leader)
-        except Exception:  # noqa: BLE001 - not up yet
+        except Exception:
             return False
         finally:
             ch.close()
@@ -186,16 +185,13 @@ def bench_server(name: str, port: int, args: argparse.Namespace) -> dict[str, Re
 
 def start_coord(tmp: Path, profile: Path | None) -> tuple[subprocess.Popen[bytes], int]:
     port, peer = free_port(), free_port()
-    argv = [sys.executable]
-    if profile is not None:
-        argv += ["-m", "cProfile", "-o", str(profile)]
-        argv += ["-c", "import sys; from coord.server.main import main; sys.exit(main())"]
+    if profile is None:
+        argv = [sys.executable, "-m", "coord.server"]
+    else:  # cProfile the whole server; the stats are written when it exits on SIGTERM
         argv = [sys.executable, "-c",
-                "import cProfile,sys,signal;from coord.server.main import main;"
-                f"p=cProfile.Profile();p.enable();\ntry: main(sys.argv[1:])\n"
-                f"finally:\n p.disable();p.dump_stats({str(profile)!r})"]
-    else:
-        argv += ["-m", "coord.server"]
+                "import cProfile, sys\nfrom coord.server.main import main\n"
+                "p = cProfile.Profile()\np.enable()\ntry:\n    main(sys.argv[1:])\n"
+                f"finally:\n    p.disable()\n    p.dump_stats({str(profile)!r})\n"]
     argv += ["--name", "bench", "--data-dir", str(tmp / "coord"),
              "--listen-client-urls", f"http://127.0.0.1:{port}",
              "--advertise-client-urls", f"http://127.0.0.1:{port}",
