@@ -84,14 +84,16 @@ def test_candidate_votes_once_per_term_and_split_vote_retries() -> None:
     c = cluster([1, 2, 3], timeout_offsets={1: 0, 2: 3, 3: 6}, pre_vote=False)
     tick_until(c, lambda: c.leader() is not None)
     assert c.leader() == 1
-    assert c.node(2).raft.vote == 1 and c.node(3).raft.vote == 1
+    assert c.node(2).raft.vote == 1
+    assert c.node(3).raft.vote == 1
 
 
 def test_single_voter_elects_itself_and_commits_after_persistence() -> None:
     c = cluster([1])
     n = c.node(1)
     n.campaign()
-    assert n.state == L and n.term == 1
+    assert n.state == L
+    assert n.term == 1
     rd = n.ready()
     assert [e.index for e in rd.entries] == [1]
     assert rd.committed_entries == []  # not durable yet
@@ -122,7 +124,8 @@ def test_vote_responses_wait_for_persistence() -> None:
     rd2 = c.node(2).ready()
     assert rd2.messages == []
     assert [m.type for m in rd2.msgs_after_append] == [MT.VOTE_RESP]
-    assert rd2.must_sync and rd2.hard_state == HardState(term=1, vote=1, commit=0)
+    assert rd2.must_sync
+    assert rd2.hard_state == HardState(term=1, vote=1, commit=0)
 
 
 # -- pre-vote and check-quorum -----------------------------------------------------------------
@@ -142,7 +145,8 @@ def test_prevote_partitioned_node_rejoins_without_inflating_terms() -> None:
     c.stabilize()
     c.heal()
     c.tick_all(3)
-    assert c.leader() == 1 and c.node(1).term == 1
+    assert c.leader() == 1
+    assert c.node(1).term == 1
     assert c.sm[3].payloads == [b"while-partitioned"]
 
 
@@ -186,7 +190,8 @@ def test_check_quorum_follower_in_lease_ignores_votes() -> None:
         c.tick(3)
         c.stabilize()
     assert c.node(3).term >= 2
-    assert c.node(2).term == 1 and c.node(2).lead == 1
+    assert c.node(2).term == 1
+    assert c.node(2).lead == 1
     assert c.node(1).state == L
 
 
@@ -201,14 +206,17 @@ def test_prevote_checkquorum_liveness() -> None:
         c.stabilize()
     assert c.node(2).state == StateType.PRE_CANDIDATE
     assert c.node(2).lead == 0
-    assert c.node(3).state == F and c.node(3).lead == 1
+    assert c.node(3).state == F
+    assert c.node(3).lead == 1
     for _ in range(10):  # now node 3 times out and asks node 2, which must grant
         c.tick(3)
         c.stabilize()
-    assert c.node(3).state == L and c.node(3).term == 2
+    assert c.node(3).state == L
+    assert c.node(3).term == 2
     c.heal()
     c.tick_all(2)
-    assert c.leader() == 3 and c.node(1).state == F
+    assert c.leader() == 3
+    assert c.node(1).state == F
 
 
 def test_granting_prevote_does_not_reset_election_timer() -> None:
@@ -264,7 +272,8 @@ def test_figure8_leader_commits_only_current_term_entries() -> None:
         c.drop_where(would_accept_entry3)
         if not c.deliver_all():
             break
-    assert c.node(1).state == L and c.node(1).term == 4
+    assert c.node(1).state == L
+    assert c.node(1).term == 4
     assert [t for _, t in log_terms(c, 3)] == [1, 2]  # index 2 is on a majority (S1, S2, S3)
     assert commit_index(c, 1) == 1  # ...but it is from an older term: not committed
     # S1 crashes; S5 (last term 3) wins with S2, S3, S4 and overwrites index 2.
@@ -274,7 +283,8 @@ def test_figure8_leader_commits_only_current_term_entries() -> None:
     c.stabilize()
     c.node(5).campaign()  # term 5: wins with S2, S3 and S4 (its last term 3 beats their 2)
     c.stabilize()
-    assert c.node(5).state == L and c.node(5).term == 5
+    assert c.node(5).state == L
+    assert c.node(5).term == 5
     for i in (2, 3, 4, 5):
         assert log_terms(c, i)[:2] == [(1, 1), (2, 3)]
         assert commit_index(c, i) == 3
@@ -348,13 +358,15 @@ def test_learner_add_and_promote() -> None:
     assert c.propose_conf_change(1, ConfChange(ConfChangeType.ADD_LEARNER_NODE, 4))
     c.stabilize()
     cs = c.node(1).raft.trk.conf_state()
-    assert cs.voters == [1, 2, 3] and cs.learners == [4]
+    assert cs.voters == [1, 2, 3]
+    assert cs.learners == [4]
     assert c.sm[4].payloads == [b"before"]
     # A learner never campaigns, and it is not needed for commitment.
     c.isolate(4)
     c.tick(4, 50)
     c.stabilize()
-    assert c.node(4).state == F and c.node(4).term == 1
+    assert c.node(4).state == F
+    assert c.node(4).term == 1
     c.heal()
     assert c.propose_conf_change(1, ConfChange(ConfChangeType.ADD_NODE, 4))
     c.stabilize()
@@ -432,7 +444,8 @@ def test_add_and_remove_members_including_the_leader() -> None:
     # The removed nodes never campaign again.
     term = c.node(lead).term
     c.tick_all(50)
-    assert c.node(1).state == F and c.node(lead).term == term
+    assert c.node(1).state == F
+    assert c.node(lead).term == term
 
 
 def test_joint_consensus_replace_voter() -> None:
@@ -450,7 +463,8 @@ def test_joint_consensus_replace_voter() -> None:
     c.stabilize()
     c.tick_all(2)  # auto-leave is proposed by the leader once the joint config is applied
     cs = c.node(1).raft.trk.conf_state()
-    assert cs.voters == [1, 2, 4] and cs.voters_outgoing == []
+    assert cs.voters == [1, 2, 4]
+    assert cs.voters_outgoing == []
     assert all(c.sm[i].conf_state.voters == [1, 2, 4] for i in (1, 2, 4))
 
 
@@ -462,8 +476,10 @@ def test_leader_transfer() -> None:
     elect(c, 1)
     c.node(1).transfer_leader(2)
     c.stabilize()
-    assert c.node(2).state == L and c.node(2).term == 2
-    assert c.node(1).state == F and c.node(1).lead == 2
+    assert c.node(2).state == L
+    assert c.node(2).term == 2
+    assert c.node(1).state == F
+    assert c.node(1).lead == 2
 
 
 def test_leader_transfer_to_lagging_follower_catches_it_up_first() -> None:
@@ -502,7 +518,8 @@ def test_cannot_transfer_to_learner() -> None:
     elect(c, 1)
     c.node(1).transfer_leader(3)
     c.stabilize()
-    assert c.node(1).state == L and c.node(1).raft.lead_transferee == 0
+    assert c.node(1).state == L
+    assert c.node(1).raft.lead_transferee == 0
 
 
 # -- ReadIndex ---------------------------------------------------------------------------------
