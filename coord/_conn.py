@@ -184,6 +184,11 @@ class Connection:
             await self.authenticate()
         return {"token": self._token} if self._token else None
 
+    @property
+    def token(self) -> str | None:
+        """The auth token in use (None before authentication or without auth)."""
+        return self._token
+
     async def authenticate(self, stale: str | None = None) -> None:
         """Fetch a fresh token (unless another task already replaced ``stale``)."""
         async with self._auth_lock:

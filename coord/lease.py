@@ -196,7 +196,10 @@ class KeepAliver:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            token = None
             try:
+                await self._conn.metadata()
+                token = self._conn.token  # the token this stream is opened with
                 async with self._conn.open_stream(KEEPALIVE_PATH, pb.LeaseKeepAliveResponse.parse,
                                                   {"hasleader": "true"}) as (_, stream):
                     backoff = 0.05
@@ -214,7 +217,10 @@ class KeepAliver:
                 err = status_error(e)
                 log.info("lease keep-alive stream failed: %r", err)
                 if isinstance(err, errors.InvalidAuthTokenError):
-                    await self._conn.authenticate(stale=None)
+                    try:
+                        await self._conn.authenticate(stale=token)
+                    except Exception as e2:  # retried on the next attempt
+                        log.info("lease re-authentication failed: %r", e2)
             except TRANSPORT_ERRORS as e:
                 log.info("lease keep-alive stream broke: %r", e)
             except Exception:

@@ -49,8 +49,21 @@ WATCH_PATH = "/etcdserverpb.Watch/Watch"
 _CLOSED = object()
 
 
+def reason_message(reason: str) -> str:
+    """The etcd message inside a cancel reason (etcd 3.4 sends a whole gRPC error string:
+    ``rpc error: code = Unauthenticated desc = etcdserver: invalid auth token``)."""
+    head, sep, desc = reason.partition(" desc = ")
+    return desc if sep and head.startswith("rpc error: code = ") else reason
+
+
+def is_auth_expired(reason: str) -> bool:
+    """True when a cancel reason means the auth token must be refreshed."""
+    return reason_message(reason) == errors.InvalidAuthTokenError.default_message
+
+
 def cancel_error(reason: str, compact_revision: int) -> errors.CoordError:
     """The error for a watch the server canceled."""
+    reason = reason_message(reason)
     if compact_revision:
         return errors.CompactedError(compact_revision=compact_revision)
     if not reason:
@@ -287,7 +300,10 @@ class WatchHub:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            token = None
             try:
+                await self._conn.metadata()
+                token = self._conn.token  # the token this stream is opened with
                 async with self._conn.open_stream(WATCH_PATH, decode_watch,
                                                   {"hasleader": "true"}) as (_, stream):
                     self.streams_opened += 1
@@ -306,12 +322,13 @@ class WatchHub:
             except asyncio.CancelledError:
                 raise
             except _Reconnect:
+                await self._reauthenticate(token)
                 backoff = 0.05
             except GRPCError as e:
                 err = status_error(e)
                 log.info("watch stream failed: %r", err)
                 if isinstance(err, errors.InvalidAuthTokenError):
-                    await self._conn.authenticate(stale=None)
+                    await self._reauthenticate(token)
                 elif isinstance(err, errors.UnavailableError):
                     self._rotate_current()
                 elif not isinstance(err, errors.WatchCanceledError):
@@ -323,6 +340,15 @@ class WatchHub:
                 log.exception("watch stream failed")
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 1.0)
+
+    async def _reauthenticate(self, stale: str | None) -> None:
+        try:
+            await self._conn.authenticate(stale=stale)
+        except errors.AuthFailedError as e:  # credentials no longer valid: give up
+            for w in list(self._watches):
+                w._fail(e)
+        except Exception as e:  # transport trouble: the next attempt retries
+            log.info("watch re-authentication failed: %r", e)
 
     def _rotate_current(self) -> None:
         self._conn.rotate(self._conn.current)
@@ -366,10 +392,8 @@ class WatchHub:
                         cancel_request=pb.WatchCancelRequest(watch_id=raw.watch_id)))
                 return
             if raw.canceled or raw.watch_id < 0:
-                if raw.cancel_reason == errors.InvalidAuthTokenError.default_message:
-                    self._to_create.appendleft(w)
-                    self._spawn(self._conn.authenticate(stale=None))
-                    raise _Reconnect
+                if is_auth_expired(raw.cancel_reason):
+                    raise _Reconnect  # re-authenticate; every open watch is re-created
                 w._fail(cancel_error(raw.cancel_reason, raw.compact_revision))
                 return
             if w.closed:
@@ -388,8 +412,7 @@ class WatchHub:
             return
         if raw.canceled:
             del self._by_id[raw.watch_id]
-            if raw.cancel_reason == errors.InvalidAuthTokenError.default_message:
-                self._spawn(self._conn.authenticate(stale=None))
+            if is_auth_expired(raw.cancel_reason):
                 raise _Reconnect
             w2.watch_id = None
             w2._fail(cancel_error(raw.cancel_reason, raw.compact_revision))
