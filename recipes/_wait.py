@@ -23,9 +23,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from coord import AsyncClient, Delete, ModRevision, Put, Version
+from coord import AsyncClient, Delete, Get, ModRevision, Put, Version
 from coord.errors import CompactedError
 from coord.types import Event, EventType, KeyValue
+
+from .errors import SessionExpiredError
 
 __all__ = [
     "delete_rev",
@@ -38,6 +40,7 @@ __all__ = [
     "wait_delete",
     "wait_deletes",
     "wait_event",
+    "wait_turn",
 ]
 
 
@@ -144,3 +147,27 @@ async def delete_rev(client: AsyncClient, key: bytes, mod_revision: int) -> bool
     """Delete ``key`` if still at ``mod_revision`` (etcd recipe's ``deleteRevKey``)."""
     res = await client.txn(compare=[ModRevision(key) == mod_revision], success=[Delete(key)])
     return bool(res.succeeded)
+
+
+async def wait_turn(client: AsyncClient, prefix: bytes, key: bytes, rev: int,
+                    message: str = "mutex: session is expired") -> None:
+    """Wait until ``key`` (created at ``rev``) is the first-created key under ``prefix``.
+
+    This is etcd's ``waitDeletes`` fused with the post-wait ownership re-check: each round
+    reads the direct predecessor *and* my own key in one read-only txn, so a hand-off costs
+    one read after the predecessor's DELETE instead of two.
+
+    Raises:
+        SessionExpiredError: my key is gone or was re-created (my session's lease expired).
+    """
+    while True:
+        res = await client.txn(success=[
+            Get(prefix, prefix=True, limit=1, sort="-create", max_create_revision=rev - 1),
+            Get(key)])
+        preds: list[KeyValue] = res.results[0]  # type: ignore[assignment]
+        mine: list[KeyValue] = res.results[1]  # type: ignore[assignment]
+        if not mine or mine[0].create_revision != rev:
+            raise SessionExpiredError(message)
+        if not preds:
+            return
+        await wait_delete(client, preds[0].key, int(res.revision) + 1)

@@ -47,7 +47,7 @@ from coord.txn import Compare
 from coord.types import EventType, KeyValue
 
 from ._sync import bridge_of, is_async_client
-from ._wait import first_created, lease_hex, to_bytes, wait_delete, wait_deletes, wait_event
+from ._wait import first_created, lease_hex, to_bytes, wait_delete, wait_event, wait_turn
 from .errors import ElectionNotLeaderError, SessionExpiredError
 from .session import DEFAULT_TTL, AsyncSession, SessionUser, SyncSession, guarded
 
@@ -206,12 +206,13 @@ class AsyncElection(Election, SessionUser):
                 if kv.value != val:
                     await self.client.txn(compare=[CreateRevision(key) == rev],
                                           success=[Put(key, val, lease=session.lease_id)])
-            waited = await guarded(session, lambda: wait_deletes(self.client, self.prefix, rev - 1),
-                                   timeout, EXPIRED)
+            # wait for earlier candidates to go; wait_turn also re-checks my key each round
+            waited = await guarded(
+                session, lambda: wait_turn(self.client, self.prefix, key, rev, EXPIRED), timeout,
+                EXPIRED)
             if not waited:
                 return False
-            kv2 = await self.client.get(key)
-            if kv2 is None or kv2.create_revision != rev or session.expired:
+            if session.expired:
                 raise SessionExpiredError(EXPIRED)
             self._rev, self._leader, won = rev, True, True
             session.on_lost(self._mark_lost)

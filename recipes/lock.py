@@ -52,7 +52,7 @@ from coord.txn import Compare
 from coord.types import KeyValue
 
 from ._sync import bridge_of, is_async_client
-from ._wait import lease_hex, to_bytes, wait_deletes
+from ._wait import lease_hex, to_bytes, wait_turn
 from .errors import LockNotHeldError, SessionExpiredError
 from .session import DEFAULT_TTL, AsyncSession, SessionUser, SyncSession, guarded
 
@@ -169,12 +169,13 @@ class AsyncLock(Lock, SessionUser):
             if owner is None or owner.create_revision == rev:
                 done = True
             elif blocking and (timeout is None or timeout > 0):
+                # wait for my predecessors to go, then re-check my key and session before
+                # reporting the lock held (etcd #11456); wait_turn reads both in one txn
                 waited = await guarded(
-                    session, lambda: wait_deletes(self.client, self.prefix, rev - 1), timeout,
+                    session, lambda: wait_turn(self.client, self.prefix, key, rev), timeout,
                     EXPIRED)
                 if waited:
-                    kv = await self.client.get(key)
-                    if kv is None or kv.create_revision != rev or session.expired:
+                    if session.expired:
                         raise SessionExpiredError(EXPIRED)
                     done = True
             if done:
