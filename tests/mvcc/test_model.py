@@ -494,8 +494,10 @@ class StoreMachine(RuleBasedStateMachine):
                 for k in KEYS:
                     v = self.store.get(k, r)
                     exp = self.model.at(k, r)
-                    got = None if v is None else (
-                        v.key, v.create_revision, v.mod_revision, v.version, v.value, v.lease
+                    got = (
+                        None
+                        if v is None
+                        else (v.key, v.create_revision, v.mod_revision, v.version, v.value, v.lease)
                     )
                     assert got == exp
             if rev > 1:

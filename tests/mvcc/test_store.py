@@ -441,7 +441,9 @@ def test_txn_validation_errors(s: KVStore) -> None:
     with pytest.raises(EmptyKeyError):
         s.txn(TxnRequest(failure=[op_put(b"")]))
     with pytest.raises(InvalidSortOptionError):
-        s.txn(TxnRequest(success=[RequestOp(request_range=RangeRequest.parse(b"\x0a\x01a\x28\x05"))]))
+        s.txn(
+            TxnRequest(success=[RequestOp(request_range=RangeRequest.parse(b"\x0a\x01a\x28\x05"))])
+        )
     with pytest.raises(ValueProvidedError):
         s.txn(TxnRequest(success=[op_txn(success=[op_put(b"a", b"x", ignore_value=True)])]))
     # state checks only on the taken branch
