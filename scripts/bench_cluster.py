@@ -1,0 +1,253 @@
+"""Benchmark: Put and linearizable Range on a 3-member coord cluster next to a 3-member etcd.
+
+Both clusters run on this machine on loopback with their default timing (heartbeat 100 ms,
+election 1000 ms) and fsync'ed storage; the same load generator (one asyncio process, grpclib
+with a pass-through codec so client-side protobuf cost is negligible and identical) drives
+``--clients`` concurrent sequential clients spread round-robin over the three members (as
+etcd's clientv3 balancer does), for ``--seconds`` per point.  Requests: Put of a 16-byte key
+out of 1000 with a 100-byte value; Range (linearizable) of one such key.
+
+Usage::
+
+    python scripts/bench_cluster.py [--seconds 5] [--clients 16,64,256] [--write-doc]
+
+``--write-doc`` replaces the "Cluster throughput" section of docs/performance.md (the rest of
+the file belongs to others and is left untouched).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from grpclib.client import Channel
+from grpclib.const import Cardinality
+from grpclib.encoding.base import CodecBase
+
+from coord._pb import etcdserverpb as pb
+
+SECTION = "## Cluster throughput: 3-member coord vs 3-member etcd"
+PUT = "/etcdserverpb.KV/Put"
+RANGE = "/etcdserverpb.KV/Range"
+STATUS = "/etcdserverpb.Maintenance/Status"
+
+
+class RawCodec(CodecBase):  # type: ignore[misc]
+    """Pass bytes through untouched."""
+
+    __content_subtype__ = "proto"
+
+    def encode(self, message: Any, message_type: Any) -> bytes:
+        return bytes(message)
+
+    def decode(self, data: bytes, message_type: Any) -> bytes:
+        return bytes(data)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_cluster(kind: str, root: Path) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
+    """Start 3 members of ``kind`` ("coord" or "etcd"); return processes and endpoints."""
+    names = ["b1", "b2", "b3"]
+    cports = {n: free_port() for n in names}
+    pports = {n: free_port() for n in names}
+    initial = ",".join(f"{n}=http://127.0.0.1:{pports[n]}" for n in names)
+    procs = []
+    for n in names:
+        flags = [
+            "--name", n, "--data-dir", str(root / kind / n),
+            "--listen-client-urls", f"http://127.0.0.1:{cports[n]}",
+            "--advertise-client-urls", f"http://127.0.0.1:{cports[n]}",
+            "--listen-peer-urls", f"http://127.0.0.1:{pports[n]}",
+            "--initial-advertise-peer-urls", f"http://127.0.0.1:{pports[n]}",
+            "--initial-cluster", initial, "--initial-cluster-state", "new",
+            "--initial-cluster-token", f"bench-{kind}",
+        ]
+        if kind == "etcd":
+            argv = ["/usr/bin/etcd", *flags, "--log-level", "error"]
+        else:
+            argv = [sys.executable, "-m", "coord.server", *flags, "--log-level", "warn"]
+        log = open(root / f"{kind}-{n}.log", "wb")  # noqa: SIM115 - lives as long as the proc
+        procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                      start_new_session=True))
+    return procs, [f"127.0.0.1:{cports[n]}" for n in names]
+
+
+async def wait_ready(endpoints: list[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        leaders = set()
+        for ep in endpoints:
+            host, port = ep.split(":")
+            ch = Channel(host, int(port), codec=RawCodec())
+            try:
+                data = await asyncio.wait_for(unary(ch, STATUS, bytes(pb.StatusRequest())), 1)
+                leaders.add(pb.StatusResponse.parse(data).leader)
+            except Exception:
+                leaders.add(0)
+            finally:
+                ch.close()
+        if len(leaders) == 1 and 0 not in leaders:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"cluster at {endpoints} not ready")
+        await asyncio.sleep(0.2)
+
+
+async def unary(ch: Channel, path: str, body: bytes) -> bytes:
+    async with ch.request(path, Cardinality.UNARY_UNARY, bytes, bytes) as stream:
+        await stream.send_message(body, end=True)
+        data: bytes = await stream.recv_message()
+        return data
+
+
+async def run_point(endpoints: list[str], op: str, clients: int,
+                    seconds: float) -> tuple[float, float, int]:
+    """(requests/s, p99 latency ms, errors)."""
+    channels = [Channel(ep.split(":")[0], int(ep.split(":")[1]), codec=RawCodec())
+                for ep in endpoints]
+    keys = [f"/bench/key-{i:06d}".encode() for i in range(1000)]
+    value = b"v" * 100
+    puts = [bytes(pb.PutRequest(key=k, value=value)) for k in keys]
+    ranges = [bytes(pb.RangeRequest(key=k)) for k in keys]
+    lat: list[float] = []
+    errors = 0
+    stop_at = 0.0
+
+    async def client(i: int) -> None:
+        nonlocal errors
+        ch = channels[i % len(channels)]
+        n = i
+        while time.monotonic() < stop_at:
+            n += clients
+            t0 = time.perf_counter()
+            try:
+                if op == "put":
+                    await unary(ch, PUT, puts[n % 1000])
+                else:
+                    await unary(ch, RANGE, ranges[n % 1000])
+            except Exception:
+                errors += 1
+                continue
+            lat.append(time.perf_counter() - t0)
+
+    # warm-up (connections, first keys)
+    for ch in channels:
+        await unary(ch, PUT, puts[0])
+    stop_at = time.monotonic() + seconds
+    t_start = time.monotonic()
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    elapsed = time.monotonic() - t_start
+    for ch in channels:
+        ch.close()
+    lat.sort()
+    p99 = lat[int(len(lat) * 0.99)] * 1000 if lat else float("nan")
+    return len(lat) / elapsed, p99, errors
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{os.cpu_count()} vCPU ({cpu}), Linux {platform.release()}, "
+            f"Python {platform.python_version()}, etcd "
+            + subprocess.run(["/usr/bin/etcd", "--version"], capture_output=True,
+                             text=True, check=False).stdout.split("\n")[0].split()[-1])
+
+
+def write_doc(text: str) -> None:
+    doc = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
+    current = doc.read_text() if doc.exists() else "# Performance\n"
+    if SECTION in current:
+        head, _, rest = current.partition(SECTION)
+        nxt = rest.find("\n## ")
+        tail = rest[nxt + 1:] if nxt >= 0 else ""
+        current = head.rstrip() + "\n\n" + text.rstrip() + "\n" + ("\n" + tail if tail else "")
+    else:
+        current = current.rstrip() + "\n\n" + text.rstrip() + "\n"
+    doc.write_text(current)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--clients", default="16,64,256")
+    ap.add_argument("--write-doc", action="store_true")
+    args = ap.parse_args()
+    levels = [int(x) for x in args.clients.split(",")]
+    if not shutil.which("/usr/bin/etcd"):
+        print("needs Debian's etcd-server (/usr/bin/etcd)", file=sys.stderr)
+        return 2
+    results: dict[tuple[str, str, int], tuple[float, float, int]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
+        root = Path(tmp)
+        for kind in ("etcd", "coord"):
+            procs, eps = start_cluster(kind, root)
+            try:
+                asyncio.run(wait_ready(eps))
+                for op in ("put", "range"):
+                    for c in levels:
+                        r = asyncio.run(run_point(eps, op, c, args.seconds))
+                        results[(kind, op, c)] = r
+                        print(f"{kind:5} {op:5} c={c:<4} {r[0]:9.0f} req/s  "
+                              f"p99 {r[1]:7.1f} ms  errors {r[2]}", flush=True)
+            finally:
+                stop(procs)
+    lines = [SECTION, "",
+             f"`python scripts/bench_cluster.py --seconds {args.seconds:g} "
+             f"--clients {args.clients}{' --write-doc' if args.write_doc else ''}`, "
+             f"{datetime.date.today().isoformat()}, {machine()}. Both clusters: 3 members on "
+             "loopback on this same machine (so servers and load generator share the CPUs), "
+             "default heartbeat/election, fsync on. Load: one grpclib process, pass-through "
+             "codec, clients spread round-robin over the 3 members; Put = 100-byte values "
+             "over 1000 keys, Range = linearizable single-key get.", "",
+             "| op | clients | coord req/s | etcd req/s | coord/etcd | coord p99 ms | "
+             "etcd p99 ms |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for op in ("put", "range"):
+        for c in levels:
+            co, et = results[("coord", op, c)], results[("etcd", op, c)]
+            ratio = co[0] / et[0] if et[0] else float("nan")
+            lines.append(f"| {op} | {c} | {co[0]:,.0f} | {et[0]:,.0f} | {ratio:.2f}x | "
+                         f"{co[1]:.1f} | {et[1]:.1f} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.write_doc:
+        write_doc(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
