@@ -4,25 +4,104 @@ Theory of operation: grants and revokes are commands (the lease ID and the effec
 chosen here, on the proposer: ID from :class:`LeaseIdGenerator` when the client sent 0, TTL
 raised to the minimum). Keep-alives and remaining TTLs are leader-local timer state
 (:class:`LeaseTimer`), never replicated. Unknown or expired leases answer TTL 0 on keep-alive
-and TTL -1 on TimeToLive, as etcd does (not errors).
+and TTL -1 on TimeToLive, as etcd does (not errors). A follower forwards keep-alives and
+TimeToLive to the leader (:class:`LeaderForwarder`, over the leader's client URL), since only
+the leader's timer decides expiry.
 """
 
 from __future__ import annotations
 
 import time
 
+from grpclib.client import Channel, UnaryUnaryMethod
 from grpclib.const import Cardinality, Handler
+from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from coord._pb import etcdserverpb as pb
-from coord.errors import CoordError, LeaseTTLTooLargeError
+from coord.errors import (
+    CoordError,
+    LeaderChangedError,
+    LeaseTTLTooLargeError,
+    NoLeaderError,
+    from_status,
+)
 from coord.server.command import Kind
+from coord.server.config import parse_url
 from coord.server.lease import MAX_LEASE_TTL, LeaseIdGenerator, LeaseTimer
 
+from .codec import RawCodec
 from .common import ApiContext, RawStream, handler, parse, recv_frame, to_grpc_error, unary
 
-__all__ = ["LeaseService"]
+__all__ = ["LeaderForwarder", "LeaseService"]
 
 _GRANT_COST = 64
+#: Seconds a forwarded keep-alive / TimeToLive may take on the leader.
+FORWARD_TIMEOUT = 5.0
+
+
+class LeaderForwarder:
+    """gRPC calls to the current leader's client URL (one cached channel per leader URL)."""
+
+    def __init__(self, ctx: ApiContext) -> None:
+        self.ctx = ctx
+        self._channel: Channel | None = None
+        self._url = ""
+
+    def _leader_channel(self) -> Channel:
+        node = self.ctx.node
+        leader = node.leader_id()
+        member = next((m for m in node.members() if m.id == leader), None)
+        if not leader or member is None or not member.client_urls:
+            raise NoLeaderError()
+        url = member.client_urls[0]
+        if self._channel is None or url != self._url:
+            self.close()
+            host, port = parse_url(url)
+            tls = self.ctx.config.client_tls
+            ssl = tls.client_context(("h2",)) if url.startswith("https") else None
+            self._channel = Channel(host, port, codec=RawCodec(), ssl=ssl)
+            self._url = url
+        return self._channel
+
+    async def unary(self, path: str, data: bytes) -> bytes:
+        """Forward a unary request; the leader's response is returned as is."""
+        method = UnaryUnaryMethod(self._leader_channel(), path, bytes, bytes)
+        try:
+            reply: bytes = await method(data, timeout=FORWARD_TIMEOUT)
+        except GRPCError as e:
+            self.close()
+            raise from_status(int(e.status.value), e.message) from None
+        except (TimeoutError, OSError, StreamTerminatedError):
+            self.close()
+            raise LeaderChangedError() from None
+        return reply
+
+    async def keep_alive(self, data: bytes) -> bytes:
+        """One keep-alive round trip on a short LeaseKeepAlive stream to the leader."""
+        channel = self._leader_channel()
+        try:
+            async with channel.request("/etcdserverpb.Lease/LeaseKeepAlive",
+                                       Cardinality.STREAM_STREAM, bytes, bytes,
+                                       timeout=FORWARD_TIMEOUT) as stream:
+                await stream.send_message(data, end=True)
+                reply: bytes | None = await stream.recv_message()
+                while await stream.recv_message() is not None:
+                    pass
+        except GRPCError as e:
+            self.close()
+            raise from_status(int(e.status.value), e.message) from None
+        except (TimeoutError, OSError, StreamTerminatedError):
+            self.close()
+            raise LeaderChangedError() from None
+        if reply is None:
+            raise LeaderChangedError()
+        return reply
+
+    def close(self) -> None:
+        """Drop the cached channel."""
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
 
 
 class LeaseService:
@@ -32,6 +111,7 @@ class LeaseService:
         self.ctx = ctx
         self.timer = timer
         self.ids = LeaseIdGenerator(ctx.node.member_id, lambda: int(time.time() * 1000))
+        self.leader = LeaderForwarder(ctx)
 
     async def grant(self, stream: RawStream, data: bytes) -> bytes:
         """LeaseGrant: pick ID and effective TTL, then propose."""
@@ -63,7 +143,11 @@ class LeaseService:
                     return
                 req = parse(pb.LeaseKeepAliveRequest, data)
                 head = ctx.header_bytes(ctx.sm.kv.rev)
-                ttl = self.timer.renew(req.id)
+                if ctx.node.is_leader():
+                    ttl = self.timer.renew(req.id)
+                else:  # only the leader's timer counts: renew there
+                    ttl = pb.LeaseKeepAliveResponse.parse(
+                        await self.leader.keep_alive(data)).ttl
                 await stream.send_message(head + bytes(pb.LeaseKeepAliveResponse(id=req.id,
                                                                                  ttl=ttl)))
         except CoordError as e:
@@ -73,6 +157,8 @@ class LeaseService:
         """LeaseTimeToLive: remaining whole seconds, -1 for unknown leases."""
         req = parse(pb.LeaseTimeToLiveRequest, data)
         ctx = self.ctx
+        if not ctx.node.is_leader():  # remaining TTL is the leader's timer state
+            return await self.leader.unary("/etcdserverpb.Lease/LeaseTimeToLive", data)
         await ctx.node.read_index()
         granted = ctx.sm.lessor.ttl(req.id)
         if granted is None:
