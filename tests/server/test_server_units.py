@@ -297,3 +297,20 @@ def test_api_header_cache_follows_term() -> None:
     fields = scan(pb.PutRequest, bytes(pb.PutRequest(key=b"k", value=b"vv", lease=-1,
                                                      ignore_lease=True)))
     assert fields == {1: 1, 2: 2, 3: 2**64 - 1, 6: 1}
+
+
+def test_hasleader_without_leader_is_no_leader() -> None:
+    from coord.errors import NoLeaderError
+    from coord.server.api.common import ApiContext
+    from coord.server.nodeapi import MemberInfo
+    from coord.server.solo import SoloNode
+
+    class FakeStream:
+        metadata = {"hasleader": "true"}
+
+    sm = StateMachine()
+    ctx = ApiContext(Config(), SoloNode(sm, MemberInfo(id=1, name="n"), 2), sm)
+    with pytest.raises(NoLeaderError, match="etcdserver: no leader"):
+        ctx.check_leader(FakeStream())  # type: ignore[arg-type]
+    FakeStream.metadata = {}
+    ctx.check_leader(FakeStream())  # type: ignore[arg-type]

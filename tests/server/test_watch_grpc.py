@@ -156,3 +156,27 @@ def test_slow_watcher_does_not_block_others(coord_server: Any, prefix: str) -> N
 
     asyncio.run(main())
     etcdctl(coord_server.endpoint, "del", "--prefix", prefix)
+
+
+def test_half_closed_watch_stream_keeps_delivering(coord_server: Any, prefix: str) -> None:
+    host, port = coord_server.endpoint.rsplit(":", 1)
+    key = prefix.encode() + b"hc"
+
+    async def main() -> list[mvccpb.Event]:
+        ch = Channel(host, int(port), codec=RawCodec())
+        try:
+            async with ch.request("/etcdserverpb.Watch/Watch", Cardinality.STREAM_STREAM,
+                                  bytes, bytes) as stream:
+                await stream.send_message(_create(key, b""), end=True)  # then half-close
+                assert pb.WatchResponse.parse(await stream.recv_message()).created
+                etcd_put = asyncio.to_thread(etcdctl, coord_server.endpoint, "put",
+                                             key.decode(), "after-half-close")
+                await etcd_put
+                events = await _events(stream, 1, 15)
+                await stream.cancel()
+                return events
+        finally:
+            ch.close()
+
+    events = asyncio.run(main())
+    assert [(e.kv.key, e.kv.value) for e in events] == [(key, b"after-half-close")]
