@@ -27,8 +27,12 @@ log. Reads below C then fail with CompactedError; history at C and later is inta
 Errors follow etcd exactly (messages in coord.errors): FutureRevisionError for a revision above
 ``rev``, CompactedError below ``compact_rev``, DuplicateKeyError and friends for txns.
 
-Measured on the 2-core dev VM (python 3.11, in-process, 10k keys of 100 bytes): see
-``tests/mvcc/test_perf.py`` for the floor the suite enforces.
+Measured in-process on the 2-core dev VM (python 3.11, 20k keys of ~14 bytes with 100-byte
+values, requests pre-built, so excluding gRPC and betterproto decoding): Put of a new key ~95k/s,
+of an existing key ~200k/s; Range(limit=100) at the current revision ~64k/s (O(log n + limit));
+single-key Range ~430k/s; Txn(compare + range) ~69k/s; compacting 40k revisions 0.33 s. A Range
+at a *past* revision, or any count over a big range at a past revision, scans the range
+(~150/s over 15k keys), like etcd's index walk.
 """
 
 from __future__ import annotations

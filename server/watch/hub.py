@@ -269,7 +269,8 @@ class WatchStream:
 
         Always returns at least one response when anything is pending (a single revision
         larger than ``max_bytes`` is returned whole); returns [] when fully caught up. Call
-        again until it returns [].
+        again until it returns [] (when it stops early for the budget it also calls
+        ``wakeup()``, so a sender that sends one batch per wakeup makes progress too).
         """
         out: list[bytes] = []
         size = 0
@@ -281,6 +282,7 @@ class WatchStream:
             out.append(data)
             size += len(data)
         if size >= max_bytes:
+            self._wakeup()
             return out
         hub = self._hub
         store = hub.store
@@ -294,6 +296,7 @@ class WatchStream:
                 while w.next_rev <= cur and w.id in self._watchers:
                     if size >= max_bytes and out:
                         self._rr = first + i
+                        self._wakeup()  # more to send: keep the sender going
                         return out
                     for resp in self._collect(w, cur, max_bytes - size):
                         out.append(resp)
