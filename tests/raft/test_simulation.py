@@ -72,7 +72,7 @@ def run_seed(seed: int, n: int) -> dict[str, int]:
     c.dup_rate = rng.choice([0.0, 0.05])
     delay_rate = rng.choice([0.0, 0.1, 0.3])
     crash_rate = rng.choice([0.0, 0.01, 0.03])
-    mid_ready_crash = rng.choice([0.0, 0.002])
+    mid_ready_crash = rng.choice([0.0, 0.003, 0.01])
     c.crash_mid_ready = (lambda _id: rng.random() < mid_ready_crash) if mid_ready_crash else None
     compact_rate = rng.choice([0.0, 0.05, 0.2])
     proposed: list[bytes] = []  # accepted by some node (a client would wait for them)
@@ -126,6 +126,8 @@ def run_seed(seed: int, n: int) -> dict[str, int]:
         c.net.extend(later)
 
     chaos_rounds = rng.randint(40, 160)
+    # Nemesis intensity: some seeds churn leaders hard (isolate / crash the leader often).
+    churn = rng.choice([0.0, 0.02, 0.08])
     for _ in range(chaos_rounds):
         r = rng.random()
         if r < 0.04:
@@ -133,6 +135,13 @@ def run_seed(seed: int, n: int) -> dict[str, int]:
             c.partition = dict(zip(c.nodes, groups, strict=True))
         elif r < 0.08:
             c.partition = None
+        elif r < 0.08 + churn:
+            lead = c.leader()
+            if lead is not None:
+                if rng.random() < 0.5:
+                    c.partition = {i: int(i == lead) for i in c.nodes}
+                else:
+                    c.crash(lead)
         alive = c.alive()
         if crash_rate and alive and rng.random() < crash_rate:
             c.crash(rng.choice(alive))
@@ -141,8 +150,10 @@ def run_seed(seed: int, n: int) -> dict[str, int]:
             c.restart(rng.choice(down))
         for _ in range(rng.randrange(3)):
             propose_one()
-        if c.alive() and rng.random() < 0.05:
-            c.read_index(rng.choice(c.alive()))
+        if c.alive() and rng.random() < 0.1:
+            # Reads go to any node that believes it leads (possibly a deposed one) or anywhere.
+            leaders = [i for i in c.alive() if c.node(i).state == StateType.LEADER]
+            c.read_index(rng.choice(leaders if leaders and rng.random() < 0.7 else c.alive()))
         lead = c.leader()
         if lead is not None and rng.random() < 0.02:
             voters = c.node(lead).raft.trk.conf_state().voters
