@@ -32,8 +32,9 @@ keys, and their items become visible again with the delivery already counted. An
 delivery count has reached ``max_deliveries`` is moved to ``dead/`` instead of being claimed
 again (or on ``nack``).
 
-``get`` reads the first page of items and all claims in one read-only txn, picks a random
-unclaimed item among the first few (so concurrent workers rarely collide) and claims it; when
+``get`` reads the first page of items and all claims in one read-only txn and claims the
+first unclaimed item (FIFO); after losing a claim race it picks randomly among the first few
+unclaimed items instead, so concurrent workers stop colliding. When
 nothing is claimable it watches ``name/`` from the read's revision for a new item or a
 released claim.
 
@@ -195,6 +196,7 @@ class AsyncWorkQueue(WorkQueue, SessionUser):
     async def _try_claim(self, session: AsyncSession) -> AsyncWorkItem | int:
         """Claim one item; else return the revision to watch from (nothing claimable)."""
         start = self.items
+        collided = False   # lost a claim race: spread out over the first few free items
         while True:
             res = await self.client.txn(success=[
                 Get(start, prefix_end(self.items), limit=PAGE),
@@ -204,11 +206,11 @@ class AsyncWorkQueue(WorkQueue, SessionUser):
             claimed = {kv.key[len(self.claims):] for kv in claim_kvs}
             free = [kv for kv in page if kv.key[len(self.items):] not in claimed]
             if free:
-                kv = random.choice(free[:SPREAD])
+                kv = random.choice(free[:SPREAD]) if collided else free[0]
                 item = await self._claim(session, kv)
                 if item is not None:
                     return item
-                start = self.items   # lost a race: look again from the start
+                start, collided = self.items, True   # lost a race: look again from the start
                 continue
             if len(page) < PAGE:
                 return int(res.revision)

@@ -94,7 +94,8 @@ def test_waiters_granted_in_arrival_order(client: Client, prefix: str) -> None:
         t = threading.Thread(target=contender, args=(i,))
         t.start()
         threads.append(t)
-        wait_for(lambda n=i: len(client.get_prefix(name + "/")) == n + 2, timeout=10,
+        queued = i + 2
+        wait_for(lambda: len(client.get_prefix(name + "/")) == queued, timeout=10,  # noqa: B023
                  what="contender queued")
     first.release()
     for t in threads:

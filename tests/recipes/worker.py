@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from coord import Client
@@ -116,7 +117,7 @@ def semaphore(ep: str, name: str, n: str, log: str, rounds: str) -> None:
                 append(log, f"{enter} {time.monotonic()}")
 
 
-COMMANDS = {
+COMMANDS: dict[str, Callable[..., None]] = {
     "lock-inc": lock_inc, "lock-hold": lock_hold, "lock-wait": lock_wait,
     "campaign": campaign, "observe": observe, "workqueue": workqueue,
     "barrier-wait": barrier_wait, "double-barrier": double_barrier, "semaphore": semaphore,
