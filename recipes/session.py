@@ -226,6 +226,7 @@ async def guarded(session: AsyncSession, wait: Callable[[], Any], timeout: float
     if session.expired:
         raise SessionExpiredError(message)
     lost = False
+    error: Exception | None = None   # raised by wait(): re-raised as is, not as a group
     with anyio.move_on_after(timeout):
         async with anyio.create_task_group() as tg:
             async def watch_loss() -> None:
@@ -235,10 +236,15 @@ async def guarded(session: AsyncSession, wait: Callable[[], Any], timeout: float
                 tg.cancel_scope.cancel()
 
             tg.start_soon(watch_loss)
-            await wait()
+            try:
+                await wait()
+            except Exception as e:
+                error = e
             tg.cancel_scope.cancel()
         if lost:
             raise SessionExpiredError(message)
+        if error is not None:
+            raise error
         return True
     if lost:
         raise SessionExpiredError(message)

@@ -180,3 +180,30 @@ async def test_async_timeout_and_cancel_clean_up(aclient: AsyncClient, prefix: s
         await other.acquire()
     assert len(await aclient.get_prefix(name + "/")) == 1
     await holder.release()
+
+
+def test_waiter_rechecks_its_key_after_the_wait(client: Client, prefix: str) -> None:
+    """etcd #11456 (Jepsen): a waiter whose key vanished while it waited must not be told it
+    holds the lock when its predecessor goes away."""
+    name = prefix + "jobs"
+    holder = Lock(client, name, ttl=5)
+    holder.acquire()
+    waiter = Lock(client, name, ttl=5)
+    errors: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            waiter.acquire(timeout=20)
+        except SessionExpiredError as e:
+            errors.append(e)
+
+    t = threading.Thread(target=wait)
+    t.start()
+    wait_for(lambda: len(client.get_prefix(name + "/")) == 2, timeout=10, what="waiter queued")
+    mine = next(kv for kv in client.get_prefix(name + "/") if kv.key != holder.key)
+    client.delete(mine.key)        # the waiter's key disappears; its session stays alive
+    holder.release()
+    t.join(timeout=20)
+    assert len(errors) == 1
+    assert str(errors[0]) == "mutex: session is expired"
+    assert not waiter.held
