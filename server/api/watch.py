@@ -6,7 +6,9 @@ hub stream; the sender waits on an event that the hub sets through ``wakeup()`` 
 whatever ``next_responses`` has ready. The hub never blocks on us: if this client is slow,
 only this sender waits (HTTP/2 flow control) and its watchers lag, catching up from history.
 A client half-close ends only the receiver (etcd keeps the stream open); a malformed request
-ends the whole stream with INVALID_ARGUMENT. Cleanup (``close()``) is in ``finally``, so it
+ends the whole stream with INVALID_ARGUMENT; a stream opened with ``hasleader: true`` (etcdctl
+watch, clientv3's WithRequireLeader) ends with ``etcdserver: no leader`` once the member loses
+its leader, as etcd cancels such streams. Cleanup (``close()``) is in ``finally``, so it
 runs on every exit path, including the cancellation grpclib delivers on disconnect.
 """
 
@@ -19,7 +21,7 @@ import anyio
 from grpclib.const import Cardinality, Handler
 
 from coord._pb import etcdserverpb as pb
-from coord.errors import CoordError
+from coord.errors import CoordError, NoLeaderError
 from coord.server.watch import WatchHub
 
 from .common import ApiContext, RawStream, handler, parse, recv_frame, to_grpc_error
@@ -30,6 +32,8 @@ log = logging.getLogger("coord.server.api.watch")
 
 #: Upper bound on bytes pulled from the hub per send batch.
 SEND_BATCH_BYTES = 256 * 1024
+#: How often a ``hasleader`` stream checks that the member still knows a leader.
+LEADER_CHECK_INTERVAL = 1.0
 
 
 class WatchService:
@@ -46,6 +50,8 @@ class WatchService:
             ctx.check_leader(stream)
         except CoordError as e:
             raise to_grpc_error(e) from None
+        md = stream.metadata
+        require_leader = md is not None and md.get("hasleader") == "true"
         ready = asyncio.Event()
         ws = self.hub.open_stream(ready.set)
         interval = ctx.config.watch_progress_notify_interval
@@ -73,8 +79,12 @@ class WatchService:
                             ws.tick_progress()
                             next_tick = loop.time() + interval
                         else:
+                            if require_leader:
+                                timeout = min(timeout, LEADER_CHECK_INTERVAL)
                             with anyio.move_on_after(timeout):
                                 await ready.wait()
+                        if require_leader and not ctx.node.leader_id():
+                            raise to_grpc_error(NoLeaderError())
                         ready.clear()
                         while batch := ws.next_responses(SEND_BATCH_BYTES):
                             for msg in batch:
