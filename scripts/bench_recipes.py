@@ -41,6 +41,7 @@ from pathlib import Path
 
 ETCD3_VENV = Path(os.environ.get("ETCD3_VENV", "/tmp/etcd3venv"))
 HEADING = "## Recipes: Lock latency and hand-off rate (coord.recipes vs python-etcd3)"
+START, END = "<!-- bench_recipes:start -->", "<!-- bench_recipes:end -->"
 
 OURS = r'''
 import json, sys, time
@@ -240,15 +241,22 @@ def main() -> None:
 
 
 def write_section(path: Path, section: str) -> None:
-    """Replace (or append) this script's section of ``path``, leaving the rest untouched."""
-    text = path.read_text() if path.exists() else "# Performance\n\n"
-    start = text.find(HEADING)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
+    """Replace (or append) this script's section of ``path``, leaving the rest untouched.
+
+    The section sits between ``<!-- bench_recipes:start -->`` and ``<!-- bench_recipes:end
+    -->`` markers (the file's convention: each benchmark script rewrites only its own part).
+    The file is re-read right before writing.
+    """
+    block = f"{START}\n{section.rstrip()}\n{END}\n"
+    text = path.read_text() if path.exists() else (
+        "# Performance\n\nMeasured numbers, one section per benchmark; each script rewrites "
+        "only its own section.\n")
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        tail = rest.split(END, 1)[1].lstrip("\n")
+        text = head + block + ("\n" + tail if tail else "")
     else:
-        nxt = text.find("\n## ", start + len(HEADING))
-        end = len(text) if nxt < 0 else nxt + 1
-        text = text[:start] + section + ("\n" + text[end:] if nxt >= 0 else "")
+        text = text.rstrip("\n") + "\n\n" + block
     path.write_text(text)
 
 
