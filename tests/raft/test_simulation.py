@@ -31,9 +31,9 @@ from coord.server.raft import (
     StateType,
 )
 
-# Default seeds per cluster size: 1,300 + 700 = 2,000 seeds in the default suite (~2 minutes on
-# two slow cores; a 5-node seed costs about three 3-node seeds).
-DEFAULT_SEEDS = {3: 1300, 5: 700}
+# Default seeds per cluster size: 1,500 + 1,000 = 2,500 seeds in the default suite (~1.5 minutes on
+# two slow cores; a 5-node seed costs about twice a 3-node seed).
+DEFAULT_SEEDS = {3: 1500, 5: 1000}
 HEAL_TICKS = 400  # liveness bound once every fault is healed
 
 
