@@ -25,7 +25,10 @@ key bytes, compared bytewise like etcd):
 
 Compaction at C (driven by the store, which knows which keys changed since the previous
 compaction) keeps, for each key, the newest version with ``mod_revision <= C`` unless it is a
-tombstone, plus everything newer; the state at every revision >= C is therefore unchanged.
+tombstone older than C, plus everything newer; the state at every revision >= C is therefore
+unchanged, and so are the events of every revision >= C (a watch may start at C). A tombstone
+exactly at C is kept for that reason (etcd fixed the same event loss in 3.5.15) and goes at
+the next compaction.
 
 Invariants (checked by :meth:`KeyIndex._check`): every history list is non-empty, strictly
 non-decreasing in ``mod_revision``, holds only its own key, and is a proper sequence of
@@ -197,8 +200,15 @@ class KeyIndex:
         i = bisect_right(versions, rev, key=_MOD) - 1
         if i < 0:
             return []
-        if versions[i].version == 0:
-            i += 1  # the newest version <= rev is a tombstone: it goes too
+        newest = versions[i]
+        if newest.version == 0 and newest.mod_revision < rev:
+            i += 1  # a tombstone below the compaction revision goes too
+        else:
+            # keep the newest version <= rev (a tombstone exactly at rev stays, so a watch
+            # from rev still sees that delete, as etcd >= 3.5.15 does), with any earlier
+            # change of the key in the same revision
+            while i > 0 and versions[i - 1].mod_revision == newest.mod_revision:
+                i -= 1
         if i == 0:
             return []
         removed = versions[:i]
@@ -214,13 +224,14 @@ class KeyIndex:
         for key, versions in self.hist.items():
             assert versions, key
             prev: KeyVersion | None = None
-            below = 0
+            below: set[int] = set()
             for v in versions:
                 assert v.key == key
                 assert v.mod_revision > 0
                 if v.mod_revision <= compact_rev:
-                    below += 1
-                    assert v.version != 0, ("tombstone kept below compaction", v)
+                    below.add(v.mod_revision)
+                    if v.version == 0:
+                        assert v.mod_revision == compact_rev, ("tombstone below compaction", v)
                 if prev is not None:
                     # equal only for a put and a delete of the key in one txn (etcd allows a
                     # put plus a delete range ending in "\x00" over it)
@@ -242,7 +253,7 @@ class KeyIndex:
                     assert v.lease == 0
                     assert v.value == b""
                 prev = v
-            assert below <= 1, (key, versions)
+            assert len(below) <= 1, (key, versions)
             if versions[-1].version:
                 live_expected[key] = versions[-1]
         assert len(live_expected) == len(self.live)

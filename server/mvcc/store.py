@@ -21,8 +21,9 @@ bisect each key's history. Responses are the concatenation of the stored ``kvf``
 few varints (see :mod:`.wire`); the API layer adds the header (field 1).
 
 Compaction at C removes, for every key changed since the previous compaction, the versions that
-no revision >= C can see (see :meth:`.index.KeyIndex.compact_key`) from both the index and the
-log. Reads below C then fail with CompactedError; history at C and later is intact.
+no revision >= C can see and no watch from C needs (see :meth:`.index.KeyIndex.compact_key`)
+from both the index and the log. Reads below C then fail with CompactedError; history at C
+and later is intact.
 
 Errors follow etcd exactly (messages in coord.errors): FutureRevisionError for a revision above
 ``rev``, CompactedError below ``compact_rev``, DuplicateKeyError and friends for txns.
@@ -439,7 +440,8 @@ class KVStore:
             raise FutureRevisionError()
         log = self._log
         keys: set[bytes] = set()
-        for r in range(self._compact + 1, revision + 1):
+        # revision compact_rev itself too: its tombstones were kept and must go now
+        for r in range(max(self._compact, 1), revision + 1):
             for v in log.get(r, ()):
                 keys.add(v.key)
         removed: dict[int, set[int]] = {}

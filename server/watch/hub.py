@@ -9,11 +9,17 @@ revision it still has to look at) plus its key range and options. So nothing a c
 fails to do) can make the hub hold more than O(watchers) state, and writers never wait for
 anyone.
 
+A watcher is *synced* (etcd's synced group) when it has seen everything up to the current
+revision; its cursor is then implicit (current revision + 1, or its start revision if that is
+in the future). Otherwise it is *unsynced* and ``next_rev`` says where to resume.
+
 Push side (in the writer's call stack, cheap): after each write that bumps the revision to R the
-store calls the hub, which, per stream, checks the *synced* watchers (``next_rev == R``) against
-the changes of R. A watcher none of whose keys changed just moves its cursor to R+1; if one
-matched (or some watcher lags behind), the stream's ``wakeup()`` is called. ``wakeup`` only sets
-a flag/event for the stream's sender task.
+store calls the hub, which matches the changes of R against the synced watchers only: a dict
+from key to single-key watchers, plus the (usually few) range watchers, so the cost is
+O(changes x (1 + range watchers)), independent of the number of idle single-key watchers. A
+matching watcher becomes unsynced with ``next_rev = R`` and its stream's ``wakeup()`` is
+called (``wakeup`` only sets a flag/event for the stream's sender task). Unsynced watchers are
+not looked at by writers at all.
 
 Pull side (in each stream's sender task): :meth:`WatchStream.next_responses` returns fully
 encoded WatchResponse messages, at most about ``max_bytes`` of them, and is called until it
@@ -38,9 +44,9 @@ Watch IDs are per stream; auto IDs start at 0 and skip IDs in use; a client-chos
 is honoured. Create failures (empty range, duplicate ID) answer ``created`` + ``canceled`` with
 ``watch_id -1`` and etcd's cancel_reason text.
 
-Invariants (:meth:`WatchStream._check`, :meth:`WatchHub._check`): every cursor is >= 1; synced
-cursors never exceed current revision + 1 unless the watch started in the future; a closed
-stream holds nothing and is unknown to the hub; the hub is a listener of its store.
+Invariants (:meth:`WatchStream._check`, :meth:`WatchHub._check`): the hub's key/range indexes
+hold exactly the synced watchers of open streams; an unsynced cursor is in [1, current + 1];
+a closed stream holds nothing and is unknown to the hub; the hub is a listener of its store.
 """
 
 from __future__ import annotations
@@ -61,7 +67,6 @@ ERR_NEGATIVE_START = "mvcc: required revision is a negative number"
 
 DEFAULT_FRAGMENT_BYTES = 2 * 1024 * 1024  # max-request-bytes 1.5 MiB + 512 KiB (etcd default)
 MAX_REVISIONS_PER_RESPONSE = 1000
-_NOTIFY_MATCH_LIMIT = 256  # above this many (watchers x changes), wake without matching
 
 
 class _Watcher:
@@ -77,9 +82,21 @@ class _Watcher:
         "prev_kv",
         "progress_notify",
         "start_rev",
+        "stream",
+        "synced",
     )
 
-    def __init__(self, wid: int, key: bytes, end: bytes | None, start: int, c: WatchCreateRequest):
+    def __init__(
+        self,
+        stream: WatchStream,
+        wid: int,
+        key: bytes,
+        end: bytes | None,
+        start: int,
+        c: WatchCreateRequest,
+    ) -> None:
+        self.stream = stream
+        self.synced = False
         self.id = wid
         self.key = key
         self.end = end  # None: single key; b"": no upper bound
@@ -188,15 +205,20 @@ class WatchStream:
             resp = _response(hub.header(cur), -1, created=True, canceled=True, cancel_reason=err)
         else:
             start = c.start_revision or cur + 1
-            self._watchers[wid] = _Watcher(wid, key, end, start, c)
+            w = _Watcher(self, wid, key, end, start, c)
+            self._watchers[wid] = w
+            if start > cur:
+                hub._sync(w)  # nothing to replay: wait for writes like any synced watcher
             resp = _response(hub.header(cur), wid, created=True)
         self._control.append((resp, None))
         self._wakeup()
 
     def cancel(self, watch_id: int) -> bool:
         """Cancel a watcher and queue ``{watch_id, canceled}``; False (no response) if unknown."""
-        if self._watchers.pop(watch_id, None) is None:
+        w = self._watchers.pop(watch_id, None)
+        if w is None:
             return False
+        self._hub._unsync(w, 0)
         self._progress_queued.discard(watch_id)
         hub = self._hub
         self._control.append((_response(hub.header(hub.store.rev), watch_id, canceled=True), None))
@@ -214,7 +236,7 @@ class WatchStream:
         for w in self._watchers.values():
             if not w.progress_notify:
                 continue
-            if not w.had_events and w.next_rev > cur and w.id not in self._progress_queued:
+            if not w.had_events and w.synced and w.id not in self._progress_queued:
                 self._control.append((_response(hub.header(cur), w.id), w.id))
                 self._progress_queued.add(w.id)
                 queued = True
@@ -227,6 +249,8 @@ class WatchStream:
         if self.closed:
             return
         self.closed = True
+        for w in self._watchers.values():
+            self._hub._unsync(w, 0)
         self._watchers.clear()
         self._control.clear()
         self._progress_queued.clear()
@@ -234,33 +258,12 @@ class WatchStream:
         self._hub._streams.discard(self)
 
     # ------------------------------------------------------------------ push side
-    def _notify(self, rev: int, changes: list[KeyVersion]) -> None:
-        """The store reached ``rev`` with ``changes``: advance idle cursors or wake up."""
-        watchers = self._watchers
-        if not watchers:
-            return
-        match = len(watchers) * len(changes) <= _NOTIFY_MATCH_LIMIT
-        for w in watchers.values():
-            if w.next_rev < rev:
-                self._wakeup()
-                return
-            if w.next_rev == rev:
-                if not match:
-                    self._wakeup()
-                    return
-                for v in changes:
-                    if w.wants(v):
-                        self._wakeup()
-                        return
-                w.next_rev = rev + 1
-
     # ------------------------------------------------------------------ pull side
     def pending(self) -> bool:
         """True if :meth:`next_responses` would return something now."""
         if self._control:
             return True
-        cur = self._hub.store.rev
-        if any(w.next_rev <= cur for w in self._watchers.values()):
+        if any(not w.synced for w in self._watchers.values()):
             return True
         return self._progress_requested
 
@@ -293,6 +296,8 @@ class WatchStream:
             first = self._rr % n
             for i in range(n):
                 w = watchers[(first + i) % n]
+                if w.synced:
+                    continue
                 while w.next_rev <= cur and w.id in self._watchers:
                     if size >= max_bytes and out:
                         self._rr = first + i
@@ -301,8 +306,10 @@ class WatchStream:
                     for resp in self._collect(w, cur, max_bytes - size):
                         out.append(resp)
                         size += len(resp)
+                if w.id in self._watchers:
+                    hub._sync(w)  # caught up
             self._rr = first + 1
-        if self._progress_requested and all(w.next_rev > cur for w in self._watchers.values()):
+        if self._progress_requested and all(w.synced for w in self._watchers.values()):
             self._progress_requested = False
             if self._watchers:
                 out.append(_response(hub.header(cur), -1))
@@ -314,6 +321,7 @@ class WatchStream:
         store = hub.store
         if w.next_rev < store.compact_rev:
             del self._watchers[w.id]
+            hub._unsync(w, 0)
             self._progress_queued.discard(w.id)
             compact = store.compact_rev
             return [_response(hub.header(0), w.id, canceled=True, compact_revision=compact)]
@@ -363,10 +371,13 @@ class WatchStream:
             return
         assert self in self._hub._streams
         cur = self._hub.store.rev
+        hub = self._hub
         for wid, w in self._watchers.items():
             assert w.id == wid
-            assert w.next_rev >= 1
-            assert w.next_rev <= max(cur + 1, w.start_rev), (w.next_rev, cur)
+            assert w.stream is self
+            assert hub._indexed(w) == w.synced
+            if not w.synced:
+                assert 1 <= w.next_rev <= cur + 1, (w.next_rev, cur)
             if w.end:
                 assert w.key < w.end
         assert self._progress_queued <= set(self._watchers)
@@ -412,6 +423,8 @@ class WatchHub:
         self.header = header
         self.fragment_bytes = fragment_bytes
         self._streams: set[WatchStream] = set()
+        self._key_watchers: dict[bytes, set[_Watcher]] = {}  # synced single-key watchers
+        self._range_watchers: set[_Watcher] = set()  # synced range watchers
         store.add_listener(self._on_write)
 
     def open_stream(self, wakeup: Callable[[], None]) -> WatchStream:
@@ -426,23 +439,82 @@ class WatchHub:
         Watchers keep their cursors and catch up from the new store's history (or are
         cancelled with compact_revision if it no longer has it).
         """
+        old_rev = self.store.rev
         self.store.remove_listener(self._on_write)
         self.store = store
         store.add_listener(self._on_write)
         for s in list(self._streams):
+            for w in list(s._watchers.values()):
+                if w.synced:
+                    resume = max(old_rev + 1, w.start_rev)
+                    if resume <= store.rev:
+                        self._unsync(w, resume)
             s._wakeup()
 
-    def _on_write(self, rev: int) -> None:
-        streams = self._streams
-        if not streams:
+    # ------------------------------------------------------------------ synced index
+    def _sync(self, w: _Watcher) -> None:
+        """Mark ``w`` caught up and index it for the push side."""
+        if w.synced:
             return
+        w.synced = True
+        if w.end is None:
+            self._key_watchers.setdefault(w.key, set()).add(w)
+        else:
+            self._range_watchers.add(w)
+
+    def _unsync(self, w: _Watcher, next_rev: int) -> None:
+        """Take ``w`` out of the index; it resumes at ``next_rev`` (0 when it is going away)."""
+        if w.synced:
+            w.synced = False
+            if w.end is None:
+                ws = self._key_watchers[w.key]
+                ws.discard(w)
+                if not ws:
+                    del self._key_watchers[w.key]
+            else:
+                self._range_watchers.discard(w)
+        if next_rev:
+            w.next_rev = next_rev
+
+    def _indexed(self, w: _Watcher) -> bool:
+        if w.end is None:
+            return w in self._key_watchers.get(w.key, ())
+        return w in self._range_watchers
+
+    def _on_write(self, rev: int) -> None:
+        """Push side: unsync and wake the synced watchers that the changes of ``rev`` concern."""
         changes = self.store.changes(rev)
-        for s in list(streams):
-            s._notify(rev, changes)
+        hit: set[_Watcher] = set()
+        by_key = self._key_watchers
+        if by_key:
+            for v in changes:
+                ws = by_key.get(v.key)
+                if ws:
+                    hit.update(w for w in ws if w.wants(v))
+        for w in self._range_watchers:
+            for v in changes:
+                if w.wants(v):
+                    hit.add(w)
+                    break
+        woken: set[WatchStream] = set()
+        for w in hit:
+            if rev >= w.start_rev:
+                self._unsync(w, rev)
+                woken.add(w.stream)
+        for st in woken:
+            st._wakeup()
 
     def _check(self) -> None:
         """Assert the hub's and every stream's invariants."""
         assert self._on_write in self.store._listeners
+        synced: set[_Watcher] = set()
         for s in self._streams:
             assert not s.closed
             s._check()
+            synced.update(w for w in s._watchers.values() if w.synced)
+        indexed = set(self._range_watchers)
+        for key, ws in self._key_watchers.items():
+            assert ws
+            assert all(w.key == key and w.end is None for w in ws)
+            indexed |= ws
+        assert indexed == synced

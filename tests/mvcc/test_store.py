@@ -479,6 +479,10 @@ def test_compaction_example_from_the_reference(s: KVStore) -> None:
     s.compact(6)
     assert revs() == [6, 7]
     s.compact(7)
+    assert revs() == [7]  # a tombstone at the compaction revision stays (watch from 7 sees it)
+    assert rng(s, b"foo", revision=7).kvs == []
+    put(s, b"x")  # 8
+    s.compact(8)
     assert revs() == []
     assert b"x" in s._index.live
     s._check()

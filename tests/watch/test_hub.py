@@ -290,6 +290,15 @@ def test_compacted_start_revision(store: KVStore, hub: WatchHub) -> None:
     hub._check()
 
 
+def test_delete_at_the_compaction_revision_is_delivered(store: KVStore, hub: WatchHub) -> None:
+    put(store, b"k")  # 2
+    delete(store, b"k")  # 3
+    store.compact(3)
+    c = Client(hub)
+    c.create(b"k", start_revision=3)
+    assert evs(c.drain()) == [(0, "D", b"k", 3)]
+
+
 def test_lagging_watcher_overtaken_by_compaction(store: KVStore, hub: WatchHub) -> None:
     slow = Client(hub)
     slow.create(b"k")

@@ -47,6 +47,7 @@ class Watch:
     responses: list[WatchResponse] = field(default_factory=list)
     canceled: bool = False
     compact_revision: int = 0
+    floor: int = 0  # revision of the last stream progress response seen while it existed
 
     def wants(self, kind: str, k: bytes) -> bool:
         if not self.end:
@@ -64,8 +65,6 @@ class Stream:
         self.watches: dict[int, Watch] = {}
         self.pending_creates: list[Watch] = []
         self.closed_ids: set[int] = set()
-        self.progress: list[int] = []
-        self.last_progress_floor = 0
 
 
 def run(seed: int, steps: int) -> None:
@@ -97,7 +96,8 @@ def run(seed: int, steps: int) -> None:
                 for w in st.watches.values():
                     if not w.canceled and w.events:
                         assert w.events[-1][0] <= r.header.revision
-                st.last_progress_floor = r.header.revision
+                    # watchers that exist now get no event <= this revision any more
+                    w.floor = r.header.revision
                 continue
             if r.created:
                 w = st.pending_creates.pop(0)
@@ -117,7 +117,7 @@ def run(seed: int, steps: int) -> None:
                 kind = "D" if e.type == EventEventType.DELETE else "P"
                 prev = e.prev_kv.value if e.prev_kv is not None else None
                 rev = e.kv.mod_revision
-                assert rev > st.last_progress_floor
+                assert rev > w.floor
                 w.events.append((rev, kind, e.kv.key, prev))
 
     for _ in range(steps):
