@@ -4,7 +4,8 @@
 Starts a coord-server and Debian's etcd on free loopback ports (each with its own temp data
 dir), drives both with the same asyncio/grpclib load generator (N concurrent tasks over a few
 HTTP/2 connections, raw bytes in and out: no protobuf decoding on the client), and measures
-Put and Range(limit=100) throughput with p50/p99 latency over a fixed duration. The result
+Put and Range(limit=100) throughput with p50/p99 latency over fixed durations, alternating
+between the two servers round by round so background load hits both alike. The result
 table, the command line, the machine and the date replace this script's section in
 docs/performance.md (``--no-write`` prints only).
 
@@ -172,14 +173,30 @@ def run_clients(port: int, path: str, kind: str, args: argparse.Namespace) -> Re
                   [x for r in results for x in r.latencies])
 
 
-def bench_server(name: str, port: int, args: argparse.Namespace) -> dict[str, Result]:
-    populate(port, 1000, b"v" * args.value_size)
-    out = {}
-    out["Put"] = run_clients(port, "/etcdserverpb.KV/Put", "put", args)
-    out["Range(limit=100)"] = run_clients(port, "/etcdserverpb.KV/Range", "range", args)
-    for op, r in out.items():
-        print(f"{name:6s} {op:18s} {r.rate:9.0f} ops/s  p50 {r.pct(0.5):7.2f} ms  "
-              f"p99 {r.pct(0.99):7.2f} ms  ({r.ops} ops)", flush=True)
+OPS = {"Put": ("/etcdserverpb.KV/Put", "put"),
+       "Range(limit=100)": ("/etcdserverpb.KV/Range", "range")}
+
+
+def merge(results: list[Result]) -> Result:
+    return Result(sum(r.ops for r in results), sum(r.seconds for r in results),
+                  [x for r in results for x in r.latencies])
+
+
+def bench(servers: dict[str, int], args: argparse.Namespace) -> dict[str, dict[str, Result]]:
+    """Every operation, ``args.rounds`` times, alternating servers within each round (so a
+    burst of background load hits both), merged per server and operation."""
+    for port in servers.values():
+        populate(port, 1000, b"v" * args.value_size)
+    runs: dict[str, dict[str, list[Result]]] = {n: {op: [] for op in OPS} for n in servers}
+    for op, (path, kind) in OPS.items():
+        for _ in range(args.rounds):
+            for name, port in servers.items():
+                runs[name][op].append(run_clients(port, path, kind, args))
+    out = {n: {op: merge(rs) for op, rs in ops.items()} for n, ops in runs.items()}
+    for name, ops in out.items():
+        for op, r in ops.items():
+            print(f"{name:6s} {op:18s} {r.rate:9.0f} ops/s  p50 {r.pct(0.5):7.2f} ms  "
+                  f"p99 {r.pct(0.99):7.2f} ms  ({r.ops} ops)", flush=True)
     return out
 
 
@@ -249,7 +266,8 @@ def section(args: argparse.Namespace, coord: dict[str, Result], etcd: dict[str, 
         f"Python {platform.python_version()}, {etcd_version()}; load average before the "
         f"run {args.loadavg:.1f} (other work on the machine skews absolute numbers)",
         f"- load: {args.clients} client processes x {args.concurrency} concurrent tasks over "
-        f"{args.connections} HTTP/2 connections each, {args.duration:g} s per operation, "
+        f"{args.connections} HTTP/2 connections each, {args.rounds} alternating rounds of "
+        f"{args.duration:g} s per operation and server, "
         f"{args.value_size}-byte values; Range reads 100 of 1000 keys; the Python (grpclib) "
         "load generator shares the CPUs with the server under test; both servers are "
         "single durable members (fsync per batch).",
@@ -291,7 +309,10 @@ def write_doc(text: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--duration", type=float, default=5.0, help="seconds per operation")
+    ap.add_argument("--duration", type=float, default=3.0,
+                    help="seconds per operation, server and round")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="alternating rounds per operation (results merged)")
     ap.add_argument("--concurrency", type=int, default=16,
                     help="concurrent request tasks per client process")
     ap.add_argument("--connections", type=int, default=2,
@@ -303,20 +324,24 @@ def main() -> None:
     ap.add_argument("--profile", type=Path, help="cProfile the coord-server into this file")
     args = ap.parse_args()
     args.loadavg = os.getloadavg()[0]
+    procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="bench_kv.") as d:
         tmp = Path(d)
-        proc, port = start_coord(tmp, args.profile)
         try:
-            coord = bench_server("coord", port, args)
+            proc, coord_port = start_coord(tmp, args.profile)
+            procs.append(proc)
+            servers = {"coord": coord_port}
+            if not args.only_coord:
+                proc, etcd_port = start_etcd(tmp)
+                procs.append(proc)
+                servers["etcd"] = etcd_port
+            results = bench(servers, args)
         finally:
-            stop(proc)
-        if args.only_coord:
-            return
-        proc, port = start_etcd(tmp)
-        try:
-            etcd = bench_server("etcd", port, args)
-        finally:
-            stop(proc)
+            for proc in procs:
+                stop(proc)
+    if args.only_coord:
+        return
+    coord, etcd = results["coord"], results["etcd"]
     text = section(args, coord, etcd)
     print(text)
     if not args.no_write:
