@@ -222,3 +222,38 @@ def test_authenticate_when_auth_disabled(backend: str) -> None:
     req = bytes(pb.AuthenticateRequest(name="root", password="x"))
     assert status_of(backend, "/etcdserverpb.Auth/Authenticate", req) == \
         (Status.FAILED_PRECONDITION, "etcdserver: authentication is not enabled")
+
+
+def _range(endpoint: str, req: pb.RangeRequest) -> pb.RangeResponse:
+    async def call(channel: Channel) -> pb.RangeResponse:
+        return pb.RangeResponse.parse(await unary(channel, "/etcdserverpb.KV/Range", bytes(req)))
+
+    return run(call, endpoint)
+
+
+def test_bad_ranges(backend: str, prefix: str) -> None:
+    p = prefix.encode()
+    for k in (b"a", b"b", b"c"):
+        assert status_of(backend, "/etcdserverpb.KV/Put", put_bytes(p + k, b"v"))[0] == \
+            Status.OK
+    # range_end before key: matches nothing, no error (etcd)
+    empty = _range(backend, pb.RangeRequest(key=p + b"c", range_end=p + b"a"))
+    assert (empty.kvs, empty.count, empty.more) == ([], 0, False)
+    counted = _range(backend, pb.RangeRequest(key=p, range_end=p[:-1] + b"0", count_only=True,
+                                              limit=1))
+    assert (counted.kvs, counted.count) == ([], 3)
+    keys = _range(backend, pb.RangeRequest(key=p, range_end=p[:-1] + b"0", keys_only=True,
+                                           min_create_revision=1, limit=2))
+    assert [(kv.key, kv.value) for kv in keys.kvs] == [(p + b"a", b""), (p + b"b", b"")]
+    assert keys.more is True
+    assert keys.count == 3
+
+
+def test_invalid_sort_option(coord_server: Any, prefix: str) -> None:
+    # etcd >= 3.5 checks the enums (etcd 3.4.23, the one installed here, does not)
+    p = prefix.encode()
+    for field in ("sort_order", "sort_target"):
+        enum = pb.RangeRequestSortOrder if field == "sort_order" else pb.RangeRequestSortTarget
+        req = pb.RangeRequest(key=p, range_end=p[:-1] + b"0", **{field: enum(9)})
+        assert status_of(coord_server.endpoint, "/etcdserverpb.KV/Range", bytes(req)) == \
+            (Status.INVALID_ARGUMENT, "etcdserver: invalid sort option")
