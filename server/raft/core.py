@@ -587,9 +587,9 @@ class Raft:
                 me.recent_active = True
             if not self.trk.quorum_active():
                 self.become_follower(self.term, 0)
-            for id_, pr in self.trk.progress.items():
+            for id_, other in self.trk.progress.items():
                 if id_ != self.id:
-                    pr.recent_active = False
+                    other.recent_active = False
             return
         if t == MT.PROP:
             self._leader_propose(m)

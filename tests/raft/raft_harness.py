@@ -18,6 +18,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from coord.server.raft import (
     ConfChange,
@@ -102,7 +103,7 @@ class Cluster:
         self.rng = rng or random.Random(0)
         self.voters0 = list(voters)
         self.learners0 = list(learners)
-        self.cfg = {
+        self.cfg: dict[str, Any] = {
             "election_tick": election_tick,
             "heartbeat_tick": heartbeat_tick,
             "pre_vote": pre_vote,
@@ -162,7 +163,7 @@ class Cluster:
                 return min(off, n - 1)
         else:
             rng = random.Random(self.rng.getrandbits(32)).randrange
-        return Config(id=id_, rng=rng, **self.cfg)  # type: ignore[arg-type]
+        return Config(id=id_, rng=rng, **self.cfg)
 
     def restart(self, id_: int) -> None:
         """(Re)start ``id_`` from its durable storage only."""
@@ -264,7 +265,8 @@ class Cluster:
 
     def deliver_where(self, pred: Callable[[Message], bool]) -> int:
         """Deliver the in-flight messages matching ``pred``; keep the others in flight."""
-        keep, todo = [], []
+        keep: list[Message] = []
+        todo: list[Message] = []
         for m in self.net:
             (todo if pred(m) else keep).append(m)
         self.net = keep

@@ -36,7 +36,7 @@ def elect(c: Cluster, id_: int) -> None:
 
 
 def commit_index(c: Cluster, id_: int) -> int:
-    return c.node(id_).raft.raft_log.committed
+    return int(c.node(id_).raft.raft_log.committed)
 
 
 def log_terms(c: Cluster, id_: int) -> list[tuple[int, int]]:
