@@ -180,10 +180,16 @@ class CoordProc(Proc):
         self.client_port = client_port or free_port()
         self.endpoint = f"127.0.0.1:{self.client_port}"
         self.data_dir = data_dir / f"{name}.coord"
+        peer_args: list[str] = []
+        if "--listen-peer-urls" not in args:
+            # A lone member: give it its own peer port so parallel servers never share 2380.
+            peer = f"http://127.0.0.1:{free_port()}"
+            peer_args = ["--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                         "--initial-cluster", f"{name}={peer}"]
         argv = [
             sys.executable, "-m", "coord.server", "--name", name, "--data-dir", str(self.data_dir),
             "--listen-client-urls", f"http://127.0.0.1:{self.client_port}",
-            "--advertise-client-urls", f"http://127.0.0.1:{self.client_port}", *args,
+            "--advertise-client-urls", f"http://127.0.0.1:{self.client_port}", *peer_args, *args,
         ]
         super().__init__(argv, data_dir / f"{name}.log")
         if wait:
