@@ -35,7 +35,8 @@ restart recovers from the data directory and ignores the ``--initial-*`` flags.
 
 A member that applies its own removal stops (after a short grace so the commit reaches the
 others): it calls ``on_removed`` (default: SIGTERM to its own process, which shuts the
-server down cleanly).
+server down cleanly).  If a driver task ever fails unexpectedly the node calls ``on_fatal``
+(same default): a member without a working Raft loop must not keep serving.
 """
 
 from __future__ import annotations
@@ -174,10 +175,13 @@ class RaftNode:
     """The Raft-backed :class:`~coord.server.nodeapi.Node` (see the module docstring)."""
 
     def __init__(self, config: Config, sm: StateMachine,
-                 on_removed: Callable[[], None] | None = None) -> None:
+                 on_removed: Callable[[], None] | None = None,
+                 on_fatal: Callable[[], None] | None = None) -> None:
         self.config = config
         self.sm = sm
+        # Default for both: SIGTERM to this process, which shuts the server down cleanly.
         self.on_removed = on_removed or (lambda: os.kill(os.getpid(), signal.SIGTERM))
+        self.on_fatal = on_fatal or (lambda: os.kill(os.getpid(), signal.SIGTERM))
         self.data_dir = Path(config.data_dir)
         self.tick_interval = config.heartbeat_interval / 1000.0
         self.election_ticks = max(2, config.election_timeout // config.heartbeat_interval)
@@ -315,7 +319,8 @@ class RaftNode:
                     failure.append(e)
                     started.set()
                 elif not isinstance(e, asyncio.CancelledError):
-                    log.exception("raft node failed")
+                    log.exception("raft node failed; stopping the server")
+                    self.on_fatal()
                 raise
             finally:
                 self._shutdown_waiters()

@@ -248,8 +248,7 @@ class PeerTransport:
                 with anyio.fail_after(60):
                     ftype, _ = await read_frame(reader)
                 failed = ftype != FrameType.SNAPSHOT_ACK
-        except (OSError, anyio.BrokenResourceError, anyio.EndOfStream, anyio.IncompleteRead,
-                TimeoutError, ValueError, _Rejected) as e:
+        except Exception as e:
             log.warning("sending snapshot %d to %x failed: %s",
                         m.snapshot.metadata.index if m.snapshot else 0, peer.id, e)
         finally:
@@ -296,9 +295,8 @@ class PeerTransport:
                     self._drain(peer)
                     await anyio.sleep(self.max_backoff)
                     continue
-                except (OSError, TimeoutError, anyio.EndOfStream, anyio.IncompleteRead,
-                        anyio.BrokenResourceError, ValueError) as e:
-                    log.debug("connect to peer %x failed: %s", peer.id, e)
+                except Exception as e:
+                    log.debug("connect to peer %x failed: %s", peer.id, _describe(e))
                     self._drain(peer)
                     await anyio.sleep(backoff)
                     backoff = min(backoff * 2, self.max_backoff)
@@ -310,9 +308,8 @@ class PeerTransport:
                     async with stream, anyio.create_task_group() as tg:
                         tg.start_soon(self._watch_close, stream, tg.cancel_scope)
                         await self._pump(peer, stream)
-                except (OSError, anyio.BrokenResourceError, anyio.EndOfStream,
-                        anyio.ClosedResourceError) as e:
-                    log.info("connection to peer %x lost: %s", peer.id, e)
+                except Exception as e:
+                    log.info("connection to peer %x lost: %s", peer.id, _describe(e))
                 finally:
                     peer.connected = False
                 self.handler.on_unreachable(peer.id)
@@ -422,6 +419,8 @@ class PeerTransport:
                 log.debug("inbound peer connection closed: %s", e)
             except (ValueError, msgspec.DecodeError, msgspec.ValidationError) as e:
                 log.warning("bad frame from peer, closing: %s", e)
+            except Exception as e:
+                log.warning("inbound peer connection failed: %s", _describe(e))
 
     async def drop_inbound(self, peer_id: int) -> None:
         """Close every inbound connection from ``peer_id`` (e.g. it was removed)."""
@@ -448,6 +447,13 @@ class PeerTransport:
         if self.handler.is_removed(hello.from_id):
             return f"{REMOVED_REASON}: member {hello.from_id:x} was removed from the cluster"
         return ""
+
+
+def _describe(e: BaseException) -> str:
+    """A one-line description (the leaves of an exception group)."""
+    if isinstance(e, BaseExceptionGroup):
+        return "; ".join(_describe(x) for x in e.exceptions)
+    return f"{type(e).__name__}: {e}"
 
 
 class _Rejected(Exception):

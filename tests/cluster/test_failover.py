@@ -50,7 +50,9 @@ def test_kill_leader_under_load(cluster: Cluster) -> None:
     new = cluster.wait_leader(survivors, timeout=10)
     took = time.monotonic() - t_kill
     assert new is not leader
-    assert took < 3 * ELECTION_MS / 1000 + 1.0, f"new leader after {took:.2f}s"
+    print(f"new leader after {took:.2f}s")
+    # 3 election timeouts, plus 0.5 s for detecting it through Status calls
+    assert took < 3 * ELECTION_MS / 1000 + 0.5, f"new leader after {took:.2f}s"
     t.join(120)
     assert done.is_set()
     assert len(acked) > 100

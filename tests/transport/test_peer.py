@@ -121,3 +121,25 @@ async def test_discover() -> None:
     async with pair() as (a, _b, _ra, _rb):
         doc = await discover([f"http://127.0.0.1:{free_port()}", a.listen_urls[0]], timeout=1)
         assert doc == b"members!"
+
+
+async def test_reconnects_after_peer_restart() -> None:
+    pa, pb = free_port(), free_port()
+    ra, rb = Recorder(), Recorder()
+    a = PeerTransport(1, 100, [f"http://127.0.0.1:{pa}"], ra, queue_batches=64)
+    a.set_peers({2: [f"http://127.0.0.1:{pb}"]})
+    async with anyio.create_task_group() as tg:
+        await tg.start(a.run)
+        for round_ in range(2):  # B goes away (connection reset) and comes back
+            b = PeerTransport(2, 100, [f"http://127.0.0.1:{pb}"], rb)
+            b.set_peers({1: [f"http://127.0.0.1:{pa}"]})
+            async with anyio.create_task_group() as btg:
+                await btg.start(b.run)
+                await until(lambda: a.is_connected(2))
+                a.send([Message(MessageType.HEARTBEAT, to=2, from_=1, index=round_)])
+                await until(lambda r=round_: any(m.index == r for m in rb.msgs))
+                btg.cancel_scope.cancel()
+            await until(lambda: not a.is_connected(2))
+            a.send([Message(MessageType.HEARTBEAT, to=2, from_=1, index=99)])  # into the void
+        tg.cancel_scope.cancel()
+    assert 2 in ra.unreachable
