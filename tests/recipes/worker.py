@@ -7,6 +7,7 @@ Times are ``time.monotonic()`` (CLOCK_MONOTONIC: comparable across processes on 
 
 from __future__ import annotations
 
+import logging
 import random
 import sys
 import time
@@ -124,4 +125,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
 }
 
 if __name__ == "__main__":
+    # client-side diagnostics (stream breaks, endpoint rotation) land in the worker's log
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("coord").setLevel(logging.INFO)
     COMMANDS[sys.argv[1]](*sys.argv[2:])
