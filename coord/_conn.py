@@ -187,7 +187,8 @@ async def connect(ch: Channel) -> None:
     proto = await ch.__connect__()
     conn = proto.processor.connection
     if not isinstance(conn._transport, _CoalescingTransport):
-        conn._transport = _CoalescingTransport(conn._transport, asyncio.get_running_loop())
+        wrapped: Any = _CoalescingTransport(conn._transport, asyncio.get_running_loop())
+        conn._transport = wrapped
 
 
 def status_error(e: GRPCError) -> errors.CoordError:

@@ -1,0 +1,113 @@
+"""The retry rule: reads retry on another endpoint, writes never after an ambiguous failure.
+
+A small TCP proxy sits in front of the server. When armed, it forwards the client's next
+request and then cuts both connections as soon as the server answers: the request *was*
+applied but the client never sees the reply, the ambiguous case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+
+from coord import AsyncClient, UnavailableError
+
+
+class CuttingProxy:
+    def __init__(self, upstream: str) -> None:
+        host, _, port = upstream.rpartition(":")
+        self.upstream = (host, int(port))
+        self.armed = False
+        self.cuts = 0
+        self._server: asyncio.AbstractServer | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> str:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"127.0.0.1:{port}"
+
+    async def close(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for w in list(self._writers):
+            w.close()
+        await self._server.wait_closed()
+
+    async def _handle(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
+        ur, uw = await asyncio.open_connection(*self.upstream)
+        self._writers |= {cw, uw}
+        sent_after_arm = asyncio.Event()
+
+        async def up() -> None:
+            while data := await cr.read(65536):
+                uw.write(data)
+                if self.armed:
+                    sent_after_arm.set()
+            uw.close()
+
+        async def down() -> None:
+            while data := await ur.read(65536):
+                if self.armed and sent_after_arm.is_set():
+                    self.armed = False
+                    self.cuts += 1
+                    cw.transport.abort()
+                    uw.transport.abort()
+                    return
+                cw.write(data)
+            cw.close()
+
+        with contextlib.suppress(OSError):
+            await asyncio.gather(up(), down())
+
+
+@pytest.fixture
+async def proxy(backend: str) -> AsyncIterator[CuttingProxy]:
+    p = CuttingProxy(backend)
+    await p.start()
+    yield p
+    await p.close()
+
+
+@pytest.mark.anyio
+async def test_ambiguous_write_raises_and_is_not_retried(proxy: CuttingProxy, backend: str,
+                                                         prefix: str) -> None:
+    via = f"127.0.0.1:{proxy._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    async with AsyncClient([via, backend], timeout=10) as c:
+        await c.get(prefix + "warm")  # connection established through the proxy
+        proxy.armed = True
+        with pytest.raises(UnavailableError, match="outcome is unknown"):
+            await c.put(prefix + "k", "v")
+        assert proxy.cuts == 1
+        kv = await c.get(prefix + "k")  # now on the direct endpoint
+        assert kv is not None
+        assert kv.version == 1  # applied exactly once: the client did not re-send it
+        assert c.current_endpoint == backend
+
+
+@pytest.mark.anyio
+async def test_read_is_retried_on_next_endpoint(proxy: CuttingProxy, backend: str,
+                                                prefix: str) -> None:
+    via = f"127.0.0.1:{proxy._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    async with AsyncClient([via, backend], timeout=10) as c:
+        await c.put(prefix + "k", "v")
+        proxy.armed = True
+        kv = await c.get(prefix + "k")
+        assert kv is not None
+        assert kv.value == b"v"
+        assert proxy.cuts == 1
+        assert c.current_endpoint == backend
+
+
+@pytest.mark.anyio
+async def test_refused_connection_write_moves_on(backend: str, prefix: str) -> None:
+    from support import free_port
+
+    dead = f"127.0.0.1:{free_port()}"
+    async with AsyncClient([dead, backend], timeout=10) as c:
+        rev = await c.put(prefix + "k", "v")  # never reached a server: safe to send elsewhere
+        assert rev > 0
+        assert c.current_endpoint == backend
