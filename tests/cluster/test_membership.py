@@ -94,3 +94,23 @@ def test_learner_promote_move_leader_remove(tmp_path: Path) -> None:
         assert len(member_list(rest[1].endpoint)) == 2
     finally:
         c.stop()
+
+
+def test_member_update_peer_urls(tmp_path: Path) -> None:
+    c = Cluster(tmp_path).start()
+    try:
+        m2 = c.members[1]
+        new_url = f"http://localhost:{m2.peer_port}"  # another name for the same listener
+        etcdctl(c.members[0].endpoint, "member", "update", f"{m2.id:x}",
+                f"--peer-urls={new_url}")
+        def updated(m: Member) -> bool:
+            urls = {int(str(x["ID"])): x["peerURLs"] for x in member_list(m.endpoint)}
+            return urls[m2.id] == [new_url]
+
+        for m in c.members:
+            wait_for(lambda m=m: updated(m), timeout=10, what=f"{m.name} to apply the update")
+        put(c.members[0].endpoint, "/upd/k", "v")
+        wait_for(lambda: get(m2.endpoint, "/upd/k", serializable=True) == "v", timeout=10,
+                 what="replication to the updated member")
+    finally:
+        c.stop()
