@@ -219,13 +219,15 @@ class Cluster:
         if m.type == MT.SNAP:
             m = self._merged_snapshot(m)
         self.sent[m.type] = self.sent.get(m.type, 0) + 1
-        if self.log is not None:
-            self.log(fmt_msg(m))
         if not self.connected(m.from_, m.to) or (
             self.drop_rate and self.rng.random() < self.drop_rate
         ):
+            if self.log is not None:
+                self.log(fmt_msg(m) + " (dropped)")
             self._dropped(m)
             return
+        if self.log is not None:
+            self.log(fmt_msg(m))
         self.net.append(m)
 
     def _merged_snapshot(self, m: Message) -> Message:
