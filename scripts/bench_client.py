@@ -265,22 +265,23 @@ def format_table(results: dict[str, dict[str, Result]]) -> str:
 
 
 SECTION = "## Client (coord.Client / coord.AsyncClient vs python-etcd3, aetcd)"
+START, END = "<!-- bench_client:start -->", "<!-- bench_client:end -->"
 
 
 def write_docs(path: str, body: str) -> None:
-    """Replace (or append) this script's section of ``path``, leaving the rest untouched."""
+    """Replace (or append) this script's marked section of ``path``; the rest is untouched."""
     text = "# Performance\n"
     if os.path.exists(path):
         with open(path) as f:
             text = f.read()
-    start = text.find(SECTION)
-    if start >= 0:
-        nxt = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + (text[nxt + 1:] if nxt >= 0 else "")
+    block = f"{START}\n{body.rstrip()}\n{END}"
+    i, j = text.find(START), text.find(END)
+    if i >= 0 and j > i:
+        text = text[:i] + block + text[j + len(END):]
     else:
-        text = text.rstrip("\n") + "\n\n" + body
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
     with open(path, "w") as f:
-        f.write(text if text.endswith("\n") else text + "\n")
+        f.write(text)
 
 
 def main() -> None:
