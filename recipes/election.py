@@ -99,6 +99,11 @@ class AsyncElection(Election, SessionUser):
 
     # -- state ---------------------------------------------------------------------------
 
+    def _check(self) -> None:
+        """Invariants: a leader has its key and term revision; loss implies having led."""
+        assert not self._leader or (self._key is not None and self._rev > 0)
+        assert not self._lost or self._rev > 0
+
     @property
     def key(self) -> bytes | None:
         """My candidate key ``name/<lease hex>``."""

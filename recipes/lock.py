@@ -124,6 +124,11 @@ class AsyncLock(Lock, SessionUser):
         self._rev = 0                    # create revision of my key once held (0: never held)
         self._held = False               # True between a successful acquire and release
 
+    def _check(self) -> None:
+        """Invariants: a held lock has its key and token, and the key is under the prefix."""
+        assert not self._held or (self._key is not None and self._rev > 0)
+        assert self._key is None or self._key.startswith(self.prefix)
+
     @property
     def key(self) -> bytes | None:
         """The contender key ``name/<lease hex>`` (None before the first acquire)."""

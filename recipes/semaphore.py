@@ -84,6 +84,10 @@ class AsyncSemaphore(Semaphore, SessionUser):
         self._rev = 0                    # its create revision once a permit is held
         self._held = False
 
+    def _check(self) -> None:
+        """Invariant: a held permit has its key and create revision."""
+        assert not self._held or (self._key is not None and self._rev > 0)
+
     @property
     def held(self) -> bool:
         """True while this object holds a permit and its session is alive."""

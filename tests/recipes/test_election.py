@@ -23,6 +23,7 @@ def test_campaign_proclaim_resign_leader(client: Client, prefix: str) -> None:
     assert kv.key == f"{name}/{kv.lease:x}".encode()
     assert kv.key == election.key
     assert election.is_leader
+    election.impl._check()
     election.proclaim("worker-1b")
     assert election.leader().value == b"worker-1b"  # type: ignore[union-attr]
     ok, _ = client.txn(compare=[election.is_owner()], success=[Put(prefix + "x", "1")])

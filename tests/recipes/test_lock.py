@@ -24,6 +24,7 @@ def test_acquire_release_layout_and_fencing(client: Client, prefix: str) -> None
     assert kv.value == b""
     assert lock.key == kv.key
     assert lock.fencing_token == kv.create_revision
+    lock.impl._check()
     first = lock.fencing_token
     lock.release()
     assert client.get_prefix(name + "/") == []
