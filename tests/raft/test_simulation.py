@@ -26,6 +26,7 @@ from raft_harness import Cluster
 from coord.server.raft import (
     ConfChange,
     ConfChangeType,
+    ConfChangeV2,
     MessageType,
     ProposalDropped,
     StateType,
@@ -51,6 +52,7 @@ def run_seed(seed: int, n: int) -> dict[str, int]:
     pre_vote = rng.random() < 0.85
     check_quorum = rng.random() < 0.85
     membership = pre_vote and check_quorum and rng.random() < 0.4
+    joint = rng.random() < 0.5
     spare = n + 1
     election_tick = rng.choice([4, 6, 10])
     c = Cluster(
@@ -96,20 +98,28 @@ def run_seed(seed: int, n: int) -> dict[str, int]:
         if lead is None:
             return
         cs = c.node(lead).raft.trk.conf_state()
+        cc: ConfChange | ConfChangeV2
+        if cs.voters_outgoing:
+            return  # the leader leaves the joint configuration by itself (auto-leave)
         if spare not in cs.voters and spare not in cs.learners:
-            if spare in c.sm and removed_spare[0]:
-                return
             cc = ConfChange(ConfChangeType.ADD_LEARNER_NODE, spare)
+        elif spare in cs.learners and joint and rng.random() < 0.5:
+            # Replace a voter by the learner atomically through a joint configuration.
+            victim = rng.choice(cs.voters)
+            cc = ConfChangeV2(
+                changes=[
+                    ConfChange(ConfChangeType.ADD_NODE, spare),
+                    ConfChange(ConfChangeType.REMOVE_NODE, victim),
+                ],
+                transition=rng.choice([0, 1]),
+            )
         elif spare in cs.learners:
             cc = ConfChange(ConfChangeType.ADD_NODE, spare)
-        elif len(cs.voters) > n - 1 and len(cs.voters) > 3:
-            victim = rng.choice(cs.voters)
-            cc = ConfChange(ConfChangeType.REMOVE_NODE, victim)
+        elif len(cs.voters) > 3:
+            cc = ConfChange(ConfChangeType.REMOVE_NODE, rng.choice(cs.voters))
         else:
             return
         c.propose_conf_change(lead, cc)
-
-    removed_spare = [False]
 
     def deliver_round() -> None:
         msgs, c.net = c.net, []
