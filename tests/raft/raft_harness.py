@@ -137,6 +137,8 @@ class Cluster:
         # Optional hook to crash a node while it processes a Ready (after `messages` were sent,
         # before anything was persisted).
         self.crash_mid_ready: Callable[[int], bool] | None = None
+        # Optional hook run between ready() and advance() (async driver model).
+        self.interleave: Callable[[int], None] | None = None
         # Snapshot payloads by key: (applied index, payloads, conf state).
         self.snap_store: dict[bytes, tuple[int, tuple[bytes, ...], ConfState]] = {}
         # Global safety bookkeeping.
@@ -311,6 +313,10 @@ class Cluster:
             if self.crash_mid_ready is not None and self.crash_mid_ready(id_):
                 self.crash(id_)
                 return True
+            if self.interleave is not None:
+                # A driver may step messages (and tick) while it waits for the disk write;
+                # their effects belong to the next Ready.
+                self.interleave(id_)
             st = self.storage[id_]
             if rd.snapshot is not None:
                 st.apply_snapshot(rd.snapshot)

@@ -77,6 +77,19 @@ def run_seed(seed: int, n: int) -> dict[str, int]:
     mid_ready_crash = rng.choice([0.0, 0.003, 0.01])
     c.crash_mid_ready = (lambda _id: rng.random() < mid_ready_crash) if mid_ready_crash else None
     compact_rate = rng.choice([0.0, 0.05, 0.2])
+    interleave_rate = rng.choice([0.0, 0.0, 0.3])
+
+    def interleave(id_: int) -> None:
+        # Deliver a few in-flight messages to `id_` between its ready() and advance().
+        if rng.random() >= interleave_rate:
+            return
+        for m in [m for m in c.net if m.to == id_][: rng.randrange(1, 4)]:
+            c.net.remove(m)
+            c.deliver(m)
+        if rng.random() < 0.3:
+            c.node(id_).tick()
+
+    c.interleave = interleave if interleave_rate else None
     proposed: list[bytes] = []  # accepted by some node (a client would wait for them)
     seq = 0
     stats: dict[str, int] = {}
@@ -185,6 +198,7 @@ def run_seed(seed: int, n: int) -> dict[str, int]:
     c.drop_rate = c.dup_rate = 0.0
     delay_rate = 0.0
     c.crash_mid_ready = None
+    c.interleave = None
     for id_ in list(c.nodes):
         if c.nodes[id_] is None:
             c.restart(id_)
