@@ -324,8 +324,8 @@ def main() -> None:
             proc.wait()
         shutil.rmtree(tmp, ignore_errors=True)
     if args.write_docs:
-        cmd = "python scripts/bench_client.py " + " ".join(
-            a for a in sys.argv[1:] if not a.startswith("--notes"))
+        cmd = (f"python scripts/bench_client.py --n {args.n} --prefix-keys {args.prefix_keys}"
+               f" --rounds {args.rounds} --write-docs {os.path.relpath(args.write_docs)}")
         body = (f"{SECTION}\n\n"
                 f"Command: `{cmd}`  \n"
                 f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, "
