@@ -12,6 +12,11 @@ Driver contract (the only correct processing order; the node driver implements e
     serve reads in rd.read_states once applied >= read_state.index
     node.advance(rd)
 
+Snapshots: for every SNAP message it sends, the driver reports the outcome with
+``report_snapshot(id, failed)``; until then the follower's progress stays paused.  Like etcd's
+server (``createMergedSnapshotMessage``), the driver should send a snapshot of its *current*
+applied state rather than the stored one, whose membership may predate the recipient.
+
 ``ready()`` must not be called again before ``advance()`` of the previous Ready.  ``step()``,
 ``tick()`` and ``propose()`` may be called between them; their effects show in the next Ready.
 

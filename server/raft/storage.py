@@ -44,7 +44,11 @@ class Storage(Protocol):
     """Read-only view of the stable Raft state (etcd's ``raft.Storage``)."""
 
     def initial_state(self) -> tuple[HardState, ConfState]:
-        """Return the saved hard state and the membership as of the last snapshot/apply."""
+        """Return the saved hard state and the membership of the latest snapshot.
+
+        Without a snapshot, return the bootstrap membership of the group (the initial
+        ``--initial-cluster`` voters); conf changes after it are replayed from the log.
+        """
         ...
 
     def entries(self, lo: int, hi: int, max_bytes: int | None = None) -> list[Entry]:
