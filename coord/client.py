@@ -14,10 +14,13 @@ short and never call the blocking client from them (use a thread or an event ins
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import functools
 import inspect
 import ssl as _ssl
+import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal, TypeVar, overload
 
@@ -192,9 +195,11 @@ class Client:
             #: the AsyncClient every call is forwarded to (runs on ``portal``'s loop).
             self.async_client: AsyncClient = self.portal.call(make)
             self._loop: asyncio.AbstractEventLoop = self.portal.call(asyncio.get_running_loop)
+            self._loop_thread: int = self.portal.call(threading.get_ident)
         except BaseException:
             self._stack.close()
             raise
+        _LIVE.add(self)
 
     _closed = False
 
@@ -207,6 +212,10 @@ class Client:
         """
         if self._closed:
             raise ConnectionFailedError("coord: client is closed")
+        if threading.get_ident() == self._loop_thread:
+            raise RuntimeError("the blocking coord.Client was called from its own event-loop "
+                               "thread (e.g. inside an on_lost callback), which would deadlock;"
+                               " hand the work to another thread or use the AsyncClient")
         if inspect.iscoroutinefunction(fn):
             return asyncio.run_coroutine_threadsafe(fn(*args, **kwargs), self._loop).result()
         if kwargs:
@@ -218,7 +227,9 @@ class Client:
         if self._closed:
             return
         try:
-            self.portal.call(self.async_client.aclose)
+            if threading.get_ident() != self._loop_thread:
+                asyncio.run_coroutine_threadsafe(self.async_client.aclose(),
+                                                 self._loop).result(timeout=10)
         finally:
             self._closed = True
             self._stack.close()
@@ -372,6 +383,20 @@ class Client:
     def hash_kv(self, revision: int = 0) -> HashKV:
         """Hash of the KV store up to ``revision`` (0: latest)."""
         return self._call(self.async_client.hash_kv, revision)  # type: ignore[no-any-return]
+
+
+_LIVE: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_clients() -> None:
+    """Close clients the program forgot to close, while their loop threads still run.
+
+    (Without this, interpreter shutdown would wait forever on a loop thread it has frozen.)
+    """
+    for client in list(_LIVE):
+        with contextlib.suppress(Exception):
+            client.close()
 
 
 def _lease_arg(lease: object) -> object:
