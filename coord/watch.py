@@ -119,11 +119,23 @@ class AsyncWatch:
             prev_kv=self._prev_kv))
 
     async def start(self) -> AsyncWatch:
-        """Register the watch and wait until the server has created it."""
+        """Register the watch and wait until the server has created it.
+
+        Raises:
+            ConnectionFailedError: no endpoint created it within the client's timeout (the
+                watch is then cancelled).
+        """
         if not self._started:
             self._started = True
             self._hub.add(self)
-        await self._created.wait()
+        timeout = self._hub.create_timeout
+        try:
+            await asyncio.wait_for(self._created.wait(), timeout)
+        except TimeoutError:
+            self.cancel()
+            raise errors.ConnectionFailedError(
+                f"coord: the watch on {self.key!r} was not created within {timeout}s"
+                " (no endpoint reachable?)") from None
         if self._error is not None and not self._queue:
             raise self._error
         return self
@@ -254,6 +266,8 @@ class WatchHub:
         self._task: asyncio.Task[None] | None = None
         #: number of streams opened (tests use it to observe reconnects).
         self.streams_opened = 0
+        #: how long ``AsyncWatch.start`` waits for the server (the client's call timeout).
+        self.create_timeout = conn.timeout
 
     def _check(self) -> None:
         ids = set(self._by_id.values())

@@ -46,3 +46,12 @@ def test_closed_client_raises(backend: str) -> None:
     c.close()  # idempotent
     with pytest.raises(ConnectionFailedError, match="closed"):
         c.get("/k")
+
+
+def test_watch_on_unreachable_endpoint_times_out() -> None:
+    from support import free_port
+
+    with Client(f"127.0.0.1:{free_port()}", timeout=1) as c:
+        with pytest.raises(ConnectionFailedError, match="not created"):
+            c.watch("/k")
+        assert c.async_client._watch_hub._watches == {}
