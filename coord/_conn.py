@@ -236,11 +236,17 @@ class Connection:
             self._channels[i] = ch
         return i, ch
 
-    def rotate(self, failed: int) -> None:
-        """Mark endpoint ``failed`` unusable: drop its channel and move ``current`` past it."""
-        ch = self._channels.pop(failed, None)
-        if ch is not None:
-            ch.close()
+    def rotate(self, failed: int, *, broken: bool = True) -> None:
+        """Move ``current`` past endpoint ``failed``.
+
+        ``broken``: the connection itself failed, so its channel is dropped too. A gRPC
+        UNAVAILABLE status arrives on a working connection: then the channel (and the
+        streams on it) is kept, only new calls go elsewhere.
+        """
+        if broken:
+            ch = self._channels.pop(failed, None)
+            if ch is not None:
+                ch.close()
         if self.current == failed:
             self.current = (failed + 1) % len(self.endpoints)
 
@@ -321,7 +327,7 @@ class Connection:
                 if not isinstance(err, errors.UnavailableError):
                     raise err from None
                 last = err
-                self.rotate(index)
+                self.rotate(index, broken=False)
                 if not idempotent:
                     raise err from None
             except TimeoutError:

@@ -365,7 +365,7 @@ class WatchHub:
             log.info("watch re-authentication failed: %r", e)
 
     def _rotate_current(self) -> None:
-        self._conn.rotate(self._conn.current)
+        self._conn.rotate(self._conn.current, broken=False)
 
     async def _write_loop(self, stream: Any, reader: asyncio.Future[None]) -> None:
         while True:
