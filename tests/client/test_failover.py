@@ -99,6 +99,7 @@ async def test_kill_member_in_use(cluster: Cluster, prefix: str) -> None:
     n = 120
     async with AsyncClient(eps, timeout=20) as watcher, AsyncClient(eps[1:], timeout=20) as w:
         assert watcher.current_endpoint == eps[0]
+        assert len(await watcher.members()) == 3  # one Raft cluster, not 3 solo servers
         start = await w.put(prefix + "start", "0")
         lease = await watcher.lease(4)
         await watcher.put(prefix + "leased", "x", lease=lease)
