@@ -32,9 +32,9 @@ from coord.server.raft import (
     StateType,
 )
 
-# Default seeds per cluster size: 1,500 + 1,000 = 2,500 seeds in the default suite (~1.5 minutes on
-# two slow cores; a 5-node seed costs about twice a 3-node seed).
-DEFAULT_SEEDS = {3: 1500, 5: 1000}
+# Default seeds per cluster size: 2,000 + 1,500 = 3,500 seeds in the default suite (about a
+# minute on two slow cores when the machine is otherwise idle).
+DEFAULT_SEEDS = {3: 2000, 5: 1500}
 HEAL_TICKS = 400  # liveness bound once every fault is healed
 
 
