@@ -11,6 +11,7 @@ leader).  Then all faults heal and, within a bounded number of ticks, a leader m
 every pending proposal (retried by the client) must commit and all members must converge.
 
 Run more seeds:   COORD_RAFT_SEEDS=20000 python -m pytest tests/raft/test_simulation.py
+                  (or --raft-seeds 20000 --timeout=0)
 Replay one seed:  COORD_RAFT_SEED=1234 python -m pytest tests/raft/test_simulation.py -k n3
 """
 
@@ -36,6 +37,9 @@ from coord.server.raft import (
 # minute on two slow cores when the machine is otherwise idle).
 DEFAULT_SEEDS = {3: 2000, 5: 1500}
 HEAL_TICKS = 400  # liveness bound once every fault is healed
+
+# Long mode (COORD_RAFT_SEEDS=N) runs longer than the suite's per-test timeout: lift it.
+pytestmark = [pytest.mark.timeout(0)] if os.environ.get("COORD_RAFT_SEEDS") else []
 
 
 def seed_count(config: pytest.Config, n: int) -> int:
