@@ -223,6 +223,8 @@ class KeepAliver:
                         log.info("lease re-authentication failed: %r", e2)
             except TRANSPORT_ERRORS as e:
                 log.info("lease keep-alive stream broke: %r", e)
+            except errors.CoordError as e:  # e.g. no endpoint reachable to authenticate
+                log.info("lease keep-alive stream could not be opened: %r", e)
             except Exception:
                 log.exception("lease keep-alive stream failed")
             self._expire_overdue()

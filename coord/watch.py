@@ -350,6 +350,11 @@ class WatchHub:
                         w._fail(err)
             except TRANSPORT_ERRORS as e:
                 log.info("watch stream broke: %r", e)
+            except errors.AuthFailedError as e:  # credentials rejected: nothing to retry
+                for w in list(self._watches):
+                    w._fail(e)
+            except errors.CoordError as e:  # e.g. no endpoint reachable to authenticate
+                log.info("watch stream could not be opened: %r", e)
             except Exception:
                 log.exception("watch stream failed")
             await asyncio.sleep(backoff)
