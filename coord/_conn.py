@@ -33,6 +33,7 @@ from typing import Any, TypeVar, cast
 
 import h2.exceptions
 from grpclib.client import Channel
+from grpclib.config import Configuration
 from grpclib.const import Cardinality
 from grpclib.encoding.base import CodecBase
 from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
@@ -204,9 +205,18 @@ class Connection:
     """
 
     def __init__(self, endpoints: list[Endpoint], *, timeout: float | None,
-                 ssl: _ssl.SSLContext | None, user: str | None, password: str | None) -> None:
+                 ssl: _ssl.SSLContext | None, user: str | None, password: str | None,
+                 keepalive: float | None = 10.0) -> None:
         self.endpoints = endpoints
         self.timeout = timeout
+        # HTTP/2 PINGs while calls or streams are open, so a silently dead peer (partition,
+        # frozen host) is noticed within keepalive * 1.5 instead of never (watches would
+        # hang). etcd refuses pings more often than every 5 s (too_many_pings).
+        self._h2_config = Configuration(
+            _keepalive_time=keepalive, _keepalive_timeout=(keepalive or 10.0) / 2,
+            _http2_max_pings_without_data=0,
+            _http2_min_sent_ping_interval_without_data=keepalive or 300.0,
+        ) if keepalive else None
         self.current = 0  # index of the endpoint new calls go to
         self._ssl = ssl
         self._channels: dict[int, Channel] = {}
@@ -232,7 +242,7 @@ class Connection:
             ctx = self._ssl
             if ctx is None and ep.tls:
                 ctx = make_ssl_context(None, None, None)
-            ch = Channel(ep.host, ep.port, codec=_CODEC, ssl=ctx)
+            ch = Channel(ep.host, ep.port, codec=_CODEC, ssl=ctx, config=self._h2_config)
             self._channels[i] = ch
         return i, ch
 

@@ -84,6 +84,9 @@ class AsyncClient:
         ssl: a ready ``ssl.SSLContext`` instead of the file paths (ALPN "h2" is set on it).
         user, password: authenticate with etcd's simple auth; the token is refreshed
             automatically when the server reports it invalid.
+        keepalive: seconds between HTTP/2 pings on connections with open calls or streams
+            (>= 5: etcd rejects more frequent pings); a peer silent for 1.5x this is treated
+            as dead and the client fails over. None disables pings.
 
     Use ``async with AsyncClient(...) as client:`` (or call :meth:`aclose`).
     """
@@ -92,13 +95,14 @@ class AsyncClient:
                  timeout: float | None = 30.0, ca_cert: str | None = None,
                  cert: str | None = None, key: str | None = None,
                  ssl: _ssl.SSLContext | None = None, user: str | None = None,
-                 password: str | None = None) -> None:
+                 password: str | None = None, keepalive: float | None = 10.0) -> None:
         eps = parse_endpoints(endpoints if isinstance(endpoints, str) else list(endpoints))
         if ssl is None and (ca_cert or cert):
             ssl = make_ssl_context(ca_cert, cert, key)
         elif ssl is not None:
             ssl.set_alpn_protocols(["h2"])
-        self._conn = Connection(eps, timeout=timeout, ssl=ssl, user=user, password=password)
+        self._conn = Connection(eps, timeout=timeout, ssl=ssl, user=user, password=password,
+                                keepalive=keepalive)
         self._tasks: set[asyncio.Task[None]] = set()
         self._watch_hub = WatchHub(self._conn, self._spawn)
         self._keepaliver = KeepAliver(self._conn, self._spawn)

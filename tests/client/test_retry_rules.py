@@ -22,6 +22,7 @@ class CuttingProxy:
         self.upstream = (host, int(port))
         self.armed = False
         self.cuts = 0
+        self.frozen = False  # when set, nothing is forwarded and nothing is closed
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -44,6 +45,8 @@ class CuttingProxy:
 
         async def up() -> None:
             while data := await cr.read(65536):
+                if self.frozen:
+                    continue
                 uw.write(data)
                 if self.armed:
                     sent_after_arm.set()
@@ -51,6 +54,8 @@ class CuttingProxy:
 
         async def down() -> None:
             while data := await ur.read(65536):
+                if self.frozen:
+                    continue
                 if self.armed and sent_after_arm.is_set():
                     self.armed = False
                     self.cuts += 1
@@ -111,3 +116,20 @@ async def test_refused_connection_write_moves_on(backend: str, prefix: str) -> N
         rev = await c.put(prefix + "k", "v")  # never reached a server: safe to send elsewhere
         assert rev > 0
         assert c.current_endpoint == backend
+
+
+@pytest.mark.anyio
+async def test_silent_peer_is_detected_by_keepalive(proxy: CuttingProxy, backend: str,
+                                                    prefix: str) -> None:
+    """A frozen connection (no RST, no data: a partition) is noticed by HTTP/2 pings and the
+    watch resumes on the next endpoint without losing the event written meanwhile."""
+    via = f"127.0.0.1:{proxy._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    async with AsyncClient([via, backend], timeout=10, keepalive=5) as c, \
+            AsyncClient(backend) as writer:
+        async with c.watch(prefix + "k") as w:
+            proxy.frozen = True
+            rev = await writer.put(prefix + "k", "while-frozen")
+            ev = await asyncio.wait_for(w.__anext__(), 30)
+        assert (ev.value, ev.revision) == (b"while-frozen", rev)
+        assert c.current_endpoint == backend
+        assert c._watch_hub.streams_opened == 2
