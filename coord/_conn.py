@@ -378,7 +378,14 @@ class Connection:
             async with ch.request(path, Cardinality.STREAM_STREAM, _ANY, cast(Any, decode),
                                   metadata=md) as stream:
                 await stream.send_request()
-                yield index, stream
+                try:
+                    yield index, stream
+                finally:
+                    # Reset the stream ourselves: grpclib's normal exit would otherwise wait
+                    # for trailers that a Watch/LeaseKeepAlive server never sends.
+                    if not stream._cancel_done and stream._stream.closable:
+                        with contextlib.suppress(Exception):
+                            await stream.cancel()
         except TRANSPORT_ERRORS:
             self.rotate(index)
             raise

@@ -162,6 +162,10 @@ class KeepAliver:
         self._leases: dict[int, AsyncLease] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        #: True while no lease needs keeping alive (no stream open); observable by tests.
+        self.idle = True
+        #: number of keep-alive streams opened.
+        self.streams_opened = 0
 
     def _check(self) -> None:
         assert all(lease.alive and lease.id == i for i, lease in self._leases.items())
@@ -176,6 +180,7 @@ class KeepAliver:
     def remove(self, lease: AsyncLease) -> None:
         """Stop keeping ``lease`` alive."""
         self._leases.pop(lease.id, None)
+        self._wake.set()
 
     def close(self) -> None:
         """End every lease (not lost: the client is closing)."""
@@ -193,15 +198,18 @@ class KeepAliver:
         backoff = 0.05
         while True:
             if not self._leases:
+                self.idle = True
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            self.idle = False
             token = None
             try:
                 await self._conn.metadata()
                 token = self._conn.token  # the token this stream is opened with
                 async with self._conn.open_stream(KEEPALIVE_PATH, pb.LeaseKeepAliveResponse.parse,
                                                   {"hasleader": "true"}) as (_, stream):
+                    self.streams_opened += 1
                     backoff = 0.05
                     for lease in self._leases.values():
                         lease.sent.clear()

@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+from support import wait_for
 
 from coord import AsyncClient, Client, LeaseNotFoundError
 
@@ -82,3 +83,20 @@ async def test_async_lease(aclient: AsyncClient, prefix: str) -> None:
     await lease2.wait()
     assert events == [lease2.id]
     assert lease2.expired
+
+
+def test_keepalive_resumes_for_a_later_lease(client: Client, prefix: str) -> None:
+    """The keep-alive stream goes idle when the last lease ends; a later lease still lives."""
+    keeper = client.async_client._keepaliver
+    first = client.lease(ttl=2)
+    first.revoke()
+    wait_for(lambda: keeper.idle, what="keep-alive loop going idle")  # its stream is closed
+    second = client.lease(ttl=2)
+    client.put(prefix + "b", "v", lease=second)
+    deadline = time.monotonic() + 4.5  # more than twice the TTL
+    while time.monotonic() < deadline:
+        assert second.alive
+        time.sleep(0.5)
+    assert client.get(prefix + "b") is not None
+    assert keeper.streams_opened == 2
+    second.revoke()
