@@ -76,6 +76,12 @@ class Cluster:
     def kill(self, index: int) -> None:
         self.members[index].proc.kill()
 
+    def restart(self, index: int) -> None:
+        """Start a killed member again with its data directory and flags."""
+        m = self.members[index]
+        m.proc.stop()
+        m.proc = Proc(m.proc.argv, m.proc.log_path)
+
     def stop(self) -> None:
         for m in self.members:
             m.proc.stop()
@@ -170,3 +176,65 @@ def test_sync_client_failover_and_write_rule(cluster: Cluster, tmp_path: Path,
         assert c.get(prefix + "a") is not None
     with pytest.raises(ConnectionFailedError), Client(dead, timeout=3) as c:
         c.get(prefix + "a")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["etcd", "coord"])
+@pytest.mark.anyio
+async def test_repeated_failover_with_restarts(kind: str, tmp_path: Path, prefix: str) -> None:
+    """Kill the watcher's member, write, restart it; three times. The watch must still
+    deliver exactly the history."""
+    cluster = await asyncio.to_thread(Cluster, kind, tmp_path)
+    try:
+        eps = cluster.endpoints
+        async with AsyncClient(eps, timeout=20) as watcher, AsyncClient(eps, timeout=20) as w:
+            start = await w.put(prefix + "start", "0")
+            seen: list[Event] = []
+            watch = await watcher.watch(prefix, prefix=True, start_revision=start)
+
+            async def consume() -> None:
+                async for ev in watch:
+                    seen.append(ev)
+
+            consumer = asyncio.ensure_future(consume())
+
+            async def write(i: int) -> int:
+                while True:
+                    try:
+                        return await w.put(f"{prefix}k{i:04}", str(i))
+                    except UnavailableError:  # ambiguous or no leader: retrying may repeat it
+                        await asyncio.sleep(0.05)
+
+            i = 0
+            last = start
+            for _ in range(3):
+                for _ in range(20):
+                    last = await write(i)
+                    i += 1
+                victim = eps.index(watcher.current_endpoint)
+                await asyncio.to_thread(cluster.kill, victim)
+                for _ in range(20):
+                    last = await write(i)
+                    i += 1
+                await asyncio.to_thread(cluster.restart, victim)
+                await asyncio.to_thread(cluster.ready)
+            last = max(last, (await w.range(prefix, prefix=True)).revision)
+            deadline = asyncio.get_running_loop().time() + 60
+            while watch.revision < last:
+                assert asyncio.get_running_loop().time() < deadline, "watch fell behind"
+                await asyncio.sleep(0.05)
+            watch.cancel()
+            await consumer
+            async with AsyncClient(eps, timeout=20) as fresh:
+                truth: list[Event] = []
+                replay = await fresh.watch(prefix, prefix=True, start_revision=start)
+                async for ev in replay:
+                    truth.append(ev)
+                    if ev.revision >= seen[-1].revision:
+                        break
+                replay.cancel()
+            assert sig(seen) == sig(truth)
+            assert {f"{prefix}k{j:04}".encode() for j in range(i)} <= {e.key for e in seen}
+            assert watcher._watch_hub.streams_opened >= 4
+    finally:
+        await asyncio.to_thread(cluster.stop)
