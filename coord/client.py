@@ -283,10 +283,19 @@ class Client:
         """Every key in the store."""
         return self._call(self.async_client.get_all, **options)  # type: ignore[no-any-return]
 
-    def range(self, key: KeyLike, range_end: KeyLike | None = None,
-              **options: Any) -> RangeResult:
+    def range(self, key: KeyLike, range_end: KeyLike | None = None, *,
+              prefix: bool = False, limit: int = 0, revision: int = 0,
+              keys_only: bool = False, count_only: bool = False,
+              serializable: bool = False, sort: str | None = None,
+              min_mod_revision: int = 0, max_mod_revision: int = 0,
+              min_create_revision: int = 0, max_create_revision: int = 0) -> RangeResult:
         """Read a range with every etcd Range option (see :meth:`AsyncClient.range`)."""
-        return self._call(self.async_client.range, key, range_end, **options)  # type: ignore[no-any-return]
+        return self._call(  # type: ignore[no-any-return]
+            self.async_client.range, key, range_end, prefix=prefix, limit=limit,
+            revision=revision, keys_only=keys_only, count_only=count_only,
+            serializable=serializable, sort=sort, min_mod_revision=min_mod_revision,
+            max_mod_revision=max_mod_revision, min_create_revision=min_create_revision,
+            max_create_revision=max_create_revision)
 
     @overload
     def delete(self, key: KeyLike, *, prev_kv: Literal[False] = False) -> int: ...
@@ -353,14 +362,18 @@ class Client:
 
     # --------------------------------------------------------------------------------- watch
 
-    def watch(self, key: KeyLike, range_end: KeyLike | None = None, **options: Any) -> Watch:
+    def watch(self, key: KeyLike, range_end: KeyLike | None = None, *, prefix: bool = False,
+              start_revision: int = 0, prev_kv: bool = False, no_put: bool = False,
+              no_delete: bool = False, progress_notify: bool = False) -> Watch:
         """Watch a key, range or prefix; returns once the server created the watch.
 
-        Options as :meth:`AsyncClient.watch` (``prefix``, ``start_revision``, ``prev_kv``,
-        ``no_put``, ``no_delete``, ``progress_notify``).
+        Options as :meth:`AsyncClient.watch`. Iterate the result for events; close it (from
+        any thread) to stop.
         """
         async def start() -> AsyncWatch:
-            return await self.async_client.watch(key, range_end, **options)
+            return await self.async_client.watch(
+                key, range_end, prefix=prefix, start_revision=start_revision, prev_kv=prev_kv,
+                no_put=no_put, no_delete=no_delete, progress_notify=progress_notify)
         return Watch(self, self._call(start))
 
     def watch_prefix(self, prefix: KeyLike, **options: Any) -> Watch:
