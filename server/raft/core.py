@@ -237,7 +237,9 @@ class Raft:
     # -- sending -----------------------------------------------------------------------------
 
     def send(self, m: Message) -> None:
-        m.from_ = self.id
+        if m.from_ == 0:
+            # Forwarded messages keep their origin (a transferee, a read requester).
+            m.from_ = self.id
         if m.type in (MT.VOTE, MT.VOTE_RESP, MT.PRE_VOTE, MT.PRE_VOTE_RESP):
             if m.term == 0:
                 raise AssertionError(f"term should be set when sending {m.type.name}")
@@ -775,7 +777,7 @@ class Raft:
                 raise ProposalDropped("no leader")
             if self.disable_proposal_forwarding:
                 raise ProposalDropped("not the leader and proposal forwarding is disabled")
-            self.send(replace(m, to=self.lead, entries=list(m.entries)))
+            self.send(replace(m, to=self.lead, term=0, entries=list(m.entries)))
         elif t == MT.APP:
             self.election_elapsed = 0
             self.lead = m.from_
@@ -790,13 +792,13 @@ class Raft:
             self._handle_snapshot(m)
         elif t == MT.TRANSFER_LEADER:
             if self.lead != 0:
-                self.send(replace(m, to=self.lead))
+                self.send(replace(m, to=self.lead, term=0))
         elif t == MT.TIMEOUT_NOW:
             # Leadership transfer: campaign now, skipping pre-vote and overriding leases.
             self.hup(transfer=True)
         elif t == MT.READ_INDEX:
             if self.lead != 0:
-                self.send(replace(m, to=self.lead))
+                self.send(replace(m, to=self.lead, term=0))
         elif t == MT.READ_INDEX_RESP:
             self.read_states.append(ReadState(index=m.index, request_ctx=m.context))
 

@@ -482,6 +482,15 @@ def test_leader_transfer() -> None:
     assert c.node(1).lead == 2
 
 
+def test_leader_transfer_requested_on_a_follower_is_forwarded() -> None:
+    c = cluster([1, 2, 3])
+    elect(c, 1)
+    c.node(2).transfer_leader(3)  # asked on node 2, for node 3
+    c.stabilize()
+    assert c.node(3).state == L
+    assert c.node(3).term == 2
+
+
 def test_leader_transfer_to_lagging_follower_catches_it_up_first() -> None:
     c = cluster([1, 2, 3])
     elect(c, 1)
