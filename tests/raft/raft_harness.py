@@ -96,6 +96,8 @@ class Cluster:
         check_quorum: bool = True,
         max_size_per_msg: int = 1 << 20,
         max_inflight_msgs: int = 256,
+        max_inflight_bytes: int = 0,
+        max_committed_size_per_ready: int | None = None,
         fixed_timeouts: bool = False,
         timeout_offsets: dict[int, int] | None = None,
         log: Callable[[str], None] | None = None,
@@ -110,6 +112,8 @@ class Cluster:
             "check_quorum": check_quorum,
             "max_size_per_msg": max_size_per_msg,
             "max_inflight_msgs": max_inflight_msgs,
+            "max_inflight_bytes": max_inflight_bytes,
+            "max_committed_size_per_ready": max_committed_size_per_ready,
         }
         self.fixed_timeouts = fixed_timeouts or timeout_offsets is not None
         self.timeout_offsets = timeout_offsets or {}
@@ -139,6 +143,8 @@ class Cluster:
         self.crash_mid_ready: Callable[[int], bool] | None = None
         # Optional hook run between ready() and advance() (async driver model).
         self.interleave: Callable[[int], None] | None = None
+        # Probability that the transport reports a dropped append as "unreachable".
+        self.report_unreachable_rate = 0.0
         # Snapshot payloads by key: (applied index, payloads, conf state).
         self.snap_store: dict[bytes, tuple[int, tuple[bytes, ...], ConfState]] = {}
         # Global safety bookkeeping.
@@ -251,6 +257,10 @@ class Cluster:
         return replace(m, snapshot=Snapshot(data=key, metadata=meta))
 
     def _dropped(self, m: Message) -> None:
+        if m.type == MT.APP and self.report_unreachable_rate:
+            sender = self.nodes.get(m.from_)
+            if sender is not None and self.rng.random() < self.report_unreachable_rate:
+                sender.report_unreachable(m.to)
         if m.type == MT.SNAP:
             sender = self.nodes.get(m.from_)
             if sender is not None:

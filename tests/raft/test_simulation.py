@@ -69,7 +69,10 @@ def run_seed(seed: int, n: int) -> dict[str, int]:
         check_quorum=check_quorum,
         max_size_per_msg=rng.choice([1, 64, 1 << 20]),
         max_inflight_msgs=rng.choice([1, 4, 256]),
+        max_inflight_bytes=rng.choice([0, 0, 200]),
+        max_committed_size_per_ready=rng.choice([None, None, 64]),
     )
+    c.report_unreachable_rate = rng.choice([0.0, 0.5])
     if membership:
         # A spare starts knowing the initial membership (like etcd's --initial-cluster) but is
         # no member: it cannot campaign until it is added.
