@@ -58,10 +58,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from . import confchange
 from .confchange_codec import decode_conf_change, encode_conf_change
+from .config import Config, XorShift
 from .errors import CompactedError, ProposalDropped, SnapshotTemporarilyUnavailable
 from .log import RaftLog
 from .progress import Progress, ProgressState, ProgressTracker
@@ -93,62 +94,6 @@ CAMPAIGN_TRANSFER = b"CampaignTransfer"
 _LOCAL_TYPES = frozenset({MT.HUP, MT.BEAT, MT.UNREACHABLE, MT.SNAP_STATUS, MT.CHECK_QUORUM})
 
 
-class _XorShift:
-    """Deterministic fallback RNG (production drivers inject a real one via Config.rng)."""
-
-    def __init__(self, seed: int) -> None:
-        self.s = (seed * 0x9E3779B97F4A7C15 + 1) & 0xFFFFFFFFFFFFFFFF or 1
-
-    def __call__(self, n: int) -> int:
-        s = self.s
-        s ^= (s << 13) & 0xFFFFFFFFFFFFFFFF
-        s ^= s >> 7
-        s ^= (s << 17) & 0xFFFFFFFFFFFFFFFF
-        self.s = s
-        return s % n
-
-
-@dataclass(slots=True)
-class Config:
-    """Parameters of one Raft node (etcd's ``raft.Config``)."""
-
-    # This node's id; non-zero and never reused.
-    id: int
-    # Ticks a follower waits without hearing a leader before campaigning (randomized up to 2x).
-    election_tick: int = 10
-    # Ticks between leader heartbeats.  Must be < election_tick.
-    heartbeat_tick: int = 1
-    # Last applied index, on restart (entries up to it are not re-delivered).
-    applied: int = 0
-    # Max bytes of entries per append message (at least one entry is always sent).
-    max_size_per_msg: int = 1 << 20
-    # Max unacknowledged append messages per follower in REPLICATE state.
-    max_inflight_msgs: int = 256
-    # Max unacknowledged append bytes per follower (0: unlimited).
-    max_inflight_bytes: int = 0
-    # Max bytes of committed entries in one Ready (None: unlimited).
-    max_committed_size_per_ready: int | None = None
-    check_quorum: bool = True
-    pre_vote: bool = True
-    # Refuse to forward proposals from followers to the leader (raise ProposalDropped instead).
-    disable_proposal_forwarding: bool = False
-    # A leader that applies its own removal steps down (otherwise it would lead without voting).
-    step_down_on_removal: bool = True
-    # Randomness: rng(n) returns an int in [0, n); e.g. ``random.Random(seed).randrange``.
-    rng: Callable[[int], int] | None = None
-    logger: logging.Logger | None = None
-
-    def validate(self) -> None:
-        if self.id == 0:
-            raise ValueError("cannot use 0 as id")
-        if self.heartbeat_tick <= 0:
-            raise ValueError("heartbeat tick must be greater than 0")
-        if self.election_tick <= self.heartbeat_tick:
-            raise ValueError("election tick must be greater than heartbeat tick")
-        if self.max_inflight_msgs <= 0:
-            raise ValueError("max inflight messages must be greater than 0")
-
-
 class Raft:
     """One Raft member.  Not thread-safe; driven by RawNode."""
 
@@ -156,7 +101,7 @@ class Raft:
         c.validate()
         self.id = c.id
         self.logger = c.logger or logging.getLogger("coord.server.raft")
-        self.rng: Callable[[int], int] = c.rng if c.rng is not None else _XorShift(c.id)
+        self.rng: Callable[[int], int] = c.rng if c.rng is not None else XorShift(c.id)
         self.raft_log = RaftLog(storage, c.max_committed_size_per_ready)
         hs, cs = storage.initial_state()
         # Current term (persisted).  Never decreases.
