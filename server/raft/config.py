@@ -5,8 +5,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
-__all__ = ["Config", "XorShift"]
+__all__ = ["Config", "RandomLike", "XorShift", "rng_callable"]
+
+
+class RandomLike(Protocol):
+    """Anything with ``randrange(n)`` (e.g. a ``random.Random`` owned by the caller)."""
+
+    def randrange(self, n: int, /) -> int: ...
+
+
+def rng_callable(rng: Callable[[int], int] | RandomLike | None, seed: int) -> Callable[[int], int]:
+    """Normalize ``Config.rng`` to a function returning an int in ``[0, n)``."""
+    if rng is None:
+        return XorShift(seed)
+    if callable(rng):
+        return rng
+    return rng.randrange
 
 
 class XorShift:
@@ -50,8 +66,9 @@ class Config:
     disable_proposal_forwarding: bool = False
     # A leader that applies its own removal steps down (otherwise it would lead without voting).
     step_down_on_removal: bool = True
-    # Randomness: rng(n) returns an int in [0, n); e.g. ``random.Random(seed).randrange``.
-    rng: Callable[[int], int] | None = None
+    # Randomness: rng(n) returns an int in [0, n) (e.g. ``random.Random(seed).randrange``), or
+    # a ``random.Random``-like object.  None: a deterministic generator seeded by the id.
+    rng: Callable[[int], int] | RandomLike | None = None
     logger: logging.Logger | None = None
 
     def validate(self) -> None:

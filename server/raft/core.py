@@ -62,7 +62,7 @@ from dataclasses import replace
 
 from . import confchange
 from .confchange_codec import decode_conf_change, encode_conf_change
-from .config import Config, XorShift
+from .config import Config, rng_callable
 from .errors import CompactedError, ProposalDropped, SnapshotTemporarilyUnavailable
 from .log import RaftLog
 from .progress import Progress, ProgressState, ProgressTracker
@@ -101,7 +101,7 @@ class Raft:
         c.validate()
         self.id = c.id
         self.logger = c.logger or logging.getLogger("coord.server.raft")
-        self.rng: Callable[[int], int] = c.rng if c.rng is not None else XorShift(c.id)
+        self.rng: Callable[[int], int] = rng_callable(c.rng, c.id)
         self.raft_log = RaftLog(storage, c.max_committed_size_per_ready)
         hs, cs = storage.initial_state()
         # Current term (persisted).  Never decreases.

@@ -142,3 +142,12 @@ def test_duplicate_read_context_is_answered_once() -> None:
         c.storage[1].append(rd.entries)
         n.advance(rd)
     assert rd_states == [b"same"]
+
+
+def test_rng_may_be_a_callable_or_a_random_like_object() -> None:
+    cs = ConfState(voters=[1, 2, 3])
+    a = RawNode(Config(id=1, rng=random.Random(3)), MemoryStorage(cs))
+    b = RawNode(Config(id=1, rng=random.Random(3).randrange), MemoryStorage(cs))
+    assert a.raft.randomized_election_timeout == b.raft.randomized_election_timeout
+    c = RawNode(Config(id=1), MemoryStorage(cs))  # deterministic fallback
+    assert 10 <= c.raft.randomized_election_timeout < 20
