@@ -65,8 +65,10 @@ def main() -> int:
         if args.check:
             committed, new = _tree(TARGET), _tree(fresh)
             if committed != new:
-                changed = sorted(k for k in committed.keys() | new.keys() if committed.get(k) != new.get(k))
-                print("coord/_pb is stale; run `python proto/gen.py`. Differs:", *changed, sep="\n  ")
+                names = committed.keys() | new.keys()
+                changed = sorted(k for k in names if committed.get(k) != new.get(k))
+                print("coord/_pb is stale; run `python proto/gen.py`. Differs:", *changed,
+                      sep="\n  ")
                 return 1
             print("coord/_pb matches a fresh generation")
             return 0
