@@ -13,6 +13,7 @@ from .errors import (
     SnapshotTemporarilyUnavailable,
     UnavailableError,
 )
+from .progress import Progress, ProgressState
 from .rawnode import RawNode, Ready, Status
 from .storage import MemoryStorage, Storage
 from .types import (
@@ -46,6 +47,8 @@ __all__ = [
     "MemoryStorage",
     "Message",
     "MessageType",
+    "Progress",
+    "ProgressState",
     "ProposalDropped",
     "RaftError",
     "RawNode",
