@@ -40,7 +40,8 @@ def test_public_api_is_pinned() -> None:
         [
             "CompactedError", "Config", "ConfChange", "ConfChangeError", "ConfChangeType",
             "ConfChangeV2", "ConfState", "Entry", "EntryType", "HardState", "MemoryStorage",
-            "Message", "MessageType", "Progress", "ProgressState", "ProposalDropped", "RaftError", "RawNode", "ReadState",
+            "Message", "MessageType", "Progress", "ProgressState", "ProposalDropped",
+            "RaftError", "RawNode", "ReadState",
             "Ready", "Snapshot", "SnapshotMetadata", "SnapshotOutOfDateError",
             "SnapshotTemporarilyUnavailable", "SoftState", "StateType", "Status", "Storage",
             "UnavailableError", "decode_conf_change", "encode_conf_change",
