@@ -115,7 +115,7 @@ async def test_kill_member_in_use(cluster: Cluster, prefix: str) -> None:
         async def consume(last_rev: asyncio.Future[int]) -> None:
             async for ev in watch:
                 seen.append(ev)
-                if last_rev.done() and watch.revision >= last_rev.result():
+                if last_rev.done() and ev.revision >= last_rev.result():
                     return
 
         last: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -137,7 +137,7 @@ async def test_kill_member_in_use(cluster: Cluster, prefix: str) -> None:
                     await asyncio.sleep(0.05)
         rev = max(rev, (await w.range(prefix, prefix=True)).revision)
         last.set_result(rev)
-        # wake the consumer in case its last batch already arrived before `last` was set
+        # an event after `last`, so the consumer stops even if it had consumed everything
         await w.put(prefix + "zz-end", "1")
         await asyncio.wait_for(consumer, 30)
 
