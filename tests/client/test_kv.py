@@ -202,3 +202,28 @@ def test_client_concurrent_threads(client: Client, prefix: str) -> None:
         revs = list(pool.map(lambda i: client.put(f"{prefix}{i:03}", str(i)), range(64)))
     assert len(set(revs)) == 64
     assert len(client.get_prefix(prefix)) == 64
+
+
+def test_range_helpers_and_delete_range(client: Client, prefix: str) -> None:
+    for n in "abcd":
+        client.put(prefix + n, n)
+    assert client.delete_range(prefix + "b", prefix + "d") == 2
+    assert [kv.key[-1:] for kv in client.get_prefix(prefix)] == [b"a", b"d"]
+    prevs = client.delete_range(prefix + "a", prefix + "b", prev_kv=True)
+    assert [kv.value for kv in prevs] == [b"a"]  # type: ignore[union-attr]
+    everything = client.get_all(keys_only=True)
+    assert (prefix + "d").encode() in {kv.key for kv in everything}
+    assert client.delete_prefix(prefix, prev_kv=True)[0].value == b"d"
+
+
+def test_str_bytes_and_binary_keys(client: Client, prefix: str) -> None:
+    key = prefix.encode() + b"\x00\xff\x01"
+    client.put(key, bytearray(b"\x00bin"))
+    kv = client.get(key)
+    assert kv is not None
+    assert (kv.key, kv.value) == (key, b"\x00bin")
+    assert client.get_prefix(prefix.encode() + b"\x00")[0].key == key
+    client.put(prefix + "ü", "ö")
+    assert client.get(prefix + "ü").value_str == "ö"  # type: ignore[union-attr]
+    with pytest.raises(TypeError):
+        client.put(prefix + "x", 5)  # type: ignore[call-overload]

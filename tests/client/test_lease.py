@@ -100,3 +100,13 @@ def test_keepalive_resumes_for_a_later_lease(client: Client, prefix: str) -> Non
     assert client.get(prefix + "b") is not None
     assert keeper.streams_opened == 2
     second.revoke()
+
+
+def test_sync_lease_helpers(client: Client, prefix: str) -> None:
+    lease = client.lease(10)
+    client.put(prefix + "k", "v", lease=lease)
+    assert lease.keys() == [(prefix + "k").encode()]
+    assert lease.wait(0.05) is False  # still alive
+    assert "alive" in repr(lease)
+    client.revoke_lease(lease)  # by object
+    assert client.lease_time_to_live(lease).ttl == -1

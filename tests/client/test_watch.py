@@ -146,3 +146,14 @@ async def test_cancel_sends_cancel_request(aclient: AsyncClient, prefix: str) ->
         await aclient.put(prefix + "b", "1")
         assert (await w2.__anext__()).value == b"1"
     assert hub.streams_opened == 1
+
+
+def test_watch_prefix_helper_and_range(client: Client, prefix: str) -> None:
+    with client.watch_prefix(prefix + "p/") as w, client.watch(prefix + "a", prefix + "c") as r:
+        client.put(prefix + "b", "in-range")
+        client.put(prefix + "c", "outside")
+        client.put(prefix + "p/x", "prefixed")
+        assert next(iter(w)).value == b"prefixed"
+        assert next(iter(r)).value == b"in-range"
+        resp = r.next_response(timeout=0.3)
+        assert resp is None  # "c" is outside [a, c)
