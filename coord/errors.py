@@ -270,7 +270,7 @@ class ServerStoppedError(UnavailableError):
     default_message = "etcdserver: server stopped"
 
 
-class TimeoutError(UnavailableError):  # noqa: A001 - etcd's name, kept on purpose
+class TimeoutError(UnavailableError):
     """The server could not finish the request in time; its outcome is unknown."""
 
     default_message = "etcdserver: request timed out"
