@@ -7,6 +7,12 @@ services. One grpclib server (behind ``http.ClientListener``, which also serves 
 gateway) handles every ``--listen-client-urls`` entry with the pass-through codec. One
 background task runs while serving, lease expiry (it acts only on the leader); it lives in a
 task group that :meth:`CoordServer.serve` owns, so stopping cancels it and closes listeners.
+
+Client listeners open only once this member's attributes (name, client URLs) are applied
+(:meth:`CoordServer.wait_ready`, etcd's ReadyNotify): a client never sees this member in
+MemberList without its client URLs. Publishing needs a quorum, so a member started before its
+peers serves clients only when enough of them are up; its peer port is bound from the start,
+and a stop request while waiting is honoured.
 """
 
 from __future__ import annotations
@@ -89,6 +95,7 @@ class CoordServer:
         self.services.append(WatchService(self.ctx, self.hub))
         self._listener: ClientListener | None = None
         self.ports: list[int] = []
+        self._bind_error: OSError | None = None
 
     def _lease_service(self) -> LeaseService:
         """On a Raft node, keep-alives and TTL queries reaching a follower go to the leader."""
@@ -109,7 +116,27 @@ class CoordServer:
             self.timer.demote()
 
     async def start(self) -> None:
-        """Start the node and bind every client URL."""
+        """Start the node, wait until this member is published, then bind every client URL."""
+        await self.start_node()
+        try:
+            await self.wait_ready()
+            await self._listen()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.stop()
+            raise
+
+    async def wait_ready(self) -> None:
+        """Wait until this member's attributes are applied (no-op for a SoloNode)."""
+        from .node import RaftNode
+
+        if isinstance(self.node, RaftNode):
+            log.info("waiting for this member's attributes to be published (needs a leader) "
+                     "before serving clients")
+            await self.node.wait_published()
+
+    async def start_node(self) -> None:
+        """Start the consensus node (its peer listener); client URLs are not bound yet."""
         log.info("starting coord-server %r (member %x, cluster %x), data dir %s",
                  self.config.name, self.node.member_id, self.node.cluster_id,
                  self.config.data_dir)
@@ -117,11 +144,6 @@ class CoordServer:
             log.warning("single-member SoloNode: state is kept in memory only and is lost on "
                         "restart")
         await self.node.start()
-        try:
-            await self._listen()
-        except BaseException:
-            await self.stop()
-            raise
 
     async def _listen(self) -> None:
         # One grpclib server (not started itself) behind a ClientListener per process: each
@@ -164,13 +186,35 @@ class CoordServer:
         log.info("stopped")
 
     async def serve(self, stop: anyio.Event) -> None:
-        """Start, serve until ``stop`` is set, then stop."""
-        await self.start()
+        """Start, serve until ``stop`` is set (also while waiting to publish), then stop."""
+        await self.start_node()
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self.expire_leases)
-                await stop.wait()
+                async with anyio.create_task_group() as waiting:
+                    waiting.start_soon(_cancel_on, stop, waiting.cancel_scope)
+                    await self.wait_ready()
+                    waiting.cancel_scope.cancel()
+                if not stop.is_set():
+                    await self._listen_or_stop(tg.cancel_scope)
+                    await stop.wait()
                 tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
                 await self.stop()
+        if self._bind_error is not None:
+            raise self._bind_error
+
+    async def _listen_or_stop(self, scope: anyio.CancelScope) -> None:
+        # a bind failure ends serving and is re-raised as itself (not in an ExceptionGroup)
+        try:
+            await self._listen()
+        except OSError as e:
+            self._bind_error = e
+            scope.cancel()
+            await anyio.sleep_forever()
+
+
+async def _cancel_on(event: anyio.Event, scope: anyio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()

@@ -18,7 +18,9 @@ one anyio task group (started by :meth:`start`, cancelled by :meth:`stop`):
   moment share one ReadIndex round (a fresh context per attempt, retried when no answer
   arrives), then wait until applied >= the confirmed index (etcd's linearizableReadLoop).
 * **publisher** -- proposes this member's name and client URLs until they are applied (etcd's
-  ``publish``), so MemberList shows them on every member.
+  ``publish``), so MemberList shows them on every member; :meth:`RaftNode.wait_published`
+  returns after that (the server opens its client listeners only then, as etcd serves clients
+  only after ReadyNotify).
 
 Proposals are wrapped in an envelope ``tag | proposer member id | seq | payload``; a follower's
 proposal is forwarded to the leader by Raft (MsgProp), and the proposing member resolves its
@@ -208,6 +210,7 @@ class RaftNode:
         self._read_ctx = random.getrandbits(48)
         self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._leader_waiters: list[asyncio.Future[None]] = []
+        self._published = anyio.Event()
         self._task: asyncio.Task[None] | None = None
         self._scope: anyio.CancelScope | None = None
         self._tg: anyio.abc.TaskGroup | None = None
@@ -611,6 +614,9 @@ class RaftNode:
             cur = self.membership.members.get(self.member_id)
             if cur is not None and cur.name == attrs.name and \
                     cur.client_urls == attrs.client_urls:
+                log.info("published this member's attributes (name %r, client URLs %s)",
+                         attrs.name, ",".join(attrs.client_urls))
+                self._published.set()
                 return
             if self._lead:
                 try:
@@ -619,6 +625,13 @@ class RaftNode:
                 except CoordError as e:
                     log.debug("publishing attributes failed (will retry): %s", e)
             await anyio.sleep(self.tick_interval * 2)
+
+    async def wait_published(self) -> None:
+        """Return once this member's name and client URLs are applied (etcd's ReadyNotify).
+
+        Needs a leader, hence a quorum: until then this waits (the peer port is already up).
+        """
+        await self._published.wait()
 
     # -- leadership ----------------------------------------------------------------------------
 
