@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from .app import CoordServer
 from .config import DEFAULT_MAX_REQUEST_BYTES, Config
 from .tls import TLSInfo
 
-__all__ = ["build_parser", "config_from_args", "main"]
+__all__ = ["build_parser", "config_from_args", "main", "parse_duration"]
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
            "warning": logging.WARNING, "error": logging.ERROR}
@@ -62,9 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
       help="time (ms) for an election to timeout; minimum lease TTL is 1.5x this")
     a("--snapshot-count", type=int, default=10000,
       help="number of committed entries that trigger a snapshot")
-    a("--experimental-watch-progress-notify-interval", type=float, default=600.0,
+    a("--experimental-watch-progress-notify-interval", type=_duration_arg, default=600.0,
       dest="watch_progress_notify_interval",
-      help="seconds between progress notifications to idle progress_notify watchers")
+      help="interval between progress notifications to idle progress_notify watchers: a "
+           "Go duration (200ms, 10s, 1m30s) or a number of seconds")
     a("--log-level", default="info", choices=sorted(_LEVELS),
       help="log level")
     for side, what in (("", "client"), ("peer-", "peer")):
@@ -75,6 +77,41 @@ def build_parser() -> argparse.ArgumentParser:
         a(f"--{side}client-cert-auth", nargs="?", const=True, default=False, type=_flag_bool,
           help=f"require {what} certificates signed by --{side}trusted-ca-file")
     return p
+
+
+_UNITS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3, "s": 1.0,
+          "m": 60.0, "h": 3600.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
+
+
+def parse_duration(value: str) -> float:
+    """Seconds in a Go duration (``200ms``, ``10s``, ``1m30s``, ``1.5h``) or a plain number of
+    seconds; ValueError (``invalid duration ...``) otherwise. Negative durations are refused."""
+    text = value.strip()
+    try:
+        number = float(text)
+    except ValueError:
+        pass
+    else:
+        if number >= 0 and text.lstrip("+").replace(".", "", 1).isdigit():
+            return number
+        raise ValueError(f"invalid duration {value!r}")
+    total, pos = 0.0, 0
+    for m in _DURATION_PART.finditer(text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if not text or pos != len(text):
+        raise ValueError(f"invalid duration {value!r}: expected e.g. 200ms, 10s, 1m30s")
+    return total
+
+
+def _duration_arg(value: str) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _flag_bool(value: str) -> bool:

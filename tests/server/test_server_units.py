@@ -314,3 +314,25 @@ def test_hasleader_without_leader_is_no_leader() -> None:
         ctx.check_leader(FakeStream())  # type: ignore[arg-type]
     FakeStream.metadata = {}
     ctx.check_leader(FakeStream())  # type: ignore[arg-type]
+
+
+def test_duration_flags_accept_go_syntax() -> None:
+    from coord.server.main import parse_duration
+
+    def interval(value: str) -> float:
+        args = build_parser().parse_args(
+            ["--experimental-watch-progress-notify-interval", value])
+        return float(config_from_args(args).watch_progress_notify_interval)
+
+    assert interval("200ms") == pytest.approx(0.2)
+    assert interval("10s") == 10.0
+    assert interval("1m30s") == 90.0
+    assert interval("1.5h") == 5400.0
+    assert interval("250us") == pytest.approx(0.00025)
+    assert interval("2") == 2.0  # a plain number: seconds
+    assert parse_duration("0") == 0.0
+    for bad in ("10x", "ms", "1m30", "-1s", ""):
+        with pytest.raises(ValueError, match="invalid duration"):
+            parse_duration(bad)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--experimental-watch-progress-notify-interval", "5 min"])
