@@ -72,10 +72,11 @@ class MaintenanceService:
         if not leader:
             errors.append("etcdserver: no leader")
         size = ctx.sm.kv.db_size()
+        learner = any(m.is_learner for m in node.members() if m.id == node.member_id)
         resp = pb.StatusResponse(
             version=VERSION, db_size=size, leader=leader, raft_index=node.commit_index(),
             raft_term=node.term(), raft_applied_index=node.applied_index(), errors=errors,
-            db_size_in_use=size, is_learner=False, storage_version=VERSION,
+            db_size_in_use=size, is_learner=learner, storage_version=VERSION,
             db_size_quota=ctx.config.quota_bytes)
         return ctx.current(bytes(resp))
 
