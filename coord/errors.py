@@ -31,6 +31,7 @@ __all__ = [
     "LeaseNotFoundError",
     "LeaseProvidedError",
     "LeaseTTLTooLargeError",
+    "LearnerNotReadyError",
     "LockTimeoutError",
     "MemberExistsError",
     "MemberNotFoundError",
@@ -243,6 +244,13 @@ class MemberNotLearnerError(CoordError):
 
     code = Status.FAILED_PRECONDITION
     default_message = "etcdserver: can only promote a learner member"
+
+
+class LearnerNotReadyError(CoordError):
+    """A learner can be promoted only once its log is in sync with the leader's."""
+
+    code = Status.FAILED_PRECONDITION
+    default_message = "etcdserver: can only promote a learner member which is in sync with leader"
 
 
 class NoLeaderError(UnavailableError):

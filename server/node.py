@@ -66,6 +66,7 @@ from coord.errors import (
     BadLeaderTransfereeError,
     CoordError,
     LeaderChangedError,
+    LearnerNotReadyError,
     MemberNotFoundError,
     MemberNotLearnerError,
     NoLeaderError,
@@ -117,6 +118,10 @@ __all__ = ["BootstrapError", "RaftNode", "discover_sync"]
 log = logging.getLogger("coord.server.node")
 
 _ENVELOPE = struct.Struct(">BQQ")
+#: Forwarded leader call: is this learner in sync (etcd's isLearnerReady)?
+LEARNER_READY = "learner-ready"
+#: A learner is in sync when its match index is at least this share of the leader's.
+LEARNER_READY_PERCENT = 0.9
 TAG_COMMAND = 1
 TAG_ATTRIBUTES = 2
 
@@ -211,6 +216,8 @@ class RaftNode:
         self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._leader_waiters: list[asyncio.Future[None]] = []
         self._published = anyio.Event()
+        self._calls[LEARNER_READY] = lambda body: b"\x01" if self._learner_ready(
+            int.from_bytes(body, "big")) else b"\x00"
         self._task: asyncio.Task[None] | None = None
         self._scope: anyio.CancelScope | None = None
         self._tg: anyio.abc.TaskGroup | None = None
@@ -788,13 +795,29 @@ class RaftNode:
         await self._propose_conf(self._conf(ConfChangeType.REMOVE_NODE, Member(id=member_id)))
 
     async def promote_member(self, member_id: int) -> None:
-        """MemberPromote: a learner becomes a voter."""
+        """MemberPromote: a learner in sync with the leader becomes a voter
+        (LearnerNotReadyError otherwise)."""
         m = self.membership.members.get(member_id)
         if m is None:
             raise MemberNotFoundError()
         if not m.is_learner:
             raise MemberNotLearnerError()
+        if self._is_leader:
+            ready = self._learner_ready(member_id)
+        else:  # only the leader knows the learner's progress (etcd forwards to the leader too)
+            ready = await self.leader_call(LEARNER_READY, member_id.to_bytes(8, "big")) == b"\x01"
+        if not ready:
+            raise LearnerNotReadyError()
         await self._propose_conf(self._conf(ConfChangeType.ADD_NODE, Member(id=member_id)))
+
+    def _learner_ready(self, member_id: int) -> bool:
+        """On the leader: the learner's match index is >= 90% of the leader's (etcd's rule;
+        a member without progress, e.g. just applied, counts as ready as in etcd)."""
+        progress = self.rawnode.status().progress
+        learner, leader = progress.get(member_id), progress.get(self.member_id)
+        if learner is None or leader is None:
+            return True
+        return learner.match >= leader.match * LEARNER_READY_PERCENT
 
     async def update_member(self, member_id: int, peer_urls: Sequence[str]) -> None:
         """MemberUpdate: change a member's peer URLs."""

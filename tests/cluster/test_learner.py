@@ -47,3 +47,26 @@ def test_status_reports_learner(tmp_path: Path) -> None:
                  timeout=10, what="the promoted member to report isLearner false")
     finally:
         c.stop()
+
+
+def test_promote_refuses_learner_not_in_sync(tmp_path: Path) -> None:
+    c = Cluster(tmp_path, size=2).start()
+    try:
+        leader = c.wait_leader()
+        follower = next(m for m in c.members if m is not leader)
+        for i in range(20):
+            put(leader.endpoint, f"/ns/{i}", "v")
+        new, _ = add_learner(c, tmp_path)  # added, never started: match index 0
+        for m in (leader, follower):  # the follower forwards the check to the leader
+            out = etcdctl(m.endpoint, "member", "promote", f"{new.id:x}", check=False)
+            assert out.returncode != 0
+            assert "can only promote a learner member which is in sync with leader" in \
+                out.stderr
+        learners = [m for m in c.members[:2] if (s := status(m.endpoint)) and s.is_learner]
+        assert learners == []
+        listed = etcdctl(leader.endpoint, "member", "list").stdout
+        assert re.search(rf"{new.id:x}, unstarted, , {re.escape(new.peer_url)}, , true", listed), \
+            listed
+        put(leader.endpoint, "/ns/after", "still a quorum")  # 2 voters, both up
+    finally:
+        c.stop()
