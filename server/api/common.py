@@ -16,6 +16,7 @@ import struct
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import anyio
 from grpclib.const import Cardinality, Handler, Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
@@ -127,6 +128,17 @@ class ApiContext:
     def current(self, body: bytes = b"") -> bytes:
         """A full response whose header carries the current store revision."""
         return self.response(self.sm.kv.rev, body)
+
+    @staticmethod
+    def requires_leader(stream: RawStream) -> bool:
+        """The client sent ``hasleader: true`` (clientv3's WithRequireLeader)."""
+        md = stream.metadata
+        return md is not None and md.get("hasleader") == "true"
+
+    async def until_leader_lost(self, interval: float = 1.0) -> None:
+        """Return once this member knows no leader (polled every ``interval`` seconds)."""
+        while self.node.leader_id():
+            await anyio.sleep(interval)
 
     def check_leader(self, stream: RawStream) -> None:
         """NoLeaderError when the client asked ``hasleader`` and no leader is known."""

@@ -6,13 +6,16 @@ raised to the minimum). Keep-alives and remaining TTLs are leader-local timer st
 (:class:`LeaseTimer`), never replicated. Unknown or expired leases answer TTL 0 on keep-alive
 and TTL -1 on TimeToLive, as etcd does (not errors). A follower forwards keep-alives and
 TimeToLive to the leader (:class:`LeaderForwarder`, over the leader's client URL), since only
-the leader's timer decides expiry.
+the leader's timer decides expiry. A keep-alive stream opened with ``hasleader: true`` (as
+clientv3 always does) ends with ``etcdserver: no leader`` once this member loses its leader, as
+etcd cancels such streams (Watch does the same).
 """
 
 from __future__ import annotations
 
 import time
 
+import anyio
 from grpclib.client import Channel, UnaryUnaryMethod
 from grpclib.const import Cardinality, Handler
 from grpclib.exceptions import GRPCError, StreamTerminatedError
@@ -35,6 +38,8 @@ from .common import ApiContext, RawStream, handler, parse, recv_frame, to_grpc_e
 __all__ = ["LeaderForwarder", "LeaseService"]
 
 _GRANT_COST = 64
+#: How often a ``hasleader`` keep-alive stream checks that the member still knows a leader.
+LEADER_CHECK_INTERVAL = 1.0
 #: Seconds a forwarded keep-alive / TimeToLive may take on the leader.
 FORWARD_TIMEOUT = 5.0
 
@@ -133,10 +138,37 @@ class LeaseService:
         return self.ctx.response(rev)
 
     async def keep_alive(self, stream: RawStream) -> None:
-        """LeaseKeepAlive: one response per request; ends OK when the client half-closes."""
+        """LeaseKeepAlive: one response per request; ends OK when the client half-closes, with
+        ``etcdserver: no leader`` when it requires a leader and this member loses it."""
         ctx = self.ctx
         try:
             ctx.check_leader(stream)
+        except CoordError as e:
+            raise to_grpc_error(e) from None
+        if not ctx.requires_leader(stream):
+            await self._keep_alive_loop(stream)
+            return
+        lost = False
+        try:
+            async with anyio.create_task_group() as tg:
+
+                async def watchdog() -> None:
+                    nonlocal lost
+                    await ctx.until_leader_lost(LEADER_CHECK_INTERVAL)
+                    lost = True
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(watchdog)
+                await self._keep_alive_loop(stream)
+                tg.cancel_scope.cancel()
+        except* Exception as eg:
+            raise eg.exceptions[0] from None
+        if lost:
+            raise to_grpc_error(NoLeaderError())
+
+    async def _keep_alive_loop(self, stream: RawStream) -> None:
+        ctx = self.ctx
+        try:
             while True:
                 data = await recv_frame(stream, ctx.recv_limit)
                 if data is None:

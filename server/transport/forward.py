@@ -53,11 +53,10 @@ class ForwardingLeaseService(LeaseService):
             return self.timer.remaining(lease_id)
         return int(_I64.unpack(await self.node.leader_call(REMAINING, _I64.pack(lease_id)))[0])
 
-    async def keep_alive(self, stream: RawStream) -> None:
-        """LeaseKeepAlive: one response per request, TTL from the leader's timer."""
+    async def _keep_alive_loop(self, stream: RawStream) -> None:
+        """LeaseKeepAlive's loop: one response per request, TTL from the leader's timer."""
         ctx = self.ctx
         try:
-            ctx.check_leader(stream)
             while True:
                 data = await recv_frame(stream, ctx.recv_limit)
                 if data is None:
