@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from typing import SupportsBytes
 
 from grpclib.const import Cardinality, Handler, Status
 from grpclib.exceptions import GRPCError
@@ -164,6 +165,10 @@ class ClusterService:
     def __init__(self, ctx: ApiContext) -> None:
         self.ctx = ctx
 
+    def _response(self, body: SupportsBytes) -> bytes:
+        # etcd's Cluster service header has cluster ID, member ID and term, but no revision
+        return self.ctx.response(0, bytes(body))
+
     def _members(self) -> list[pb.Member]:
         return [_member(m) for m in self.ctx.node.members()]
 
@@ -172,32 +177,31 @@ class ClusterService:
         req = parse(pb.MemberListRequest, data)
         if req.linearizable:
             await self.ctx.node.read_index()
-        return self.ctx.current(bytes(pb.MemberListResponse(members=self._members())))
+        return self._response(pb.MemberListResponse(members=self._members()))
 
     async def member_add(self, stream: RawStream, data: bytes) -> bytes:
         """MemberAdd."""
         req = parse(pb.MemberAddRequest, data)
         m = await self.ctx.node.add_member(list(req.peer_ur_ls), req.is_learner)
-        resp = pb.MemberAddResponse(member=_member(m), members=self._members())
-        return self.ctx.current(bytes(resp))
+        return self._response(pb.MemberAddResponse(member=_member(m), members=self._members()))
 
     async def member_remove(self, stream: RawStream, data: bytes) -> bytes:
         """MemberRemove."""
         req = parse(pb.MemberRemoveRequest, data)
         await self.ctx.node.remove_member(req.id)
-        return self.ctx.current(bytes(pb.MemberRemoveResponse(members=self._members())))
+        return self._response(pb.MemberRemoveResponse(members=self._members()))
 
     async def member_update(self, stream: RawStream, data: bytes) -> bytes:
         """MemberUpdate."""
         req = parse(pb.MemberUpdateRequest, data)
         await self.ctx.node.update_member(req.id, list(req.peer_ur_ls))
-        return self.ctx.current(bytes(pb.MemberUpdateResponse(members=self._members())))
+        return self._response(pb.MemberUpdateResponse(members=self._members()))
 
     async def member_promote(self, stream: RawStream, data: bytes) -> bytes:
         """MemberPromote."""
         req = parse(pb.MemberPromoteRequest, data)
         await self.ctx.node.promote_member(req.id)
-        return self.ctx.current(bytes(pb.MemberPromoteResponse(members=self._members())))
+        return self._response(pb.MemberPromoteResponse(members=self._members()))
 
     def __mapping__(self) -> dict[str, Handler]:
         """grpclib handler table."""

@@ -186,3 +186,9 @@ def test_hashkv_is_stable_without_writes(backend: str, prefix: str) -> None:
 def test_empty_key_rejected(backend: str) -> None:
     err = fail(backend, "put", "", "v")
     assert "Error: etcdserver: key is not provided" in err
+
+
+def test_member_list_header_has_no_revision(backend: str) -> None:
+    # etcd's Cluster service headers carry cluster, member and term, but no revision
+    header = ctl_json(backend, "member", "list")["header"]
+    assert sorted(header) == ["cluster_id", "member_id", "raft_term"]
