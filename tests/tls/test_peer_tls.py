@@ -6,7 +6,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from support import http_ok, json_b64, json_unb64, port_open, start_coord_cluster, wait_for
+
+from coord.server.node import discover_sync
+from coord.server.tls import TLSInfo
 
 
 def peer_flags(pki: Any) -> list[str]:
@@ -26,6 +30,16 @@ def test_tls_peer_cluster_elects_leader_and_replicates(tmp_path: Path, pki: Any)
             assert json_unb64(got["kvs"][0]["value"]) == b"replicated"
         members = http_ok(procs[0].endpoint, "/v3/cluster/member/list")["members"]
         assert all(u.startswith("https://") for m in members for u in m["peerURLs"])
+        # the peer port really speaks TLS only, and requires a client certificate
+        peer_url = members[0]["peerURLs"][0]
+        with pytest.raises(OSError, match="could not reach"):  # plaintext: no answer
+            discover_sync([peer_url.replace("https://", "http://")])
+        no_cert = TLSInfo(trusted_ca_file=str(pki.ca), prefix="peer-").client_context()
+        with pytest.raises(OSError, match="could not reach"):
+            discover_sync([peer_url], client_ssl=no_cert)
+        ours = TLSInfo(str(pki.server_cert), str(pki.server_key), str(pki.ca),
+                       prefix="peer-").client_context()
+        assert len(discover_sync([peer_url], client_ssl=ours)) > 0
     finally:
         for p in procs:
             p.stop()
