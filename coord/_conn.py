@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import ssl as _ssl
 import time
 from collections.abc import Callable
@@ -41,7 +42,9 @@ from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
 from . import errors
 from ._pb import etcdserverpb as pb
 
-__all__ = ["Connection", "Endpoint", "parse_endpoints"]
+__all__ = ["Connection", "Endpoint", "close_stream", "parse_endpoints"]
+
+_log = logging.getLogger("coord.conn")
 
 T = TypeVar("T")
 
@@ -362,18 +365,34 @@ class Connection:
             f"coord: could not reach any endpoint of {[str(e) for e in self.endpoints]}"
             f" ({last!r})") from last
 
+    def connection_alive(self, index: int) -> bool:
+        """True while endpoint ``index`` has a channel whose HTTP/2 connection is up."""
+        ch = self._channels.get(index)
+        proto = None if ch is None else ch._protocol
+        if proto is None or proto.handler.connection_lost:
+            return False
+        return not proto.processor.connection._transport.is_closing()
+
     @contextlib.asynccontextmanager
     async def open_stream(self, path: str, decode: Callable[[bytes], Any],
                           extra_metadata: dict[str, str] | None = None) -> Any:
         """Open a bidi stream on the current endpoint; yields ``(index, stream)``.
 
-        Raises the transport error (after rotating) when the endpoint cannot be reached.
+        Raises the transport error (after rotating) when the endpoint cannot be reached. On
+        exit the stream is closed locally (:func:`close_stream`). An error inside the stream
+        rotates ``current`` to the next endpoint, but the channel (shared by every call and
+        stream of the client) is dropped only when its connection really failed: one stream's
+        own end or a local grpclib ``ProtocolError`` never closes it.
         """
         md = dict(await self.metadata() or {})
         md.update(extra_metadata or {})
         index, ch = self.channel()
         try:
             await connect(ch)
+        except TRANSPORT_ERRORS:
+            self.rotate(index)
+            raise
+        try:
             stream: Any
             async with ch.request(path, Cardinality.STREAM_STREAM, _ANY, cast(Any, decode),
                                   metadata=md) as stream:
@@ -381,11 +400,31 @@ class Connection:
                 try:
                     yield index, stream
                 finally:
-                    # Reset the stream ourselves: grpclib's normal exit would otherwise wait
-                    # for trailers that a Watch/LeaseKeepAlive server never sends.
-                    if not stream._cancel_done and stream._stream.closable:
-                        with contextlib.suppress(Exception):
-                            await stream.cancel()
-        except TRANSPORT_ERRORS:
-            self.rotate(index)
+                    close_stream(stream)
+        except ProtocolError:  # grpclib's: misuse of this one stream, the connection is fine
             raise
+        except TRANSPORT_ERRORS:
+            self.rotate(index, broken=not self.connection_alive(index))
+            raise
+
+
+def close_stream(stream: Any) -> None:
+    """End our side of a long-lived bidi stream now, without waiting for the server.
+
+    Sends END_STREAM (a clean half-close: coord-server's handlers then finish OK) followed by
+    RST_STREAM(NO_ERROR), and marks the grpclib stream cancelled, so that leaving its context
+    neither waits for trailers a Watch/LeaseKeepAlive server never sends nor raises
+    ``ProtocolError('Outgoing stream was not ended')`` when the HTTP/2 stream was already
+    closed (reset by the peer) before we got here. Synchronous: it cannot block on flow
+    control or be interrupted by cancellation.
+    """
+    h2s = stream._stream
+    try:
+        if h2s.closable:
+            if not stream._end_done:
+                h2s._h2_connection.end_stream(h2s.id)
+                stream._end_done = True
+            h2s.reset_nowait()
+    except Exception as e:  # h2 state races: the stream is gone either way
+        _log.debug("closing stream %s: %r", h2s.id, e)
+    stream._cancel_done = True
