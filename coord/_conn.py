@@ -368,10 +368,9 @@ class Connection:
     def connection_alive(self, index: int) -> bool:
         """True while endpoint ``index`` has a channel whose HTTP/2 connection is up."""
         ch = self._channels.get(index)
-        proto = None if ch is None else ch._protocol
-        if proto is None or proto.handler.connection_lost:
+        if ch is None or not ch._connected or ch._protocol is None:
             return False
-        return not proto.processor.connection._transport.is_closing()
+        return not ch._protocol.processor.connection._transport.is_closing()
 
     @contextlib.asynccontextmanager
     async def open_stream(self, path: str, decode: Callable[[bytes], Any],
