@@ -61,4 +61,4 @@ class Bridge:
 
 def bridge_of(client: Client) -> Bridge:
     """The :class:`Bridge` of a sync client (its async core and blocking portal)."""
-    return Bridge(client.async_client, client.portal, getattr(client, "_call", None))
+    return Bridge(client.async_client, client.portal, client.call)

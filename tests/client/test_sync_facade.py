@@ -55,3 +55,16 @@ def test_watch_on_unreachable_endpoint_times_out() -> None:
         with pytest.raises(ConnectionFailedError, match="not created"):
             c.watch("/k")
         assert c.async_client._watch_hub._watches == {}
+
+
+def test_call_runs_coroutines_and_functions_on_the_loop(client: Client, prefix: str) -> None:
+    client.put(prefix + "c", "v")
+    kv = client.call(client.async_client.get, prefix + "c")
+    assert kv.value == b"v"
+    assert client.call(threading.get_ident) != threading.get_ident()
+
+    async def boom() -> None:
+        raise ValueError("from the loop")
+
+    with pytest.raises(ValueError, match="from the loop"):
+        client.call(boom)
