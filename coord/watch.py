@@ -21,7 +21,12 @@ are passed to every watch as progress notifications but do not move ``next_rev``
 sends them on a control path that can overtake a catching-up watcher's events.
 
 Closing a watch sends a ``WatchCancelRequest``. Delivered batches are buffered per watch (the
-stream is shared, so one slow consumer must not stall the others).
+stream is shared, so one slow consumer must not stall the others), but at most
+``max_buffered`` of them: when a consumer falls that far behind, the hub *pauses* its watch
+(cancels it on the server and drops whatever the server still sends for it) and, once the
+consumer has drained half the buffer, re-creates it from ``next_rev`` exactly like a failover
+resume. Nothing is lost or repeated (``next_rev`` only moves past completely buffered
+batches), and the other watches on the stream are never held up.
 """
 
 from __future__ import annotations
@@ -47,6 +52,9 @@ log = logging.getLogger("coord.watch")
 WATCH_PATH = "/etcdserverpb.Watch/Watch"
 
 _CLOSED = object()
+
+#: default bound on a watch's buffered responses (AsyncWatch.max_buffered).
+MAX_BUFFERED = 1024
 
 
 def reason_message(reason: str) -> str:
@@ -105,6 +113,10 @@ class AsyncWatch:
         self._fragments: list[Event] = []
         self._started = False
         self.closed = False
+        #: bound on buffered responses; reaching it pauses the watch (see module docstring).
+        self.max_buffered = MAX_BUFFERED
+        #: True while paused because the consumer is behind (not created on the server).
+        self.paused = False
 
     @property
     def revision(self) -> int:
@@ -172,6 +184,9 @@ class AsyncWatch:
             self._ready.clear()
             await self._ready.wait()
         item = self._queue.popleft()
+        if self.paused and len(self._queue) <= self.max_buffered // 2 and not self.closed:
+            self.paused = False
+            self._hub.resume(self)
         if item is _CLOSED:
             self._queue.appendleft(item)
             raise StopAsyncIteration
@@ -208,6 +223,10 @@ class AsyncWatch:
     def _push(self, item: Any) -> None:
         self._queue.append(item)
         self._ready.set()
+        if (len(self._queue) >= self.max_buffered and not self.paused and not self.closed
+                and isinstance(item, WatchResponse)):
+            self.paused = True
+            self._hub.pause(self)
 
     def _on_created(self, watch_id: int, header_revision: int) -> None:
         self.watch_id = watch_id
@@ -297,6 +316,26 @@ class WatchHub:
                 watch_id=wid)))
             self._wake.set()
 
+    def pause(self, watch: AsyncWatch) -> None:
+        """Stop receiving for ``watch`` (its consumer is behind): cancel it on the server."""
+        try:
+            self._to_create.remove(watch)
+        except ValueError:
+            pass
+        wid = watch.watch_id
+        watch.watch_id = None
+        if wid is not None and self._by_id.get(wid) is watch:
+            del self._by_id[wid]
+            self._outbox.append(pb.WatchRequest(cancel_request=pb.WatchCancelRequest(
+                watch_id=wid)))
+            self._wake.set()
+
+    def resume(self, watch: AsyncWatch) -> None:
+        """Re-create a paused ``watch`` from its ``next_rev``."""
+        if watch in self._watches and watch is not self._inflight:
+            self._to_create.append(watch)
+            self._wake.set()
+
     def request_progress(self) -> None:
         """Ask the server for a progress notification (delivered to every watch)."""
         self._outbox.append(pb.WatchRequest(progress_request=pb.WatchProgressRequest()))
@@ -324,7 +363,7 @@ class WatchHub:
                     self._by_id.clear()
                     self._inflight = None
                     self._outbox.clear()
-                    self._to_create = deque(self._watches)
+                    self._to_create = deque(w for w in self._watches if not w.paused)
                     for w in self._watches:
                         w.watch_id = None
                     reader = asyncio.ensure_future(self._read(stream))
