@@ -12,6 +12,7 @@ because etcdctl checks ``size % 512 == 32`` (bbolt files are page multiples).
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 from typing import SupportsBytes
 
@@ -57,6 +58,18 @@ def _member(m: MemberInfo) -> pb.Member:
                      client_ur_ls=list(m.client_urls), is_learner=m.is_learner)
 
 
+def _disk_usage(path: str) -> int:
+    """Bytes of the files under ``path`` (WAL and snapshots): etcd's dbSize is its file size."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_size
+            except OSError:
+                pass  # a WAL segment or snapshot replaced while we walk
+    return total
+
+
 class MaintenanceService:
     """The Maintenance service."""
 
@@ -72,12 +85,13 @@ class MaintenanceService:
         leader = node.leader_id()
         if not leader:
             errors.append("etcdserver: no leader")
-        size = ctx.sm.kv.db_size()
+        in_use = ctx.sm.kv.db_size()
+        size = max(_disk_usage(ctx.config.data_dir), in_use)
         learner = any(m.is_learner for m in node.members() if m.id == node.member_id)
         resp = pb.StatusResponse(
             version=VERSION, db_size=size, leader=leader, raft_index=node.commit_index(),
             raft_term=node.term(), raft_applied_index=node.applied_index(), errors=errors,
-            db_size_in_use=size, is_learner=learner, storage_version=VERSION,
+            db_size_in_use=in_use, is_learner=learner, storage_version=VERSION,
             db_size_quota=ctx.config.quota_bytes)
         return ctx.current(bytes(resp))
 
