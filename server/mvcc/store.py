@@ -473,7 +473,7 @@ class KVStore:
             raise FutureRevisionError()
         if revision <= 0:
             revision = self._rev
-        crc = 0
+        crc = zlib.crc32(b"key")  # like etcd, start from the bucket name: never 0 when empty
         pack = struct.Struct(">qq").pack
         for r, changes in self._log.items():
             if r > revision:
