@@ -4,11 +4,12 @@ Theory of operation: grants and revokes are commands (the lease ID and the effec
 chosen here, on the proposer: ID from :class:`LeaseIdGenerator` when the client sent 0, TTL
 raised to the minimum). Keep-alives and remaining TTLs are leader-local timer state
 (:class:`LeaseTimer`), never replicated. Unknown or expired leases answer TTL 0 on keep-alive
-and TTL -1 on TimeToLive, as etcd does (not errors). A follower forwards keep-alives and
-TimeToLive to the leader (:class:`LeaderForwarder`, over the leader's client URL), since only
-the leader's timer decides expiry. A keep-alive stream opened with ``hasleader: true`` (as
-clientv3 always does) ends with ``etcdserver: no leader`` once this member loses its leader, as
-etcd cancels such streams (Watch does the same).
+and TTL -1 on TimeToLive, as etcd does (not errors). Only the leader's timer decides expiry, so
+on a follower the hooks :meth:`LeaseService._renew` and :meth:`LeaseService._remaining` must
+reach the leader: the replicated server overrides them (coord.server.transport.forward); this
+class alone serves a member that always leads. A keep-alive stream opened with
+``hasleader: true`` (as clientv3 always does) ends with ``etcdserver: no leader`` once this
+member loses its leader, as etcd cancels such streams (Watch does the same).
 """
 
 from __future__ import annotations
@@ -16,97 +17,24 @@ from __future__ import annotations
 import time
 
 import anyio
-from grpclib.client import Channel, UnaryUnaryMethod
 from grpclib.const import Cardinality, Handler
-from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from coord._pb import etcdserverpb as pb
 from coord.errors import (
     CoordError,
-    LeaderChangedError,
     LeaseTTLTooLargeError,
     NoLeaderError,
-    from_status,
 )
 from coord.server.command import Kind
-from coord.server.config import parse_url
 from coord.server.lease import MAX_LEASE_TTL, LeaseIdGenerator, LeaseTimer
 
-from .codec import RawCodec
 from .common import ApiContext, RawStream, handler, parse, recv_frame, to_grpc_error, unary
 
-__all__ = ["LeaderForwarder", "LeaseService"]
+__all__ = ["LeaseService"]
 
 _GRANT_COST = 64
 #: How often a ``hasleader`` keep-alive stream checks that the member still knows a leader.
 LEADER_CHECK_INTERVAL = 1.0
-#: Seconds a forwarded keep-alive / TimeToLive may take on the leader.
-FORWARD_TIMEOUT = 5.0
-
-
-class LeaderForwarder:
-    """gRPC calls to the current leader's client URL (one cached channel per leader URL)."""
-
-    def __init__(self, ctx: ApiContext) -> None:
-        self.ctx = ctx
-        self._channel: Channel | None = None
-        self._url = ""
-
-    def _leader_channel(self) -> Channel:
-        node = self.ctx.node
-        leader = node.leader_id()
-        member = next((m for m in node.members() if m.id == leader), None)
-        if not leader or member is None or not member.client_urls:
-            raise NoLeaderError()
-        url = member.client_urls[0]
-        if self._channel is None or url != self._url:
-            self.close()
-            host, port = parse_url(url)
-            tls = self.ctx.config.client_tls
-            ssl = tls.client_context(("h2",)) if url.startswith("https") else None
-            self._channel = Channel(host, port, codec=RawCodec(), ssl=ssl)
-            self._url = url
-        return self._channel
-
-    async def unary(self, path: str, data: bytes) -> bytes:
-        """Forward a unary request; the leader's response is returned as is."""
-        method = UnaryUnaryMethod(self._leader_channel(), path, bytes, bytes)
-        try:
-            reply: bytes = await method(data, timeout=FORWARD_TIMEOUT)
-        except GRPCError as e:
-            self.close()
-            raise from_status(int(e.status.value), e.message) from None
-        except (TimeoutError, OSError, StreamTerminatedError):
-            self.close()
-            raise LeaderChangedError() from None
-        return reply
-
-    async def keep_alive(self, data: bytes) -> bytes:
-        """One keep-alive round trip on a short LeaseKeepAlive stream to the leader."""
-        channel = self._leader_channel()
-        try:
-            async with channel.request("/etcdserverpb.Lease/LeaseKeepAlive",
-                                       Cardinality.STREAM_STREAM, bytes, bytes,
-                                       timeout=FORWARD_TIMEOUT) as stream:
-                await stream.send_message(data, end=True)
-                reply: bytes | None = await stream.recv_message()
-                while await stream.recv_message() is not None:
-                    pass
-        except GRPCError as e:
-            self.close()
-            raise from_status(int(e.status.value), e.message) from None
-        except (TimeoutError, OSError, StreamTerminatedError):
-            self.close()
-            raise LeaderChangedError() from None
-        if reply is None:
-            raise LeaderChangedError()
-        return reply
-
-    def close(self) -> None:
-        """Drop the cached channel."""
-        if self._channel is not None:
-            self._channel.close()
-            self._channel = None
 
 
 class LeaseService:
@@ -116,7 +44,6 @@ class LeaseService:
         self.ctx = ctx
         self.timer = timer
         self.ids = LeaseIdGenerator(ctx.node.member_id, lambda: int(time.time() * 1000))
-        self.leader = LeaderForwarder(ctx)
 
     async def grant(self, stream: RawStream, data: bytes) -> bytes:
         """LeaseGrant: pick ID and effective TTL, then propose."""
@@ -175,29 +102,31 @@ class LeaseService:
                     return
                 req = parse(pb.LeaseKeepAliveRequest, data)
                 head = ctx.header_bytes(ctx.sm.kv.rev)
-                if ctx.node.is_leader():
-                    ttl = self.timer.renew(req.id)
-                else:  # only the leader's timer counts: renew there
-                    ttl = pb.LeaseKeepAliveResponse.parse(
-                        await self.leader.keep_alive(data)).ttl
+                ttl = await self._renew(req.id)
                 await stream.send_message(head + bytes(pb.LeaseKeepAliveResponse(id=req.id,
                                                                                  ttl=ttl)))
         except CoordError as e:
             raise to_grpc_error(e) from None
 
+    async def _renew(self, lease_id: int) -> int:
+        """Renew ``lease_id`` on the leader's timer; its TTL, 0 if unknown."""
+        return self.timer.renew(lease_id)
+
+    async def _remaining(self, lease_id: int) -> int:
+        """Remaining whole seconds of ``lease_id`` on the leader's timer."""
+        return self.timer.remaining(lease_id)
+
     async def time_to_live(self, stream: RawStream, data: bytes) -> bytes:
-        """LeaseTimeToLive: remaining whole seconds, -1 for unknown leases."""
+        """LeaseTimeToLive: remaining whole seconds (the leader's timer), -1 for unknown leases."""
         req = parse(pb.LeaseTimeToLiveRequest, data)
         ctx = self.ctx
-        if not ctx.node.is_leader():  # remaining TTL is the leader's timer state
-            return await self.leader.unary("/etcdserverpb.Lease/LeaseTimeToLive", data)
         await ctx.node.read_index()
         granted = ctx.sm.lessor.ttl(req.id)
         if granted is None:
             resp = pb.LeaseTimeToLiveResponse(id=req.id, ttl=-1)
         else:
             keys = ctx.sm.kv.keys_for_lease(req.id) if req.keys else []
-            resp = pb.LeaseTimeToLiveResponse(id=req.id, ttl=self.timer.remaining(req.id),
+            resp = pb.LeaseTimeToLiveResponse(id=req.id, ttl=await self._remaining(req.id),
                                               granted_ttl=granted, keys=list(keys))
         return ctx.current(bytes(resp))
 

@@ -14,9 +14,7 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
-from coord._pb import etcdserverpb as pb
-from coord.errors import CoordError
-from coord.server.api.common import RawStream, parse, recv_frame, to_grpc_error
+from coord.server.api.common import ApiContext
 from coord.server.api.lease import LeaseService
 from coord.server.lease import LeaseTimer
 
@@ -39,8 +37,8 @@ def register_lease_calls(node: RaftNode, timer: LeaseTimer) -> None:
 class ForwardingLeaseService(LeaseService):
     """LeaseService whose keep-alive and TTL queries always reach the leader's timer."""
 
-    def __init__(self, ctx: object, timer: LeaseTimer, node: RaftNode) -> None:
-        super().__init__(ctx, timer)  # type: ignore[arg-type]
+    def __init__(self, ctx: ApiContext, timer: LeaseTimer, node: RaftNode) -> None:
+        super().__init__(ctx, timer)
         self.node = node
 
     async def _renew(self, lease_id: int) -> int:
@@ -53,32 +51,3 @@ class ForwardingLeaseService(LeaseService):
             return self.timer.remaining(lease_id)
         return int(_I64.unpack(await self.node.leader_call(REMAINING, _I64.pack(lease_id)))[0])
 
-    async def _keep_alive_loop(self, stream: RawStream) -> None:
-        """LeaseKeepAlive's loop: one response per request, TTL from the leader's timer."""
-        ctx = self.ctx
-        try:
-            while True:
-                data = await recv_frame(stream, ctx.recv_limit)
-                if data is None:
-                    return
-                req = parse(pb.LeaseKeepAliveRequest, data)
-                head = ctx.header_bytes(ctx.sm.kv.rev)
-                ttl = await self._renew(req.id)
-                await stream.send_message(head + bytes(pb.LeaseKeepAliveResponse(id=req.id,
-                                                                                 ttl=ttl)))
-        except CoordError as e:
-            raise to_grpc_error(e) from None
-
-    async def time_to_live(self, stream: RawStream, data: bytes) -> bytes:
-        """LeaseTimeToLive: remaining whole seconds (from the leader), -1 for unknown leases."""
-        req = parse(pb.LeaseTimeToLiveRequest, data)
-        ctx = self.ctx
-        await ctx.node.read_index()
-        granted = ctx.sm.lessor.ttl(req.id)
-        if granted is None:
-            resp = pb.LeaseTimeToLiveResponse(id=req.id, ttl=-1)
-        else:
-            keys = ctx.sm.kv.keys_for_lease(req.id) if req.keys else []
-            resp = pb.LeaseTimeToLiveResponse(id=req.id, ttl=await self._remaining(req.id),
-                                              granted_ttl=granted, keys=list(keys))
-        return ctx.current(bytes(resp))
