@@ -1,18 +1,27 @@
-"""Shared fixtures: real coord-server and etcd processes on loopback.
+"""Shared fixtures: real coord-server and etcd processes on loopback, and clients for them.
 
 ``coord_server`` and ``etcd_server`` are session-scoped single-member servers (tests use
 unique key prefixes); ``backend`` parametrizes a test over both, so client and recipe
-suites run the same assertions against coord and against a real etcd.
+suites run the same assertions against coord and against a real etcd. ``client`` and
+``aclient`` are a sync and an async client connected to ``backend``.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from support import CoordProc, EtcdProc
+
+from coord import AsyncClient, Client
+
+# Child processes (`python -m coord.server`, workers) must import the installed package: with
+# the repo root as their cwd, Python would otherwise put it first on sys.path, and the source
+# folder coord/ (which holds no coord.server: that maps from server/) would shadow it.
+os.environ["PYTHONSAFEPATH"] = "1"
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +55,20 @@ def prefix() -> str:
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def client(backend: str) -> Iterator[Client]:
+    with Client(backend, timeout=10) as c:
+        yield c
+
+
+@pytest.fixture
+async def aclient(backend: str) -> AsyncIterator[AsyncClient]:
+    async with AsyncClient(backend, timeout=10) as c:
+        yield c
