@@ -9,6 +9,7 @@ suites run the same assertions against coord and against a real etcd. ``client``
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,6 +23,16 @@ from coord import AsyncClient, Client
 # the repo root as their cwd, Python would otherwise put it first on sys.path, and the source
 # folder coord/ (which holds no coord.server: that maps from server/) would shadow it.
 os.environ["PYTHONSAFEPATH"] = "1"
+
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+# A SIGTERM (e.g. from `timeout`) stops the run like Ctrl-C: fixtures tear down and the atexit
+# hook in support.py kills any server left, instead of leaving them running.
+signal.signal(signal.SIGTERM, _interrupt)
 
 
 @pytest.fixture(scope="session")

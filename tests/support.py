@@ -9,6 +9,7 @@ until ready, and is always killed at teardown.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import base64
 import http.client
 import json
@@ -68,6 +69,18 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
+_LIVE: set[Proc] = set()
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    """Kill children whose test never reached its teardown (pytest interrupted or killed by
+    SIGTERM, which conftest turns into a normal exit): they run in their own sessions and would
+    otherwise outlive the test run."""
+    for proc in list(_LIVE):
+        proc.kill()
+
+
 class Proc:
     """A child process with its output in ``log``; killed (whole group) by :meth:`stop`."""
 
@@ -80,6 +93,7 @@ class Proc:
             self.argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
         )
+        _LIVE.add(self)
 
     @property
     def pid(self) -> int:
@@ -100,6 +114,7 @@ class Proc:
             except ProcessLookupError:
                 pass
             self.popen.wait(timeout=30)
+        _LIVE.discard(self)
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM, wait, then SIGKILL; returns the exit code."""
@@ -113,6 +128,7 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.kill()
         self._log.close()
+        _LIVE.discard(self)
         return self.popen.returncode
 
 
