@@ -31,10 +31,11 @@ from coord.errors import (
 )
 from coord.server.command import Kind, encode, split_result
 from coord.server.config import Config
+from coord.server.mvcc.wire import varint
 from coord.server.nodeapi import Node
 from coord.server.statemachine import StateMachine
 
-from .wire import check_message, encode_header, header_field, uvarint
+from .wire import check_message, encode_header, header_field
 
 __all__ = ["ApiContext", "handler", "parse", "recv_frame", "scan", "to_grpc_error", "unary"]
 
@@ -114,7 +115,7 @@ class ApiContext:
             term = encode_header(0, 0, 0, key[2])
             cached = self._header_parts = (key, ids, term)
         if revision:
-            return cached[1] + b"\x18" + uvarint(revision) + cached[2]
+            return cached[1] + b"\x18" + varint(revision) + cached[2]
         return cached[1] + cached[2]
 
     def header_bytes(self, revision: int) -> bytes:

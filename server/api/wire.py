@@ -1,4 +1,4 @@
-"""Protobuf wire helpers for the hot paths: varints, response headers, strict validation.
+"""Protobuf wire helpers for the hot paths: response headers and strict validation.
 
 Theory of operation: responses are assembled from bytes (the store returns each response body
 without its header; we prepend field 1 here), and requests are validated *structurally* before
@@ -12,43 +12,20 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["check_message", "encode_header", "header_field", "uvarint"]
+from coord.server.mvcc.wire import bytes_field, int_field
 
-
-_SMALL = [bytes((i,)) for i in range(0x80)]
-
-
-def uvarint(value: int) -> bytes:
-    """Protobuf varint of ``value`` (negative int64 values use the 10-byte two's complement)."""
-    if 0 <= value < 0x80:
-        return _SMALL[value]
-    if value < 0:
-        value += 1 << 64
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+__all__ = ["check_message", "encode_header", "header_field"]
 
 
 def encode_header(cluster_id: int, member_id: int, revision: int, raft_term: int) -> bytes:
     """Encoded etcdserverpb.ResponseHeader (zero fields omitted, as proto3 does)."""
-    out = b""
-    if cluster_id:
-        out += b"\x08" + uvarint(cluster_id)
-    if member_id:
-        out += b"\x10" + uvarint(member_id)
-    if revision:
-        out += b"\x18" + uvarint(revision)
-    if raft_term:
-        out += b"\x20" + uvarint(raft_term)
-    return out
+    return (int_field(1, cluster_id) + int_field(2, member_id) + int_field(3, revision)
+            + int_field(4, raft_term))
 
 
 def header_field(header: bytes) -> bytes:
     """Field 1 (``header``) of any etcd response, carrying the encoded ``header``."""
-    return b"\x0a" + uvarint(len(header)) + header
+    return bytes_field(1, header)
 
 
 # -- strict validation -------------------------------------------------------------------------

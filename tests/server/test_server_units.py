@@ -14,11 +14,12 @@ from coord.errors import (
 from coord.server.api.common import parse
 from coord.server.api.kv import check_txn, txn_is_read_only
 from coord.server.api.maintenance import read_snapshot_file, snapshot_blob
-from coord.server.api.wire import check_message, encode_header, header_field, uvarint
+from coord.server.api.wire import check_message, encode_header, header_field
 from coord.server.command import Kind, decode, encode, make_result, split_result
 from coord.server.config import Config, parse_initial_cluster
 from coord.server.lease import LeaseIdGenerator, LeaseTimer, Lessor, min_lease_ttl
 from coord.server.main import build_parser, config_from_args
+from coord.server.mvcc.wire import varint
 from coord.server.statemachine import StateMachine
 
 
@@ -40,7 +41,7 @@ def test_header_matches_betterproto() -> None:
         full = pb.RangeResponse.parse(header_field(ours) + b"\x20\x05")
         assert full.count == 5
         assert full.header == ref
-    assert uvarint(-1) == b"\xff" * 9 + b"\x01"
+    assert varint(-1) == b"\xff" * 9 + b"\x01"
 
 
 @pytest.mark.parametrize("data", [
