@@ -146,7 +146,26 @@ class AsyncPriorityQueue(PriorityQueue, _AsyncQueueBase):
                 return key
 
 
-class SyncQueue(Queue):
+class _SyncQueueBase:
+    """What the sync FIFO and priority queues share: taking items and counting them."""
+
+    _bridge: Any
+    impl: Any
+
+    def get(self, timeout: float | None = None) -> bytes | None:
+        """Take the next item (blocking while empty); None if ``timeout`` passes first."""
+        return self._bridge.call(self.impl.get, timeout)  # type: ignore[no-any-return]
+
+    def get_nowait(self) -> bytes | None:
+        """Take the next item, or None if empty."""
+        return self._bridge.call(self.impl.get_nowait)  # type: ignore[no-any-return]
+
+    def size(self) -> int:
+        """Number of items waiting."""
+        return int(self._bridge.call(self.impl.size))
+
+
+class SyncQueue(Queue, _SyncQueueBase):
     """The FIFO queue on a sync :class:`~coord.Client` (see :class:`Queue`)."""
 
     def __init__(self, client: Client, name: str | bytes) -> None:
@@ -157,20 +176,8 @@ class SyncQueue(Queue):
         """Append an item; returns its key."""
         return self._bridge.call(self.impl.put, value)  # type: ignore[no-any-return]
 
-    def get(self, timeout: float | None = None) -> bytes | None:
-        """Take the next item (blocking while empty); None if ``timeout`` passes first."""
-        return self._bridge.call(self.impl.get, timeout)  # type: ignore[no-any-return]
 
-    def get_nowait(self) -> bytes | None:
-        """Take the next item, or None if empty."""
-        return self._bridge.call(self.impl.get_nowait)  # type: ignore[no-any-return]
-
-    def size(self) -> int:
-        """Number of items waiting."""
-        return int(self._bridge.call(self.impl.size))
-
-
-class SyncPriorityQueue(PriorityQueue):
+class SyncPriorityQueue(PriorityQueue, _SyncQueueBase):
     """The priority queue on a sync :class:`~coord.Client` (see :class:`PriorityQueue`)."""
 
     def __init__(self, client: Client, name: str | bytes) -> None:
@@ -180,15 +187,3 @@ class SyncPriorityQueue(PriorityQueue):
     def put(self, value: str | bytes, priority: int) -> bytes:
         """Add an item with ``priority`` (lower is served first); returns its key."""
         return self._bridge.call(self.impl.put, value, priority)  # type: ignore[no-any-return]
-
-    def get(self, timeout: float | None = None) -> bytes | None:
-        """Take the next item (blocking while empty); None if ``timeout`` passes first."""
-        return self._bridge.call(self.impl.get, timeout)  # type: ignore[no-any-return]
-
-    def get_nowait(self) -> bytes | None:
-        """Take the next item, or None if empty."""
-        return self._bridge.call(self.impl.get_nowait)  # type: ignore[no-any-return]
-
-    def size(self) -> int:
-        """Number of items waiting."""
-        return int(self._bridge.call(self.impl.size))
