@@ -224,17 +224,7 @@ class AsyncElection(Election, SessionUser):
             return True
         finally:
             if not won:
-                await self._withdraw(key)
-
-    async def _withdraw(self, key: bytes) -> None:
-        with anyio.CancelScope(shield=True), anyio.move_on_after(self._ttl):
-            try:
-                if self._owns_session:
-                    await self._close_session()
-                else:
-                    await self.client.delete(key)
-            except Exception:  # the key dies with its lease anyway
-                pass
+                await self._abandon(key)
 
     async def proclaim(self, value: str | bytes) -> None:
         """Set a new leader value without an election.

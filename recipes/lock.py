@@ -45,8 +45,6 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any, overload
 
-import anyio
-
 from coord import AsyncClient, Client, CreateRevision, Delete, Get, Put
 from coord.txn import Compare
 from coord.types import KeyValue
@@ -189,17 +187,6 @@ class AsyncLock(Lock, SessionUser):
         finally:
             if not done:
                 await self._abandon(key)
-
-    async def _abandon(self, key: bytes) -> None:
-        """Remove a contender key that will not hold the lock (also on error/cancel)."""
-        with anyio.CancelScope(shield=True), anyio.move_on_after(self._ttl):
-            try:
-                if self._owns_session:
-                    await self._close_session()   # revoking the lease deletes the key
-                else:
-                    await self.client.delete(key)
-            except Exception:  # the key dies with its lease anyway
-                pass
 
     async def release(self) -> None:
         """Release the lock (delete the key, or revoke the lock's own session).

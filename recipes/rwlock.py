@@ -34,8 +34,6 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, overload
 
-import anyio
-
 from coord import AsyncClient, Client, CreateRevision
 from coord.txn import Compare
 
@@ -110,12 +108,7 @@ class AsyncRWLock(RWLock, SessionUser):
             return done
         finally:
             if not done:
-                with anyio.CancelScope(shield=True), anyio.move_on_after(self._ttl):
-                    try:
-                        await self.client.delete(key)
-                        await self._close_session()
-                    except Exception:  # the key dies with its lease anyway
-                        pass
+                await self._abandon(key)
 
     async def acquire_read(self, timeout: float | None = None) -> bool:
         """Take the lock shared; True once held, False on timeout."""

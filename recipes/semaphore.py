@@ -31,8 +31,6 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any, overload
 
-import anyio
-
 from coord import AsyncClient, Client, Delete
 from coord.errors import CompactedError
 from coord.txn import Compare
@@ -151,14 +149,7 @@ class AsyncSemaphore(Semaphore, SessionUser):
             return done
         finally:
             if not done:
-                with anyio.CancelScope(shield=True), anyio.move_on_after(self._ttl):
-                    try:
-                        if self._owns_session:
-                            await self._close_session()
-                        else:
-                            await self.client.delete(key)
-                    except Exception:  # the key dies with its lease anyway
-                        pass
+                await self._abandon(key)
 
     async def release(self) -> None:
         """Give the permit back.

@@ -279,6 +279,19 @@ class SessionUser:
             session, self._session = self._session, None
             await session.close()
 
+    async def _abandon(self, key: bytes) -> None:
+        """Remove a contender ``key`` that will not be held (also on error or cancellation):
+        shielded from cancellation and bounded by the TTL, after which the key would be gone
+        with its lease anyway."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self._ttl):
+            try:
+                if self._owns_session:
+                    await self._close_session()   # revoking the lease deletes the key
+                else:
+                    await self.client.delete(key)
+            except Exception:  # the key dies with its lease anyway
+                pass
+
     @property
     def session(self) -> AsyncSession | None:
         """The session in use (None before first use of an owned one)."""
