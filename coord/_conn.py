@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import select
 import ssl as _ssl
 import time
 from collections.abc import Callable
@@ -200,8 +201,21 @@ def status_error(e: GRPCError) -> errors.CoordError:
     return errors.from_status(int(e.status.value), e.message)
 
 
+class _Route:
+    """Failover state every :class:`Connection` of one client shares, whatever its loop."""
+
+    __slots__ = ("current", "token")
+
+    def __init__(self) -> None:
+        self.current = 0  # index of the endpoint new calls go to
+        self.token: str | None = None  # auth token, once authenticated
+
+
 class Connection:
     """Endpoints with failover, shared by every RPC of one client (see module docstring).
+
+    A connection belongs to one event loop (its channels do); :meth:`fork` makes one for
+    another loop that shares the current endpoint and the auth token.
 
     Invariants (checked by :meth:`_check`): ``0 <= current < len(endpoints)``; ``channels``
     has at most one channel per endpoint index.
@@ -209,9 +223,10 @@ class Connection:
 
     def __init__(self, endpoints: list[Endpoint], *, timeout: float | None,
                  ssl: _ssl.SSLContext | None, user: str | None, password: str | None,
-                 keepalive: float | None = 10.0) -> None:
+                 keepalive: float | None = 10.0, route: _Route | None = None) -> None:
         self.endpoints = endpoints
         self.timeout = timeout
+        self._keepalive = keepalive
         # HTTP/2 PINGs while calls or streams are open, so a silently dead peer (partition,
         # frozen host) is noticed within keepalive * 1.5 instead of never (watches would
         # hang). etcd refuses pings more often than every 5 s (too_many_pings).
@@ -220,12 +235,11 @@ class Connection:
             _http2_max_pings_without_data=0,
             _http2_min_sent_ping_interval_without_data=keepalive or 300.0,
         ) if keepalive else None
-        self.current = 0  # index of the endpoint new calls go to
+        self._route = route or _Route()
         self._ssl = ssl
         self._channels: dict[int, Channel] = {}
         self._user = user
         self._password = password
-        self._token: str | None = None
         self._auth_lock = asyncio.Lock()
         self._closed = False
         self._check()
@@ -233,6 +247,29 @@ class Connection:
     def _check(self) -> None:
         assert 0 <= self.current < len(self.endpoints)
         assert all(0 <= i < len(self.endpoints) for i in self._channels)
+
+    def fork(self) -> Connection:
+        """A connection with the same settings for another event loop (own channels; shared
+        current endpoint and auth token)."""
+        return Connection(self.endpoints, timeout=self.timeout, ssl=self._ssl, user=self._user,
+                          password=self._password, keepalive=self._keepalive, route=self._route)
+
+    @property
+    def current(self) -> int:
+        """Index of the endpoint new calls and streams go to."""
+        return self._route.current
+
+    @current.setter
+    def current(self, index: int) -> None:
+        self._route.current = index
+
+    @property
+    def _token(self) -> str | None:
+        return self._route.token
+
+    @_token.setter
+    def _token(self, token: str | None) -> None:
+        self._route.token = token
 
     # ---------------------------------------------------------------------------- channels
 
@@ -365,6 +402,18 @@ class Connection:
             f"coord: could not reach any endpoint of {[str(e) for e in self.endpoints]}"
             f" ({last!r})") from last
 
+    async def settle(self) -> None:
+        """Let the loop take in what idle connections received (a close, a GOAWAY).
+
+        For a loop that only runs during calls (the blocking client's direct lane): a request
+        sent on a connection whose end already waits in its socket would fail as "outcome
+        unknown" though it never reached a server. Costs one ``select`` when nothing waits.
+        """
+        for _ in range(10):
+            if not any(_has_input(ch) for ch in self._channels.values()):
+                return
+            await asyncio.sleep(0)
+
     def connection_alive(self, index: int) -> bool:
         """True while endpoint ``index`` has a channel whose HTTP/2 connection is up."""
         ch = self._channels.get(index)
@@ -405,6 +454,17 @@ class Connection:
         except TRANSPORT_ERRORS:
             self.rotate(index, broken=not self.connection_alive(index))
             raise
+
+
+def _has_input(ch: Channel) -> bool:
+    """True when connected ``ch`` has unread input (data, EOF, error) or is closing."""
+    if not ch._connected or ch._protocol is None:
+        return False
+    transport = ch._protocol.processor.connection._transport
+    if transport.is_closing():
+        return True
+    sock = transport.get_extra_info("socket")
+    return sock is not None and bool(select.select([sock.fileno()], [], [], 0)[0])
 
 
 def close_stream(stream: Any) -> None:

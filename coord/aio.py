@@ -101,12 +101,22 @@ class AsyncClient:
             ssl = make_ssl_context(ca_cert, cert, key)
         elif ssl is not None:
             ssl.set_alpn_protocols(["h2"])
-        self._conn = Connection(eps, timeout=timeout, ssl=ssl, user=user, password=password,
-                                keepalive=keepalive)
+        self._setup(Connection(eps, timeout=timeout, ssl=ssl, user=user, password=password,
+                               keepalive=keepalive))
+
+    def _setup(self, conn: Connection) -> None:
+        self._conn = conn
         self._tasks: set[asyncio.Task[None]] = set()
         self._watch_hub = WatchHub(self._conn, self._spawn)
         self._keepaliver = KeepAliver(self._conn, self._spawn)
         self._closed = False
+
+    def _fork(self) -> AsyncClient:
+        """A client for another event loop with the same settings, sharing this one's current
+        endpoint and auth token (its own connections, watches and keep-alives)."""
+        twin = AsyncClient.__new__(AsyncClient)
+        twin._setup(self._conn.fork())
+        return twin
 
     @property
     def endpoints(self) -> list[str]:

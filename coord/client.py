@@ -1,9 +1,27 @@
 """The synchronous client: :class:`Client`, a thin facade over :class:`~coord.aio.AsyncClient`.
 
 Theory of operation. A ``Client`` starts a private event-loop thread (anyio's blocking portal)
-and an ``AsyncClient`` inside it; every method forwards to the async method through the portal
-and blocks the calling thread until it finishes. There is exactly one implementation of every
-behaviour (failover, retries, watch resume, keep-alive): the async one.
+and an ``AsyncClient`` inside it; every method forwards to an async method and blocks the
+calling thread until it finishes. There is exactly one implementation of every behaviour
+(failover, retries, watch resume, keep-alive): the async one.
+
+Two ways to run a call, same code, same results:
+
+* Unary calls (put, get, txn, ...) first try the *direct lane*: a second ``AsyncClient``
+  (:meth:`AsyncClient._fork`: its own connection, the same current endpoint and auth token)
+  on an event loop that is not running anywhere. A caller that gets the lane's lock without
+  waiting drives that loop itself (``run_until_complete``), so a sequential caller never hands
+  work to another thread. Handing a request to the loop thread and back costs two thread
+  wake-ups, measured at about 200 us of CPU per call on a 2-core host: a third of the call.
+* Everything else, and unary calls while the lane is busy (concurrent threads) or when the
+  calling thread already runs an event loop, goes to the loop thread, where concurrent calls
+  share one connection and batch their writes. Watches, leases and their keep-alives and
+  :meth:`Client.call` always run there.
+
+The lane's loop only runs during a call, so a call first lets it take in what arrived while
+idle (:meth:`~coord._conn.Connection.settle`: a server's goodbye, a closed socket); a write
+is then never sent on a connection already known to be dead, which would make its outcome
+look ambiguous.
 
 Any number of threads may use one ``Client``. A blocking watch iteration only parks the calling
 thread (the loop keeps serving other calls) and can be ended from any thread with
@@ -21,7 +39,7 @@ import inspect
 import ssl as _ssl
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any, Literal, TypeVar, overload
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
@@ -200,6 +218,11 @@ class Client:
         except BaseException:
             self._stack.close()
             raise
+        self._lane = threading.Lock()  # held by the thread driving the direct lane
+        self._hops = 0  # unary calls in flight on the loop thread
+        self._hops_lock = threading.Lock()
+        self._lane_loop = asyncio.new_event_loop()
+        self._lane_client = self.async_client._fork()
         _LIVE.add(self)
 
     _closed = False
@@ -224,10 +247,55 @@ class Client:
                                "thread (e.g. inside an on_lost callback), which would deadlock;"
                                " hand the work to another thread or use the AsyncClient")
         if inspect.iscoroutinefunction(fn):
-            return asyncio.run_coroutine_threadsafe(fn(*args, **kwargs), self._loop).result()
+            return self._hop(fn(*args, **kwargs))
         if kwargs:
             fn = functools.partial(fn, **kwargs)
         return self.portal.call(fn, *args)
+
+    def _hop(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the loop thread and wait for it (cancelled if the wait is
+        interrupted, e.g. by Ctrl-C). A lock and ``call_soon_threadsafe``: measured ~20 us
+        cheaper than ``run_coroutine_threadsafe``'s future chaining."""
+        done = threading.Lock()
+        done.acquire()
+        task: list[asyncio.Task[T]] = []
+
+        def start() -> None:
+            task.append(self._loop.create_task(coro))
+            task[0].add_done_callback(lambda _: done.release())
+
+        self._loop.call_soon_threadsafe(start)
+        try:
+            done.acquire()
+        except BaseException:
+            self._loop.call_soon_threadsafe(lambda: task[0].cancel())
+            raise
+        return task[0].result()
+
+    def _run(self, method: Callable[..., Coroutine[Any, Any, T]], *args: Any,
+             **kwargs: Any) -> T:
+        """Run the unary ``AsyncClient`` method ``method`` (unbound) on the direct lane if it
+        is free, else on the loop thread (see the module docstring)."""
+        if self._closed:
+            raise ConnectionFailedError("coord: client is closed")
+        if not self._hops and asyncio._get_running_loop() is None \
+                and self._lane.acquire(blocking=False):
+            try:
+                return _drive(self._lane_loop, self._lane_call(method, *args, **kwargs))
+            finally:
+                self._lane.release()
+        with self._hops_lock:
+            self._hops += 1
+        try:
+            return self.call(method, self.async_client, *args, **kwargs)  # type: ignore[no-any-return]
+        finally:
+            with self._hops_lock:
+                self._hops -= 1
+
+    async def _lane_call(self, method: Callable[..., Coroutine[Any, Any, T]], *args: Any,
+                         **kwargs: Any) -> T:
+        await self._lane_client._conn.settle()  # the lane's loop was not running until now
+        return await method(self._lane_client, *args, **kwargs)
 
     _call = call  # the former private name
 
@@ -242,6 +310,25 @@ class Client:
         finally:
             self._closed = True
             self._stack.close()
+            self._close_lane()
+
+    def _close_lane(self) -> None:
+        """Close the direct lane's connections and loop (waiting for a call still using it).
+
+        Its loop must run to close sockets, which a thread already running a loop cannot do:
+        then a short-lived thread does it.
+        """
+        def shut() -> None:
+            with self._lane:
+                if not self._lane_loop.is_closed():
+                    _drive(self._lane_loop, self._lane_client.aclose())
+                    self._lane_loop.close()
+        if asyncio._get_running_loop() is None:
+            shut()
+        else:
+            helper = threading.Thread(target=shut, name="coord-client-close")
+            helper.start()
+            helper.join()
 
     def __enter__(self) -> Client:
         return self
@@ -274,22 +361,22 @@ class Client:
         """Set ``key``; return the new revision (``(revision, prev KeyValue)`` with prev_kv)."""
         if lease is not None and not isinstance(lease, int):
             lease = int(lease.id)  # type: ignore[attr-defined]
-        return self._call(self.async_client.put, key, value, lease=lease,  # type: ignore[no-any-return]
+        return self._run(AsyncClient.put, key, value, lease=lease,
                           prev_kv=prev_kv)
 
     def get(self, key: KeyLike, *, revision: int = 0,
             serializable: bool = False) -> KeyValue | None:
         """The KeyValue at ``key`` (at ``revision`` if given), or None."""
-        return self._call(self.async_client.get, key, revision=revision,  # type: ignore[no-any-return]
+        return self._run(AsyncClient.get, key, revision=revision,
                           serializable=serializable)
 
     def get_prefix(self, prefix: KeyLike, **options: Any) -> list[KeyValue]:
         """Every key starting with ``prefix``, sorted by key."""
-        return self._call(self.async_client.get_prefix, prefix, **options)  # type: ignore[no-any-return]
+        return self._run(AsyncClient.get_prefix, prefix, **options)
 
     def get_all(self, **options: Any) -> list[KeyValue]:
         """Every key in the store."""
-        return self._call(self.async_client.get_all, **options)  # type: ignore[no-any-return]
+        return self._run(AsyncClient.get_all, **options)
 
     def range(self, key: KeyLike, range_end: KeyLike | None = None, *,
               prefix: bool = False, limit: int = 0, revision: int = 0,
@@ -298,8 +385,8 @@ class Client:
               min_mod_revision: int = 0, max_mod_revision: int = 0,
               min_create_revision: int = 0, max_create_revision: int = 0) -> RangeResult:
         """Read a range with every etcd Range option (see :meth:`AsyncClient.range`)."""
-        return self._call(  # type: ignore[no-any-return]
-            self.async_client.range, key, range_end, prefix=prefix, limit=limit,
+        return self._run(
+            AsyncClient.range, key, range_end, prefix=prefix, limit=limit,
             revision=revision, keys_only=keys_only, count_only=count_only,
             serializable=serializable, sort=sort, min_mod_revision=min_mod_revision,
             max_mod_revision=max_mod_revision, min_create_revision=min_create_revision,
@@ -313,7 +400,7 @@ class Client:
 
     def delete(self, key: KeyLike, *, prev_kv: bool = False) -> int | list[KeyValue]:
         """Delete ``key``; return the count (the deleted kvs with prev_kv)."""
-        return self._call(self.async_client.delete, key, prev_kv=prev_kv)  # type: ignore[no-any-return]
+        return self._run(AsyncClient.delete, key, prev_kv=prev_kv)
 
     @overload
     def delete_prefix(self, prefix: KeyLike, *, prev_kv: Literal[False] = False) -> int: ...
@@ -323,22 +410,22 @@ class Client:
 
     def delete_prefix(self, prefix: KeyLike, *, prev_kv: bool = False) -> int | list[KeyValue]:
         """Delete every key starting with ``prefix``; return the count (kvs with prev_kv)."""
-        return self._call(self.async_client.delete_prefix, prefix, prev_kv=prev_kv)  # type: ignore[no-any-return]
+        return self._run(AsyncClient.delete_prefix, prefix, prev_kv=prev_kv)
 
     def delete_range(self, key: KeyLike, range_end: KeyLike, *,
                      prev_kv: bool = False) -> int | list[KeyValue]:
         """Delete ``[key, range_end)``; return the count (kvs with prev_kv)."""
-        return self._call(self.async_client.delete_range, key, range_end,  # type: ignore[no-any-return]
+        return self._run(AsyncClient.delete_range, key, range_end,
                           prev_kv=prev_kv)
 
     def txn(self, compare: Sequence[Compare] = (), success: Sequence[Op] = (),
             failure: Sequence[Op] = ()) -> TxnResult:
         """Run a transaction; see :meth:`AsyncClient.txn`."""
-        return self._call(self.async_client.txn, compare, success, failure)  # type: ignore[no-any-return]
+        return self._run(AsyncClient.txn, compare, success, failure)
 
     def compact(self, revision: int, *, physical: bool = False) -> None:
         """Compact the store's history up to ``revision``."""
-        self._call(self.async_client.compact, revision, physical=physical)
+        self._run(AsyncClient.compact, revision, physical=physical)
 
     # --------------------------------------------------------------------------------- lease
 
@@ -357,16 +444,16 @@ class Client:
 
     def revoke_lease(self, lease: object) -> None:
         """Revoke a lease (object or ID)."""
-        self._call(self.async_client.revoke_lease, _lease_arg(lease))
+        self._run(AsyncClient.revoke_lease, _lease_arg(lease))
 
     def lease_time_to_live(self, lease: object, *, keys: bool = False) -> LeaseInfo:
         """Remaining TTL of a lease (``ttl`` -1 when it does not exist)."""
-        return self._call(self.async_client.lease_time_to_live, _lease_arg(lease),  # type: ignore[no-any-return]
+        return self._run(AsyncClient.lease_time_to_live, _lease_arg(lease),
                           keys=keys)
 
     def leases(self) -> list[int]:
         """IDs of every lease in the cluster."""
-        return self._call(self.async_client.leases)  # type: ignore[no-any-return]
+        return self._run(AsyncClient.leases)
 
     # --------------------------------------------------------------------------------- watch
 
@@ -396,15 +483,15 @@ class Client:
 
     def status(self) -> ServerStatus:
         """Status of the current endpoint's member."""
-        return self._call(self.async_client.status)  # type: ignore[no-any-return]
+        return self._run(AsyncClient.status)
 
     def members(self) -> list[Member]:
         """The cluster's members."""
-        return self._call(self.async_client.members)  # type: ignore[no-any-return]
+        return self._run(AsyncClient.members)
 
     def hash_kv(self, revision: int = 0) -> HashKV:
         """Hash of the KV store up to ``revision`` (0: latest)."""
-        return self._call(self.async_client.hash_kv, revision)  # type: ignore[no-any-return]
+        return self._run(AsyncClient.hash_kv, revision)
 
 
 _LIVE: weakref.WeakSet[Client] = weakref.WeakSet()
@@ -419,6 +506,23 @@ def _close_live_clients() -> None:
     for client in list(_LIVE):
         with contextlib.suppress(Exception):
             client.close()
+
+
+def _drive(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on ``loop`` (not running anywhere) from the calling thread.
+
+    If the caller is interrupted (Ctrl-C), ``coro`` is cancelled and unwound before the
+    interruption propagates, so the loop is clean for the next call.
+    """
+    task = loop.create_task(coro)
+    try:
+        return loop.run_until_complete(task)
+    except BaseException:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                loop.run_until_complete(task)
+        raise
 
 
 def _lease_arg(lease: object) -> object:

@@ -1,0 +1,220 @@
+"""The blocking Client's two ways of running a unary call (see coord/client.py).
+
+A lone caller drives the direct lane's loop itself; concurrent callers, callers inside an
+event loop and callers while the lane is busy go to the loop thread. Both must give the same
+results, survive interruption, and never send a write on a connection the server already
+closed (which would make its outcome look ambiguous).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import signal
+import socket
+import threading
+from collections.abc import Iterator
+from types import FrameType
+
+import pytest
+from support import wait_for
+
+from coord import Client
+from coord.errors import TimeoutError as CallTimeoutError
+
+
+class Relay:
+    """Relays TCP connections to ``upstream``; :meth:`drop` closes every open one."""
+
+    def __init__(self, upstream: str) -> None:
+        host, _, port = upstream.rpartition(":")
+        self.upstream = (host, int(port))
+        self.accepted = 0
+        self._open: set[asyncio.StreamWriter] = set()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._server = self._on_loop(asyncio.start_server(self._relay, "127.0.0.1", 0))
+        self.endpoint = f"127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    def _on_loop(self, coro: object) -> object:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)  # type: ignore[arg-type]
+
+    async def _relay(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        ur, uw = await asyncio.open_connection(*self.upstream)
+        self._open |= {cw, uw}
+
+        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            while data := await r.read(65536):
+                w.write(data)
+            w.close()
+
+        try:
+            await asyncio.gather(pipe(cr, uw), pipe(ur, cw))
+        except OSError:
+            pass
+        finally:
+            self._open -= {cw, uw}
+            cw.close()
+            uw.close()
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._open) // 2
+
+    def drop(self) -> None:
+        """Close every relayed connection, as a restarting server would."""
+        async def do() -> None:
+            for w in list(self._open):
+                w.close()
+        self._on_loop(do())
+
+    def close(self) -> None:
+        async def do() -> None:
+            self._server.close()  # type: ignore[attr-defined]
+            for w in list(self._open):
+                w.close()
+        self._on_loop(do())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
+@pytest.fixture
+def relay(backend: str) -> Iterator[Relay]:
+    r = Relay(backend)
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def black_hole() -> Iterator[str]:
+    """An endpoint that accepts TCP connections (kernel backlog) and never answers."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(16)
+        yield f"127.0.0.1:{s.getsockname()[1]}"
+
+
+class Interrupted(BaseException):
+    """What the test's SIGALRM handler raises, standing in for Ctrl-C's KeyboardInterrupt."""
+
+
+@pytest.fixture
+def interrupt_after() -> Iterator[object]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted
+
+    old = signal.signal(signal.SIGALRM, handler)
+
+    def arm(seconds: float) -> None:
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+
+    yield arm
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, old)
+
+
+def _loop_tasks(client: Client) -> list[str]:
+    """Names of the coroutines still running on the client's loop thread (ours only)."""
+    def names() -> list[str]:
+        return [t.get_coro().__qualname__ for t in asyncio.all_tasks()  # type: ignore[union-attr]
+                if "AsyncClient" in t.get_coro().__qualname__]  # type: ignore[union-attr]
+    return client.call(names)  # type: ignore[no-any-return]
+
+
+def test_lone_caller_does_not_use_the_loop_thread(client: Client, prefix: str) -> None:
+    rev = client.put(prefix + "a", "1")
+    assert client.get(prefix + "a").value == b"1"  # type: ignore[union-attr]
+    assert client.txn(success=[]).revision >= rev
+    assert client._lane_client._conn._channels, "the lane did not carry the calls"
+    assert not client.async_client._conn._channels, "a lone caller's call hopped threads"
+
+
+def test_busy_lane_sends_callers_to_the_loop_thread(client: Client, prefix: str) -> None:
+    with client._lane:  # as if another thread were driving the lane right now
+        rev = client.put(prefix + "b", "1")
+        assert client.get(prefix + "b").mod_revision == rev  # type: ignore[union-attr]
+    assert client.async_client._conn._channels
+    assert client.get(prefix + "b").value == b"1"  # type: ignore[union-attr]
+
+
+def test_caller_inside_an_event_loop_is_served(client: Client, prefix: str) -> None:
+    async def inside() -> bytes:
+        client.put(prefix + "c", "in-loop")  # blocks this loop, but must work
+        kv = client.get(prefix + "c")
+        assert kv is not None
+        return kv.value
+
+    assert asyncio.run(inside()) == b"in-loop"
+
+
+def test_many_threads_get_their_own_results(client: Client, prefix: str) -> None:
+    def work(i: int) -> tuple[int, bytes, int]:
+        rev = client.put(f"{prefix}k{i}", f"v{i}")
+        kv = client.get(f"{prefix}k{i}")
+        assert kv is not None
+        return rev, kv.value, kv.mod_revision
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(work, range(200)))
+    for i, (rev, value, mod) in enumerate(results):
+        assert value == f"v{i}".encode()
+        assert mod == rev
+    assert len({rev for rev, _, _ in results}) == 200
+    assert len(client.get_prefix(prefix)) == 200
+
+
+def test_write_after_the_server_closed_an_idle_connection(relay: Relay, prefix: str) -> None:
+    with Client(relay.endpoint, timeout=10) as c:
+        c.put(prefix + "k", "1")
+        assert relay.accepted == 1
+        relay.drop()  # e.g. a server restart or idle timeout while nobody runs the lane's loop
+        wait_for(lambda: relay.open_connections == 0, what="relay connections closed")
+        # Sent on the dead connection, this put would fail as "outcome unknown"; the lane
+        # reads the close first and reconnects, so it is sent once, and succeeds.
+        rev = c.put(prefix + "k", "2")
+        assert relay.accepted == 2
+        kv = c.get(prefix + "k")
+        assert kv is not None
+        assert kv.value == b"2"
+        assert kv.mod_revision == rev
+
+
+def test_interrupted_lane_call_is_cancelled_and_lane_reusable(black_hole: str,
+                                                              interrupt_after: object) -> None:
+    with Client(black_hole, timeout=2) as c:
+        arm = interrupt_after
+        arm(0.3)  # type: ignore[operator]
+        with pytest.raises(Interrupted):
+            c.get("/k")  # the lane: this thread is blocked inside its loop
+        assert not c._lane.locked()
+        assert asyncio.all_tasks(c._lane_loop) == set()  # the call was cancelled, not left
+        with pytest.raises(CallTimeoutError):
+            c.get("/k")  # the lane still works: this call runs to its deadline
+        assert not c._lane.locked()
+        assert not c.async_client._conn._channels  # both calls were the lane's
+
+
+def test_interrupted_hop_is_cancelled_on_the_loop(black_hole: str,
+                                                  interrupt_after: object) -> None:
+    with Client(black_hole, timeout=30) as c:
+        arm = interrupt_after
+        with c._lane:  # force the loop-thread path
+            arm(0.3)  # type: ignore[operator]
+            with pytest.raises(Interrupted):
+                c.get("/k")
+        wait_for(lambda: _loop_tasks(c) == [], what="hopped call cancelled")
+
+
+def test_close_from_inside_an_event_loop(backend: str, prefix: str) -> None:
+    c = Client(backend, timeout=10)
+    c.put(prefix + "x", "1")
+
+    async def close_it() -> None:
+        c.close()
+
+    asyncio.run(close_it())
+    assert c._lane_loop.is_closed()
+    assert not c._lane_client._conn._channels
