@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
 import contextlib
 import functools
 import inspect
@@ -219,6 +220,8 @@ class Client:
             self._stack.close()
             raise
         self._lane = threading.Lock()  # held by the thread driving the direct lane
+        self._inbox: collections.deque[Callable[[], object]] = collections.deque()
+        self._drain_scheduled = False
         self._hops = 0  # unary calls in flight on the loop thread
         self._hops_lock = threading.Lock()
         self._lane_loop = asyncio.new_event_loop()
@@ -254,23 +257,47 @@ class Client:
 
     def _hop(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the loop thread and wait for it (cancelled if the wait is
-        interrupted, e.g. by Ctrl-C). A lock and ``call_soon_threadsafe``: measured ~20 us
-        cheaper than ``run_coroutine_threadsafe``'s future chaining."""
+        interrupted, e.g. by Ctrl-C). A lock per call and the inbox: measured ~20 us of CPU
+        cheaper per call than ``run_coroutine_threadsafe``'s future chaining."""
         done = threading.Lock()
         done.acquire()
         task: list[asyncio.Task[T]] = []
+        interrupted = False
 
         def start() -> None:
+            if interrupted:
+                coro.close()
+                return
             task.append(self._loop.create_task(coro))
             task[0].add_done_callback(lambda _: done.release())
 
-        self._loop.call_soon_threadsafe(start)
+        self._post(start)
         try:
             done.acquire()
         except BaseException:
-            self._loop.call_soon_threadsafe(lambda: task[0].cancel())
+            interrupted = True
+            self._post(lambda: task and task[0].cancel())
             raise
         return task[0].result()
+
+    def _post(self, fn: Callable[[], object]) -> None:
+        """Have the loop thread run ``fn``, in order of posting.
+
+        Posts made while a drain is already scheduled ride along with it, saving a wake-up
+        write per call when threads call concurrently. Correct without a lock because
+        :meth:`_drain` clears the flag *before* it empties the inbox: a post that saw the flag
+        set lands in the inbox before that drain pops.
+        """
+        self._inbox.append(fn)
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            self._loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        self._drain_scheduled = False
+        inbox = self._inbox
+        while inbox:
+            inbox.popleft()()
 
     def _run(self, method: Callable[..., Coroutine[Any, Any, T]], *args: Any,
              **kwargs: Any) -> T:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import signal
 import socket
 import threading
@@ -150,15 +151,19 @@ def test_caller_inside_an_event_loop_is_served(client: Client, prefix: str) -> N
     assert asyncio.run(inside()) == b"in-loop"
 
 
-def test_many_threads_get_their_own_results(client: Client, prefix: str) -> None:
+@pytest.mark.parametrize("lane", ["free", "held"])
+def test_many_threads_get_their_own_results(client: Client, prefix: str, lane: str) -> None:
     def work(i: int) -> tuple[int, bytes, int]:
         rev = client.put(f"{prefix}k{i}", f"v{i}")
         kv = client.get(f"{prefix}k{i}")
         assert kv is not None
         return rev, kv.value, kv.mod_revision
 
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(work, range(200)))
+    with contextlib.ExitStack() as stack:
+        if lane == "held":  # every call goes through the loop thread's inbox concurrently
+            stack.enter_context(client._lane)
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(work, range(200)))
     for i, (rev, value, mod) in enumerate(results):
         assert value == f"v{i}".encode()
         assert mod == rev
