@@ -185,6 +185,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _etcd_version() -> str:
+    exe = shutil.which("etcd") or "/usr/bin/etcd"
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
+    return out.split("\n")[0].rpartition(" ")[2] or "(unknown version)"
+
+
 def start_etcd(tmp: str) -> tuple[subprocess.Popen[bytes], str]:
     exe = shutil.which("etcd") or "/usr/bin/etcd"
     cp, pp = _free_port(), _free_port()
@@ -332,14 +338,16 @@ def main() -> None:
                 f"{platform.python_implementation()} {platform.python_version()}, "
                 f"{platform.platform()}  \n"
                 f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}  \n"
-                f"Server: one etcd 3.4.23 member on loopback (same machine).\n\n"
+                f"Server: one etcd {_etcd_version()} member on loopback (same machine).\n\n"
                 "get_prefix reads 10,000 keys of 100 B per call. In parentheses: the ratio "
                 "to python-etcd3 (time per op; lower is better, target <= 1.5x). Sequential = "
                 f"one request at a time; concurrent = {THREADS} threads (blocking clients) or "
                 f"{TASKS} tasks (asyncio clients). Each client ran in its own process, "
                 f"{args.rounds} interleaved rounds; the client CPU table is the client "
                 "process's CPU time (all threads) per op, which is far less sensitive to "
-                "load from other processes than wall time.\n\n"
+                "load from other processes than wall time. coord-sync: a lone thread's "
+                "unary calls run on that thread (the direct lane); concurrent threads' calls "
+                "go through the client's event-loop thread (docs/client.md).\n\n"
                 f"{table}\n\n{args.notes}\n")
         write_docs(args.write_docs, body)
 
