@@ -3,11 +3,14 @@
 Theory of operation
 -------------------
 A recipe never polls. It reads the keys it depends on (getting the store revision ``R`` the
-read was served at) and then watches from ``R + 1``: every change after that read is delivered,
-so nothing can slip between the read and the watch. This is etcd's ``waitDelete`` /
-``waitDeletes`` from ``client/v3/concurrency/key.go``:
+read was served at) and then waits for changes after ``R``, so nothing can slip between the
+read and the watch. This is etcd's ``waitDelete`` / ``waitDeletes`` from
+``client/v3/concurrency/key.go``:
 
-* :func:`wait_delete` watches one key until a DELETE event.
+* :func:`wait_delete` waits until one key is deleted after ``R``. Its watch starts "from now"
+  (etcd delivers a watch that starts in the past only from a resync loop running every
+  100 ms, which capped a contended lock at ~60 hand-offs/s); a deletion between ``R`` and the
+  watch's creation is found by one read instead.
 * :func:`wait_deletes` waits until no key under a prefix has a create revision at or below
   a bound: it repeatedly finds the *last-created* such key (the waiter's direct predecessor)
   and waits for that one key to go. Each waiter therefore watches exactly one other key, so a
@@ -103,18 +106,26 @@ async def wait_event(client: AsyncClient, key: bytes, start_revision: int,
 
 
 async def wait_delete(client: AsyncClient, key: bytes, start_revision: int) -> None:
-    """Return once ``key`` is deleted at or after ``start_revision`` (or is already gone)."""
-    rev = start_revision
-    while True:
-        try:
-            await wait_event(client, key, rev, lambda e: e.type == EventType.DELETE,
-                             no_put=True)
-            return
-        except CompactedError as err:
+    """Return once ``key`` is deleted at or after ``start_revision`` (or is already gone).
+
+    The watch starts "from now", not from ``start_revision``: etcd serves a watch that starts
+    in the past from a resync loop that runs every 100 ms, which made each contended lock
+    hand-off wait for it. If the store moved since ``start_revision - 1`` (the created
+    response's revision says so), the deletions the watch will not show are found by one
+    read: the key is gone, or exists re-created (create revision >= ``start_revision``).
+    """
+    watch = await client.watch(key, no_put=True)
+    try:
+        if watch.revision >= start_revision:
             kv = await client.get(key)
-            if kv is None:
+            if kv is None or kv.create_revision >= start_revision:
                 return
-            rev = max(rev, int(getattr(err, "compact_revision", 0) or 0), kv.mod_revision + 1)
+        async for event in watch:
+            if event.type == EventType.DELETE:
+                return
+    finally:
+        await watch.aclose()
+    raise CompactedError("coord: watch ended unexpectedly")  # pragma: no cover - defensive
 
 
 async def wait_deletes(client: AsyncClient, prefix: bytes, max_create_revision: int) -> None:

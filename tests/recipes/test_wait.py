@@ -1,0 +1,67 @@
+"""wait_delete: watches "from now" and finds deletions that happened before the watch.
+
+A watch from a past revision is served by etcd's 100 ms resync loop; wait_delete avoids it
+and must still see every deletion at or after the caller's start revision, whether it
+happened before the watch was created (found by a read) or after (the watch).
+"""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from coord import AsyncClient
+from coord.recipes._wait import wait_delete
+
+pytestmark = pytest.mark.anyio
+
+
+async def _returns(coro: object, within: float) -> bool:
+    """True if ``coro`` finished within ``within`` seconds."""
+    with anyio.move_on_after(within):
+        await coro  # type: ignore[misc]
+        return True
+    return False
+
+
+async def test_deleted_between_read_and_watch(aclient: AsyncClient, prefix: str) -> None:
+    key = (prefix + "k").encode()
+    read_rev = await aclient.put(key, "v")
+    await aclient.delete(key)
+    assert await _returns(wait_delete(aclient, key, read_rev + 1), 10)
+
+
+async def test_deleted_and_recreated_between_read_and_watch(aclient: AsyncClient,
+                                                            prefix: str) -> None:
+    key = (prefix + "k").encode()
+    read_rev = await aclient.put(key, "v")
+    await aclient.delete(key)
+    await aclient.put(key, "again")  # same name, a new incarnation
+    assert await _returns(wait_delete(aclient, key, read_rev + 1), 10)
+
+
+@pytest.mark.parametrize("other_writes", [0, 3])
+async def test_waits_while_the_key_lives_then_wakes_on_delete(aclient: AsyncClient,
+                                                              prefix: str,
+                                                              other_writes: int) -> None:
+    key = (prefix + "k").encode()
+    read_rev = await aclient.put(key, "v")
+    for i in range(other_writes):  # the store moves on, but not this key
+        await aclient.put(prefix + f"other{i}", "x")
+    await aclient.put(key, "v2")  # a PUT to the key is not a deletion either
+    assert not await _returns(wait_delete(aclient, key, read_rev + 1), 0.5)
+
+    done = anyio.Event()
+
+    async def waiter() -> None:
+        await wait_delete(aclient, key, read_rev + 1)
+        done.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(waiter)
+        with anyio.fail_after(10):
+            while not aclient._watch_hub._watches:  # its watch exists: now delete
+                await anyio.sleep(0.01)
+        await aclient.delete(key)
+        with anyio.fail_after(10):
+            await done.wait()
