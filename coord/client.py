@@ -239,9 +239,9 @@ class Client:
         called from the loop thread itself (e.g. inside an ``on_lost`` callback): that raises
         ``RuntimeError`` instead of deadlocking.
 
-        Coroutine functions go through ``asyncio.run_coroutine_threadsafe`` (measured ~50 us
-        per call cheaper than the portal's task-group machinery); plain functions through the
-        portal.
+        Coroutine functions run as a task posted to the loop (:meth:`_hop`, cheaper than the
+        portal's task-group machinery) and are cancelled if the wait is interrupted; plain
+        functions go through the portal.
         """
         if self._closed:
             raise ConnectionFailedError("coord: client is closed")
