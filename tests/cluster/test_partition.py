@@ -27,6 +27,9 @@ def test_minority_serves_nothing_stale(tmp_path: Path, victim: str) -> None:
         put(leader.endpoint, "/part/k", "before")
         cut = leader if victim == "leader" else next(m for m in c.members if m is not leader)
         majority = [m for m in c.members if m is not cut]
+        # the put returned once a quorum had it, which need not include a follower victim
+        wait_for(lambda: get(cut.endpoint, "/part/k", serializable=True) == "before",
+                 timeout=10, what="the victim to apply the first write")
         c.proxy.isolate(cut.id)
         new_leader = c.wait_leader(majority, timeout=15)
         assert new_leader in majority
