@@ -16,6 +16,8 @@ read and the watch. This is etcd's ``waitDelete`` / ``waitDeletes`` from
   and waits for that one key to go. Each waiter therefore watches exactly one other key, so a
   release wakes one waiter, not all of them (no thundering herd).
 * :func:`wait_event` watches a key or prefix until an event satisfies a predicate.
+* :func:`watch_until` re-runs a read until it finds what it looks for, watching from now in
+  between (queues use it: their readers race, so each wake-up must read again anyway).
 
 If the watch start revision has been compacted away the helpers re-read the state and watch
 again from the compaction revision, which is safe because they re-check the condition first.
@@ -24,7 +26,8 @@ again from the compaction revision, which is safe because they re-check the cond
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from coord import AsyncClient, Delete, Get, ModRevision, Put, Version
 from coord.errors import CompactedError
@@ -44,7 +47,10 @@ __all__ = [
     "wait_deletes",
     "wait_event",
     "wait_turn",
+    "watch_until",
 ]
+
+T = TypeVar("T")
 
 
 def to_bytes(value: str | bytes) -> bytes:
@@ -100,6 +106,38 @@ async def wait_event(client: AsyncClient, key: bytes, start_revision: int,
         async for event in watch:
             if accept(event):
                 return event
+    finally:
+        await watch.aclose()
+    raise CompactedError("coord: watch ended unexpectedly")  # pragma: no cover - defensive
+
+
+async def watch_until(client: AsyncClient, key: bytes,
+                      check: Callable[[], Awaitable[tuple[T | None, int]]],
+                      accept: Callable[[Event], bool], *, prefix: bool = False,
+                      no_put: bool = False, no_delete: bool = False) -> T:
+    """Return the first result of ``check`` that is not None, re-checking after changes.
+
+    ``check()`` reads the state and returns ``(result or None, revision it read at)``. When
+    it finds nothing, a watch on ``key`` (or the prefix) starts *from now*, and ``check``
+    runs again after each accepted event newer than its last read, and once right after the
+    watch is created if the store moved since the first read. A watch that starts before
+    the read it follows misses nothing, and etcd serves it at once (a watch from a past
+    revision waits for etcd's 100 ms resync loop).
+    """
+    result, rev = await check()
+    if result is not None:
+        return result
+    watch = await client.watch(key, prefix=prefix, no_put=no_put, no_delete=no_delete)
+    try:
+        if watch.revision > rev:
+            result, rev = await check()
+            if result is not None:
+                return result
+        async for event in watch:
+            if event.kv.mod_revision > rev and accept(event):
+                result, rev = await check()
+                if result is not None:
+                    return result
     finally:
         await watch.aclose()
     raise CompactedError("coord: watch ended unexpectedly")  # pragma: no cover - defensive

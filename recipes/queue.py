@@ -16,7 +16,8 @@ within a priority.
 
 Taking an item reads the first key and deletes it with ``If(ModRevision(key) == rev)``: of
 several consumers racing for one item exactly one wins, the others look again. An empty
-queue is waited on by watching the prefix for the next PUT from the read's revision.
+queue is waited on by watching the prefix for the next PUT (from now, then reading again:
+see :func:`~coord.recipes._wait.watch_until`).
 
 Error handling
 --------------
@@ -34,7 +35,7 @@ from coord import AsyncClient, Client, ModRevision, Put
 from coord.types import EventType, KeyValue
 
 from ._sync import bridge_of, is_async_client
-from ._wait import delete_rev, put_unique, to_bytes, wait_event
+from ._wait import delete_rev, put_unique, to_bytes, watch_until
 
 __all__ = [
     "AsyncPriorityQueue", "AsyncQueue", "PriorityQueue", "Queue", "SyncPriorityQueue",
@@ -65,19 +66,19 @@ class _AsyncQueueBase:
         self.name = to_bytes(name)
         self.prefix = self.name + b"/"
 
-    async def _take(self) -> KeyValue:
+    async def _try_take(self) -> tuple[KeyValue | None, int]:
+        """Take the first item; ``(None, read revision)`` when the queue is empty."""
         while True:
             res = await self.client.range(self.prefix, prefix=True, limit=1, sort=self._sort)
-            if res.kvs:
-                kv = res.kvs[0]
-                if await delete_rev(self.client, kv.key, kv.mod_revision):
-                    return kv
-                continue
-            event = await wait_event(self.client, self.prefix, res.revision + 1,
-                                     lambda e: e.type == EventType.PUT, prefix=True,
-                                     no_delete=True)
-            if await delete_rev(self.client, event.kv.key, event.kv.mod_revision):
-                return event.kv
+            if not res.kvs:
+                return None, res.revision
+            kv = res.kvs[0]
+            if await delete_rev(self.client, kv.key, kv.mod_revision):
+                return kv, res.revision
+
+    async def _take(self) -> KeyValue:
+        return await watch_until(self.client, self.prefix, self._try_take,
+                                 lambda e: e.type == EventType.PUT, prefix=True, no_delete=True)
 
     async def get(self, timeout: float | None = None) -> bytes | None:
         """Take the next item (blocking while empty); None if ``timeout`` passes first."""

@@ -35,8 +35,8 @@ again (or on ``nack``).
 ``get`` reads the first page of items and all claims in one read-only txn and claims the
 first unclaimed item (FIFO); after losing a claim race it picks randomly among the first few
 unclaimed items instead, so concurrent workers stop colliding. When
-nothing is claimable it watches ``name/`` from the read's revision for a new item or a
-released claim.
+nothing is claimable it watches ``name/`` for a new item or a released claim (from now, then
+reading again: see :func:`~coord.recipes._wait.watch_until`).
 
 Error handling
 --------------
@@ -63,7 +63,7 @@ from coord.txn import Compare
 from coord.types import EventType, KeyValue
 
 from ._sync import bridge_of, is_async_client
-from ._wait import lease_hex, prefix_end, to_bytes, wait_event
+from ._wait import lease_hex, prefix_end, to_bytes, watch_until
 from .errors import ClaimLostError
 from .session import DEFAULT_TTL, AsyncSession, SessionUser, SyncSession, guarded
 
@@ -246,14 +246,13 @@ class AsyncWorkQueue(WorkQueue, SessionUser):
         """
         found: list[AsyncWorkItem] = []
 
+        async def check() -> tuple[AsyncWorkItem | None, int]:
+            got = await self._try_claim(await self._open_session())
+            return (got, 0) if isinstance(got, AsyncWorkItem) else (None, got)
+
         async def claim_one() -> None:
-            while True:
-                session = await self._open_session()
-                got = await self._try_claim(session)
-                if isinstance(got, AsyncWorkItem):
-                    found.append(got)
-                    return
-                await wait_event(self.client, self.prefix, got + 1, self._wakes, prefix=True)
+            found.append(await watch_until(self.client, self.prefix, check, self._wakes,
+                                           prefix=True))
 
         session = await self._open_session()
         await guarded(session, claim_one, timeout, "workqueue: session is expired")

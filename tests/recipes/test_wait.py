@@ -1,4 +1,4 @@
-"""wait_delete: watches "from now" and finds deletions that happened before the watch.
+"""wait_delete and watch_until: watch "from now" and catch up on what came before by reading.
 
 A watch from a past revision is served by etcd's 100 ms resync loop; wait_delete avoids it
 and must still see every deletion at or after the caller's start revision, whether it
@@ -11,7 +11,8 @@ import anyio
 import pytest
 
 from coord import AsyncClient
-from coord.recipes._wait import wait_delete
+from coord.recipes._wait import wait_delete, watch_until
+from coord.types import EventType
 
 pytestmark = pytest.mark.anyio
 
@@ -65,3 +66,53 @@ async def test_waits_while_the_key_lives_then_wakes_on_delete(aclient: AsyncClie
         await aclient.delete(key)
         with anyio.fail_after(10):
             await done.wait()
+
+
+async def test_watch_until_sees_a_change_between_its_read_and_its_watch(aclient: AsyncClient,
+                                                                        prefix: str) -> None:
+    key = (prefix + "item").encode()
+    calls = 0
+
+    async def check() -> tuple[bytes | None, int]:
+        nonlocal calls
+        calls += 1
+        kv = await aclient.get(key)
+        rev = (await aclient.status()).revision if kv is None else kv.mod_revision
+        if kv is None and calls == 1:
+            await aclient.put(key, "arrived")  # after the read, before the watch exists
+        return (kv.value if kv else None), rev
+
+    with anyio.fail_after(10):
+        got = await watch_until(aclient, key, check, lambda e: e.type == EventType.PUT)
+    assert got == b"arrived"
+    assert calls == 2
+
+
+async def test_watch_until_rechecks_on_accepted_events(aclient: AsyncClient,
+                                                       prefix: str) -> None:
+    key = (prefix + "item").encode()
+    calls = 0
+
+    async def check() -> tuple[bytes | None, int]:
+        nonlocal calls
+        calls += 1
+        res = await aclient.range(key)
+        return (res.kvs[0].value if res.kvs and res.kvs[0].value == b"go" else None), res.revision
+
+    async with anyio.create_task_group() as tg:
+        result: list[bytes] = []
+
+        async def waiter() -> None:
+            result.append(await watch_until(aclient, key, check,
+                                            lambda e: e.type == EventType.PUT))
+
+        tg.start_soon(waiter)
+        with anyio.fail_after(10):
+            while not aclient._watch_hub._watches:
+                await anyio.sleep(0.01)
+        await aclient.put(key, "not yet")  # accepted: re-checked, not done yet
+        await aclient.put(key, "go")
+    assert result == [b"go"]
+    # the first read, maybe one after the watch's creation, at most one per PUT event (the
+    # re-check after "not yet" may already see "go")
+    assert 2 <= calls <= 4
