@@ -42,7 +42,7 @@ from coord import AsyncClient, Client, Delete, Put, Version
 from coord.types import EventType, KeyValue
 
 from ._sync import bridge_of, is_async_client
-from ._wait import put_unique, to_bytes, wait_delete, wait_event
+from ._wait import put_unique, to_bytes, wait_delete, watch_until
 from .errors import SessionExpiredError, TooManyClientsError
 from .session import DEFAULT_TTL, AsyncSession, SessionUser, SyncSession, guarded
 
@@ -181,9 +181,14 @@ class AsyncDoubleBarrier(DoubleBarrier, SessionUser):
                 await self.client.put(self.ready, b"")
                 entered = True
             else:
-                entered = await guarded(session, lambda: wait_event(
-                    self.client, self.ready, rev + 1, lambda e: e.type == EventType.PUT),
-                    timeout)
+                async def ready_since_mine() -> tuple[bool | None, int]:
+                    res = await self.client.range(self.ready)
+                    return (True if res.kvs and res.kvs[0].mod_revision > rev else None,
+                            res.revision)
+
+                entered = await guarded(session, lambda: watch_until(
+                    self.client, self.ready, ready_since_mine,
+                    lambda e: e.type == EventType.PUT), timeout)
             if entered:
                 self._key = key
             return entered
