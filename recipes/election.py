@@ -47,7 +47,7 @@ from coord.txn import Compare
 from coord.types import EventType, KeyValue
 
 from ._sync import bridge_of, is_async_client
-from ._wait import first_created, lease_hex, to_bytes, wait_delete, wait_event, wait_turn
+from ._wait import first_created, lease_hex, to_bytes, wait_delete, wait_turn, watch_until
 from .errors import ElectionNotLeaderError, SessionExpiredError
 from .session import DEFAULT_TTL, AsyncSession, SessionUser, SyncSession, guarded
 
@@ -265,20 +265,34 @@ class AsyncElection(Election, SessionUser):
         return kv
 
     async def observe(self) -> AsyncIterator[KeyValue]:
-        """Yield the leader's key-value now and at every change (new value or new leader)."""
+        """Yield the leader's key-value now and at every change (new value or new leader).
+
+        Its watches start from now (see :func:`~coord.recipes._wait.watch_until`): a change
+        between a read and the watch's creation is found by reading the leader's key again.
+        """
         last: tuple[bytes, int] | None = None
-        while True:
+
+        async def leader_now() -> tuple[tuple[KeyValue, int] | None, int]:
             kv, rev = await first_created(self.client, self.prefix)
-            if kv is None:
-                event = await wait_event(self.client, self.prefix, rev + 1,
-                                         lambda e: e.type == EventType.PUT, prefix=True)
-                kv, rev = event.kv, event.kv.mod_revision
-            if last != (kv.key, kv.mod_revision):
-                last = (kv.key, kv.mod_revision)
-                yield kv
-            watch = self.client.watch(kv.key, start_revision=rev + 1)
+            return (None if kv is None else (kv, rev)), rev
+
+        while True:
+            kv, rev = await watch_until(self.client, self.prefix, leader_now,
+                                        lambda e: e.type == EventType.PUT, prefix=True)
+            watch = await self.client.watch(kv.key)
             try:
+                if watch.revision > rev:  # the store moved since the read: read the key again
+                    res = await self.client.range(kv.key)
+                    rev = res.revision
+                    if not res.kvs or res.kvs[0].create_revision != kv.create_revision:
+                        continue  # that leader is gone: find the next one
+                    kv = res.kvs[0]
+                if last != (kv.key, kv.mod_revision):
+                    last = (kv.key, kv.mod_revision)
+                    yield kv
                 async for ev in watch:
+                    if ev.kv.mod_revision <= rev:
+                        continue
                     if ev.type == EventType.DELETE:
                         break
                     last = (ev.kv.key, ev.kv.mod_revision)

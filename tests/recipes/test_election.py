@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import anyio
 import pytest
@@ -124,3 +125,55 @@ async def test_async_campaign_session_expired(aclient: AsyncClient, prefix: str)
     async with leader:
         pass  # leaving the context resigns
     assert await leader.leader() is None
+
+
+def _change_before_watch(client: AsyncClient, key: bytes, change: Any) -> None:
+    """Make ``client.watch(key)`` run ``await change()`` once, just before the watch exists:
+    the change lands between observe()'s read and its watch (a watch from now misses it)."""
+    real = client.watch
+    pending = [change]
+
+    def watch(k: bytes, *args: Any, **kwargs: Any) -> Any:
+        w = real(k, *args, **kwargs)
+        if k != key or not pending:
+            return w
+        todo = pending.pop()
+
+        async def start() -> Any:
+            await todo()
+            return await w
+        return start()
+
+    client.watch = watch  # type: ignore[method-assign]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("change", ["proclaim", "resign"])
+async def test_observe_sees_changes_between_its_read_and_its_watch(
+        aclient: AsyncClient, backend: str, prefix: str, change: str) -> None:
+    name = prefix + "leader"
+    first, second = Election(aclient, name, ttl=5), Election(aclient, name, ttl=5)
+    await first.campaign("one")
+    seen: list[bytes] = []
+    async with AsyncClient(backend) as oc, anyio.create_task_group() as tg:
+        async def move() -> None:
+            if change == "proclaim":
+                await first.proclaim("one-b")
+            else:
+                await first.resign()
+                await second.campaign("two")
+
+        assert first.key is not None
+        _change_before_watch(oc, first.key, move)
+
+        async def observe() -> None:
+            with anyio.fail_after(10):
+                async for kv in Election(oc, name).observe():
+                    seen.append(kv.value)
+                    return
+
+        tg.start_soon(observe)
+    assert seen == ([b"one-b"] if change == "proclaim" else [b"two"])
+    for e in (first, second):
+        if e.is_leader:
+            await e.resign()
