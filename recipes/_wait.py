@@ -4,23 +4,22 @@ Theory of operation
 -------------------
 A recipe never polls. It reads the keys it depends on (getting the store revision ``R`` the
 read was served at) and then waits for changes after ``R``, so nothing can slip between the
-read and the watch. This is etcd's ``waitDelete`` / ``waitDeletes`` from
-``client/v3/concurrency/key.go``:
+read and the wait. Watches start "from now", never from ``R + 1``: etcd delivers a watch that
+starts in the past only from a resync loop running every 100 ms, which capped a contended lock
+at ~60 hand-offs/s. What changed between the read and the watch's creation (the created
+response's revision tells whether anything did) is found by reading once more.
 
-* :func:`wait_delete` waits until one key is deleted after ``R``. Its watch starts "from now"
-  (etcd delivers a watch that starts in the past only from a resync loop running every
-  100 ms, which capped a contended lock at ~60 hand-offs/s); a deletion between ``R`` and the
-  watch's creation is found by one read instead.
-* :func:`wait_deletes` waits until no key under a prefix has a create revision at or below
-  a bound: it repeatedly finds the *last-created* such key (the waiter's direct predecessor)
-  and waits for that one key to go. Each waiter therefore watches exactly one other key, so a
-  release wakes one waiter, not all of them (no thundering herd).
-* :func:`wait_event` watches a key or prefix until an event satisfies a predicate.
-* :func:`watch_until` re-runs a read until it finds what it looks for, watching from now in
-  between (queues use it: their readers race, so each wake-up must read again anyway).
+* :func:`wait_turn` is etcd's ``waitDeletes`` (``client/v3/concurrency/key.go``) fused with
+  the post-wait ownership re-check: it repeatedly finds the *last-created* key before mine
+  (my direct predecessor) and waits for that one key to go. Each waiter therefore watches
+  exactly one other key, so a release wakes one waiter, not all of them (no thundering herd).
+* :func:`wait_delete` waits until one key is deleted after ``R`` (etcd's ``waitDelete``).
+* :func:`watch_until` re-runs a read until it finds what it looks for, waiting for a
+  relevant event in between (queues use it: their readers race, so each wake-up must read
+  again anyway).
 
-If the watch start revision has been compacted away the helpers re-read the state and watch
-again from the compaction revision, which is safe because they re-check the condition first.
+A watch from now cannot hit a compacted revision, so none of the helpers needs to handle
+compaction.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from coord import AsyncClient, Delete, Get, ModRevision, Put, Version
-from coord.errors import CompactedError
+from coord.errors import CoordError
 from coord.types import Event, EventType, KeyValue
 
 from .errors import SessionExpiredError
@@ -38,14 +37,11 @@ from .errors import SessionExpiredError
 __all__ = [
     "delete_rev",
     "first_created",
-    "last_created_before",
     "lease_hex",
     "prefix_end",
     "put_unique",
     "to_bytes",
     "wait_delete",
-    "wait_deletes",
-    "wait_event",
     "wait_turn",
     "watch_until",
 ]
@@ -79,38 +75,6 @@ async def first_created(client: AsyncClient, prefix: bytes) -> tuple[KeyValue | 
     return (res.kvs[0] if res.kvs else None), res.revision
 
 
-async def last_created_before(client: AsyncClient, prefix: bytes, max_create_revision: int
-                              ) -> tuple[KeyValue | None, int]:
-    """The last-created key under ``prefix`` whose create revision is <= the bound.
-
-    Returns the key (None when there is none) and the revision the read was served at.
-    """
-    res = await client.range(prefix, prefix=True, limit=1, sort="-create",
-                             max_create_revision=max_create_revision)
-    return (res.kvs[0] if res.kvs else None), res.revision
-
-
-async def wait_event(client: AsyncClient, key: bytes, start_revision: int,
-                     accept: Callable[[Event], bool], *, prefix: bool = False,
-                     no_put: bool = False, no_delete: bool = False) -> Event:
-    """Watch ``key`` (or the prefix) from ``start_revision`` until ``accept(event)``; return it.
-
-    ``no_put`` / ``no_delete`` filter events on the server side.
-
-    Raises:
-        CompactedError: ``start_revision`` is compacted (callers re-read and retry).
-    """
-    watch = client.watch(key, prefix=prefix, start_revision=start_revision, no_put=no_put,
-                         no_delete=no_delete)
-    try:
-        async for event in watch:
-            if accept(event):
-                return event
-    finally:
-        await watch.aclose()
-    raise CompactedError("coord: watch ended unexpectedly")  # pragma: no cover - defensive
-
-
 async def watch_until(client: AsyncClient, key: bytes,
                       check: Callable[[], Awaitable[tuple[T | None, int]]],
                       accept: Callable[[Event], bool], *, prefix: bool = False,
@@ -140,7 +104,7 @@ async def watch_until(client: AsyncClient, key: bytes,
                     return result
     finally:
         await watch.aclose()
-    raise CompactedError("coord: watch ended unexpectedly")  # pragma: no cover - defensive
+    raise CoordError("coord: watch ended unexpectedly")  # pragma: no cover - defensive
 
 
 async def wait_delete(client: AsyncClient, key: bytes, start_revision: int) -> None:
@@ -163,19 +127,7 @@ async def wait_delete(client: AsyncClient, key: bytes, start_revision: int) -> N
                 return
     finally:
         await watch.aclose()
-    raise CompactedError("coord: watch ended unexpectedly")  # pragma: no cover - defensive
-
-
-async def wait_deletes(client: AsyncClient, prefix: bytes, max_create_revision: int) -> None:
-    """Return once no key under ``prefix`` has create revision <= ``max_create_revision``.
-
-    Each round waits only for the direct predecessor (last-created key under the bound).
-    """
-    while True:
-        kv, rev = await last_created_before(client, prefix, max_create_revision)
-        if kv is None:
-            return
-        await wait_delete(client, kv.key, rev + 1)
+    raise CoordError("coord: watch ended unexpectedly")  # pragma: no cover - defensive
 
 
 async def put_unique(client: AsyncClient, prefix: bytes, value: bytes, lease: int = 0

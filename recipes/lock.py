@@ -15,7 +15,7 @@ exactly like ``concurrency.Mutex.tryAcquire``::
 ``myRev`` is the transaction's revision (or the existing key's create revision: re-entrant
 per lease, as in Go). Keys are granted in create-revision order: the contender whose key was
 created first holds the lock. A waiter watches only its direct predecessor (the last-created
-key with a smaller create revision, see :func:`~coord.recipes._wait.wait_deletes`), so a release
+key with a smaller create revision, see :func:`~coord.recipes._wait.wait_turn`), so a release
 wakes one process, not all of them.
 
 After any wait the lock re-reads its own key and reports the lock held only if the key still
