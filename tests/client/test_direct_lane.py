@@ -13,73 +13,14 @@ import concurrent.futures
 import contextlib
 import signal
 import socket
-import threading
 from collections.abc import Iterator
 from types import FrameType
 
 import pytest
-from support import wait_for
+from support import Relay, wait_for
 
 from coord import Client
 from coord.errors import TimeoutError as CallTimeoutError
-
-
-class Relay:
-    """Relays TCP connections to ``upstream``; :meth:`drop` closes every open one."""
-
-    def __init__(self, upstream: str) -> None:
-        host, _, port = upstream.rpartition(":")
-        self.upstream = (host, int(port))
-        self.accepted = 0
-        self._open: set[asyncio.StreamWriter] = set()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        self._server = self._on_loop(asyncio.start_server(self._relay, "127.0.0.1", 0))
-        self.endpoint = f"127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-
-    def _on_loop(self, coro: object) -> object:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)  # type: ignore[arg-type]
-
-    async def _relay(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
-        self.accepted += 1
-        ur, uw = await asyncio.open_connection(*self.upstream)
-        self._open |= {cw, uw}
-
-        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-            while data := await r.read(65536):
-                w.write(data)
-            w.close()
-
-        try:
-            await asyncio.gather(pipe(cr, uw), pipe(ur, cw))
-        except OSError:
-            pass
-        finally:
-            self._open -= {cw, uw}
-            cw.close()
-            uw.close()
-
-    @property
-    def open_connections(self) -> int:
-        return len(self._open) // 2
-
-    def drop(self) -> None:
-        """Close every relayed connection, as a restarting server would."""
-        async def do() -> None:
-            for w in list(self._open):
-                w.close()
-        self._on_loop(do())
-
-    def close(self) -> None:
-        async def do() -> None:
-            self._server.close()  # type: ignore[attr-defined]
-            for w in list(self._open):
-                w.close()
-        self._on_loop(do())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
 
 
 @pytest.fixture

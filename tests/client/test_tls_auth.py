@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import trustme
-from support import EtcdProc, Proc, etcdctl, free_port, require_binary, wait_for
+from support import EtcdProc, Proc, Relay, etcdctl, free_port, require_binary, wait_for
 
 from coord import AsyncClient, AuthFailedError, Client, CoordError
 
@@ -159,3 +159,23 @@ async def test_auth_reauthenticates_on_invalid_token(auth_etcd: str) -> None:
         async with c.watch("/app/t", start_revision=rev) as w:
             assert (await w.__anext__()).value == b"2"
         assert c._conn._token != "bogus.token2"
+
+
+def test_tls_write_after_the_server_closed_an_idle_connection(tls_endpoint: str, certs: Certs,
+                                                              prefix: str) -> None:
+    """The direct lane notices a close that arrived over TLS while it was idle (see
+    tests/client/test_direct_lane.py for the plaintext case)."""
+    relay = Relay(tls_endpoint)
+    try:
+        with Client(relay.endpoint, ca_cert=certs.ca, cert=certs.client_cert,
+                    key=certs.client_key, timeout=10) as c:
+            c.put(prefix + "k", "1")
+            relay.drop()
+            wait_for(lambda: relay.open_connections == 0, what="relay connections closed")
+            rev = c.put(prefix + "k", "2")  # not "outcome unknown": sent once, on a new one
+            assert relay.accepted == 2
+            kv = c.get(prefix + "k")
+            assert kv is not None
+            assert kv.mod_revision == rev
+    finally:
+        relay.close()
