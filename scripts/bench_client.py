@@ -34,13 +34,17 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
 from typing import Any
 
 VALUE = b"v" * 100
-WORKLOADS = ["seq_put", "seq_get", "conc_put", "conc_get", "get_prefix"]
+WORKLOADS = ["seq_put", "seq_get", "conc_put", "conc_get", "w2_put", "w2_get", "w8_put",
+             "w8_get", "get_prefix"]
+#: worker counts of the "wN" workloads: N threads (or tasks) each looping over its share.
+LOOPERS = (2, 8)
 THREADS = 8
 TASKS = 32
 
@@ -65,11 +69,22 @@ def _threads(fn: Callable[[int], Any], n: int) -> None:
         list(pool.map(fn, range(n)))
 
 
-async def _tasks(fn: Callable[[int], Any], n: int) -> None:
+def _loop_threads(fn: Callable[[int], Any], n: int, workers: int) -> None:
+    def worker(w: int) -> None:
+        for i in range(w, n, workers):
+            fn(i)
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+async def _tasks(fn: Callable[[int], Any], n: int, workers: int = TASKS) -> None:
     async def worker(w: int) -> None:
-        for i in range(w, n, TASKS):
+        for i in range(w, n, workers):
             await fn(i)
-    await asyncio.gather(*(worker(w) for w in range(TASKS)))
+    await asyncio.gather(*(worker(w) for w in range(workers)))
 
 
 def _prefix_rounds(pk: int) -> int:
@@ -104,6 +119,11 @@ def run_sync(kind: str, host: str, port: int, n: int, pk: int) -> dict[str, Resu
     res["seq_get"] = _timed(lambda: [get(f"/bench/{tag}/s/{i}") for i in range(n)], n)
     res["conc_put"] = _timed(lambda: _threads(lambda i: put(f"/bench/{tag}/c/{i}", VALUE), n), n)
     res["conc_get"] = _timed(lambda: _threads(lambda i: get(f"/bench/{tag}/c/{i}"), n), n)
+    for w in LOOPERS:
+        res[f"w{w}_put"] = _timed(lambda w=w: _loop_threads(
+            lambda i: put(f"/bench/{tag}/l/{i}", VALUE), n, w), n)
+        res[f"w{w}_get"] = _timed(lambda w=w: _loop_threads(
+            lambda i: get(f"/bench/{tag}/l/{i}"), n, w), n)
     rounds = _prefix_rounds(pk)
     assert get_prefix("/bench/prefix/") == pk
     res["get_prefix"] = _timed(lambda: [get_prefix("/bench/prefix/") for _ in range(rounds)],
@@ -157,6 +177,11 @@ async def run_async(kind: str, host: str, port: int, n: int, pk: int) -> dict[st
         lambda: _tasks(lambda i: put(key(f"/bench/{tag}/c/{i}"), VALUE), n), n)
     res["conc_get"] = await _atimed(lambda: _tasks(lambda i: get(key(f"/bench/{tag}/c/{i}")), n),
                                     n)
+    for w in LOOPERS:
+        res[f"w{w}_put"] = await _atimed(
+            lambda w=w: _tasks(lambda i: put(key(f"/bench/{tag}/l/{i}"), VALUE), n, w), n)
+        res[f"w{w}_get"] = await _atimed(
+            lambda w=w: _tasks(lambda i: get(key(f"/bench/{tag}/l/{i}")), n, w), n)
     rounds = _prefix_rounds(pk)
     assert await get_prefix("/bench/prefix/") == pk
 
@@ -341,8 +366,10 @@ def main() -> None:
                 f"Server: one etcd {_etcd_version()} member on loopback (same machine).\n\n"
                 "get_prefix reads 10,000 keys of 100 B per call. In parentheses: the ratio "
                 "to python-etcd3 (time per op; lower is better, target <= 1.5x). Sequential = "
-                f"one request at a time; concurrent = {THREADS} threads (blocking clients) or "
-                f"{TASKS} tasks (asyncio clients). Each client ran in its own process, "
+                f"one request at a time; concurrent = a pool of {THREADS} threads fed one "
+                "call at a time (`ThreadPoolExecutor.map`, blocking clients) or "
+                f"{TASKS} tasks (asyncio clients); wN = N threads (or tasks) each looping "
+                "over its share. Each client ran in its own process, "
                 f"{args.rounds} interleaved rounds; the client CPU table is the client "
                 "process's CPU time (all threads) per op, which is far less sensitive to "
                 "load from other processes than wall time. coord-sync: a lone thread's "
