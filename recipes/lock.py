@@ -45,7 +45,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any, overload
 
-from coord import AsyncClient, Client, CreateRevision, Delete, Get, Put
+from coord import AsyncClient, Client, CreateRevision, Get, Put
 from coord.txn import Compare
 from coord.types import KeyValue
 
@@ -197,11 +197,7 @@ class AsyncLock(Lock, SessionUser):
         if not self._held or self._key is None:
             raise LockNotHeldError()
         self._held = False
-        if self._owns_session:
-            await self._close_session()
-        else:
-            await self.client.txn(compare=[owner_compare(self._key, self._rev)],
-                                  success=[Delete(self._key)])
+        await self._release_key(self._key, self._rev)
 
     async def __aenter__(self) -> AsyncLock:
         await self.acquire()

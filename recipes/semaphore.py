@@ -31,8 +31,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any, overload
 
-from coord import AsyncClient, Client, Delete
-from coord.errors import CompactedError
+from coord import AsyncClient, Client
 from coord.txn import Compare
 from coord.types import EventType
 
@@ -103,23 +102,23 @@ class AsyncSemaphore(Semaphore, SessionUser):
         return {kv.key for kv in res.kvs}, res.revision
 
     async def _wait_turn(self, rev: int) -> None:
-        """Return once fewer than ``n`` keys precede the one created at ``rev``."""
-        while True:
+        """Return once fewer than ``n`` keys precede the one created at ``rev``.
+
+        The watch starts from now and the predecessors are read after it exists, so each
+        DELETE newer than that read counts one down (see :mod:`coord.recipes._wait`).
+        """
+        watch = await self.client.watch(self.prefix, prefix=True, no_put=True)
+        try:
             preds, read_rev = await self._predecessors(rev)
             if len(preds) < self.n:
                 return
-            watch = self.client.watch(self.prefix, prefix=True, start_revision=read_rev + 1,
-                                      no_put=True)
-            try:
-                async for event in watch:
-                    if event.type == EventType.DELETE:
-                        preds.discard(event.kv.key)
-                        if len(preds) < self.n:
-                            break
-            except CompactedError:
-                pass
-            finally:
-                await watch.aclose()
+            async for event in watch:
+                if event.type == EventType.DELETE and event.kv.mod_revision > read_rev:
+                    preds.discard(event.kv.key)
+                    if len(preds) < self.n:
+                        return
+        finally:
+            await watch.aclose()
 
     async def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         """Take a permit; True once held, False on timeout / when non-blocking and none free.
@@ -160,11 +159,7 @@ class AsyncSemaphore(Semaphore, SessionUser):
         if not self._held or self._key is None:
             raise LockNotHeldError("semaphore: permit not held")
         self._held = False
-        if self._owns_session:
-            await self._close_session()
-        else:
-            await self.client.txn(compare=[owner_compare(self._key, self._rev)],
-                                  success=[Delete(self._key)])
+        await self._release_key(self._key, self._rev)
 
     async def holders(self) -> list[bytes]:
         """Keys of the current permit holders (the first ``n`` contenders)."""

@@ -32,7 +32,7 @@ from typing import Any, overload
 
 import anyio
 
-from coord import AsyncClient, Client
+from coord import AsyncClient, Client, CreateRevision, Delete
 
 from ._sync import bridge_of, is_async_client
 from .errors import SessionExpiredError
@@ -278,6 +278,14 @@ class SessionUser:
         if self._owns_session and self._session is not None:
             session, self._session = self._session, None
             await session.close()
+
+    async def _release_key(self, key: bytes, rev: int) -> None:
+        """Give up the held ``key`` created at ``rev``: revoke the own session (which deletes
+        it), or delete it only while it is still that incarnation."""
+        if self._owns_session:
+            await self._close_session()
+        else:
+            await self.client.txn(compare=[CreateRevision(key) == rev], success=[Delete(key)])
 
     async def _abandon(self, key: bytes) -> None:
         """Remove a contender ``key`` that will not be held (also on error or cancellation):
