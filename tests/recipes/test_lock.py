@@ -11,6 +11,8 @@ from support import wait_for
 
 from coord import AsyncClient, Client, Put
 from coord.recipes import Lock, LockNotHeldError, Session, SessionExpiredError
+from coord.recipes.lock import SyncLock
+from coord.types import KeyValue
 
 
 def test_acquire_release_layout_and_fencing(client: Client, prefix: str) -> None:
@@ -106,8 +108,10 @@ def test_waiters_granted_in_arrival_order(client: Client, prefix: str) -> None:
     assert tokens[0] > first.fencing_token
 
 
-def test_waiter_whose_session_expires_raises(client: Client, prefix: str) -> None:
-    name = prefix + "jobs"
+def _queued_waiter(client: Client, name: str
+                   ) -> tuple[SyncLock, SyncLock, list[BaseException], threading.Thread, KeyValue]:
+    """A holder, and a waiter blocked in acquire() on a thread (its errors collected);
+    returns (holder, waiter, errors, thread, the waiter's key-value)."""
     holder = Lock(client, name, ttl=5)
     holder.acquire()
     waiter = Lock(client, name, ttl=5)
@@ -123,6 +127,11 @@ def test_waiter_whose_session_expires_raises(client: Client, prefix: str) -> Non
     t.start()
     wait_for(lambda: len(client.get_prefix(name + "/")) == 2, timeout=10, what="waiter queued")
     mine = next(kv for kv in client.get_prefix(name + "/") if kv.key != holder.key)
+    return holder, waiter, errors, t, mine
+
+
+def test_waiter_whose_session_expires_raises(client: Client, prefix: str) -> None:
+    holder, _waiter, errors, t, mine = _queued_waiter(client, prefix + "jobs")
     client.revoke_lease(mine.lease)
     t.join(timeout=20)
     assert len(errors) == 1
@@ -186,25 +195,11 @@ async def test_async_timeout_and_cancel_clean_up(aclient: AsyncClient, prefix: s
 def test_waiter_rechecks_its_key_after_the_wait(client: Client, prefix: str) -> None:
     """etcd #11456 (Jepsen): a waiter whose key vanished while it waited must not be told it
     holds the lock when its predecessor goes away."""
-    name = prefix + "jobs"
-    holder = Lock(client, name, ttl=5)
-    holder.acquire()
-    waiter = Lock(client, name, ttl=5)
-    errors: list[BaseException] = []
-
-    def wait() -> None:
-        try:
-            waiter.acquire(timeout=20)
-        except SessionExpiredError as e:
-            errors.append(e)
-
-    t = threading.Thread(target=wait)
-    t.start()
-    wait_for(lambda: len(client.get_prefix(name + "/")) == 2, timeout=10, what="waiter queued")
-    mine = next(kv for kv in client.get_prefix(name + "/") if kv.key != holder.key)
+    holder, waiter, errors, t, mine = _queued_waiter(client, prefix + "jobs")
     client.delete(mine.key)        # the waiter's key disappears; its session stays alive
     holder.release()
     t.join(timeout=20)
     assert len(errors) == 1
+    assert isinstance(errors[0], SessionExpiredError)
     assert str(errors[0]) == "mutex: session is expired"
     assert not waiter.held
