@@ -99,6 +99,20 @@ def sig(events: list[Event]) -> list[tuple[int, int, bytes, bytes]]:
     return [(e.revision, int(e.type), e.key, e.value) for e in events]
 
 
+
+async def _replay(endpoints: str | list[str], prefix: str, start: int, last: int) -> list[Event]:
+    """Ground truth: the events under ``prefix`` from ``start`` through revision ``last``,
+    replayed by a fresh client."""
+    truth: list[Event] = []
+    async with AsyncClient(endpoints, timeout=20) as fresh:
+        replay = await fresh.watch(prefix, prefix=True, start_revision=start)
+        async for ev in replay:
+            truth.append(ev)
+            if ev.revision >= last:
+                break
+        replay.cancel()
+    return truth
+
 @pytest.mark.anyio
 async def test_kill_member_in_use(cluster: Cluster, prefix: str) -> None:
     eps = cluster.endpoints
@@ -142,14 +156,7 @@ async def test_kill_member_in_use(cluster: Cluster, prefix: str) -> None:
         await asyncio.wait_for(consumer, 30)
 
         # ground truth: a fresh replay of the same history from a surviving member
-        truth: list[Event] = []
-        async with AsyncClient(eps[2], timeout=20) as fresh:
-            replay = await fresh.watch(prefix, prefix=True, start_revision=start)
-            async for ev in replay:
-                truth.append(ev)
-                if ev.revision >= seen[-1].revision:
-                    break
-            replay.cancel()
+        truth = await _replay(eps[2], prefix, start, seen[-1].revision)
         assert sig(seen) == sig(truth)
         revs = [e.revision for e in seen]
         assert revs == sorted(revs)
@@ -225,14 +232,7 @@ async def test_repeated_failover_with_restarts(kind: str, tmp_path: Path, prefix
                 await asyncio.sleep(0.05)
             watch.cancel()
             await consumer
-            async with AsyncClient(eps, timeout=20) as fresh:
-                truth: list[Event] = []
-                replay = await fresh.watch(prefix, prefix=True, start_revision=start)
-                async for ev in replay:
-                    truth.append(ev)
-                    if ev.revision >= seen[-1].revision:
-                        break
-                replay.cancel()
+            truth = await _replay(eps, prefix, start, seen[-1].revision)
             assert sig(seen) == sig(truth)
             assert {f"{prefix}k{j:04}".encode() for j in range(i)} <= {e.key for e in seen}
             assert watcher._watch_hub.streams_opened >= 4
