@@ -1,14 +1,22 @@
 """Connections: endpoints, failover, retries, auth token and TLS.
 
-Theory of operation. A :class:`Connection` holds one grpclib ``Channel`` (one HTTP/2
-connection) per endpoint and a *current* endpoint that every new call and stream uses. A
-failure that says "this member is unusable" (connection refused/reset, stream terminated,
-gRPC UNAVAILABLE) rotates the current endpoint to the next one in the list.
+Theory of operation. Two transports share one retry loop and one failover state
+(:class:`_Caller`, :class:`_Route`):
+
+* :class:`Connection` (asyncio) holds one grpclib ``Channel`` (one HTTP/2 connection) per
+  endpoint, shared by every call and stream of an ``AsyncClient``;
+* :class:`SyncConnection` (blocking, unary calls only) gives each calling thread a pooled
+  :class:`coord._h2.Channel` of its own; the blocking ``Client`` uses it next to the former.
+
+Calls and streams go to a *current* endpoint. A failure that says "this member is unusable"
+(connection refused/reset, stream terminated, gRPC UNAVAILABLE) rotates the current endpoint
+to the next one in the list.
 
 Retry rule (etcd's clientv3 rule, see reference §5): an *idempotent* call (reads, status,
 lease queries) is retried on the next endpoint after any such failure; a *mutating* call is
-retried only when the failure happened while connecting, i.e. before the request could reach a
-server. After an ambiguous failure (the request may have been applied) a mutating call raises
+retried only when the request surely never reached a server (:class:`NotSent`: the connection
+failed, or the server refused the stream or announced it would not process it). After an
+ambiguous failure (the request may have been applied) a mutating call raises
 :class:`~coord.errors.UnavailableError` / :class:`~coord.errors.ConnectionFailedError` and the
 caller decides. Every call has one overall deadline (``timeout``), shared by its retries.
 
@@ -16,7 +24,7 @@ Auth: with ``user``/``password`` the connection calls ``Auth/Authenticate`` befo
 request and sends the token as ``token`` metadata; a request rejected with "invalid auth
 token" re-authenticates once and is re-sent (it was rejected, so that is safe for writes).
 
-Messages cross grpclib as bytes: :class:`_Codec` encodes betterproto2 messages with
+Messages cross the transports as bytes: :class:`_Codec` encodes betterproto2 messages with
 ``bytes(msg)`` (or passes pre-encoded bytes through) and decodes with the callable given as the
 reply type (a fast decoder from :mod:`coord._wire` or a betterproto2 ``parse``).
 """
@@ -26,10 +34,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import select
 import ssl as _ssl
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -40,10 +48,14 @@ from grpclib.const import Cardinality
 from grpclib.encoding.base import CodecBase
 from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
 
-from . import errors
+from . import _h2, errors
+from ._h2 import NotSent
 from ._pb import etcdserverpb as pb
 
-__all__ = ["Connection", "Endpoint", "close_stream", "parse_endpoints"]
+__all__ = [
+    "Connection", "Endpoint", "NotSent", "SyncConnection", "close_stream", "parse_endpoints",
+    "run_sync",
+]
 
 _log = logging.getLogger("coord.conn")
 
@@ -202,7 +214,7 @@ def status_error(e: GRPCError) -> errors.CoordError:
 
 
 class _Route:
-    """Failover state every :class:`Connection` of one client shares, whatever its loop."""
+    """Failover state every connection of one client shares, whatever its loop or thread."""
 
     __slots__ = ("current", "token")
 
@@ -211,14 +223,17 @@ class _Route:
         self.token: str | None = None  # auth token, once authenticated
 
 
-class Connection:
-    """Endpoints with failover, shared by every RPC of one client (see module docstring).
+class _Caller:
+    """Endpoints, failover, auth and the retry rule, whatever carries the calls.
 
-    A connection belongs to one event loop (its channels do); :meth:`fork` makes one for
-    another loop that shares the current endpoint and the auth token.
+    The one retry loop (:meth:`unary`, see the module docstring) for both transports: a
+    subclass says how one attempt on one endpoint runs (:meth:`_attempt`), how to pause between
+    rounds (:meth:`_pause`) and how to drop an endpoint's connections (:meth:`_drop`).
+    An attempt reports its outcome as: a value; a :class:`~coord.errors.CoordError` (the
+    server's gRPC status); :class:`NotSent` (the request surely reached no server); a
+    ``TimeoutError``; or another transport error (the request may have been processed).
 
-    Invariants (checked by :meth:`_check`): ``0 <= current < len(endpoints)``; ``channels``
-    has at most one channel per endpoint index.
+    Invariant (checked by :meth:`_check`): ``0 <= current < len(endpoints)``.
     """
 
     def __init__(self, endpoints: list[Endpoint], *, timeout: float | None,
@@ -227,32 +242,14 @@ class Connection:
         self.endpoints = endpoints
         self.timeout = timeout
         self._keepalive = keepalive
-        # HTTP/2 PINGs while calls or streams are open, so a silently dead peer (partition,
-        # frozen host) is noticed within keepalive * 1.5 instead of never (watches would
-        # hang). etcd refuses pings more often than every 5 s (too_many_pings).
-        self._h2_config = Configuration(
-            _keepalive_time=keepalive, _keepalive_timeout=(keepalive or 10.0) / 2,
-            _http2_max_pings_without_data=0,
-            _http2_min_sent_ping_interval_without_data=keepalive or 300.0,
-        ) if keepalive else None
         self._route = route or _Route()
         self._ssl = ssl
-        self._channels: dict[int, Channel] = {}
         self._user = user
         self._password = password
-        self._auth_lock = asyncio.Lock()
         self._closed = False
-        self._check()
 
     def _check(self) -> None:
         assert 0 <= self.current < len(self.endpoints)
-        assert all(0 <= i < len(self.endpoints) for i in self._channels)
-
-    def fork(self) -> Connection:
-        """A connection with the same settings for another event loop (own channels; shared
-        current endpoint and auth token)."""
-        return Connection(self.endpoints, timeout=self.timeout, ssl=self._ssl, user=self._user,
-                          password=self._password, keepalive=self._keepalive, route=self._route)
 
     @property
     def current(self) -> int:
@@ -271,43 +268,33 @@ class Connection:
     def _token(self, token: str | None) -> None:
         self._route.token = token
 
-    # ---------------------------------------------------------------------------- channels
-
-    def channel(self, index: int | None = None) -> tuple[int, Channel]:
-        """``(index, channel)`` of the current endpoint (or of ``index``), created on demand."""
-        i = self.current if index is None else index
-        ch = self._channels.get(i)
-        if ch is None:
-            ep = self.endpoints[i]
-            ctx = self._ssl
-            if ctx is None and ep.tls:
-                ctx = make_ssl_context(None, None, None)
-            ch = Channel(ep.host, ep.port, codec=_CODEC, ssl=ctx, config=self._h2_config)
-            self._channels[i] = ch
-        return i, ch
+    def _ssl_for(self, ep: Endpoint) -> _ssl.SSLContext | None:
+        if self._ssl is None and ep.tls:
+            return make_ssl_context(None, None, None)
+        return self._ssl
 
     def rotate(self, failed: int, *, broken: bool = True) -> None:
         """Move ``current`` past endpoint ``failed``.
 
-        ``broken``: the connection itself failed, so its channel is dropped too. A gRPC
-        UNAVAILABLE status arrives on a working connection: then the channel (and the
+        ``broken``: the connection itself failed, so its connections are dropped too. A gRPC
+        UNAVAILABLE status arrives on a working connection: then the connection (and the
         streams on it) is kept, only new calls go elsewhere.
         """
         if broken:
-            ch = self._channels.pop(failed, None)
-            if ch is not None:
-                ch.close()
+            self._drop(failed)
         if self.current == failed:
             self.current = (failed + 1) % len(self.endpoints)
 
+    def _drop(self, index: int) -> None:
+        raise NotImplementedError
+
     def close(self) -> None:
-        """Close every channel."""
-        self._closed = True
-        for ch in self._channels.values():
-            ch.close()
-        self._channels.clear()
+        """Close every connection."""
+        raise NotImplementedError
 
     # -------------------------------------------------------------------------------- auth
+
+    _auth_lock: Any
 
     async def metadata(self) -> dict[str, str] | None:
         """Per-call metadata (the auth token once authenticated)."""
@@ -323,7 +310,7 @@ class Connection:
         return self._token
 
     async def authenticate(self, stale: str | None = None) -> None:
-        """Fetch a fresh token (unless another task already replaced ``stale``)."""
+        """Fetch a fresh token (unless another caller already replaced ``stale``)."""
         async with self._auth_lock:
             if self._token is not None and self._token != stale:
                 return
@@ -339,6 +326,14 @@ class Connection:
         t = self.timeout if timeout is None else timeout
         return None if t is None else time.monotonic() + t
 
+    async def _attempt(self, index: int, path: str, request: Any,
+                       decode: Callable[[bytes], T], metadata: dict[str, str] | None,
+                       timeout: float | None) -> T:
+        raise NotImplementedError
+
+    async def _pause(self, seconds: float) -> None:
+        raise NotImplementedError
+
     async def unary(self, path: str, request: Any, decode: Callable[[bytes], T], *,
                     idempotent: bool, timeout: float | None = None, auth: bool = True) -> T:
         """Call a unary RPC with failover and retries (see the module docstring)."""
@@ -351,49 +346,40 @@ class Connection:
             if self._closed:
                 raise errors.ConnectionFailedError("coord: client is closed")
             md = await self.metadata() if auth else None
-            index, ch = self.channel()
+            index = self.current
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 break
-            connected = False
             try:
-                if not ch._connected:  # connect first: failures here never sent the request
-                    await asyncio.wait_for(connect(ch), remaining)
-                connected = True
-                stream: Any
-                async with ch.request(path, Cardinality.UNARY_UNARY, _ANY, cast(Any, decode),
-                                      timeout=remaining, metadata=md) as stream:
-                    await stream.send_message(request, end=True)
-                    reply = cast(T | None, await stream.recv_message())
-                if reply is None:
-                    raise StreamTerminatedError("empty reply")
-                return reply
-            except GRPCError as e:
-                err = status_error(e)
+                return await self._attempt(index, path, request, decode, md, remaining)
+            except errors.CoordError as err:
                 if isinstance(err, errors.InvalidAuthTokenError) and auth and not reauthed:
                     reauthed = True
                     await self.authenticate(stale=self._token)
                     continue
                 if not isinstance(err, errors.UnavailableError):
-                    raise err from None
+                    raise
                 last = err
                 self.rotate(index, broken=False)
                 if not idempotent:
-                    raise err from None
+                    raise
             except TimeoutError:
                 if deadline is not None and time.monotonic() >= deadline - 1e-3:
                     break
                 raise
+            except NotSent as e:
+                last = e
+                self.rotate(index)
             except TRANSPORT_ERRORS as e:
                 last = e
                 self.rotate(index)
-                if not idempotent and connected:
+                if not idempotent:
                     raise errors.UnavailableError(
                         f"coord: connection to {self.endpoints[index]} lost during a write;"
                         f" its outcome is unknown ({e!r})") from e
             attempt += 1
             if attempt % len(self.endpoints) == 0:
-                await asyncio.sleep(min(0.05 * attempt, 0.5))
+                await self._pause(min(0.05 * attempt, 0.5))
         if last is None or isinstance(last, TimeoutError | asyncio.TimeoutError):
             raise errors.TimeoutError(f"coord: {path} timed out") from last
         if isinstance(last, errors.CoordError):
@@ -402,17 +388,94 @@ class Connection:
             f"coord: could not reach any endpoint of {[str(e) for e in self.endpoints]}"
             f" ({last!r})") from last
 
-    async def settle(self) -> None:
-        """Let the loop take in what idle connections received (a close, a GOAWAY).
 
-        For a loop that only runs during calls (the blocking client's direct lane): a request
-        sent on a connection whose end already waits in its socket would fail as "outcome
-        unknown" though it never reached a server. Costs one ``select`` when nothing waits.
-        """
-        for _ in range(10):
-            if not any(_has_input(ch) for ch in self._channels.values()):
-                return
-            await asyncio.sleep(0)
+class Connection(_Caller):
+    """The asyncio transport: one grpclib ``Channel`` (HTTP/2 connection) per endpoint,
+    shared by every call and stream of one client (see the module docstring).
+
+    A connection belongs to one event loop (its channels do); :meth:`blocking` makes the
+    blocking twin that shares the current endpoint and the auth token.
+
+    Invariants (checked by :meth:`_check`): those of :class:`_Caller`; ``channels`` has at
+    most one channel per endpoint index.
+    """
+
+    def __init__(self, endpoints: list[Endpoint], *, timeout: float | None,
+                 ssl: _ssl.SSLContext | None, user: str | None, password: str | None,
+                 keepalive: float | None = 10.0, route: _Route | None = None) -> None:
+        super().__init__(endpoints, timeout=timeout, ssl=ssl, user=user, password=password,
+                         keepalive=keepalive, route=route)
+        # HTTP/2 PINGs while calls or streams are open, so a silently dead peer (partition,
+        # frozen host) is noticed within keepalive * 1.5 instead of never (watches would
+        # hang). etcd refuses pings more often than every 5 s (too_many_pings).
+        self._h2_config = Configuration(
+            _keepalive_time=keepalive, _keepalive_timeout=(keepalive or 10.0) / 2,
+            _http2_max_pings_without_data=0,
+            _http2_min_sent_ping_interval_without_data=keepalive or 300.0,
+        ) if keepalive else None
+        self._channels: dict[int, Channel] = {}
+        self._auth_lock = asyncio.Lock()
+        self._check()
+
+    def _check(self) -> None:
+        super()._check()
+        assert all(0 <= i < len(self.endpoints) for i in self._channels)
+
+    def blocking(self) -> SyncConnection:
+        """The blocking twin (see :class:`SyncConnection`): same settings, own connections,
+        shared current endpoint and auth token."""
+        return SyncConnection(self.endpoints, timeout=self.timeout, ssl=self._ssl,
+                              user=self._user, password=self._password,
+                              keepalive=self._keepalive, route=self._route)
+
+    def channel(self, index: int | None = None) -> tuple[int, Channel]:
+        """``(index, channel)`` of the current endpoint (or of ``index``), created on demand."""
+        i = self.current if index is None else index
+        ch = self._channels.get(i)
+        if ch is None:
+            ep = self.endpoints[i]
+            ch = Channel(ep.host, ep.port, codec=_CODEC, ssl=self._ssl_for(ep),
+                         config=self._h2_config)
+            self._channels[i] = ch
+        return i, ch
+
+    def _drop(self, index: int) -> None:
+        ch = self._channels.pop(index, None)
+        if ch is not None:
+            ch.close()
+
+    def close(self) -> None:
+        """Close every channel."""
+        self._closed = True
+        for ch in self._channels.values():
+            ch.close()
+        self._channels.clear()
+
+    async def _attempt(self, index: int, path: str, request: Any,
+                       decode: Callable[[bytes], T], metadata: dict[str, str] | None,
+                       timeout: float | None) -> T:
+        _, ch = self.channel(index)
+        if not ch._connected:  # connect first: failures here never sent the request
+            try:
+                await asyncio.wait_for(connect(ch), timeout)
+            except TimeoutError:
+                raise
+            except TRANSPORT_ERRORS as e:
+                raise NotSent(f"could not connect to {self.endpoints[index]}: {e!r}") from e
+        try:
+            stream: Any
+            async with ch.request(path, Cardinality.UNARY_UNARY, _ANY, cast(Any, decode),
+                                  timeout=timeout, metadata=metadata) as stream:
+                await stream.send_message(request, end=True)
+                reply = cast(T | None, await stream.recv_message())
+        except GRPCError as e:
+            raise status_error(e) from None
+        if reply is None:
+            raise StreamTerminatedError("empty reply")
+        return reply
+
+    async def _pause(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
     def connection_alive(self, index: int) -> bool:
         """True while endpoint ``index`` has a channel whose HTTP/2 connection is up."""
@@ -456,15 +519,115 @@ class Connection:
             raise
 
 
-def _has_input(ch: Channel) -> bool:
-    """True when connected ``ch`` has unread input (data, EOF, error) or is closing."""
-    if not ch._connected or ch._protocol is None:
-        return False
-    transport = ch._protocol.processor.connection._transport
-    if transport.is_closing():
-        return True
-    sock = transport.get_extra_info("socket")
-    return sock is not None and bool(select.select([sock.fileno()], [], [], 0)[0])
+class _ThreadLock:
+    """A ``threading.Lock`` usable with ``async with`` by coroutines that never suspend."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    async def __aenter__(self) -> None:
+        self._lock.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+class SyncConnection(_Caller):
+    """The blocking transport: unary calls only, on pooled :class:`coord._h2.Channel`\\ s.
+
+    Its coroutines never suspend (they block the calling thread instead), so they run to
+    completion under :func:`run_sync` without an event loop; the retry loop is the one of
+    :class:`_Caller`. Each calling thread takes an idle channel of the endpoint (or connects a
+    new one) for the duration of an attempt, so concurrent threads each have their own
+    connection and wait in ``recv`` in parallel. A channel that fails in any way is closed.
+
+    Invariants (checked by :meth:`_check`): those of :class:`_Caller`; idle channels are
+    filed under valid endpoint indexes; none is idle once the connection is closed.
+    """
+
+    def __init__(self, endpoints: list[Endpoint], *, timeout: float | None,
+                 ssl: _ssl.SSLContext | None, user: str | None, password: str | None,
+                 keepalive: float | None = 10.0, route: _Route | None = None) -> None:
+        super().__init__(endpoints, timeout=timeout, ssl=ssl, user=user, password=password,
+                         keepalive=keepalive, route=route)
+        self._idle: dict[int, list[_h2.Channel]] = {}
+        self._pool_lock = threading.Lock()
+        self._auth_lock = _ThreadLock()
+        self._check()
+
+    def _check(self) -> None:
+        super()._check()
+        assert all(0 <= i < len(self.endpoints) for i in self._idle)
+        assert not (self._closed and any(self._idle.values()))
+
+    def _take(self, index: int, timeout: float | None) -> _h2.Channel:
+        while True:
+            with self._pool_lock:
+                idle = self._idle.get(index)
+                ch = idle.pop() if idle else None
+            if ch is None:
+                break
+            if ch.usable():
+                return ch
+            ch.close()  # closed or going away while idle: not this endpoint's failure
+        ep = self.endpoints[index]
+        try:
+            return _h2.Channel(ep.host, ep.port, ssl=self._ssl_for(ep), timeout=timeout,
+                               keepalive=self._keepalive)
+        except TimeoutError:
+            raise
+        except OSError as e:
+            raise NotSent(f"could not connect to {ep}: {e!r}") from e
+
+    def _give(self, index: int, ch: _h2.Channel) -> None:
+        with self._pool_lock:
+            if not self._closed:
+                self._idle.setdefault(index, []).append(ch)
+                return
+        ch.close()
+
+    def _drop(self, index: int) -> None:
+        with self._pool_lock:
+            idle = self._idle.pop(index, [])
+        for ch in idle:
+            ch.close()
+
+    def close(self) -> None:
+        """Close every idle channel; channels in use close when their call ends."""
+        with self._pool_lock:
+            self._closed = True
+            idle, self._idle = self._idle, {}
+        for chans in idle.values():
+            for ch in chans:
+                ch.close()
+
+    async def _attempt(self, index: int, path: str, request: Any,
+                       decode: Callable[[bytes], T], metadata: dict[str, str] | None,
+                       timeout: float | None) -> T:
+        ch = self._take(index, timeout)
+        message = request if type(request) is bytes else bytes(request)
+        try:
+            status, text, payload = ch.call(path, message, metadata, timeout)
+        except BaseException:
+            ch.close()
+            raise
+        self._give(index, ch)
+        if status:
+            raise errors.from_status(status, text)
+        return decode(payload)
+
+    async def _pause(self, seconds: float) -> None:
+        time.sleep(seconds)  # noqa: ASYNC251 (this coroutine blocks by design, see above)
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends (a :class:`SyncConnection` call) to its end."""
+    try:
+        coro.send(None)
+    except StopIteration as e:
+        return cast(T, e.value)
+    coro.close()
+    raise RuntimeError("coord: a blocking call tried to suspend")
 
 
 def close_stream(stream: Any) -> None:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Literal, overload
 
 from . import _wire
-from ._conn import Connection, make_ssl_context, parse_endpoints
+from ._conn import Connection, _Caller, make_ssl_context, parse_endpoints
 from ._pb import etcdserverpb as pb
 from .lease import AsyncLease, KeepAliver, LeaseGrant
 from .txn import (
@@ -106,16 +106,18 @@ class AsyncClient:
 
     def _setup(self, conn: Connection) -> None:
         self._conn = conn
+        self._calls: _Caller = conn  # what unary calls go through
         self._tasks: set[asyncio.Task[None]] = set()
         self._watch_hub = WatchHub(self._conn, self._spawn)
         self._keepaliver = KeepAliver(self._conn, self._spawn)
         self._closed = False
 
-    def _fork(self) -> AsyncClient:
-        """A client for another event loop with the same settings, sharing this one's current
-        endpoint and auth token (its own connections, watches and keep-alives)."""
+    def _blocking_twin(self) -> AsyncClient:
+        """A twin for the blocking ``Client``: its unary methods (only those) run on a
+        :class:`~coord._conn.SyncConnection`, never suspend and are driven with
+        :func:`~coord._conn.run_sync`; it shares this client's current endpoint and token."""
         twin = AsyncClient.__new__(AsyncClient)
-        twin._setup(self._conn.fork())
+        twin._calls = self._conn.blocking()
         return twin
 
     @property
@@ -174,14 +176,14 @@ class AsyncClient:
             prev_kv: return ``(revision, previous KeyValue or None)`` instead.
         """
         req = _wire.encode_put(to_bytes(key), to_bytes(value), lease_id(lease), prev_kv)
-        rev, prev = await self._conn.unary(_KV + "Put", req, _wire.decode_put, idempotent=False)
+        rev, prev = await self._calls.unary(_KV + "Put", req, _wire.decode_put, idempotent=False)
         return (rev, prev) if prev_kv else rev
 
     async def get(self, key: KeyLike, *, revision: int = 0,
                   serializable: bool = False) -> KeyValue | None:
         """The KeyValue at ``key`` (at ``revision`` if given), or None."""
         req = _wire.encode_range(to_bytes(key), revision=revision, serializable=serializable)
-        res = await self._conn.unary(_KV + "Range", req, _wire.decode_range, idempotent=True)
+        res = await self._calls.unary(_KV + "Range", req, _wire.decode_range, idempotent=True)
         return res.kvs[0] if res.kvs else None
 
     async def get_prefix(self, prefix: KeyLike, **options: Any) -> list[KeyValue]:
@@ -217,7 +219,7 @@ class AsyncClient:
         req = _wire.encode_range(k, e, limit, revision, order, target, serializable, keys_only,
                                  count_only, min_mod_revision, max_mod_revision,
                                  min_create_revision, max_create_revision)
-        return await self._conn.unary(_KV + "Range", req, _wire.decode_range, idempotent=True)
+        return await self._calls.unary(_KV + "Range", req, _wire.decode_range, idempotent=True)
 
     @overload
     async def delete(self, key: KeyLike, *, prev_kv: Literal[False] = False) -> int: ...
@@ -250,7 +252,7 @@ class AsyncClient:
 
     async def _delete(self, k: bytes, e: bytes, prev_kv: bool) -> int | list[KeyValue]:
         req = _wire.encode_delete(k, e, prev_kv)
-        _, deleted, prevs = await self._conn.unary(_KV + "DeleteRange", req,
+        _, deleted, prevs = await self._calls.unary(_KV + "DeleteRange", req,
                                                    _wire.decode_delete, idempotent=False)
         return prevs if prev_kv else deleted
 
@@ -264,13 +266,13 @@ class AsyncClient:
         """
         t = Txn(list(compare), list(success), list(failure))
         read_only = all(isinstance(o, Get) for o in (*t.success, *t.failure))
-        rev, ok, decoded = await self._conn.unary(_KV + "Txn", t.request(), _wire.decode_txn,
+        rev, ok, decoded = await self._calls.unary(_KV + "Txn", t.request(), _wire.decode_txn,
                                                   idempotent=read_only)
         return TxnResult(ok, _txn_results(t.success if ok else t.failure, decoded), rev)
 
     async def compact(self, revision: int, *, physical: bool = False) -> None:
         """Compact the store's history up to ``revision``."""
-        await self._conn.unary(_KV + "Compact",
+        await self._calls.unary(_KV + "Compact",
                                pb.CompactionRequest(revision=revision, physical=physical),
                                pb.CompactionResponse.parse, idempotent=False)
 
@@ -288,7 +290,7 @@ class AsyncClient:
     async def _grant(self, ttl: int, lease_id_: int,
                      on_lost: Callable[[AsyncLease], object] | None) -> AsyncLease:
         sent = time.monotonic()
-        resp = await self._conn.unary("/etcdserverpb.Lease/LeaseGrant",
+        resp = await self._calls.unary("/etcdserverpb.Lease/LeaseGrant",
                                       pb.LeaseGrantRequest(ttl=ttl, id=lease_id_),
                                       pb.LeaseGrantResponse.parse, idempotent=False)
         lease = AsyncLease(self, resp.id, resp.ttl, sent)
@@ -303,20 +305,20 @@ class AsyncClient:
         Raises:
             LeaseNotFoundError: no such lease.
         """
-        await self._conn.unary("/etcdserverpb.Lease/LeaseRevoke",
+        await self._calls.unary("/etcdserverpb.Lease/LeaseRevoke",
                                pb.LeaseRevokeRequest(id=lease_id(lease)),
                                pb.LeaseRevokeResponse.parse, idempotent=True)
 
     async def lease_time_to_live(self, lease: object, *, keys: bool = False) -> LeaseInfo:
         """Remaining TTL of a lease (``ttl`` -1 when it does not exist), optionally its keys."""
-        resp = await self._conn.unary("/etcdserverpb.Lease/LeaseTimeToLive",
+        resp = await self._calls.unary("/etcdserverpb.Lease/LeaseTimeToLive",
                                       pb.LeaseTimeToLiveRequest(id=lease_id(lease), keys=keys),
                                       pb.LeaseTimeToLiveResponse.parse, idempotent=True)
         return LeaseInfo(resp.id, resp.ttl, resp.granted_ttl, tuple(resp.keys))
 
     async def leases(self) -> list[int]:
         """IDs of every lease in the cluster."""
-        resp = await self._conn.unary("/etcdserverpb.Lease/LeaseLeases",
+        resp = await self._calls.unary("/etcdserverpb.Lease/LeaseLeases",
                                       pb.LeaseLeasesRequest(), pb.LeaseLeasesResponse.parse,
                                       idempotent=True)
         return [s.id for s in resp.leases]
@@ -361,7 +363,7 @@ class AsyncClient:
 
     async def status(self) -> ServerStatus:
         """Status of the current endpoint's member."""
-        r = await self._conn.unary("/etcdserverpb.Maintenance/Status", pb.StatusRequest(),
+        r = await self._calls.unary("/etcdserverpb.Maintenance/Status", pb.StatusRequest(),
                                    pb.StatusResponse.parse, idempotent=True)
         h = r.header or pb.ResponseHeader()
         return ServerStatus(r.version, r.db_size, r.leader, r.raft_index, r.raft_term,
@@ -370,14 +372,14 @@ class AsyncClient:
 
     async def members(self) -> list[Member]:
         """The cluster's members."""
-        r = await self._conn.unary("/etcdserverpb.Cluster/MemberList", pb.MemberListRequest(),
+        r = await self._calls.unary("/etcdserverpb.Cluster/MemberList", pb.MemberListRequest(),
                                    pb.MemberListResponse.parse, idempotent=True)
         return [Member(m.id, m.name, tuple(m.peer_ur_ls), tuple(m.client_ur_ls), m.is_learner)
                 for m in r.members]
 
     async def hash_kv(self, revision: int = 0) -> HashKV:
         """Hash of the KV store up to ``revision`` (0: latest), for consistency checks."""
-        r = await self._conn.unary("/etcdserverpb.Maintenance/HashKV",
+        r = await self._calls.unary("/etcdserverpb.Maintenance/HashKV",
                                    pb.HashKvRequest(revision=revision), pb.HashKvResponse.parse,
                                    idempotent=True)
         return HashKV(r.hash, r.compact_revision, (r.header or pb.ResponseHeader()).revision)

@@ -7,21 +7,18 @@ calling thread until it finishes. There is exactly one implementation of every b
 
 Two ways to run a call, same code, same results:
 
-* Unary calls (put, get, txn, ...) first try the *direct lane*: a second ``AsyncClient``
-  (:meth:`AsyncClient._fork`: its own connection, the same current endpoint and auth token)
-  on an event loop that is not running anywhere. A caller that gets the lane's lock without
-  waiting drives that loop itself (``run_until_complete``), so a sequential caller never hands
-  work to another thread. Handing a request to the loop thread and back costs two thread
-  wake-ups, measured at about 200 us of CPU per call on a 2-core host: a third of the call.
-* Everything else, and unary calls while the lane is busy (concurrent threads) or when the
-  calling thread already runs an event loop, goes to the loop thread, where concurrent calls
-  share one connection and batch their writes. Watches, leases and their keep-alives and
-  :meth:`Client.call` always run there.
-
-The lane's loop only runs during a call, so a call first lets it take in what arrived while
-idle (:meth:`~coord._conn.Connection.settle`: a server's goodbye, a closed socket); a write
-is then never sent on a connection already known to be dead, which would make its outcome
-look ambiguous.
+* Unary calls (put, get, txn, ...) run on the calling thread itself: the ``AsyncClient``
+  method runs on a blocking twin (:meth:`AsyncClient._blocking_twin`) whose transport,
+  :class:`~coord._conn.SyncConnection`, speaks HTTP/2 on plain blocking sockets
+  (:mod:`coord._h2`) and never suspends, so :func:`~coord._conn.run_sync` drives it to its
+  end without an event loop. Each concurrently calling thread gets a pooled connection of its
+  own and waits in ``recv`` with the GIL released. The failover, retry and auth rules are the
+  same code as the async path's (:class:`~coord._conn._Caller`); endpoint and token are
+  shared. This avoids both grpclib's per-call cost and handing each call to the loop thread
+  and back (two thread wake-ups, ~200 us of CPU per call on a 2-core host).
+* Everything else goes to the loop thread: watches, leases and their keep-alives,
+  :meth:`Client.call` (and so the sync recipes), and unary calls beyond ``LANES`` concurrent
+  ones (they share the loop's one connection).
 
 Any number of threads may use one ``Client``. A blocking watch iteration only parks the calling
 thread (the loop keeps serving other calls) and can be ended from any thread with
@@ -45,6 +42,7 @@ from typing import Any, Literal, TypeVar, overload
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
+from ._conn import run_sync
 from .aio import AsyncClient
 from .errors import ConnectionFailedError
 from .lease import AsyncLease
@@ -65,6 +63,10 @@ from .watch import AsyncWatch
 __all__ = ["Client", "Lease", "Watch"]
 
 T = TypeVar("T")
+
+#: Unary calls that may run on their calling threads at once (each on its own connection);
+#: more concurrent ones share the loop thread's connection.
+LANES = 16
 
 
 class Lease:
@@ -219,13 +221,10 @@ class Client:
         except BaseException:
             self._stack.close()
             raise
-        self._lane = threading.Lock()  # held by the thread driving the direct lane
         self._inbox: collections.deque[Callable[[], object]] = collections.deque()
         self._drain_scheduled = False
-        self._hops = 0  # unary calls in flight on the loop thread
-        self._hops_lock = threading.Lock()
-        self._lane_loop = asyncio.new_event_loop()
-        self._lane_client = self.async_client._fork()
+        self._lanes = threading.BoundedSemaphore(LANES)  # unary calls on calling threads
+        self._lane_client = self.async_client._blocking_twin()
         _LIVE.add(self)
 
     _closed = False
@@ -301,28 +300,16 @@ class Client:
 
     def _run(self, method: Callable[..., Coroutine[Any, Any, T]], *args: Any,
              **kwargs: Any) -> T:
-        """Run the unary ``AsyncClient`` method ``method`` (unbound) on the direct lane if it
-        is free, else on the loop thread (see the module docstring)."""
+        """Run the unary ``AsyncClient`` method ``method`` (unbound) on the calling thread, or
+        on the loop thread when ``LANES`` threads already do (see the module docstring)."""
         if self._closed:
             raise ConnectionFailedError("coord: client is closed")
-        if not self._hops and asyncio._get_running_loop() is None \
-                and self._lane.acquire(blocking=False):
+        if threading.get_ident() != self._loop_thread and self._lanes.acquire(blocking=False):
             try:
-                return _drive(self._lane_loop, self._lane_call(method, *args, **kwargs))
+                return run_sync(method(self._lane_client, *args, **kwargs))
             finally:
-                self._lane.release()
-        with self._hops_lock:
-            self._hops += 1
-        try:
-            return self.call(method, self.async_client, *args, **kwargs)  # type: ignore[no-any-return]
-        finally:
-            with self._hops_lock:
-                self._hops -= 1
-
-    async def _lane_call(self, method: Callable[..., Coroutine[Any, Any, T]], *args: Any,
-                         **kwargs: Any) -> T:
-        await self._lane_client._conn.settle()  # the lane's loop was not running until now
-        return await method(self._lane_client, *args, **kwargs)
+                self._lanes.release()
+        return self.call(method, self.async_client, *args, **kwargs)  # type: ignore[no-any-return]
 
     _call = call  # the former private name
 
@@ -337,25 +324,7 @@ class Client:
         finally:
             self._closed = True
             self._stack.close()
-            self._close_lane()
-
-    def _close_lane(self) -> None:
-        """Close the direct lane's connections and loop (waiting for a call still using it).
-
-        Its loop must run to close sockets, which a thread already running a loop cannot do:
-        then a short-lived thread does it.
-        """
-        def shut() -> None:
-            with self._lane:
-                if not self._lane_loop.is_closed():
-                    _drive(self._lane_loop, self._lane_client.aclose())
-                    self._lane_loop.close()
-        if asyncio._get_running_loop() is None:
-            shut()
-        else:
-            helper = threading.Thread(target=shut, name="coord-client-close")
-            helper.start()
-            helper.join()
+            self._lane_client._calls.close()
 
     def __enter__(self) -> Client:
         return self
@@ -533,23 +502,6 @@ def _close_live_clients() -> None:
     for client in list(_LIVE):
         with contextlib.suppress(Exception):
             client.close()
-
-
-def _drive(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` on ``loop`` (not running anywhere) from the calling thread.
-
-    If the caller is interrupted (Ctrl-C), ``coro`` is cancelled and unwound before the
-    interruption propagates, so the loop is clean for the next call.
-    """
-    task = loop.create_task(coro)
-    try:
-        return loop.run_until_complete(task)
-    except BaseException:
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                loop.run_until_complete(task)
-        raise
 
 
 def _lease_arg(lease: object) -> object:

@@ -1,9 +1,9 @@
 """The blocking Client's two ways of running a unary call (see coord/client.py).
 
-A lone caller drives the direct lane's loop itself; concurrent callers, callers inside an
-event loop and callers while the lane is busy go to the loop thread. Both must give the same
-results, survive interruption, and never send a write on a connection the server already
-closed (which would make its outcome look ambiguous).
+A unary call runs on its calling thread, over a pooled blocking HTTP/2 connection of its own
+(the direct lane); beyond ``LANES`` concurrent calls they go to the loop thread. Both must
+give the same results, survive interruption, notice a silent peer, and never send a write on
+a connection the server already closed (which would make its outcome look ambiguous).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import pytest
 from support import Relay, wait_for
 
 from coord import Client
+from coord.client import LANES
+from coord.errors import ConnectionFailedError, UnavailableError
 from coord.errors import TimeoutError as CallTimeoutError
 
 
@@ -58,6 +60,27 @@ def interrupt_after() -> Iterator[object]:
     signal.signal(signal.SIGALRM, old)
 
 
+@contextlib.contextmanager
+def lanes_taken(client: Client) -> Iterator[None]:
+    """As if ``LANES`` other threads were in unary calls right now."""
+    for _ in range(LANES):
+        assert client._lanes.acquire(blocking=False)
+    try:
+        yield
+    finally:
+        for _ in range(LANES):
+            client._lanes.release()
+
+
+def _lanes_free(client: Client) -> bool:
+    return client._lanes._value == LANES  # type: ignore[attr-defined]
+
+
+def _idle(client: Client) -> int:
+    """Idle pooled connections of the calling-thread transport."""
+    return sum(map(len, client._lane_client._calls._idle.values()))  # type: ignore[attr-defined]
+
+
 def _loop_tasks(client: Client) -> list[str]:
     """Names of the coroutines still running on the client's loop thread (ours only)."""
     def names() -> list[str]:
@@ -70,12 +93,12 @@ def test_lone_caller_does_not_use_the_loop_thread(client: Client, prefix: str) -
     rev = client.put(prefix + "a", "1")
     assert client.get(prefix + "a").value == b"1"  # type: ignore[union-attr]
     assert client.txn(success=[]).revision >= rev
-    assert client._lane_client._conn._channels, "the lane did not carry the calls"
+    assert _idle(client) == 1, "the calls did not share one calling-thread connection"
     assert not client.async_client._conn._channels, "a lone caller's call hopped threads"
 
 
-def test_busy_lane_sends_callers_to_the_loop_thread(client: Client, prefix: str) -> None:
-    with client._lane:  # as if another thread were driving the lane right now
+def test_busy_lanes_send_callers_to_the_loop_thread(client: Client, prefix: str) -> None:
+    with lanes_taken(client):
         rev = client.put(prefix + "b", "1")
         assert client.get(prefix + "b").mod_revision == rev  # type: ignore[union-attr]
     assert client.async_client._conn._channels
@@ -102,7 +125,7 @@ def test_many_threads_get_their_own_results(client: Client, prefix: str, lane: s
 
     with contextlib.ExitStack() as stack:
         if lane == "held":  # every call goes through the loop thread's inbox concurrently
-            stack.enter_context(client._lane)
+            stack.enter_context(lanes_taken(client))
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             results = list(pool.map(work, range(200)))
     for i, (rev, value, mod) in enumerate(results):
@@ -118,8 +141,8 @@ def test_write_after_the_server_closed_an_idle_connection(relay: Relay, prefix: 
         assert relay.accepted == 1
         relay.drop()  # e.g. a server restart or idle timeout while nobody runs the lane's loop
         wait_for(lambda: relay.open_connections == 0, what="relay connections closed")
-        # Sent on the dead connection, this put would fail as "outcome unknown"; the lane
-        # reads the close first and reconnects, so it is sent once, and succeeds.
+        # Sent on the dead connection, this put would fail as "outcome unknown"; the idle
+        # connection's close is read first and a new one made, so it is sent once, and succeeds.
         rev = c.put(prefix + "k", "2")
         assert relay.accepted == 2
         kv = c.get(prefix + "k")
@@ -128,39 +151,51 @@ def test_write_after_the_server_closed_an_idle_connection(relay: Relay, prefix: 
         assert kv.mod_revision == rev
 
 
-def test_interrupted_lane_call_is_cancelled_and_lane_reusable(black_hole: str,
-                                                              interrupt_after: object) -> None:
+def test_interrupted_lane_call_leaves_the_client_usable(black_hole: str,
+                                                        interrupt_after: object) -> None:
     with Client(black_hole, timeout=2) as c:
         arm = interrupt_after
         arm(0.3)  # type: ignore[operator]
         with pytest.raises(Interrupted):
-            c.get("/k")  # the lane: this thread is blocked inside its loop
-        assert not c._lane.locked()
-        assert asyncio.all_tasks(c._lane_loop) == set()  # the call was cancelled, not left
+            c.get("/k")  # this thread is blocked in recv on its own connection
+        assert _lanes_free(c)
+        assert _idle(c) == 0  # the interrupted connection was closed, not pooled
         with pytest.raises(CallTimeoutError):
-            c.get("/k")  # the lane still works: this call runs to its deadline
-        assert not c._lane.locked()
-        assert not c.async_client._conn._channels  # both calls were the lane's
+            c.get("/k")  # the client still works: this call runs to its deadline
+        assert _lanes_free(c)
+        assert not c.async_client._conn._channels  # both calls ran on the calling thread
 
 
 def test_interrupted_hop_is_cancelled_on_the_loop(black_hole: str,
                                                   interrupt_after: object) -> None:
     with Client(black_hole, timeout=30) as c:
         arm = interrupt_after
-        with c._lane:  # force the loop-thread path
+        with lanes_taken(c):  # force the loop-thread path
             arm(0.3)  # type: ignore[operator]
             with pytest.raises(Interrupted):
                 c.get("/k")
         wait_for(lambda: _loop_tasks(c) == [], what="hopped call cancelled")
 
 
+def test_silent_peer_is_noticed_without_a_deadline(black_hole: str) -> None:
+    """No timeout: keepalive PINGs find the peer dead. A read fails over (to nowhere here)
+    and gives up; a write that reached the peer is reported as of unknown outcome."""
+    with Client(black_hole, timeout=None, keepalive=0.2) as c:
+        with pytest.raises(ConnectionFailedError, match="did not answer a keepalive PING"):
+            c.get("/k")
+        with pytest.raises(UnavailableError, match="outcome is unknown"):
+            c.put("/k", "v")
+
+
 def test_close_from_inside_an_event_loop(backend: str, prefix: str) -> None:
     c = Client(backend, timeout=10)
     c.put(prefix + "x", "1")
+    assert _idle(c) == 1
 
     async def close_it() -> None:
         c.close()
 
     asyncio.run(close_it())
-    assert c._lane_loop.is_closed()
-    assert not c._lane_client._conn._channels
+    assert _idle(c) == 0
+    with pytest.raises(ConnectionFailedError):
+        c.get(prefix + "x")
