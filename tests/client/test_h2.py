@@ -8,6 +8,7 @@ what the caller sees and what reached the peer (how often a write was sent).
 
 from __future__ import annotations
 
+import random
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -271,3 +272,30 @@ def test_non_grpc_http_status(peers: Callable[..., Peer]) -> None:
         with pytest.raises(UnavailableError, match="HTTP status 503"):
             c.get("/k")
         assert len(peer.requests) == 4
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_sizes_windows_and_padding(peers: Callable[..., Peer], seed: int) -> None:
+    """Random request sizes through random peer windows and frame sizes, random padding on
+    replies; the channel's and the pool's invariants hold after every call."""
+    rng = random.Random(seed)
+    window = rng.randint(1000, 70000)
+    frame = rng.choice([16384, rng.randint(16385, 65536)])
+
+    def handler(peer: Peer, conn: Conn, sid: int, message: bytes) -> None:
+        reply(conn, sid, put_reply(len(peer.requests)), pad=rng.choice([None, 0, 255]))
+
+    peer = peers(handler, settings={SettingCodes.INITIAL_WINDOW_SIZE: window,
+                                    SettingCodes.MAX_FRAME_SIZE: frame})
+    sent = []
+    with Client(peer.endpoint, timeout=10) as c:
+        calls = c._lane_client._calls  # type: ignore[attr-defined]
+        for i in range(1, 31):
+            value = rng.randbytes(rng.choice([0, 1, rng.randint(2, 200_000)]))
+            sent.append(value)
+            assert c.put(f"/r{i}", value) == i
+            calls._check()
+            for ch in calls._idle[0]:
+                ch._check()
+    assert [pb.PutRequest.parse(m).value for _, m in peer.requests] == sent
+    assert peer.connections == 1
