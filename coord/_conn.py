@@ -574,9 +574,9 @@ class SyncConnection(_Caller):
         try:
             return _h2.Channel(ep.host, ep.port, ssl=self._ssl_for(ep), timeout=timeout,
                                keepalive=self._keepalive)
-        except TimeoutError:
-            raise
         except OSError as e:
+            if isinstance(e, TimeoutError) and timeout is not None:
+                raise  # the call's deadline passed
             raise NotSent(f"could not connect to {ep}: {e!r}") from e
 
     def _give(self, index: int, ch: _h2.Channel) -> None:

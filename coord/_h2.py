@@ -46,6 +46,8 @@ from urllib.parse import unquote
 
 import hpack
 
+from ._wire import _enc_varint
+
 __all__ = ["Channel", "NotSent"]
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -78,15 +80,9 @@ def _frame(ftype: int, flags: int, sid: int, payload: bytes = b"") -> bytes:
 
 
 def _hpack_int(n: int) -> bytes:
-    """HPACK integer with a 7-bit prefix (the string-length form, Huffman bit clear)."""
-    if n < 127:
-        return bytes((n,))
-    out, n = bytearray((127,)), n - 127
-    while n >= 128:
-        out.append((n & 127) | 128)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+    """HPACK integer with a 7-bit prefix (the string-length form, Huffman bit clear): past the
+    prefix, the remainder is a little-endian base-128 varint, as in protobuf."""
+    return bytes((n,)) if n < 127 else b"\x7f" + _enc_varint(n - 127)
 
 
 def _literal(name: str, value: str) -> bytes:
@@ -143,7 +139,7 @@ class Channel:
         self._goaway: int | None = None  # last stream ID the peer will process
         self._closed = False
         self._ping_sent: float | None = None  # when our keepalive PING went out
-        # the one stream's state (see _reset_stream)
+        # the one stream's state (reset by _start_stream)
         self._sid = 0
         self._stream_window = 0
         self._headers: dict[str, str] | None = None

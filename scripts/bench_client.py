@@ -372,9 +372,9 @@ def main() -> None:
                 "over its share. Each client ran in its own process, "
                 f"{args.rounds} interleaved rounds; the client CPU table is the client "
                 "process's CPU time (all threads) per op, which is far less sensitive to "
-                "load from other processes than wall time. coord-sync: a lone thread's "
-                "unary calls run on that thread (the direct lane); concurrent threads' calls "
-                "go through the client's event-loop thread (docs/client.md).\n\n"
+                "load from other processes than wall time. coord-sync: unary calls run on "
+                "the calling thread over a blocking HTTP/2 connection of its own "
+                "(coord/_h2.py); coord-async and watches use grpclib (docs/client.md).\n\n"
                 f"{table}\n\n{args.notes}\n")
         write_docs(args.write_docs, body)
 
