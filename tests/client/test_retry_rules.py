@@ -2,18 +2,21 @@
 
 A small TCP proxy sits in front of the server. When armed, it forwards the client's next
 request and then cuts both connections as soon as the server answers: the request *was*
-applied but the client never sees the reply, the ambiguous case.
+applied but the client never sees the reply, the ambiguous case. The rule is checked for both
+transports: ``AsyncClient`` (grpclib) and the blocking ``Client`` (coord/_h2.py, its calls
+run in a worker thread so that the proxy on the test's loop keeps running).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
-from coord import AsyncClient, UnavailableError
+from coord import AsyncClient, Client, UnavailableError
 
 
 class CuttingProxy:
@@ -77,11 +80,49 @@ async def proxy(backend: str) -> AsyncIterator[CuttingProxy]:
     await p.close()
 
 
+class _Threaded:
+    """A blocking Client behind awaitable methods: each call runs in a worker thread."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    @property
+    def current_endpoint(self) -> str:
+        return self.client.current_endpoint
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self.client, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return await asyncio.to_thread(method, *args, **kwargs)
+        return call
+
+
+Opener = Callable[..., contextlib.AbstractAsyncContextManager[Any]]
+
+
+@pytest.fixture(params=["AsyncClient", "Client"])
+def open_client(request: pytest.FixtureRequest) -> Opener:
+    @contextlib.asynccontextmanager
+    async def open_(endpoints: list[str], **options: Any) -> AsyncIterator[Any]:
+        if request.param == "AsyncClient":
+            async with AsyncClient(endpoints, **options) as c:
+                yield c
+            return
+        blocking = await asyncio.to_thread(Client, endpoints, **options)
+        try:
+            yield _Threaded(blocking)
+        finally:
+            await asyncio.to_thread(blocking.close)
+    return open_
+
+
 @pytest.mark.anyio
 async def test_ambiguous_write_raises_and_is_not_retried(proxy: CuttingProxy, backend: str,
-                                                         prefix: str) -> None:
+                                                         prefix: str,
+                                                         open_client: Opener) -> None:
     via = f"127.0.0.1:{proxy._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    async with AsyncClient([via, backend], timeout=10) as c:
+    async with open_client([via, backend], timeout=10) as c:
         await c.get(prefix + "warm")  # connection established through the proxy
         proxy.armed = True
         with pytest.raises(UnavailableError, match="outcome is unknown"):
@@ -95,9 +136,9 @@ async def test_ambiguous_write_raises_and_is_not_retried(proxy: CuttingProxy, ba
 
 @pytest.mark.anyio
 async def test_read_is_retried_on_next_endpoint(proxy: CuttingProxy, backend: str,
-                                                prefix: str) -> None:
+                                                prefix: str, open_client: Opener) -> None:
     via = f"127.0.0.1:{proxy._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    async with AsyncClient([via, backend], timeout=10) as c:
+    async with open_client([via, backend], timeout=10) as c:
         await c.put(prefix + "k", "v")
         proxy.armed = True
         kv = await c.get(prefix + "k")
@@ -108,11 +149,12 @@ async def test_read_is_retried_on_next_endpoint(proxy: CuttingProxy, backend: st
 
 
 @pytest.mark.anyio
-async def test_refused_connection_write_moves_on(backend: str, prefix: str) -> None:
+async def test_refused_connection_write_moves_on(backend: str, prefix: str,
+                                                 open_client: Opener) -> None:
     from support import free_port
 
     dead = f"127.0.0.1:{free_port()}"
-    async with AsyncClient([dead, backend], timeout=10) as c:
+    async with open_client([dead, backend], timeout=10) as c:
         rev = await c.put(prefix + "k", "v")  # never reached a server: safe to send elsewhere
         assert rev > 0
         assert c.current_endpoint == backend
