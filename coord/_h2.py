@@ -343,6 +343,9 @@ class Channel:
         while len(buf) - pos >= 9:
             length = int.from_bytes(buf[pos:pos + 3], "big")
             if length > MAX_FRAME:
+                if buf.startswith(b"HTTP/1"):
+                    raise ConnectionError(f"{self._authority} answered in HTTP/1: it is not a"
+                                          " gRPC server (wrong port?)")
                 raise ConnectionError(f"{self._authority} sent a {length}-byte frame")
             end = pos + 9 + length
             if end > len(buf):

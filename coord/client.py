@@ -2,8 +2,8 @@
 
 Theory of operation. A ``Client`` starts a private event-loop thread (anyio's blocking portal)
 and an ``AsyncClient`` inside it; every method forwards to an async method and blocks the
-calling thread until it finishes. There is exactly one implementation of every behaviour
-(failover, retries, watch resume, keep-alive): the async one.
+calling thread until it finishes. There is exactly one implementation of every RPC and
+behaviour (failover, retries, watch resume, keep-alive): the async one.
 
 Two ways to run a call, same code, same results:
 

@@ -299,3 +299,33 @@ def test_random_sizes_windows_and_padding(peers: Callable[..., Peer], seed: int)
                 ch._check()
     assert [pb.PutRequest.parse(m).value for _, m in peer.requests] == sent
     assert peer.connections == 1
+
+
+def test_a_server_that_does_not_speak_http2() -> None:
+    """An HTTP/1.1 server (a wrong port) gets a clear error, never a hang or a crash."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                sock, _ = listener.accept()
+            except OSError:
+                return
+            with sock:
+                sock.recv(65536)
+                sock.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        with Client(f"127.0.0.1:{listener.getsockname()[1]}", timeout=5) as c:
+            with pytest.raises(ConnectionFailedError, match="answered in HTTP/1"):
+                c.get("/k")
+            with pytest.raises(UnavailableError, match="outcome is unknown"):
+                c.put("/k", "v")
+    finally:
+        stop.set()
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+        t.join(5)
