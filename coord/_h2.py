@@ -58,6 +58,7 @@ END_HEADERS = 0x4
 PADDED = 0x8
 PRIORITY_FLAG = 0x20
 REFUSED_STREAM = 0x7
+CANCEL = 0x8
 
 MAX_WINDOW = 2**31 - 1
 MAX_FRAME = 16384  # the largest frame we accept (HTTP/2's default; we never raise it)
@@ -205,7 +206,10 @@ class Channel:
         deadline = None if timeout is None else time.monotonic() + timeout
         self._deadline = deadline
         self._start_stream(path, metadata, timeout)
-        self._send_data(b"\x00" + struct.pack(">I", len(message)) + message, deadline)
+        whole = self._send_data(b"\x00" + struct.pack(">I", len(message)) + message, deadline)
+        if not whole and self._rst is None:
+            # answered before the request was whole: the rest will not be sent (CANCEL)
+            self._out.append(_frame(RST_STREAM, 0, self._sid, struct.pack(">I", CANCEL)))
         self._flush()
         self._sent = True
         while not self._ended:
@@ -244,9 +248,10 @@ class Channel:
             self._out.append(_frame(CONTINUATION, END_HEADERS if last else 0, sid,
                                     block[i:i + step]))
 
-    def _send_data(self, data: bytes, deadline: float | None) -> None:
+    def _send_data(self, data: bytes, deadline: float | None) -> bool:
         """Queue ``data`` as DATA frames (the last with END_STREAM) within the peer's windows,
-        writing and reading (for WINDOW_UPDATEs) while they are exhausted."""
+        writing and reading (for WINDOW_UPDATEs) while they are exhausted. False if the
+        stream ended (the server answered) before all of it could be queued."""
         view, pos, sid = memoryview(data), 0, self._sid
         while True:
             n = min(len(data) - pos, self._max_frame, self._send_window, self._stream_window)
@@ -258,12 +263,12 @@ class Channel:
                 self._send_window -= n
                 self._stream_window -= n
                 if last:
-                    return
+                    return True
                 continue
             self._flush()  # out of window: let the peer read, wait for its WINDOW_UPDATE
             self._receive(deadline)
             if self._ended:  # the server answered before reading the whole request
-                return
+                return False
 
     def _flush(self) -> None:
         if self._out:

@@ -19,6 +19,7 @@ import h2.events
 import pytest
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
+from support import wait_for
 
 from coord import Client
 from coord._pb import etcdserverpb as pb
@@ -49,6 +50,8 @@ class Peer:
         self.connections = 0
         self.hang_up = False  # set by a handler: close the connection after this round
         self.raw = b""  # set by a handler: bytes to write before h2's own
+        self.reset = False  # a flag for handlers
+        self.cancelled: list[int] = []  # streams the client reset
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.endpoint = f"127.0.0.1:{self._listener.getsockname()[1]}"
         self._socks: list[socket.socket] = []
@@ -96,6 +99,8 @@ class Peer:
                         if self.ack_data:
                             conn.acknowledge_received_data(ev.flow_controlled_length,
                                                            ev.stream_id)
+                    elif isinstance(ev, h2.events.StreamReset) and ev.remote_reset:
+                        self.cancelled.append(ev.stream_id)
                     elif isinstance(ev, h2.events.StreamEnded):
                         message = bodies[ev.stream_id][5:]
                         self.requests.append((paths[ev.stream_id], message))
@@ -248,15 +253,22 @@ def test_answer_before_the_whole_request_was_read(peers: Callable[..., Peer]) ->
                                 ("grpc-status", "3"),
                                 ("grpc-message", "etcdserver: request is too large")],
                           end_stream=True)
-        conn.reset_stream(sid, ErrorCodes.NO_ERROR)
+        if peer.reset:
+            conn.reset_stream(sid, ErrorCodes.NO_ERROR)
 
     def handler(peer: Peer, conn: Conn, sid: int, message: bytes) -> None:
         raise AssertionError("the request never completes")
 
     peer = peers(handler, on_headers=on_headers, ack_data=False)
-    with Client(peer.endpoint, timeout=10) as c, pytest.raises(RequestTooLargeError):
-        c.put("/big", b"x" * 300_000)  # more than the peer's windows allow
+    with Client(peer.endpoint, timeout=10) as c:
+        for reset in (True, False):  # the peer resets the rest of the request, or we do
+            peer.reset = reset
+            with pytest.raises(RequestTooLargeError):
+                c.put("/big", b"x" * 300_000)  # more than the peer's windows allow
     assert peer.requests == []
+    assert peer.connections == 1
+    # the client cancelled the unread rest of stream 3 (stream 1 the peer had reset itself)
+    wait_for(lambda: peer.cancelled == [3], what="the peer received the client's CANCEL")
 
 
 def test_non_grpc_http_status(peers: Callable[..., Peer]) -> None:
