@@ -139,6 +139,18 @@ def put_reply(revision: int) -> bytes:
     return bytes(pb.PutResponse(header=pb.ResponseHeader(revision=revision)))
 
 
+def write_once_read_thrice(peer: Peer, write_error: tuple[type[Exception], str],
+                           read_error: tuple[type[Exception], str]) -> None:
+    """A put fails at once, sent once; a get is tried 3 times (the retry rule), then fails."""
+    with Client(peer.endpoint, timeout=5) as c:
+        with pytest.raises(write_error[0], match=write_error[1]):
+            c.put("/k", "v")
+        assert len(peer.requests) == 1
+        with pytest.raises(read_error[0], match=read_error[1]):
+            c.get("/k")
+        assert len(peer.requests) == 4
+
+
 @pytest.fixture
 def peers() -> Iterator[Callable[..., Peer]]:
     made: list[Peer] = []
@@ -173,13 +185,17 @@ def test_padded_data_and_trailers_in_continuation_frames(peers: Callable[..., Pe
     assert pb.PutRequest.parse(peer.requests[0][1]).value == b"v"
 
 
-def test_refused_stream_write_is_resent(peers: Callable[..., Peer]) -> None:
-    """REFUSED_STREAM guarantees the request was not processed: even a write is resent."""
+@pytest.mark.parametrize("refusal", ["REFUSED_STREAM", "GOAWAY before the stream"])
+def test_unprocessed_write_is_resent(peers: Callable[..., Peer], refusal: str) -> None:
+    """Both guarantee that the request was not processed: even a write is re-sent."""
     def handler(peer: Peer, conn: Conn, sid: int, message: bytes) -> None:
-        if len(peer.requests) == 1:
+        if len(peer.requests) > 1:
+            reply(conn, sid, put_reply(8))
+        elif refusal == "REFUSED_STREAM":
             conn.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
         else:
-            reply(conn, sid, put_reply(8))
+            conn.close_connection(last_stream_id=0)  # "stream 1 will not be processed"
+            peer.hang_up = True
 
     peer = peers(handler)
     with Client(peer.endpoint, timeout=5) as c:
@@ -192,29 +208,8 @@ def test_reset_write_is_of_unknown_outcome(peers: Callable[..., Peer]) -> None:
     def handler(peer: Peer, conn: Conn, sid: int, message: bytes) -> None:
         conn.reset_stream(sid, ErrorCodes.INTERNAL_ERROR)
 
-    peer = peers(handler)
-    with Client(peer.endpoint, timeout=5) as c:
-        with pytest.raises(UnavailableError, match="outcome is unknown"):
-            c.put("/k", "v")
-        assert len(peer.requests) == 1
-        with pytest.raises(ConnectionFailedError, match="reset the stream"):
-            c.get("/k")
-        assert len(peer.requests) == 4  # the read was tried 3 times
-
-
-def test_goaway_before_our_stream_resends_the_write(peers: Callable[..., Peer]) -> None:
-    def handler(peer: Peer, conn: Conn, sid: int, message: bytes) -> None:
-        if len(peer.requests) == 1:
-            conn.close_connection(last_stream_id=0)  # "stream 1 will not be processed"
-            peer.hang_up = True
-        else:
-            reply(conn, sid, put_reply(9))
-
-    peer = peers(handler)
-    with Client(peer.endpoint, timeout=5) as c:
-        assert c.put("/k", "v") == 9
-    assert len(peer.requests) == 2
-    assert peer.connections == 2
+    write_once_read_thrice(peers(handler), (UnavailableError, "outcome is unknown"),
+                           (ConnectionFailedError, "reset the stream"))
 
 
 def test_goaway_after_our_stream_finishes_it_then_reconnects(
@@ -276,14 +271,8 @@ def test_non_grpc_http_status(peers: Callable[..., Peer]) -> None:
     def handler(peer: Peer, conn: Conn, sid: int, message: bytes) -> None:
         conn.send_headers(sid, [(":status", "503")], end_stream=True)
 
-    peer = peers(handler)
-    with Client(peer.endpoint, timeout=5) as c:
-        with pytest.raises(UnavailableError, match="HTTP status 503"):
-            c.put("/k", "v")
-        assert len(peer.requests) == 1
-        with pytest.raises(UnavailableError, match="HTTP status 503"):
-            c.get("/k")
-        assert len(peer.requests) == 4
+    write_once_read_thrice(peers(handler), (UnavailableError, "HTTP status 503"),
+                           (UnavailableError, "HTTP status 503"))
 
 
 @pytest.mark.parametrize("seed", range(3))
