@@ -227,3 +227,19 @@ def test_str_bytes_and_binary_keys(client: Client, prefix: str) -> None:
     assert client.get(prefix + "ü").value_str == "ö"  # type: ignore[union-attr]
     with pytest.raises(TypeError):
         client.put(prefix + "x", 5)  # type: ignore[call-overload]
+
+
+def test_large_values_and_the_request_size_limit(client: Client, prefix: str) -> None:
+    """Values far larger than HTTP/2's initial flow-control windows (64 KiB) go through both
+    ways; a request over the server's limit (1.5 MiB by default, as etcd) is a typed error,
+    and the connection stays usable."""
+    from coord import RequestTooLargeError
+
+    values = [bytes([i]) * 1_000_000 for i in range(3)]
+    revs = [client.put(f"{prefix}big{i}", v) for i, v in enumerate(values)]
+    assert [kv.value for kv in client.get_prefix(prefix + "big")] == values
+    assert [kv.mod_revision for kv in client.get_prefix(prefix + "big")] == revs
+    with pytest.raises(RequestTooLargeError):
+        client.put(prefix + "huge", b"x" * 2_000_000)
+    assert client.get(prefix + "huge") is None
+    assert client.get(prefix + "big0").value == values[0]  # type: ignore[union-attr]

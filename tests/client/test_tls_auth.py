@@ -97,6 +97,11 @@ def test_tls_client_cert(tls_endpoint: str, certs: Certs, prefix: str) -> None:
     ctx.load_cert_chain(certs.client_cert, certs.client_key)
     with Client("https://" + tls_endpoint, ssl=ctx) as c:
         assert c.get(prefix + "a").value == b"1"  # type: ignore[union-attr]
+        big = bytes(range(256)) * 4000  # ~1 MB: many TLS records and flow-control windows
+        rev = c.put(prefix + "big", big)
+        kv = c.get(prefix + "big")
+        assert kv is not None
+        assert (kv.value, kv.mod_revision) == (big, rev)
 
 
 def test_tls_without_client_cert_is_refused(tls_endpoint: str, certs: Certs) -> None:
