@@ -605,9 +605,9 @@ class SyncConnection(_Caller):
                        decode: Callable[[bytes], T], metadata: dict[str, str] | None,
                        timeout: float | None) -> T:
         ch = self._take(index, timeout)
-        message = request if type(request) is bytes else bytes(request)
         try:
-            status, text, payload = ch.call(path, message, metadata, timeout)
+            status, text, payload = ch.call(path, _CODEC.encode(request, None), metadata,
+                                            timeout)
         except BaseException:
             ch.close()
             raise

@@ -32,6 +32,7 @@ batches), and the other watches on the stream are never held up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator
@@ -305,25 +306,17 @@ class WatchHub:
     def remove(self, watch: AsyncWatch) -> None:
         """Forget ``watch``; cancel it on the server if it has an ID there."""
         self._watches.pop(watch, None)
-        try:
-            self._to_create.remove(watch)
-        except ValueError:
-            pass
-        wid = watch.watch_id
-        if wid is not None and self._by_id.get(wid) is watch:
-            del self._by_id[wid]
-            self._outbox.append(pb.WatchRequest(cancel_request=pb.WatchCancelRequest(
-                watch_id=wid)))
-            self._wake.set()
+        self._withdraw(watch)
 
     def pause(self, watch: AsyncWatch) -> None:
         """Stop receiving for ``watch`` (its consumer is behind): cancel it on the server."""
-        try:
+        self._withdraw(watch)
+
+    def _withdraw(self, watch: AsyncWatch) -> None:
+        """Take ``watch`` off the create queue and cancel its server-side watch, if any."""
+        with contextlib.suppress(ValueError):
             self._to_create.remove(watch)
-        except ValueError:
-            pass
-        wid = watch.watch_id
-        watch.watch_id = None
+        wid, watch.watch_id = watch.watch_id, None
         if wid is not None and self._by_id.get(wid) is watch:
             del self._by_id[wid]
             self._outbox.append(pb.WatchRequest(cancel_request=pb.WatchCancelRequest(

@@ -168,8 +168,8 @@ async def test_auth_reauthenticates_on_invalid_token(auth_etcd: str) -> None:
 
 def test_tls_write_after_the_server_closed_an_idle_connection(tls_endpoint: str, certs: Certs,
                                                               prefix: str) -> None:
-    """The direct lane notices a close that arrived over TLS while it was idle (see
-    tests/client/test_direct_lane.py for the plaintext case)."""
+    """A pooled blocking connection notices a close that arrived over TLS while it was idle
+    (see tests/client/test_direct_lane.py for the plaintext case)."""
     relay = Relay(tls_endpoint)
     try:
         with Client(relay.endpoint, ca_cert=certs.ca, cert=certs.client_cert,
