@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import re
 import signal
 import sys
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 
 import anyio
 
+from . import failpoints
 from .app import CoordServer
 from .config import DEFAULT_MAX_REQUEST_BYTES, Config
 from .tls import TLSInfo
@@ -170,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=_LEVELS[config.log_level], stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("grpclib").setLevel(max(logging.WARNING, _LEVELS[config.log_level]))
+    if os.environ.get(failpoints.ENV_HTTP):
+        failpoints.serve_http(os.environ[failpoints.ENV_HTTP])
     try:
         asyncio.run(_run(config))
     except OSError as e:

@@ -76,6 +76,7 @@ from coord.errors import (
     UnhealthyClusterError,
 )
 from coord.errors import TimeoutError as RequestTimeoutError
+from coord.server import failpoints
 from coord.server.config import Config, parse_initial_cluster
 from coord.server.membership import (
     Attributes,
@@ -273,6 +274,8 @@ class RaftNode:
             self.membership = Membership(self.cluster_id)
             self.storage = DurableStorage.create(
                 self.data_dir, {"member_id": self.member_id, "cluster_id": self.cluster_id})
+            if failpoints.ACTIVE:
+                failpoints.hit("bootstrapBeforeSave")
             ents = [Entry(term=1, index=i + 1, type=EntryType.CONF_CHANGE,
                           data=encode_conf_change(ConfChange(
                               ConfChangeType.ADD_NODE, m.id,
@@ -478,11 +481,21 @@ class RaftNode:
                 self.storage.write(rd.hard_state, rd.entries, None, False)
             self.storage.commit(rd.hard_state, rd.entries, snap)
         if rd.msgs_after_append:
+            if failpoints.ACTIVE:
+                await failpoints.ahit("raftBeforeFollowerSend")
             self.transport.send(rd.msgs_after_append)
+            if failpoints.ACTIVE:
+                await failpoints.ahit("raftAfterFollowerSend")
         if snap is not None:
+            if failpoints.ACTIVE:
+                await failpoints.ahit("raftBeforeApplySnap")
             self._restore_snapshot(snap)
             log.info("applied snapshot at index %d from the leader", snap.metadata.index)
+            if failpoints.ACTIVE:
+                await failpoints.ahit("raftAfterApplySnap")
         if rd.committed_entries:
+            if failpoints.ACTIVE:
+                await failpoints.ahit("raftBeforeApply")
             self._apply_entries(rd.committed_entries)
         for rs in rd.read_states:
             rf = self._read_states.pop(rs.request_ctx, None)
@@ -573,8 +586,12 @@ class RaftNode:
         log.info("snapshot at index %d; log compacted to %d", index, self.storage.first_index())
 
     def _persist_snapshot(self, snap: Snapshot) -> None:
+        if failpoints.ACTIVE:
+            failpoints.hit("raftBeforeSaveSnap")
         snapfile.save(self.storage.snap_dir, snap)
         self.storage.wal.save_snapshot(snap.metadata.index, snap.metadata.term)
+        if failpoints.ACTIVE:
+            failpoints.hit("raftAfterSaveSnap")
         snapfile.purge(self.storage.snap_dir, keep=2)
 
     async def _stop_removed(self) -> None:

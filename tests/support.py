@@ -193,7 +193,8 @@ class CoordProc(Proc):
     """A coord-server process on loopback; ``args`` are extra command-line flags."""
 
     def __init__(self, data_dir: Path, name: str = "default", args: Sequence[str] = (),
-                 client_port: int | None = None, wait: bool = True) -> None:
+                 client_port: int | None = None, wait: bool = True,
+                 env: dict[str, str] | None = None) -> None:
         self.client_port = client_port or free_port()
         self.endpoint = f"127.0.0.1:{self.client_port}"
         self.data_dir = data_dir / f"{name}.coord"
@@ -208,7 +209,7 @@ class CoordProc(Proc):
             "--listen-client-urls", f"http://127.0.0.1:{self.client_port}",
             "--advertise-client-urls", f"http://127.0.0.1:{self.client_port}", *peer_args, *args,
         ]
-        super().__init__(argv, data_dir / f"{name}.log")
+        super().__init__(argv, data_dir / f"{name}.log", env=env)
         if wait:
             self.wait_ready()
 

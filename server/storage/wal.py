@@ -40,6 +40,7 @@ from pathlib import Path
 
 import msgspec
 
+from coord.server import failpoints
 from coord.server.raft.types import Entry, HardState
 
 from . import codec
@@ -290,12 +291,18 @@ class WAL:
         if not parts:
             return
         buf = b"".join(parts)
+        if failpoints.ACTIVE:
+            failpoints.hit("walBeforeWrite")
         self._write_all(buf)
         if entries:
             self._last_index = entries[-1].index
             self._segments[-1][3] = self._last_index
         if sync:
+            if failpoints.ACTIVE:
+                failpoints.hit("walBeforeSync")
             os.fsync(self._fd)
+            if failpoints.ACTIVE:
+                failpoints.hit("walAfterSync")
         if self._size >= self.segment_bytes:
             self._cut()
 

@@ -13,6 +13,8 @@ import socket
 import struct
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -218,8 +220,22 @@ class Member:
         self.client_port = free_port()
         self.peer_port = free_port()  # what the member listens on
         self.proxy_port = free_port()  # what it advertises (relayed by the PeerProxy)
+        self.failpoint_port = free_port()  # its failpoint HTTP interface (server/failpoints.py)
         self.proc: CoordProc | None = None
         self.id = 0
+
+    def failpoint(self, name: str, term: str) -> None:
+        """Arm failpoint ``name`` with ``term`` (``off`` disarms) in the running process."""
+        url = f"http://127.0.0.1:{self.failpoint_port}/{name}"
+        method = "DELETE" if term == "off" else "PUT"
+        req = urllib.request.Request(url, data=None if term == "off" else term.encode(),
+                                     method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=5):
+                pass
+        except urllib.error.HTTPError as e:
+            if not (term == "off" and e.code == 404):
+                raise
 
     @property
     def endpoint(self) -> str:
@@ -261,7 +277,8 @@ class Cluster:
     def start_member(self, m: Member, state: str = "new", initial_cluster: str | None = None,
                      wait: bool = True) -> None:
         m.proc = CoordProc(self.base, name=m.name, args=self.args(m, state, initial_cluster),
-                           client_port=m.client_port, wait=False)
+                           client_port=m.client_port, wait=False,
+                           env={"COORD_FAILPOINTS_HTTP": f"127.0.0.1:{m.failpoint_port}"})
         if wait:
             self.wait_member(m)
 
