@@ -3,27 +3,36 @@
 Theory of operation
 -------------------
 The WAL is a directory of *segment* files named ``<seq:016x>-<first_index:016x>.wal``.  Every
-segment is a sequence of records::
+segment starts with the 8-byte :data:`SEGMENT_MAGIC` (``CWAL`` and a u32 format version) and
+continues with a sequence of records::
 
-    u32 length | u8 type | u32 crc32(type byte + payload) | payload (length bytes)
+    u32 length | u8 type | u32 crc32(payload) | u32 crc32(length + type + payload crc) | payload
 
-(big-endian).  Record types: METADATA (msgpack map with member and cluster id; the first record
-of every segment), ENTRY (one msgpack :class:`Entry`), HARD_STATE, SNAPSHOT (msgpack
-``[index, term]`` marker written when a snapshot file has been saved).
+(big-endian).  The header has its own checksum, so a damaged length field is detected before
+the length is trusted (DESIGN rule 10: checksums cover lengths as well as payloads).  Record
+types: METADATA (msgpack map with member and cluster id; the first record of every segment),
+ENTRY (one msgpack :class:`Entry`), HARD_STATE, SNAPSHOT (msgpack ``[index, term, replace]``
+marker written when a snapshot file has been saved).
 
 Writes are batched: :meth:`WAL.save` encodes a whole Ready (entries then hard state) into one
 buffer, issues one ``write`` and, when asked to sync, one ``fsync`` (group commit).  When the
 active segment grows past ``segment_bytes`` a new one is cut (its first records repeat the
-metadata and the last hard state so every segment is self-describing).
+metadata and the last hard state so every segment is self-describing); a segment is written
+under a temporary name, fsynced and renamed, so it never exists without its header.
 
 Recovery (:meth:`WAL.open`) reads the segments in order and replays them: an ENTRY with index
 ``i`` discards every earlier-read entry ``>= i`` (Raft overwrote a conflicting suffix), the last
-HARD_STATE wins.  The *tail* of the last segment may be torn by a crash mid-write: an incomplete
-header or payload, or a CRC mismatch in a record followed only by zero bytes, is cut off (the file
-is truncated and fsynced) and logged.  Any other bad record -- a CRC mismatch with data after
-it, or any damage in a segment that is not the last -- means acknowledged data may be lost, so
-:class:`WALCorruptError` is raised naming the file and byte offset and the server refuses to
-start.
+HARD_STATE wins.  Only a *torn tail* -- the end of the last segment, where a crash cut the last
+write short -- is cut off (the file is truncated and fsynced, and the cut logged).  A tail is
+torn when the bytes after the last good record are absent or zero: an incomplete header; a
+header whose checksum verifies but whose payload runs past the end of the file; or a record
+that fails its checksum because it ends in unwritten (zero) disk sectors -- a zero run that
+starts at a 512-byte sector boundary inside the record, as etcd's ``isTornEntry`` tests -- with
+nothing but zeros after it.  Anything else -- a checksum mismatch with data after it, a damaged
+header anywhere, an undecodable record, any damage in a segment that is not the last, or a
+segment without the magic (an older format, which is refused rather than misread) -- means
+acknowledged data may be lost, so :class:`WALCorruptError` is raised naming the file and byte
+offset and the server refuses to start.
 
 :meth:`WAL.release_before` deletes whole segments whose entries all precede a snapshot's
 compaction point; the active segment is never deleted.
@@ -44,14 +53,21 @@ from coord.server import failpoints
 from coord.server.raft.types import Entry, HardState
 
 from . import codec
+from .fileutil import fsync_dir, make_dirs
 
-__all__ = ["WAL", "WALCorruptError", "WALState", "RecordType", "fsync_dir"]
+__all__ = ["HEADER_SIZE", "SEGMENT_MAGIC", "WAL", "WALCorruptError", "WALState", "RecordType",
+           "fsync_dir", "list_segments"]
 
 log = logging.getLogger(__name__)
 
-_HEADER = struct.Struct(">IBI")
+FORMAT_VERSION = 2
+SEGMENT_MAGIC = b"CWAL" + FORMAT_VERSION.to_bytes(4, "big")
+_HEADER = struct.Struct(">IBII")
+_CHECKED = 9  # header bytes covered by the header checksum (length, type, payload crc)
 HEADER_SIZE = _HEADER.size
 MAX_RECORD = 512 * 1024 * 1024
+SECTOR = 512  # the unit a crash can leave unwritten (etcd's minSectorSize)
+_OLD_HEADER = struct.Struct(">IBI")  # format 1: length | type | crc32(type + payload)
 
 
 class RecordType:
@@ -88,18 +104,20 @@ class WALState:
     truncated_tail: int = 0  # bytes cut off the last segment (0 when clean)
 
 
-def fsync_dir(path: Path) -> None:
-    """fsync a directory so renames/creations/deletions in it are durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _record(rtype: int, payload: bytes) -> bytes:
-    crc = zlib.crc32(payload, zlib.crc32(bytes((rtype,))))
-    return _HEADER.pack(len(payload), rtype, crc) + payload
+    head = _HEADER.pack(len(payload), rtype, zlib.crc32(payload), 0)[:_CHECKED]
+    return head + zlib.crc32(head).to_bytes(4, "big") + payload
+
+
+def _looks_like_format_1(data: bytes) -> bool:
+    """True when ``data`` starts with a valid format-1 METADATA record."""
+    if len(data) < _OLD_HEADER.size:
+        return False
+    length, rtype, crc = _OLD_HEADER.unpack_from(data)
+    length, rtype, crc = int(length), int(rtype), int(crc)
+    body = data[_OLD_HEADER.size:_OLD_HEADER.size + length]
+    return (rtype == RecordType.METADATA and len(body) == length
+            and zlib.crc32(body, zlib.crc32(bytes((rtype,)))) == crc)
 
 
 def _segment_name(seq: int, index: int) -> str:
@@ -153,8 +171,9 @@ class WAL:
     @classmethod
     def create(cls, dir_: Path, metadata: dict[str, int],
                segment_bytes: int = 64 * 1024 * 1024) -> WAL:
-        """Create a new WAL in ``dir_`` (which must not hold segments yet)."""
-        dir_.mkdir(parents=True, exist_ok=True)
+        """Create a new WAL in ``dir_`` (which must not hold segments yet); ``dir_`` and every
+        directory created for it are fsynced."""
+        make_dirs(dir_)
         if list_segments(dir_):
             raise FileExistsError(f"WAL already exists in {dir_}")
         wal = cls(dir_, metadata, segment_bytes)
@@ -191,33 +210,27 @@ class WAL:
 
     def _replay_segment(self, path: Path, state: WALState, is_last: bool) -> None:
         data = path.read_bytes()
-        off = 0
+        if data[:len(SEGMENT_MAGIC)] != SEGMENT_MAGIC:
+            if _looks_like_format_1(data):
+                raise WALCorruptError(path, 0, "older WAL format (record lengths without a "
+                                      "checksum), which this version cannot read safely")
+            raise WALCorruptError(path, 0, f"not a coord WAL segment (magic "
+                                  f"{data[:len(SEGMENT_MAGIC)]!r}, want {SEGMENT_MAGIC!r})")
+        off = len(SEGMENT_MAGIC)
         n = len(data)
         while off < n:
-            bad: str | None = None
-            if n - off < HEADER_SIZE:
-                bad = "incomplete record header"
-                length = rtype = crc = 0
-            else:
-                length, rtype, crc = _HEADER.unpack_from(data, off)
-                end = off + HEADER_SIZE + length
-                if length > MAX_RECORD or rtype not in _VALID_TYPES:
-                    bad = f"bad record header (length {length}, type {rtype})"
-                elif end > n:
-                    bad = f"incomplete record ({n - off - HEADER_SIZE} of {length} payload bytes)"
-                else:
-                    payload = data[off + HEADER_SIZE:end]
-                    if zlib.crc32(payload, zlib.crc32(bytes((rtype,)))) != crc:
-                        bad = "CRC mismatch"
+            bad, torn_if_zero_from = self._check_record(data, off)
             if bad is not None:
-                # A torn tail (crash mid-write) is only possible at the end of the last segment:
-                # a short header or payload, or a damaged record followed by nothing but zeros.
-                if bad.startswith("incomplete"):
-                    torn = is_last
-                elif bad == "CRC mismatch":
-                    torn = is_last and not any(data[off + HEADER_SIZE + length:])
+                if not is_last:
+                    torn = False
+                elif torn_if_zero_from is None:
+                    torn = True  # the rest of the record is absent: the file ends inside it
                 else:
-                    torn = is_last and not any(data[off:])
+                    # Unwritten sectors read as zeros: the zero run at the end of the file must
+                    # begin at (or before) a sector boundary inside the damaged part.
+                    zeros_from = len(data.rstrip(b"\0"))
+                    first_zero_sector = -(-zeros_from // SECTOR) * SECTOR
+                    torn = zeros_from <= off or first_zero_sector < torn_if_zero_from
                 if not torn:
                     raise WALCorruptError(path, off, bad)
                 log.warning("WAL %s: torn tail at offset %d (%s): truncating %d bytes",
@@ -228,13 +241,36 @@ class WAL:
                     f.flush()
                     os.fsync(f.fileno())
                 return
+            length, rtype, _crc, _hcrc = _HEADER.unpack_from(data, off)
+            end = off + HEADER_SIZE + length
             try:
-                self._apply_record(rtype, payload, state)
+                self._apply_record(rtype, data[off + HEADER_SIZE:end], state)
             except WALCorruptError:
                 raise
             except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as e:
                 raise WALCorruptError(path, off, f"undecodable record: {e}") from e
             off = end
+
+    @staticmethod
+    def _check_record(data: bytes, off: int) -> tuple[str | None, int | None]:
+        """Check the record at ``off``: ``(None, None)`` when it is good, else ``(reason,
+        limit)``: at the end of the last segment the damage is a torn write when ``limit`` is
+        None (the file ends inside the record), or when the file is zero from a sector boundary
+        before ``limit`` on."""
+        n = len(data)
+        if n - off < HEADER_SIZE:
+            return "incomplete record header", None
+        length, rtype, crc, hcrc = _HEADER.unpack_from(data, off)
+        if zlib.crc32(data[off:off + _CHECKED]) != hcrc:
+            return "record header checksum mismatch", off + HEADER_SIZE
+        if length > MAX_RECORD or rtype not in _VALID_TYPES:
+            return f"bad record header (length {length}, type {rtype})", off  # never torn
+        end = off + HEADER_SIZE + length
+        if end > n:
+            return f"incomplete record ({n - off - HEADER_SIZE} of {length} payload bytes)", None
+        if zlib.crc32(data[off + HEADER_SIZE:end]) != crc:
+            return "CRC mismatch", end
+        return None, None
 
     def _apply_record(self, rtype: int, payload: bytes, state: WALState) -> None:
         if rtype == RecordType.ENTRY:
@@ -265,7 +301,7 @@ class WAL:
     def _open_segment(self, seq: int, first_index: int) -> None:
         path = self.dir / _segment_name(seq, first_index)
         tmp = path.with_suffix(".tmp")
-        buf = _record(RecordType.METADATA, self._enc.encode(self.metadata))
+        buf = SEGMENT_MAGIC + _record(RecordType.METADATA, self._enc.encode(self.metadata))
         if self._hard_state != HardState():
             buf += _record(RecordType.HARD_STATE, self._enc.encode(self._hard_state))
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import struct
 import subprocess
 import sys
 import threading
+import zlib
 from pathlib import Path
 
 from cluster.clusterlib import Cluster, get, get_prefix, put, run, write_load
 from support import CoordProc, free_port, wait_for
 
+from coord.server.storage import wal as walmod
 from coord.server.storage.wal import list_segments
 
 
@@ -46,8 +49,9 @@ def test_torn_wal_tail_recovers(tmp_path: Path) -> None:
         put(proc.endpoint, f"/torn/{i}", str(i))
     proc.stop()
     seg = wal_segment(proc)
-    with open(seg, "ab") as f:  # a record whose header promises more than was written
-        f.write(b"\x00\x00\x01\x00\x02\x12\x34\x56\x78partial")
+    head = struct.pack(">IBI", 256, walmod.RecordType.ENTRY, 0x12345678)
+    with open(seg, "ab") as f:  # a record whose (valid) header promises more than was written
+        f.write(head + struct.pack(">I", zlib.crc32(head)) + b"partial")
     proc2 = single(tmp_path, pp)
     try:
         assert get(proc2.endpoint, "/torn/19") == "19"
@@ -116,3 +120,37 @@ def test_kill9_all_members_under_load(tmp_path: Path) -> None:
             assert not lost, f"{m.name} lost {len(lost)} acknowledged writes"
     finally:
         c.stop()
+
+
+def _refused_start(proc: CoordProc, pp: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "coord.server", "--name", "solo", "--data-dir",
+         str(proc.data_dir), "--listen-client-urls", f"http://127.0.0.1:{free_port()}",
+         "--advertise-client-urls", "http://127.0.0.1:1",
+         "--listen-peer-urls", f"http://127.0.0.1:{pp}",
+         "--initial-advertise-peer-urls", f"http://127.0.0.1:{pp}"],
+        capture_output=True, text=True, timeout=30, check=False)
+
+
+def test_flipped_wal_length_bit_refuses_to_start(tmp_path: Path) -> None:
+    """Bug 5: a length field pointing past the end of the last segment is not a torn tail."""
+    pp = free_port()
+    proc = single(tmp_path, pp)
+    for i in range(30):
+        put(proc.endpoint, f"/len/{i}", "x" * 50)
+    proc.stop()
+    seg = wal_segment(proc)
+    data = bytearray(seg.read_bytes())
+    off = len(getattr(walmod, "SEGMENT_MAGIC", b""))
+    offsets = []
+    while off < len(data):
+        offsets.append(off)
+        off += walmod.HEADER_SIZE + struct.unpack_from(">I", data, off)[0]
+    victim = offsets[len(offsets) // 2]
+    data[victim + 1] ^= 0x01  # length += 64 KiB: now it reaches past the end of the file
+    seg.write_bytes(bytes(data))
+    out = _refused_start(proc, pp)
+    assert out.returncode == 1, out.stderr
+    assert f"cannot serve: WAL corrupt: {seg} at offset {victim}" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert seg.read_bytes() == bytes(data)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from coord.server.raft.errors import CompactedError
 from coord.server.raft.types import ConfState, Entry, HardState, Snapshot, SnapshotMetadata
 from coord.server.storage import WAL, DurableStorage, StorageError, WALCorruptError, snapfile
+from coord.server.storage import wal as walmod
 from coord.server.storage.wal import HEADER_SIZE, list_segments
 
 MD = {"member_id": 7, "cluster_id": 9}
@@ -69,7 +73,8 @@ def test_torn_tail_zero_filled(tmp_path: Path) -> None:
     assert st.truncated_tail == 4096
 
 
-def test_torn_last_record_with_bad_crc(tmp_path: Path) -> None:
+def test_damaged_last_record_refuses(tmp_path: Path) -> None:
+    """A flipped byte in the last record is damage, not a torn write: nothing is cut."""
     wal = WAL.create(tmp_path, MD)
     wal.save(HardState(1, 1, 2), ents(1, 3))
     wal.close()
@@ -77,8 +82,82 @@ def test_torn_last_record_with_bad_crc(tmp_path: Path) -> None:
     data = bytearray(seg.read_bytes())
     data[-2] ^= 0xFF  # inside the last record's payload
     seg.write_bytes(bytes(data))
+    with pytest.raises(WALCorruptError, match="CRC mismatch"):
+        WAL.open(tmp_path)
+    assert seg.read_bytes() == bytes(data)
+
+
+def test_torn_last_record_with_unwritten_sector(tmp_path: Path) -> None:
+    """A crash can leave a record's last sector unwritten (zeros): that is a torn tail."""
+    wal = WAL.create(tmp_path, MD)
+    wal.save(HardState(1, 1, 2), ents(1, 3))
+    before = _last_segment(tmp_path).stat().st_size
+    wal.save(None, ents(4, 4, size=2000))
+    wal.close()
+    seg = _last_segment(tmp_path)
+    data = bytearray(seg.read_bytes())
+    sector = (before // 512 + 2) * 512  # a sector boundary inside the last record
+    assert before < sector < len(data)
+    data[sector:] = bytes(len(data) - sector)
+    seg.write_bytes(bytes(data))
     _, st = WAL.open(tmp_path)
-    assert st.truncated_tail > 0
+    assert [e.index for e in st.entries] == [1, 2, 3]
+    assert st.truncated_tail == len(data) - before
+    assert seg.stat().st_size == before
+
+
+def record_offsets(seg: Path) -> list[int]:
+    """Byte offsets of the records in a segment (the length is the first u32 of a header)."""
+    data = seg.read_bytes()
+    off = len(getattr(walmod, "SEGMENT_MAGIC", b""))
+    out = []
+    while off < len(data):
+        out.append(off)
+        (length,) = struct.unpack_from(">I", data, off)
+        off += HEADER_SIZE + length
+    return out
+
+
+@pytest.mark.parametrize("bit", [16, 2, 0], ids=["past-eof", "inside-file", "shorter"])
+def test_flipped_length_bit_refuses(tmp_path: Path, bit: int) -> None:
+    """Bug 5: a flipped bit in a record's length field is corruption, never a torn tail."""
+    wal = WAL.create(tmp_path, MD)
+    for i in range(1, 21):
+        wal.save(HardState(1, 1, i), ents(i, i, size=100))
+    wal.close()
+    seg = _last_segment(tmp_path)
+    offsets = record_offsets(seg)
+    victim = offsets[len(offsets) // 2]
+    data = bytearray(seg.read_bytes())
+    (length,) = struct.unpack_from(">I", data, victim)
+    struct.pack_into(">I", data, victim, length ^ (1 << bit))
+    seg.write_bytes(bytes(data))
+    with pytest.raises(WALCorruptError) as ei:
+        WAL.open(tmp_path)
+    assert ei.value.path == seg
+    assert ei.value.offset == victim
+    assert f"{seg} at offset {victim}" in str(ei.value)
+    assert seg.read_bytes() == bytes(data)  # nothing truncated
+
+
+def test_old_format_wal_is_refused(tmp_path: Path) -> None:
+    """A segment in the format before the length was checksummed is refused, not truncated."""
+    old = struct.Struct(">IBI")
+
+    def rec(rtype: int, payload: bytes) -> bytes:
+        return old.pack(len(payload), rtype, zlib.crc32(payload, zlib.crc32(bytes((rtype,))))) \
+            + payload
+
+    enc = msgspec.msgpack.encode
+    body = rec(1, enc(MD)) + b"".join(rec(2, enc(e)) for e in ents(1, 3)) \
+        + rec(3, enc(HardState(1, 1, 3)))
+    seg = tmp_path / "0000000000000000-0000000000000001.wal"
+    seg.write_bytes(body)
+    with pytest.raises(WALCorruptError, match="older WAL format") as ei:
+        WAL.open(tmp_path)
+    assert ei.value.offset == 0
+    assert str(seg) in str(ei.value)
+    assert seg.read_bytes() == body
 
 
 def test_corruption_before_tail_refuses(tmp_path: Path) -> None:
