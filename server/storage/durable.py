@@ -18,7 +18,10 @@ in memory, which ``--snapshot-count`` bounds).  Every mutation goes to disk firs
   log instead of a snapshot).
 
 Recovery (:meth:`DurableStorage.open`) loads the newest valid snapshot file, replays the WAL
-(torn tail truncated, corruption refused: see :mod:`.wal`) and rebuilds the in-memory view.
+(torn tail truncated, corruption refused: see :mod:`.wal`) and rebuilds the in-memory view.  A
+state that cannot have been written by a correct member -- entries missing between the
+snapshot and the WAL, a hard state committing entries the log does not have -- is a
+:class:`StorageError` (the server refuses to start), never repaired silently.
 The directory layout is etcd's: ``<data-dir>/member/wal`` and ``<data-dir>/member/snap``.
 """
 
@@ -33,7 +36,7 @@ from coord.server.raft.storage import MemoryStorage
 from coord.server.raft.types import ConfState, Entry, HardState, Snapshot
 
 from . import snapfile
-from .wal import WAL, WALCorruptError
+from .wal import WAL, WALCorruptError, WALState
 
 __all__ = ["DurableStorage", "StorageError"]
 
@@ -82,8 +85,9 @@ class DurableStorage(MemoryStorage):
         """Recover storage from ``data_dir``.
 
         Raises:
-            StorageError: the WAL is corrupt before its tail, or entries are missing between
-                the newest snapshot and the WAL.
+            StorageError: the WAL is corrupt before its tail, entries are missing between
+                the newest snapshot and the WAL, or the hard state commits entries the log
+                does not have.
         """
         snap = snapfile.load_newest(data_dir / "member" / "snap")
         try:
@@ -91,34 +95,45 @@ class DurableStorage(MemoryStorage):
         except WALCorruptError as e:
             raise StorageError(str(e)) from e
         st = cls(data_dir, wal)
+        try:
+            hs = st._recover(snap, state)
+        except StorageError:
+            wal.close()
+            raise
+        st.set_hard_state(hs)
+        log.info("recovered storage from %s: snapshot %d, entries %d..%d, %s%s", data_dir,
+                 st.snapshot().metadata.index, st.first_index(), st.last_index(), hs,
+                 f", truncated torn WAL tail of {state.truncated_tail} bytes"
+                 if state.truncated_tail else "")
+        return st
+
+    def _recover(self, snap: Snapshot | None, state: WALState) -> HardState:
+        """Rebuild the in-memory view from ``snap`` and the WAL ``state``; return the hard
+        state to use (StorageError when the two cannot belong to one correct member)."""
         snap_index = snap.metadata.index if snap is not None else 0
         if state.snapshot_index > snap_index:
             raise StorageError(
-                f"{st.snap_dir}: the WAL references snapshot {state.snapshot_index} but the newest"
-                f" readable snapshot file is at index {snap_index}")
+                f"{self.snap_dir}: the WAL references snapshot {state.snapshot_index} but the "
+                f"newest readable snapshot file is at index {snap_index}")
         ents = [e for e in state.entries if e.index > snap_index]
         if ents and ents[0].index != snap_index + 1:
             raise StorageError(
-                f"{cls.wal_dir(data_dir)}: entries {snap_index + 1}..{ents[0].index - 1} are "
+                f"{self.wal_dir(self.data_dir)}: entries {snap_index + 1}..{ents[0].index - 1} are "
                 f"missing (snapshot at {snap_index})")
         hs = replace(state.hard_state)
         if snap is not None:
-            st.apply_snapshot(snap)
+            self.apply_snapshot(snap)
             if hs.commit < snap_index:
                 hs.commit = snap_index
             if hs.term < snap.metadata.term:
                 hs = HardState(term=snap.metadata.term, vote=0, commit=hs.commit)
-        st.append(ents)
-        if hs.commit > st.last_index():
-            log.error("hard state commit %d beyond last index %d; clamping", hs.commit,
-                      st.last_index())
-            hs.commit = st.last_index()
-        st.set_hard_state(hs)
-        log.info("recovered storage from %s: snapshot %d, entries %d..%d, %s%s", data_dir,
-                 snap_index, st.first_index(), st.last_index(), hs,
-                 f", truncated torn WAL tail of {state.truncated_tail} bytes"
-                 if state.truncated_tail else "")
-        return st
+        self.append(ents)
+        if hs.commit > self.last_index():
+            raise StorageError(
+                f"{self.data_dir}: impossible state: hard state commit {hs.commit} is beyond "
+                f"the last index {self.last_index()} of the log (snapshot {snap_index}); refusing "
+                f"to start (restore this member from a peer)")
+        return hs
 
     @property
     def metadata(self) -> dict[str, int]:

@@ -264,3 +264,17 @@ def test_fsync_per_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     wal.save(HardState(1, 1, 50), ents(51, 52), sync=False)
     assert len(calls) == 1
     wal.close()
+
+
+def test_commit_beyond_last_entry_refuses(tmp_path: Path) -> None:
+    """A hard state committing entries the log does not have is impossible: refuse to start."""
+    st = DurableStorage.create(tmp_path, MD)
+    st.save(HardState(1, 1, 3), ents(1, 5))
+    st.save(HardState(1, 1, 9), [])
+    st.close()
+    with pytest.raises(StorageError) as ei:
+        DurableStorage.open(tmp_path)
+    msg = str(ei.value)
+    assert str(tmp_path) in msg
+    assert "commit 9" in msg
+    assert "last index 5" in msg
