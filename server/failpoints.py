@@ -28,7 +28,7 @@ no flush: a power cut as far as this process's files are concerned); ``N*action`
 Names used by the server (see each call site): ``walBeforeWrite``, ``walBeforeSync``,
 ``walAfterSync``, ``raftBeforeSaveSnap``, ``raftAfterSaveSnap``, ``raftBeforeApplySnap``,
 ``raftAfterApplySnap``, ``raftBeforeApply``, ``raftBeforeFollowerSend``,
-``raftAfterFollowerSend``, ``bootstrapBeforeSave``.
+``raftAfterFollowerSend``, ``bootstrapBeforeSave``, ``bootstrapBeforeRename``.
 """
 
 from __future__ import annotations

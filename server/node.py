@@ -272,16 +272,15 @@ class RaftNode:
             boot = Membership.bootstrap(members)
             self.cluster_id = boot.cluster_id
             self.membership = Membership(self.cluster_id)
-            self.storage = DurableStorage.create(
-                self.data_dir, {"member_id": self.member_id, "cluster_id": self.cluster_id})
-            if failpoints.ACTIVE:
-                failpoints.hit("bootstrapBeforeSave")
             ents = [Entry(term=1, index=i + 1, type=EntryType.CONF_CHANGE,
                           data=encode_conf_change(ConfChange(
                               ConfChangeType.ADD_NODE, m.id,
                               encode_context(ChangeContext(0, 0, m)))))
                     for i, m in enumerate(members)]
-            self.storage.save(HardState(term=1, vote=0, commit=len(ents)), ents)
+            # atomic: a crash leaves a complete member directory or none (DESIGN rule 10)
+            self.storage = DurableStorage.create(
+                self.data_dir, {"member_id": self.member_id, "cluster_id": self.cluster_id},
+                HardState(term=1, vote=0, commit=len(ents)), ents)
             log.info("bootstrapped member %x of new cluster %x with %d members", self.member_id,
                      self.cluster_id, len(members))
             return

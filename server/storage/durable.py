@@ -17,25 +17,40 @@ in memory, which ``--snapshot-count`` bounds).  Every mutation goes to disk firs
   behind ``index - catch_up_entries`` (entries kept so slow followers can catch up from the
   log instead of a snapshot).
 
+Creation (:meth:`DurableStorage.create`, used for a new cluster's bootstrap and for a member
+joining an existing one) is atomic: the whole member directory -- the WAL with its metadata,
+the bootstrap entries and hard state, the empty snapshot directory -- is prepared in
+``<data-dir>/member.tmp``, every file and directory in it is fsynced, it is renamed to
+``<data-dir>/member`` and the data directory is fsynced.  A crash at any point leaves either a
+complete ``member/`` or none (a leftover ``member.tmp`` is deleted by the next creation), so
+"``member/`` exists" is what tells a restart from a bootstrap (:meth:`exists`).  Failpoints
+``bootstrapBeforeSave`` (WAL created, entries not yet saved) and ``bootstrapBeforeRename``
+(everything prepared, not yet renamed) sit inside this preparation.
+
 Recovery (:meth:`DurableStorage.open`) loads the newest valid snapshot file, replays the WAL
 (torn tail truncated, corruption refused: see :mod:`.wal`) and rebuilds the in-memory view.  A
-state that cannot have been written by a correct member -- entries missing between the
-snapshot and the WAL, a hard state committing entries the log does not have -- is a
-:class:`StorageError` (the server refuses to start), never repaired silently.
+state that cannot have been written by a correct member -- the WAL missing, entries missing
+between the snapshot and the WAL, a hard state committing entries the log does not have -- is
+a :class:`StorageError` (the server refuses to start), never repaired silently.
 The directory layout is etcd's: ``<data-dir>/member/wal`` and ``<data-dir>/member/snap``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from coord.server import failpoints
 from coord.server.raft.errors import CompactedError, SnapshotOutOfDateError
 from coord.server.raft.storage import MemoryStorage
 from coord.server.raft.types import ConfState, Entry, HardState, Snapshot
 
 from . import snapfile
+from .fileutil import fsync_dir, make_dirs
 from .wal import WAL, WALCorruptError, WALState
 
 __all__ = ["DurableStorage", "StorageError"]
@@ -69,27 +84,56 @@ class DurableStorage(MemoryStorage):
 
     @classmethod
     def exists(cls, data_dir: Path) -> bool:
-        """True when ``data_dir`` already holds a WAL (a restart, not a bootstrap)."""
-        return WAL.exists(cls.wal_dir(data_dir))
+        """True when ``data_dir`` holds a member directory (a restart, not a bootstrap)."""
+        return (data_dir / "member").exists()
 
     @classmethod
     def create(cls, data_dir: Path, metadata: dict[str, int],
+               hard_state: HardState | None = None, entries: Sequence[Entry] = (),
                segment_bytes: int = 64 * 1024 * 1024) -> DurableStorage:
-        """Create empty storage in ``data_dir`` with WAL ``metadata`` (member/cluster id)."""
-        wal = WAL.create(cls.wal_dir(data_dir), metadata, segment_bytes)
-        (data_dir / "member" / "snap").mkdir(parents=True, exist_ok=True)
-        return cls(data_dir, wal)
+        """Atomically create the member directory in ``data_dir`` (see the module docstring)
+        with WAL ``metadata`` (member/cluster id), ``entries`` and ``hard_state``, and open it.
+
+        Raises:
+            FileExistsError: ``data_dir`` already holds a member directory.
+        """
+        member = data_dir / "member"
+        if member.exists():
+            raise FileExistsError(f"{member} already exists")
+        make_dirs(data_dir)
+        tmp = data_dir / "member.tmp"
+        if tmp.exists():
+            log.warning("removing %s left by an interrupted bootstrap", tmp)
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        wal = WAL.create(tmp / "wal", metadata, segment_bytes)  # fsyncs tmp/wal and tmp
+        try:
+            if failpoints.ACTIVE:
+                failpoints.hit("bootstrapBeforeSave")
+            wal.save(hard_state, list(entries), sync=True)
+        finally:
+            wal.close()
+        (tmp / "snap").mkdir()
+        fsync_dir(tmp / "snap")
+        fsync_dir(tmp)
+        if failpoints.ACTIVE:
+            failpoints.hit("bootstrapBeforeRename")
+        os.rename(tmp, member)
+        fsync_dir(data_dir)
+        return cls.open(data_dir, segment_bytes)
 
     @classmethod
     def open(cls, data_dir: Path, segment_bytes: int = 64 * 1024 * 1024) -> DurableStorage:
         """Recover storage from ``data_dir``.
 
         Raises:
-            StorageError: the WAL is corrupt before its tail, entries are missing between
-                the newest snapshot and the WAL, or the hard state commits entries the log
-                does not have.
+            StorageError: there is no WAL, the WAL is corrupt before its tail, entries are
+                missing between the newest snapshot and the WAL, or the hard state commits
+                entries the log does not have.
         """
         snap = snapfile.load_newest(data_dir / "member" / "snap")
+        if not WAL.exists(cls.wal_dir(data_dir)):
+            raise StorageError(f"{cls.wal_dir(data_dir)}: no WAL in the member directory")
         try:
             wal, state = WAL.open(cls.wal_dir(data_dir), segment_bytes)
         except WALCorruptError as e:

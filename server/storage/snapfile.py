@@ -6,10 +6,11 @@ A snapshot file ``<term:016x>-<index:016x>.snap`` holds ``u32 crc32(body) | body
 a msgpack :class:`~coord.server.raft.types.Snapshot` (its ``data`` is opaque here: the node puts
 the state machine's bytes and the membership in it; its metadata carries index, term and
 ConfState).  :func:`save` writes a temporary file, fsyncs it, renames it into place and fsyncs
-the directory, so a crash leaves either the old set of snapshots or the new one, never a
-partial file under a ``.snap`` name.  :func:`load_newest` returns the newest snapshot whose CRC
-checks out (a damaged file is logged and skipped, as etcd does); :func:`purge` keeps the newest
-few.
+the directory (creating the directory, if needed, durably too), so a crash leaves either the old
+set of snapshots or the new one, never a partial file under a ``.snap`` name.
+:func:`load_newest` returns the newest snapshot whose CRC checks out (a damaged file is logged
+and skipped, as etcd does); :func:`purge` keeps the newest few (and fsyncs the directory after
+deleting).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import msgspec
 from coord.server.raft.types import Snapshot
 
 from . import codec
-from .wal import fsync_dir
+from .fileutil import fsync_dir, make_dirs
 
 __all__ = ["list_snapshots", "load_newest", "purge", "save"]
 
@@ -56,7 +57,7 @@ def list_snapshots(dir_: Path) -> list[tuple[int, int, Path]]:
 
 def save(dir_: Path, snap: Snapshot) -> Path:
     """Write ``snap`` atomically into ``dir_`` and return its path."""
-    dir_.mkdir(parents=True, exist_ok=True)
+    make_dirs(dir_)
     body = msgspec.msgpack.encode(snap)
     path = dir_ / _name(snap.metadata.term, snap.metadata.index)
     tmp = path.with_suffix(".snap.tmp")
@@ -102,7 +103,9 @@ def load_newest(dir_: Path) -> Snapshot | None:
 def purge(dir_: Path, keep: int = 2) -> None:
     """Delete all but the newest ``keep`` snapshot files (and stale temporaries)."""
     snaps = list_snapshots(dir_)
-    for _index, _term, path in snaps[:-keep] if keep else snaps:
+    doomed = [path for _index, _term, path in (snaps[:-keep] if keep else snaps)]
+    doomed += dir_.glob("*.snap.tmp")
+    for path in doomed:
         path.unlink(missing_ok=True)
-    for tmp in dir_.glob("*.snap.tmp"):
-        tmp.unlink(missing_ok=True)
+    if doomed:
+        fsync_dir(dir_)  # make the deletions durable

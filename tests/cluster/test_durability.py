@@ -9,6 +9,7 @@ import threading
 import zlib
 from pathlib import Path
 
+import pytest
 from cluster.clusterlib import Cluster, get, get_prefix, put, run, write_load
 from support import CoordProc, free_port, wait_for
 
@@ -154,3 +155,35 @@ def test_flipped_wal_length_bit_refuses_to_start(tmp_path: Path) -> None:
     assert f"cannot serve: WAL corrupt: {seg} at offset {victim}" in out.stderr
     assert "Traceback" not in out.stderr
     assert seg.read_bytes() == bytes(data)
+
+
+@pytest.mark.parametrize("failpoint", ["bootstrapBeforeSave", "bootstrapBeforeRename"])
+def test_crash_during_bootstrap_then_restart_serves(tmp_path: Path, failpoint: str) -> None:
+    """Bug 6: a crash while bootstrapping leaves no member (or a whole one), so a restart
+    without the failpoint bootstraps and serves."""
+    pp = free_port()
+    args = ["--listen-peer-urls", f"http://127.0.0.1:{pp}",
+            "--initial-advertise-peer-urls", f"http://127.0.0.1:{pp}",
+            "--initial-cluster", f"solo=http://127.0.0.1:{pp}",
+            "--heartbeat-interval", "50", "--election-timeout", "500"]
+    crashed = CoordProc(tmp_path, name="solo", args=args, wait=False,
+                        env={"COORD_FAILPOINTS": f"{failpoint}=crash"})
+    try:
+        wait_for(lambda: not crashed.alive(), timeout=20, what=f"a crash at {failpoint}")
+        assert crashed.popen.returncode == -9
+        assert not (crashed.data_dir / "member").exists()  # only the temporary folder
+        assert (crashed.data_dir / "member.tmp" / "wal").is_dir()
+    finally:
+        crashed.stop()
+    proc = CoordProc(tmp_path, name="solo", args=args)
+    try:
+        put(proc.endpoint, "/boot/k", "v")
+        assert get(proc.endpoint, "/boot/k") == "v"
+        assert sorted(p.name for p in proc.data_dir.iterdir()) == ["member"]
+    finally:
+        proc.stop()
+    proc2 = CoordProc(tmp_path, name="solo", args=args)
+    try:
+        assert get(proc2.endpoint, "/boot/k") == "v"
+    finally:
+        proc2.stop()

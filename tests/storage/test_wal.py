@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import struct
 import zlib
 from pathlib import Path
@@ -278,3 +279,64 @@ def test_commit_beyond_last_entry_refuses(tmp_path: Path) -> None:
     assert str(tmp_path) in msg
     assert "commit 9" in msg
     assert "last index 5" in msg
+
+
+def _dir_fsyncs(monkeypatch: pytest.MonkeyPatch) -> set[int]:
+    """Record the inode of every directory fsynced from now on."""
+    inodes: set[int] = set()
+    real = os.fsync
+
+    def spy(fd: int) -> None:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            inodes.add(st.st_ino)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    return inodes
+
+
+def test_create_fsyncs_every_new_directory(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    data_dir = tmp_path / "a" / "data"
+    synced = _dir_fsyncs(monkeypatch)
+    DurableStorage.create(data_dir, MD).close()
+    for d in (tmp_path, tmp_path / "a", data_dir, data_dir / "member",
+              data_dir / "member" / "wal", data_dir / "member" / "snap"):
+        assert d.stat().st_ino in synced, f"{d} was not fsynced"
+
+
+def test_snapshot_purge_fsyncs_directory(tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    for i in (1, 2, 3):
+        snapfile.save(tmp_path, Snapshot(b"x", SnapshotMetadata(ConfState(voters=[1]), i, 1)))
+    synced = _dir_fsyncs(monkeypatch)
+    snapfile.purge(tmp_path, keep=1)
+    assert tmp_path.stat().st_ino in synced
+
+
+def test_create_with_bootstrap_entries_and_leftover_temp(tmp_path: Path) -> None:
+    """create() prepares member/ in a temporary folder (a leftover one is replaced)."""
+    leftover = tmp_path / "member.tmp"
+    (leftover / "wal").mkdir(parents=True)
+    (leftover / "wal" / "0000000000000000-0000000000000001.wal").write_bytes(b"half")
+    st = DurableStorage.create(tmp_path, MD, HardState(1, 0, 3), ents(1, 3))
+    assert st.last_index() == 3
+    assert st.initial_state()[0] == HardState(1, 0, 3)
+    st.save(HardState(1, 0, 4), ents(4, 4))
+    st.close()
+    assert not leftover.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["member"]
+    st2 = DurableStorage.open(tmp_path)
+    assert st2.last_index() == 4
+    assert st2.metadata == MD
+    st2.close()
+    with pytest.raises(FileExistsError):
+        DurableStorage.create(tmp_path, MD)
+
+
+def test_member_dir_without_wal_refuses(tmp_path: Path) -> None:
+    (tmp_path / "member" / "wal").mkdir(parents=True)
+    assert DurableStorage.exists(tmp_path)
+    with pytest.raises(StorageError, match="no WAL"):
+        DurableStorage.open(tmp_path)
