@@ -109,6 +109,7 @@ from coord.server.raft.types import (
 )
 from coord.server.statemachine import StateMachine
 from coord.server.storage import DurableStorage, snapfile
+from coord.server.storage.fileutil import lock_data_dir
 from coord.server.tls import is_tls_url
 from coord.server.transport import PeerTransport
 from coord.server.transport.frames import FrameType, Hello, encode_frame
@@ -222,7 +223,13 @@ class RaftNode:
         self._task: asyncio.Task[None] | None = None
         self._scope: anyio.CancelScope | None = None
         self._tg: anyio.abc.TaskGroup | None = None
-        self._open_storage()
+        # Locked before anything in the data directory is read or created (DESIGN rule 10).
+        self._dir_lock = lock_data_dir(self.data_dir)
+        try:
+            self._open_storage()
+        except BaseException:
+            self._dir_lock.release()
+            raise
         self.rawnode = RawNode(self._raft_config(), self.storage)
         peers = self.membership.peer_urls()
         peer_tls = config.peer_tls  # --peer-* TLS flags (server/tls.py)
@@ -357,6 +364,7 @@ class RaftNode:
                 pass
             self._task = None
         self.storage.close()
+        self._dir_lock.release()
         if was_leader:
             self._set_leader(False)
 

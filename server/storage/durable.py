@@ -33,6 +33,7 @@ state that cannot have been written by a correct member -- the WAL missing, entr
 between the snapshot and the WAL, a hard state committing entries the log does not have -- is
 a :class:`StorageError` (the server refuses to start), never repaired silently.
 The directory layout is etcd's: ``<data-dir>/member/wal`` and ``<data-dir>/member/snap``.
+The caller locks the data directory first (:func:`.fileutil.lock_data_dir`).
 """
 
 from __future__ import annotations
@@ -50,20 +51,12 @@ from coord.server.raft.storage import MemoryStorage
 from coord.server.raft.types import ConfState, Entry, HardState, Snapshot
 
 from . import snapfile
-from .fileutil import fsync_dir, make_dirs
+from .fileutil import StorageError, fsync_dir, make_dirs
 from .wal import WAL, WALCorruptError, WALState
 
 __all__ = ["DurableStorage", "StorageError"]
 
 log = logging.getLogger(__name__)
-
-
-class StorageError(OSError):
-    """The on-disk state is unusable (the message says which file and why).
-
-    An OSError so the server's entry point reports it as a startup failure ("cannot serve")
-    without a traceback.
-    """
 
 
 class DurableStorage(MemoryStorage):

@@ -179,7 +179,7 @@ def test_crash_during_bootstrap_then_restart_serves(tmp_path: Path, failpoint: s
     try:
         put(proc.endpoint, "/boot/k", "v")
         assert get(proc.endpoint, "/boot/k") == "v"
-        assert sorted(p.name for p in proc.data_dir.iterdir()) == ["member"]
+        assert sorted(p.name for p in proc.data_dir.iterdir()) == ["coord.lock", "member"]
     finally:
         proc.stop()
     proc2 = CoordProc(tmp_path, name="solo", args=args)

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from support import CoordProc, etcdctl, free_port, wait_for
 
+from coord import Client
+
 
 def test_help_documents_every_flag() -> None:
     out = subprocess.run([sys.executable, "-m", "coord.server", "--help"], capture_output=True,
@@ -55,3 +57,42 @@ def test_two_client_urls_and_sigterm(tmp_path: Path) -> None:
         assert "Traceback" not in log
     finally:
         proc.stop()
+
+
+def test_second_server_on_one_data_dir_exits(tmp_path: Path) -> None:
+    """Bug 7: the data directory is locked; a second server exits at once, the first serves."""
+    first = CoordProc(tmp_path, name="first")
+    second: CoordProc | None = None
+    try:
+        with Client(first.endpoint, timeout=10) as c:
+            c.put("/lock/a", "1")
+        before = sorted((p.relative_to(first.data_dir), p.stat().st_size)
+                        for p in first.data_dir.rglob("*"))
+        second = CoordProc(tmp_path, name="second", args=["--data-dir", str(first.data_dir)],
+                           wait=False)
+        wait_for(lambda: not second.alive(), timeout=20, what="the second server to exit")
+        assert second.popen.returncode == 1
+        err = [ln for ln in second.output().splitlines() if "cannot serve" in ln]
+        assert len(err) == 1, second.output()
+        assert str(first.data_dir) in err[0]
+        assert f"pid {first.pid}" in err[0]
+        assert "Traceback" not in second.output()
+        after = sorted((p.relative_to(first.data_dir), p.stat().st_size)
+                       for p in first.data_dir.rglob("*"))
+        assert after == before  # the second server touched nothing
+        with Client(first.endpoint, timeout=10) as c:
+            c.put("/lock/b", "2")
+            assert c.get("/lock/a").value == b"1"
+        # kill -9 releases the lock (it is a flock): the directory can be used again
+        first.kill()
+        first.stop()
+        third = CoordProc(tmp_path, name="third", args=["--data-dir", str(first.data_dir)])
+        try:
+            with Client(third.endpoint, timeout=10) as c:
+                assert c.get("/lock/b").value == b"2"
+        finally:
+            third.stop()
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()

@@ -15,6 +15,7 @@ from coord.server.raft.errors import CompactedError
 from coord.server.raft.types import ConfState, Entry, HardState, Snapshot, SnapshotMetadata
 from coord.server.storage import WAL, DurableStorage, StorageError, WALCorruptError, snapfile
 from coord.server.storage import wal as walmod
+from coord.server.storage.fileutil import lock_data_dir
 from coord.server.storage.wal import HEADER_SIZE, list_segments
 
 MD = {"member_id": 7, "cluster_id": 9}
@@ -340,3 +341,16 @@ def test_member_dir_without_wal_refuses(tmp_path: Path) -> None:
     assert DurableStorage.exists(tmp_path)
     with pytest.raises(StorageError, match="no WAL"):
         DurableStorage.open(tmp_path)
+
+
+def test_data_dir_lock(tmp_path: Path) -> None:
+    lock = lock_data_dir(tmp_path / "d")
+    try:
+        assert (tmp_path / "d" / "coord.lock").read_text().strip() == str(os.getpid())
+        with pytest.raises(StorageError) as ei:
+            lock_data_dir(tmp_path / "d")
+        assert str(tmp_path / "d") in str(ei.value)
+        assert f"pid {os.getpid()}" in str(ei.value)
+    finally:
+        lock.release()
+    lock_data_dir(tmp_path / "d").release()  # free again
