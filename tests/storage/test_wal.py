@@ -108,6 +108,33 @@ def test_torn_last_record_with_unwritten_sector(tmp_path: Path) -> None:
     assert seg.stat().st_size == before
 
 
+def test_torn_header_across_a_sector_boundary(tmp_path: Path) -> None:
+    """A header cut by an unwritten sector (zeros from the boundary on) is a torn tail; the
+    same damage with data written after it is corruption."""
+    wal = WAL.create(tmp_path, MD)
+    wal.save(HardState(1, 1, 1), ents(1, 1))
+    seg = _last_segment(tmp_path)
+    start = seg.stat().st_size
+    boundary = (start // 512 + 2) * 512
+    size = next(n for n in range(600, 1200)  # entry 2 ends 5 bytes before the boundary
+                if start + HEADER_SIZE + len(msgspec.msgpack.encode(ents(2, 2, size=n)[0]))
+                == boundary - 5)
+    wal.save(None, ents(2, 2, size=size))
+    wal.save(None, ents(3, 4, size=700))
+    wal.close()
+    good = bytearray(seg.read_bytes())
+    torn = good[:boundary] + bytes(len(good) - boundary)
+    seg.write_bytes(bytes(torn))
+    _, st = WAL.open(tmp_path)
+    assert [e.index for e in st.entries] == [1, 2]
+    assert seg.stat().st_size == boundary - 5
+    damaged = good[:boundary] + bytes(200) + good[boundary + 200:]  # later bytes written
+    seg.write_bytes(bytes(damaged))
+    with pytest.raises(WALCorruptError, match="header checksum") as ei:
+        WAL.open(tmp_path)
+    assert ei.value.offset == boundary - 5
+
+
 def record_offsets(seg: Path) -> list[int]:
     """Byte offsets of the records in a segment (the length is the first u32 of a header)."""
     data = seg.read_bytes()
