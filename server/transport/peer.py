@@ -248,6 +248,10 @@ class PeerTransport:
                 with anyio.fail_after(60):
                     ftype, _ = await read_frame(reader)
                 failed = ftype != FrameType.SNAPSHOT_ACK
+            if not failed:
+                log.info("sent snapshot at index %d (%d bytes) to %x",
+                         m.snapshot.metadata.index if m.snapshot else 0,
+                         len(m.snapshot.data) if m.snapshot else 0, peer.id)
         except Exception as e:
             log.warning("sending snapshot %d to %x failed: %s",
                         m.snapshot.metadata.index if m.snapshot else 0, peer.id, e)
