@@ -9,7 +9,9 @@ one anyio task group (started by :meth:`start`, cancelled by :meth:`stop`):
 
 * **ticker** -- calls ``rawnode.tick()`` every ``--heartbeat-interval`` ms; the election timeout
   is ``--election-timeout / --heartbeat-interval`` ticks.
-* **ready loop** -- for every Ready, in the RawNode contract's order: send ``messages``; write
+* **ready loop** -- for every Ready, in the RawNode contract's order: send ``messages`` (a
+  MsgSnap leaves with a snapshot of the current applied state and configuration, as etcd's
+  ``createMergedSnapshotMessage``: see :meth:`RaftNode._send`); write
   entries + hard state (+ received snapshot) to the WAL with one write and, when ``must_sync``,
   one fsync, in a worker thread (group commit: proposals arriving meanwhile form the next
   Ready); only then send ``msgs_after_append`` (votes, append acks); apply the snapshot and the
@@ -389,6 +391,13 @@ class RaftNode:
         for m in msgs:
             self.rawnode.step(m)
         self._wake.set()
+
+    def on_snapshot(self, m: Message) -> bool:
+        """Step a MsgSnap into Raft; True when Raft took it (it is now pending install)."""
+        self.on_messages([m])
+        pending = self.rawnode.raft.raft_log.unstable.snapshot
+        return (pending is not None and m.snapshot is not None
+                and pending.metadata.index == m.snapshot.metadata.index)
 
     def on_unreachable(self, peer_id: int) -> None:
         """The transport dropped messages to ``peer_id``."""
