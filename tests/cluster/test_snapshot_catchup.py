@@ -91,6 +91,12 @@ def test_learner_added_after_compaction_catches_up(tmp_path: Path) -> None:
         sent = sum(m.proc.output().count("sent snapshot at index") for m in c.members[:3]
                    if m.proc is not None)
         assert sent == 1, sent
+        # the member list restored from the snapshot agrees with its configuration
+        listed = etcdctl(new.endpoint, "member", "list").stdout.splitlines()
+        assert len(listed) == 4, listed
+        assert sum(line.endswith(", true") for line in listed) == 1, listed
+        assert f"{new.id:x}, started, l1, {new.peer_url}, http://{new.endpoint}, true" in \
+            listed, listed
         etcdctl(leader.endpoint, "member", "promote", f"{new.id:x}")
         wait_for(lambda: (s := status(new.endpoint)) is not None and not s.is_learner,
                  timeout=10, what="the promoted member to report isLearner false")
