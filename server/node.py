@@ -604,9 +604,12 @@ class RaftNode:
         current applied state, with its index, term and ConfState: a consistent whole, at least
         as new as the stored one, so the follower needs no compacted entry after it.
         """
+        current: Snapshot | None = None  # one encoding serves every MsgSnap of this Ready
         for i, m in enumerate(msgs):
-            if m.type == MessageType.SNAP:
-                assert m.snapshot is not None
+            if m.type != MessageType.SNAP:
+                continue
+            assert m.snapshot is not None
+            if current is None:
                 cs = self._conf_state
                 meta = SnapshotMetadata(
                     conf_state=ConfState(voters=list(cs.voters), learners=list(cs.learners),
@@ -614,9 +617,10 @@ class RaftNode:
                                          learners_next=list(cs.learners_next),
                                          auto_leave=cs.auto_leave),
                     index=self._applied, term=self.rawnode.raft.raft_log.term(self._applied))
-                assert meta.index >= m.snapshot.metadata.index, (meta, m.snapshot.metadata)
-                msgs[i] = dataclasses.replace(
-                    m, snapshot=Snapshot(self._applied_snapshot_data(), meta))
+                current = Snapshot(self._applied_snapshot_data(), meta)
+            assert current.metadata.index >= m.snapshot.metadata.index, (
+                current.metadata, m.snapshot.metadata)
+            msgs[i] = dataclasses.replace(m, snapshot=current)
         self.transport.send(msgs)
 
     async def _snapshot(self) -> None:
