@@ -17,7 +17,8 @@ applies it in log order, so all members agree on the list at every index.
   normal log entry (etcd's ``publish``), so MemberList shows client URLs on every member.
 * IDs of removed members are remembered forever (``removed``): the transport refuses them.
 
-:meth:`Membership.snapshot` / :meth:`Membership.restore` put the list into Raft snapshots;
+:meth:`Membership.snapshot` / :meth:`Membership.restore` put the list into Raft snapshots
+(whose ConfState must name the same members: :meth:`Membership.conf_state_mismatch`);
 :meth:`document` is what a joining member receives from :func:`~coord.server.transport.discover`.
 """
 
@@ -29,7 +30,7 @@ import time
 import msgspec
 
 from coord.server.nodeapi import MemberInfo, compute_cluster_id, compute_member_id
-from coord.server.raft.types import ConfChange, ConfChangeType
+from coord.server.raft.types import ConfChange, ConfChangeType, ConfState
 
 __all__ = [
     "Attributes",
@@ -145,6 +146,22 @@ class Membership:
         return any(u in m.peer_urls for m in self.members.values() if m.id != except_id
                    for u in urls)
 
+    def conf_state_mismatch(self, cs: ConfState) -> str:
+        """Why this member list is not the Raft configuration ``cs`` ("" when it is).
+
+        Both are replicated by the same conf-change entries, so at every applied index the
+        members are exactly ``cs``'s voters and learners, with matching learner flags; a
+        snapshot whose member list disagrees with its ConfState is refused.
+        """
+        voters = set(cs.voters) | set(cs.voters_outgoing)
+        learners = set(cs.learners) | set(cs.learners_next)
+        listed_voters = {k for k, m in self.members.items() if not m.is_learner}
+        listed_learners = {k for k, m in self.members.items() if m.is_learner}
+        if (listed_voters, listed_learners) == (voters - learners, learners):
+            return ""
+        return (f"members: voters {_ids(listed_voters)}, learners {_ids(listed_learners)}; "
+                f"configuration: voters {_ids(voters - learners)}, learners {_ids(learners)}")
+
     # -- changes (applied in log order) --------------------------------------------------------
 
     def apply(self, cc: ConfChange) -> Member | None:
@@ -207,6 +224,10 @@ class Membership:
         assert not (set(self.members) & self.removed), "a removed member is still listed"
         for k, m in self.members.items():
             assert k == m.id
+
+
+def _ids(ids: set[int]) -> str:
+    return "[" + ",".join(f"{i:x}" for i in sorted(ids)) + "]"
 
 
 def encode_context(ctx: ChangeContext) -> bytes:

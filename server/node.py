@@ -9,7 +9,9 @@ one anyio task group (started by :meth:`start`, cancelled by :meth:`stop`):
 
 * **ticker** -- calls ``rawnode.tick()`` every ``--heartbeat-interval`` ms; the election timeout
   is ``--election-timeout / --heartbeat-interval`` ticks.
-* **ready loop** -- for every Ready, in the RawNode contract's order: send ``messages``; write
+* **ready loop** -- for every Ready, in the RawNode contract's order: send ``messages`` (a
+  MsgSnap leaves with a snapshot of the current applied state and configuration, as etcd's
+  ``createMergedSnapshotMessage``: see :meth:`RaftNode._send`); write
   entries + hard state (+ received snapshot) to the WAL with one write and, when ``must_sync``,
   one fsync, in a worker thread (group commit: proposals arriving meanwhile form the next
   Ready); only then send ``msgs_after_append`` (votes, append acks); apply the snapshot and the
@@ -45,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import random
@@ -104,11 +107,13 @@ from coord.server.raft.types import (
     EntryType,
     HardState,
     Message,
+    MessageType,
     Snapshot,
+    SnapshotMetadata,
     StateType,
 )
 from coord.server.statemachine import StateMachine
-from coord.server.storage import DurableStorage, snapfile
+from coord.server.storage import DurableStorage, StorageError, snapfile
 from coord.server.storage.fileutil import lock_data_dir
 from coord.server.tls import is_tls_url
 from coord.server.transport import PeerTransport
@@ -306,6 +311,11 @@ class RaftNode:
 
     def _restore_snapshot(self, snap: Snapshot) -> None:
         data = _SNAPDATA.decode(snap.data)
+        ms = Membership.from_document(data.membership)
+        why = ms.conf_state_mismatch(snap.metadata.conf_state)
+        if why:
+            raise StorageError(f"snapshot at index {snap.metadata.index}: its member list "
+                               f"disagrees with its Raft configuration ({why})")
         self.sm.restore(data.sm)
         self.membership.restore(data.membership)
         self._applied = snap.metadata.index
@@ -388,6 +398,13 @@ class RaftNode:
         for m in msgs:
             self.rawnode.step(m)
         self._wake.set()
+
+    def on_snapshot(self, m: Message) -> bool:
+        """Step a MsgSnap into Raft; True when Raft took it (it is now pending install)."""
+        self.on_messages([m])
+        pending = self.rawnode.raft.raft_log.unstable.snapshot
+        return (pending is not None and m.snapshot is not None
+                and pending.metadata.index == m.snapshot.metadata.index)
 
     def on_unreachable(self, peer_id: int) -> None:
         """The transport dropped messages to ``peer_id``."""
@@ -478,7 +495,7 @@ class RaftNode:
                         f.set_result(None)
                 self._leader_waiters.clear()
         if rd.messages:
-            self.transport.send(rd.messages)
+            self._send(rd.messages)
         snap = rd.snapshot if rd.snapshot is not None and not rd.snapshot.is_empty() else None
         if rd.entries or snap is not None or rd.hard_state is not None:
             if rd.must_sync or snap is not None:
@@ -490,7 +507,7 @@ class RaftNode:
         if rd.msgs_after_append:
             if failpoints.ACTIVE:
                 await failpoints.ahit("raftBeforeFollowerSend")
-            self.transport.send(rd.msgs_after_append)
+            self._send(rd.msgs_after_append)
             if failpoints.ACTIVE:
                 await failpoints.ahit("raftAfterFollowerSend")
         if snap is not None:
@@ -578,10 +595,44 @@ class RaftNode:
                 keep.append((idx, f))
         self._applied_waiters = keep
 
+    def _applied_snapshot_data(self) -> bytes:
+        """The applied state as a snapshot's data: state machine and member list as of
+        ``self._applied``, the index whose configuration ``self._conf_state`` is."""
+        return msgspec.msgpack.encode(_SnapshotData(self.sm.snapshot(),
+                                                    self.membership.snapshot(), self._applied))
+
+    def _send(self, msgs: list[Message]) -> None:
+        """Hand a Ready's messages to the transport.
+
+        Raft's MsgSnap carries the *stored* snapshot, whose ConfState and member list may
+        predate the recipient (a member added since), which would then refuse it forever.
+        As etcd's server does (``createMergedSnapshotMessage``, server/etcdserver/
+        snapshot_merge.go, called from ``applyAll``), the snapshot sent is instead one of the
+        current applied state, with its index, term and ConfState: a consistent whole, at least
+        as new as the stored one, so the follower needs no compacted entry after it.
+        """
+        current: Snapshot | None = None  # one encoding serves every MsgSnap of this Ready
+        for i, m in enumerate(msgs):
+            if m.type != MessageType.SNAP:
+                continue
+            assert m.snapshot is not None
+            if current is None:
+                cs = self._conf_state
+                meta = SnapshotMetadata(
+                    conf_state=ConfState(voters=list(cs.voters), learners=list(cs.learners),
+                                         voters_outgoing=list(cs.voters_outgoing),
+                                         learners_next=list(cs.learners_next),
+                                         auto_leave=cs.auto_leave),
+                    index=self._applied, term=self.rawnode.raft.raft_log.term(self._applied))
+                current = Snapshot(self._applied_snapshot_data(), meta)
+            assert current.metadata.index >= m.snapshot.metadata.index, (
+                current.metadata, m.snapshot.metadata)
+            msgs[i] = dataclasses.replace(m, snapshot=current)
+        self.transport.send(msgs)
+
     async def _snapshot(self) -> None:
         index = self._applied
-        data = msgspec.msgpack.encode(_SnapshotData(self.sm.snapshot(),
-                                                    self.membership.snapshot(), index))
+        data = self._applied_snapshot_data()
         snap = self.storage.create_snapshot(index, self._conf_state, data)
         await anyio.to_thread.run_sync(self._persist_snapshot, snap)
         self._snap_index = index

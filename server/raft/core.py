@@ -795,6 +795,10 @@ class Raft:
             return False
         cs = meta.conf_state
         if self.id not in (*cs.voters, *cs.learners, *cs.voters_outgoing):
+            # The driver must send a snapshot of its current configuration (see rawnode.py);
+            # etcd-io/raft's restore() warns the same way ("should never happen").
+            self.logger.warning("%x refused snapshot %d: not in its configuration %s",
+                                self.id, meta.index, cs)
             return False
         if self.raft_log.match_term(meta.index, meta.term):
             # We already have the snapshot's last entry: just fast-forward the commit index.

@@ -13,7 +13,8 @@ Driver contract (the only correct processing order; the node driver implements e
     node.advance(rd)
 
 Snapshots: for every SNAP message it sends, the driver reports the outcome with
-``report_snapshot(id, failed)``; until then the follower's progress stays paused.  Like etcd's
+``report_snapshot(id, failed)`` (failed also when the follower's Raft refused it); until then
+the follower's progress stays paused.  Like etcd's
 server (``createMergedSnapshotMessage``), the driver should send a snapshot of its *current*
 applied state rather than the stored one, whose membership may predate the recipient.
 

@@ -28,7 +28,7 @@ class FrameType(enum.IntEnum):
     REJECT = 3  # payload: utf-8 reason; the sender closes the connection
     MESSAGES = 4  # payload: msgpack list[Message] (one batch = one Ready for this peer)
     SNAPSHOT = 5  # payload: msgpack list[Message] holding one MsgSnap
-    SNAPSHOT_ACK = 6  # payload: empty; the snapshot was handed to Raft
+    SNAPSHOT_ACK = 6  # payload: empty, Raft took the snapshot; else why Raft refused it
     MEMBERS = 7  # payload: msgpack membership document (answer to a discovery HELLO)
     CALL = 8  # payload: msgpack [method, body]: a leader-only request forwarded by a follower
     RESULT = 9  # payload: msgpack [ok, body or error text]

@@ -18,8 +18,12 @@ fall back to probing; Raft retransmits what matters.  Connection failures are re
 exponential backoff (50 ms .. 1 s); while disconnected, queued batches are discarded.
 
 Snapshots (MsgSnap) can be large and must not stall heartbeats, so each is sent on its own
-short-lived connection (kind ``snapshot``); the receiver acknowledges after handing it to Raft
-and the result is reported with ``on_snapshot_status(peer, failed)``.
+short-lived connection (kind ``snapshot``); the receiver steps it into Raft
+(``on_snapshot``) and answers SNAPSHOT_ACK, with a reason as payload when Raft refused it.  The
+result is reported with ``on_snapshot_status(peer, failed)``: a refused snapshot counts as
+failed.  After a failure the next snapshot to that peer waits (backoff doubling from 0.1 s to
+5 s, reset by a success): Raft asks again as soon as it hears from the follower, and a
+snapshot that keeps failing must not be re-encoded and resent in a hot loop.
 
 A joining member (``--initial-cluster-state existing``) first calls :func:`discover` against
 the peer URLs it was given: a ``discover`` HELLO is answered with a MEMBERS frame (the cluster
@@ -59,6 +63,11 @@ _HELLO_DEC = msgspec.msgpack.Decoder(Hello)
 _ENC = msgspec.msgpack.Encoder()
 CONNECT_TIMEOUT = 1.0
 REMOVED_REASON = "removed"
+#: SNAPSHOT_ACK payload of a refused snapshot (Raft's restore() returned false).
+SNAPSHOT_REFUSED = (b"raft refused the snapshot (not newer than the receiver's commit index, "
+                    b"or the receiver is not in its configuration)")
+#: Wait before the next snapshot to a peer after a failed one: doubles from/to (seconds).
+SNAPSHOT_BACKOFF = (0.1, 5.0)
 
 
 def parse_url(url: str) -> tuple[str, int]:
@@ -74,6 +83,9 @@ class PeerHandler(Protocol):
 
     def on_messages(self, msgs: list[Message]) -> None:
         """Raft messages arrived from a peer."""
+
+    def on_snapshot(self, m: Message) -> bool:
+        """A MsgSnap arrived: step it into Raft; True when Raft took it (will install it)."""
 
     def on_unreachable(self, peer_id: int) -> None:
         """Messages to ``peer_id`` were dropped (queue full or connection failed)."""
@@ -103,6 +115,8 @@ class _Peer:
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     connected: bool = False
     snapshot_in_flight: bool = False
+    # Delay before the next snapshot send (0 after a success; see SNAPSHOT_BACKOFF).
+    snapshot_backoff: float = 0.0
     dropped: int = 0
 
 
@@ -240,19 +254,31 @@ class PeerTransport:
 
     async def _send_snapshot(self, peer: _Peer, m: Message) -> None:
         failed = True
+        index = m.snapshot.metadata.index if m.snapshot else 0
         try:
+            if peer.snapshot_backoff:
+                await anyio.sleep(peer.snapshot_backoff)
             stream = await self._connect(peer, "snapshot")
             async with stream:
                 await write_frame(stream, FrameType.SNAPSHOT, codec.encode([m]))
                 reader = BufferedByteReceiveStream(stream)
                 with anyio.fail_after(60):
-                    ftype, _ = await read_frame(reader)
-                failed = ftype != FrameType.SNAPSHOT_ACK
+                    ftype, payload = await read_frame(reader, 64 * 1024)
+            if ftype != FrameType.SNAPSHOT_ACK:
+                raise OSError(f"unexpected answer {ftype!r}")
+            if payload:
+                log.warning("snapshot at index %d refused by %x: %s", index, peer.id,
+                            payload.decode(errors="replace"))
+            else:
+                failed = False
+                log.info("sent snapshot at index %d (%d bytes) to %x", index,
+                         len(m.snapshot.data) if m.snapshot else 0, peer.id)
         except Exception as e:
-            log.warning("sending snapshot %d to %x failed: %s",
-                        m.snapshot.metadata.index if m.snapshot else 0, peer.id, e)
+            log.warning("sending snapshot %d to %x failed: %s", index, peer.id, _describe(e))
         finally:
             peer.snapshot_in_flight = False
+            lo, hi = SNAPSHOT_BACKOFF
+            peer.snapshot_backoff = min(hi, max(lo, 2 * peer.snapshot_backoff)) if failed else 0.0
         self.handler.on_snapshot_status(peer.id, failed)
 
     async def _connect(self, peer: _Peer, kind: str) -> anyio.abc.ByteStream:
@@ -432,11 +458,14 @@ class PeerTransport:
         while True:
             ftype, payload = await read_frame(reader)
             self.frames_received += 1
-            if ftype in (FrameType.MESSAGES, FrameType.SNAPSHOT):
+            if ftype == FrameType.MESSAGES:
                 msgs = codec.decode_messages(payload)
                 self.handler.on_messages([m for m in msgs if m.to == self.member_id])
-                if ftype == FrameType.SNAPSHOT:
-                    await write_frame(stream, FrameType.SNAPSHOT_ACK, b"")
+            elif ftype == FrameType.SNAPSHOT:
+                snaps = [m for m in codec.decode_messages(payload) if m.to == self.member_id]
+                refused = [m for m in snaps if not self.handler.on_snapshot(m)]
+                reason = b"" if snaps and not refused else SNAPSHOT_REFUSED
+                await write_frame(stream, FrameType.SNAPSHOT_ACK, reason)
 
     def _check_hello(self, hello: Hello) -> str:
         if hello.cluster_id != self.cluster_id:

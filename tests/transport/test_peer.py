@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -37,10 +38,17 @@ class Recorder:
         self.snap_status: list[tuple[int, bool]] = []
         self.removed: set[int] = set()
         self.event = anyio.Event()
+        self.refuse_snapshots = False
+        self.snapshot_times: list[float] = []
 
     def on_messages(self, msgs: list[Message]) -> None:
         self.msgs.extend(msgs)
         self.event.set()
+
+    def on_snapshot(self, m: Message) -> bool:
+        self.snapshot_times.append(time.monotonic())
+        self.on_messages([m])
+        return not self.refuse_snapshots
 
     def on_unreachable(self, peer_id: int) -> None:
         self.unreachable.append(peer_id)
@@ -115,6 +123,32 @@ async def test_snapshot_on_separate_connection() -> None:
         a.send([Message(MessageType.SNAP, to=2, from_=1, term=3, snapshot=snap)])
         await until(lambda: ra.snap_status == [(2, False)])
         assert rb.msgs[0].snapshot == snap
+
+
+async def test_refused_snapshot_is_reported_failed_and_retried_with_backoff() -> None:
+    """A snapshot the receiver's Raft refuses is a failure for the sender's Raft, and the next
+    snapshot to that peer waits (exponential backoff, reset by a success), so a snapshot that
+    keeps being refused is not resent in a hot loop (issue 12, bug 2)."""
+    async with pair() as (a, _b, ra, rb):
+        snap = Snapshot(b"s" * 1000, SnapshotMetadata(ConfState(voters=[1]), 50, 3))
+        rb.refuse_snapshots = True
+        for n in range(1, 5):  # Raft sends the next MsgSnap once the last one is reported
+            a.send([Message(MessageType.SNAP, to=2, from_=1, term=3, snapshot=snap)])
+            await until(lambda n=n: len(ra.snap_status) == n)
+        assert ra.snap_status == [(2, True)] * 4
+        gaps = [t1 - t0 for t0, t1 in zip(rb.snapshot_times, rb.snapshot_times[1:])]
+        assert gaps[0] >= 0.09, gaps
+        assert gaps[1] >= 0.19, gaps
+        assert gaps[2] >= 0.39, gaps
+        rb.refuse_snapshots = False
+        a.send([Message(MessageType.SNAP, to=2, from_=1, term=3, snapshot=snap)])
+        await until(lambda: len(ra.snap_status) == 5)
+        assert ra.snap_status[-1] == (2, False)
+        t0 = time.monotonic()
+        a.send([Message(MessageType.SNAP, to=2, from_=1, term=3, snapshot=snap)])
+        await until(lambda: len(ra.snap_status) == 6)
+        assert ra.snap_status[-1] == (2, False)
+        assert time.monotonic() - t0 < 0.09  # a success resets the backoff
 
 
 async def test_discover() -> None:
