@@ -30,7 +30,10 @@ never match a new proposal.  Conf changes carry the same pair in their context.
 
 Bootstrap (``--initial-cluster-state new``) writes the initial members as ADD_NODE conf-change
 entries 1..n of term 1 into every member's log (identical bytes everywhere, IDs derived as
-etcd does) with commit = n; the first Ready applies them.  A member that is the only voter
+etcd does) with commit = n; the first Ready applies them.  Before that it asks its peers
+(:func:`refuse_if_bootstrapped`): a member whose data directory was wiped and that is started
+again with its bootstrap flags refuses ("member ... has already been bootstrapped") when a peer
+already lists it with published client URLs.  A member that is the only voter
 campaigns immediately.  A member joining an existing cluster learns the cluster and its own ID
 from a peer (:func:`discover_sync`) and starts with an empty log that the leader fills.  A
 restart recovers from the data directory and ignores the ``--initial-*`` flags.
@@ -114,7 +117,7 @@ from coord.server.transport import PeerTransport
 from coord.server.transport.frames import FrameType, Hello, encode_frame
 from coord.server.transport.peer import parse_url
 
-__all__ = ["BootstrapError", "RaftNode", "discover_sync"]
+__all__ = ["BootstrapError", "RaftNode", "discover_sync", "refuse_if_bootstrapped"]
 
 log = logging.getLogger("coord.server.node")
 
@@ -168,6 +171,31 @@ def discover_sync(peer_urls: Sequence[str], timeout: float = 2.0,
 
 class BootstrapError(OSError):
     """The member cannot start with this configuration (the message says why)."""
+
+
+def refuse_if_bootstrapped(member_id: int, peer_urls: Sequence[str],
+                           client_ssl: ssl.SSLContext | None = None) -> None:
+    """Before bootstrapping a new cluster, ask the peers whether it already exists.
+
+    A member that finds no data directory (wiped, or a new disk) but is started again with
+    ``--initial-cluster-state new`` must not bootstrap a second time under the same member ID:
+    its fresh log would contradict entries the cluster has committed.  As etcd does
+    (server/etcdserver/bootstrap.go, cluster_util.go ``isMemberBootstrapped``): if a peer
+    answers and its member list has this member with published client URLs, refuse; if no peer
+    answers, the cluster is being bootstrapped now, so go on.
+
+    Raises:
+        BootstrapError: "member <id> has already been bootstrapped".
+    """
+    if not peer_urls:
+        return
+    try:
+        doc = Membership.from_document(discover_sync(peer_urls, client_ssl=client_ssl))
+    except (OSError, ValueError, msgspec.DecodeError):
+        return
+    me = doc.members.get(member_id)
+    if me is not None and me.client_urls:
+        raise BootstrapError(f"member {member_id:x} has already been bootstrapped")
 
 
 class _Pending:
@@ -269,6 +297,10 @@ class RaftNode:
                 raise BootstrapError(
                     f"--initial-cluster has no member with this member's peer URLs "
                     f"{my_urls} (--initial-advertise-peer-urls)")
+            refuse_if_bootstrapped(self.member_id,
+                                   [u for urls in initial.values() for u in urls
+                                    if u not in my_urls],
+                                   self.config.peer_tls.client_context())
             boot = Membership.bootstrap(members)
             self.cluster_id = boot.cluster_id
             self.membership = Membership(self.cluster_id)
