@@ -40,8 +40,12 @@ restart recovers from the data directory and ignores the ``--initial-*`` flags.
 
 A member that applies its own removal stops (after a short grace so the commit reaches the
 others): it calls ``on_removed`` (default: SIGTERM to its own process, which shuts the
-server down cleanly).  If a driver task ever fails unexpectedly the node calls ``on_fatal``
-(same default): a member without a working Raft loop must not keep serving.
+server down cleanly).  If a driver task ever fails unexpectedly, or Raft refuses a peer's message
+with an AssertionError (an invariant broke, e.g. this member's log diverged from a committed
+entry: "entry i (term t) conflicts with committed entry ..."), the node stops loudly: it logs
+the reason at CRITICAL, cancels its driver tasks, calls ``on_fatal`` (same default) and
+:meth:`RaftNode.stop` raises :class:`FatalError` (an OSError: the server exits 1 with
+"cannot serve: ...").  A member without a working Raft loop must not keep serving.
 """
 
 from __future__ import annotations
@@ -117,7 +121,7 @@ from coord.server.transport import PeerTransport
 from coord.server.transport.frames import FrameType, Hello, encode_frame
 from coord.server.transport.peer import parse_url
 
-__all__ = ["BootstrapError", "RaftNode", "discover_sync", "refuse_if_bootstrapped"]
+__all__ = ["BootstrapError", "FatalError", "RaftNode", "discover_sync", "refuse_if_bootstrapped"]
 
 log = logging.getLogger("coord.server.node")
 
@@ -198,6 +202,10 @@ def refuse_if_bootstrapped(member_id: int, peer_urls: Sequence[str],
         raise BootstrapError(f"member {member_id:x} has already been bootstrapped")
 
 
+class FatalError(OSError):
+    """This member stopped because its Raft state cannot go on (the message says why)."""
+
+
 class _Pending:
     """A proposal waiting for its entry to be applied locally."""
 
@@ -237,6 +245,7 @@ class RaftNode:
         self._running = False
         self._removed = False
         self._removed_notified = False
+        self._fatal: FatalError | None = None
         self._wake = anyio.Event()
         self._read_waiters: list[asyncio.Future[None]] = []
         self._read_requested = anyio.Event()
@@ -364,8 +373,7 @@ class RaftNode:
                     failure.append(e)
                     started.set()
                 elif not isinstance(e, asyncio.CancelledError):
-                    log.exception("raft node failed; stopping the server")
-                    self.on_fatal()
+                    self._fail(f"raft node failed: {e!r}", e)
                 raise
             finally:
                 self._shutdown_waiters()
@@ -392,6 +400,19 @@ class RaftNode:
         self.storage.close()
         if was_leader:
             self._set_leader(False)
+        if self._fatal is not None:
+            raise self._fatal
+
+    def _fail(self, reason: str, exc: BaseException | None = None) -> None:
+        """Stop this member loudly (etcd panics): log, stop the driver, call ``on_fatal``."""
+        if self._fatal is not None:
+            return
+        log.critical("%s; stopping this member", reason, exc_info=exc)
+        self._fatal = FatalError(reason)
+        self._running = False
+        if self._scope is not None:
+            self._scope.cancel()
+        self.on_fatal()
 
     def _shutdown_waiters(self) -> None:
         self._running = False
@@ -409,9 +430,16 @@ class RaftNode:
     # -- PeerHandler ---------------------------------------------------------------------------
 
     def on_messages(self, msgs: list[Message]) -> None:
-        """Step peer messages into Raft."""
+        """Step peer messages into Raft; a message Raft refuses with an error stops the member."""
+        if self._fatal is not None:
+            return
         for m in msgs:
-            self.rawnode.step(m)
+            try:
+                self.rawnode.step(m)
+            except Exception as e:  # AssertionError: an invariant broke (see the docstring)
+                self._fail(f"raft: {e} (stepping {m.type.name} from {m.from_:x}, "
+                           f"term {m.term}, index {m.index}, log term {m.log_term})")
+                return
         self._wake.set()
 
     def on_unreachable(self, peer_id: int) -> None:
