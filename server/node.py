@@ -26,7 +26,10 @@ Proposals are wrapped in an envelope ``tag | proposer member id | seq | payload`
 proposal is forwarded to the leader by Raft (MsgProp), and the proposing member resolves its
 waiting future when *it* applies the entry carrying its (member id, seq).  Sequence numbers
 start at a random 63-bit value so entries of an earlier incarnation, replayed after a restart,
-never match a new proposal.  Conf changes carry the same pair in their context.
+never match a new proposal.  Conf changes carry the same pair in their context.  A proposal
+that Raft drops never reached a log and fails with NoLeaderError (the caller may retry); one
+that was appended or forwarded but not applied in time may still commit and fails with a
+TimeoutError ("outcome unknown"; etcd's parseProposeCtxErr), see :meth:`_proposal_error`.
 
 Bootstrap (``--initial-cluster-state new``) writes the initial members as ADD_NODE conf-change
 entries 1..n of term 1 into every member's log (identical bytes everywhere, IDs derived as
@@ -72,7 +75,6 @@ import msgspec
 from coord.errors import (
     BadLeaderTransfereeError,
     CoordError,
-    LeaderChangedError,
     LearnerNotReadyError,
     MemberNotFoundError,
     MemberNotLearnerError,
@@ -80,6 +82,7 @@ from coord.errors import (
     NotLeaderError,
     PeerURLExistsError,
     ServerStoppedError,
+    TimeoutDueToLeaderFailError,
     UnhealthyClusterError,
 )
 from coord.errors import TimeoutError as RequestTimeoutError
@@ -747,6 +750,25 @@ class RaftNode:
         self._seq += 1
         return self._seq
 
+    def _proposal_error(self, dropped: ProposalDropped | None, lead: int) -> CoordError:
+        """What a failed proposal (or conf change) reports; ``lead`` was the leader when it
+        was proposed.
+
+        * Dropped by Raft (``dropped``): it never reached any log, so it surely was not
+          applied and the caller may retry: "etcdserver: no leader" (NoLeaderError).
+        * Appended, or forwarded to a leader, then not applied in time: it may still commit,
+          so its outcome is unknown (TimeoutError, never to be retried blindly).  As etcd's
+          parseProposeCtxErr (server/etcdserver/v3_server.go): "request timed out, possibly
+          due to previous leader failure" when the leader changed or was lost meanwhile,
+          else "request timed out".
+        """
+        if dropped is not None:
+            log.debug("proposal dropped (%s): no leader to take it", dropped)
+            return NoLeaderError()
+        if lead != self._lead or not self._lead:
+            return TimeoutDueToLeaderFailError()
+        return RequestTimeoutError()
+
     async def _propose(self, tag: int, payload: bytes, timeout: float | None = None) -> Any:
         if not self._running:
             raise ServerStoppedError()
@@ -754,16 +776,17 @@ class RaftNode:
         data = _ENVELOPE.pack(tag, self.member_id, seq) + payload
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[seq] = _Pending(fut)
+        lead = self._lead
         try:
             try:
                 self.rawnode.propose(data)
-            except ProposalDropped:
-                raise (NoLeaderError() if not self._lead else LeaderChangedError()) from None
+            except ProposalDropped as e:
+                raise self._proposal_error(e, lead) from None
             self._wake.set()
             with anyio.fail_after(timeout or self.request_timeout):
                 return await fut
         except TimeoutError:
-            raise (RequestTimeoutError() if self._lead else NoLeaderError()) from None
+            raise self._proposal_error(None, lead) from None
         finally:
             self._pending.pop(seq, None)
 
@@ -823,15 +846,17 @@ class RaftNode:
         seq = _seq_from_context(cc)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[seq] = _Pending(fut)
+        lead = self._lead
         try:
             deadline = time.monotonic() + self.request_timeout
             while True:  # a conf change is refused while another is pending: retry a while
+                lead = self._lead
                 try:
                     self.rawnode.propose_conf_change(cc)
                     break
                 except ProposalDropped as e:
                     if not self._lead:
-                        raise NoLeaderError() from None
+                        raise self._proposal_error(e, lead) from None
                     if time.monotonic() > deadline:
                         raise UnhealthyClusterError(
                             f"etcdserver: unhealthy cluster ({e})") from None
@@ -840,7 +865,7 @@ class RaftNode:
             with anyio.fail_after(max(0.1, deadline - time.monotonic())):
                 result = await fut
         except TimeoutError:
-            raise RequestTimeoutError() from None
+            raise self._proposal_error(None, lead) from None
         finally:
             self._pending.pop(seq, None)
         if isinstance(result, CoordError):
