@@ -34,7 +34,8 @@ Roles and transitions (each role has its own ``step_*`` function, selected by ``
   hint that would fall below it) means the logs diverged, e.g. a wiped member bootstrapped a
   fresh log.  The follower raises AssertionError ("entry i (term t) conflicts with committed
   entry ...", etcd-io/raft's panic in ``maybeAppend``) instead of answering in a way that
-  would let the leader count or overwrite entries it does not share; the driver stops.
+  would let the leader count or overwrite entries it does not share; the driver stops.  A
+  leader likewise refuses an acknowledgement beyond its own last entry.
 * Commitment.  The leader advances the commit index to the quorum-acknowledged index only when
   that entry has the leader's current term (Raft Figure 8); a new leader therefore appends an
   empty entry on election.  The leader counts *itself* only for entries it has persisted: its
@@ -615,6 +616,13 @@ class Raft:
                     pr.become_probe()
                 self.send_append(m.from_)
             return
+        if m.index > self.raft_log.last_index():
+            # A follower acks what we sent it or its own commit index: beyond our last entry,
+            # it holds committed entries that we (the leader) lack.
+            raise AssertionError(
+                f"member {m.from_:x} acknowledged entry {m.index} beyond this leader's last "
+                f"entry {self.raft_log.last_index()}: it holds committed entries this leader "
+                f"lacks (the logs diverged)")
         old_paused = pr.is_paused()
         if not (
             pr.maybe_update(m.index) or (pr.match == m.index and pr.state == ProgressState.PROBE)

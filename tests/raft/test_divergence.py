@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from raft_harness import Cluster
 
 from coord.server.raft import (
     Config,
@@ -90,3 +91,15 @@ def test_reject_hint_never_points_below_the_commit_index() -> None:
     with pytest.raises(AssertionError, match=r"conflicts with committed entry 3 \(term 2\)"):
         n.step(app(3, 4, 1, [], commit=3))
     assert responses(n) == []
+
+
+def test_leader_refuses_an_ack_beyond_its_log() -> None:
+    # A follower acks at most what the leader sent, or its own commit index; an ack beyond
+    # the leader's last entry means the follower holds committed entries the leader lacks.
+    c = Cluster([1, 2, 3], fixed_timeouts=True)
+    c.campaign(1)
+    n = c.node(1)
+    last = n.raft.raft_log.last_index()
+    with pytest.raises(AssertionError, match=rf"acknowledged entry {last + 5} beyond"):
+        n.step(Message(MT.APP_RESP, from_=2, to=1, term=n.term, index=last + 5))
+    assert n.raft.trk.progress[2].match <= last
