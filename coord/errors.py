@@ -48,6 +48,7 @@ __all__ = [
     "ServerStoppedError",
     "SessionExpiredError",
     "Status",
+    "TimeoutDueToLeaderFailError",
     "TimeoutError",
     "TooManyOpsError",
     "UnavailableError",
@@ -282,6 +283,12 @@ class TimeoutError(UnavailableError):
     """The server could not finish the request in time; its outcome is unknown."""
 
     default_message = "etcdserver: request timed out"
+
+
+class TimeoutDueToLeaderFailError(TimeoutError):
+    """The request timed out after its leader was lost; its outcome is unknown."""
+
+    default_message = "etcdserver: request timed out, possibly due to previous leader failure"
 
 
 class UnhealthyClusterError(UnavailableError):

@@ -28,19 +28,29 @@ Proposals are wrapped in an envelope ``tag | proposer member id | seq | payload`
 proposal is forwarded to the leader by Raft (MsgProp), and the proposing member resolves its
 waiting future when *it* applies the entry carrying its (member id, seq).  Sequence numbers
 start at a random 63-bit value so entries of an earlier incarnation, replayed after a restart,
-never match a new proposal.  Conf changes carry the same pair in their context.
+never match a new proposal.  Conf changes carry the same pair in their context.  A proposal
+that Raft drops never reached a log and fails with NoLeaderError (the caller may retry); one
+that was appended or forwarded but not applied in time may still commit and fails with a
+TimeoutError ("outcome unknown"; etcd's parseProposeCtxErr), see :meth:`_proposal_error`.
 
 Bootstrap (``--initial-cluster-state new``) writes the initial members as ADD_NODE conf-change
 entries 1..n of term 1 into every member's log (identical bytes everywhere, IDs derived as
-etcd does) with commit = n; the first Ready applies them.  A member that is the only voter
+etcd does) with commit = n; the first Ready applies them.  Before that it asks its peers
+(:func:`refuse_if_bootstrapped`): a member whose data directory was wiped and that is started
+again with its bootstrap flags refuses ("member ... has already been bootstrapped") when a peer
+already lists it with published client URLs.  A member that is the only voter
 campaigns immediately.  A member joining an existing cluster learns the cluster and its own ID
 from a peer (:func:`discover_sync`) and starts with an empty log that the leader fills.  A
 restart recovers from the data directory and ignores the ``--initial-*`` flags.
 
 A member that applies its own removal stops (after a short grace so the commit reaches the
 others): it calls ``on_removed`` (default: SIGTERM to its own process, which shuts the
-server down cleanly).  If a driver task ever fails unexpectedly the node calls ``on_fatal``
-(same default): a member without a working Raft loop must not keep serving.
+server down cleanly).  If a driver task ever fails unexpectedly, or Raft refuses a peer's message
+with an AssertionError (an invariant broke, e.g. this member's log diverged from a committed
+entry: "entry i (term t) conflicts with committed entry ..."), the node stops loudly: it logs
+the reason at CRITICAL, cancels its driver tasks, calls ``on_fatal`` (same default) and
+:meth:`RaftNode.stop` raises :class:`FatalError` (an OSError: the server exits 1 with
+"cannot serve: ...").  A member without a working Raft loop must not keep serving.
 """
 
 from __future__ import annotations
@@ -68,7 +78,6 @@ import msgspec
 from coord.errors import (
     BadLeaderTransfereeError,
     CoordError,
-    LeaderChangedError,
     LearnerNotReadyError,
     MemberNotFoundError,
     MemberNotLearnerError,
@@ -76,6 +85,7 @@ from coord.errors import (
     NotLeaderError,
     PeerURLExistsError,
     ServerStoppedError,
+    TimeoutDueToLeaderFailError,
     UnhealthyClusterError,
 )
 from coord.errors import TimeoutError as RequestTimeoutError
@@ -120,7 +130,7 @@ from coord.server.transport import PeerTransport
 from coord.server.transport.frames import FrameType, Hello, encode_frame
 from coord.server.transport.peer import parse_url
 
-__all__ = ["BootstrapError", "RaftNode", "discover_sync"]
+__all__ = ["BootstrapError", "FatalError", "RaftNode", "discover_sync", "refuse_if_bootstrapped"]
 
 log = logging.getLogger("coord.server.node")
 
@@ -176,6 +186,35 @@ class BootstrapError(OSError):
     """The member cannot start with this configuration (the message says why)."""
 
 
+def refuse_if_bootstrapped(member_id: int, peer_urls: Sequence[str],
+                           client_ssl: ssl.SSLContext | None = None) -> None:
+    """Before bootstrapping a new cluster, ask the peers whether it already exists.
+
+    A member that finds no data directory (wiped, or a new disk) but is started again with
+    ``--initial-cluster-state new`` must not bootstrap a second time under the same member ID:
+    its fresh log would contradict entries the cluster has committed.  As etcd does
+    (server/etcdserver/bootstrap.go, cluster_util.go ``isMemberBootstrapped``): if a peer
+    answers and its member list has this member with published client URLs, refuse; if no peer
+    answers, the cluster is being bootstrapped now, so go on.
+
+    Raises:
+        BootstrapError: "member <id> has already been bootstrapped".
+    """
+    if not peer_urls:
+        return
+    try:
+        doc = Membership.from_document(discover_sync(peer_urls, client_ssl=client_ssl))
+    except (OSError, ValueError, msgspec.DecodeError):
+        return
+    me = doc.members.get(member_id)
+    if me is not None and me.client_urls:
+        raise BootstrapError(f"member {member_id:x} has already been bootstrapped")
+
+
+class FatalError(OSError):
+    """This member stopped because its Raft state cannot go on (the message says why)."""
+
+
 class _Pending:
     """A proposal waiting for its entry to be applied locally."""
 
@@ -215,6 +254,7 @@ class RaftNode:
         self._running = False
         self._removed = False
         self._removed_notified = False
+        self._fatal: FatalError | None = None
         self._wake = anyio.Event()
         self._read_waiters: list[asyncio.Future[None]] = []
         self._read_requested = anyio.Event()
@@ -281,6 +321,10 @@ class RaftNode:
                 raise BootstrapError(
                     f"--initial-cluster has no member with this member's peer URLs "
                     f"{my_urls} (--initial-advertise-peer-urls)")
+            refuse_if_bootstrapped(self.member_id,
+                                   [u for urls in initial.values() for u in urls
+                                    if u not in my_urls],
+                                   self.config.peer_tls.client_context())
             boot = Membership.bootstrap(members)
             self.cluster_id = boot.cluster_id
             self.membership = Membership(self.cluster_id)
@@ -348,8 +392,7 @@ class RaftNode:
                     failure.append(e)
                     started.set()
                 elif not isinstance(e, asyncio.CancelledError):
-                    log.exception("raft node failed; stopping the server")
-                    self.on_fatal()
+                    self._fail(f"raft node failed: {e!r}", e)
                 raise
             finally:
                 self._shutdown_waiters()
@@ -377,6 +420,19 @@ class RaftNode:
         self._dir_lock.release()
         if was_leader:
             self._set_leader(False)
+        if self._fatal is not None:
+            raise self._fatal
+
+    def _fail(self, reason: str, exc: BaseException | None = None) -> None:
+        """Stop this member loudly (etcd panics): log, stop the driver, call ``on_fatal``."""
+        if self._fatal is not None:
+            return
+        log.critical("%s; stopping this member", reason, exc_info=exc)
+        self._fatal = FatalError(reason)
+        self._running = False
+        if self._scope is not None:
+            self._scope.cancel()
+        self.on_fatal()
 
     def _shutdown_waiters(self) -> None:
         self._running = False
@@ -394,9 +450,16 @@ class RaftNode:
     # -- PeerHandler ---------------------------------------------------------------------------
 
     def on_messages(self, msgs: list[Message]) -> None:
-        """Step peer messages into Raft."""
+        """Step peer messages into Raft; a message Raft refuses with an error stops the member."""
+        if self._fatal is not None:
+            return
         for m in msgs:
-            self.rawnode.step(m)
+            try:
+                self.rawnode.step(m)
+            except Exception as e:  # AssertionError: an invariant broke (see the docstring)
+                self._fail(f"raft: {e} (stepping {m.type.name} from {m.from_:x}, "
+                           f"term {m.term}, index {m.index}, log term {m.log_term})")
+                return
         self._wake.set()
 
     def on_snapshot(self, m: Message) -> bool:
@@ -745,6 +808,25 @@ class RaftNode:
         self._seq += 1
         return self._seq
 
+    def _proposal_error(self, dropped: ProposalDropped | None, lead: int) -> CoordError:
+        """What a failed proposal (or conf change) reports; ``lead`` was the leader when it
+        was proposed.
+
+        * Dropped by Raft (``dropped``): it never reached any log, so it surely was not
+          applied and the caller may retry: "etcdserver: no leader" (NoLeaderError).
+        * Appended, or forwarded to a leader, then not applied in time: it may still commit,
+          so its outcome is unknown (TimeoutError, never to be retried blindly).  As etcd's
+          parseProposeCtxErr (server/etcdserver/v3_server.go): "request timed out, possibly
+          due to previous leader failure" when the leader changed or was lost meanwhile,
+          else "request timed out".
+        """
+        if dropped is not None:
+            log.debug("proposal dropped (%s): no leader to take it", dropped)
+            return NoLeaderError()
+        if lead != self._lead or not self._lead:
+            return TimeoutDueToLeaderFailError()
+        return RequestTimeoutError()
+
     async def _propose(self, tag: int, payload: bytes, timeout: float | None = None) -> Any:
         if not self._running:
             raise ServerStoppedError()
@@ -752,16 +834,17 @@ class RaftNode:
         data = _ENVELOPE.pack(tag, self.member_id, seq) + payload
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[seq] = _Pending(fut)
+        lead = self._lead
         try:
             try:
                 self.rawnode.propose(data)
-            except ProposalDropped:
-                raise (NoLeaderError() if not self._lead else LeaderChangedError()) from None
+            except ProposalDropped as e:
+                raise self._proposal_error(e, lead) from None
             self._wake.set()
             with anyio.fail_after(timeout or self.request_timeout):
                 return await fut
         except TimeoutError:
-            raise (RequestTimeoutError() if self._lead else NoLeaderError()) from None
+            raise self._proposal_error(None, lead) from None
         finally:
             self._pending.pop(seq, None)
 
@@ -821,15 +904,17 @@ class RaftNode:
         seq = _seq_from_context(cc)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[seq] = _Pending(fut)
+        lead = self._lead
         try:
             deadline = time.monotonic() + self.request_timeout
             while True:  # a conf change is refused while another is pending: retry a while
+                lead = self._lead
                 try:
                     self.rawnode.propose_conf_change(cc)
                     break
                 except ProposalDropped as e:
                     if not self._lead:
-                        raise NoLeaderError() from None
+                        raise self._proposal_error(e, lead) from None
                     if time.monotonic() > deadline:
                         raise UnhealthyClusterError(
                             f"etcdserver: unhealthy cluster ({e})") from None
@@ -838,7 +923,7 @@ class RaftNode:
             with anyio.fail_after(max(0.1, deadline - time.monotonic())):
                 result = await fut
         except TimeoutError:
-            raise RequestTimeoutError() from None
+            raise self._proposal_error(None, lead) from None
         finally:
             self._pending.pop(seq, None)
         if isinstance(result, CoordError):

@@ -44,8 +44,10 @@ class Node(Protocol):
     async def propose(self, command: bytes) -> bytes:
         """Replicate ``command``; return this member's apply result (raise its CoordError).
 
-        Raises NoLeaderError / TimeoutError / LeaderChangedError / ServerStoppedError when the
-        outcome cannot be known.
+        Raises NoLeaderError when the proposal never reached a log (surely not applied: the
+        caller may retry); TimeoutError (outcome unknown: it may still commit) when it was
+        appended or forwarded but not applied in time; ServerStoppedError when the member
+        stops meanwhile.
         """
         ...
 

@@ -29,6 +29,13 @@ Roles and transitions (each role has its own ``step_*`` function, selected by ``
   rejects an append returns a hint ``(index, term)`` computed by ``find_conflict_by_term`` so the
   leader skips a whole term of mismatching entries per round trip.  A follower whose next entry
   was compacted away receives the latest snapshot.
+* Divergence.  The leader's log holds every committed entry, so an append that contradicts a
+  follower's committed entries (a different term at an index <= its commit index, or a reject
+  hint that would fall below it) means the logs diverged, e.g. a wiped member bootstrapped a
+  fresh log.  The follower raises AssertionError ("entry i (term t) conflicts with committed
+  entry ...", etcd-io/raft's panic in ``maybeAppend``) instead of answering in a way that
+  would let the leader count or overwrite entries it does not share; the driver stops.  A
+  leader likewise refuses an acknowledgement beyond its own last entry.
 * Commitment.  The leader advances the commit index to the quorum-acknowledged index only when
   that entry has the leader's current term (Raft Figure 8); a new leader therefore appends an
   empty entry on election.  The leader counts *itself* only for entries it has persisted: its
@@ -609,6 +616,13 @@ class Raft:
                     pr.become_probe()
                 self.send_append(m.from_)
             return
+        if m.index > self.raft_log.last_index():
+            # A follower acks what we sent it or its own commit index: beyond our last entry,
+            # it holds committed entries that we (the leader) lack.
+            raise AssertionError(
+                f"member {m.from_:x} acknowledged entry {m.index} beyond this leader's last "
+                f"entry {self.raft_log.last_index()}: it holds committed entries this leader "
+                f"lacks (the logs diverged)")
         old_paused = pr.is_paused()
         if not (
             pr.maybe_update(m.index) or (pr.match == m.index and pr.state == ProgressState.PROBE)
@@ -752,6 +766,9 @@ class Raft:
     def _handle_append_entries(self, m: Message) -> None:
         log = self.raft_log
         if m.index < log.committed:
+            # etcd-io/raft answers with its commit index.  That claims our log matches the
+            # leader's up to there, so first make sure the entries it sent agree with ours.
+            log.check_committed_agree(m.index, m.log_term, m.entries)
             self.send(Message(MT.APP_RESP, to=m.from_, index=log.committed))
             return
         mlast = log.maybe_append(m.index, m.log_term, m.commit, m.entries)
@@ -762,6 +779,11 @@ class Raft:
         # leader can then skip every entry in between (fast backtracking).
         hint_index = min(m.index, log.last_index())
         hint_index, hint_term = log.find_conflict_by_term(hint_index, m.log_term)
+        if m.index <= log.committed or hint_index < log.committed:
+            # A mismatch at our commit index, or a leader's term at m.index (>= committed) lower
+            # than our committed entry's: the logs diverged at a committed entry.  A hint below
+            # the commit index would make the leader overwrite committed entries.
+            raise log.divergence(m.index, m.log_term, min(m.index, log.committed))
         self.send(
             Message(
                 MT.APP_RESP,

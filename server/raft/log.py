@@ -94,10 +94,37 @@ class RaftLog:
         ci = self.find_conflict(ents)
         if ci != 0:
             if ci <= self.committed:
-                raise AssertionError(f"entry {ci} conflicts with committed entry {self.committed}")
+                # etcd-io/raft log.go maybeAppend: "entry %d conflict with committed entry".
+                e = ents[ci - (index + 1)]
+                raise self.divergence(e.index, e.term)
             self.append(ents[ci - (index + 1) :])
         self.commit_to(min(committed, lastnewi))
         return lastnewi
+
+    def check_committed_agree(self, index: int, log_term: int, ents: list[Entry]) -> None:
+        """Check an append's ``(index, log_term)`` and ``ents`` against our committed entries.
+
+        The leader's log holds every committed entry (Leader Completeness), so any of them
+        whose term differs from ours at an index ``<= committed`` means the logs diverged.
+        Indices compacted away here cannot be checked and are skipped.
+
+        Raises:
+            AssertionError: see :meth:`divergence`.
+        """
+        for i, t in ((index, log_term), *((e.index, e.term) for e in ents)):
+            if i > self.committed:
+                break
+            if i >= self.first_index() - 1 and self.term(i) != t:
+                raise self.divergence(i, t)
+
+    def divergence(self, index: int, term: int, ours: int | None = None) -> AssertionError:
+        """The error for a leader's entry ``(index, term)`` contradicting our committed entry
+        ``ours`` (default: the same index)."""
+        ours = index if ours is None else ours
+        return AssertionError(
+            f"entry {index} (term {term}) conflicts with committed entry {ours} "
+            f"(term {self.term_or_zero(ours)}) [committed({self.committed})]: "
+            f"this member's log diverged from the leader's")
 
     def append(self, ents: list[Entry]) -> int:
         if not ents:

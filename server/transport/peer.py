@@ -82,7 +82,8 @@ class PeerHandler(Protocol):
     """What the transport calls back into (the node driver)."""
 
     def on_messages(self, msgs: list[Message]) -> None:
-        """Raft messages arrived from a peer."""
+        """Raft messages arrived from a peer.  Must not raise: a message Raft refuses is the
+        handler's to act on (the node stops itself); here it would only close the connection."""
 
     def on_snapshot(self, m: Message) -> bool:
         """A MsgSnap arrived: step it into Raft; True when Raft took it (will install it)."""
@@ -446,7 +447,7 @@ class PeerTransport:
             except (ValueError, msgspec.DecodeError, msgspec.ValidationError) as e:
                 log.warning("bad frame from peer, closing: %s", e)
             except Exception as e:
-                log.warning("inbound peer connection failed: %s", _describe(e))
+                log.error("inbound peer connection failed: %s", _describe(e), exc_info=e)
 
     async def drop_inbound(self, peer_id: int) -> None:
         """Close every inbound connection from ``peer_id`` (e.g. it was removed)."""
