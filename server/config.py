@@ -66,6 +66,10 @@ class Config:
     election_timeout: int = 1000
     snapshot_count: int = 10000
     watch_progress_notify_interval: float = 600.0
+    #: etcd's --experimental-enable-lease-checkpoint (etcd's default is off; coord's is on)
+    enable_lease_checkpoint: bool = True
+    #: etcd's --experimental-lease-checkpoint-interval (seconds; etcd's default 5m)
+    lease_checkpoint_interval: float = 300.0
     log_level: str = "info"
     client_tls: TLSInfo = field(default_factory=TLSInfo)
     peer_tls: TLSInfo = field(default_factory=lambda: TLSInfo(prefix="peer-"))

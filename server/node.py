@@ -53,7 +53,7 @@ import socket
 import ssl
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +204,7 @@ class RaftNode:
         self._lead = 0
         self._is_leader = False
         self._applied = 0
+        self._applied_term = 0  # term of the entry at _applied (see leader_term)
         self._snap_index = 0
         self._conf_state = ConfState()
         self._running = False
@@ -303,6 +304,7 @@ class RaftNode:
         self.sm.restore(data.sm)
         self.membership.restore(data.membership)
         self._applied = snap.metadata.index
+        self._applied_term = snap.metadata.term
         self._snap_index = snap.metadata.index
         self._conf_state = snap.metadata.conf_state
         if hasattr(self, "transport"):
@@ -407,33 +409,38 @@ class RaftNode:
             self._removed = True
             self._wake.set()
 
-    def on_call(self, method: str, body: bytes) -> bytes:
+    async def on_call(self, method: str, body: bytes) -> bytes:
         """Answer a request a follower forwarded to us (the leader)."""
         fn = self._calls.get(method)
         if fn is None:
             raise ValueError(f"unknown forwarded method {method!r}")
-        if not self._is_leader:
+        if not self.is_leader():
             raise ValueError(NotLeaderError().message)
-        return fn(body)
+        result = fn(body)
+        return result if isinstance(result, bytes) else await result
 
-    def register_call(self, method: str, fn: Callable[[bytes], bytes]) -> None:
-        """Let followers forward ``method`` to this member while it leads (see leader_call)."""
+    def register_call(self, method: str,
+                      fn: Callable[[bytes], bytes | Awaitable[bytes]]) -> None:
+        """Let followers forward ``method`` to this member while it leads (see leader_call);
+        ``fn`` may be a coroutine function."""
         self._calls[method] = fn
 
-    async def leader_call(self, method: str, body: bytes) -> bytes:
+    async def leader_call(self, method: str, body: bytes,
+                          timeout: float | None = None) -> bytes:
         """Run a registered leader-only ``method``: here when leading, else on the leader via
-        the peer transport.
+        the peer transport (giving up after ``timeout``, default the request timeout).
 
         Raises:
-            NoLeaderError: there is no leader, or it cannot be reached.
+            NoLeaderError: there is no leader, or it cannot be reached in time.
         """
-        if self._is_leader:
-            return self.on_call(method, body)
-        lead = self._lead
+        if self.is_leader():
+            return await self.on_call(method, body)
+        lead = self.rawnode.lead  # the Raft state now, not as of the last Ready
         if not lead:
             raise NoLeaderError()
         try:
-            return await self.transport.call(lead, method, body, timeout=self.request_timeout)
+            return await self.transport.call(lead, method, body,
+                                             timeout=timeout or self.request_timeout)
         except (OSError, TimeoutError) as e:
             log.info("forwarding %s to leader %x failed: %s", method, lead, e)
             raise NoLeaderError() from None
@@ -527,6 +534,7 @@ class RaftNode:
                 if proposer == self.member_id:
                     self._resolve(seq, result)
             self._applied = e.index
+            self._applied_term = e.term
 
     def _apply_conf_change(self, e: Entry) -> None:
         cc = decode_conf_change(e.data)
@@ -687,9 +695,12 @@ class RaftNode:
         self._seq += 1
         return self._seq
 
-    async def _propose(self, tag: int, payload: bytes, timeout: float | None = None) -> Any:
+    async def _propose(self, tag: int, payload: bytes, timeout: float | None = None,
+                       leader_term: int = 0) -> Any:
         if not self._running:
             raise ServerStoppedError()
+        if leader_term and self.leader_term() != leader_term:
+            raise NotLeaderError()
         seq = self._next_seq()
         data = _ENVELOPE.pack(tag, self.member_id, seq) + payload
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -729,8 +740,65 @@ class RaftNode:
             raise (RequestTimeoutError() if self._lead else NoLeaderError()) from None
 
     def is_leader(self) -> bool:
-        """True while this member is the Raft leader."""
-        return self._is_leader
+        """True while this member is the Raft leader *now*: read from the Raft core's state,
+        which changes as soon as Raft steps a higher-term message or check-quorum steps it
+        down, not when the next Ready is handled (DESIGN rule 9; the Ready loop may be
+        waiting on the disk meanwhile)."""
+        return self.rawnode.state == StateType.LEADER
+
+    def leader_term(self) -> int:
+        """The current term while this member leads now *and* has applied an entry of that
+        term (its empty entry at election), so every entry of earlier terms is applied; else
+        0. Leader-only decisions that depend on applied state (lease renewal and expiry) are
+        made only while this is non-zero: etcd promotes its lessor when the leader applies
+        the empty entry of its term (applyEntryNormal)."""
+        if self.rawnode.state != StateType.LEADER:
+            return 0
+        term = self.rawnode.term
+        return term if self._applied_term == term else 0
+
+    async def confirm_leadership(self, term: int, timeout: float) -> bool:
+        """True if a quorum confirms that this member is still leader of ``term`` (a ReadIndex
+        round issued as leader: heartbeats whose acks count only in this term), answered
+        within ``timeout``. etcd's ensureLeadership (etcd #15247, PR #16822). A leader whose
+        Ready loop is stuck on the disk cannot send the heartbeats, so it cannot confirm."""
+        if self.leader_term() != term or not self._running:
+            return False
+        self._read_ctx += 1
+        ctx = self._read_ctx.to_bytes(8, "big")
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._read_states[ctx] = fut
+        try:
+            # issued while leader of `term`: Raft answers it locally after a quorum of
+            # heartbeat acks of this term, and drops it if it steps down (never forwarded)
+            self.rawnode.read_index(ctx)
+            self._wake.set()
+            with anyio.move_on_after(timeout):
+                await fut
+        finally:
+            self._read_states.pop(ctx, None)
+        return fut.done() and not fut.cancelled() and self.leader_term() == term
+
+    async def wait_applied(self, index: int, timeout: float) -> bool:
+        """Wait until this member has applied ``index``; False after ``timeout``."""
+        if index <= self._applied:
+            return True
+        f: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._applied_waiters.append((index, f))
+        with anyio.move_on_after(timeout):
+            await f
+            return True
+        return False
+
+    async def propose_as_leader(self, command: bytes, term: int) -> bytes:
+        """Like :meth:`propose`, but only while this member leads ``term`` now: checked right
+        before the entry is appended to this member's own log, so the proposal is never
+        forwarded to another leader (NotLeaderError instead)."""
+        result = await self._propose(TAG_COMMAND, command, leader_term=term)
+        if isinstance(result, CoordError):
+            raise result
+        assert isinstance(result, bytes)
+        return result
 
     def leader_id(self) -> int:
         """The leader's member ID (0 when unknown)."""
@@ -819,7 +887,7 @@ class RaftNode:
             raise MemberNotFoundError()
         if not m.is_learner:
             raise MemberNotLearnerError()
-        if self._is_leader:
+        if self.is_leader():
             ready = self._learner_ready(member_id)
         else:  # only the leader knows the learner's progress (etcd forwards to the leader too)
             ready = await self.leader_call(LEARNER_READY, member_id.to_bytes(8, "big")) == b"\x01"
@@ -852,7 +920,7 @@ class RaftNode:
 
     async def transfer_leader(self, target_id: int) -> None:
         """MoveLeader: must run on the leader; waits until ``target_id`` leads."""
-        if not self._is_leader:
+        if not self.is_leader():
             raise NotLeaderError()
         m = self.membership.members.get(target_id)
         if m is None or m.is_learner:
