@@ -10,11 +10,11 @@ when this member leads).  :func:`register_lease_calls` installs the leader side,
 carries the follower's applied index as its read point, and the leader answers only once it
 has applied that far (and, for a renew, confirmed its leadership with a quorum).
 
-A forwarded renew gives up no later than the lease's remaining time as this member knows it
+A forwarded renew gives up after half the lease's remaining time as this member knows it
 (from the last TTL the leader confirmed through it; the granted TTL before that), not after
-the request timeout: against a stalled leader the client then retries elsewhere while the
-lease is still alive.  Everything else (grant, revoke, leases) is a proposal or a read and
-needs no forwarding.
+the request timeout: against a stalled leader the client then retries (a new leader, another
+member) while the lease is still alive, with the other half left for that.  Everything else
+(grant, revoke, leases) is a proposal or a read and needs no forwarding.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class ForwardingLeaseService(LeaseService):
         deadline = self._confirmed.get(lease_id)
         granted = float(self.ctx.sm.lessor.ttl(lease_id) or 0)
         left = granted if deadline is None else deadline - now
-        return max(MIN_FORWARD_TIMEOUT, min(self.node.request_timeout, left))
+        return max(MIN_FORWARD_TIMEOUT, min(self.node.request_timeout, left / 2))
 
     async def _renew(self, lease_id: int) -> int:
         if self.node.is_leader():

@@ -135,6 +135,7 @@ class PeerTransport:
         self._inbound: dict[int, list[anyio.abc.ByteStream]] = {}
         self._call_conns: dict[int, _CallConn] = {}
         self._call_locks: dict[int, anyio.Lock] = {}
+        self.call_dials = 0  # call connections dialed (one per peer while it stays up)
         # When true, failing to bind a peer URL is logged instead of fatal (single member).
         self.optional_listen = False
         self.frames_sent = 0
@@ -391,6 +392,7 @@ class PeerTransport:
                 stream = await self._connect(peer, "call")
             except _Rejected as e:
                 raise OSError(f"peer {peer_id:x} refused the call: {e}") from None
+            self.call_dials += 1
             conn = _CallConn(peer_id, stream)
             self._call_conns[peer_id] = conn
             self._tg.start_soon(conn.read_results)

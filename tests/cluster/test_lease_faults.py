@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
 from cluster.clusterlib import Cluster, get, put
-from support import etcdctl
+from support import etcdctl, require_binary
 
 from coord import Client
 from coord.recipes import Lock, Session
@@ -96,4 +99,46 @@ def test_fresh_lease_is_renewed_while_leader_apply_lags(tmp_path: Path) -> None:
                 f"a fresh lease's first keep-alive was not confirmed: {ka.stdout}{ka.stderr}")
     finally:
         stop.set()
+        c.stop()
+
+
+@pytest.mark.etcdctl
+def test_keepalive_via_follower_survives_a_frozen_leader(tmp_path: Path) -> None:
+    """A forwarded keep-alive against a frozen (SIGSTOPped) leader gives up within the lease's
+    remaining time, not after the request timeout (6 s here, longer than the TTL of 3 s), so
+    etcdctl's next keep-alive reaches the new leader before the lease dies. etcdctl talks to
+    the follower only, so every keep-alive is forwarded."""
+    c = Cluster(tmp_path).start()
+    keeper = None
+    try:
+        leader = c.wait_leader()
+        f1 = next(m for m in c.members if m is not leader)
+        out = etcdctl(f1.endpoint, "lease", "grant", "3").stdout
+        m = re.search(r"lease ([0-9a-f]+) granted", out)
+        assert m is not None, out
+        lid = m.group(1)
+        etcdctl(f1.endpoint, "put", "--lease", lid, "/frozen/k", "v")
+        keeper = subprocess.Popen(
+            [require_binary("etcdctl"), f"--endpoints={f1.endpoint}", "lease", "keep-alive",
+             lid], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "ETCDCTL_API": "3"})
+        assert leader.proc is not None
+        assert keeper.stdout is not None
+        first = keeper.stdout.readline()  # keep-alives flow before the leader freezes
+        assert "TTL(3)" in first, first
+        os.killpg(leader.proc.pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 8:
+                assert keeper.poll() is None, (
+                    f"etcdctl lost the lease {time.monotonic() - t0:.1f} s after the leader "
+                    f"froze")
+                time.sleep(0.2)  # the polling cadence
+        finally:
+            os.killpg(leader.proc.pid, signal.SIGCONT)
+        assert get(f1.endpoint, "/frozen/k") == "v"
+    finally:
+        if keeper is not None:
+            keeper.kill()
+            keeper.wait()
         c.stop()

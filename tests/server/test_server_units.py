@@ -195,20 +195,23 @@ def test_timer_promote_uses_checkpoint_and_lists_checkpoints() -> None:
     assert timer.checkpoints() == [(1, 5)]  # only the lease not renewed (4.5 s, rounded up)
     lessor.checkpoint(1, 5)
     lessor._check()
-    assert lessor.remaining(1) == 5 and lessor.checkpointed(1)
+    assert lessor.remaining(1) == 5
+    assert lessor.checkpointed(1)
     auth.term = 2  # leader change
     assert timer.remaining(1) == 6  # extend + checkpointed remaining, not extend + TTL
     assert timer.remaining(2) == 11
     clock.now += 6.0
     assert timer.expired() == [1]
     lessor.checkpoint(1, 0)  # a renew clears the checkpoint
-    assert not lessor.checkpointed(1) and lessor.remaining(1) == 10
+    assert not lessor.checkpointed(1)
+    assert lessor.remaining(1) == 10
     lessor.checkpoint(1, 10)  # not below the TTL: no checkpoint
     assert not lessor.checkpointed(1)
     restored = Lessor()
     lessor.checkpoint(1, 3)
     restored.restore([list(row) for row in lessor.snapshot()])
-    assert restored.remaining(1) == 3 and restored.remaining(2) == 10
+    assert restored.remaining(1) == 3
+    assert restored.remaining(2) == 10
     restored.restore([[7, 5]])  # a snapshot from before checkpoints
     assert restored.remaining(7) == 5
     timer._check()
