@@ -142,3 +142,31 @@ def test_keepalive_via_follower_survives_a_frozen_leader(tmp_path: Path) -> None
             keeper.kill()
             keeper.wait()
         c.stop()
+
+
+@pytest.mark.etcdctl
+def test_checkpointed_lease_expires_despite_leader_changes(tmp_path: Path) -> None:
+    """Lease checkpoints (etcd #9888): with the leader moved every 2.5 s, a lease of TTL 4
+    that nobody keeps alive still expires. Without checkpoints every new leader restarts it
+    from its full TTL (plus the election timeout), so it would live forever."""
+    c = Cluster(tmp_path, extra=["--experimental-lease-checkpoint-interval", "200ms"]).start()
+    try:
+        leader = c.wait_leader()
+        out = etcdctl(leader.endpoint, "lease", "grant", "4").stdout
+        m = re.search(r"lease ([0-9a-f]+) granted", out)
+        assert m is not None, out
+        etcdctl(leader.endpoint, "put", "--lease", m.group(1), "/ckpt/k", "v")
+        t0 = time.monotonic()
+        moves = 0
+        while get(leader.endpoint, "/ckpt/k", serializable=True) is not None:
+            elapsed = time.monotonic() - t0
+            assert elapsed < 15, f"the lease outlived {moves} leader changes ({elapsed:.1f} s)"
+            target = next(x for x in c.members if x is not leader)
+            moved = etcdctl(leader.endpoint, "move-leader", f"{target.id:x}", check=False)
+            if moved.returncode == 0:
+                moves += 1
+            leader = c.wait_leader()
+            time.sleep(2.5)  # the cadence of leader changes
+        assert moves >= 1
+    finally:
+        c.stop()

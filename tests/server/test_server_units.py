@@ -406,3 +406,19 @@ def test_duration_flags_accept_go_syntax() -> None:
             parse_duration(bad)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--experimental-watch-progress-notify-interval", "5 min"])
+
+
+def test_lease_checkpoint_is_applied_and_kept_in_snapshots() -> None:
+    sm = StateMachine()
+    _apply(sm, Kind.LEASE_GRANT, pb.LeaseGrantRequest(id=7, ttl=60))
+    _apply(sm, Kind.LEASE_CHECKPOINT, pb.LeaseCheckpointRequest(checkpoints=[
+        pb.LeaseCheckpoint(id=7, remaining_TTL=12), pb.LeaseCheckpoint(id=99, remaining_TTL=5)]))
+    assert sm.lessor.remaining(7) == 12
+    assert not sm.lessor.exists(99)  # a checkpoint never creates a lease
+    other = StateMachine()
+    other.restore(sm.snapshot())
+    assert other.lessor.remaining(7) == 12
+    _apply(other, Kind.LEASE_CHECKPOINT, pb.LeaseCheckpointRequest(checkpoints=[
+        pb.LeaseCheckpoint(id=7, remaining_TTL=0)]))  # what a renew replicates
+    assert other.lessor.remaining(7) == 60
+    other._check()
