@@ -22,6 +22,14 @@ one anyio task group (started by :meth:`start`, cancelled by :meth:`stop`):
   returns after that (the server opens its client listeners only then, as etcd serves clients
   only after ReadyNotify).
 
+Leadership is read from the Raft core, never from the flag the Ready loop updates:
+:meth:`RaftNode.is_leader` is the core's state now (it changes as soon as Raft steps a
+higher-term message or check-quorum steps it down, even while the Ready loop waits on the
+disk); :meth:`RaftNode.leader_term` is non-zero only while leading and after applying an entry
+of the current term; :meth:`RaftNode.confirm_leadership` runs a ReadIndex round issued as
+leader (callers share rounds that start after they asked; etcd's ensureLeadership), and
+:meth:`RaftNode.propose_as_leader` appends only while leading the given term (DESIGN rule 9).
+
 Proposals are wrapped in an envelope ``tag | proposer member id | seq | payload``; a follower's
 proposal is forwarded to the leader by Raft (MsgProp), and the proposing member resolves its
 waiting future when *it* applies the entry carrying its (member id, seq).  Sequence numbers
@@ -215,6 +223,8 @@ class RaftNode:
         self._read_requested = anyio.Event()
         self._read_states: dict[bytes, asyncio.Future[int]] = {}
         self._read_ctx = random.getrandbits(48)
+        self._confirm_next: asyncio.Future[int] | None = None  # the next leadership round
+        self._confirming = False
         self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._leader_waiters: list[asyncio.Future[None]] = []
         self._published = anyio.Event()
@@ -761,23 +771,52 @@ class RaftNode:
         """True if a quorum confirms that this member is still leader of ``term`` (a ReadIndex
         round issued as leader: heartbeats whose acks count only in this term), answered
         within ``timeout``. etcd's ensureLeadership (etcd #15247, PR #16822). A leader whose
-        Ready loop is stuck on the disk cannot send the heartbeats, so it cannot confirm."""
-        if self.leader_term() != term or not self._running:
+        Ready loop is stuck on the disk cannot send the heartbeats, so it cannot confirm.
+
+        Callers share rounds, but each waits for a round that *starts* after it called (the
+        next one when a round is already in flight), as etcd's linearizable read loop does.
+        """
+        if self.leader_term() != term or not self._running or self._tg is None:
             return False
-        self._read_ctx += 1
-        ctx = self._read_ctx.to_bytes(8, "big")
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._read_states[ctx] = fut
+        if self._confirm_next is None:
+            self._confirm_next = asyncio.get_running_loop().create_future()
+        fut = self._confirm_next
+        if not self._confirming:
+            self._confirming = True
+            self._tg.start_soon(self._confirm_rounds)
+        with anyio.move_on_after(timeout):
+            return await asyncio.shield(fut) == term and self.leader_term() == term
+        return False
+
+    async def _confirm_rounds(self) -> None:
+        """Run leadership rounds while callers wait for one; each resolves its callers with
+        the term it confirmed (0: none)."""
+        round_timeout = 2 * self.tick_interval * self.election_ticks
         try:
-            # issued while leader of `term`: Raft answers it locally after a quorum of
-            # heartbeat acks of this term, and drops it if it steps down (never forwarded)
-            self.rawnode.read_index(ctx)
-            self._wake.set()
-            with anyio.move_on_after(timeout):
-                await fut
+            while self._confirm_next is not None:
+                fut, self._confirm_next = self._confirm_next, None
+                term = self.leader_term()
+                confirmed = 0
+                if term:
+                    self._read_ctx += 1
+                    ctx = self._read_ctx.to_bytes(8, "big")
+                    rf: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+                    self._read_states[ctx] = rf
+                    try:
+                        # issued while leader of `term`: Raft answers it locally after a
+                        # quorum of heartbeat acks of this term and drops it if it steps down
+                        self.rawnode.read_index(ctx)
+                        self._wake.set()
+                        with anyio.move_on_after(round_timeout):
+                            await rf
+                    finally:
+                        self._read_states.pop(ctx, None)
+                    if rf.done() and self.leader_term() == term:
+                        confirmed = term
+                if not fut.done():
+                    fut.set_result(confirmed)
         finally:
-            self._read_states.pop(ctx, None)
-        return fut.done() and not fut.cancelled() and self.leader_term() == term
+            self._confirming = False
 
     async def wait_applied(self, index: int, timeout: float) -> bool:
         """Wait until this member has applied ``index``; False after ``timeout``."""
