@@ -65,6 +65,9 @@ log = logging.getLogger(__name__)
 _HELLO_DEC = msgspec.msgpack.Decoder(Hello)
 _ENC = msgspec.msgpack.Encoder()
 CONNECT_TIMEOUT = 1.0
+#: What reading or writing a connection the other end closed raises.
+_CLOSED = (OSError, anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
+           anyio.ClosedResourceError)
 REMOVED_REASON = "removed"
 
 
@@ -414,18 +417,24 @@ class PeerTransport:
                 result = (call_id, True, await self.handler.on_call(method, body))
             except Exception as e:
                 result = (call_id, False, str(e).encode())
-            async with write_lock:
-                await write_frame(stream, FrameType.RESULT, _ENC.encode(result))
+            try:
+                async with write_lock:
+                    await write_frame(stream, FrameType.RESULT, _ENC.encode(result))
+            except _CLOSED:
+                pass  # the caller went away; it has given up on this call
 
         async with anyio.create_task_group() as tg:
-            while True:
-                ftype, payload = await read_frame(reader)
-                if ftype != FrameType.CALL:
-                    tg.cancel_scope.cancel()
-                    return
-                call_id, method, body = msgspec.msgpack.decode(
-                    payload, type=tuple[int, str, bytes])
-                tg.start_soon(answer, call_id, method, body)
+            try:
+                while True:
+                    ftype, payload = await read_frame(reader)
+                    if ftype != FrameType.CALL:
+                        break
+                    call_id, method, body = msgspec.msgpack.decode(
+                        payload, type=tuple[int, str, bytes])
+                    tg.start_soon(answer, call_id, method, body)
+            except _CLOSED:
+                pass  # the caller closed its call connection
+            tg.cancel_scope.cancel()
 
     # -- receiving -----------------------------------------------------------------------------
 
@@ -526,9 +535,15 @@ class _CallConn:
         try:
             try:
                 async with self._write_lock:
-                    await write_frame(self.stream, FrameType.CALL,
-                                      _ENC.encode((call_id, method, body)))
-            except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as e:
+                    # never cut a frame in half (the caller's timeout): the stream would be
+                    # garbage for every later call; a write that cannot finish closes it
+                    with anyio.CancelScope(shield=True) as scope:
+                        scope.deadline = anyio.current_time() + 2 * CONNECT_TIMEOUT
+                        await write_frame(self.stream, FrameType.CALL,
+                                          _ENC.encode((call_id, method, body)))
+                    if scope.cancelled_caught:
+                        raise OSError("write timed out")
+            except _CLOSED as e:
                 self.close()
                 raise OSError(f"call connection to {self.peer_id:x} failed: {e}") from None
             return await fut
