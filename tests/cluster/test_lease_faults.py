@@ -148,14 +148,24 @@ def test_keepalive_via_follower_survives_a_frozen_leader(tmp_path: Path) -> None
 def test_checkpointed_lease_expires_despite_leader_changes(tmp_path: Path) -> None:
     """Lease checkpoints (etcd #9888): with the leader moved every 2.5 s, a lease of TTL 4
     that nobody keeps alive still expires. Without checkpoints every new leader restarts it
-    from its full TTL (plus the election timeout), so it would live forever."""
+    from its full TTL (plus the election timeout), so it would live forever. A lease that is
+    kept alive meanwhile survives (a renew clears its checkpoint)."""
     c = Cluster(tmp_path, extra=["--experimental-lease-checkpoint-interval", "200ms"]).start()
+    keeper = None
     try:
         leader = c.wait_leader()
-        out = etcdctl(leader.endpoint, "lease", "grant", "4").stdout
-        m = re.search(r"lease ([0-9a-f]+) granted", out)
-        assert m is not None, out
-        etcdctl(leader.endpoint, "put", "--lease", m.group(1), "/ckpt/k", "v")
+        leases = []
+        for _ in range(2):
+            out = etcdctl(leader.endpoint, "lease", "grant", "4").stdout
+            m = re.search(r"lease ([0-9a-f]+) granted", out)
+            assert m is not None, out
+            leases.append(m.group(1))
+        etcdctl(leader.endpoint, "put", "--lease", leases[0], "/ckpt/k", "v")
+        etcdctl(leader.endpoint, "put", "--lease", leases[1], "/ckpt/kept", "v")
+        keeper = subprocess.Popen(
+            [require_binary("etcdctl"), "--endpoints=" + ",".join(x.endpoint for x in c.members),
+             "lease", "keep-alive", leases[1]], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, env={**os.environ, "ETCDCTL_API": "3"})
         t0 = time.monotonic()
         moves = 0
         while get(leader.endpoint, "/ckpt/k", serializable=True) is not None:
@@ -168,5 +178,10 @@ def test_checkpointed_lease_expires_despite_leader_changes(tmp_path: Path) -> No
             leader = c.wait_leader()
             time.sleep(2.5)  # the cadence of leader changes
         assert moves >= 1
+        assert keeper.poll() is None, "the kept-alive lease was lost"
+        assert get(leader.endpoint, "/ckpt/kept") == "v"
     finally:
+        if keeper is not None:
+            keeper.kill()
+            keeper.wait()
         c.stop()
