@@ -206,7 +206,7 @@ class RaftNode:
         self.catch_up_entries = min(5000, self.snapshot_count)
         self.membership = Membership()
         self._listeners: list[Callable[[bool], None]] = []
-        self._calls: dict[str, Callable[[bytes], bytes]] = {}
+        self._calls: dict[str, Callable[[bytes], bytes | Awaitable[bytes]]] = {}
         self._pending: dict[int, _Pending] = {}
         self._seq = random.getrandbits(62)
         self._lead = 0
