@@ -176,7 +176,7 @@ class CoordServer:
     async def expire_leases(self) -> None:
         """Forever: revoke every lease the timer says has expired, as a confirmed leader
         (see the module docstring)."""
-        confirm_timeout = 2 * self.config.election_timeout / 1000.0
+        confirm_timeout = self.config.request_timeout  # etcd's ensureLeadership: ReqTimeout
         while True:
             await anyio.sleep(LEASE_CHECK_INTERVAL)
             expired = self.timer.expired()

@@ -115,6 +115,12 @@ class Config:
         return self.max_request_bytes + GRPC_OVERHEAD_BYTES
 
     @property
+    def request_timeout(self) -> float:
+        """Seconds a request waits for its outcome (etcd's ReqTimeout: 5 s + 2 x election
+        timeout)."""
+        return 5.0 + 2 * self.election_timeout / 1000.0
+
+    @property
     def min_lease_ttl(self) -> int:
         """ceil(1.5 x election timeout) seconds."""
         return min_lease_ttl(self.election_timeout)

@@ -201,7 +201,7 @@ class RaftNode:
         self.data_dir = Path(config.data_dir)
         self.tick_interval = config.heartbeat_interval / 1000.0
         self.election_ticks = max(2, config.election_timeout // config.heartbeat_interval)
-        self.request_timeout = 5.0 + 2 * config.election_timeout / 1000.0
+        self.request_timeout = config.request_timeout
         self.snapshot_count = max(1, config.snapshot_count)
         self.catch_up_entries = min(5000, self.snapshot_count)
         self.membership = Membership()
@@ -791,7 +791,7 @@ class RaftNode:
     async def _confirm_rounds(self) -> None:
         """Run leadership rounds while callers wait for one; each resolves its callers with
         the term it confirmed (0: none)."""
-        round_timeout = 2 * self.tick_interval * self.election_ticks
+        round_timeout = self.request_timeout  # no caller waits longer
         try:
             while self._confirm_next is not None:
                 fut, self._confirm_next = self._confirm_next, None

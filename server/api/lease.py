@@ -12,7 +12,8 @@ class alone serves a member that always leads.
 The leader answers a keep-alive (:meth:`LeaseService.renew_here`, etcd's LeaseRenew on the
 leader) only after (1) a quorum confirmed that it still leads the term its timer acts for
 (etcd's ensureLeadership, #15247 / PR #16822: a leader stalled on its disk cannot confirm and
-answers an error, so the client retries elsewhere), and (2) it has applied at least the read
+answers an error, after at most half the lease's remaining time, so the client retries
+elsewhere in time), and (2) it has applied at least the read
 point the request came with (the forwarding follower's applied index, and its own commit index:
 etcd's waitAppliedIndex, #6978 / #13690), so a lease the client saw granted is never reported
 unknown. If the lease carries a checkpoint, the renew replicates its clearing before it
@@ -51,6 +52,8 @@ _GRANT_COST = 64
 LEADER_CHECK_INTERVAL = 1.0
 #: How long a renew waits for the leader's applied index (etcd's applyTimeout).
 APPLY_WAIT = 1.0
+#: A renew waits at least this long for a quorum to confirm leadership.
+MIN_CONFIRM_WAIT = 0.5
 
 
 class LeaseService:
@@ -60,8 +63,8 @@ class LeaseService:
         self.ctx = ctx
         self.timer = timer
         self.ids = LeaseIdGenerator(ctx.node.member_id, lambda: int(time.time() * 1000))
-        #: a quorum round slower than this means check-quorum is about to depose the leader
-        self.confirm_timeout = 2 * ctx.config.election_timeout / 1000.0
+        #: how long a renew waits for a quorum to confirm leadership (etcd: ReqTimeout)
+        self.confirm_timeout = ctx.config.request_timeout
 
     async def grant(self, stream: RawStream, data: bytes) -> bytes:
         """LeaseGrant: pick ID and effective TTL, then propose."""
@@ -151,7 +154,12 @@ class LeaseService:
         """
         node = self.ctx.node
         term = self.timer.term
-        if not term or not await node.confirm_leadership(term, self.confirm_timeout):
+        if not term:
+            raise LeaderChangedError()
+        # give up within half the time the lease has left, so its client can retry elsewhere
+        left = self.timer.remaining(lease_id)
+        timeout = self.confirm_timeout if left < 0 else max(MIN_CONFIRM_WAIT, left / 2)
+        if not await node.confirm_leadership(term, min(timeout, self.confirm_timeout)):
             raise LeaderChangedError()
         await self._wait_applied(read_index)
         ttl = self.timer.renew(lease_id)  # raises if the term changed meanwhile
