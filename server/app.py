@@ -202,8 +202,13 @@ class CoordServer:
     async def checkpoint_leases(self) -> None:
         """Forever, with --experimental-enable-lease-checkpoint: every
         --experimental-lease-checkpoint-interval the leader replicates the remaining TTL of
-        every lease not renewed since (etcd's lessor checkpointScheduledLeases, #9888), so a
-        new leader starts it from there, not from its full TTL."""
+        every lease below its granted TTL (etcd's lessor checkpointScheduledLeases, #9888;
+        remaining TTLs rounded up to whole seconds as etcd does), so a new leader starts it
+        from there, not from its full TTL. Unlike etcd, which checkpoints only leases with
+        more than one interval left, every such lease is included: with etcd's 5-minute
+        default, leases of shorter TTL would otherwise never keep their remaining TTL. As in
+        etcd, a lease costs at most two entries per interval (its checkpoint, and the clear
+        of its next renew)."""
         if not self.config.enable_lease_checkpoint:
             return
         while True:
