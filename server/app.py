@@ -4,9 +4,21 @@ Theory of operation: :class:`CoordServer` owns every long-lived piece. The state
 built first, then the consensus node over it (:func:`build_node`, the single switch between
 the in-memory SoloNode and the Raft node), then the API context, lease timer, watch hub and
 services. One grpclib server (behind ``http.ClientListener``, which also serves the JSON
-gateway) handles every ``--listen-client-urls`` entry with the pass-through codec. One
-background task runs while serving, lease expiry (it acts only on the leader); it lives in a
-task group that :meth:`CoordServer.serve` owns, so stopping cancels it and closes listeners.
+gateway) handles every ``--listen-client-urls`` entry with the pass-through codec. Two
+background tasks run while serving, lease expiry and lease checkpoints (both act only on the
+leader); they live in a task group that :meth:`CoordServer.serve` owns, so stopping cancels
+them and closes listeners.
+
+Lease expiry follows DESIGN rules 4 and 9 (etcd's revokeExpiredLeases with ensureLeadership,
+#15247 / PR #16822). The timer lists expired leases only while the Raft core says this member
+leads term T *now* and has applied an entry of T (``Node.leader_term``). Before revoking, a
+quorum must confirm that this member still leads T (a ReadIndex round, which a leader stalled
+on its disk cannot complete); each revoke is then proposed with ``propose_as_leader(.., T)``,
+which re-checks leadership of T right before appending to this member's own log, so it is
+never forwarded to another leader. That suffices, without tagging revokes with a term: a
+revoke appended in T can still commit after T ends, but only before the next leader's own
+first entry (log matching), and that leader renews nothing until it has applied its own entry
+(``leader_term``), so no keep-alive answered by a later leader can be undone by it.
 
 Client listeners open only once this member's attributes (name, client URLs) are applied
 (:meth:`CoordServer.wait_ready`, etcd's ReadyNotify): a client never sees this member in
@@ -38,7 +50,7 @@ from .api import (
     RawCodec,
     WatchService,
 )
-from .command import Kind
+from .command import Kind, encode
 from .config import Config, parse_url
 from .http import ClientListener
 from .lease import LeaseTimer
@@ -53,6 +65,8 @@ log = logging.getLogger("coord.server")
 
 #: How often the leader looks for expired leases (etcd: 500 ms).
 LEASE_CHECK_INTERVAL = 0.1
+#: Checkpoints per proposal (etcd's maxLeaseCheckpointBatchSize).
+MAX_CHECKPOINT_BATCH = 1000
 #: Inbound HTTP/2 window per stream: bounds what a client can push before we read it.
 STREAM_WINDOW = 256 * 1024
 
@@ -84,7 +98,8 @@ class CoordServer:
         self.sm = StateMachine()
         self.node = build_node(config, self.sm)
         self.ctx = ApiContext(config, self.node, self.sm)
-        self.timer = LeaseTimer(self.sm.lessor, time.monotonic)
+        self.timer = LeaseTimer(self.sm.lessor, time.monotonic, self.node.leader_term,
+                                config.election_timeout / 1000.0)
         self.node.add_leader_listener(self._leadership)
         self.services: list[Any] = [
             KVService(self.ctx), self._lease_service(),
@@ -100,20 +115,18 @@ class CoordServer:
     def _lease_service(self) -> LeaseService:
         """On a Raft node, keep-alives and TTL queries reaching a follower go to the leader."""
         from .node import RaftNode
-        from .transport.forward import ForwardingLeaseService, register_lease_calls
+        from .transport.forward import ForwardingLeaseService
 
         if isinstance(self.node, RaftNode):
-            register_lease_calls(self.node, self.timer)
             return ForwardingLeaseService(self.ctx, self.timer, self.node)
         return LeaseService(self.ctx, self.timer)
 
     def _leadership(self, leader: bool) -> None:
+        # the lease timer follows the Raft state itself (LeaseTimer's authority); this logs
         if leader:
             log.info("became leader (member %x, term %d)", self.node.member_id, self.node.term())
-            self.timer.promote(self.config.election_timeout / 1000.0)
         else:
             log.info("lost leadership (member %x)", self.node.member_id)
-            self.timer.demote()
 
     async def start(self) -> None:
         """Start the node, wait until this member is published, then bind every client URL."""
@@ -161,18 +174,57 @@ class CoordServer:
             log.info("listening for client requests (gRPC and HTTP/JSON) on %s", url)
 
     async def expire_leases(self) -> None:
-        """Forever: propose a revoke for every lease the timer says has expired."""
+        """Forever: revoke every lease the timer says has expired, as a confirmed leader
+        (see the module docstring)."""
+        confirm_timeout = self.config.request_timeout  # etcd's ensureLeadership: ReqTimeout
         while True:
             await anyio.sleep(LEASE_CHECK_INTERVAL)
-            for lease_id in self.timer.expired():
+            expired = self.timer.expired()
+            if not expired:
+                continue
+            term = self.timer.term
+            if not await self.node.confirm_leadership(term, confirm_timeout):
+                log.warning("not revoking %d expired lease(s): could not confirm leadership "
+                            "of term %d with a quorum", len(expired), term)
+                continue
+            for lease_id in expired:
+                if not self.timer.is_expired(lease_id) or self.timer.term != term:
+                    continue  # renewed meanwhile, or no longer the leader of term
+                command = encode(Kind.LEASE_REVOKE, bytes(pb.LeaseRevokeRequest(id=lease_id)))
                 try:
-                    await self.ctx.propose(Kind.LEASE_REVOKE,
-                                           bytes(pb.LeaseRevokeRequest(id=lease_id)))
+                    await self.node.propose_as_leader(command, term)
                     log.debug("lease %x expired and was revoked", lease_id)
                 except LeaseNotFoundError:
                     pass
                 except CoordError as e:
                     log.warning("revoking expired lease %x failed: %s", lease_id, e.message)
+
+    async def checkpoint_leases(self) -> None:
+        """Forever, with --experimental-enable-lease-checkpoint: every
+        --experimental-lease-checkpoint-interval the leader replicates the remaining TTL of
+        every lease below its granted TTL (etcd's lessor checkpointScheduledLeases, #9888;
+        remaining TTLs rounded up to whole seconds as etcd does), so a new leader starts it
+        from there, not from its full TTL. Unlike etcd, which checkpoints only leases with
+        more than one interval left, every such lease is included: with etcd's 5-minute
+        default, leases of shorter TTL would otherwise never keep their remaining TTL. As in
+        etcd, a lease costs at most two entries per interval (its checkpoint, and the clear
+        of its next renew)."""
+        if not self.config.enable_lease_checkpoint:
+            return
+        while True:
+            await anyio.sleep(self.config.lease_checkpoint_interval)
+            term = self.timer.term
+            points = self.timer.checkpoints()
+            for i in range(0, len(points), MAX_CHECKPOINT_BATCH):
+                batch = pb.LeaseCheckpointRequest(checkpoints=[
+                    pb.LeaseCheckpoint(id=lease_id, remaining_TTL=left)
+                    for lease_id, left in points[i:i + MAX_CHECKPOINT_BATCH]])
+                try:
+                    await self.node.propose_as_leader(
+                        encode(Kind.LEASE_CHECKPOINT, bytes(batch)), term)
+                except CoordError as e:
+                    log.info("lease checkpoint not replicated: %s", e.message)
+                    break
 
     async def stop(self) -> None:
         """Close listeners, then stop the node."""
@@ -191,6 +243,7 @@ class CoordServer:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self.expire_leases)
+                tg.start_soon(self.checkpoint_leases)
                 async with anyio.create_task_group() as waiting:
                     waiting.start_soon(_cancel_on, stop, waiting.cancel_scope)
                     await self.wait_ready()

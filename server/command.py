@@ -30,6 +30,8 @@ class Kind(IntEnum):
     LEASE_REVOKE = 6  #: etcdserverpb.LeaseRevokeRequest (client revoke or leader expiry)
     ALARM = 7  #: etcdserverpb.AlarmRequest with ACTIVATE/DEACTIVATE and member_id filled in
     NOOP = 8  #: empty payload; answers with the current revision (used as a barrier)
+    #: etcdserverpb.LeaseCheckpointRequest: remaining TTLs the leader replicates (etcd #9888)
+    LEASE_CHECKPOINT = 9
 
 
 _REV = struct.Struct("<q")

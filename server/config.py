@@ -66,6 +66,10 @@ class Config:
     election_timeout: int = 1000
     snapshot_count: int = 10000
     watch_progress_notify_interval: float = 600.0
+    #: etcd's --experimental-enable-lease-checkpoint (etcd's default is off; coord's is on)
+    enable_lease_checkpoint: bool = True
+    #: etcd's --experimental-lease-checkpoint-interval (seconds; etcd's default 5m)
+    lease_checkpoint_interval: float = 300.0
     log_level: str = "info"
     client_tls: TLSInfo = field(default_factory=TLSInfo)
     peer_tls: TLSInfo = field(default_factory=lambda: TLSInfo(prefix="peer-"))
@@ -109,6 +113,12 @@ class Config:
     def max_recv_bytes(self) -> int:
         """Largest gRPC message accepted at all (larger ones: RESOURCE_EXHAUSTED)."""
         return self.max_request_bytes + GRPC_OVERHEAD_BYTES
+
+    @property
+    def request_timeout(self) -> float:
+        """Seconds a request waits for its outcome (etcd's ReqTimeout: 5 s + 2 x election
+        timeout)."""
+        return 5.0 + 2 * self.election_timeout / 1000.0
 
     @property
     def min_lease_ttl(self) -> int:

@@ -69,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
       dest="watch_progress_notify_interval",
       help="interval between progress notifications to idle progress_notify watchers: a "
            "Go duration (200ms, 10s, 1m30s) or a number of seconds")
+    a("--experimental-enable-lease-checkpoint", nargs="?", const=True, default=True,
+      type=_flag_bool, dest="enable_lease_checkpoint",
+      help="the leader replicates leases' remaining TTLs, so a leader change does not restart "
+           "them (etcd #9888; on by default, unlike etcd)")
+    a("--experimental-lease-checkpoint-interval", type=_duration_arg, default=300.0,
+      dest="lease_checkpoint_interval",
+      help="how often the leader checkpoints remaining lease TTLs: a Go duration or seconds")
     a("--log-level", default="info", choices=sorted(_LEVELS),
       help="log level")
     for side, what in (("", "client"), ("peer-", "peer")):
@@ -140,6 +147,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         max_request_bytes=args.max_request_bytes, heartbeat_interval=args.heartbeat_interval,
         election_timeout=args.election_timeout, snapshot_count=args.snapshot_count,
         watch_progress_notify_interval=args.watch_progress_notify_interval,
+        enable_lease_checkpoint=args.enable_lease_checkpoint,
+        lease_checkpoint_interval=args.lease_checkpoint_interval,
         log_level=args.log_level,
         client_tls=TLSInfo(args.cert_file, args.key_file, args.trusted_ca_file,
                            args.client_cert_auth),

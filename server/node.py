@@ -24,6 +24,14 @@ one anyio task group (started by :meth:`start`, cancelled by :meth:`stop`):
   returns after that (the server opens its client listeners only then, as etcd serves clients
   only after ReadyNotify).
 
+Leadership is read from the Raft core, never from the flag the Ready loop updates:
+:meth:`RaftNode.is_leader` is the core's state now (it changes as soon as Raft steps a
+higher-term message or check-quorum steps it down, even while the Ready loop waits on the
+disk); :meth:`RaftNode.leader_term` is non-zero only while leading and after applying an entry
+of the current term; :meth:`RaftNode.confirm_leadership` runs a ReadIndex round issued as
+leader (callers share rounds that start after they asked; etcd's ensureLeadership), and
+:meth:`RaftNode.propose_as_leader` appends only while leading the given term (DESIGN rule 9).
+
 Proposals are wrapped in an envelope ``tag | proposer member id | seq | payload``; a follower's
 proposal is forwarded to the leader by Raft (MsgProp), and the proposing member resolves its
 waiting future when *it* applies the entry carrying its (member id, seq).  Sequence numbers
@@ -66,7 +74,7 @@ import socket
 import ssl
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -238,17 +246,18 @@ class RaftNode:
         self.data_dir = Path(config.data_dir)
         self.tick_interval = config.heartbeat_interval / 1000.0
         self.election_ticks = max(2, config.election_timeout // config.heartbeat_interval)
-        self.request_timeout = 5.0 + 2 * config.election_timeout / 1000.0
+        self.request_timeout = config.request_timeout
         self.snapshot_count = max(1, config.snapshot_count)
         self.catch_up_entries = min(5000, self.snapshot_count)
         self.membership = Membership()
         self._listeners: list[Callable[[bool], None]] = []
-        self._calls: dict[str, Callable[[bytes], bytes]] = {}
+        self._calls: dict[str, Callable[[bytes], bytes | Awaitable[bytes]]] = {}
         self._pending: dict[int, _Pending] = {}
         self._seq = random.getrandbits(62)
         self._lead = 0
         self._is_leader = False
         self._applied = 0
+        self._applied_term = 0  # term of the entry at _applied (see leader_term)
         self._snap_index = 0
         self._conf_state = ConfState()
         self._running = False
@@ -260,6 +269,8 @@ class RaftNode:
         self._read_requested = anyio.Event()
         self._read_states: dict[bytes, asyncio.Future[int]] = {}
         self._read_ctx = random.getrandbits(48)
+        self._confirm_next: asyncio.Future[int] | None = None  # the next leadership round
+        self._confirming = False
         self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._leader_waiters: list[asyncio.Future[None]] = []
         self._published = anyio.Event()
@@ -363,6 +374,7 @@ class RaftNode:
         self.sm.restore(data.sm)
         self.membership.restore(data.membership)
         self._applied = snap.metadata.index
+        self._applied_term = snap.metadata.term
         self._snap_index = snap.metadata.index
         self._conf_state = snap.metadata.conf_state
         if hasattr(self, "transport"):
@@ -494,33 +506,38 @@ class RaftNode:
             self._removed = True
             self._wake.set()
 
-    def on_call(self, method: str, body: bytes) -> bytes:
+    async def on_call(self, method: str, body: bytes) -> bytes:
         """Answer a request a follower forwarded to us (the leader)."""
         fn = self._calls.get(method)
         if fn is None:
             raise ValueError(f"unknown forwarded method {method!r}")
-        if not self._is_leader:
+        if not self.is_leader():
             raise ValueError(NotLeaderError().message)
-        return fn(body)
+        result = fn(body)
+        return result if isinstance(result, bytes) else await result
 
-    def register_call(self, method: str, fn: Callable[[bytes], bytes]) -> None:
-        """Let followers forward ``method`` to this member while it leads (see leader_call)."""
+    def register_call(self, method: str,
+                      fn: Callable[[bytes], bytes | Awaitable[bytes]]) -> None:
+        """Let followers forward ``method`` to this member while it leads (see leader_call);
+        ``fn`` may be a coroutine function."""
         self._calls[method] = fn
 
-    async def leader_call(self, method: str, body: bytes) -> bytes:
+    async def leader_call(self, method: str, body: bytes,
+                          timeout: float | None = None) -> bytes:
         """Run a registered leader-only ``method``: here when leading, else on the leader via
-        the peer transport.
+        the peer transport (giving up after ``timeout``, default the request timeout).
 
         Raises:
-            NoLeaderError: there is no leader, or it cannot be reached.
+            NoLeaderError: there is no leader, or it cannot be reached in time.
         """
-        if self._is_leader:
-            return self.on_call(method, body)
-        lead = self._lead
+        if self.is_leader():
+            return await self.on_call(method, body)
+        lead = self.rawnode.lead  # the Raft state now, not as of the last Ready
         if not lead:
             raise NoLeaderError()
         try:
-            return await self.transport.call(lead, method, body, timeout=self.request_timeout)
+            return await self.transport.call(lead, method, body,
+                                             timeout=timeout or self.request_timeout)
         except (OSError, TimeoutError) as e:
             log.info("forwarding %s to leader %x failed: %s", method, lead, e)
             raise NoLeaderError() from None
@@ -614,6 +631,7 @@ class RaftNode:
                 if proposer == self.member_id:
                     self._resolve(seq, result)
             self._applied = e.index
+            self._applied_term = e.term
 
     def _apply_conf_change(self, e: Entry) -> None:
         cc = decode_conf_change(e.data)
@@ -827,9 +845,12 @@ class RaftNode:
             return TimeoutDueToLeaderFailError()
         return RequestTimeoutError()
 
-    async def _propose(self, tag: int, payload: bytes, timeout: float | None = None) -> Any:
+    async def _propose(self, tag: int, payload: bytes, timeout: float | None = None,
+                       leader_term: int = 0) -> Any:
         if not self._running:
             raise ServerStoppedError()
+        if leader_term and self.leader_term() != leader_term:
+            raise NotLeaderError()
         seq = self._next_seq()
         data = _ENVELOPE.pack(tag, self.member_id, seq) + payload
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -870,8 +891,94 @@ class RaftNode:
             raise (RequestTimeoutError() if self._lead else NoLeaderError()) from None
 
     def is_leader(self) -> bool:
-        """True while this member is the Raft leader."""
-        return self._is_leader
+        """True while this member is the Raft leader *now*: read from the Raft core's state,
+        which changes as soon as Raft steps a higher-term message or check-quorum steps it
+        down, not when the next Ready is handled (DESIGN rule 9; the Ready loop may be
+        waiting on the disk meanwhile)."""
+        return self.rawnode.state == StateType.LEADER
+
+    def leader_term(self) -> int:
+        """The current term while this member leads now *and* has applied an entry of that
+        term (its empty entry at election), so every entry of earlier terms is applied; else
+        0. Leader-only decisions that depend on applied state (lease renewal and expiry) are
+        made only while this is non-zero: etcd promotes its lessor when the leader applies
+        the empty entry of its term (applyEntryNormal)."""
+        if self.rawnode.state != StateType.LEADER:
+            return 0
+        term = self.rawnode.term
+        return term if self._applied_term == term else 0
+
+    async def confirm_leadership(self, term: int, timeout: float) -> bool:
+        """True if a quorum confirms that this member is still leader of ``term`` (a ReadIndex
+        round issued as leader: heartbeats whose acks count only in this term), answered
+        within ``timeout``. etcd's ensureLeadership (etcd #15247, PR #16822). A leader whose
+        Ready loop is stuck on the disk cannot send the heartbeats, so it cannot confirm.
+
+        Callers share rounds, but each waits for a round that *starts* after it called (the
+        next one when a round is already in flight), as etcd's linearizable read loop does.
+        """
+        if self.leader_term() != term or not self._running or self._tg is None:
+            return False
+        if self._confirm_next is None:
+            self._confirm_next = asyncio.get_running_loop().create_future()
+        fut = self._confirm_next
+        if not self._confirming:
+            self._confirming = True
+            self._tg.start_soon(self._confirm_rounds)
+        with anyio.move_on_after(timeout):
+            return await asyncio.shield(fut) == term and self.leader_term() == term
+        return False
+
+    async def _confirm_rounds(self) -> None:
+        """Run leadership rounds while callers wait for one; each resolves its callers with
+        the term it confirmed (0: none)."""
+        round_timeout = self.request_timeout  # no caller waits longer
+        try:
+            while self._confirm_next is not None:
+                fut, self._confirm_next = self._confirm_next, None
+                term = self.leader_term()
+                confirmed = 0
+                if term:
+                    self._read_ctx += 1
+                    ctx = self._read_ctx.to_bytes(8, "big")
+                    rf: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+                    self._read_states[ctx] = rf
+                    try:
+                        # issued while leader of `term`: Raft answers it locally after a
+                        # quorum of heartbeat acks of this term and drops it if it steps down
+                        self.rawnode.read_index(ctx)
+                        self._wake.set()
+                        with anyio.move_on_after(round_timeout):
+                            await rf
+                    finally:
+                        self._read_states.pop(ctx, None)
+                    if rf.done() and self.leader_term() == term:
+                        confirmed = term
+                if not fut.done():
+                    fut.set_result(confirmed)
+        finally:
+            self._confirming = False
+
+    async def wait_applied(self, index: int, timeout: float) -> bool:
+        """Wait until this member has applied ``index``; False after ``timeout``."""
+        if index <= self._applied:
+            return True
+        f: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._applied_waiters.append((index, f))
+        with anyio.move_on_after(timeout):
+            await f
+            return True
+        return False
+
+    async def propose_as_leader(self, command: bytes, term: int) -> bytes:
+        """Like :meth:`propose`, but only while this member leads ``term`` now: checked right
+        before the entry is appended to this member's own log, so the proposal is never
+        forwarded to another leader (NotLeaderError instead)."""
+        result = await self._propose(TAG_COMMAND, command, leader_term=term)
+        if isinstance(result, CoordError):
+            raise result
+        assert isinstance(result, bytes)
+        return result
 
     def leader_id(self) -> int:
         """The leader's member ID (0 when unknown)."""
@@ -962,7 +1069,7 @@ class RaftNode:
             raise MemberNotFoundError()
         if not m.is_learner:
             raise MemberNotLearnerError()
-        if self._is_leader:
+        if self.is_leader():
             ready = self._learner_ready(member_id)
         else:  # only the leader knows the learner's progress (etcd forwards to the leader too)
             ready = await self.leader_call(LEARNER_READY, member_id.to_bytes(8, "big")) == b"\x01"
@@ -995,7 +1102,7 @@ class RaftNode:
 
     async def transfer_leader(self, target_id: int) -> None:
         """MoveLeader: must run on the leader; waits until ``target_id`` leads."""
-        if not self._is_leader:
+        if not self.is_leader():
             raise NotLeaderError()
         m = self.membership.members.get(target_id)
         if m is None or m.is_learner:

@@ -63,6 +63,24 @@ class Node(Protocol):
         """The leader's member ID, 0 when none is known."""
         ...
 
+    def leader_term(self) -> int:
+        """The term while this member leads now and has applied an entry of it, else 0."""
+        ...
+
+    async def confirm_leadership(self, term: int, timeout: float) -> bool:
+        """True if a quorum confirms this member still leads ``term`` (etcd's
+        ensureLeadership), within ``timeout``."""
+        ...
+
+    async def wait_applied(self, index: int, timeout: float) -> bool:
+        """Wait until ``index`` is applied here; False after ``timeout``."""
+        ...
+
+    async def propose_as_leader(self, command: bytes, term: int) -> bytes:
+        """:meth:`propose`, only while this member leads ``term`` (NotLeaderError otherwise);
+        never forwarded to another member."""
+        ...
+
     def term(self) -> int:
         """Current Raft term."""
         ...

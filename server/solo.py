@@ -15,6 +15,7 @@ from coord.errors import (
     CoordError,
     MemberNotFoundError,
     MemberNotLearnerError,
+    NotLeaderError,
     ServerStoppedError,
     UnhealthyClusterError,
 )
@@ -62,6 +63,24 @@ class SoloNode:
     def term(self) -> int:
         """1 once started."""
         return self._term
+
+    def leader_term(self) -> int:
+        """The term while running (everything is applied at once), else 0."""
+        return self._term if self._running else 0
+
+    async def confirm_leadership(self, term: int, timeout: float) -> bool:
+        """The only member is its own quorum."""
+        return self.leader_term() == term != 0
+
+    async def wait_applied(self, index: int, timeout: float) -> bool:
+        """Everything proposed is applied at once."""
+        return True
+
+    async def propose_as_leader(self, command: bytes, term: int) -> bytes:
+        """Apply ``command`` now if running in ``term``."""
+        if self.leader_term() != term:
+            raise NotLeaderError()
+        return await self.propose(command)
 
     def commit_index(self) -> int:
         """Same as the applied index."""

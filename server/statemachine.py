@@ -44,7 +44,7 @@ def txn_has_put(req: pb.TxnRequest) -> bool:
 
 class _Snapshot(msgspec.Struct, array_like=True):
     kv: bytes
-    leases: list[tuple[int, int]]
+    leases: list[list[int]]  # (id, granted TTL[, checkpointed remaining TTL or 0])
     alarms: list[tuple[int, int]]
     applied_index: int
 
@@ -66,6 +66,7 @@ class StateMachine:
             Kind.COMPACT: self._compact,
             Kind.LEASE_GRANT: self._lease_grant,
             Kind.LEASE_REVOKE: self._lease_revoke,
+            Kind.LEASE_CHECKPOINT: self._lease_checkpoint,
             Kind.ALARM: self._alarm,
             Kind.NOOP: lambda _payload: b"",
         }
@@ -121,6 +122,11 @@ class StateMachine:
         self.lessor.revoke(lease_id)
         return b""
 
+    def _lease_checkpoint(self, payload: bytes) -> bytes:
+        for cp in pb.LeaseCheckpointRequest.parse(payload).checkpoints:
+            self.lessor.checkpoint(cp.id, cp.remaining_TTL)
+        return b""
+
     def _alarm(self, payload: bytes) -> bytes:
         req = pb.AlarmRequest.parse(payload)
         alarm = int(req.alarm)
@@ -146,7 +152,8 @@ class StateMachine:
     # -- snapshots -----------------------------------------------------------------------------
     def snapshot(self) -> bytes:
         """The whole state (KV, leases, alarms, applied index) as bytes."""
-        snap = _Snapshot(kv=self.kv.snapshot(), leases=self.lessor.snapshot(),
+        snap = _Snapshot(kv=self.kv.snapshot(),
+                         leases=[list(row) for row in self.lessor.snapshot()],
                          alarms=sorted(self.alarms), applied_index=self.applied_index)
         return msgspec.msgpack.encode(snap)
 
@@ -156,7 +163,7 @@ class StateMachine:
         kv = KVStore.restore(snap.kv)
         kv.lease_exists = self.lessor.exists
         self.kv = kv
-        self.lessor.restore([(int(i), int(t)) for i, t in snap.leases])
+        self.lessor.restore(snap.leases)
         self.alarms = {(int(m), int(a)) for m, a in snap.alarms}
         self.applied_index = snap.applied_index
         for cb in self._restore_listeners:

@@ -7,9 +7,22 @@ raised to the minimum). Keep-alives and remaining TTLs are leader-local timer st
 and TTL -1 on TimeToLive, as etcd does (not errors). Only the leader's timer decides expiry, so
 on a follower the hooks :meth:`LeaseService._renew` and :meth:`LeaseService._remaining` must
 reach the leader: the replicated server overrides them (coord.server.transport.forward); this
-class alone serves a member that always leads. A keep-alive stream opened with
-``hasleader: true`` (as clientv3 always does) ends with ``etcdserver: no leader`` once this
-member loses its leader, as etcd cancels such streams (Watch does the same).
+class alone serves a member that always leads.
+
+The leader answers a keep-alive (:meth:`LeaseService.renew_here`, etcd's LeaseRenew on the
+leader) only after (1) a quorum confirmed that it still leads the term its timer acts for
+(etcd's ensureLeadership, #15247 / PR #16822: a leader stalled on its disk cannot confirm and
+answers an error, after at most half the lease's remaining time, so the client retries
+elsewhere in time), and (2) it has applied at least the read
+point the request came with (the forwarding follower's applied index, and its own commit index:
+etcd's waitAppliedIndex, #6978 / #13690), so a lease the client saw granted is never reported
+unknown. If the lease carries a checkpoint, the renew replicates its clearing before it
+answers (etcd's Renew clears remainingTTL), so a later leader does not start it from the old
+remaining TTL. A TTL > 0 therefore means the lease is alive on the current leader.
+
+A keep-alive stream opened with ``hasleader: true`` (as clientv3 always does) ends with
+``etcdserver: no leader`` once this member loses its leader, as etcd cancels such streams
+(Watch does the same).
 """
 
 from __future__ import annotations
@@ -22,10 +35,12 @@ from grpclib.const import Cardinality, Handler
 from coord._pb import etcdserverpb as pb
 from coord.errors import (
     CoordError,
+    LeaderChangedError,
     LeaseTTLTooLargeError,
     NoLeaderError,
 )
-from coord.server.command import Kind
+from coord.errors import TimeoutError as RequestTimeoutError
+from coord.server.command import Kind, encode
 from coord.server.lease import MAX_LEASE_TTL, LeaseIdGenerator, LeaseTimer
 
 from .common import ApiContext, RawStream, handler, parse, recv_frame, to_grpc_error, unary
@@ -35,6 +50,10 @@ __all__ = ["LeaseService"]
 _GRANT_COST = 64
 #: How often a ``hasleader`` keep-alive stream checks that the member still knows a leader.
 LEADER_CHECK_INTERVAL = 1.0
+#: How long a renew waits for the leader's applied index (etcd's applyTimeout).
+APPLY_WAIT = 1.0
+#: A renew waits at least this long for a quorum to confirm leadership.
+MIN_CONFIRM_WAIT = 0.5
 
 
 class LeaseService:
@@ -44,6 +63,8 @@ class LeaseService:
         self.ctx = ctx
         self.timer = timer
         self.ids = LeaseIdGenerator(ctx.node.member_id, lambda: int(time.time() * 1000))
+        #: how long a renew waits for a quorum to confirm leadership (etcd: ReqTimeout)
+        self.confirm_timeout = ctx.config.request_timeout
 
     async def grant(self, stream: RawStream, data: bytes) -> bytes:
         """LeaseGrant: pick ID and effective TTL, then propose."""
@@ -110,10 +131,47 @@ class LeaseService:
 
     async def _renew(self, lease_id: int) -> int:
         """Renew ``lease_id`` on the leader's timer; its TTL, 0 if unknown."""
-        return self.timer.renew(lease_id)
+        return await self.renew_here(lease_id, self.ctx.node.applied_index())
 
     async def _remaining(self, lease_id: int) -> int:
         """Remaining whole seconds of ``lease_id`` on the leader's timer."""
+        return await self.remaining_here(lease_id, self.ctx.node.applied_index())
+
+    async def _wait_applied(self, read_index: int) -> None:
+        node = self.ctx.node
+        if not await node.wait_applied(max(read_index, node.commit_index()), APPLY_WAIT):
+            raise RequestTimeoutError(
+                "etcdserver: request timed out, waiting for the applied index took too long")
+
+    async def renew_here(self, lease_id: int, read_index: int) -> int:
+        """The leader's side of a keep-alive (see the module docstring); ``read_index`` is
+        the requesting member's applied index.
+
+        Raises:
+            LeaderChangedError: this member is not (or could not confirm that it is) the
+                leader deciding expiry now.
+            TimeoutError: the applied index did not reach the read point in time.
+        """
+        node = self.ctx.node
+        term = self.timer.term
+        if not term:
+            raise LeaderChangedError()
+        # give up within half the time the lease has left, so its client can retry elsewhere
+        left = self.timer.remaining(lease_id)
+        timeout = self.confirm_timeout if left < 0 else max(MIN_CONFIRM_WAIT, left / 2)
+        if not await node.confirm_leadership(term, min(timeout, self.confirm_timeout)):
+            raise LeaderChangedError()
+        await self._wait_applied(read_index)
+        ttl = self.timer.renew(lease_id)  # raises if the term changed meanwhile
+        if ttl and self.ctx.sm.lessor.checkpointed(lease_id):
+            clear = pb.LeaseCheckpointRequest(
+                checkpoints=[pb.LeaseCheckpoint(id=lease_id, remaining_TTL=0)])
+            await node.propose_as_leader(encode(Kind.LEASE_CHECKPOINT, bytes(clear)), term)
+        return ttl
+
+    async def remaining_here(self, lease_id: int, read_index: int) -> int:
+        """The leader's side of TimeToLive: remaining seconds once ``read_index`` is applied."""
+        await self._wait_applied(read_index)
         return self.timer.remaining(lease_id)
 
     async def time_to_live(self, stream: RawStream, data: bytes) -> bytes:

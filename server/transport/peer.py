@@ -17,6 +17,12 @@ dropped and Raft is told the peer is unreachable (``on_unreachable``), which mak
 fall back to probing; Raft retransmits what matters.  Connection failures are retried with
 exponential backoff (50 ms .. 1 s); while disconnected, queued batches are discarded.
 
+Forwarded leader-only requests (:meth:`PeerTransport.call`, e.g. a follower's lease
+keep-alive) travel on one further connection per peer (kind ``call``), dialed on first use and
+kept: CALL frames carry a call id, the acceptor answers each call in its own task and RESULT
+frames carry the id back, so calls are multiplexed and a slow one delays no other. A broken
+call connection fails its waiting calls with OSError; the next call dials again.
+
 Snapshots (MsgSnap) can be large and must not stall heartbeats, so each is sent on its own
 short-lived connection (kind ``snapshot``); the receiver steps it into Raft
 (``on_snapshot``) and answers SNAPSHOT_ACK, with a reason as payload when Raft refused it.  The
@@ -35,6 +41,7 @@ stopping) closes every listener and connection.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import ssl
@@ -62,6 +69,9 @@ log = logging.getLogger(__name__)
 _HELLO_DEC = msgspec.msgpack.Decoder(Hello)
 _ENC = msgspec.msgpack.Encoder()
 CONNECT_TIMEOUT = 1.0
+#: What reading or writing a connection the other end closed raises.
+_CLOSED = (OSError, anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
+           anyio.ClosedResourceError)
 REMOVED_REASON = "removed"
 #: SNAPSHOT_ACK payload of a refused snapshot (Raft's restore() returned false).
 SNAPSHOT_REFUSED = (b"raft refused the snapshot (not newer than the receiver's commit index, "
@@ -103,7 +113,7 @@ class PeerHandler(Protocol):
     def on_removed_by_peer(self, peer_id: int) -> None:
         """``peer_id`` refused us because this member was removed from the cluster."""
 
-    def on_call(self, method: str, body: bytes) -> bytes:
+    async def on_call(self, method: str, body: bytes) -> bytes:
         """Answer a forwarded request (raise to report an error to the caller)."""
 
 
@@ -141,6 +151,9 @@ class PeerTransport:
         self._peers: dict[int, _Peer] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self._inbound: dict[int, list[anyio.abc.ByteStream]] = {}
+        self._call_conns: dict[int, _CallConn] = {}
+        self._call_locks: dict[int, anyio.Lock] = {}
+        self.call_dials = 0  # call connections dialed (one per peer while it stays up)
         # When true, failing to bind a peer URL is logged instead of fatal (single member).
         self.optional_listen = False
         self.frames_sent = 0
@@ -196,6 +209,7 @@ class PeerTransport:
                 p = self._peers.pop(pid)
                 p.scope.cancel()
                 p.send.close()
+                self._close_call_conn(pid)
         for pid, urls in peers.items():
             cur = self._peers.get(pid)
             if cur is not None:
@@ -203,6 +217,7 @@ class PeerTransport:
                     cur.urls = list(urls)
                     cur.scope.cancel()  # reconnect to the new address
                     self._replace(cur)
+                    self._close_call_conn(pid)
                 continue
             snd, rcv = anyio.create_memory_object_stream[list[Message]](self.queue_batches)
             peer = _Peer(pid, list(urls), snd, rcv)
@@ -375,42 +390,78 @@ class PeerTransport:
             self.handler.on_unreachable(peer.id)
 
     async def call(self, peer_id: int, method: str, body: bytes, timeout: float = 5.0) -> bytes:
-        """Send a CALL to ``peer_id`` on a short-lived connection and return its RESULT body.
+        """Send a CALL to ``peer_id`` on the peer's call connection and return its RESULT body.
 
         Raises:
             OSError: the peer could not be reached or reported an error.
             TimeoutError: no answer within ``timeout``.
         """
-        peer = self._peers.get(peer_id)
-        if peer is None:
+        if peer_id not in self._peers:
             raise OSError(f"unknown peer {peer_id:x}")
         with anyio.fail_after(timeout):
-            try:
-                stream = await self._connect(peer, "call")
-            except _Rejected as e:
-                raise OSError(f"peer {peer_id:x} refused the call: {e}") from None
-            async with stream:
-                await write_frame(stream, FrameType.CALL, _ENC.encode((method, body)))
-                ftype, payload = await read_frame(BufferedByteReceiveStream(stream))
-        if ftype != FrameType.RESULT:
-            raise OSError(f"unexpected answer {ftype!r} from peer {peer_id:x}")
-        ok, result = msgspec.msgpack.decode(payload, type=tuple[bool, bytes])
+            conn = await self._call_conn(peer_id)
+            ok, result = await conn.call(method, body)
         if not ok:
             raise OSError(result.decode(errors="replace"))
         return result
 
+    async def _call_conn(self, peer_id: int) -> _CallConn:
+        """The open call connection to ``peer_id``, dialed (once, for all callers) if needed."""
+        conn = self._call_conns.get(peer_id)
+        if conn is not None and conn.open:
+            return conn
+        lock = self._call_locks.setdefault(peer_id, anyio.Lock())
+        async with lock:
+            conn = self._call_conns.get(peer_id)
+            if conn is not None and conn.open:
+                return conn
+            peer = self._peers.get(peer_id)
+            if peer is None or self._tg is None:
+                raise OSError(f"unknown peer {peer_id:x}")
+            try:
+                stream = await self._connect(peer, "call")
+            except _Rejected as e:
+                raise OSError(f"peer {peer_id:x} refused the call: {e}") from None
+            self.call_dials += 1
+            conn = _CallConn(peer_id, stream)
+            self._call_conns[peer_id] = conn
+            self._tg.start_soon(conn.read_results)
+            return conn
+
+    def _close_call_conn(self, peer_id: int) -> None:
+        conn = self._call_conns.pop(peer_id, None)
+        if conn is not None:
+            conn.close()
+
     async def _serve_calls(self, reader: BufferedByteReceiveStream,
                            stream: anyio.abc.ByteStream) -> None:
-        while True:
-            ftype, payload = await read_frame(reader)
-            if ftype != FrameType.CALL:
-                return
-            method, body = msgspec.msgpack.decode(payload, type=tuple[str, bytes])
+        """Answer CALL frames as they come, each in its own task (one slow call does not
+        hold up the others); RESULT frames carry the call's id and are written one at a time."""
+        write_lock = anyio.Lock()
+
+        async def answer(call_id: int, method: str, body: bytes) -> None:
             try:
-                answer = (True, self.handler.on_call(method, body))
+                result = (call_id, True, await self.handler.on_call(method, body))
             except Exception as e:
-                answer = (False, str(e).encode())
-            await write_frame(stream, FrameType.RESULT, _ENC.encode(answer))
+                result = (call_id, False, str(e).encode())
+            try:
+                async with write_lock:
+                    await write_frame(stream, FrameType.RESULT, _ENC.encode(result))
+            except _CLOSED:
+                pass  # the caller went away; it has given up on this call
+
+        async with anyio.create_task_group() as tg:
+            try:
+                while True:
+                    ftype, payload = await read_frame(reader)
+                    if ftype != FrameType.CALL:
+                        break
+                    call_id, method, body = msgspec.msgpack.decode(
+                        payload, type=tuple[int, str, bytes])
+                    tg.start_soon(answer, call_id, method, body)
+            except _CLOSED:
+                pass  # the caller closed its call connection
+            tg.cancel_scope.cancel()
 
     # -- receiving -----------------------------------------------------------------------------
 
@@ -488,6 +539,75 @@ def _describe(e: BaseException) -> str:
 
 class _Rejected(Exception):
     """The remote end refused our HELLO."""
+
+
+class _CallConn:
+    """One peer's call connection: CALL frames ``(id, method, body)`` are written one at a
+    time by the callers, RESULT frames ``(id, ok, body)`` are read by :meth:`read_results` and
+    handed to the caller waiting for that id, so calls are multiplexed and may finish in any
+    order. When the connection fails every waiting caller gets OSError and the next call dials
+    a new connection."""
+
+    def __init__(self, peer_id: int, stream: anyio.abc.ByteStream) -> None:
+        self.peer_id = peer_id
+        self.stream = stream
+        self.open = True
+        self._next_id = 0
+        self._waiting: dict[int, asyncio.Future[tuple[bool, bytes]]] = {}
+        self._write_lock = anyio.Lock()
+        self._scope = anyio.CancelScope()
+
+    async def call(self, method: str, body: bytes) -> tuple[bool, bytes]:
+        self._next_id += 1
+        call_id = self._next_id
+        fut: asyncio.Future[tuple[bool, bytes]] = asyncio.get_running_loop().create_future()
+        self._waiting[call_id] = fut
+        try:
+            try:
+                async with self._write_lock:
+                    # never cut a frame in half (the caller's timeout): the stream would be
+                    # garbage for every later call; a write that cannot finish closes it
+                    with anyio.CancelScope(shield=True) as scope:
+                        scope.deadline = anyio.current_time() + 2 * CONNECT_TIMEOUT
+                        await write_frame(self.stream, FrameType.CALL,
+                                          _ENC.encode((call_id, method, body)))
+                    if scope.cancelled_caught:
+                        raise OSError("write timed out")
+            except _CLOSED as e:
+                self.close()
+                raise OSError(f"call connection to {self.peer_id:x} failed: {e}") from None
+            return await fut
+        finally:
+            self._waiting.pop(call_id, None)
+
+    async def read_results(self) -> None:
+        reason = "closed"
+        with self._scope:
+            try:
+                reader = BufferedByteReceiveStream(self.stream)
+                while True:
+                    ftype, payload = await read_frame(reader)
+                    if ftype != FrameType.RESULT:
+                        reason = f"unexpected frame {ftype!r}"
+                        break
+                    call_id, ok, result = msgspec.msgpack.decode(
+                        payload, type=tuple[int, bool, bytes])
+                    fut = self._waiting.get(call_id)
+                    if fut is not None and not fut.done():
+                        fut.set_result((ok, result))
+            except Exception as e:
+                reason = _describe(e)
+        self.open = False
+        with anyio.CancelScope(shield=True):
+            await self.stream.aclose()
+        for fut in self._waiting.values():
+            if not fut.done():
+                fut.set_exception(OSError(
+                    f"call connection to {self.peer_id:x} lost: {reason}"))
+
+    def close(self) -> None:
+        self.open = False
+        self._scope.cancel()
 
 
 async def _dial(host: str, port: int, ctx: ssl.SSLContext | None) -> anyio.abc.ByteStream:

@@ -7,6 +7,7 @@ import pytest
 from coord._pb import etcdserverpb as pb
 from coord.errors import (
     InvalidArgumentError,
+    LeaderChangedError,
     LeaseExistsError,
     LeaseNotFoundError,
     NoSpaceError,
@@ -119,19 +120,35 @@ def test_lessor_grant_revoke_invariants() -> None:
     lessor._check()
 
 
+class Authority:
+    """The term the timer may act for (the Raft state in the server); 0: not the leader."""
+
+    def __init__(self) -> None:
+        self.term = 0
+
+    def __call__(self) -> int:
+        return self.term
+
+
 def test_timer_expiry_keepalive_promote() -> None:
-    lessor, clock = Lessor(), Clock()
-    timer = LeaseTimer(lessor, clock)
+    lessor, clock, auth = Lessor(), Clock(), Authority()
+    timer = LeaseTimer(lessor, clock, auth, extend=1.0)
     lessor.grant(1, 5)
-    assert timer.remaining(1) == 5  # follower: no deadlines
+    assert not timer.active
+    with pytest.raises(LeaderChangedError):  # follower: never answers from its timer
+        timer.remaining(1)
+    with pytest.raises(LeaderChangedError):
+        timer.renew(1)
     assert timer.expired() == []
-    timer.promote(extend=1.0)
     timer._check()
+    auth.term = 2  # Raft made this member leader of term 2: the next call promotes
     assert timer.remaining(1) == 6
+    timer._check()
     lessor.grant(2, 3)
     clock.now += 3.5
     assert timer.expired() == [2]
     assert timer.expired() == []  # already being revoked
+    assert timer.is_expired(2)
     assert timer.renew(2) == 0  # expired: keep-alive answers TTL 0
     assert timer.renew(1) == 5
     assert timer.remaining(1) == 5
@@ -141,11 +158,63 @@ def test_timer_expiry_keepalive_promote() -> None:
     timer._check()
     assert timer.remaining(2) == -1
     assert timer.renew(99) == 0
-    timer.demote()
-    timer._check()
+    auth.term = 0  # Raft stepped down (no Ready needed): the timer stops at once
     assert timer.expired() == []
+    assert not timer.is_expired(1)
+    timer._check()
     assert min_lease_ttl(1000) == 2
     assert min_lease_ttl(100) == 1
+
+
+def test_timer_follows_the_raft_term_not_a_cached_flag() -> None:
+    """Issue 12 bug 1: leadership lost and regained in a later term (keep-alives went to
+    another leader meanwhile) must not revive the old term's deadlines."""
+    lessor, clock, auth = Lessor(), Clock(), Authority()
+    timer = LeaseTimer(lessor, clock, auth, extend=1.0)
+    auth.term = 3
+    lessor.grant(1, 5)
+    assert timer.term == 3
+    clock.now += 4.9
+    auth.term = 5  # another leader led term 4 and renewed lease 1 there
+    clock.now += 0.2
+    assert timer.expired() == []  # re-promoted for term 5: now + extend + TTL
+    assert timer.remaining(1) == 6
+    timer._check()
+
+
+def test_timer_promote_uses_checkpoint_and_lists_checkpoints() -> None:
+    """etcd #9888: a new leader starts a lease from its checkpointed remaining TTL."""
+    lessor, clock, auth = Lessor(), Clock(), Authority()
+    timer = LeaseTimer(lessor, clock, auth, extend=1.0)
+    lessor.grant(1, 10)
+    lessor.grant(2, 10)
+    auth.term = 1
+    assert timer.checkpoints() == []  # nothing has run down yet
+    clock.now += 6.5
+    assert timer.renew(2) == 10
+    assert timer.checkpoints() == [(1, 5)]  # only the lease not renewed (4.5 s, rounded up)
+    lessor.checkpoint(1, 5)
+    lessor._check()
+    assert lessor.remaining(1) == 5
+    assert lessor.checkpointed(1)
+    auth.term = 2  # leader change
+    assert timer.remaining(1) == 6  # extend + checkpointed remaining, not extend + TTL
+    assert timer.remaining(2) == 11
+    clock.now += 6.0
+    assert timer.expired() == [1]
+    lessor.checkpoint(1, 0)  # a renew clears the checkpoint
+    assert not lessor.checkpointed(1)
+    assert lessor.remaining(1) == 10
+    lessor.checkpoint(1, 10)  # not below the TTL: no checkpoint
+    assert not lessor.checkpointed(1)
+    restored = Lessor()
+    lessor.checkpoint(1, 3)
+    restored.restore([list(row) for row in lessor.snapshot()])
+    assert restored.remaining(1) == 3
+    assert restored.remaining(2) == 10
+    restored.restore([[7, 5]])  # a snapshot from before checkpoints
+    assert restored.remaining(7) == 5
+    timer._check()
 
 
 def test_lease_ids_unique_positive() -> None:
@@ -220,7 +289,7 @@ def test_snapshot_restore_roundtrip() -> None:
     assert seen == [other.kv]
     assert other.kv.rev == sm.kv.rev
     assert other.applied_index == sm.applied_index
-    assert other.lessor.snapshot() == [(3, 60)]
+    assert other.lessor.snapshot() == [(3, 60, 0)]
     assert other.alarm_list() == [(1, 1)]
     assert other.kv.keys_for_lease(3) == [b"a"]
     assert other.kv.hash() == sm.kv.hash()
@@ -337,3 +406,19 @@ def test_duration_flags_accept_go_syntax() -> None:
             parse_duration(bad)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--experimental-watch-progress-notify-interval", "5 min"])
+
+
+def test_lease_checkpoint_is_applied_and_kept_in_snapshots() -> None:
+    sm = StateMachine()
+    _apply(sm, Kind.LEASE_GRANT, pb.LeaseGrantRequest(id=7, ttl=60))
+    _apply(sm, Kind.LEASE_CHECKPOINT, pb.LeaseCheckpointRequest(checkpoints=[
+        pb.LeaseCheckpoint(id=7, remaining_TTL=12), pb.LeaseCheckpoint(id=99, remaining_TTL=5)]))
+    assert sm.lessor.remaining(7) == 12
+    assert not sm.lessor.exists(99)  # a checkpoint never creates a lease
+    other = StateMachine()
+    other.restore(sm.snapshot())
+    assert other.lessor.remaining(7) == 12
+    _apply(other, Kind.LEASE_CHECKPOINT, pb.LeaseCheckpointRequest(checkpoints=[
+        pb.LeaseCheckpoint(id=7, remaining_TTL=0)]))  # what a renew replicates
+    assert other.lessor.remaining(7) == 60
+    other._check()

@@ -40,6 +40,7 @@ class Recorder:
         self.event = anyio.Event()
         self.refuse_snapshots = False
         self.snapshot_times: list[float] = []
+        self.release = anyio.Event()
 
     def on_messages(self, msgs: list[Message]) -> None:
         self.msgs.extend(msgs)
@@ -61,6 +62,13 @@ class Recorder:
 
     def is_removed(self, member_id: int) -> bool:
         return member_id in self.removed
+
+    async def on_call(self, method: str, body: bytes) -> bytes:
+        if method == "slow":
+            await self.release.wait()
+        elif method == "fail":
+            raise ValueError("etcdserver: not leader")
+        return method.encode() + b":" + body
 
 
 async def until(pred: object, timeout: float = 5.0) -> None:
@@ -177,3 +185,53 @@ async def test_reconnects_after_peer_restart() -> None:
             a.send([Message(MessageType.HEARTBEAT, to=2, from_=1, index=99)])  # into the void
         tg.cancel_scope.cancel()
     assert 2 in ra.unreachable
+
+
+async def test_calls_share_one_kept_connection_and_are_multiplexed() -> None:
+    """Forwarded calls reuse one connection per peer; a slow call holds up no other."""
+    async with pair() as (a, _b, _ra, rb):
+        slow_result: list[bytes] = []
+        async with anyio.create_task_group() as tg:
+            async def slow() -> None:
+                slow_result.append(await a.call(2, "slow", b"s", timeout=5))
+
+            tg.start_soon(slow)
+            results: list[bytes] = []
+
+            async def echo(i: int) -> None:
+                results.append(await a.call(2, "echo", str(i).encode(), timeout=5))
+
+            async with anyio.create_task_group() as fast:
+                for i in range(20):
+                    fast.start_soon(echo, i)
+            assert sorted(results) == sorted(f"echo:{i}".encode() for i in range(20))
+            assert slow_result == []  # still waiting, and it did not block the others
+            rb.release.set()
+        assert slow_result == [b"slow:s"]
+        with pytest.raises(OSError, match="not leader"):
+            await a.call(2, "fail", b"")
+        assert await a.call(2, "echo", b"again") == b"echo:again"
+        assert a.call_dials == 1
+
+
+async def test_call_times_out_and_redials_after_peer_restart() -> None:
+    pa, pb = free_port(), free_port()
+    ra = Recorder()
+    a = PeerTransport(1, 100, [f"http://127.0.0.1:{pa}"], ra)
+    a.set_peers({2: [f"http://127.0.0.1:{pb}"]})
+    async with anyio.create_task_group() as tg:
+        await tg.start(a.run)
+        for round_ in range(2):  # B goes away and comes back: the next call dials again
+            rb = Recorder()
+            b = PeerTransport(2, 100, [f"http://127.0.0.1:{pb}"], rb)
+            b.set_peers({1: [f"http://127.0.0.1:{pa}"]})
+            async with anyio.create_task_group() as btg:
+                await btg.start(b.run)
+                assert await a.call(2, "echo", b"x", timeout=5) == b"echo:x"
+                with pytest.raises(TimeoutError):
+                    await a.call(2, "slow", b"", timeout=0.2)
+                btg.cancel_scope.cancel()
+            assert a.call_dials == round_ + 1
+        with pytest.raises((OSError, TimeoutError)):
+            await a.call(2, "echo", b"x", timeout=2)  # B is gone
+        tg.cancel_scope.cancel()
