@@ -869,9 +869,12 @@ class RaftNode:
         finally:
             self._pending.pop(seq, None)
 
-    async def propose(self, command: bytes) -> bytes:
-        """Replicate ``command``; return this member's apply result (raise its CoordError)."""
-        result = await self._propose(TAG_COMMAND, command)
+    async def propose(self, command: bytes, leader_term: int = 0) -> bytes:
+        """Replicate ``command``; return this member's apply result (raise its CoordError).
+
+        With ``leader_term``, only while this member leads that term (see
+        :meth:`propose_as_leader`)."""
+        result = await self._propose(TAG_COMMAND, command, leader_term=leader_term)
         if isinstance(result, CoordError):
             raise result
         assert isinstance(result, bytes)
@@ -974,11 +977,7 @@ class RaftNode:
         """Like :meth:`propose`, but only while this member leads ``term`` now: checked right
         before the entry is appended to this member's own log, so the proposal is never
         forwarded to another leader (NotLeaderError instead)."""
-        result = await self._propose(TAG_COMMAND, command, leader_term=term)
-        if isinstance(result, CoordError):
-            raise result
-        assert isinstance(result, bytes)
-        return result
+        return await self.propose(command, leader_term=term)
 
     def leader_id(self) -> int:
         """The leader's member ID (0 when unknown)."""
