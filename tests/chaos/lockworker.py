@@ -51,9 +51,12 @@ def main(endpoints: str, name: str, register: str, holds: str, ttl: str, seconds
             lease = lock.impl.session._lease  # type: ignore[union-attr]
             end = start
             writes = rejected = 0
-            for _ in range(rng.randint(1, 6)):
+            # short holds give many grants; long ones (beyond the TTL) give a stalled or
+            # stale leader the time to let the lease lapse under a holder that still believes
+            hold = rng.uniform(0.05, 0.5) if rng.random() < 0.5 else rng.uniform(1, 2.5 * int(ttl))
+            while True:
                 now = time.monotonic()
-                if not (lock.held and now < lease.deadline):
+                if now > start + hold or not (lock.held and now < lease.deadline):
                     break
                 end = now
                 n += 1
@@ -61,7 +64,7 @@ def main(endpoints: str, name: str, register: str, holds: str, ttl: str, seconds
                     writes += 1
                 else:
                     rejected += 1
-                time.sleep(rng.uniform(0.02, 0.25))
+                time.sleep(rng.uniform(0.05, 0.25))
             with open(holds, "a") as f:
                 f.write(json.dumps({"pid": os.getpid(), "token": token, "start": start,
                                     "end": end, "writes": writes, "rejected": rejected}) + "\n")

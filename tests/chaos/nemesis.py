@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -263,11 +264,13 @@ class Membership(Nemesis):
 
     name = "membership"
 
-    def __init__(self, *a: object, step_timeout: float = 40.0, **kw: object) -> None:
+    def __init__(self, *a: object, step_timeout: float = 20.0, **kw: object) -> None:
         super().__init__(*a, **kw)  # type: ignore[arg-type]
         self.step_timeout = step_timeout
         self.pending: Member | None = None  # a member removed and not yet back as a voter
         self.learner_id = 0
+        #: when set by the run: an event that pauses client load during the replacement
+        self.quiet: threading.Event | None = None
 
     def _some_endpoint(self, exclude: Member | None = None) -> str:
         lead = self.c.leader([m for m in self.c.running() if m is not exclude])
@@ -289,6 +292,15 @@ class Membership(Nemesis):
         return False
 
     def inject(self, target: str) -> str:
+        if self.quiet is not None:
+            self.quiet.set()
+        try:
+            return self._replace()
+        finally:
+            if self.quiet is not None:
+                self.quiet.clear()
+
+    def _replace(self) -> str:
         m = self.resolve("follower")
         if m is None or m.proc is None or self.pending is not None:
             return self._record("skip", "no follower to replace")

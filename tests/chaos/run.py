@@ -69,6 +69,9 @@ class ChaosConfig:
     lock_workers: int = 3
     ttl: int = 3
     snapshot_count: int = 10000
+    #: pause the register load while a member is replaced (no new snapshot then: the
+    #: learner must catch up from the snapshot the leader already has)
+    quiet_membership: bool = False
 
     def __str__(self) -> str:
         work = [w for w in ("register", "watch", "leases", "locks") if getattr(self, w)]
@@ -187,8 +190,10 @@ def run_chaos(base: Path, cfg: ChaosConfig, out: Any = print) -> Report:
         rng = random.Random(cfg.seed ^ 0x5EED)
         nemeses: dict[str, Nemesis] = {k: make(k, c, rng, report.events, findings, t0)
                                        for k in dict.fromkeys(s.kind for s in steps)}
+        if cfg.quiet_membership and register is not None and "membership" in nemeses:
+            nemeses["membership"].quiet = register.paused  # type: ignore[attr-defined]
         stop = threading.Event()
-        sched = Scheduler(c, nemeses, steps, stop)
+        sched = Scheduler(c, nemeses, steps, stop, cfg.seconds)
         try:
             sched.run(t0)
             left = t0 + cfg.seconds - time.monotonic()

@@ -46,6 +46,9 @@ HOLD = {
     "membership": (0.0, 0.0),
 }
 
+#: seconds a kind takes beyond its hold (a membership replacement runs several steps)
+COST = {"membership": 10.0, "kill": 1.0}
+
 
 def plan(seed: int, seconds: float, kinds: Sequence[str], warmup: float = 2.0) -> list[Step]:
     """A schedule of faults drawn from ``kinds`` filling ``seconds`` (see module docstring)."""
@@ -60,7 +63,7 @@ def plan(seed: int, seconds: float, kinds: Sequence[str], warmup: float = 2.0) -
             break
         target = "leader" if rng.random() < 0.6 else "follower"
         steps.append(Step(round(t, 2), kind, target, hold))
-        t += hold + rng.uniform(1.0, 3.0)
+        t += hold + COST.get(kind, 0.0) + rng.uniform(1.0, 3.0)
     return steps
 
 
@@ -68,8 +71,9 @@ class Scheduler:
     """Runs a plan (see the module docstring); ``nemeses`` by kind."""
 
     def __init__(self, cluster: object, nemeses: dict[str, Nemesis], steps: list[Step],
-                 stop: threading.Event) -> None:
+                 stop: threading.Event, seconds: float) -> None:
         self.c = cluster
+        self.seconds = seconds
         self.nemeses = nemeses
         self.steps = steps
         self.stop = stop
@@ -77,6 +81,10 @@ class Scheduler:
     def run(self, t0: float) -> None:
         try:
             for step in self.steps:
+                if time.monotonic() > t0 + self.seconds:
+                    n = self.nemeses[step.kind]
+                    n.findings.items.append(f"schedule overran: skipped {step} and later")
+                    return
                 delay = t0 + step.at - time.monotonic()
                 if delay > 0 and self.stop.wait(delay):
                     return

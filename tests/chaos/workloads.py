@@ -56,6 +56,8 @@ class RegisterWorkload:
         self.keys = [f"{prefix}reg/{i}" for i in range(keys)]
         self.timeout = timeout
         self.stop = threading.Event()
+        #: set by a nemesis that wants the cluster idle for a while
+        self.paused = threading.Event()
         self.threads = [threading.Thread(target=self._run, args=(w,), daemon=True,
                                          name=f"register-{w}") for w in range(workers)]
 
@@ -75,6 +77,9 @@ class RegisterWorkload:
         n = 0
         with Client(eps, timeout=self.timeout) as client:
             while not self.stop.is_set():
+                if self.paused.is_set():
+                    time.sleep(0.05)
+                    continue
                 key = rng.choice(self.keys)
                 r = rng.random()
                 n += 1
