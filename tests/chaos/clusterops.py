@@ -66,7 +66,7 @@ def wipe(c: Cluster, m: Member) -> None:
 
 def initial_cluster(members: list[pb.Member], new_id: int, new_name: str) -> str:
     """ETCD_INITIAL_CLUSTER for a member just added (as etcdctl member add prints it)."""
-    parts = []
+    parts: list[str] = []
     for m in members:
         name = new_name if m.id == new_id else m.name
         if not name:

@@ -34,13 +34,12 @@ class FencedRegister:
             try:
                 f.seek(0)
                 text = f.read()
-                state = json.loads(text) if text else {"token": 0, "value": None}
-                ok = token >= state["token"]
+                highest = int(json.loads(text)["token"]) if text else 0
+                ok = token >= highest
                 if ok:
-                    state = {"token": token, "value": value}
                     f.seek(0)
                     f.truncate()
-                    f.write(json.dumps(state))
+                    f.write(json.dumps({"token": token, "value": value}))
                     f.flush()
                 with open(self.log, "a") as lg:
                     lg.write(json.dumps({"t": time.monotonic(), "pid": os.getpid(),

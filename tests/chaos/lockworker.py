@@ -48,7 +48,8 @@ def main(endpoints: str, name: str, register: str, holds: str, ttl: str, seconds
                 continue
             start = time.monotonic()
             token = lock.fencing_token
-            lease = lock.impl.session._lease  # type: ignore[union-attr]
+            assert lock.impl.session is not None
+            lease = lock.impl.session._lease
             end = start
             writes = rejected = 0
             # short holds give many grants; long ones (beyond the TTL) give a stalled or

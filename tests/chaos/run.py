@@ -158,6 +158,7 @@ def _reference(endpoints: list[str], until: int) -> tuple[list[WatchSegment], in
 
 def run_chaos(base: Path, cfg: ChaosConfig, out: Any = print) -> Report:
     """Run one chaos run in ``base`` (see the module docstring)."""
+    base.mkdir(parents=True, exist_ok=True)
     steps = plan(cfg.seed, cfg.seconds, cfg.nemeses)
     report = Report(cfg, steps)
     out(report.schedule_text())
