@@ -34,7 +34,8 @@ def main(endpoints: str, name: str, register: str, holds: str, ttl: str, seconds
     reg = FencedRegister(Path(register))
     stop_at = time.monotonic() + float(seconds)
     eps = endpoints.split(",")
-    rng.shuffle(eps)
+    first = int(seed) % len(eps)  # workers start on different members (see workloads.py)
+    eps = eps[first:] + eps[:first]
     n = 0
     with Client(eps, timeout=5) as client:
         while time.monotonic() < stop_at:
@@ -54,7 +55,7 @@ def main(endpoints: str, name: str, register: str, holds: str, ttl: str, seconds
             writes = rejected = 0
             # short holds give many grants; long ones (beyond the TTL) give a stalled or
             # stale leader the time to let the lease lapse under a holder that still believes
-            hold = rng.uniform(0.05, 0.5) if rng.random() < 0.5 else rng.uniform(1, 2.5 * int(ttl))
+            hold = rng.uniform(0.05, 0.5) if rng.random() < 0.5 else rng.uniform(1, 4 * int(ttl))
             while True:
                 now = time.monotonic()
                 if now > start + hold or not (lock.held and now < lease.deadline):

@@ -93,6 +93,7 @@ class Report:
     leases: LeaseResult | None = None
     watches: list[WatchResult] = field(default_factory=list)
     elapsed: float = 0.0
+    t0: float = 0.0  # time.monotonic() at the start of the schedule
 
     @property
     def checks(self) -> list[Any]:
@@ -127,7 +128,8 @@ class Report:
                           *(f"  {s}" for s in self.steps)])
 
     def event_log(self) -> str:
-        return "\n".join(["fault log (seconds since start):", *(f"  {e}" for e in self.events)])
+        return "\n".join([f"fault log (seconds since start = monotonic {self.t0:.3f}):",
+                          *(f"  {e}" for e in self.events)])
 
 
 def _reference(endpoints: list[str], until: int) -> tuple[list[WatchSegment], int]:
@@ -187,7 +189,7 @@ def run_chaos(base: Path, cfg: ChaosConfig, out: Any = print) -> Report:
             lock_procs = start_lock_workers(eps, PREFIX + "lock", reg_path, holds,
                                             cfg.lock_workers, cfg.ttl, cfg.seconds, cfg.seed,
                                             base)
-        t0 = time.monotonic()
+        t0 = report.t0 = time.monotonic()
         rng = random.Random(cfg.seed ^ 0x5EED)
         nemeses: dict[str, Nemesis] = {k: make(k, c, rng, report.events, findings, t0)
                                        for k in dict.fromkeys(s.kind for s in steps)}

@@ -330,8 +330,9 @@ def start_lock_workers(endpoints: list[str], name: str, register: Path, holds: P
     """Start ``n`` lock worker processes (see :mod:`.lockworker`)."""
     procs = []
     for i in range(n):
+        # seed % len(endpoints) == i % len(endpoints): worker i starts on member i
         argv = [sys.executable, str(LOCKWORKER), ",".join(endpoints), name, str(register),
-                str(holds), str(ttl), str(seconds), str(seed * 100 + i)]
+                str(holds), str(ttl), str(seconds), str(seed * 300 + i)]
         procs.append(Proc(argv, tmp / f"lockworker{i}.log", cwd=tmp))
     return procs
 
