@@ -128,9 +128,9 @@ def check_key(key: str, ops: list[Op], max_steps: int = 2_000_000) -> KeyResult:
     ops = _relevant(ops)
     events: list[tuple[float, int, int, bool]] = []
     for i, op in enumerate(ops):
+        # at equal times calls sort before returns (Porcupine's choice): the ops count as
+        # concurrent, which is the more permissive reading of a tie
         events.append((op.invoke, 0, i, True))
-        # returns sort before calls at equal times? No: a return at t and a call at t are
-        # concurrent only if the call came first; put calls first (more permissive).
         events.append((op.ret, 1, i, False))
     events.sort()
     head = _Entry(None, -1, False, -math.inf)
