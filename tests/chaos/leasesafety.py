@@ -1,0 +1,81 @@
+"""Lease safety: no key is deleted while its lease's keep-alives were being confirmed.
+
+Theory of operation
+-------------------
+A keep-alive sent at ``t`` that returned TTL ``T > 0`` promises the lease lives until at least
+``t + T`` (the leader refreshed it after ``t``). Inputs: the probes' leases (lease ID, key,
+grant send time and TTL), their keep-alives (send time, answer time, TTL) and the earliest
+time any watcher observed each key's deletion. Violations:
+
+* *early deletion*: a key's deletion was observed at ``d < t + T - slack`` for some confirmed
+  keep-alive (or for the grant itself: ``d < grant_sent + granted_ttl - slack``);
+* *alive after revoke*: a keep-alive sent after the deletion was observed returned ``T > 0``;
+* *live lease reported lost*: a keep-alive sent at ``t`` returned TTL 0 although an earlier
+  confirmation promised the lease until later than ``t + slack``.
+
+Observation times are later than the real deletion, so the first check can only miss
+violations, never invent them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .workloads import KeepAlive, LeaseRecord
+
+__all__ = ["LeaseResult", "check_leases"]
+
+SLACK = 0.25
+
+
+@dataclass
+class LeaseResult:
+    leases: int = 0
+    keepalives: int = 0
+    deletions: int = 0
+    violations: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def __str__(self) -> str:
+        head = (f"lease safety: {self.leases} leases, {self.keepalives} keep-alives, "
+                f"{self.deletions} deletions observed, {len(self.violations)} violations")
+        return "\n".join([head, *(f"  {v}" for v in self.violations[:20])])
+
+
+def check_leases(leases: Sequence[LeaseRecord], keepalives: Sequence[KeepAlive],
+                 deleted_at: dict[str, float], slack: float = SLACK) -> LeaseResult:
+    res = LeaseResult(len(leases), len(keepalives))
+    by_lease: dict[int, list[KeepAlive]] = {}
+    for ka in keepalives:
+        by_lease.setdefault(ka.lease, []).append(ka)
+    for rec in leases:
+        kas = sorted(by_lease.get(rec.lease, []), key=lambda k: k.sent)
+        # promised: the lease lives until at least this time
+        promised = rec.grant_sent + rec.granted_ttl
+        for ka in kas:
+            if ka.ttl == 0 and ka.sent + slack < promised:
+                res.violations.append(
+                    f"live lease reported lost: lease {rec.lease:x} keep-alive sent at "
+                    f"{ka.sent:.3f} returned TTL 0, but it was confirmed alive until "
+                    f"{promised:.3f}")
+            if ka.ttl > 0:
+                promised = max(promised, ka.sent + ka.ttl)
+        d = deleted_at.get(rec.key)
+        if d is None:
+            continue
+        res.deletions += 1
+        if d + slack < promised:
+            res.violations.append(
+                f"early deletion: {rec.key} (lease {rec.lease:x}) deleted, observed at "
+                f"{d:.3f}, while confirmed alive until {promised:.3f} "
+                f"({promised - d:.3f}s early)")
+        for ka in kas:
+            if ka.ttl > 0 and ka.sent > d + slack:
+                res.violations.append(
+                    f"alive after revoke: lease {rec.lease:x} keep-alive sent at {ka.sent:.3f} "
+                    f"returned TTL {ka.ttl} after {rec.key}'s deletion was observed at {d:.3f}")
+    return res
