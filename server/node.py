@@ -49,7 +49,11 @@ again with its bootstrap flags refuses ("member ... has already been bootstrappe
 already lists it with published client URLs.  A member that is the only voter
 campaigns immediately.  A member joining an existing cluster learns the cluster and its own ID
 from a peer (:func:`discover_sync`) and starts with an empty log that the leader fills.  A
-restart recovers from the data directory and ignores the ``--initial-*`` flags.
+restart recovers from the data directory and ignores the ``--initial-*`` flags.  The data
+directory is locked before anything in it is read or created, and the member directory is
+created atomically (:mod:`coord.server.storage.fileutil`, :meth:`DurableStorage.create`).
+Failpoints (:mod:`coord.server.failpoints`) mark the persistence and apply boundaries of the
+ready loop; disarmed they cost one dict test.
 
 A member that applies its own removal stops (after a short grace so the commit reaches the
 others): it calls ``on_removed`` (default: SIGTERM to its own process, which shuts the
