@@ -62,23 +62,32 @@ def test_torn_wal_tail_recovers(tmp_path: Path) -> None:
         proc2.stop()
 
 
-def test_corrupted_wal_record_refuses_to_start(tmp_path: Path) -> None:
-    pp = free_port()
-    proc = single(tmp_path, pp)
-    for i in range(30):
-        put(proc.endpoint, f"/bad/{i}", "x" * 50)
-    proc.stop()
-    seg = wal_segment(proc)
-    data = bytearray(seg.read_bytes())
-    data[len(data) // 2] ^= 0x40
-    seg.write_bytes(bytes(data))
-    out = subprocess.run(
+def _refused_start(proc: CoordProc, pp: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "coord.server", "--name", "solo", "--data-dir",
          str(proc.data_dir), "--listen-client-urls", f"http://127.0.0.1:{free_port()}",
          "--advertise-client-urls", "http://127.0.0.1:1",
          "--listen-peer-urls", f"http://127.0.0.1:{pp}",
          "--initial-advertise-peer-urls", f"http://127.0.0.1:{pp}"],
         capture_output=True, text=True, timeout=30, check=False)
+
+
+def _written_then_stopped(tmp_path: Path) -> tuple[CoordProc, int, Path]:
+    """A stopped single member that wrote 30 keys: (its process, peer port, WAL segment)."""
+    pp = free_port()
+    proc = single(tmp_path, pp)
+    for i in range(30):
+        put(proc.endpoint, f"/wal/{i}", "x" * 50)
+    proc.stop()
+    return proc, pp, wal_segment(proc)
+
+
+def test_corrupted_wal_record_refuses_to_start(tmp_path: Path) -> None:
+    proc, pp, seg = _written_then_stopped(tmp_path)
+    data = bytearray(seg.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    seg.write_bytes(bytes(data))
+    out = _refused_start(proc, pp)
     assert out.returncode != 0
     assert str(seg) in out.stderr
     assert "offset" in out.stderr
@@ -123,26 +132,11 @@ def test_kill9_all_members_under_load(tmp_path: Path) -> None:
         c.stop()
 
 
-def _refused_start(proc: CoordProc, pp: int) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "coord.server", "--name", "solo", "--data-dir",
-         str(proc.data_dir), "--listen-client-urls", f"http://127.0.0.1:{free_port()}",
-         "--advertise-client-urls", "http://127.0.0.1:1",
-         "--listen-peer-urls", f"http://127.0.0.1:{pp}",
-         "--initial-advertise-peer-urls", f"http://127.0.0.1:{pp}"],
-        capture_output=True, text=True, timeout=30, check=False)
-
-
 def test_flipped_wal_length_bit_refuses_to_start(tmp_path: Path) -> None:
     """Bug 5: a length field pointing past the end of the last segment is not a torn tail."""
-    pp = free_port()
-    proc = single(tmp_path, pp)
-    for i in range(30):
-        put(proc.endpoint, f"/len/{i}", "x" * 50)
-    proc.stop()
-    seg = wal_segment(proc)
+    proc, pp, seg = _written_then_stopped(tmp_path)
     data = bytearray(seg.read_bytes())
-    off = len(getattr(walmod, "SEGMENT_MAGIC", b""))
+    off = len(walmod.SEGMENT_MAGIC)
     offsets = []
     while off < len(data):
         offsets.append(off)
