@@ -18,7 +18,11 @@ point the request came with (the forwarding follower's applied index, and its ow
 etcd's waitAppliedIndex, #6978 / #13690), so a lease the client saw granted is never reported
 unknown. If the lease carries a checkpoint, the renew replicates its clearing before it
 answers (etcd's Renew clears remainingTTL), so a later leader does not start it from the old
-remaining TTL. A TTL > 0 therefore means the lease is alive on the current leader.
+remaining TTL. A TTL > 0 therefore means the lease is alive on the current leader. A lease
+whose deadline passed but whose revoke is not applied yet gets TTL 0 only once the revoke is
+applied; if this member stops leading first, the renew fails and the client retries elsewhere
+(etcd's Renew waits the same way), so a leader paused past a deadline never reports lost a
+lease that the next leader extended.
 
 A keep-alive stream opened with ``hasleader: true`` (as clientv3 always does) ends with
 ``etcdserver: no leader`` once this member loses its leader, as etcd cancels such streams
@@ -54,6 +58,8 @@ LEADER_CHECK_INTERVAL = 1.0
 APPLY_WAIT = 1.0
 #: A renew waits at least this long for a quorum to confirm leadership.
 MIN_CONFIRM_WAIT = 0.5
+#: How often a renew of an expired lease looks whether its revoke was applied.
+REVOKE_POLL = 0.05
 
 
 class LeaseService:
@@ -163,11 +169,28 @@ class LeaseService:
             raise LeaderChangedError()
         await self._wait_applied(read_index)
         ttl = self.timer.renew(lease_id)  # raises if the term changed meanwhile
+        if not ttl and self.ctx.sm.lessor.exists(lease_id):
+            await self._wait_revoked(lease_id, term)
+            return 0
         if ttl and self.ctx.sm.lessor.checkpointed(lease_id):
             clear = pb.LeaseCheckpointRequest(
                 checkpoints=[pb.LeaseCheckpoint(id=lease_id, remaining_TTL=0)])
             await node.propose_as_leader(encode(Kind.LEASE_CHECKPOINT, bytes(clear)), term)
         return ttl
+
+    async def _wait_revoked(self, lease_id: int, term: int) -> None:
+        """An expired lease not revoked yet: wait until its revoke is applied, or raise
+        LeaderChangedError once this member stops deciding expiry for ``term`` (or after the
+        confirm timeout). As etcd's Lessor.Renew (it waits on the lease's revokec or on
+        demotion): a leader that was paused past the deadline must not report a lease lost
+        that the next leader extends. A rare path, so it polls the lessor."""
+        with anyio.move_on_after(self.confirm_timeout):
+            while self.ctx.sm.lessor.exists(lease_id):
+                if self.timer.term != term:
+                    raise LeaderChangedError()
+                await anyio.sleep(REVOKE_POLL)
+            return
+        raise LeaderChangedError()
 
     async def remaining_here(self, lease_id: int, read_index: int) -> int:
         """The leader's side of TimeToLive: remaining seconds once ``read_index`` is applied."""

@@ -422,3 +422,55 @@ def test_lease_checkpoint_is_applied_and_kept_in_snapshots() -> None:
         pb.LeaseCheckpoint(id=7, remaining_TTL=0)]))  # what a renew replicates
     assert other.lessor.remaining(7) == 60
     other._check()
+
+
+def test_expired_unrevoked_lease_is_not_reported_lost() -> None:
+    """Chaos seed 2004: a leader paused between confirming its leadership and renewing found
+    the lease's deadline passed on resume and answered TTL 0, although the new leader had
+    extended the lease. As etcd's Lessor.Renew, a renew of an expired lease waits for its
+    revoke to apply (then TTL 0) or for this member to stop deciding expiry (then
+    LeaderChangedError, so the client retries elsewhere): it never reports it lost early."""
+    import anyio
+
+    from coord.server.api.common import ApiContext
+    from coord.server.api.lease import LeaseService
+    from coord.server.nodeapi import MemberInfo
+    from coord.server.solo import SoloNode
+
+    async def main() -> None:
+        sm = StateMachine()
+        node = SoloNode(sm, MemberInfo(id=1, name="n"), 2)
+        await node.start()
+        clock, auth = Clock(), Authority()
+        auth.term = node.leader_term()
+        timer = LeaseTimer(sm.lessor, clock, auth, extend=0.0)
+        service = LeaseService(ApiContext(Config(), node, sm), timer)
+        for lease_id in (7, 8):
+            await node.propose(encode(Kind.LEASE_GRANT, bytes(pb.LeaseGrantRequest(id=lease_id,
+                                                                                   ttl=5))))
+        assert await service.renew_here(7, 0) == 5
+        clock.now += 6  # both expired here, neither revoked yet
+        results: dict[int, object] = {}
+
+        async def renew(lease_id: int) -> None:
+            try:
+                results[lease_id] = await service.renew_here(lease_id, 0)
+            except LeaderChangedError as e:
+                results[lease_id] = e
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(renew, 7)
+            await anyio.sleep(0.2)
+            assert 7 not in results  # neither "lost" nor renewed: it waits
+            await node.propose(encode(Kind.LEASE_REVOKE, bytes(pb.LeaseRevokeRequest(id=7))))
+        assert results[7] == 0  # revoked: now it is gone
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(renew, 8)
+            await anyio.sleep(0.2)
+            assert 8 not in results
+            auth.term = 0  # another member leads now; it may still extend the lease
+        assert isinstance(results[8], LeaderChangedError)
+        assert sm.lessor.exists(8)
+
+    anyio.run(main)
