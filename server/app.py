@@ -100,7 +100,6 @@ class CoordServer:
         self.ctx = ApiContext(config, self.node, self.sm)
         self.timer = LeaseTimer(self.sm.lessor, time.monotonic, self.node.leader_term,
                                 config.election_timeout / 1000.0)
-        self.node.add_leader_listener(self._leadership)
         self.services: list[Any] = [
             KVService(self.ctx), self._lease_service(),
             MaintenanceService(self.ctx), ClusterService(self.ctx), AuthService(self.ctx),
@@ -120,13 +119,6 @@ class CoordServer:
         if isinstance(self.node, RaftNode):
             return ForwardingLeaseService(self.ctx, self.timer, self.node)
         return LeaseService(self.ctx, self.timer)
-
-    def _leadership(self, leader: bool) -> None:
-        # the lease timer follows the Raft state itself (LeaseTimer's authority); this logs
-        if leader:
-            log.info("became leader (member %x, term %d)", self.node.member_id, self.node.term())
-        else:
-            log.info("lost leadership (member %x)", self.node.member_id)
 
     async def start(self) -> None:
         """Start the node, wait until this member is published, then bind every client URL."""

@@ -254,7 +254,6 @@ class RaftNode:
         self.snapshot_count = max(1, config.snapshot_count)
         self.catch_up_entries = min(5000, self.snapshot_count)
         self.membership = Membership()
-        self._listeners: list[Callable[[bool], None]] = []
         self._calls: dict[str, Callable[[bytes], bytes | Awaitable[bytes]]] = {}
         self._pending: dict[int, _Pending] = {}
         self._seq = random.getrandbits(62)
@@ -808,15 +807,6 @@ class RaftNode:
         self._is_leader = leader
         log.info("member %x %s leadership (term %d)", self.member_id,
                  "acquired" if leader else "lost", self.rawnode.term)
-        for cb in self._listeners:
-            try:
-                cb(leader)
-            except Exception:
-                log.exception("leader listener failed")
-
-    def add_leader_listener(self, cb: Callable[[bool], None]) -> None:
-        """Call ``cb(True)`` when this member becomes leader, ``cb(False)`` when it stops."""
-        self._listeners.append(cb)
 
     def _maybe_campaign(self) -> None:
         if self._conf_state.voters == [self.member_id] and not self._is_leader \

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -115,10 +115,6 @@ class Node(Protocol):
 
     async def transfer_leader(self, target_id: int) -> None:
         """Hand leadership to ``target_id`` (MoveLeader)."""
-        ...
-
-    def add_leader_listener(self, cb: Callable[[bool], None]) -> None:
-        """Call ``cb(True)`` when this member becomes leader, ``cb(False)`` when it stops."""
         ...
 
     async def start(self) -> None:

@@ -9,7 +9,7 @@ the :class:`coord.server.nodeapi.Node` protocol so the API layer cannot tell it 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from coord.errors import (
     CoordError,
@@ -36,7 +36,6 @@ class SoloNode:
         self._member = member
         self._running = False
         self._term = 0
-        self._listeners: list[Callable[[bool], None]] = []
 
     async def propose(self, command: bytes) -> bytes:
         """Apply ``command`` now; raise the CoordError it produced."""
@@ -124,20 +123,12 @@ class SoloNode:
         if target_id != self.member_id:
             raise MemberNotFoundError()
 
-    def add_leader_listener(self, cb: Callable[[bool], None]) -> None:
-        """``cb(True)`` at start, ``cb(False)`` at stop."""
-        self._listeners.append(cb)
-
     async def start(self) -> None:
         """Become leader of term 1."""
         self._running = True
         self._term = 1
-        for cb in self._listeners:
-            cb(True)
 
     async def stop(self) -> None:
         """Stop; later proposals fail with ServerStoppedError."""
         if self._running:
             self._running = False
-            for cb in self._listeners:
-                cb(False)
