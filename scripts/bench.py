@@ -26,7 +26,7 @@ DOC = str(ROOT / "docs" / "performance.md")
 RUNS = {
     "raft": ["bench_raft.py"],
     "kv": ["bench_kv.py"],
-    "cluster": ["bench_cluster.py", "--write-doc"],
+    "cluster": ["bench_cluster.py", "--load", "grpcio", "--write-doc"],
     "client": ["bench_client.py", "--write-docs", DOC],
     "recipes": ["bench_recipes.py", "--write", DOC],
 }

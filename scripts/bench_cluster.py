@@ -118,20 +118,20 @@ async def unary(ch: Channel, path: str, body: bytes) -> bytes:
 
 
 def _worker(endpoints: list[str], op: str, clients: int, offset: int, seconds: float,
-            start_at: float) -> tuple[list[float], int, float]:
+            start_at: float, load: str) -> tuple[list[float], int, float]:
     """One load-generator process: latencies, errors, elapsed."""
-    return asyncio.run(_load(endpoints, op, clients, offset, seconds, start_at))
+    return asyncio.run(_load(endpoints, op, clients, offset, seconds, start_at, load))
 
 
 def run_point(endpoints: list[str], op: str, clients: int, seconds: float,
-              procs: int) -> tuple[float, float, int]:
+              procs: int, load: str = "grpclib") -> tuple[float, float, int]:
     """(requests/s, p99 latency ms, errors) with the clients split over ``procs`` processes."""
     import concurrent.futures
 
     start_at = time.time() + 1.5  # all processes start together
     per = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
     with concurrent.futures.ProcessPoolExecutor(procs) as ex:
-        futs = [ex.submit(_worker, endpoints, op, n, sum(per[:i]), seconds, start_at)
+        futs = [ex.submit(_worker, endpoints, op, n, sum(per[:i]), seconds, start_at, load)
                 for i, n in enumerate(per) if n]
         parts = [f.result() for f in futs]
     lat = sorted(x for p in parts for x in p[0])
@@ -140,10 +140,38 @@ def run_point(endpoints: list[str], op: str, clients: int, seconds: float,
     return len(lat) / elapsed, p99, sum(p[1] for p in parts)
 
 
+def _callers(endpoints: list[str], load: str) -> tuple[list[Any], Any]:
+    """Per endpoint ``call(path, body) -> bytes``, and a function closing them all.
+
+    ``grpcio`` (bench-only dependency) does its HTTP/2 in C, so the load generator costs little
+    CPU of its own; ``grpclib`` is pure Python, like the servers' side of coord."""
+    if load == "grpcio":
+        import grpc  # type: ignore[import-not-found]
+
+        gchans = [grpc.aio.insecure_channel(ep) for ep in endpoints]
+
+        def gcaller(ch: Any) -> Any:
+            stubs = {path: ch.unary_unary(path) for path in (PUT, RANGE)}
+            return lambda path, body: stubs[path](body)
+
+        async def gclose() -> None:
+            for ch in gchans:
+                await ch.close()
+
+        return [gcaller(ch) for ch in gchans], gclose
+    chans = [Channel(ep.split(":")[0], int(ep.split(":")[1]), codec=RawCodec())
+             for ep in endpoints]
+
+    async def close() -> None:
+        for ch in chans:
+            ch.close()
+
+    return [lambda path, body, ch=ch: unary(ch, path, body) for ch in chans], close
+
+
 async def _load(endpoints: list[str], op: str, clients: int, offset: int, seconds: float,
-                start_at: float) -> tuple[list[float], int, float]:
-    channels = [Channel(ep.split(":")[0], int(ep.split(":")[1]), codec=RawCodec())
-                for ep in endpoints]
+                start_at: float, load: str) -> tuple[list[float], int, float]:
+    channels, close = _callers(endpoints, load)
     keys = [f"/bench/key-{i:06d}".encode() for i in range(1000)]
     value = b"v" * 100
     puts = [bytes(pb.PutRequest(key=k, value=value)) for k in keys]
@@ -162,9 +190,9 @@ async def _load(endpoints: list[str], op: str, clients: int, offset: int, second
             t0 = time.perf_counter()
             try:
                 if op == "put":
-                    await unary(ch, PUT, puts[n % 1000])
+                    await ch(PUT, puts[n % 1000])
                 else:
-                    await unary(ch, RANGE, ranges[n % 1000])
+                    await ch(RANGE, ranges[n % 1000])
             except Exception:
                 errors += 1
                 continue
@@ -172,14 +200,13 @@ async def _load(endpoints: list[str], op: str, clients: int, offset: int, second
 
     # warm-up (connections, first keys)
     for ch in channels:
-        await unary(ch, PUT, puts[0])
+        await ch(PUT, puts[0])
     await asyncio.sleep(max(0.0, start_at - time.time()))
     stop_at = time.monotonic() + seconds
     t_start = time.monotonic()
     await asyncio.gather(*(client(i) for i in range(clients)))
     elapsed = time.monotonic() - t_start
-    for ch in channels:
-        ch.close()
+    await close()
     return lat, errors, elapsed
 
 
@@ -288,6 +315,9 @@ def main() -> int:
     ap.add_argument("--procs", type=int, default=2,
                     help="load-generator processes (one grpclib client tops out near 1-2k "
                          "req/s on a slow VM)")
+    ap.add_argument("--load", choices=["grpclib", "grpcio"], default="grpclib",
+                    help="load-generator client: grpcio (C core, little CPU of its own; "
+                         "pip install grpcio) or grpclib (pure Python)")
     ap.add_argument("--write-doc", action="store_true")
     ap.add_argument("--raft-only", action="store_true",
                     help="only measure 3 in-process RaftNodes (no gRPC) and exit")
@@ -310,7 +340,7 @@ def main() -> int:
                 asyncio.run(wait_ready(eps))
                 for op in ("put", "range"):
                     for c in levels:
-                        r = run_point(eps, op, c, args.seconds, args.procs)
+                        r = run_point(eps, op, c, args.seconds, args.procs, args.load)
                         results[(kind, op, c)] = r
                         print(f"{kind:5} {op:5} c={c:<4} {r[0]:9.0f} req/s  "
                               f"p99 {r[1]:7.1f} ms  errors {r[2]}", flush=True)
@@ -318,16 +348,15 @@ def main() -> int:
                 stop(procs)
     lines = [SECTION, "",
              f"`python scripts/bench_cluster.py --seconds {args.seconds:g} "
-             f"--clients {args.clients} --procs {args.procs}"
+             f"--clients {args.clients} --procs {args.procs} --load {args.load}"
              f"{' --write-doc' if args.write_doc else ''}`, "
              f"{datetime.date.today().isoformat()}, {machine()}, load average "
              f"{load_before:.1f} before and {os.getloadavg()[0]:.1f} after. Both clusters: "
              "3 members on loopback on this same machine (so servers and load generator share "
              "the CPUs), "
-             "default heartbeat/election, fsync on. Load: grpclib clients in --procs processes, "
-             "pass-through "
-             "codec, clients spread round-robin over the 3 members; Put = 100-byte values "
-             "over 1000 keys, Range = linearizable single-key get.", "",
+             f"default heartbeat/election, fsync on. Load: {args.load} clients in --procs "
+             "processes, pass-through codec, clients spread round-robin over the 3 members; "
+             "Put = 100-byte values over 1000 keys, Range = linearizable single-key get.", "",
              "| op | clients | coord req/s | etcd req/s | coord/etcd | coord p99 ms | "
              "etcd p99 ms |", "|---|---:|---:|---:|---:|---:|---:|"]
     for op in ("put", "range"):
