@@ -11,86 +11,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import Proc, free_port, grpc_status_ok, require_binary, wait_for
+from support import ServerCluster
 
 from coord import AsyncClient, Client, ConnectionFailedError, Event, UnavailableError
-
-FAST = ["--heartbeat-interval", "50", "--election-timeout", "500"]
-
-
-class Member:
-    """One member: its process, name and client endpoint."""
-
-    def __init__(self, name: str, proc: Proc, client_port: int) -> None:
-        self.name = name
-        self.proc = proc
-        self.client_port = client_port
-        self.endpoint = f"127.0.0.1:{client_port}"
-
-
-class Cluster:
-    """``kind`` is "etcd" (Debian etcd 3.4) or "coord" (python -m coord.server)."""
-
-    def __init__(self, kind: str, tmp: Path, size: int = 3) -> None:
-        self.kind = kind
-        names = [f"m{i}" for i in range(size)]
-        ports = {n: (free_port(), free_port()) for n in names}
-        initial = ",".join(f"{n}=http://127.0.0.1:{ports[n][1]}" for n in names)
-        self.members: list[Member] = []
-        try:
-            for n in names:
-                client, peer = ports[n]
-                if kind == "etcd":
-                    argv = [require_binary("etcd"), "--log-level", "warn",
-                            "--data-dir", str(tmp / n)]
-                else:
-                    import sys
-                    argv = [sys.executable, "-m", "coord.server", "--log-level", "warning",
-                            "--data-dir", str(tmp / f"{n}.coord")]
-                argv += [
-                    "--name", n,
-                    "--listen-client-urls", f"http://127.0.0.1:{client}",
-                    "--advertise-client-urls", f"http://127.0.0.1:{client}",
-                    "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-                    "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-                    "--initial-cluster", initial, "--initial-cluster-state", "new", *FAST,
-                ]
-                self.members.append(Member(n, Proc(argv, tmp / f"{n}.log"), client))
-            self.ready()
-        except BaseException:
-            self.stop()
-            raise
-
-    @property
-    def endpoints(self) -> list[str]:
-        return [m.endpoint for m in self.members]
-
-    def ready(self, timeout: float = 60.0) -> None:
-        for m in self.members:
-            def up(m: Member = m) -> bool:
-                if not m.proc.alive():
-                    raise AssertionError(f"{self.kind} {m.name} exited:\n{m.proc.output()}")
-                return bool(grpc_status_ok(m.client_port))
-            wait_for(up, timeout=timeout, what=f"{self.kind} member {m.name} with a leader")
-
-    def kill(self, index: int) -> None:
-        self.members[index].proc.kill()
-
-    def restart(self, index: int) -> None:
-        """Start a killed member again with its data directory and flags."""
-        m = self.members[index]
-        m.proc.stop()
-        m.proc = Proc(m.proc.argv, m.proc.log_path)
-
-    def stop(self) -> None:
-        for m in self.members:
-            m.proc.stop()
 
 
 @pytest.fixture(params=["etcd", "coord"], scope="module")
 def cluster(request: pytest.FixtureRequest,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(request.param, tmp_path_factory.mktemp(f"cluster-{request.param}"))
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerCluster]:
+    c = ServerCluster(request.param, tmp_path_factory.mktemp(f"cluster-{request.param}"))
     yield c
     c.stop()
 
@@ -114,7 +43,7 @@ async def _replay(endpoints: str | list[str], prefix: str, start: int, last: int
     return truth
 
 @pytest.mark.anyio
-async def test_kill_member_in_use(cluster: Cluster, prefix: str) -> None:
+async def test_kill_member_in_use(cluster: ServerCluster, prefix: str) -> None:
     eps = cluster.endpoints
     n = 120
     async with AsyncClient(eps, timeout=20) as watcher, AsyncClient(eps[1:], timeout=20) as w:
@@ -171,7 +100,7 @@ async def test_kill_member_in_use(cluster: Cluster, prefix: str) -> None:
         await lease.revoke()
 
 
-def test_sync_client_failover_and_write_rule(cluster: Cluster, tmp_path: Path,
+def test_sync_client_failover_and_write_rule(cluster: ServerCluster, tmp_path: Path,
                                              prefix: str) -> None:
     eps = cluster.endpoints
     alive = [ep for i, ep in enumerate(eps) if cluster.members[i].proc.alive()]
@@ -191,7 +120,7 @@ def test_sync_client_failover_and_write_rule(cluster: Cluster, tmp_path: Path,
 async def test_repeated_failover_with_restarts(kind: str, tmp_path: Path, prefix: str) -> None:
     """Kill the watcher's member, write, restart it; three times. The watch must still
     deliver exactly the history."""
-    cluster = await asyncio.to_thread(Cluster, kind, tmp_path)
+    cluster = await asyncio.to_thread(ServerCluster, kind, tmp_path)
     try:
         eps = cluster.endpoints
         async with AsyncClient(eps, timeout=20) as watcher, AsyncClient(eps, timeout=20) as w:
