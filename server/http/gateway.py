@@ -11,11 +11,18 @@ so both transports run the same validation, limits and errors.
 
 JSON <-> protobuf conversion is the generic mapping in :mod:`.jsonpb` (via the betterproto2
 classes named in :data:`ROUTES`). Unary RPCs answer one JSON object; streaming RPCs (watch, lease
-keep-alive) answer a chunked stream of ``{"result": {...}}`` lines, one per message, that stays
-open after the request body ends until the client disconnects (etcd's behaviour, which is what
-makes ``curl -N .../v3/watch -d '{"create_request": ...}'`` useful). Errors use grpc-gateway
-v1's shape ``{"error": msg, "message": msg, "code": grpc_code}`` with the HTTP status mapped from
-the gRPC code (:data:`HTTP_STATUS`).
+keep-alive) answer a chunked stream of ``{"result": {...}}`` lines, one per message, for as long
+as the call runs: the request body ends in a gRPC half-close, after which a lease keep-alive
+ends and a watch goes on (etcd's behaviour, which is what makes ``curl -N .../v3/watch -d
+'{"create_request": ...}'`` useful) until the client disconnects or the server ends it with an
+error, written as grpc-gateway's last ``{"error": {"grpc_code": ...}}`` chunk. Unary errors use
+grpc-gateway v1's shape ``{"error": msg, "message": msg, "code": grpc_code}``; both map the HTTP
+status from the gRPC code (:data:`HTTP_STATUS`).
+
+The connection is one h11 state machine, so it outlives streamed responses: while a call
+streams, :func:`_client_gone` listens for the client closing, and any bytes it reads instead (a
+pipelined next request) go into h11's buffer for the next cycle. It is the only reader during the
+stream, and it has ended before the next cycle reads again.
 """
 
 from __future__ import annotations
@@ -351,8 +358,8 @@ class Gateway:
                 with contextlib.suppress(Exception):
                     await self._send_simple(conn, writer, e.error_status_hint,
                                             error_body(3, str(e)), close=True)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
+        except (ConnectionError, asyncio.IncompleteReadError) as e:
+            log.debug("HTTP client %s went away: %r", writer.get_extra_info("peername"), e)
         finally:
             self._head_conns.discard(id(conn))
             writer.close()
@@ -542,12 +549,13 @@ class Gateway:
                       metadata: MultiDict[str], peer: _Peer, user_agent: str | None) -> None:
         started = False
 
-        async def start() -> None:
+        async def start(status: int = 200) -> None:
             nonlocal started
             if not started:
                 started = True
-                await self._send(conn, writer, h11.Response(status_code=200, reason=b"OK", headers=[
-                    ("Content-Type", "application/json")]))
+                await self._send(conn, writer, h11.Response(
+                    status_code=status, reason=_reason(status),
+                    headers=[("Content-Type", "application/json")]))
 
         async def emit(data: bytes) -> None:
             await start()
@@ -560,29 +568,36 @@ class Gateway:
             stream.feed(r)
         stream.close_send()
         task = asyncio.ensure_future(stream.run())
-        watcher = asyncio.ensure_future(_wait_eof(reader))  # EOF = the client is gone
+        listener = asyncio.ensure_future(_client_gone(conn, reader))
+        gone = False
         try:
-            done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not watcher.done():
-                watcher.cancel()
-        if task not in done:  # the client went away: stop the call and drop the connection
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait({task, listener}, return_when=asyncio.FIRST_COMPLETED)
+            gone = listener.done() and listener.result()
+            if not gone:  # the call ended, or a pipelined request stopped the listener
                 await task
+        finally:
+            listener.cancel()
+            # Wait until the listener has really stopped: the next cycle reads the same reader.
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if gone:  # the client went away: the call is stopped, drop the connection
+            log.debug("HTTP client %s closed the connection during %s", peer.addr(),
+                      route.grpc_path)
             conn.send_failed()
             return
         task.result()
         if stream.status is not Status.OK:
             code = int(stream.status.value)
-            message = stream.status_message or ""
-            if not started:
-                await self._send_simple(conn, writer, HTTP_STATUS.get(code, 500),
-                                        error_body(code, message))
-                return
-            line = json.dumps({"error": {"code": code, "message": message, "details": []}},
-                              separators=(",", ":")).encode() + b"\n"
-            await self._send(conn, writer, h11.Data(data=line))
+            http_status = HTTP_STATUS.get(code, 500)
+            await start(http_status)  # grpc-gateway's stream error: a chunk, after any results
+            await self._send(conn, writer, h11.Data(data=_dumps({"error": {
+                "grpc_code": code, "http_code": http_status,
+                "message": stream.status_message or "",
+                "http_status": _reason(http_status).decode()}})))
         await start()
         await self._send(conn, writer, h11.EndOfMessage())
 
@@ -631,11 +646,22 @@ class Gateway:
         return {"etcdserver": server, "etcdcluster": cluster}
 
 
-async def _wait_eof(reader: asyncio.StreamReader) -> None:
-    """Return when the client closes its side (bytes sent meanwhile are discarded)."""
-    with contextlib.suppress(OSError):
-        while await reader.read(65536):
-            pass
+async def _client_gone(conn: h11.Connection, reader: asyncio.StreamReader) -> bool:
+    """Listen to the client while a response streams: True once it has closed the connection.
+
+    Bytes that arrive meanwhile are a pipelined next request: they go into h11's receive
+    buffer, so the next cycle parses them, and listening stops (False) with whatever follows
+    left in the socket, as Go's net/http stops its background read after the first byte. The
+    caller must await this coroutine's end before it reads ``reader`` again.
+    """
+    try:
+        data = await reader.read(65536)
+    except OSError:
+        return True
+    if not data:
+        return True
+    conn.receive_data(data)
+    return False
 
 
 class _NoTransport(asyncio.BaseTransport):

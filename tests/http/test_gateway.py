@@ -1,28 +1,54 @@
-"""etcd's HTTP/JSON gateway on coord's client port, driven with http.client and curl.
+"""etcd's HTTP/JSON gateway on coord's client port, driven with http.client, curl and sockets.
 
-Every test runs against a real ``coord-server`` process (the session ``coord_server``);
-``test_shapes_match_etcd`` runs the same requests against a real etcd 3.4 and compares the
-JSON structure (keys and value types) of the answers.
+Every test runs against a real ``coord-server`` process, this module's own, so that its log
+holds only what these tests did: at teardown it must hold no ERROR line. Tests that take
+``backend`` run the same assertions against coord and a real etcd 3.4;
+``test_shapes_match_etcd`` compares the JSON structure (keys and value types) of the answers.
+The connection-reuse tests drive one HTTP/1.1 connection the way keep-alive clients (Patroni,
+requests, http.client) do, including pipelined requests, which :class:`Pipeline` sends as raw
+bytes and reads back with h11.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
 import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import h11
 import pytest
 from support import (
     CoordProc,
     CurlStream,
     EtcdProc,
+    ServerCluster,
     etcdctl,
     http_ok,
     http_post,
     json_b64,
     json_unb64,
     require_binary,
+    wait_for,
 )
+
+
+def _log_errors(log: Path) -> list[str]:
+    """The ERROR lines and tracebacks in a coord-server log."""
+    return [line for line in log.read_text(errors="replace").splitlines()
+            if " ERROR " in line or line.startswith("Traceback")]
+
+
+@pytest.fixture(scope="module")
+def coord_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CoordProc]:
+    """This module's own coord-server; its log must hold no ERROR line when the module ends."""
+    proc = CoordProc(tmp_path_factory.mktemp("coord-gateway"))
+    yield proc
+    proc.stop()
+    assert not _log_errors(proc.log_path), proc.log_path.read_text(errors="replace")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -224,8 +250,6 @@ def test_grpc_and_http_share_the_port(coord_server: CoordProc, prefix: str) -> N
 
 def test_keep_alive_connection_serves_several_requests(coord_server: CoordProc,
                                                       prefix: str) -> None:
-    import http.client
-
     host, port = coord_server.endpoint.split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=10)
     try:
@@ -282,8 +306,6 @@ def test_shapes_match_etcd(coord_server: CoordProc, etcd_server: EtcdProc, prefi
 
 
 def test_expect_100_continue_and_head(coord_server: CoordProc, prefix: str) -> None:
-    import socket
-
     host, port = coord_server.endpoint.split(":")
     body = json.dumps({"key": json_b64(prefix + "big"), "value": json_b64("x" * 4096)}).encode()
     with socket.create_connection((host, int(port)), timeout=10) as s:
@@ -305,3 +327,239 @@ def test_expect_100_continue_and_head(coord_server: CoordProc, prefix: str) -> N
     assert status == 200
     assert data is None
     assert int(headers["content-length"]) > 0
+
+
+# ---- one connection for many requests: streamed responses must leave it usable ----
+
+
+def _connect(endpoint: str) -> http.client.HTTPConnection:
+    host, port = endpoint.rsplit(":", 1)
+    return http.client.HTTPConnection(host, int(port), timeout=10)
+
+
+def _request(conn: http.client.HTTPConnection, path: str, body: Any,
+             headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    conn.request("POST", path, body=json.dumps(body), headers=headers or {})
+    resp = conn.getresponse()
+    return resp.status, resp.read()
+
+
+def _lines(data: bytes) -> list[Any]:
+    """The JSON objects of a streamed (newline-delimited) response body."""
+    return [json.loads(line) for line in data.splitlines() if line.strip()]
+
+
+class Pipeline:
+    """One raw HTTP/1.1 connection: requests are written at once, possibly several before any
+    answer (pipelining), and each answer is read back in order with an h11 client parser."""
+
+    def __init__(self, endpoint: str) -> None:
+        host, port = endpoint.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=15)
+        self._parser = h11.Connection(h11.CLIENT)
+        self._sent: list[tuple[h11.Request, bytes]] = []
+
+    def send(self, *requests: tuple[str, Any], headers: dict[str, str] | None = None) -> None:
+        """Write each (path, JSON body) request, all in one write."""
+        raw = b""
+        for path, body in requests:
+            data = json.dumps(body).encode()
+            request = h11.Request(method="POST", target=path, headers=[
+                ("Host", "gateway-test"), ("Content-Type", "application/json"),
+                ("Content-Length", str(len(data))), *(headers or {}).items()])
+            raw += h11.Connection(h11.CLIENT).send(request) + data
+            self._sent.append((request, data))
+        self.sock.sendall(raw)
+
+    def _next(self) -> Any:
+        while (event := self._parser.next_event()) is h11.NEED_DATA:
+            self._parser.receive_data(self.sock.recv(65536))
+        if isinstance(event, h11.ConnectionClosed):
+            raise AssertionError("the server closed the connection instead of answering")
+        return event
+
+    def status(self) -> int:
+        """Start reading the next answer: its HTTP status."""
+        request, data = self._sent.pop(0)  # tell the parser which request this answers
+        self._parser.send(request)
+        self._parser.send(h11.Data(data=data))
+        self._parser.send(h11.EndOfMessage())
+        event = self._next()
+        assert isinstance(event, h11.Response), event
+        return int(event.status_code)
+
+    def chunk(self) -> bytes | None:
+        """The next piece of the answer's body, None at its end (and then the connection must
+        stay open for the next request)."""
+        event = self._next()
+        if isinstance(event, h11.Data):
+            return bytes(event.data)
+        assert isinstance(event, h11.EndOfMessage), event
+        assert self._parser.their_state is h11.DONE
+        self._parser.start_next_cycle()
+        return None
+
+    def response(self) -> tuple[int, bytes]:
+        """The next whole answer: (status, body)."""
+        status = self.status()
+        body = b""
+        while (piece := self.chunk()) is not None:
+            body += piece
+        return status, body
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_keepalive_then_range_on_one_connection(backend: str, prefix: str) -> None:
+    """The issue's reproduction, as a PostgreSQL HA manager drives the gateway."""
+    conn = _connect(backend)
+    try:
+        status, body = _request(conn, "/v3/lease/grant", {"TTL": 30})
+        assert status == 200, body
+        lease_id = json.loads(body)["ID"]
+        status, body = _request(conn, "/v3/lease/keepalive", {"ID": lease_id})
+        assert status == 200, body
+        (result,) = _lines(body)
+        assert result["result"]["ID"] == lease_id
+        assert int(result["result"]["TTL"]) > 0
+        status, body = _request(conn, "/v3/kv/range", {"key": json_b64(prefix + "k")})
+        assert status == 200, body
+        assert "revision" in json.loads(body)["header"]
+    finally:
+        conn.close()
+
+
+def test_two_requests_pipelined_behind_a_keepalive_are_answered(backend: str,
+                                                              prefix: str) -> None:
+    lease_id = http_ok(backend, "/v3/lease/grant", {"TTL": 30})["ID"]
+    key = json_b64(prefix + "piped")
+    pipe = Pipeline(backend)
+    try:
+        pipe.send(("/v3/lease/keepalive", {"ID": lease_id}),
+                  ("/v3/kv/put", {"key": key, "value": json_b64("v"), "lease": lease_id}),
+                  ("/v3/kv/range", {"key": key}))
+        status, body = pipe.response()
+        assert status == 200, body
+        assert [r["result"]["ID"] for r in _lines(body)] == [lease_id]
+        status, body = pipe.response()
+        assert status == 200, body
+        revision = json.loads(body)["header"]["revision"]
+        status, body = pipe.response()
+        assert status == 200, body
+        (kv,) = json.loads(body)["kvs"]
+        assert (json_unb64(kv["value"]), kv["mod_revision"], kv["lease"]) == (
+            b"v", revision, lease_id)
+    finally:
+        pipe.close()
+
+
+def test_a_thousand_alternating_keepalives_and_txns_on_one_connection(backend: str,
+                                                                     prefix: str) -> None:
+    key = json_b64(prefix + "counter")
+    conn = _connect(backend)
+    try:
+        status, body = _request(conn, "/v3/lease/grant", {"TTL": 60})
+        assert status == 200, body
+        lease_id = json.loads(body)["ID"]
+        version = 0
+        for i in range(1000):
+            if i % 2 == 0:
+                status, body = _request(conn, "/v3/lease/keepalive", {"ID": lease_id})
+                assert status == 200, (i, body)
+                assert [r["result"]["ID"] for r in _lines(body)] == [lease_id]
+            else:  # compare-and-swap on the key's version: each one must see the last
+                status, body = _request(conn, "/v3/kv/txn", {
+                    "compare": [{"key": key, "target": "VERSION", "result": "EQUAL",
+                                 "version": version}],
+                    "success": [{"request_put": {"key": key, "value": json_b64(str(i))}}]})
+                assert status == 200, (i, body)
+                assert json.loads(body).get("succeeded") is True, (i, body)
+                version += 1
+        got = http_ok(backend, "/v3/kv/range", {"key": key})
+        assert got["kvs"][0]["version"] == str(version) == "500"
+    finally:
+        conn.close()
+
+
+def test_client_leaving_during_a_stream_is_a_debug_line(tmp_path: Path, prefix: str) -> None:
+    """Watch clients that go away mid-stream end their calls quietly: a DEBUG line each, no
+    ERROR, and the server goes on serving."""
+    server = CoordProc(tmp_path, args=["--log-level", "debug"])
+    try:
+        ep = server.endpoint
+        for _ in range(3):
+            pipe = Pipeline(ep)
+            pipe.send(("/v3/watch", {"create_request": {"key": json_b64(prefix)}}))
+            assert pipe.status() == 200
+            assert pipe.chunk()  # the stream is open: "created"
+            pipe.close()
+        wait_for(lambda: server.output().count("closed the connection during") >= 3,
+                 what="a debug line for each watch client that left")
+        put(ep, prefix + "w", "after")
+        got = http_ok(ep, "/v3/kv/range", {"key": json_b64(prefix + "w")})
+        assert json_unb64(got["kvs"][0]["value"]) == b"after"
+    finally:
+        server.stop()
+    assert not _log_errors(server.log_path), server.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(params=["etcd", "coord"])
+def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerCluster]:
+    """Two members: stopping either leaves the other without a leader."""
+    if request.param == "etcd":
+        require_binary("etcd")
+    cluster = ServerCluster(request.param, tmp_path, size=2)
+    yield cluster
+    cluster.stop()
+    if cluster.kind == "coord":
+        for m in cluster.members:
+            assert not _log_errors(m.proc.log_path), m.proc.log_path.read_text(errors="replace")
+
+
+def test_watch_the_server_cancels_then_put_on_the_same_connection(pair: ServerCluster,
+                                                                 prefix: str) -> None:
+    """A ``hasleader`` watch ends with etcd's "no leader" error chunk once its member loses the
+    leader; a serializable read pipelined behind it during the stream is answered, and once the
+    leader is back a put on the same connection succeeds."""
+    ep = pair.members[0].endpoint
+    key = json_b64(prefix + "k")
+    http_ok(ep, "/v3/kv/put", {"key": key, "value": json_b64("before")})
+    pipe = Pipeline(ep)
+    try:
+        # clientv3.WithRequireLeader over the gateway: grpc-gateway turns Grpc-Metadata-*
+        # headers into gRPC metadata, and "hasleader: true" is what etcd's interceptor reads.
+        pipe.send(("/v3/watch", {"create_request": {"key": key}}),
+                  headers={"Grpc-Metadata-Hasleader": "true"})
+        assert pipe.status() == 200
+        body = pipe.chunk() or b""
+        assert _lines(body)[0]["result"]["created"] is True
+        pipe.send(("/v3/kv/range", {"key": key, "serializable": True}))  # while it streams
+        pair.kill(1)
+        while (piece := pipe.chunk()) is not None:
+            body += piece
+        created, error = _lines(body)
+        assert created["result"]["created"] is True
+        assert error == {"error": {"grpc_code": 14, "http_code": 503,
+                                   "message": "etcdserver: no leader",
+                                   "http_status": "Service Unavailable"}}
+        status, body = pipe.response()
+        assert status == 200, body
+        assert json_unb64(json.loads(body)["kvs"][0]["value"]) == b"before"
+        # without a leader such a watch is refused at once, with the error's HTTP status
+        pipe.send(("/v3/watch", {"create_request": {"key": key}}),
+                  headers={"Grpc-Metadata-Hasleader": "true"})
+        status, body = pipe.response()
+        assert (status, _lines(body)) == (503, [error])
+
+        pair.restart(1)
+        pair.ready()
+        pipe.send(("/v3/kv/put", {"key": key, "value": json_b64("after")}),
+                  ("/v3/kv/range", {"key": key}))
+        status, body = pipe.response()
+        assert status == 200, body
+        status, body = pipe.response()
+        assert status == 200, body
+        assert json_unb64(json.loads(body)["kvs"][0]["value"]) == b"after"
+    finally:
+        pipe.close()
