@@ -5,6 +5,8 @@ are ``bytes`` in every result (``str`` is accepted as input and encoded as UTF-8
 docs/client.md.
 """
 
+import os as _os
+
 from . import errors
 from .aio import AsyncClient
 from .client import Client, Lease, Watch
@@ -57,6 +59,16 @@ from .types import (
     WatchResponse,
 )
 from .watch import AsyncWatch
+
+# A source checkout keeps the server and the recipes beside this folder (server/, recipes/),
+# and the installed package maps them to coord.server and coord.recipes (setup.py). Python run
+# in the checkout's root imports this folder instead of the installed package, so there the
+# checkout's root joins the search path of coord's subpackages: ``import coord.recipes`` then
+# finds ../recipes. An installed coord has both inside it and no such siblings.
+_ROOT = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+if all(_os.path.isfile(_os.path.join(_ROOT, *p)) for p in (
+        ("setup.py",), ("server", "statemachine.py"), ("recipes", "lock.py"))):
+    __path__.append(_ROOT)
 
 __all__ = [
     "AsyncClient",

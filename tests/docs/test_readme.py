@@ -1,0 +1,247 @@
+"""README.md runs as pasted: every Python and shell block, in order, twice in a row.
+
+A newcomer starts the server with the README's first command and pastes the blocks that follow
+into a terminal or a Python file. This test does the same, in a fresh working directory, with
+two changes: the fixed ports the README names (2379 and 2380 for the first server,
+2479/2480, the cluster's 12379...) are mapped to free ones, so the test never races for ports,
+and paths under /tmp move into the test's directory. The first
+block's ``coord-server`` is started with its default data dir (``./default.coord``) and only
+its listen URLs given; the block's ``pip install``/``tox`` lines are skipped (this test is
+part of that ``tox`` run).
+
+Shell lines run one at a time with bash; a line marked "until Ctrl-C" runs in the background
+like a second terminal, and the next line starts once what it serves answers. Every
+background process gets Ctrl-C (SIGINT) at the end of a pass and must exit. The TLS example
+needs ``ca.pem``, ``server.pem``/``server-key.pem`` and ``client.pem``/``client-key.pem``
+in the working directory, which the README asks the reader to make: the test makes them with
+trustme. Then the whole README runs a second time against the same server and data: examples
+that leave state behind (a lock key inside its own prefix, an unfinished queue item) fail there.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import ssl
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trustme
+from support import free_port, port_open, require_binary, wait_for
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
+#: Lines that keep running (a server, a streaming watch): started in the background.
+BACKGROUND = "until Ctrl-C"
+
+
+@dataclass(frozen=True)
+class Block:
+    lang: str
+    code: str
+    line: int  # where the block starts in README.md
+
+    def __str__(self) -> str:
+        return f"README.md:{self.line} ({self.lang})"
+
+
+def readme_blocks() -> list[Block]:
+    text = README.read_text()
+    return [Block(m.group(1), m.group(2), text.count("\n", 0, m.start()) + 1)
+            for m in FENCE.finditer(text) if m.group(1) in ("python", "sh")]
+
+
+def shell_lines(code: str) -> list[str]:
+    """The commands of a shell block: continuations joined, comment-only lines dropped."""
+    joined = code.replace("\\\n", " ")
+    return [line.strip() for line in joined.splitlines()
+            if line.strip() and not line.strip().startswith("#")]
+
+
+def _consecutive_free_ports(count: int) -> int:
+    """A base port with ``count`` free ports above it (the cluster launcher's layout)."""
+    for _ in range(50):
+        base = free_port()
+        if base + count < 65536 and all(not port_open(base + i) for i in range(count)):
+            return base
+    raise AssertionError(f"no {count} consecutive free ports")
+
+
+class Session:
+    """The newcomer's terminal: a working directory, port mapping and background processes."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+        self.ports = {p: free_port() for p in (2379, 2380, 2479, 2480)}
+        base = _consecutive_free_ports(6)
+        self.ports.update({12379 + i: base + i for i in range(6)})
+        self.env = {**os.environ,
+                    "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+        self.env.pop("PYTHONSAFEPATH", None)  # exactly what a user's shell has
+        self.background: list[tuple[str, subprocess.Popen[bytes], Path]] = []
+
+    def localize(self, code: str) -> str:
+        """The block with the README's ports mapped to free ones, and /tmp paths moved into
+        this test's working directory."""
+        def one(m: re.Match[str]) -> str:
+            port = int(m.group(2))
+            return m.group(1) + str(self.ports.get(port, port))
+        code = re.sub(r"(127\.0\.0\.1:|--base-port )(\d+)", one, code)
+        return re.sub(r"/tmp/(\S+)", lambda m: str(self.cwd / m.group(1)), code)
+
+    def endpoint(self, readme_port: int) -> str:
+        return f"127.0.0.1:{self.ports[readme_port]}"
+
+    def start(self, command: str) -> subprocess.Popen[bytes]:
+        out = self.cwd / f"background-{len(self.background)}.log"
+        proc = subprocess.Popen(["bash", "-c", command], cwd=self.cwd, env=self.env,
+                                stdout=out.open("wb"), stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        self.background.append((command, proc, out))
+        return proc
+
+    def run_shell_line(self, line: str, where: Block) -> None:
+        if BACKGROUND in line:
+            command = line.split("#", 1)[0]
+            proc = self.start(command)
+            self._wait_serving(command, proc, self.background[-1][2], where)
+            return
+        done = subprocess.run(["bash", "-c", line], cwd=self.cwd, env=self.env,
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, f"{where}: `{line}` failed ({done.returncode}):\n" \
+                                     f"{done.stdout}\n{done.stderr}"
+
+    def run_python(self, block: Block) -> None:
+        script = self.cwd / f"block-{block.line}.py"
+        script.write_text(block.code)
+        try:
+            done = subprocess.run([sys.executable, str(script)], cwd=self.cwd, env=self.env,
+                                  capture_output=True, text=True, timeout=60, check=False)
+        except subprocess.TimeoutExpired as e:
+            raise AssertionError(f"{block} did not finish within 60 s:\n{block.code}\n"
+                                 f"{e.stdout!r}\n{e.stderr!r}") from None
+        assert done.returncode == 0, f"{block} failed:\n{block.code}\n{done.stdout}\n" \
+                                     f"{done.stderr}"
+
+    def _wait_serving(self, command: str, proc: subprocess.Popen[bytes], out: Path,
+                      where: Block) -> None:
+        """Wait (deadline) until what a background command serves answers."""
+        def alive() -> None:
+            if proc.poll() is not None:
+                raise AssertionError(f"{where}: `{command}` exited ({proc.returncode}):\n"
+                                     f"{out.read_text(errors='replace')}")
+
+        if command.startswith("coord-server cluster"):
+            def listed() -> bool:
+                alive()
+                return "ETCDCTL_ENDPOINTS=" in out.read_text(errors="replace")
+            wait_for(listed, timeout=30, what="the cluster launcher's endpoints")
+            line = next(x for x in out.read_text().splitlines() if "ETCDCTL_ENDPOINTS=" in x)
+            urls = ["http://" + e for e in line.split("=", 1)[1].split(",")]
+        elif command.startswith("coord-server"):
+            urls = re.findall(r"--listen-client-urls (\S+)", command)
+        else:  # a streaming client: it answers once its first line is out
+            def printed() -> bool:
+                alive()
+                return out.stat().st_size > 0
+            wait_for(printed, timeout=30, what=f"the first output of `{command}`")
+            return
+        for url in urls:
+            def healthy(url: str = url) -> bool:
+                alive()
+                return self._health(url)
+            wait_for(healthy, timeout=60, what=f"{url}/health")
+
+    def _health(self, url: str) -> bool:
+        context = None
+        if url.startswith("https://"):
+            context = ssl.create_default_context(cafile=str(self.cwd / "ca.pem"))
+            context.load_cert_chain(self.cwd / "client.pem", self.cwd / "client-key.pem")
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2, context=context) as resp:
+                return int(resp.status) == 200
+        except OSError:
+            return False
+
+    def interrupt_background(self) -> None:
+        """Ctrl-C in every background terminal; each must stop."""
+        for _, proc, _ in self.background:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGINT)
+        for command, proc, out in self.background:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                raise AssertionError(f"`{command}` ignored Ctrl-C:\n{out.read_text()}") from None
+            if command.startswith("coord-server"):
+                assert proc.returncode in (0, -signal.SIGINT, 130), (
+                    f"`{command}` exited with {proc.returncode} on Ctrl-C:\n{out.read_text()}")
+        self.background.clear()
+
+
+def _make_certificates(cwd: Path) -> None:
+    """The files the README's TLS example names, from one CA."""
+    ca = trustme.CA(organization_name="coord README")
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    client = ca.issue_cert("client.coord.test", common_name="client")
+    ca.cert_pem.write_to_path(str(cwd / "ca.pem"))
+    server.cert_chain_pems[0].write_to_path(str(cwd / "server.pem"))
+    server.private_key_pem.write_to_path(str(cwd / "server-key.pem"))
+    client.cert_chain_pems[0].write_to_path(str(cwd / "client.pem"))
+    client.private_key_pem.write_to_path(str(cwd / "client-key.pem"))
+
+
+@pytest.fixture
+def session(tmp_path: Path) -> Iterator[Session]:
+    require_binary("etcdctl")
+    require_binary("curl")
+    s = Session(tmp_path)
+    try:
+        yield s
+    finally:
+        for _, proc, _ in s.background:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def test_readme_runs_as_pasted_twice(session: Session, tmp_path: Path) -> None:
+    blocks = readme_blocks()
+    first = blocks[0]
+    assert first.lang == "sh"
+    assert shell_lines(first.code)[0].startswith("pip install . && "), (
+        "the README must open with the install-and-start command")
+    start = shell_lines(first.code)[0].split("&&", 1)[1].split("#", 1)[0].strip()
+    assert start == "coord-server"
+    server = session.start(
+        f"{start} --listen-client-urls http://{session.endpoint(2379)}"
+        f" --advertise-client-urls http://{session.endpoint(2379)}"
+        f" --listen-peer-urls http://{session.endpoint(2380)}"
+        f" --initial-advertise-peer-urls http://{session.endpoint(2380)}")
+    session._wait_serving("coord-server --listen-client-urls "
+                          f"http://{session.endpoint(2379)}", server,
+                          session.background[0][2], first)
+    assert (tmp_path / "default.coord").is_dir()  # the data dir the README promises
+    first_server = session.background.pop(0)
+    _make_certificates(tmp_path)
+    try:
+        for _ in range(2):
+            for block in blocks[1:]:
+                code = session.localize(block.code)
+                if block.lang == "python":
+                    session.run_python(Block(block.lang, code, block.line))
+                else:
+                    for line in shell_lines(code):
+                        session.run_shell_line(line, block)
+            session.interrupt_background()
+    finally:
+        session.background.append(first_server)
+    session.interrupt_background()
