@@ -1,4 +1,4 @@
-"""README.md runs as pasted: every Python and shell block, in order, twice in a row.
+"""README.md and the docs run as pasted: every Python and shell block, in order, twice in a row.
 
 A newcomer starts the server with the README's first command and pastes the blocks that follow
 into a terminal or a Python file. This test does the same, in a fresh working directory, with
@@ -16,6 +16,10 @@ needs ``ca.pem``, ``server.pem``/``server-key.pem`` and ``client.pem``/``client-
 in the working directory, which the README asks the reader to make: the test makes them with
 trustme. Then the whole README runs a second time against the same server and data: examples
 that leave state behind (a lock key inside its own prefix, an unfinished queue item) fail there.
+
+The Python blocks of a docs page (:data:`DOC_PAGES`) are one session: the page's first block
+creates ``client`` and later blocks use it, as in a REPL. They run as one script, twice, against
+a server of their own.
 """
 
 from __future__ import annotations
@@ -33,9 +37,12 @@ from pathlib import Path
 
 import pytest
 import trustme
-from support import free_port, port_open, require_binary, wait_for
+from support import CoordProc, free_port, port_open, require_binary, wait_for
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+#: Docs pages whose Python blocks make one runnable session.
+DOC_PAGES = ["docs/client.md", "docs/recipes.md"]
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
 #: Lines that keep running (a server, a streaming watch): started in the background.
 BACKGROUND = "until Ctrl-C"
@@ -51,8 +58,8 @@ class Block:
         return f"README.md:{self.line} ({self.lang})"
 
 
-def readme_blocks() -> list[Block]:
-    text = README.read_text()
+def code_blocks(page: Path) -> list[Block]:
+    text = page.read_text()
     return [Block(m.group(1), m.group(2), text.count("\n", 0, m.start()) + 1)
             for m in FENCE.finditer(text) if m.group(1) in ("python", "sh")]
 
@@ -214,7 +221,7 @@ def session(tmp_path: Path) -> Iterator[Session]:
 
 
 def test_readme_runs_as_pasted_twice(session: Session, tmp_path: Path) -> None:
-    blocks = readme_blocks()
+    blocks = code_blocks(README)
     first = blocks[0]
     assert first.lang == "sh"
     assert shell_lines(first.code)[0].startswith("pip install . && "), (
@@ -245,3 +252,26 @@ def test_readme_runs_as_pasted_twice(session: Session, tmp_path: Path) -> None:
     finally:
         session.background.append(first_server)
     session.interrupt_background()
+
+
+@pytest.mark.parametrize("page", DOC_PAGES)
+def test_docs_page_runs_as_pasted_twice(page: str, tmp_path: Path) -> None:
+    blocks = code_blocks(ROOT / page)
+    assert blocks
+    assert all(b.lang == "python" for b in blocks), f"{page}: only Python blocks are run here"
+    server = CoordProc(tmp_path)
+    try:
+        script = tmp_path / "session.py"
+        script.write_text("".join(
+            f"# ---- {page}:{b.line}\n{b.code}\n" for b in blocks
+        ).replace("127.0.0.1:2379", server.endpoint))
+        for attempt in (1, 2):
+            try:
+                done = subprocess.run([sys.executable, str(script)], cwd=tmp_path,
+                                      capture_output=True, text=True, timeout=120, check=False)
+            except subprocess.TimeoutExpired as e:
+                raise AssertionError(f"{page}, pass {attempt}: no end within 120 s:\n"
+                                     f"{e.stdout!r}\n{e.stderr!r}") from None
+            assert done.returncode == 0, f"{page}, pass {attempt}:\n{done.stdout}\n{done.stderr}"
+    finally:
+        server.stop()
