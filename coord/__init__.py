@@ -5,6 +5,8 @@ are ``bytes`` in every result (``str`` is accepted as input and encoded as UTF-8
 docs/client.md.
 """
 
+from importlib import metadata as _metadata
+
 from . import errors
 from .aio import AsyncClient
 from .client import Client, Lease, Watch
@@ -58,7 +60,14 @@ from .types import (
 )
 from .watch import AsyncWatch
 
+try:
+    #: coord's version, from the installed distribution's metadata (pyproject.toml)
+    __version__ = _metadata.version("coord")
+except _metadata.PackageNotFoundError:  # a source checkout that was never installed
+    __version__ = "0+unknown"
+
 __all__ = [
+    "__version__",
     "AsyncClient",
     "AsyncLease",
     "AsyncWatch",
