@@ -76,7 +76,10 @@ def flag_to_env(name: str, prefix: str = ENV_PREFIX) -> str:
 
 
 def _flags(parser: argparse.ArgumentParser) -> Iterator[tuple[str, argparse.Action]]:
-    """(name without ``--``, action) for every long option of ``parser``."""
+    """(name without ``--``, action) for every long option of ``parser``.
+
+    argparse has no public way to list a parser's options; ``_actions`` is the list that its
+    own help and parsing walk (and typeshed declares it)."""
     for action in parser._actions:
         for opt in action.option_strings:
             if opt.startswith("--"):
@@ -154,7 +157,8 @@ def resolve(parser: argparse.ArgumentParser, argv: Sequence[str],
             "line flags and environment variables are ignored"
             + (f" (ignored: {', '.join(ignored)})" if ignored else ""))))
     else:
-        values = _from_env(environ, flags, given, resolved.notes)
+        special = {flag_to_env(n) for n, a in _flags(parser) if _is_special(a)}
+        values = _from_env(environ, flags, special, given, resolved.notes)
     for action in parser._actions:
         if action.dest is argparse.SUPPRESS or _is_special(action):
             continue
@@ -167,13 +171,17 @@ def resolve(parser: argparse.ArgumentParser, argv: Sequence[str],
 
 
 def _from_env(environ: Mapping[str, str], flags: list[tuple[str, argparse.Action]],
-              given: set[str], notes: list[Note]) -> dict[str, Any]:
+              special: set[str], given: set[str], notes: list[Note]) -> dict[str, Any]:
     """Values from ETCD_* variables (etcd's SetFlagsFromEnv and verifyEnv)."""
     values: dict[str, Any] = {}
     known = {flag_to_env(name): (name, action) for name, action in flags}
     for key in sorted(environ):
         text = environ[key]
         if not key.startswith(ENV_PREFIX + "_") or not text:
+            continue
+        if key in special:  # etcd: ETCD_VERSION is not --version
+            notes.append(Note(logging.WARNING,
+                              f"cannot set special environment variable {key}={text}"))
             continue
         if key not in known:
             notes.append(Note(logging.WARNING,

@@ -13,7 +13,8 @@ handler per output on the root logger, all with the same formatter:
 
 Outputs are etcd's: ``default`` and ``stderr`` are standard error, ``stdout`` standard output,
 anything else a file path opened for appending (an unopenable path is a ValueError, reported as
-a usage error before the server starts). etcd 3.4's levels are accepted: ``panic`` and ``fatal``
+a usage error before the server starts); etcd's ``journal`` (journald) is refused, not taken
+for a file name. etcd 3.4's levels are accepted: ``panic`` and ``fatal``
 both mean CRITICAL, ``warn`` and ``warning`` WARNING.
 """
 
@@ -58,6 +59,9 @@ def _handler(output: str) -> logging.Handler:
         return logging.StreamHandler(sys.stderr)
     if output == "stdout":
         return logging.StreamHandler(sys.stdout)
+    if output == "journal":  # etcd writes to systemd's journald; that is no file name here
+        raise ValueError("--log-outputs 'journal' (systemd journald) is not supported: use "
+                         "stderr, which systemd collects")
     try:
         return logging.FileHandler(output, mode="a", encoding="utf-8")
     except OSError as e:

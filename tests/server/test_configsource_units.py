@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
 def test_new_flags_get_their_variables() -> None:
     r = configsource.resolve(_parser(), ["--max-snapshots", "7"], {
         "ETCD_FORCE_NEW_CLUSTER": "true", "ETCD_AUTO_COMPACTION_RETENTION": "1h",
-        "ETCD_NAME": "n1", "ETCD_EMPTY": "", "ETCDCTL_API": "3"})
+        "ETCD_NAME": "n1", "ETCD_EMPTY": "", "ETCDCTL_API": "3", "ETCD_VERSION": "1"})
     assert r.args.force_new_cluster is True
     assert r.args.auto_compaction_retention == "1h"
     assert r.args.max_snapshots == 7
@@ -34,7 +34,8 @@ def test_new_flags_get_their_variables() -> None:
     assert [n.message for n in r.notes] == [
         "recognized and used environment variable ETCD_AUTO_COMPACTION_RETENTION=1h",
         "recognized and used environment variable ETCD_FORCE_NEW_CLUSTER=true",
-        "recognized and used environment variable ETCD_NAME=n1"]
+        "recognized and used environment variable ETCD_NAME=n1",
+        "cannot set special environment variable ETCD_VERSION=1"]
     with pytest.raises(configsource.SourceError, match="shadowed by corresponding "
                                                        "command-line flag --max-snapshots"):
         configsource.resolve(_parser(), ["--max-snapshots", "7"], {"ETCD_MAX_SNAPSHOTS": "9"})

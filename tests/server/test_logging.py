@@ -63,11 +63,20 @@ def test_log_outputs_file_only_and_default_text_format(tmp_path: Path) -> None:
     assert not first.startswith("{")
 
 
-def test_unopenable_log_output_is_a_usage_error(tmp_path: Path) -> None:
-    bad = tmp_path / "no-such-dir" / "x.log"
-    proc = subprocess.run([sys.executable, "-m", "coord.server", "--log-outputs", str(bad)],
+def _usage_error(tmp_path: Path, *args: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", "coord.server", *args],
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert proc.returncode == 2
-    assert proc.stderr.splitlines()[-1] == (
+    assert not (tmp_path / "default.coord").exists()
+    return proc.stderr.splitlines()[-1]
+
+
+def test_unusable_log_output_is_a_usage_error(tmp_path: Path) -> None:
+    bad = tmp_path / "no-such-dir" / "x.log"
+    assert _usage_error(tmp_path, "--log-outputs", str(bad)) == (
         f"coord-server: error: cannot open --log-outputs file '{bad}': No such file or "
         "directory")
+    assert _usage_error(tmp_path, "--log-outputs", "stderr,journal") == (
+        "coord-server: error: --log-outputs 'journal' (systemd journald) is not supported: "
+        "use stderr, which systemd collects")
+    assert not (tmp_path / "journal").exists()
