@@ -6,6 +6,7 @@ docs/client.md.
 """
 
 import os as _os
+from importlib import metadata as _metadata
 
 from . import errors
 from .aio import AsyncClient
@@ -70,7 +71,14 @@ if all(_os.path.isfile(_os.path.join(_ROOT, *p)) for p in (
         ("setup.py",), ("server", "statemachine.py"), ("recipes", "lock.py"))):
     __path__.append(_ROOT)
 
+try:
+    #: coord's version, from the installed distribution's metadata (pyproject.toml)
+    __version__ = _metadata.version("coord")
+except _metadata.PackageNotFoundError:  # a source checkout that was never installed
+    __version__ = "0+unknown"
+
 __all__ = [
+    "__version__",
     "AsyncClient",
     "AsyncLease",
     "AsyncWatch",

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from .lease import min_lease_ttl
+from .logconfig import LEVELS, LOGGERS
 from .tls import TLSInfo, check_urls
 
 __all__ = ["DEFAULT_MAX_REQUEST_BYTES", "DEFAULT_QUOTA_BYTES", "Config", "parse_url",
@@ -70,6 +71,10 @@ class Config:
     enable_lease_checkpoint: bool = True
     #: etcd's --experimental-lease-checkpoint-interval (seconds; etcd's default 5m)
     lease_checkpoint_interval: float = 300.0
+    #: etcd's --logger: "capnslog" (text) or "zap" (JSON lines)
+    logger: str = "capnslog"
+    #: etcd's --log-outputs: "default" (stderr), "stderr", "stdout" or file paths
+    log_outputs: tuple[str, ...] = ("default",)
     log_level: str = "info"
     client_tls: TLSInfo = field(default_factory=TLSInfo)
     peer_tls: TLSInfo = field(default_factory=lambda: TLSInfo(prefix="peer-"))
@@ -79,7 +84,7 @@ class Config:
         if not self.data_dir:
             object.__setattr__(self, "data_dir", f"{self.name}.coord")
         for attr in ("listen_client_urls", "advertise_client_urls", "listen_peer_urls",
-                     "initial_advertise_peer_urls"):
+                     "initial_advertise_peer_urls", "log_outputs"):
             value = getattr(self, attr)
             if isinstance(value, str):
                 object.__setattr__(self, attr, _urls(value))
@@ -96,6 +101,13 @@ class Config:
         self.peer_tls.validate()
         check_urls("--listen-client-urls", self.listen_client_urls, self.client_tls)
         check_urls("--listen-peer-urls", self.listen_peer_urls, self.peer_tls)
+        if self.logger not in LOGGERS:
+            raise ValueError(f"invalid --logger {self.logger!r}: expected capnslog or zap")
+        if self.log_level not in LEVELS:
+            raise ValueError(f"invalid --log-level {self.log_level!r}: expected one of "
+                             + ", ".join(LEVELS))
+        if not self.log_outputs:
+            raise ValueError("--log-outputs must name at least one output")
         if self.initial_cluster_state not in ("new", "existing"):
             raise ValueError("--initial-cluster-state must be 'new' or 'existing'")
         if self.max_txn_ops < 1 or self.max_request_bytes < 1 or self.quota_backend_bytes < 0:

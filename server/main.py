@@ -1,7 +1,11 @@
 """``coord-server``: the command line, with etcd's flag names and defaults.
 
-Parses flags into a :class:`coord.server.config.Config`, configures logging, runs
-:class:`coord.server.app.CoordServer` on asyncio and stops cleanly on SIGTERM/SIGINT.
+:func:`build_parser` defines every flag; :func:`coord.server.configsource.resolve` reads them
+from the command line and ``ETCD_*`` variables, or from a ``--config-file`` (etcd's YAML
+format), so each flag defined here has its variable and file key with no code of its own.
+The result becomes a :class:`coord.server.config.Config`; logging is configured from it
+(server/logconfig.py), then :class:`coord.server.app.CoordServer` runs on asyncio and stops
+cleanly on SIGTERM/SIGINT. Any bad value, variable or file is one usage line, exit code 2.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import argparse
 import asyncio
 import logging
 import os
+import platform
 import re
 import signal
 import sys
@@ -17,26 +22,70 @@ from collections.abc import Sequence
 
 import anyio
 
-from . import failpoints
+from coord import __version__
+
+from . import configsource, failpoints, logconfig
+from .api.maintenance import VERSION as ETCD_VERSION
 from .app import CoordServer
 from .config import DEFAULT_MAX_REQUEST_BYTES, Config
 from .tls import TLSInfo
 
-__all__ = ["build_parser", "config_from_args", "main", "parse_duration"]
+__all__ = ["build_parser", "config_from_args", "main", "parse_duration", "version_text"]
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
-           "warning": logging.WARNING, "error": logging.ERROR}
+_EPILOG = """\
+configuration sources (as etcd):
+  Every flag --some-flag can also be set with the environment variable ETCD_SOME_FLAG
+  (e.g. ETCD_NAME, ETCD_INITIAL_CLUSTER, ETCD_INITIAL_CLUSTER_STATE, the lines that
+  'etcdctl member add' prints). A variable for a flag also given on the command line is an
+  error; unrecognized ETCD_* variables are logged and ignored.
+  --config-file PATH (or ETCD_CONFIG_FILE) reads etcd's YAML configuration file: keys are the
+  flag names (name:, data-dir:, initial-cluster:, ...), TLS settings go under
+  client-transport-security: and peer-transport-security: (cert-file, key-file,
+  trusted-ca-file, client-cert-auth). When a config file is given, all other command-line
+  flags and environment variables are ignored. Unknown keys are an error.
+
+local cluster:
+  coord-server cluster [--size 3] [--data-dir coord-cluster.data] [--base-port 2379] [FLAG...]
+  starts a local cluster of --size members as child processes on loopback (member i listens
+  for clients on base+2i and for peers on base+2i+1), prints their endpoints, passes any
+  other FLAG to every member and stops them all on Ctrl-C.
+  See 'coord-server cluster --help'.
+"""
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Appends each flag's default once: not where the help text already states it, nor
+    for flags without a default value."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if ("(default" in text or "by default" in text
+                or action.default in (None, "", argparse.SUPPRESS)):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def version_text() -> str:
+    """What ``coord-server --version`` prints (etcd prints its version, Git SHA, Go version)."""
+    api = ".".join(ETCD_VERSION.split(".")[:2])
+    return (f"coord-server {__version__}\netcd API: {api}\n"
+            f"Python: {platform.python_version()}")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (every flag documented; names as etcd's)."""
     p = argparse.ArgumentParser(
         prog="coord-server",
-        description="coord: an etcd-v3-compatible coordination server (gRPC and the JSON "
-                    "gateway on every client URL). Each member keeps its Raft log and "
+        description="coord: an etcd-v3-compatible coordination server (gRPC and the JSON\n"
+                    "gateway on every client URL). Each member keeps its Raft log and\n"
                     "snapshots in --data-dir; flags and defaults follow etcd's.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        epilog=_EPILOG, formatter_class=_HelpFormatter)
     a = p.add_argument
+    a("--version", action="version", version=version_text(),
+      help="print coord's version and the etcd API version it speaks, and exit")
+    a("--config-file", default=None,
+      help="path to an etcd YAML configuration file; when given, all other command-line "
+           "flags and environment variables are ignored")
     a("--name", default="default", help="human-readable name for this member")
     a("--data-dir", default=None, help="path to the data directory (default: <name>.coord)")
     a("--listen-client-urls", default="http://127.0.0.1:2379",
@@ -76,8 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     a("--experimental-lease-checkpoint-interval", type=_duration_arg, default=300.0,
       dest="lease_checkpoint_interval",
       help="how often the leader checkpoints remaining lease TTLs: a Go duration or seconds")
-    a("--log-level", default="info", choices=sorted(_LEVELS),
-      help="log level")
+    a("--logger", default="capnslog", choices=logconfig.LOGGERS,
+      help="'capnslog' (text lines) or 'zap' (one JSON object per line, as etcd's zap)")
+    a("--log-outputs", default="default",
+      help="comma-separated log destinations: 'default' (= stderr), 'stderr', 'stdout' or "
+           "file paths")
+    a("--log-level", default="info", choices=list(logconfig.LEVELS),
+      help="log level: debug, info, warn, error, panic or fatal")
     for side, what in (("", "client"), ("peer-", "peer")):
         a(f"--{side}cert-file", default="", help=f"path to the {what} server TLS cert file")
         a(f"--{side}key-file", default="", help=f"path to the {what} server TLS key file")
@@ -149,7 +203,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         watch_progress_notify_interval=args.watch_progress_notify_interval,
         enable_lease_checkpoint=args.enable_lease_checkpoint,
         lease_checkpoint_interval=args.lease_checkpoint_interval,
-        log_level=args.log_level,
+        logger=args.logger, log_outputs=args.log_outputs, log_level=args.log_level,
         client_tls=TLSInfo(args.cert_file, args.key_file, args.trusted_ca_file,
                            args.client_cert_auth),
         peer_tls=TLSInfo(args.peer_cert_file, args.peer_key_file, args.peer_trusted_ca_file,
@@ -173,14 +227,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return cluster_main(argv[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        config = config_from_args(args)
+        resolved = configsource.resolve(parser, argv, os.environ)
+        config = config_from_args(resolved.args)
+        logconfig.configure(config.logger, config.log_outputs, config.log_level)
     except ValueError as e:
         parser.error(str(e))
-    logging.basicConfig(level=_LEVELS[config.log_level], stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("grpclib").setLevel(max(logging.WARNING, _LEVELS[config.log_level]))
+    log = logging.getLogger("coord.server.config")
+    for note in resolved.notes:
+        log.log(note.level, "%s", note.message)
     if os.environ.get(failpoints.ENV_HTTP):
         failpoints.serve_http(os.environ[failpoints.ENV_HTTP])
     try:

@@ -43,6 +43,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from multidict import MultiDict
 
+from coord import __version__
 from coord._pb import etcdserverpb as pb
 from coord._pb import v3electionpb as electionpb
 from coord._pb import v3lockpb as lockpb
@@ -634,7 +635,8 @@ class Gateway:
         return list(resp.alarms)
 
     async def version(self) -> dict[str, str]:
-        """``{"etcdserver": ..., "etcdcluster": ...}`` from the member's Status."""
+        """``{"etcdserver": ..., "etcdcluster": ..., "coord": ...}``: etcd's two fields from
+        the member's Status (what etcd clients parse), plus coord's own version."""
         try:
             status = await self.call("/v3/maintenance/status", pb.StatusRequest())
             assert isinstance(status, pb.StatusResponse)
@@ -643,7 +645,7 @@ class Gateway:
             server = "not_decided"
         parts = server.split(".")
         cluster = f"{parts[0]}.{parts[1]}.0" if len(parts) >= 2 else "not_decided"
-        return {"etcdserver": server, "etcdcluster": cluster}
+        return {"etcdserver": server, "etcdcluster": cluster, "coord": __version__}
 
 
 async def _client_gone(conn: h11.Connection, reader: asyncio.StreamReader) -> bool:

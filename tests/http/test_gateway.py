@@ -35,6 +35,8 @@ from support import (
     wait_for,
 )
 
+import coord
+
 
 def _log_errors(log: Path) -> list[str]:
     """The ERROR lines and tracebacks in a coord-server log."""
@@ -225,7 +227,8 @@ def test_health_version_status_and_members(coord_server: CoordProc) -> None:
     assert (status, body) == (200, {"health": "true", "reason": ""})
     status, body, _ = http_post(ep, "/version", method="GET")
     assert status == 200
-    assert set(body) == {"etcdserver", "etcdcluster"}
+    assert set(body) == {"etcdserver", "etcdcluster", "coord"}  # etcd's two, and coord's
+    assert body["coord"] == coord.__version__
     assert body["etcdcluster"].count(".") == 2
     st = http_ok(ep, "/v3/maintenance/status", {})
     assert st["leader"] == st["header"]["member_id"]

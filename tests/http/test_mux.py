@@ -8,6 +8,7 @@ import json
 from grpclib.client import Channel
 from grpclib.server import Server
 
+from coord import __version__
 from coord._pb import etcdserverpb as pb
 from coord.server.http import ClientListener
 
@@ -50,7 +51,7 @@ def test_grpc_and_http_on_one_port_with_split_first_bytes() -> None:
             raw = await _http(port, [b"GET /version HTTP/1.1\r\nHost: x\r\n"
                                      b"Connection: close\r\n\r\n"])
             assert json.loads(raw.partition(b"\r\n\r\n")[2]) == {
-                "etcdserver": "3.5.0", "etcdcluster": "3.5.0"}
+                "etcdserver": "3.5.0", "etcdcluster": "3.5.0", "coord": __version__}
         finally:
             listener.close()
             await listener.wait_closed()

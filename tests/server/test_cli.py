@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
+import platform
+import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from support import CoordProc, etcdctl, free_port, wait_for
+from support import CoordProc, etcdctl, free_port, http_get, wait_for
 
+import coord
 from coord import Client
 
 
@@ -20,9 +25,60 @@ def test_help_documents_every_flag() -> None:
                  "--listen-peer-urls", "--initial-advertise-peer-urls", "--initial-cluster",
                  "--initial-cluster-state", "--initial-cluster-token", "--quota-backend-bytes",
                  "--max-txn-ops", "--max-request-bytes", "--heartbeat-interval",
-                 "--election-timeout", "--snapshot-count", "--log-level"):
+                 "--election-timeout", "--snapshot-count", "--log-level", "--logger",
+                 "--log-outputs", "--config-file", "--version"):
         assert flag in out
     assert "default: default" in out  # --name default shown
+
+
+def _help() -> str:
+    return subprocess.run([sys.executable, "-m", "coord.server", "--help"],
+                          capture_output=True, text=True, check=True, timeout=60).stdout
+
+
+def test_help_states_each_default_once() -> None:
+    options, _, epilog = _help().partition("\noptions:\n")[2].partition("\n\n")
+    blocks = re.split(r"\n(?=  -)", options)  # one block per option (its help may wrap)
+    assert len(blocks) > 20
+    for block in blocks:
+        flat = " ".join(block.split())
+        assert flat.count("default:") <= 1, block
+    # help text without whitespace, so wrapping at any terminal width does not matter
+    by_flag = {b.split()[0].rstrip(","): "".join(b.split()) for b in blocks}
+    assert "(default:<name>.coord)" in by_flag["--data-dir"]
+    assert "(default:<name>=<initial-advertise-peer-urls>)" in by_flag["--initial-cluster"]
+    assert "(default:1572864)" in by_flag["--max-request-bytes"]
+    assert "(default:capnslog)" in by_flag["--logger"]
+    assert "(default:" not in by_flag["--cert-file"]  # no default value: nothing to state
+    # the epilog: configuration sources and the cluster subcommand
+    flat = " ".join(epilog.split())
+    assert "ETCD_SOME_FLAG" in flat
+    assert ("When a config file is given, all other command-line flags and environment "
+            "variables are ignored.") in flat
+    assert "coord-server cluster [--size 3]" in flat
+
+
+def test_version_flag() -> None:
+    out = subprocess.run([sys.executable, "-m", "coord.server", "--version"],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    assert coord.__version__ == importlib.metadata.version("coord")
+    assert out.splitlines() == [f"coord-server {coord.__version__}", "etcd API: 3.5",
+                                f"Python: {platform.python_version()}"]
+
+
+def test_version_endpoint_reports_coord_and_etcd_versions(tmp_path: Path) -> None:
+    proc = CoordProc(tmp_path, name="ver")
+    try:
+        status, body = http_get(f"http://{proc.endpoint}/version", timeout=10)
+        assert status == 200
+        with Client(proc.endpoint, timeout=10) as c:
+            server = c.status().version
+        major_minor = ".".join(server.split(".")[:2])
+        assert json.loads(body) == {"etcdserver": server, "etcdcluster": f"{major_minor}.0",
+                                    "coord": coord.__version__}
+        assert major_minor == "3.5"  # what --version prints as the etcd API
+    finally:
+        proc.stop()
 
 
 def test_bad_flag_value_is_a_usage_error() -> None:
