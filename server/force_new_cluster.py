@@ -25,9 +25,10 @@ entries are ordinary log entries, so a later restart without the flag replays th
 a one-member cluster. Other members are added back as new members (``etcdctl member add``
 with an empty data directory).
 
-A member that already is the only member changes nothing. A member without data (a new
-data directory) ignores the flag, as etcd does: it bootstraps from its ``--initial-*`` flags
-as usual.
+A learner refuses (:class:`ForceNewClusterError`: the server exits 1 with "cannot serve:
+..."; etcd would panic). A member that already is the only member changes nothing. A member
+without data (a new data directory) ignores the flag, as etcd does: it bootstraps from its
+``--initial-*`` flags as usual.
 """
 
 from __future__ import annotations
@@ -48,26 +49,38 @@ from coord.server.raft.types import (
 )
 from coord.server.storage import DurableStorage
 
-__all__ = ["effective_member_ids", "force_new_cluster", "force_new_cluster_entries"]
+__all__ = ["ForceNewClusterError", "effective_member_ids", "effective_members",
+           "force_new_cluster", "force_new_cluster_entries"]
 
 log = logging.getLogger("coord.server.force_new_cluster")
 
 
-def effective_member_ids(snapshot: Snapshot, entries: Sequence[Entry]) -> list[int]:
-    """Members (voters and learners) after ``snapshot`` and the conf changes in ``entries``
-    (etcd's GetEffectiveNodeIDsFromWALEntries), sorted."""
+class ForceNewClusterError(OSError):
+    """The member cannot form a one-member cluster (the message says why); nothing was
+    written."""
+
+
+def effective_members(snapshot: Snapshot, entries: Sequence[Entry]) -> dict[int, bool]:
+    """``member id -> is learner`` after ``snapshot`` and the conf changes in ``entries``."""
     cs = snapshot.metadata.conf_state
-    ids = set(cs.voters) | set(cs.learners) | set(cs.voters_outgoing) | set(cs.learners_next)
+    members = dict.fromkeys((*cs.voters, *cs.voters_outgoing), False)
+    members.update(dict.fromkeys((*cs.learners, *cs.learners_next), True))
     for e in entries:
         if e.type != EntryType.CONF_CHANGE:
             continue
         cc = decode_conf_change(e.data)
         for c in cc.changes if isinstance(cc, ConfChangeV2) else [cc]:
             if c.type in (ConfChangeType.ADD_NODE, ConfChangeType.ADD_LEARNER_NODE):
-                ids.add(c.node_id)
+                members[c.node_id] = c.type == ConfChangeType.ADD_LEARNER_NODE
             elif c.type == ConfChangeType.REMOVE_NODE:
-                ids.discard(c.node_id)
-    return sorted(ids)
+                members.pop(c.node_id, None)
+    return members
+
+
+def effective_member_ids(snapshot: Snapshot, entries: Sequence[Entry]) -> list[int]:
+    """Members (voters and learners) after ``snapshot`` and the conf changes in ``entries``
+    (etcd's GetEffectiveNodeIDsFromWALEntries), sorted."""
+    return sorted(effective_members(snapshot, entries))
 
 
 def force_new_cluster_entries(ids: Sequence[int], me: Member, term: int,
@@ -86,13 +99,22 @@ def force_new_cluster_entries(ids: Sequence[int], me: Member, term: int,
 
 def force_new_cluster(storage: DurableStorage, me: Member) -> None:
     """Rewrite ``storage``'s log so that ``me`` becomes a one-member cluster (see the module
-    docstring); durable (fsynced) when this returns."""
+    docstring); durable (fsynced) when this returns.
+
+    Raises:
+        ForceNewClusterError: ``me`` is a learner (it would be left without a voter).
+    """
     hs = storage.hard_state
     commit = hs.commit
     first = storage.first_index()
     committed = storage.entries(first, commit + 1) if commit >= first else []
     dropped = storage.last_index() - commit
-    ids = effective_member_ids(storage.snapshot(), committed)
+    members = effective_members(storage.snapshot(), committed)
+    if members.get(me.id):
+        raise ForceNewClusterError(
+            f"--force-new-cluster: member {me.id:x} is a learner, which cannot form a cluster "
+            f"alone; restart a voting member with --force-new-cluster instead")
+    ids = sorted(members)
     ents = force_new_cluster_entries(ids, me, hs.term, commit)
     if not ents:  # its own log commits whatever it holds when it elects itself
         log.warning("--force-new-cluster: member %x is already the only member; nothing to "

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from coord.server.force_new_cluster import effective_member_ids, force_new_cluster
+import pytest
+
+from coord.server.force_new_cluster import (
+    ForceNewClusterError,
+    effective_member_ids,
+    force_new_cluster,
+)
 from coord.server.membership import Member, decode_context
 from coord.server.raft.confchange_codec import decode_conf_change, encode_conf_change
 from coord.server.raft.types import (
@@ -88,3 +94,19 @@ def test_effective_member_ids_follow_snapshot_and_conf_changes() -> None:
     ents = [conf(6, 1, ConfChangeType.REMOVE_NODE, 1), normal(7, 1),
             conf(8, 1, ConfChangeType.ADD_NODE, 9), conf(9, 1, ConfChangeType.UPDATE_NODE, 2)]
     assert effective_member_ids(snap, ents) == [2, 3, 9]
+
+
+def test_a_learner_refuses_and_writes_nothing(tmp_path: Path) -> None:
+    st = DurableStorage.create(tmp_path, MD)
+    add = ConfChangeType.ADD_NODE
+    st.save(HardState(term=1, vote=0, commit=3), [
+        conf(1, 1, add, 1), conf(2, 1, add, 3), conf(3, 1, ConfChangeType.ADD_LEARNER_NODE, 2)])
+    with pytest.raises(ForceNewClusterError, match="member 2 is a learner"):
+        force_new_cluster(st, Member(id=2))
+    st.close()
+    st = DurableStorage.open(tmp_path)
+    try:
+        assert st.last_index() == 3
+        assert st.initial_state()[0] == HardState(term=1, vote=0, commit=3)
+    finally:
+        st.close()
