@@ -95,7 +95,7 @@ def parse_retention(mode: str, retention: str) -> CompactionPolicy:
     if mode not in MODES:
         raise ValueError(f"unknown --auto-compaction-mode {mode!r} (expected periodic or "
                          f"revision)")
-    text = retention.strip()
+    text = retention.strip() or "0"  # etcd: an empty retention is "0"
     if text.isdigit():
         n = int(text)
         return CompactionPolicy(mode, float(n * 3600 if mode == "periodic" else n))

@@ -11,6 +11,7 @@ import pytest
 from support import CoordProc, EtcdProc, etcdctl, start_coord_cluster, wait_for
 
 from coord import Client, CompactedError
+from coord.server.compactor import parse_retention
 
 pytestmark = pytest.mark.etcdctl
 
@@ -159,6 +160,17 @@ def test_only_the_leader_compacts_and_followers_apply_it(tmp_path: Path) -> None
     finally:
         for p in procs:
             p.stop()
+
+
+@pytest.mark.parametrize(("mode", "retention", "parsed"), [
+    ("periodic", "0", 0.0), ("periodic", "", 0.0), ("periodic", "1", 3600.0),
+    ("periodic", "30m", 1800.0), ("periodic", "1h30m", 5400.0), ("periodic", "2s", 2.0),
+    ("periodic", "0s", 0.0), ("revision", "1000", 1000.0), ("revision", "0", 0.0),
+])
+def test_retention_parsing_follows_etcd(mode: str, retention: str, parsed: float) -> None:
+    policy = parse_retention(mode, retention)
+    assert policy.retention == parsed
+    assert policy.enabled == (parsed > 0)
 
 
 @pytest.mark.parametrize(("args", "message"), [
