@@ -79,10 +79,17 @@ class CompactionPolicy:
         return self.retention > 0
 
     def describe(self) -> str:
-        """The retention as logged (``2s``, ``1h0m0s``-like seconds, or ``N revisions``)."""
+        """The retention as logged: ``N revisions``, or a duration as Go prints it
+        (``200ms``, ``2s``, ``1m30s``, ``1h0m0s``)."""
         if self.mode == "revision":
             return f"{int(self.retention)} revisions"
-        return f"{self.retention:g}s"
+        seconds = self.retention
+        if seconds < 1:
+            return f"{seconds * 1000:g}ms"
+        h, rest = divmod(seconds, 3600)
+        m, sec = divmod(rest, 60)
+        text = f"{sec:g}s"
+        return f"{int(h)}h{int(m)}m{text}" if h else f"{int(m)}m{text}" if m else text
 
 
 def parse_retention(mode: str, retention: str) -> CompactionPolicy:

@@ -173,6 +173,13 @@ def test_retention_parsing_follows_etcd(mode: str, retention: str, parsed: float
     assert policy.enabled == (parsed > 0)
 
 
+def test_retention_is_logged_as_go_prints_durations() -> None:
+    shown = [parse_retention("periodic", r).describe()
+             for r in ("200ms", "2s", "90s", "1", "25h", "1.5s")]
+    assert shown == ["200ms", "2s", "1m30s", "1h0m0s", "25h0m0s", "1.5s"]
+    assert parse_retention("revision", "7").describe() == "7 revisions"
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--auto-compaction-mode", "hourly"],
      "unknown --auto-compaction-mode 'hourly' (expected periodic or revision)"),
