@@ -4,10 +4,10 @@ Theory of operation: :class:`CoordServer` owns every long-lived piece. The state
 built first, then the consensus node over it (:func:`build_node`, the single switch between
 the in-memory SoloNode and the Raft node), then the API context, lease timer, watch hub and
 services. One grpclib server (behind ``http.ClientListener``, which also serves the JSON
-gateway) handles every ``--listen-client-urls`` entry with the pass-through codec. Two
-background tasks run while serving, lease expiry and lease checkpoints (both act only on the
-leader); they live in a task group that :meth:`CoordServer.serve` owns, so stopping cancels
-them and closes listeners.
+gateway) handles every ``--listen-client-urls`` entry with the pass-through codec. Three
+background tasks run while serving, lease expiry, lease checkpoints and auto-compaction
+(server/compactor.py), all acting only on the leader; they live in a task group that
+:meth:`CoordServer.serve` owns, so stopping cancels them and closes listeners.
 
 Lease expiry follows DESIGN rules 4 and 9 (etcd's revokeExpiredLeases with ensureLeadership,
 #15247 / PR #16822). The timer lists expired leases only while the Raft core says this member
@@ -51,6 +51,7 @@ from .api import (
     WatchService,
 )
 from .command import Kind, encode
+from .compactor import Compactor
 from .config import Config, parse_url
 from .http import ClientListener
 from .lease import LeaseTimer
@@ -107,6 +108,8 @@ class CoordServer:
         self.hub = WatchHub(self.sm.kv, self.ctx.header)
         self.sm.add_restore_listener(self.hub.set_store)
         self.services.append(WatchService(self.ctx, self.hub))
+        self.compactor = Compactor(config.compaction_policy, self.node, self.sm,
+                                   config.auto_compaction_revision_interval)
         self._listener: ClientListener | None = None
         self.ports: list[int] = []
         self._bind_error: OSError | None = None
@@ -236,6 +239,7 @@ class CoordServer:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self.expire_leases)
                 tg.start_soon(self.checkpoint_leases)
+                tg.start_soon(self.compactor.run)
                 async with anyio.create_task_group() as waiting:
                     waiting.start_soon(_cancel_on, stop, waiting.cancel_scope)
                     await self.wait_ready()

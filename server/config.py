@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from .compactor import DEFAULT_REVISION_INTERVAL, CompactionPolicy, parse_retention
 from .lease import min_lease_ttl
 from .logconfig import LEVELS, LOGGERS
 from .tls import TLSInfo, check_urls
@@ -75,6 +76,14 @@ class Config:
     logger: str = "capnslog"
     #: etcd's --log-outputs: "default" (stderr), "stderr", "stdout" or file paths
     log_outputs: tuple[str, ...] = ("default",)
+    #: etcd's --auto-compaction-mode (periodic or revision)
+    auto_compaction_mode: str = "periodic"
+    #: etcd's --auto-compaction-retention ("0" = off; see server/compactor.py)
+    auto_compaction_retention: str = "0"
+    #: revision mode's interval in seconds (etcd: fixed 5 minutes; coord-only flag)
+    auto_compaction_revision_interval: float = DEFAULT_REVISION_INTERVAL
+    #: etcd's --force-new-cluster: restart as a one-member cluster from this data directory
+    force_new_cluster: bool = False
     log_level: str = "info"
     client_tls: TLSInfo = field(default_factory=TLSInfo)
     peer_tls: TLSInfo = field(default_factory=lambda: TLSInfo(prefix="peer-"))
@@ -113,8 +122,16 @@ class Config:
         if self.max_txn_ops < 1 or self.max_request_bytes < 1 or self.quota_backend_bytes < 0:
             raise ValueError("--max-txn-ops, --max-request-bytes must be positive, "
                              "--quota-backend-bytes non-negative")
+        parse_retention(self.auto_compaction_mode, self.auto_compaction_retention)  # validate
+        if self.auto_compaction_revision_interval <= 0:
+            raise ValueError("--experimental-auto-compaction-revision-interval must be positive")
         if self.election_timeout < 5 * self.heartbeat_interval // 5 or self.heartbeat_interval < 1:
             raise ValueError("--election-timeout must be at least --heartbeat-interval")
+
+    @property
+    def compaction_policy(self) -> CompactionPolicy:
+        """The parsed --auto-compaction-mode and --auto-compaction-retention."""
+        return parse_retention(self.auto_compaction_mode, self.auto_compaction_retention)
 
     @property
     def quota_bytes(self) -> int:

@@ -125,6 +125,19 @@ def build_parser() -> argparse.ArgumentParser:
     a("--experimental-lease-checkpoint-interval", type=_duration_arg, default=300.0,
       dest="lease_checkpoint_interval",
       help="how often the leader checkpoints remaining lease TTLs: a Go duration or seconds")
+    a("--auto-compaction-mode", default="periodic",
+      help="interpret --auto-compaction-retention as: 'periodic' (a duration, a bare number "
+           "meaning hours) or 'revision' (a number of revisions)")
+    a("--auto-compaction-retention", default="0",
+      help="auto compaction retention for the key-value store's history (0 disables it); "
+           "only the leader compacts, through Raft")
+    a("--experimental-auto-compaction-revision-interval", type=_duration_arg, default=300.0,
+      dest="auto_compaction_revision_interval",
+      help="coord only: how often revision-mode auto-compaction runs (etcd: fixed 5m); a Go "
+           "duration or seconds")
+    a("--force-new-cluster", nargs="?", const=True, default=False, type=_flag_bool,
+      help="restart this member as a one-member cluster from its data directory (disaster "
+           "recovery: every other member is removed from the membership)")
     a("--logger", default="capnslog", choices=logconfig.LOGGERS,
       help="'capnslog' (text lines) or 'zap' (one JSON object per line, as etcd's zap)")
     a("--log-outputs", default="default",
@@ -203,6 +216,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
         watch_progress_notify_interval=args.watch_progress_notify_interval,
         enable_lease_checkpoint=args.enable_lease_checkpoint,
         lease_checkpoint_interval=args.lease_checkpoint_interval,
+        auto_compaction_mode=args.auto_compaction_mode,
+        auto_compaction_retention=args.auto_compaction_retention,
+        auto_compaction_revision_interval=args.auto_compaction_revision_interval,
+        force_new_cluster=args.force_new_cluster,
         logger=args.logger, log_outputs=args.log_outputs, log_level=args.log_level,
         client_tls=TLSInfo(args.cert_file, args.key_file, args.trusted_ca_file,
                            args.client_cert_auth),

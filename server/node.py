@@ -103,6 +103,7 @@ from coord.errors import (
 from coord.errors import TimeoutError as RequestTimeoutError
 from coord.server import failpoints
 from coord.server.config import Config, parse_initial_cluster
+from coord.server.force_new_cluster import force_new_cluster
 from coord.server.membership import (
     Attributes,
     ChangeContext,
@@ -316,6 +317,10 @@ class RaftNode:
             self.storage = DurableStorage.open(self.data_dir)
             md = self.storage.metadata
             self.member_id, self.cluster_id = md["member_id"], md["cluster_id"]
+            if cfg.force_new_cluster:
+                force_new_cluster(self.storage, Member(
+                    id=self.member_id, name=cfg.name,
+                    peer_urls=sorted(cfg.initial_advertise_peer_urls)))
             snap = self.storage.snapshot()
             self.membership.cluster_id = self.cluster_id
             if not snap.is_empty():
@@ -325,6 +330,9 @@ class RaftNode:
             log.info("restarting member %x of cluster %x from %s (ignoring --initial-* flags)",
                      self.member_id, self.cluster_id, self.data_dir)
             return
+        if cfg.force_new_cluster:
+            log.warning("--force-new-cluster has no effect: %s holds no member data, so this "
+                        "member bootstraps from its --initial-* flags", self.data_dir)
         token = cfg.initial_cluster_token
         initial = parse_initial_cluster(cfg.initial_cluster)
         my_urls = list(cfg.initial_advertise_peer_urls)
