@@ -14,9 +14,8 @@ from coord.server.main import build_parser
 
 def _parser() -> argparse.ArgumentParser:
     p = build_parser()
-    a = p.add_argument  # new flags in main.py's style, unknown to configsource
-    a("--force-new-cluster", action="store_true", help="start a one-member cluster")
-    a("--auto-compaction-retention", default="0", help="retention")
+    a = p.add_argument  # flags in main.py's style that configsource has never heard of
+    a("--strict-reconfig-check", action="store_true", help="reject unsafe reconfigurations")
     a("--max-snapshots", type=int, default=5, help="snapshots to keep")
     return p
 
@@ -24,8 +23,10 @@ def _parser() -> argparse.ArgumentParser:
 def test_new_flags_get_their_variables() -> None:
     r = configsource.resolve(_parser(), ["--max-snapshots", "7"], {
         "ETCD_FORCE_NEW_CLUSTER": "true", "ETCD_AUTO_COMPACTION_RETENTION": "1h",
-        "ETCD_NAME": "n1", "ETCD_EMPTY": "", "ETCDCTL_API": "3", "ETCD_VERSION": "1"})
+        "ETCD_NAME": "n1", "ETCD_EMPTY": "", "ETCDCTL_API": "3", "ETCD_VERSION": "1",
+        "ETCD_STRICT_RECONFIG_CHECK": "true"})
     assert r.args.force_new_cluster is True
+    assert r.args.strict_reconfig_check is True
     assert r.args.auto_compaction_retention == "1h"
     assert r.args.max_snapshots == 7
     assert r.args.name == "n1"
@@ -35,6 +36,7 @@ def test_new_flags_get_their_variables() -> None:
         "recognized and used environment variable ETCD_AUTO_COMPACTION_RETENTION=1h",
         "recognized and used environment variable ETCD_FORCE_NEW_CLUSTER=true",
         "recognized and used environment variable ETCD_NAME=n1",
+        "recognized and used environment variable ETCD_STRICT_RECONFIG_CHECK=true",
         "cannot set special environment variable ETCD_VERSION=1"]
     with pytest.raises(configsource.SourceError, match="shadowed by corresponding "
                                                        "command-line flag --max-snapshots"):
