@@ -10,8 +10,9 @@ these classes with :func:`from_status`. Every error derives from
 
 from __future__ import annotations
 
-from enum import IntEnum
 from typing import ClassVar
+
+from ._enum import NamedIntEnum
 
 __all__ = [
     "AuthFailedError",
@@ -62,8 +63,9 @@ __all__ = [
 ]
 
 
-class Status(IntEnum):
-    """gRPC status codes (the numbers are the wire values)."""
+class Status(NamedIntEnum):
+    """gRPC status codes (the numbers are the wire values); a code prints its name
+    (``UNAVAILABLE``)."""
 
     OK = 0
     CANCELLED = 1
