@@ -51,6 +51,8 @@ __all__ = [
     "Status",
     "TimeoutDueToLeaderFailError",
     "TimeoutError",
+    "TLSConfigError",
+    "TLSHandshakeError",
     "TooManyOpsError",
     "UnavailableError",
     "UnhealthyClusterError",
@@ -365,6 +367,22 @@ class ConnectionFailedError(UnavailableError):
     """No endpoint could be reached (the request surely never reached a server)."""
 
     default_message = "coord: could not connect to any endpoint"
+
+
+class TLSHandshakeError(ConnectionFailedError):
+    """A TLS connection could not be set up; the message names the endpoint and the likely
+    cause (server certificate not signed by ``ca_cert``, hostname mismatch, client
+    certificate required or rejected, TLS against a plain endpoint or the reverse)."""
+
+    default_message = "coord: TLS connection failed"
+
+
+class TLSConfigError(CoordError):
+    """A TLS file given to the client (``ca_cert``, ``cert``, ``key``) is missing,
+    unreadable or not valid PEM, or the key does not match the certificate. Raised when the
+    ``Client``/``AsyncClient`` is created; the message names the parameter and the path."""
+
+    code = Status.INVALID_ARGUMENT
 
 
 class LeaseExpiredError(CoordError):
