@@ -233,3 +233,19 @@ def test_write_on_idle_connection_to_frozen_server_fails_over(
         assert took < BUDGET, f"write took {took:.1f} s"
         assert isinstance(rev, int)
         assert c.current_endpoint == backend
+
+
+def test_watch_and_lease_skip_a_stuck_first_endpoint(stuck: str, backend: str,
+                                                     prefix: str) -> None:
+    """Streams (watch, lease keep-alive) opened first also leave the stuck endpoint within
+    ~connect_timeout, and work on the healthy one."""
+    with Client([stuck, backend], timeout=20) as c:
+        t0 = time.monotonic()
+        watch = c.watch(prefix + "k")
+        assert time.monotonic() - t0 < BUDGET, "watch creation"
+        with watch, c.lease(5) as lease:
+            rev = c.put(prefix + "k", "v", lease=lease)
+            event = next(watch)
+            assert (event.revision, event.value) == (rev, b"v")
+            assert lease.ttl() > 0
+            assert lease.alive
