@@ -612,8 +612,8 @@ class Connection(_Caller):
                 raise
             except TRANSPORT_ERRORS as e:
                 self._drop(index)
-                cause = explain(e, ch._ssl, ep.host) if ch._protocol is not None \
-                    or isinstance(e, _ssl.SSLError) else None
+                cause = explain(e, ch._ssl, ep.host) \
+                    if ch._protocol is not None or ch._ssl is not None else None
                 if cause is not None:
                     raise TLSFailed(f"{ep}: {cause}") from e
                 raise NotSent(f"could not connect to {ep}: {e!r}") from e

@@ -119,6 +119,8 @@ def explain(err: BaseException, ctx: ssl.SSLContext | None, host: str, *,
     plain text); None when it is not a TLS matter. ``after_handshake``: the TLS handshake
     had completed (the server then closed or reset the connection); ``first_bytes``: what a
     plain-text client received first."""
+    if isinstance(err, ConnectionRefusedError):
+        return None  # nothing listens: not a TLS matter
     if ctx is None:
         if looks_like_tls(first_bytes) or (isinstance(err, ConnectionError | EOFError)
                                            and not first_bytes):
@@ -145,11 +147,16 @@ def explain(err: BaseException, ctx: ssl.SSLContext | None, host: str, *,
             return _client_cert_cause(ctx)
         if after_handshake:
             return _client_cert_cause(ctx)
+        if isinstance(err, ssl.SSLEOFError) or reason == "UNEXPECTED_EOF_WHILE_READING":
+            return _CLOSED_IN_HANDSHAKE
         return f"TLS failed ({_reason(err)})"
     if isinstance(err, ConnectionError | EOFError):
         if after_handshake:
             return (f"{_client_cert_cause(ctx)}; the server closed the connection right after"
                     " the TLS handshake")
-        return ("the endpoint closed the connection during the TLS handshake: it probably"
-                " does not speak TLS (a plain http:// endpoint?)")
+        return _CLOSED_IN_HANDSHAKE
     return None
+
+
+_CLOSED_IN_HANDSHAKE = ("the endpoint closed the connection during the TLS handshake: it"
+                        " probably does not speak TLS (a plain http:// endpoint?)")

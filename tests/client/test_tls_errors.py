@@ -1,24 +1,33 @@
 """TLS mistakes get a CoordError that names the parameter, the file or the likely cause.
 
 Certificate files are checked when the Client/AsyncClient is created (TLSConfigError names
-the parameter and the path). Connect-time failures against real coord-server processes over
+the parameter and the path). Connect-time failures against a real coord-server over
 TLS raise TLSHandshakeError naming the cause: a server certificate not signed by ca_cert, a
 hostname mismatch, a missing or rejected client certificate, TLS to a plain endpoint and
-plain text to a TLS endpoint. Certificates come from tests/support.py's make_pki (trustme).
+plain text to a TLS endpoint; the same against a real etcd. Certificates come from
+tests/support.py's make_pki (trustme).
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import CoordProc, Pki, free_port, make_pki
+from support import Pki, Proc, free_port, make_pki, require_binary, wait_for
 
-from coord import AsyncClient, Client, ConnectionFailedError, TLSConfigError, TLSHandshakeError
+from coord import (
+    AsyncClient,
+    Client,
+    ConnectionFailedError,
+    CoordError,
+    TLSConfigError,
+    TLSHandshakeError,
+)
 
 
 @pytest.fixture(scope="module")
@@ -97,17 +106,42 @@ class TlsServers:
     tls_other_name: str  # https on 127.0.0.2: not a name in the server's certificate
 
 
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[TlsServers]:
-    plain, secure, other = free_port(), free_port(), free_port()
-    proc = CoordProc(tmp_path_factory.mktemp("tls-errors"), name="tlserr", client_port=plain,
-                     args=["--listen-client-urls",
-                           f"http://127.0.0.1:{plain},https://127.0.0.1:{secure},"
-                           f"https://127.0.0.2:{other}",
-                           "--advertise-client-urls", f"https://127.0.0.1:{secure}",
-                           *pki.server_flags(), "--client-cert-auth"])
-    yield TlsServers(proc.endpoint, f"127.0.0.1:{secure}", f"127.0.0.2:{other}")
-    proc.stop()
+@pytest.fixture(scope="module", params=["coord", "etcd"])
+def servers(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+            pki: Pki) -> Iterator[TlsServers]:
+    """A coord-server, then a real etcd, with a plain and two https client listeners."""
+    kind = request.param
+    tmp = tmp_path_factory.mktemp(f"tls-errors-{kind}")
+    plain, secure, other, peer = free_port(), free_port(), free_port(), free_port()
+    peer_url = f"http://127.0.0.1:{peer}"
+    args = ["--listen-client-urls",
+            f"http://127.0.0.1:{plain},https://127.0.0.1:{secure},https://127.0.0.2:{other}",
+            "--advertise-client-urls", f"https://127.0.0.1:{secure}",
+            "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+            "--initial-cluster", f"tlserr={peer_url}", *pki.server_flags(),
+            "--client-cert-auth"]
+    if kind == "etcd":
+        argv = [require_binary("etcd"), "--name", "tlserr", "--data-dir", str(tmp / "etcd"),
+                "--log-level", "warn", *args]
+    else:
+        argv = [sys.executable, "-m", "coord.server", "--name", "tlserr",
+                "--data-dir", str(tmp / "coord"), *args]
+    proc = Proc(argv, tmp / f"{kind}.log")
+
+    def up() -> bool:
+        if not proc.alive():
+            raise AssertionError(f"{kind} exited:\n{proc.output()}")
+        try:
+            with Client(f"127.0.0.1:{plain}", timeout=1) as c:
+                return c.status().leader != 0
+        except CoordError:
+            return False
+
+    try:
+        wait_for(up, timeout=30, what=f"{kind} with TLS listeners", interval=0.2)
+        yield TlsServers(f"127.0.0.1:{plain}", f"127.0.0.1:{secure}", f"127.0.0.2:{other}")
+    finally:
+        proc.stop()
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
