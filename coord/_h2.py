@@ -172,7 +172,7 @@ class Channel:
         self._live = Liveness(connect_timeout, keepalive)
         self._blocks: dict[str, bytes] = {}  # path -> its constant header block part
         self._decoder = hpack.Decoder()
-        self._out: list[bytes] = [_PREFACE]  # written with the next request
+        self._out: list[bytes] = [_PREFACE]  # owed frames: the preface goes out at once
         self._buf = bytearray()
         self._next_id = 1
         self._send_window = 65535  # connection-level, toward the peer
