@@ -20,6 +20,15 @@ ambiguous failure (the request may have been applied) a mutating call raises
 :class:`~coord.errors.UnavailableError` / :class:`~coord.errors.ConnectionFailedError` and the
 caller decides. Every call has one overall deadline (``timeout``), shared by its retries.
 
+Stuck servers (:mod:`coord._liveness`, both transports): a connect must get the server's
+HTTP/2 SETTINGS within ``connect_timeout`` before any request is written; an idle connection
+is PINGed before use; a call whose server stays silent is given up after ``connect_timeout``.
+Failures before a request was written are :class:`NotSent` (:class:`UnresponsiveNotSent`); an
+endpoint found :class:`Unresponsive` is skipped for the rest of the call, so a call whose every
+endpoint is stuck fails after about ``connect_timeout``. TLS failures at connect time are
+:class:`TLSFailed`, explained by :func:`coord._tls.explain`, and end a call whose endpoints
+all failed so as :class:`~coord.errors.TLSHandshakeError`.
+
 Auth: with ``user``/``password`` the connection calls ``Auth/Authenticate`` before the first
 request and sends the token as ``token`` metadata; a request rejected with "invalid auth
 token" re-authenticates once and is re-sent (it was rejected, so that is safe for writes).
@@ -42,19 +51,22 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import h2.exceptions
-from grpclib.client import Channel
+from grpclib.client import Channel, Handler
 from grpclib.config import Configuration
 from grpclib.const import Cardinality
 from grpclib.encoding.base import CodecBase
 from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
+from grpclib.protocol import H2Protocol
 
 from . import _h2, errors
-from ._h2 import NotSent
+from ._h2 import NotSent, TLSFailed, Unresponsive, UnresponsiveNotSent
+from ._liveness import Liveness, budget, only_ping_ack
 from ._pb import etcdserverpb as pb
+from ._tls import explain, make_ssl_context
 
 __all__ = [
-    "Connection", "Endpoint", "NotSent", "SyncConnection", "close_stream", "parse_endpoints",
-    "run_sync",
+    "Connection", "Endpoint", "NotSent", "SyncConnection", "close_stream", "make_ssl_context",
+    "parse_endpoints", "run_sync",
 ]
 
 _log = logging.getLogger("coord.conn")
@@ -120,15 +132,6 @@ def parse_endpoints(endpoints: str | list[str] | tuple[str, ...]) -> list[Endpoi
     if not out:
         raise ValueError("no endpoint given")
     return out
-
-
-def make_ssl_context(ca_cert: str | None, cert: str | None, key: str | None) -> _ssl.SSLContext:
-    """An HTTP/2-ready client TLS context trusting ``ca_cert``, presenting ``cert``/``key``."""
-    ctx = _ssl.create_default_context(_ssl.Purpose.SERVER_AUTH, cafile=ca_cert)
-    if cert is not None:
-        ctx.load_cert_chain(cert, key)
-    ctx.set_alpn_protocols(["h2"])
-    return ctx
 
 
 #: How long a control-only write (PING ACK, WINDOW_UPDATE) may wait for company.
@@ -208,6 +211,100 @@ async def connect(ch: Channel) -> None:
         conn._transport = wrapped
 
 
+class _Protocol(H2Protocol):  # type: ignore[misc]
+    """grpclib's HTTP/2 client protocol, plus the liveness rule of :mod:`coord._liveness`.
+
+    Every chunk received is reported to :attr:`live` and sets :attr:`heard`. While unary calls
+    wait for their answers (:meth:`begin` / :meth:`end`), a timer applies the rule: it PINGs
+    a silent server and closes the connection when the PING stays unanswered (:attr:`dead`
+    then says why; the waiting calls see ``StreamTerminatedError``).
+    """
+
+    def __init__(self, handler: Any, config: Configuration, h2_config: Any,
+                 live: Liveness, authority: str) -> None:
+        super().__init__(handler, config, h2_config)
+        self.live = live
+        self.authority = authority
+        self.heard = asyncio.Event()  # set by any received byte, cleared by our PINGs
+        self.dead: str | None = None
+        self.first = b""  # the first bytes received (to recognise a TLS server)
+        self.lost: BaseException | None = None  # why the connection was lost, if it was
+        self._waiting = 0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def data_received(self, data: bytes) -> None:
+        self.live.received(time.monotonic(), only_ping_ack(data))
+        if not self.first:
+            self.first = data[:5]
+        self.heard.set()
+        super().data_received(data)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.lost = exc
+        self.heard.set()  # nothing more will come: wake whoever waits for an answer
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        super().connection_lost(exc)
+
+    def alive(self) -> bool:
+        """True while the connection is open."""
+        return hasattr(self, "connection") and not self.connection.is_closing()
+
+    def ping(self) -> None:
+        """Send a PING now (an answer, any byte, sets :attr:`heard`)."""
+        self.live.pinged(time.monotonic())
+        self.heard.clear()
+        self.connection._connection.ping(b"coordka\x00")
+        self.connection.flush()
+
+    def begin(self) -> None:
+        """A unary call waits for its answer from now on."""
+        self._waiting += 1
+        if self._timer is None:
+            self._watch()
+
+    def end(self) -> None:
+        """That call has its answer (or gave up)."""
+        self._waiting -= 1
+
+    def _watch(self) -> None:
+        self._timer = None
+        if self._waiting <= 0 or not self.alive():
+            return
+        now = time.monotonic()
+        action, at = self.live.check(now)
+        if action == "ping":
+            self.ping()
+            action, at = self.live.check(now)
+        if action == "dead":
+            self.dead = self.live.silent_message(self.authority)
+            self.processor.close(self.dead)
+            return
+        if at is not None:
+            self._timer = asyncio.get_running_loop().call_later(max(at - now, 0.0),
+                                                                self._watch)
+
+
+class _Channel(Channel):  # type: ignore[misc]
+    """A grpclib ``Channel`` whose connections are :class:`_Protocol`\\ s."""
+
+    def __init__(self, host: str, port: int, *, live: Callable[[], Liveness],
+                 **kwargs: Any) -> None:
+        super().__init__(host, port, **kwargs)
+        self._live = live
+        self._authority = f"{host}:{port}"
+
+    def _protocol_factory(self) -> _Protocol:
+        return _Protocol(Handler(), self._config, self._h2_config, self._live(),
+                         self._authority)
+
+    @property
+    def protocol(self) -> _Protocol | None:
+        """The open connection's protocol, if connected."""
+        return cast(_Protocol, self._protocol) if self._connected else None
+
+
 def status_error(e: GRPCError) -> errors.CoordError:
     """Map a grpclib status error to coord's typed error."""
     return errors.from_status(int(e.status.value), e.message)
@@ -238,9 +335,11 @@ class _Caller:
 
     def __init__(self, endpoints: list[Endpoint], *, timeout: float | None,
                  ssl: _ssl.SSLContext | None, user: str | None, password: str | None,
-                 keepalive: float | None = 10.0, route: _Route | None = None) -> None:
+                 keepalive: float | None = 10.0, route: _Route | None = None,
+                 connect_timeout: float | None = 2.0) -> None:
         self.endpoints = endpoints
         self.timeout = timeout
+        self.connect_timeout = connect_timeout
         self._keepalive = keepalive
         self._route = route or _Route()
         self._ssl = ssl
@@ -342,11 +441,15 @@ class _Caller:
         last: BaseException | None = None
         reauthed = False
         attempt = 0
-        while attempt < attempts:
+        n = len(self.endpoints)
+        stuck: set[int] = set()  # endpoints found unresponsive during this call
+        while attempt < attempts and len(stuck) < n:
             if self._closed:
                 raise errors.ConnectionFailedError("coord: client is closed")
             md = await self.metadata() if auth else None
             index = self.current
+            while index in stuck:
+                index = (index + 1) % n
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 break
@@ -370,9 +473,13 @@ class _Caller:
             except NotSent as e:
                 last = e
                 self.rotate(index)
+                if isinstance(e, Unresponsive):
+                    stuck.add(index)
             except TRANSPORT_ERRORS as e:
                 last = e
                 self.rotate(index)
+                if isinstance(e, Unresponsive):
+                    stuck.add(index)
                 if not idempotent:
                     raise errors.UnavailableError(
                         f"coord: connection to {self.endpoints[index]} lost during a write;"
@@ -382,6 +489,8 @@ class _Caller:
                 await self._pause(min(0.05 * attempt, 0.5))
         if last is None or isinstance(last, TimeoutError | asyncio.TimeoutError):
             raise errors.TimeoutError(f"coord: {path} timed out") from last
+        if isinstance(last, TLSFailed):
+            raise errors.TLSHandshakeError(f"coord: could not connect to {last}") from last
         if isinstance(last, errors.CoordError):
             raise last
         raise errors.ConnectionFailedError(
@@ -402,9 +511,10 @@ class Connection(_Caller):
 
     def __init__(self, endpoints: list[Endpoint], *, timeout: float | None,
                  ssl: _ssl.SSLContext | None, user: str | None, password: str | None,
-                 keepalive: float | None = 10.0, route: _Route | None = None) -> None:
+                 keepalive: float | None = 10.0, route: _Route | None = None,
+                 connect_timeout: float | None = 2.0) -> None:
         super().__init__(endpoints, timeout=timeout, ssl=ssl, user=user, password=password,
-                         keepalive=keepalive, route=route)
+                         keepalive=keepalive, route=route, connect_timeout=connect_timeout)
         # HTTP/2 PINGs while calls or streams are open, so a silently dead peer (partition,
         # frozen host) is noticed within keepalive * 1.5 instead of never (watches would
         # hang). etcd refuses pings more often than every 5 s (too_many_pings).
@@ -413,7 +523,7 @@ class Connection(_Caller):
             _http2_max_pings_without_data=0,
             _http2_min_sent_ping_interval_without_data=keepalive or 300.0,
         ) if keepalive else None
-        self._channels: dict[int, Channel] = {}
+        self._channels: dict[int, _Channel] = {}
         self._auth_lock = asyncio.Lock()
         self._check()
 
@@ -426,16 +536,18 @@ class Connection(_Caller):
         shared current endpoint and auth token."""
         return SyncConnection(self.endpoints, timeout=self.timeout, ssl=self._ssl,
                               user=self._user, password=self._password,
-                              keepalive=self._keepalive, route=self._route)
+                              keepalive=self._keepalive, route=self._route,
+                              connect_timeout=self.connect_timeout)
 
-    def channel(self, index: int | None = None) -> tuple[int, Channel]:
+    def channel(self, index: int | None = None) -> tuple[int, _Channel]:
         """``(index, channel)`` of the current endpoint (or of ``index``), created on demand."""
         i = self.current if index is None else index
         ch = self._channels.get(i)
         if ch is None:
             ep = self.endpoints[i]
-            ch = Channel(ep.host, ep.port, codec=_CODEC, ssl=self._ssl_for(ep),
-                         config=self._h2_config)
+            ch = _Channel(ep.host, ep.port, codec=_CODEC, ssl=self._ssl_for(ep),
+                          config=self._h2_config, live=lambda: Liveness(self.connect_timeout,
+                                                                        self._keepalive))
             self._channels[i] = ch
         return i, ch
 
@@ -455,13 +567,8 @@ class Connection(_Caller):
                        decode: Callable[[bytes], T], metadata: dict[str, str] | None,
                        timeout: float | None) -> T:
         _, ch = self.channel(index)
-        if not ch._connected:  # connect first: failures here never sent the request
-            try:
-                await asyncio.wait_for(connect(ch), timeout)
-            except TimeoutError:
-                raise
-            except TRANSPORT_ERRORS as e:
-                raise NotSent(f"could not connect to {self.endpoints[index]}: {e!r}") from e
+        proto = await self.ready(index, ch, timeout)
+        proto.begin()
         try:
             stream: Any
             async with ch.request(path, Cardinality.UNARY_UNARY, _ANY, cast(Any, decode),
@@ -470,9 +577,70 @@ class Connection(_Caller):
                 reply = cast(T | None, await stream.recv_message())
         except GRPCError as e:
             raise status_error(e) from None
+        except TRANSPORT_ERRORS as e:
+            if proto.dead is not None:
+                raise Unresponsive(proto.dead) from e
+            raise
+        finally:
+            proto.end()
         if reply is None:
             raise StreamTerminatedError("empty reply")
         return reply
+
+    async def ready(self, index: int, ch: _Channel, timeout: float | None) -> _Protocol:
+        """Endpoint ``index``'s connection, ready for a request (:mod:`coord._liveness`):
+        connected (TCP, TLS, the server's SETTINGS received) or, when it sat idle, PINGed and
+        answered. Raises :class:`NotSent` (:class:`UnresponsiveNotSent` when the server
+        stayed silent for ``connect_timeout``) or ``TimeoutError`` (the call's ``timeout``);
+        a request was not written either way."""
+        limit, own = budget(timeout, self.connect_timeout)
+        ep = self.endpoints[index]
+        proto = ch.protocol
+        if proto is None:
+            what = "send its HTTP/2 SETTINGS"
+            try:
+                async with asyncio.timeout(limit):
+                    await connect(ch)
+                    proto = cast(_Protocol, ch._protocol)
+                    await proto.heard.wait()
+            except TimeoutError:
+                self._drop(index)
+                if own:
+                    raise UnresponsiveNotSent(
+                        f"{ep} did not {what} within {self.connect_timeout!r} s"
+                        " (connect_timeout)") from None
+                raise
+            except TRANSPORT_ERRORS as e:
+                self._drop(index)
+                cause = explain(e, ch._ssl, ep.host) \
+                    if ch._protocol is not None or ch._ssl is not None else None
+                if cause is not None:
+                    raise TLSFailed(f"{ep}: {cause}") from e
+                raise NotSent(f"could not connect to {ep}: {e!r}") from e
+            if not proto.alive():
+                self._drop(index)
+                lost = proto.lost or ConnectionError("closed")
+                cause = explain(lost, ch._ssl, ep.host, after_handshake=True,
+                                first_bytes=proto.first)
+                if cause is not None:
+                    raise TLSFailed(f"{ep}: {cause}") from lost
+        elif proto.live.stale(time.monotonic()):
+            what = "answer a PING on the idle connection"
+            if proto.live.ping_sent is None:
+                proto.ping()
+            try:
+                await asyncio.wait_for(proto.heard.wait(), limit)
+            except TimeoutError:
+                self._drop(index)
+                if own:
+                    raise UnresponsiveNotSent(
+                        f"{ep} did not {what} within {self.connect_timeout!r} s"
+                        " (connect_timeout)") from None
+                raise
+        if not proto.alive():
+            self._drop(index)
+            raise NotSent(f"{ep} closed the connection (not an HTTP/2 server?)")
+        return proto
 
     async def _pause(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -499,7 +667,7 @@ class Connection(_Caller):
         md.update(extra_metadata or {})
         index, ch = self.channel()
         try:
-            await connect(ch)
+            await self.ready(index, ch, None)
         except TRANSPORT_ERRORS:
             self.rotate(index)
             raise
@@ -547,9 +715,10 @@ class SyncConnection(_Caller):
 
     def __init__(self, endpoints: list[Endpoint], *, timeout: float | None,
                  ssl: _ssl.SSLContext | None, user: str | None, password: str | None,
-                 keepalive: float | None = 10.0, route: _Route | None = None) -> None:
+                 keepalive: float | None = 10.0, route: _Route | None = None,
+                 connect_timeout: float | None = 2.0) -> None:
         super().__init__(endpoints, timeout=timeout, ssl=ssl, user=user, password=password,
-                         keepalive=keepalive, route=route)
+                         keepalive=keepalive, route=route, connect_timeout=connect_timeout)
         self._idle: dict[int, list[_h2.Channel]] = {}
         self._pool_lock = threading.Lock()
         self._auth_lock = _ThreadLock()
@@ -573,7 +742,9 @@ class SyncConnection(_Caller):
         ep = self.endpoints[index]
         try:
             return _h2.Channel(ep.host, ep.port, ssl=self._ssl_for(ep), timeout=timeout,
-                               keepalive=self._keepalive)
+                               keepalive=self._keepalive, connect_timeout=self.connect_timeout)
+        except NotSent:
+            raise
         except OSError as e:
             if isinstance(e, TimeoutError) and timeout is not None:
                 raise  # the call's deadline passed

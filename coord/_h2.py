@@ -22,8 +22,13 @@ payload)`` or raises):
   (the server guarantees it did not process the request; a write may be retried);
 * any other RST_STREAM, a closed or reset socket, a protocol violation: ``ConnectionError``
   (the request may or may not have been processed);
-* silence: ``TimeoutError`` at the deadline; without a deadline a PING after ``keepalive``
-  seconds of silence, and ``ConnectionError`` if nothing arrives ``keepalive / 2`` later.
+* silence: ``TimeoutError`` at the call's deadline; before that the rule of
+  :mod:`coord._liveness` (PINGs after ``connect_timeout / 2`` of silence, then after
+  ``keepalive``): :class:`Unresponsive` when a PING stays unanswered.
+
+Connecting waits for the server's SETTINGS (within ``connect_timeout``) before any request is
+written, and a connection idle for ``PROBE_IDLE`` is PINGed before the next request goes out:
+a server silent then raises :class:`UnresponsiveNotSent` (the request was not written).
 
 A failed or interrupted call leaves the channel in an unknown state: the caller closes it.
 :meth:`Channel.usable` reads, without blocking, what arrived while the channel sat idle (a
@@ -41,14 +46,17 @@ import socket
 import ssl as _ssl
 import struct
 import time
+from collections.abc import Callable
 from typing import cast
 from urllib.parse import unquote
 
 import hpack
 
+from ._liveness import Liveness, budget, only_ping_ack
+from ._tls import explain
 from ._wire import _enc_varint
 
-__all__ = ["Channel", "NotSent"]
+__all__ = ["Channel", "NotSent", "TLSFailed", "Unresponsive", "UnresponsiveNotSent"]
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, \
@@ -73,6 +81,20 @@ _HTTP_TO_GRPC = {400: 13, 401: 16, 403: 7, 404: 12, 429: 14, 502: 14, 503: 14, 5
 
 class NotSent(ConnectionError):
     """The request surely never reached a server's handler: retrying it is safe, even a write."""
+
+
+class TLSFailed(NotSent):
+    """Connecting failed for a TLS reason (or a TLS/plain-text mix-up); ``str()`` names the
+    endpoint and the likely cause (:func:`coord._tls.explain`). Nothing was sent."""
+
+
+class Unresponsive(ConnectionError):
+    """The server stayed silent past ``connect_timeout`` (see :mod:`coord._liveness`): its
+    endpoint is not tried again during the call. The request may have been processed."""
+
+
+class UnresponsiveNotSent(Unresponsive, NotSent):
+    """The server stayed silent past ``connect_timeout`` before the request was written."""
 
 
 def _frame(ftype: int, flags: int, sid: int, payload: bytes = b"") -> bytes:
@@ -112,13 +134,34 @@ class Channel:
     """
 
     def __init__(self, host: str, port: int, *, ssl: _ssl.SSLContext | None = None,
-                 timeout: float | None = None, keepalive: float | None = None) -> None:
-        """Connect (within ``timeout`` seconds); raises ``OSError`` when that fails."""
-        sock = socket.create_connection((host, port), timeout=timeout)
+                 timeout: float | None = None, keepalive: float | None = None,
+                 connect_timeout: float | None = None) -> None:
+        """Connect: TCP, TLS and the server's SETTINGS within ``connect_timeout`` (and within
+        the call's ``timeout``). Raises :class:`UnresponsiveNotSent` when the server stays
+        silent, ``TimeoutError`` when the call's ``timeout`` ran out first, another
+        ``OSError`` (``ssl.SSLError`` included) when connecting fails."""
+        limit, own = budget(timeout, connect_timeout)
+        deadline = None if limit is None else time.monotonic() + limit
+        self._authority = f"{host}:{port}"
+        try:
+            sock = socket.create_connection((host, port), timeout=limit)
+        except TimeoutError:
+            raise self._silent("accept the TCP connection", own, connect_timeout) from None
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if ssl is not None:
-                sock = ssl.wrap_socket(sock, server_hostname=host)
+                if deadline is not None:
+                    sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                try:
+                    sock = ssl.wrap_socket(sock, server_hostname=host)
+                except TimeoutError:
+                    raise self._silent("complete the TLS handshake", own,
+                                       connect_timeout) from None
+                except OSError as e:
+                    cause = explain(e, ssl, host)
+                    if cause is None:
+                        raise
+                    raise TLSFailed(f"{self._authority}: {cause}") from e
                 if sock.selected_alpn_protocol() != "h2":
                     raise ConnectionError(f"{host}:{port} did not agree to HTTP/2 over TLS")
         except BaseException:
@@ -126,11 +169,10 @@ class Channel:
             raise
         self._sock = sock
         self._tls = isinstance(sock, _ssl.SSLSocket)
-        self._keepalive = keepalive
-        self._authority = f"{host}:{port}"
+        self._live = Liveness(connect_timeout, keepalive)
         self._blocks: dict[str, bytes] = {}  # path -> its constant header block part
         self._decoder = hpack.Decoder()
-        self._out: list[bytes] = [_PREFACE]  # written with the next request
+        self._out: list[bytes] = [_PREFACE]  # owed frames: the preface goes out at once
         self._buf = bytearray()
         self._next_id = 1
         self._send_window = 65535  # connection-level, toward the peer
@@ -139,7 +181,7 @@ class Channel:
         self._recv_used = 0  # bytes received since our last connection WINDOW_UPDATE
         self._goaway: int | None = None  # last stream ID the peer will process
         self._closed = False
-        self._ping_sent: float | None = None  # when our keepalive PING went out
+        self._settings_seen = False  # the server's first SETTINGS arrived
         # the one stream's state (reset by _start_stream)
         self._sid = 0
         self._stream_window = 0
@@ -153,6 +195,16 @@ class Channel:
         self._block: bytearray | None = None  # a header block awaiting CONTINUATION
         self._block_sid = 0
         self._block_end = False
+        try:
+            self._await(lambda: self._settings_seen, deadline, own, connect_timeout,
+                        "send its HTTP/2 SETTINGS")
+        except BaseException as e:
+            sock.close()
+            cause = None if isinstance(e, TimeoutError | NotSent) or not isinstance(e, OSError) \
+                else explain(e, ssl, host, after_handshake=True, first_bytes=bytes(self._buf[:5]))
+            if cause is None:
+                raise
+            raise TLSFailed(f"{self._authority}: {cause}") from e
 
     def _check(self) -> None:
         assert self._send_window <= MAX_WINDOW
@@ -188,6 +240,7 @@ class Channel:
                     break
                 if not chunk:
                     return False
+                self._live.received(time.monotonic(), only_ping_ack(chunk))
                 self._buf += chunk
                 self._process_buffered()
         except (OSError, ValueError):
@@ -203,6 +256,10 @@ class Channel:
         Raises :class:`NotSent`, ``ConnectionError``/``OSError`` or ``TimeoutError`` as the
         module docstring says; after any exception the caller must :meth:`close` the channel.
         """
+        if self._live.stale(time.monotonic()):
+            self._probe(timeout)
+            if self._goaway is not None:
+                raise NotSent(f"{self._authority} is going away")
         deadline = None if timeout is None else time.monotonic() + timeout
         self._deadline = deadline
         self._start_stream(path, metadata, timeout)
@@ -287,35 +344,75 @@ class Channel:
                 raise NotSent(f"writing to {self._authority} failed: {e!r}") from e
 
     def _receive(self, deadline: float | None) -> None:
-        """Read at least one chunk (blocking, GIL released) and process its frames."""
+        """Read at least one chunk (blocking, GIL released) and process its frames; PING a
+        silent server and give up on one that stays silent (:class:`coord._liveness`)."""
         if self._out:  # owed replies go out before we block (long calls, large responses)
             self._flush()
+        live = self._live
         while True:
-            wait = None if deadline is None else deadline - time.monotonic()
-            if wait is not None and wait <= 0:
-                raise TimeoutError(f"call to {self._authority} timed out")
-            if self._keepalive is not None:
-                idle = self._keepalive if self._ping_sent is None else self._keepalive / 2
-                wait = idle if wait is None else min(wait, idle)
-            self._sock.settimeout(wait)
-            try:
-                chunk = self._sock.recv(1 << 18)
-            except TimeoutError:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise
-                if self._ping_sent is not None:
-                    raise ConnectionError(
-                        f"{self._authority} did not answer a keepalive PING") from None
-                self._ping_sent = time.monotonic()
+            now = time.monotonic()
+            action, at = live.check(now)
+            if action == "dead":
+                raise Unresponsive(live.silent_message(self._authority))
+            if action == "ping":
+                live.pinged(now)
                 self._out.append(_frame(PING, 0, 0, b"coordka\x00"))
                 self._flush()
                 continue
-            if not chunk:
-                raise ConnectionError(f"{self._authority} closed the connection")
-            self._ping_sent = None  # the peer is alive
-            self._buf += chunk
-            self._process_buffered()
-            return
+            until = at if deadline is None else deadline if at is None else min(at, deadline)
+            if self._recv_until(until):
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"call to {self._authority} timed out")
+
+    def _recv_until(self, until: float | None) -> bool:
+        """Read one chunk, waiting until ``until`` at most; False if none came by then."""
+        wait = None if until is None else until - time.monotonic()
+        if wait is not None and wait <= 0:
+            return False
+        self._sock.settimeout(None if wait is None else max(wait, 0.001))
+        try:
+            chunk = self._sock.recv(1 << 18)
+        except TimeoutError:
+            return False
+        if not chunk:
+            raise ConnectionError(f"{self._authority} closed the connection")
+        self._live.received(time.monotonic(), only_ping_ack(chunk))
+        self._buf += chunk
+        self._process_buffered()
+        return True
+
+    def _await(self, done: Callable[[], bool], deadline: float | None, own: bool,
+               connect_timeout: float | None, what: str) -> None:
+        """Before a request is written: flush what is owed and read until ``done()``; raise
+        :class:`UnresponsiveNotSent` (``own``: the connect timeout was the limit) or
+        ``TimeoutError`` (the call's deadline) if it does not happen by ``deadline``."""
+        self._deadline = deadline
+        try:
+            self._flush()
+        except NotSent:
+            raise
+        except OSError as e:
+            raise NotSent(f"writing to {self._authority} failed: {e!r}") from e
+        while not done():
+            if not self._recv_until(deadline):
+                raise self._silent(what, own, connect_timeout)
+
+    def _silent(self, what: str, own: bool, connect_timeout: float | None) -> OSError:
+        if own:
+            return UnresponsiveNotSent(f"{self._authority} did not {what} within"
+                                       f" {connect_timeout!r} s (connect_timeout)")
+        return TimeoutError(f"call to {self._authority} timed out")
+
+    def _probe(self, timeout: float | None) -> None:
+        """PING a connection that sat idle, and wait for any answer, before writing on it."""
+        limit, own = budget(timeout, self._live.timeout)
+        deadline = None if limit is None else time.monotonic() + limit
+        now = time.monotonic()
+        self._live.pinged(now)
+        self._out.append(_frame(PING, 0, 0, b"coordpr\x00"))
+        self._await(lambda: self._live.ping_sent is None, deadline, own, self._live.timeout,
+                    "answer a PING on the idle connection")
 
     def _outcome(self) -> tuple[int, str, bytes]:
         if self._rst is not None:
@@ -390,6 +487,7 @@ class Channel:
                 self._end_block()
         elif ftype == SETTINGS:
             if not flags & ACK:
+                self._settings_seen = True
                 self._apply_settings(payload)
                 self._out.append(_SETTINGS_ACK)
         elif ftype == PING:

@@ -24,8 +24,9 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Literal, overload
 
 from . import _wire
-from ._conn import Connection, _Caller, make_ssl_context, parse_endpoints
+from ._conn import Connection, _Caller, parse_endpoints
 from ._pb import etcdserverpb as pb
+from ._tls import make_ssl_context
 from .lease import AsyncLease, KeepAliver, LeaseGrant
 from .txn import (
     Compare,
@@ -87,6 +88,12 @@ class AsyncClient:
         keepalive: seconds between HTTP/2 pings on connections with open calls or streams
             (>= 5: etcd rejects more frequent pings); a peer silent for 1.5x this is treated
             as dead and the client fails over. None disables pings.
+        connect_timeout: seconds a server may stay silent when it owes an answer: connecting
+            (TCP, TLS and its first HTTP/2 frame), a PING sent before writing on a connection
+            idle for a second, and the first bytes of a response (a PING goes out after half
+            of it). A server silent that long is unresponsive (hung, SIGSTOPped): its
+            connection is dropped and the call goes to the next endpoint, so a stuck endpoint
+            costs about this long, not ``timeout``. None: no such limit.
 
     Use ``async with AsyncClient(...) as client:`` (or call :meth:`aclose`).
     """
@@ -95,14 +102,15 @@ class AsyncClient:
                  timeout: float | None = 30.0, ca_cert: str | None = None,
                  cert: str | None = None, key: str | None = None,
                  ssl: _ssl.SSLContext | None = None, user: str | None = None,
-                 password: str | None = None, keepalive: float | None = 10.0) -> None:
+                 password: str | None = None, keepalive: float | None = 10.0,
+                 connect_timeout: float | None = 2.0) -> None:
         eps = parse_endpoints(endpoints if isinstance(endpoints, str) else list(endpoints))
         if ssl is None and (ca_cert or cert):
             ssl = make_ssl_context(ca_cert, cert, key)
         elif ssl is not None:
             ssl.set_alpn_protocols(["h2"])
         self._setup(Connection(eps, timeout=timeout, ssl=ssl, user=user, password=password,
-                               keepalive=keepalive))
+                               keepalive=keepalive, connect_timeout=connect_timeout))
 
     def _setup(self, conn: Connection) -> None:
         self._conn = conn

@@ -206,14 +206,15 @@ class Client:
                  timeout: float | None = 30.0, ca_cert: str | None = None,
                  cert: str | None = None, key: str | None = None,
                  ssl: _ssl.SSLContext | None = None, user: str | None = None,
-                 password: str | None = None, keepalive: float | None = 10.0) -> None:
+                 password: str | None = None, keepalive: float | None = 10.0,
+                 connect_timeout: float | None = 2.0) -> None:
         self._stack = contextlib.ExitStack()
         self.portal: BlockingPortal = self._stack.enter_context(start_blocking_portal())
         try:
             async def make() -> AsyncClient:
                 return AsyncClient(endpoints, timeout=timeout, ca_cert=ca_cert, cert=cert,
                                    key=key, ssl=ssl, user=user, password=password,
-                                   keepalive=keepalive)
+                                   keepalive=keepalive, connect_timeout=connect_timeout)
             #: the AsyncClient every call is forwarded to (runs on ``portal``'s loop).
             self.async_client: AsyncClient = self.portal.call(make)
             self._loop: asyncio.AbstractEventLoop = self.portal.call(asyncio.get_running_loop)

@@ -10,8 +10,9 @@ these classes with :func:`from_status`. Every error derives from
 
 from __future__ import annotations
 
-from enum import IntEnum
 from typing import ClassVar
+
+from ._enum import NamedIntEnum
 
 __all__ = [
     "AuthFailedError",
@@ -50,6 +51,8 @@ __all__ = [
     "Status",
     "TimeoutDueToLeaderFailError",
     "TimeoutError",
+    "TLSConfigError",
+    "TLSHandshakeError",
     "TooManyOpsError",
     "UnavailableError",
     "UnhealthyClusterError",
@@ -62,8 +65,9 @@ __all__ = [
 ]
 
 
-class Status(IntEnum):
-    """gRPC status codes (the numbers are the wire values)."""
+class Status(NamedIntEnum):
+    """gRPC status codes (the numbers are the wire values); a code prints its name
+    (``UNAVAILABLE``)."""
 
     OK = 0
     CANCELLED = 1
@@ -363,6 +367,22 @@ class ConnectionFailedError(UnavailableError):
     """No endpoint could be reached (the request surely never reached a server)."""
 
     default_message = "coord: could not connect to any endpoint"
+
+
+class TLSHandshakeError(ConnectionFailedError):
+    """A TLS connection could not be set up; the message names the endpoint and the likely
+    cause (server certificate not signed by ``ca_cert``, hostname mismatch, client
+    certificate required or rejected, TLS against a plain endpoint or the reverse)."""
+
+    default_message = "coord: TLS connection failed"
+
+
+class TLSConfigError(CoordError):
+    """A TLS file given to the client (``ca_cert``, ``cert``, ``key``) is missing,
+    unreadable or not valid PEM, or the key does not match the certificate. Raised when the
+    ``Client``/``AsyncClient`` is created; the message names the parameter and the path."""
+
+    code = Status.INVALID_ARGUMENT
 
 
 class LeaseExpiredError(CoordError):

@@ -10,8 +10,9 @@ between threads.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
+
+from ._enum import NamedIntEnum
 
 __all__ = [
     "Event",
@@ -58,8 +59,9 @@ class KeyValue:
         return self.value.decode()
 
 
-class EventType(enum.IntEnum):
-    """Kind of a watch event (wire values of ``mvccpb.Event.EventType``)."""
+class EventType(NamedIntEnum):
+    """Kind of a watch event (wire values of ``mvccpb.Event.EventType``); prints its name
+    (``PUT``), compares and converts as the int."""
 
     PUT = 0
     DELETE = 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import h2.config
@@ -323,10 +324,38 @@ def test_a_server_that_does_not_speak_http2() -> None:
         with Client(f"127.0.0.1:{listener.getsockname()[1]}", timeout=5) as c:
             with pytest.raises(ConnectionFailedError, match="answered in HTTP/1"):
                 c.get("/k")
-            with pytest.raises(UnavailableError, match="outcome is unknown"):
+            # it answered our connection preface: the put was never written
+            with pytest.raises(ConnectionFailedError, match="answered in HTTP/1"):
                 c.put("/k", "v")
     finally:
         stop.set()
         listener.shutdown(socket.SHUT_RDWR)
         listener.close()
         t.join(5)
+
+
+@pytest.mark.parametrize("connect_timeout", [0.4, None])
+def test_server_silent_after_the_request(peers: Callable[..., Peer],
+                                         connect_timeout: float | None) -> None:
+    """The server takes the request and freezes (reads and writes nothing more): a PING after
+    connect_timeout / 2 of silence (or, without connect_timeout, after keepalive) stays
+    unanswered and the connection is given up; the write's outcome is unknown (it reached
+    the server), a read is retried and fails as unresponsive without waiting for the
+    deadline."""
+    thaw = threading.Event()
+    peer = peers(lambda p, conn, sid, msg: thaw.wait(20))
+    try:
+        with Client(peer.endpoint, timeout=15, keepalive=0.4,
+                    connect_timeout=connect_timeout) as c:
+            t0 = time.monotonic()
+            with pytest.raises(UnavailableError, match=r"outcome is unknown.*unresponsive"):
+                c.put("/k", "v")
+            assert time.monotonic() - t0 < 2
+            assert len(peer.requests) == 1
+            t0 = time.monotonic()
+            with pytest.raises(ConnectionFailedError, match="unresponsive"):
+                c.get("/k")
+            assert time.monotonic() - t0 < 2
+    finally:
+        thaw.set()
+

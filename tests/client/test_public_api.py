@@ -14,7 +14,8 @@ EXPECTED = {
     "HashKV", "InvalidArgumentError", "InvalidAuthTokenError", "KeyNotFoundError", "KeyValue",
     "Lease", "LeaseExpiredError", "LeaseId", "LeaseInfo", "LeaseNotFoundError", "Member",
     "ModRevision", "NoLeaderError", "NoSpaceError", "Op", "PermissionDeniedError", "Put",
-    "RangeResult", "RequestTooLargeError", "ServerStatus", "TooManyOpsError", "Txn",
+    "RangeResult", "RequestTooLargeError", "ServerStatus", "TLSConfigError",
+    "TLSHandshakeError", "TooManyOpsError", "Txn",
     "TxnResult", "UnavailableError", "Value", "Version", "Watch", "WatchCanceledError",
     "WatchResponse", "errors", "prefix_end",
 }
