@@ -8,7 +8,7 @@ docs/client.md.
 import os as _os
 from importlib import metadata as _metadata
 
-from . import errors
+from . import _checkout, errors
 from .aio import AsyncClient
 from .client import Client, Lease, Watch
 from .errors import (
@@ -63,15 +63,7 @@ from .types import (
 )
 from .watch import AsyncWatch
 
-# A source checkout keeps the server and the recipes beside this folder (server/, recipes/),
-# and the installed package maps them to coord.server and coord.recipes (setup.py). Python run
-# in the checkout's root imports this folder instead of the installed package, so there the
-# checkout's root joins the search path of coord's subpackages: ``import coord.recipes`` then
-# finds ../recipes. An installed coord has both inside it and no such siblings.
-_ROOT = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
-if all(_os.path.isfile(_os.path.join(_ROOT, *p)) for p in (
-        ("setup.py",), ("server", "statemachine.py"), ("recipes", "lock.py"))):
-    __path__.append(_ROOT)
+_checkout.install(_os.path.dirname(__file__))  # coord.server/.recipes in a checkout
 
 try:
     #: coord's version, from the installed distribution's metadata (pyproject.toml)
