@@ -17,7 +17,7 @@ EXPECTED = {
     "RangeResult", "RequestTooLargeError", "ServerStatus", "TLSConfigError",
     "TLSHandshakeError", "TooManyOpsError", "Txn",
     "TxnResult", "UnavailableError", "Value", "Version", "Watch", "WatchCanceledError",
-    "WatchResponse", "errors", "prefix_end",
+    "WatchResponse", "__version__", "errors", "prefix_end",
 }
 
 
