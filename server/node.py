@@ -103,6 +103,7 @@ from coord.errors import (
 from coord.errors import TimeoutError as RequestTimeoutError
 from coord.server import failpoints
 from coord.server.config import Config, parse_initial_cluster
+from coord.server.listen import bind_all, close_all
 from coord.server.membership import (
     Attributes,
     ChangeContext,
@@ -282,12 +283,19 @@ class RaftNode:
         self._task: asyncio.Task[None] | None = None
         self._scope: anyio.CancelScope | None = None
         self._tg: anyio.abc.TaskGroup | None = None
-        # Locked before anything in the data directory is read or created (DESIGN rule 10).
-        self._dir_lock = lock_data_dir(self.data_dir)
+        # Peer ports first: a busy one fails here, before the data directory is created,
+        # locked or read (server/listen.py); then the lock, before anything in the directory
+        # is read or created (DESIGN rule 10).
+        peer_sockets = bind_all(config.listen_peer_urls, "peers")
         try:
-            self._open_storage()
+            self._dir_lock = lock_data_dir(self.data_dir)
+            try:
+                self._open_storage()
+            except BaseException:
+                self._dir_lock.release()
+                raise
         except BaseException:
-            self._dir_lock.release()
+            close_all(s for socks in peer_sockets.values() for s in socks)
             raise
         self.rawnode = RawNode(self._raft_config(), self.storage)
         peers = self.membership.peer_urls()
@@ -296,11 +304,9 @@ class RaftNode:
                                        list(config.listen_peer_urls), self,
                                        server_ssl=None if peer_tls.empty
                                        else peer_tls.server_context(alpn=()),
-                                       client_ssl=peer_tls.client_context())
+                                       client_ssl=peer_tls.client_context(),
+                                       sockets=peer_sockets)
         self.transport.set_peers(peers)
-        # A lone member does not need its peer port (so several can share a host's defaults).
-        self.transport.optional_listen = len(peers) <= 1 and len(
-            parse_initial_cluster(config.initial_cluster)) <= 1
 
     # -- construction --------------------------------------------------------------------------
 

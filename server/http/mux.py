@@ -24,8 +24,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 from typing import Any
+
+from coord.server.listen import BACKLOG
 
 from .gateway import Gateway
 
@@ -129,12 +132,13 @@ class ClientListener:
         finally:
             self._http_writers.discard(writer)
 
-    async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None,
+    async def start(self, sock: socket.socket, ssl_context: ssl.SSLContext | None = None,
                     ) -> asyncio.base_events.Server:
-        """Listen on ``host:port`` (TLS when ``ssl_context`` is given); returns the server."""
+        """Serve the listening socket ``sock`` (bound by :func:`coord.server.listen.bind_url`;
+        TLS when ``ssl_context`` is given); the listener owns it from now on."""
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: _SniffProtocol(self), host, port,
-                                          ssl=ssl_context, reuse_address=True, backlog=1024)
+        server = await loop.create_server(lambda: _SniffProtocol(self), sock=sock,
+                                          ssl=ssl_context, backlog=BACKLOG)
         self._servers.append(server)
         return server
 
