@@ -40,9 +40,7 @@ def test_killed_watch_lock_and_keepalive_clients_log_no_error(tmp_path: Path) ->
     thread = threading.Thread(target=writer, daemon=True)
     thread.start()
     try:
-        n = 0
-        for sig in (signal.SIGINT, signal.SIGKILL) * ROUNDS:
-            n += 1
+        for n, sig in enumerate((signal.SIGINT, signal.SIGKILL) * ROUNDS, start=1):
             watch = _etcdctl(tmp_path, server.endpoint, f"watch{n}.log", "watch", "/dc/w")
             wait_for(lambda w=watch: w.output().count("PUT") >= 3, timeout=20,
                      what="watch events")
