@@ -194,7 +194,7 @@ async def _peek(transport: asyncio.Transport, size: int = len(HTTP2_PREFACE)) ->
     """The first bytes a client sent, left unread in the socket (b"" if it closed first)."""
     loop = asyncio.get_running_loop()
     # a duplicate descriptor of the same socket: the transport's own descriptor belongs to it
-    sock = transport.get_extra_info("socket").dup()
+    sock: socket.socket = transport.get_extra_info("socket").dup()
     try:
         sock.setblocking(False)
         while True:
