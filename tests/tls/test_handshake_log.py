@@ -113,3 +113,19 @@ def test_port_probe_is_not_logged_and_tls_still_serves(server: Any, pki: Any) ->
     assert f"from {me}" not in server.output()
     assert "Traceback" not in server.output()
 
+
+
+def test_handshake_timeout_is_logged(server: Any) -> None:
+    # one client sends nothing, one stops in the middle of its hello (both wait 10 s)
+    silent = socket.create_connection(("127.0.0.1", server.tls_port), timeout=30)
+    stalled = socket.create_connection(("127.0.0.1", server.tls_port), timeout=30)
+    try:
+        stalled.sendall(b"\x16\x03\x01\x02\x00")  # a TLS record header, then nothing
+        assert silent.recv(1) == b""  # the server hangs up on both after the timeout
+        assert stalled.recv(1) == b""
+        assert _line(server, _addr(silent)) == "no TLS hello within 10s (handshake timeout)"
+        assert _line(server, _addr(stalled)) == ("handshake not finished within 10s "
+                                                 "(handshake timeout)")
+    finally:
+        silent.close()
+        stalled.close()
