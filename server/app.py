@@ -20,11 +20,15 @@ revoke appended in T can still commit after T ends, but only before the next lea
 first entry (log matching), and that leader renews nothing until it has applied its own entry
 (``leader_term``), so no keep-alive answered by a later leader can be undone by it.
 
-Client listeners open only once this member's attributes (name, client URLs) are applied
+Every client and peer URL is bound (and listening) first, in the constructor, before the node
+locks, creates or reads the data directory (:mod:`coord.server.listen`): a busy port fails
+the start with one line naming the URL, and nothing was bootstrapped or written. Clients are
+*served* only once this member's attributes (name, client URLs) are applied
 (:meth:`CoordServer.wait_ready`, etcd's ReadyNotify): a client never sees this member in
-MemberList without its client URLs. Publishing needs a quorum, so a member started before its
-peers serves clients only when enough of them are up; its peer port is bound from the start,
-and a stop request while waiting is honoured.
+MemberList without its client URLs; until then its connections wait in the kernel's backlog,
+as with etcd. Publishing needs a quorum, so a member started before its peers serves clients
+only when enough of them are up; its peer port is served from the start, and a stop request
+while waiting is honoured.
 """
 
 from __future__ import annotations
@@ -52,12 +56,14 @@ from .api import (
 )
 from .command import Kind, encode
 from .compactor import Compactor
-from .config import Config, parse_url
+from .config import Config
 from .http import ClientListener
 from .lease import LeaseTimer
+from .listen import bind_all, close_all
 from .nodeapi import MemberInfo, Node, compute_member_id
 from .solo import SoloNode
 from .statemachine import StateMachine
+from .tls import is_tls_url
 from .watch import WatchHub
 
 __all__ = ["CoordServer", "build_node", "local_member"]
@@ -96,8 +102,15 @@ class CoordServer:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        # Every port before anything else (the node binds its peer URLs, then locks the data
+        # directory): a busy port is one error line, with nothing bootstrapped or written.
+        self._client_sockets = bind_all(config.listen_client_urls, "client requests")
         self.sm = StateMachine()
-        self.node = build_node(config, self.sm)
+        try:
+            self.node = build_node(config, self.sm)
+        except BaseException:
+            self._close_client_sockets()
+            raise
         self.ctx = ApiContext(config, self.node, self.sm)
         self.timer = LeaseTimer(self.sm.lessor, time.monotonic, self.node.leader_term,
                                 config.election_timeout / 1000.0)
@@ -111,8 +124,6 @@ class CoordServer:
         self.compactor = Compactor(config.compaction_policy, self.node, self.sm,
                                    config.auto_compaction_revision_interval)
         self._listener: ClientListener | None = None
-        self.ports: list[int] = []
-        self._bind_error: OSError | None = None
 
     def _lease_service(self) -> LeaseService:
         """On a Raft node, keep-alives and TTL queries reaching a follower go to the leader."""
@@ -122,17 +133,6 @@ class CoordServer:
         if isinstance(self.node, RaftNode):
             return ForwardingLeaseService(self.ctx, self.timer, self.node)
         return LeaseService(self.ctx, self.timer)
-
-    async def start(self) -> None:
-        """Start the node, wait until this member is published, then bind every client URL."""
-        await self.start_node()
-        try:
-            await self.wait_ready()
-            await self._listen()
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self.stop()
-            raise
 
     async def wait_ready(self) -> None:
         """Wait until this member's attributes are applied (no-op for a SoloNode)."""
@@ -156,17 +156,22 @@ class CoordServer:
     async def _listen(self) -> None:
         # One grpclib server (not started itself) behind a ClientListener per process: each
         # client URL serves gRPC (HTTP/2) and etcd's JSON gateway (HTTP/1.1) on one port,
-        # with TLS for https:// URLs (server/http/mux.py, server/tls.py).
+        # with TLS for https:// URLs (server/http/mux.py, server/tls.py). The sockets were
+        # bound in __init__; the listener owns them from here on.
         grpc_config = Configuration(http2_stream_window_size=STREAM_WINDOW)
         server = Server(self.services, codec=RawCodec(), config=grpc_config)
         self._listener = ClientListener(server)
-        for url in self.config.listen_client_urls:
-            host, port = parse_url(url)
-            tls = self.config.client_tls.server_context() if url.startswith("https") else None
-            bound = await self._listener.start(host, port, tls)
-            sockets: list[Any] = list(bound.sockets or ())
-            self.ports.append(int(sockets[0].getsockname()[1]) if sockets else port)
+        bound, self._client_sockets = self._client_sockets, {}
+        for url, socks in bound.items():
+            tls = self.config.client_tls.server_context() if is_tls_url(url) else None
+            for sock in socks:
+                await self._listener.start(sock, tls)
             log.info("listening for client requests (gRPC and HTTP/JSON) on %s", url)
+
+    def _close_client_sockets(self) -> None:
+        """Close the client sockets not handed to the listener (stopped before serving)."""
+        close_all(s for socks in self._client_sockets.values() for s in socks)
+        self._client_sockets = {}
 
     async def expire_leases(self) -> None:
         """Forever: revoke every lease the timer says has expired, as a confirmed leader
@@ -229,6 +234,7 @@ class CoordServer:
             with anyio.move_on_after(5):
                 await self._listener.wait_closed()
             self._listener = None
+        self._close_client_sockets()
         await self.node.stop()
         log.info("stopped")
 
@@ -245,23 +251,12 @@ class CoordServer:
                     await self.wait_ready()
                     waiting.cancel_scope.cancel()
                 if not stop.is_set():
-                    await self._listen_or_stop(tg.cancel_scope)
+                    await self._listen()
                     await stop.wait()
                 tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
                 await self.stop()
-        if self._bind_error is not None:
-            raise self._bind_error
-
-    async def _listen_or_stop(self, scope: anyio.CancelScope) -> None:
-        # a bind failure ends serving and is re-raised as itself (not in an ExceptionGroup)
-        try:
-            await self._listen()
-        except OSError as e:
-            self._bind_error = e
-            scope.cancel()
-            await anyio.sleep_forever()
 
 
 async def _cancel_on(event: anyio.Event, scope: anyio.CancelScope) -> None:

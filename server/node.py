@@ -104,6 +104,7 @@ from coord.errors import TimeoutError as RequestTimeoutError
 from coord.server import failpoints
 from coord.server.config import Config, parse_initial_cluster
 from coord.server.force_new_cluster import force_new_cluster
+from coord.server.listen import bind_all, close_all
 from coord.server.membership import (
     Attributes,
     ChangeContext,
@@ -154,6 +155,8 @@ LEARNER_READY = "learner-ready"
 LEARNER_READY_PERCENT = 0.9
 TAG_COMMAND = 1
 TAG_ATTRIBUTES = 2
+_VOTE_TYPES = frozenset({MessageType.VOTE, MessageType.VOTE_RESP, MessageType.PRE_VOTE,
+                         MessageType.PRE_VOTE_RESP})
 
 
 class _SnapshotData(msgspec.Struct, array_like=True):
@@ -259,6 +262,7 @@ class RaftNode:
         self._pending: dict[int, _Pending] = {}
         self._seq = random.getrandbits(62)
         self._lead = 0
+        self._raft_state = StateType.FOLLOWER  # as of the last Ready (for the log lines)
         self._is_leader = False
         self._applied = 0
         self._applied_term = 0  # term of the entry at _applied (see leader_term)
@@ -283,12 +287,19 @@ class RaftNode:
         self._task: asyncio.Task[None] | None = None
         self._scope: anyio.CancelScope | None = None
         self._tg: anyio.abc.TaskGroup | None = None
-        # Locked before anything in the data directory is read or created (DESIGN rule 10).
-        self._dir_lock = lock_data_dir(self.data_dir)
+        # Peer ports first: a busy one fails here, before the data directory is created,
+        # locked or read (server/listen.py); then the lock, before anything in the directory
+        # is read or created (DESIGN rule 10).
+        peer_sockets = bind_all(config.listen_peer_urls, "peers")
         try:
-            self._open_storage()
+            self._dir_lock = lock_data_dir(self.data_dir)
+            try:
+                self._open_storage()
+            except BaseException:
+                self._dir_lock.release()
+                raise
         except BaseException:
-            self._dir_lock.release()
+            close_all(s for socks in peer_sockets.values() for s in socks)
             raise
         self.rawnode = RawNode(self._raft_config(), self.storage)
         peers = self.membership.peer_urls()
@@ -297,11 +308,9 @@ class RaftNode:
                                        list(config.listen_peer_urls), self,
                                        server_ssl=None if peer_tls.empty
                                        else peer_tls.server_context(alpn=()),
-                                       client_ssl=peer_tls.client_context())
+                                       client_ssl=peer_tls.client_context(),
+                                       sockets=peer_sockets)
         self.transport.set_peers(peers)
-        # A lone member does not need its peer port (so several can share a host's defaults).
-        self.transport.optional_listen = len(peers) <= 1 and len(
-            parse_initial_cluster(config.initial_cluster)) <= 1
 
     # -- construction --------------------------------------------------------------------------
 
@@ -476,6 +485,8 @@ class RaftNode:
         """Step peer messages into Raft; a message Raft refuses with an error stops the member."""
         if self._fatal is not None:
             return
+        if log.isEnabledFor(logging.DEBUG):
+            self._log_votes(msgs, sent=False)
         for m in msgs:
             try:
                 self.rawnode.step(m)
@@ -578,6 +589,7 @@ class RaftNode:
 
     async def _handle_ready(self, rd: Ready) -> None:
         if rd.soft_state is not None:
+            self._log_soft_state(rd.soft_state.lead, rd.soft_state.raft_state)
             self._lead = rd.soft_state.lead
             self._set_leader(rd.soft_state.raft_state == StateType.LEADER)
             if self._lead:
@@ -623,6 +635,46 @@ class RaftNode:
         if self._applied - self._snap_index >= self.snapshot_count:
             await self._snapshot()
 
+    def _log_soft_state(self, lead: int, state: StateType) -> None:
+        """Raft role and leader changes: etcd's raft.node lines (leader changes at INFO)."""
+        term = self.rawnode.term
+        if state != self._raft_state:
+            self._raft_state = state
+            what = state.name.lower().replace("_", "-")
+            if state in (StateType.CANDIDATE, StateType.PRE_CANDIDATE):
+                log.debug("member %x started a campaign: became %s at term %d", self.member_id,
+                          what, term)
+            else:
+                log.debug("member %x became %s at term %d", self.member_id, what, term)
+        if lead != self._lead:
+            if lead and self._lead:
+                log.info("member %x changed leader from %x to %x at term %d", self.member_id,
+                         self._lead, lead, term)
+            elif lead:
+                log.info("member %x elected leader %x at term %d", self.member_id, lead, term)
+            else:
+                log.info("member %x lost leader %x at term %d", self.member_id, self._lead,
+                         term)
+
+    def _log_votes(self, msgs: list[Message], sent: bool) -> None:
+        """Vote requests and answers (DEBUG), sent or received."""
+        for m in msgs:
+            if m.type not in _VOTE_TYPES:
+                continue
+            kind = m.type.name.lower().replace("_", "-")
+            if m.type in (MessageType.VOTE, MessageType.PRE_VOTE):
+                log.debug("member %x %s %s request %s %x at term %d (log term %d, index %d)",
+                          self.member_id, "sent" if sent else "received", kind,
+                          "to" if sent else "from", m.to if sent else m.from_, m.term,
+                          m.log_term, m.index)
+            elif sent:
+                log.debug("member %x %s %x's %s at term %d", self.member_id,
+                          "rejected" if m.reject else "granted", m.to,
+                          kind.removesuffix("-resp"), m.term)
+            else:
+                log.debug("member %x received %s from %x at term %d: %s", self.member_id,
+                          kind, m.from_, m.term, "rejected" if m.reject else "granted")
+
     def _apply_entries(self, entries: list[Entry]) -> None:
         for e in entries:
             if e.index <= self._applied:
@@ -655,7 +707,17 @@ class RaftNode:
             error = UnhealthyClusterError(f"etcdserver: invalid conf change: {err}")
         if error is None:
             for c in changes:
+                was = self.membership.members.get(c.node_id)
                 self.membership.apply(c)
+                now = self.membership.members.get(c.node_id)
+                verb = {ConfChangeType.ADD_NODE: "promoted" if was is not None and was.is_learner
+                        else "added",
+                        ConfChangeType.ADD_LEARNER_NODE: "added learner",
+                        ConfChangeType.REMOVE_NODE: "removed",
+                        ConfChangeType.UPDATE_NODE: "updated"}.get(c.type, str(c.type))
+                member = now if now is not None else was
+                log.info("membership: %s member %x (peer URLs %s) at index %d", verb, c.node_id,
+                         ",".join(member.peer_urls) if member is not None else "-", e.index)
                 if c.type == ConfChangeType.REMOVE_NODE and c.node_id == self.member_id:
                     log.warning("this member (%x) was removed from the cluster; stopping",
                                 self.member_id)
@@ -720,6 +782,8 @@ class RaftNode:
             assert current.metadata.index >= m.snapshot.metadata.index, (
                 current.metadata, m.snapshot.metadata)
             msgs[i] = dataclasses.replace(m, snapshot=current)
+        if log.isEnabledFor(logging.DEBUG):
+            self._log_votes(msgs, sent=True)
         self.transport.send(msgs)
 
     async def _snapshot(self) -> None:

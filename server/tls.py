@@ -33,7 +33,8 @@ import anyio
 import anyio.abc
 from anyio.streams.tls import TLSListener
 
-__all__ = ["TLSConfigError", "TLSInfo", "check_urls", "is_tls_url", "tls_listener"]
+__all__ = ["TLSConfigError", "TLSInfo", "address", "check_urls", "handshake_error", "is_tls_url",
+           "tls_listener"]
 
 log = logging.getLogger(__name__)
 
@@ -181,19 +182,57 @@ def is_tls_url(url: str) -> bool:
     return urlsplit(url).scheme.lower() in ("https", "unixs")
 
 
+#: OpenSSL reasons, as Go's crypto/tls words them.
+_REASONS = {
+    "PEER_DID_NOT_RETURN_A_CERTIFICATE": "tls: client didn't provide a certificate",
+    "CERTIFICATE_VERIFY_FAILED": "tls: failed to verify certificate",
+    "NO_SHARED_CIPHER": "tls: no cipher suite supported by both client and server",
+    "UNSUPPORTED_PROTOCOL": "tls: client offered only unsupported versions",
+    "WRONG_VERSION_NUMBER": "tls: first record does not look like a TLS handshake",
+}
+
+
+def handshake_error(exc: BaseException) -> str:
+    """Why a server-side TLS handshake failed, in one line (Go's wording where it has one)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"tls: failed to verify certificate: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        reason = str(exc.reason or "")
+        if reason in _REASONS:
+            return _REASONS[reason]
+        if reason.startswith(("TLSV1_ALERT_", "SSLV3_ALERT_")):
+            # the client refused *our* certificate (or something else) and said so
+            alert = reason.split("_ALERT_", 1)[1].lower().replace("_", " ")
+            return f"remote error: tls: {alert}"
+        return f"tls: {reason.lower().replace('_', ' ') or exc}"
+    if isinstance(exc, (ConnectionError, EOFError, anyio.EndOfStream, anyio.BrokenResourceError)):
+        return "EOF (the client closed the connection during the handshake)"
+    return str(exc) or type(exc).__name__
+
+
+def address(addr: Any) -> str:
+    """A socket address as ``host:port`` (``[v6]:port``), as Go prints it."""
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        host = f"[{addr[0]}]" if ":" in str(addr[0]) else str(addr[0])
+        return f"{host}:{addr[1]}"
+    return str(addr)
+
+
 class _PeerTLSListener(TLSListener):
     """anyio's TLSListener, logging a refused handshake as one warning line (not a traceback):
     a member with a certificate from another CA retries every second."""
 
     @staticmethod
     async def handle_handshake_error(exc: BaseException, stream: Any) -> None:
+        remote = None  # read before closing: a closed socket has no peer address
+        with contextlib.suppress(Exception):
+            remote = stream.extra(anyio.abc.SocketAttribute.remote_address)
         await anyio.aclose_forcefully(stream)
         if not isinstance(exc, Exception) or isinstance(exc, anyio.get_cancelled_exc_class()):
             raise exc
-        remote = None
-        with contextlib.suppress(Exception):
-            remote = stream.extra(anyio.abc.SocketAttribute.remote_address)
-        log.warning("TLS handshake with %s failed: %s", remote, exc)
+        cause = exc.__cause__ if exc.__cause__ is not None else exc  # anyio may wrap it
+        log.warning("peer TLS handshake error from %s: %s", address(remote),
+                    handshake_error(cause))
 
 
 def tls_listener(listener: anyio.abc.Listener[Any], ctx: ssl.SSLContext,

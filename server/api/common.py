@@ -7,14 +7,23 @@ by :func:`unary` or written by hand for streams. Requests are read frame by fram
 (:func:`parse`) and parsed with betterproto2. Handlers raise :class:`coord.errors.CoordError`
 subclasses; :func:`unary` turns them into gRPC statuses with etcd's code and exact message.
 Responses are bytes: header field + body, encoded by :class:`ApiContext`.
+
+A client that goes away (Ctrl-C, kill -9, a reset stream) is normal. grpclib then cancels the
+handler's task and expects it to end with ``CancelledError``; anything else is logged as
+"Failed to handle cancellation" with a traceback. Stream handlers that run anyio task groups
+(Watch, LeaseKeepAlive) have child tasks grpclib does not cancel itself: one writing to the
+reset stream fails (h2 ``StreamClosedError``) before the group is cancelled, and the group
+would end with that error instead of the cancellation. :func:`raise_first` therefore lets the
+cancellation win whenever the handler's task is being cancelled.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import anyio
 from grpclib.const import Cardinality, Handler, Status
@@ -37,12 +46,25 @@ from coord.server.statemachine import StateMachine
 
 from .wire import check_message, encode_header, header_field
 
-__all__ = ["ApiContext", "handler", "parse", "recv_frame", "scan", "to_grpc_error", "unary"]
+__all__ = ["ApiContext", "handler", "parse", "raise_first", "recv_frame", "scan",
+           "to_grpc_error", "unary"]
 
 log = logging.getLogger("coord.server.api")
 
 M = TypeVar("M")
 RawStream = Stream[Any, Any]
+
+
+def raise_first(group: BaseExceptionGroup[Exception]) -> NoReturn:
+    """End a stream handler whose task group failed: with ``CancelledError`` while grpclib is
+    cancelling the handler (the client went away; the group's errors are consequences of that,
+    such as writing to the reset stream), else with the group's first error itself."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        log.debug("stream %s ended: the client went away (%r)", task.get_name(),
+                  group.exceptions[0])
+        raise asyncio.CancelledError
+    raise group.exceptions[0] from None
 
 
 def to_grpc_error(err: CoordError) -> GRPCError:

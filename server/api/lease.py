@@ -47,7 +47,16 @@ from coord.errors import TimeoutError as RequestTimeoutError
 from coord.server.command import Kind, encode
 from coord.server.lease import MAX_LEASE_TTL, LeaseIdGenerator, LeaseTimer
 
-from .common import ApiContext, RawStream, handler, parse, recv_frame, to_grpc_error, unary
+from .common import (
+    ApiContext,
+    RawStream,
+    handler,
+    parse,
+    raise_first,
+    recv_frame,
+    to_grpc_error,
+    unary,
+)
 
 __all__ = ["LeaseService"]
 
@@ -116,7 +125,7 @@ class LeaseService:
                 await self._keep_alive_loop(stream)
                 tg.cancel_scope.cancel()
         except* Exception as eg:
-            raise eg.exceptions[0] from None
+            raise_first(eg)
         if lost:
             raise to_grpc_error(NoLeaderError())
 

@@ -24,7 +24,15 @@ from coord._pb import etcdserverpb as pb
 from coord.errors import CoordError, NoLeaderError
 from coord.server.watch import WatchHub
 
-from .common import ApiContext, RawStream, handler, parse, recv_frame, to_grpc_error
+from .common import (
+    ApiContext,
+    RawStream,
+    handler,
+    parse,
+    raise_first,
+    recv_frame,
+    to_grpc_error,
+)
 
 __all__ = ["WatchService"]
 
@@ -93,7 +101,7 @@ class WatchService:
                 tg.start_soon(receive)
                 tg.start_soon(send)
         except* Exception as eg:
-            raise eg.exceptions[0] from None
+            raise_first(eg)
         finally:
             ws.close()
 

@@ -17,6 +17,18 @@ HTTP/1.1 the new protocol is an ``asyncio.StreamReaderProtocol`` whose callback 
 serve JSON over HTTP/2; grpclib cannot). With TLS the server's ALPN preference is ``http/1.1``
 then ``h2`` (:meth:`coord.server.tls.TLSInfo.server_context`): curl offers both and gets
 HTTP/1.1, gRPC clients offer only ``h2`` and get HTTP/2.
+
+TLS ports accept plain TCP and do the handshake themselves (:class:`_TLSAcceptor`), so that a
+refused handshake is visible: asyncio's ``create_server(ssl=...)`` drops it silently (an
+``SSLError`` is an OSError, logged only in debug mode). The acceptor peeks at the first bytes
+without consuming them (``MSG_PEEK`` on a duplicate of the socket): a TLS record (``0x16``)
+is upgraded with ``loop.start_tls()``, whose failure carries the reason; anything else is a
+client speaking plain text to a TLS port, which gets Go's answer ``HTTP/1.0 400 Bad Request
+... Client sent an HTTP request to an HTTPS server.`` (so curl shows it). Every refusal is one
+WARNING line with the peer address and the reason, like etcd's ``http: TLS handshake error
+from 127.0.0.1:54321: tls: client didn't provide a certificate``; a client that connects and
+closes without a byte (a port probe) is not logged. A handshake (peek included) must finish
+within :data:`HANDSHAKE_TIMEOUT`.
 """
 
 from __future__ import annotations
@@ -24,17 +36,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 from typing import Any
 
+from coord.server.listen import BACKLOG
+from coord.server.tls import address, handshake_error
+
 from .gateway import Gateway
 
-__all__ = ["HTTP2_PREFACE", "ClientListener"]
+__all__ = ["HANDSHAKE_TIMEOUT", "HTTP2_PREFACE", "ClientListener"]
 
 log = logging.getLogger(__name__)
 
 #: The fixed first 24 bytes of every HTTP/2 connection (RFC 9113 section 3.4).
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+#: Seconds a TLS client has to send its hello and finish the handshake.
+HANDSHAKE_TIMEOUT = 10.0
+#: Go's net/http answer to plain HTTP on a TLS port.
+PLAIN_HTTP_ANSWER = (b"HTTP/1.0 400 Bad Request\r\n\r\n"
+                     b"Client sent an HTTP request to an HTTPS server.\n")
+_TLS_HANDSHAKE_RECORD = 0x16
+_HTTP_METHODS = (b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE", b"OPTI", b"PATC", b"CONN",
+                 b"TRAC")
+def _plain_text_kind(head: bytes) -> str:
+    if HTTP2_PREFACE.startswith(head[:len(HTTP2_PREFACE)]) and head[:3] == b"PRI":
+        return "client sent a plain-text HTTP/2 (gRPC without TLS) request to an HTTPS server"
+    if head[:4] in _HTTP_METHODS:
+        return "client sent an HTTP request to an HTTPS server"
+    return "tls: first record does not look like a TLS handshake"
+
+
+def _peer(transport: asyncio.BaseTransport) -> str:
+    return address(transport.get_extra_info("peername"))
 
 
 class _SniffProtocol(asyncio.Protocol):
@@ -55,11 +89,18 @@ class _SniffProtocol(asyncio.Protocol):
             self._switch(grpc=True)
         elif alpn == "http/1.1":
             self._switch(grpc=False)
+        elif self._buf:
+            self._sniff()
 
     def data_received(self, data: bytes) -> None:
         if self._done:  # pragma: no cover - set_protocol routes further data elsewhere
             return
         self._buf += data
+        if self._transport is None:  # TLS: app data right after the handshake, before
+            return                   # connection_made (see _TLSAcceptor)
+        self._sniff()
+
+    def _sniff(self) -> None:
         n = min(len(self._buf), len(HTTP2_PREFACE))
         if self._buf[:n] != HTTP2_PREFACE[:n]:
             self._switch(grpc=False)
@@ -88,6 +129,94 @@ class _SniffProtocol(asyncio.Protocol):
             new.data_received(data)
 
 
+class _TLSAcceptor(asyncio.Protocol):
+    """A TLS port's plain TCP connection until its handshake is done (see the module
+    docstring); then :class:`_SniffProtocol` takes the TLS transport."""
+
+    def __init__(self, listener: ClientListener, ctx: ssl.SSLContext) -> None:
+        self._listener = listener
+        self._ctx = ctx
+        self._task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.pause_reading()  # nothing is consumed until the first bytes are peeked at
+        self._task = asyncio.ensure_future(self._accept(transport))
+        self._listener.track(self._task)
+
+    def data_received(self, data: bytes) -> None:  # pragma: no cover - reading is paused
+        pass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        pass
+
+    async def _accept(self, transport: asyncio.Transport) -> None:
+        loop = asyncio.get_running_loop()
+        peer = _peer(transport)
+        deadline = loop.time() + self._listener.handshake_timeout
+        try:
+            head = await asyncio.wait_for(_peek(transport), self._listener.handshake_timeout)
+        except TimeoutError:
+            log.warning("TLS handshake error from %s: no TLS hello within %gs (handshake "
+                        "timeout)", peer, self._listener.handshake_timeout)
+            transport.abort()
+            return
+        except OSError as e:
+            log.debug("TLS connection from %s failed before its hello: %s", peer, e)
+            transport.abort()
+            return
+        if not head:  # connected and closed without a byte: a port probe
+            transport.close()
+            return
+        if head[0] != _TLS_HANDSHAKE_RECORD:
+            log.warning("TLS handshake error from %s: %s", peer, _plain_text_kind(head))
+            transport.write(PLAIN_HTTP_ANSWER)
+            transport.close()
+            return
+        sniff = _SniffProtocol(self._listener)
+        try:
+            tls_transport = await loop.start_tls(
+                transport, sniff, self._ctx, server_side=True,
+                ssl_handshake_timeout=max(0.1, deadline - loop.time()))
+        except ConnectionAbortedError:  # asyncio's handshake timeout
+            log.warning("TLS handshake error from %s: handshake not finished within %gs "
+                        "(handshake timeout)", peer, self._listener.handshake_timeout)
+            return
+        except (OSError, EOFError) as e:
+            log.warning("TLS handshake error from %s: %s", peer, handshake_error(e))
+            return
+        if tls_transport is None:  # pragma: no cover - the transport closed meanwhile
+            return
+        sniff.connection_made(tls_transport)
+
+
+async def _peek(transport: asyncio.Transport, size: int = len(HTTP2_PREFACE)) -> bytes:
+    """The first bytes a client sent, left unread in the socket (b"" if it closed first)."""
+    loop = asyncio.get_running_loop()
+    # a duplicate descriptor of the same socket: the transport's own descriptor belongs to it
+    sock: socket.socket = transport.get_extra_info("socket").dup()
+    try:
+        sock.setblocking(False)
+        while True:
+            try:
+                return sock.recv(size, socket.MSG_PEEK)
+            except BlockingIOError:
+                pass
+            readable: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(sock.fileno(), _set_done, readable)
+            try:
+                await readable
+            finally:
+                loop.remove_reader(sock.fileno())
+    finally:
+        sock.close()
+
+
+def _set_done(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 class ClientListener:
     """Serves gRPC and etcd's JSON gateway on the same sockets (one per client URL).
 
@@ -96,12 +225,20 @@ class ClientListener:
     way ``Server.close`` does and drops open HTTP connections.
     """
 
-    def __init__(self, grpc_server: Any, gateway: Gateway | None = None) -> None:
+    def __init__(self, grpc_server: Any, gateway: Gateway | None = None,
+                 handshake_timeout: float = HANDSHAKE_TIMEOUT) -> None:
         self.grpc_server = grpc_server
         self.gateway = gateway if gateway is not None else Gateway(grpc_server)
+        self.handshake_timeout = handshake_timeout
         self._servers: list[asyncio.base_events.Server] = []
         self._http_tasks: set[asyncio.Task[None]] = set()
         self._http_writers: set[asyncio.StreamWriter] = set()
+        self._handshakes: set[asyncio.Task[None]] = set()
+
+    def track(self, task: asyncio.Task[None]) -> None:
+        """Keep a TLS handshake task until it ends (cancelled by :meth:`close`)."""
+        self._handshakes.add(task)
+        task.add_done_callback(self._handshakes.discard)
 
     def grpc_protocol(self) -> asyncio.BaseProtocol:
         """A grpclib server protocol for one accepted connection."""
@@ -129,12 +266,14 @@ class ClientListener:
         finally:
             self._http_writers.discard(writer)
 
-    async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None,
+    async def start(self, sock: socket.socket, ssl_context: ssl.SSLContext | None = None,
                     ) -> asyncio.base_events.Server:
-        """Listen on ``host:port`` (TLS when ``ssl_context`` is given); returns the server."""
+        """Serve the listening socket ``sock`` (bound by :func:`coord.server.listen.bind_url`;
+        TLS when ``ssl_context`` is given); the listener owns it from now on."""
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: _SniffProtocol(self), host, port,
-                                          ssl=ssl_context, reuse_address=True, backlog=1024)
+        factory: Any = ((lambda: _SniffProtocol(self)) if ssl_context is None
+                        else (lambda: _TLSAcceptor(self, ssl_context)))
+        server = await loop.create_server(factory, sock=sock, backlog=BACKLOG)
         self._servers.append(server)
         return server
 
@@ -151,7 +290,7 @@ class ClientListener:
             handler.close()
         for writer in list(self._http_writers):
             writer.close()
-        for task in list(self._http_tasks):
+        for task in list(self._http_tasks) + list(self._handshakes):
             task.cancel()
 
     async def wait_closed(self) -> None:

@@ -18,7 +18,10 @@ Writes are batched: :meth:`WAL.save` encodes a whole Ready (entries then hard st
 buffer, issues one ``write`` and, when asked to sync, one ``fsync`` (group commit).  When the
 active segment grows past ``segment_bytes`` a new one is cut (its first records repeat the
 metadata and the last hard state so every segment is self-describing); a segment is written
-under a temporary name, fsynced and renamed, so it never exists without its header.
+under a temporary name, fsynced and renamed, so it never exists without its header.  An fsync
+slower than :data:`WARN_SYNC_DURATION` (100 ms) is logged as etcd's ``slow fdatasync``
+WARNING (``took``, ``expected-duration``); a ``walBeforeSync`` sleep failpoint counts as part
+of the fsync, so the warning can be provoked on purpose.
 
 Recovery (:meth:`WAL.open`) reads the segments in order and replays them: an ENTRY with index
 ``i`` discards every earlier-read entry ``>= i`` (Raft overwrote a conflicting suffix), the last
@@ -43,6 +46,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +70,8 @@ _HEADER = struct.Struct(">IBII")
 _CHECKED = 9  # header bytes covered by the header checksum (length, type, payload crc)
 HEADER_SIZE = _HEADER.size
 MAX_RECORD = 512 * 1024 * 1024
+#: An fsync slower than this is a WARNING (etcd's warnSyncDuration).
+WARN_SYNC_DURATION = 0.1
 SECTOR = 512  # the unit a crash can leave unwritten (etcd's minSectorSize)
 _OLD_HEADER = struct.Struct(">IBI")  # format 1: length | type | crc32(type + payload)
 
@@ -334,9 +340,11 @@ class WAL:
             self._last_index = entries[-1].index
             self._segments[-1][3] = self._last_index
         if sync:
+            start = time.monotonic()  # a sleep failpoint here counts as a slow disk
             if failpoints.ACTIVE:
                 failpoints.hit("walBeforeSync")
             os.fsync(self._fd)
+            self._warn_if_slow(start)
             if failpoints.ACTIVE:
                 failpoints.hit("walAfterSync")
         if self._size >= self.segment_bytes:
@@ -352,9 +360,19 @@ class WAL:
         payload = self._enc.encode((index, term, replace_log))
         self._write_all(_record(RecordType.SNAPSHOT, payload))
         if sync:
+            start = time.monotonic()
             os.fsync(self._fd)
+            self._warn_if_slow(start)
         if replace_log or index > self._last_index:
             self._last_index = index
+
+    def _warn_if_slow(self, start: float) -> None:
+        """etcd's "slow fdatasync" warning: an fsync that took over WARN_SYNC_DURATION (a disk
+        this slow delays every commit, and heartbeats behind it)."""
+        took = time.monotonic() - start
+        if took > WARN_SYNC_DURATION:
+            log.warning("slow fdatasync: took %.0fms, expected-duration %.0fms (WAL %s)",
+                        took * 1000, WARN_SYNC_DURATION * 1000, self.dir)
 
     def _write_all(self, buf: bytes) -> None:
         view = memoryview(buf)

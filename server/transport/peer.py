@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import socket
 import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ import msgspec
 from anyio.streams.buffered import BufferedByteReceiveStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from coord.server.listen import bind_all, close_all
 from coord.server.raft.types import Message, MessageType
 from coord.server.storage import codec
 from coord.server.tls import is_tls_url, tls_listener
@@ -137,8 +139,12 @@ class PeerTransport:
     def __init__(self, member_id: int, cluster_id: int, listen_urls: list[str],
                  handler: PeerHandler, queue_batches: int = 256,
                  max_backoff: float = 1.0, server_ssl: ssl.SSLContext | None = None,
-                 client_ssl: ssl.SSLContext | None = None) -> None:
+                 client_ssl: ssl.SSLContext | None = None,
+                 sockets: dict[str, list[socket.socket]] | None = None) -> None:
         self.member_id = member_id
+        # Listening sockets per listen URL, bound before the node touched its data directory
+        # (server/listen.py); without them, run() binds listen_urls itself.
+        self._sockets = sockets
         # TLS (server/tls.py): https:// listen URLs serve with server_ssl; https:// peer URLs
         # are dialed with client_ssl (verifies the peer, presents our --peer-cert-file).
         self.server_ssl = server_ssl
@@ -154,8 +160,6 @@ class PeerTransport:
         self._call_conns: dict[int, _CallConn] = {}
         self._call_locks: dict[int, anyio.Lock] = {}
         self.call_dials = 0  # call connections dialed (one per peer while it stays up)
-        # When true, failing to bind a peer URL is logged instead of fatal (single member).
-        self.optional_listen = False
         self.frames_sent = 0
         self.frames_received = 0
 
@@ -163,28 +167,27 @@ class PeerTransport:
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None]
                   = anyio.TASK_STATUS_IGNORED) -> None:
-        """Listen and run the peer senders until cancelled."""
-        listeners = []
+        """Serve the peer listeners and run the peer senders until cancelled (the listen
+        sockets given to the constructor, else bound now)."""
+        bound = self._sockets if self._sockets is not None else bind_all(self.listen_urls,
+                                                                          "peers")
+        self._sockets = None  # owned by the listeners below from here on
+        listeners: list[anyio.abc.Listener[Any]] = []
         try:
-            for url in self.listen_urls:
-                host, port = parse_url(url)
-                try:
-                    listener: anyio.abc.Listener[Any] = await anyio.create_tcp_listener(
-                        local_host=host, local_port=port, reuse_port=False)
+            for url, socks in bound.items():
+                for sock in socks:
+                    listener: anyio.abc.Listener[Any] = await anyio.abc.SocketListener \
+                        .from_socket(sock)
                     if is_tls_url(url):
                         if self.server_ssl is None:
                             await listener.aclose()
                             raise OSError(f"{url}: https peer URL without --peer-cert-file")
                         listener = tls_listener(listener, self.server_ssl)
                     listeners.append(listener)
-                except OSError as e:
-                    if not self.optional_listen:
-                        raise OSError(f"cannot listen for peers on {url}: {e}") from e
-                    log.warning("cannot listen for peers on %s (%s); a single-member cluster "
-                                "does not need it", url, e)
         except BaseException:
             for lst in listeners:
                 await lst.aclose()
+            close_all(s for socks in bound.values() for s in socks)
             raise
         try:
             async with anyio.create_task_group() as tg:

@@ -11,6 +11,7 @@ from grpclib.server import Server
 from coord import __version__
 from coord._pb import etcdserverpb as pb
 from coord.server.http import ClientListener
+from coord.server.listen import bind_url
 
 
 class _Maintenance(pb.MaintenanceBase):
@@ -32,7 +33,8 @@ async def _http(port: int, pieces: list[bytes]) -> bytes:
 def test_grpc_and_http_on_one_port_with_split_first_bytes() -> None:
     async def main() -> None:
         listener = ClientListener(Server([_Maintenance()]))
-        await listener.start("127.0.0.1", 0)
+        (sock,) = bind_url("http://127.0.0.1:0", "client requests")
+        await listener.start(sock)
         (port,) = listener.ports
         try:
             channel = Channel("127.0.0.1", port)
@@ -68,7 +70,8 @@ def test_grpc_and_http_on_one_port_with_split_first_bytes() -> None:
 def test_unimplemented_route_is_501_and_unknown_path_404() -> None:
     async def main() -> None:
         listener = ClientListener(Server([_Maintenance()]))
-        await listener.start("127.0.0.1", 0)
+        (sock,) = bind_url("http://127.0.0.1:0", "client requests")
+        await listener.start(sock)
         (port,) = listener.ports
         try:
             raw = await _http(port, [b"POST /v3/kv/put HTTP/1.1\r\nHost: x\r\n"

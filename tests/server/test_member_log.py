@@ -1,0 +1,69 @@
+"""What a member logs about itself: elections and leader changes, votes, membership changes,
+snapshots, and etcd's "slow fdatasync" WARNING (provoked with a sleep failpoint on the WAL
+fsync, docs/chaos.md)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from support import FAST_RAFT, CoordProc, etcdctl, start_coord_cluster, wait_for
+
+
+@pytest.mark.etcdctl
+def test_slow_wal_fsync_is_a_warning(tmp_path: Path) -> None:
+    proc = CoordProc(tmp_path, name="slow", env={"COORD_FAILPOINTS": "walBeforeSync=sleep(150)"})
+    try:
+        etcdctl(proc.endpoint, "put", "/slow/k", "v")
+        wait_for(lambda: "slow fdatasync" in proc.output(), timeout=10,
+                 what="the slow fdatasync warning")
+        lines = [ln for ln in proc.output().splitlines() if "slow fdatasync" in ln]
+        m = re.search(r" WARNING coord\.server\.storage\.wal: slow fdatasync: took (\d+)ms, "
+                      r"expected-duration 100ms \(WAL .*slow\.coord.*\)$", lines[-1])
+        assert m is not None, lines
+        assert int(m.group(1)) >= 150
+    finally:
+        proc.stop()
+
+
+@pytest.mark.etcdctl
+def test_elections_votes_membership_and_snapshots_are_logged(tmp_path: Path) -> None:
+    procs = start_coord_cluster(tmp_path, 3, args=[*FAST_RAFT, "--log-level", "debug",
+                                                   "--snapshot-count", "20"])
+    try:
+        ep = procs[0].endpoint
+        for i in range(30):
+            etcdctl(ep, "put", f"/log/{i}", "v")
+        out = etcdctl(ep, "member", "add", "extra", "--learner",
+                      "--peer-urls=http://127.0.0.1:1").stdout
+        new_id = re.search(r"Member ([0-9a-f]+) added", out)
+        assert new_id is not None, out
+        etcdctl(ep, "member", "remove", new_id.group(1))
+        logs = [p.output() for p in procs]
+        everything = "\n".join(logs)
+        # leader changes at INFO on every member, etcd's wording
+        for log in logs:
+            assert re.search(r" INFO coord\.server\.node: member [0-9a-f]+ elected leader "
+                             r"[0-9a-f]+ at term \d+", log), log
+        # the campaign and the votes at DEBUG
+        assert re.search(r" DEBUG coord\.server\.node: member [0-9a-f]+ started a campaign: "
+                         r"became (pre-)?candidate at term \d+", everything)
+        assert re.search(r" DEBUG .*sent (pre-)?vote request to [0-9a-f]+ at term \d+",
+                         everything)
+        assert re.search(r" DEBUG .*received (pre-)?vote-resp from [0-9a-f]+ at term \d+: "
+                         r"granted", everything)
+        assert re.search(r" DEBUG .*granted [0-9a-f]+'s (pre-)?vote at term \d+", everything)
+        assert re.search(r" DEBUG .*became (follower|leader) at term \d+", everything)
+        # membership changes, as etcd logs them (INFO), on every member
+        for log in logs:
+            assert f"membership: added learner member {new_id.group(1)} (peer URLs " \
+                   f"http://127.0.0.1:1)" in log, log
+            assert f"membership: removed member {new_id.group(1)}" in log
+            assert "membership: added member" in log  # the bootstrap members
+        # snapshots (--snapshot-count 20) with the log compaction behind them
+        assert re.search(r"snapshot at index \d+; log compacted to \d+", everything)
+        assert "Traceback" not in everything
+    finally:
+        for p in procs:
+            p.stop()
