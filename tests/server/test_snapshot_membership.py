@@ -12,6 +12,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from support import free_port
 
 from coord.server.config import Config
 from coord.server.membership import Member, Membership
@@ -49,7 +50,8 @@ def _write_snapshot(data_dir: Path, ms: Membership, cs: ConfState) -> None:
 
 def _open_node(data_dir: Path) -> RaftNode:
     async def make() -> RaftNode:  # the node's events need a running loop
-        return RaftNode(Config(data_dir=str(data_dir)), StateMachine())
+        peer = f"http://127.0.0.1:{free_port()}"  # the node binds it (never the default 2380)
+        return RaftNode(Config(data_dir=str(data_dir), listen_peer_urls=(peer,)), StateMachine())
 
     return asyncio.run(make())
 
