@@ -16,6 +16,8 @@ would take the store past ``--quota-backend-bytes``.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 
 import msgspec
@@ -26,6 +28,8 @@ from coord.errors import CoordError, InvalidArgumentError, LeaseNotFoundError, N
 from .command import Kind, decode, make_result
 from .lease import Lessor
 from .mvcc import KVStore
+
+log = logging.getLogger("coord.server.statemachine")
 
 __all__ = ["StateMachine", "txn_has_put"]
 
@@ -104,7 +108,11 @@ class StateMachine:
         return self.kv.txn(req)
 
     def _compact(self, payload: bytes) -> bytes:
-        self.kv.compact(pb.CompactionRequest.parse(payload).revision)
+        revision = pb.CompactionRequest.parse(payload).revision
+        start = time.monotonic()
+        removed = self.kv.compact(revision)
+        log.info("finished scheduled compaction at revision %d: %d key versions removed, "
+                 "took %.1fms", revision, removed, (time.monotonic() - start) * 1000)
         return b""
 
     def _lease_grant(self, payload: bytes) -> bytes:

@@ -428,11 +428,12 @@ class KVStore:
         return b"".join(parts)
 
     # ---------------------------------------------------------------- compaction
-    def compact(self, revision: int) -> None:
+    def compact(self, revision: int) -> int:
         """Compact at ``revision``: history below it is gone, state at it stays readable.
 
-        Raises CompactedError if ``revision <= compact_rev``, FutureRevisionError if it is
-        above the current revision. Does not change the revision.
+        Returns how many key versions were removed. Raises CompactedError if ``revision <=
+        compact_rev``, FutureRevisionError if it is above the current revision. Does not change
+        the revision.
         """
         if revision <= self._compact:
             raise CompactedError(compact_revision=self._compact)
@@ -458,6 +459,7 @@ class KVStore:
                 del log[r]
         self._size -= freed
         self._compact = revision
+        return sum(len(ids) for ids in removed.values())
 
     # ---------------------------------------------------------------- hashes, size
     def hash_kv(self, revision: int) -> tuple[int, int, int]:

@@ -28,6 +28,27 @@ def test_slow_wal_fsync_is_a_warning(tmp_path: Path) -> None:
 
 
 @pytest.mark.etcdctl
+def test_compaction_is_logged_on_every_member(tmp_path: Path) -> None:
+    procs = start_coord_cluster(tmp_path, 3, args=FAST_RAFT)
+    try:
+        ep = procs[0].endpoint
+        for i in range(5):
+            etcdctl(ep, "put", "/compact/k", str(i))
+        rev = int(etcdctl(ep, "get", "/compact/k", "-w", "json").stdout.split('"revision":')[1]
+                  .split(",")[0])
+        etcdctl(ep, "compaction", str(rev - 1))
+        pattern = re.compile(rf" INFO coord\.server\.statemachine: finished scheduled compaction "
+                             rf"at revision {rev - 1}: 3 key versions removed, took [\d.]+ms$",
+                             re.M)
+        for p in procs:  # applied through Raft, so every member compacts and says so
+            wait_for(lambda p=p: pattern.search(p.output()) is not None, timeout=15,
+                     what=f"the compaction line in {p.log_path}")
+    finally:
+        for p in procs:
+            p.stop()
+
+
+@pytest.mark.etcdctl
 def test_elections_votes_membership_and_snapshots_are_logged(tmp_path: Path) -> None:
     procs = start_coord_cluster(tmp_path, 3, args=[*FAST_RAFT, "--log-level", "debug",
                                                    "--snapshot-count", "20"])
