@@ -14,6 +14,7 @@ import base64
 import http.client
 import json
 import os
+import random
 import select
 import shutil
 import signal
@@ -49,6 +50,26 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_port_block(n: int) -> int:
+    """A base port with ``n`` consecutive free ports (for ``coord-server cluster``'s layout),
+    below Linux's ephemeral range (32768+), so the ports other tests get from bind(0) or
+    outgoing connections never land in it while the cluster starts."""
+    for _ in range(200):
+        base = random.randrange(20000, 32000 - n, 2)
+        if all(_bindable(base + i) for i in range(n)):
+            return base
+    raise AssertionError("no free port block")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "condition",

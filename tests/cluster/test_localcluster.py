@@ -2,44 +2,22 @@
 
 from __future__ import annotations
 
-import random
 import re
 import signal
-import socket
 import sys
 from pathlib import Path
 
 import pytest
 from cluster.clusterlib import status
-from support import Proc, port_open, wait_for
+from support import Proc, free_port_block, port_open, wait_for
 
 pytestmark = pytest.mark.etcdctl
-
-
-def free_block(n: int) -> int:
-    """A base port with ``n`` consecutive free ports, below Linux's ephemeral range
-    (32768+), so the ports other tests get from bind(0) or outgoing connections never land in
-    it while the cluster starts."""
-    for _ in range(100):
-        base = random.randrange(20000, 32000 - n, 2)
-        if all(_bindable(base + i) for i in range(n)):
-            return base
-    raise AssertionError("no free port block")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def test_cluster_command(tmp_path: Path) -> None:
     from support import etcdctl
 
-    base = free_block(6)
+    base = free_port_block(6)
     proc = Proc([sys.executable, "-m", "coord.server", "cluster", "--size", "3",
                  "--data-dir", str(tmp_path / "data"), "--base-port", str(base),
                  "--heartbeat-interval", "50", "--election-timeout", "500"],

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pytest
 import trustme
-from support import free_port, port_open, require_binary, wait_for
+from support import free_port, free_port_block, require_binary, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -92,13 +92,6 @@ def shell_segments(code: str) -> list[tuple[bool, str]]:
     return pieces
 
 
-def _consecutive_free_ports(count: int) -> int:
-    """A base port with ``count`` free ports above it (the cluster launcher's layout)."""
-    for _ in range(50):
-        base = free_port()
-        if base + count < 65536 and all(not port_open(base + i) for i in range(count)):
-            return base
-    raise AssertionError(f"no {count} consecutive free ports")
 
 
 class Session:
@@ -107,7 +100,7 @@ class Session:
     def __init__(self, cwd: Path) -> None:
         self.cwd = cwd
         self.ports = {p: free_port() for p in (2379, 2380, 2479, 2480)}
-        base = _consecutive_free_ports(6)
+        base = free_port_block(6)
         self.ports.update({12379 + i: base + i for i in range(6)})
         self.env = {**os.environ,
                     "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}

@@ -6,7 +6,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import random
 import re
 import signal
 import socket
@@ -14,28 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import Proc, etcdctl, grpc_status_ok, port_open, wait_for
+from support import Proc, etcdctl, free_port_block, grpc_status_ok, port_open, wait_for
 
 pytestmark = pytest.mark.etcdctl
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_block(n: int) -> int:
-    """A base port with ``n`` consecutive free ports below Linux's ephemeral range (32768+),
-    so ports other tests get from bind(0) never land in it while the cluster starts."""
-    for _ in range(200):
-        base = random.randrange(20000, 32000 - n, 2)
-        if all(_bindable(base + i) for i in range(n)):
-            return base
-    raise AssertionError("no free port block")
 
 
 def _cluster(tmp: Path, data: Path, base: int, log: str) -> Proc:
@@ -59,7 +39,7 @@ def _serving(endpoints: list[str]) -> None:
 
 
 def test_busy_ports_move_a_new_cluster_and_restart_keeps_them(tmp_path: Path) -> None:
-    base = free_block(12)
+    base = free_port_block(12)
     data = tmp_path / "data"
     blocker = socket.socket()  # a stranger on m2's peer port (base + 3)
     blocker.bind(("127.0.0.1", base + 3))
@@ -95,7 +75,7 @@ def test_busy_ports_move_a_new_cluster_and_restart_keeps_them(tmp_path: Path) ->
 
 
 def test_member_failing_to_start_stops_the_cluster(tmp_path: Path) -> None:
-    base = free_block(6)
+    base = free_port_block(6)
     data = tmp_path / "data"
     (data / "m2").mkdir(parents=True)
     # another process holds m2's data directory, so m2 fails after the port check
