@@ -23,8 +23,9 @@ refused handshake is visible: asyncio's ``create_server(ssl=...)`` drops it sile
 ``SSLError`` is an OSError, logged only in debug mode). The acceptor peeks at the first bytes
 without consuming them (``MSG_PEEK`` on a duplicate of the socket): a TLS record (``0x16``)
 is upgraded with ``loop.start_tls()``, whose failure carries the reason; anything else is a
-client speaking plain text to a TLS port, which gets Go's answer ``HTTP/1.0 400 Bad Request
-... Client sent an HTTP request to an HTTPS server.`` (so curl shows it). Every refusal is one
+client speaking plain text to a TLS port: an HTTP/1 request gets Go's answer ``HTTP/1.0 400
+Bad Request ... Client sent an HTTP request to an HTTPS server.`` (so curl shows it), and the
+rest (a plain gRPC client's HTTP/2 preface) is closed, as Go does. Every refusal is one
 WARNING line with the peer address and the reason, like etcd's ``http: TLS handshake error
 from 127.0.0.1:54321: tls: client didn't provide a certificate``; a client that connects and
 closes without a byte (a port probe) is not logged. A handshake (peek included) must finish
@@ -57,6 +58,9 @@ HANDSHAKE_TIMEOUT = 10.0
 PLAIN_HTTP_ANSWER = (b"HTTP/1.0 400 Bad Request\r\n\r\n"
                      b"Client sent an HTTP request to an HTTPS server.\n")
 _TLS_HANDSHAKE_RECORD = 0x16
+#: The first 5 bytes for which Go's crypto/tls writes :data:`PLAIN_HTTP_ANSWER`
+#: (tlsRecordHeaderLooksLikeHTTP); anything else, the HTTP/2 preface included, is just closed.
+_GO_HTTP_HEADS = (b"GET /", b"HEAD ", b"POST ", b"PUT /", b"OPTIO")
 _HTTP_METHODS = (b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE", b"OPTI", b"PATC", b"CONN",
                  b"TRAC")
 def _plain_text_kind(head: bytes) -> str:
@@ -170,7 +174,8 @@ class _TLSAcceptor(asyncio.Protocol):
             return
         if head[0] != _TLS_HANDSHAKE_RECORD:
             log.warning("TLS handshake error from %s: %s", peer, _plain_text_kind(head))
-            transport.write(PLAIN_HTTP_ANSWER)
+            if head[:5] in _GO_HTTP_HEADS:  # Go answers only what looks like HTTP/1
+                transport.write(PLAIN_HTTP_ANSWER)
             transport.close()
             return
         sniff = _SniffProtocol(self._listener)

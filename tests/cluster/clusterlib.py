@@ -220,7 +220,7 @@ class Member:
         self.client_port = free_port()
         self.peer_port = free_port()  # what the member listens on
         self.proxy_port = free_port()  # what it advertises (relayed by the PeerProxy)
-        self.failpoint_port = free_port()  # its failpoint HTTP interface (server/failpoints.py)
+        self.failpoint_port = 0  # its failpoint HTTP interface (server/failpoints.py), per start
         self.proc: CoordProc | None = None
         self.id = 0
 
@@ -276,6 +276,9 @@ class Cluster:
 
     def start_member(self, m: Member, state: str = "new", initial_cluster: str | None = None,
                      wait: bool = True) -> None:
+        # A fresh port each start: while the member was down, an outgoing connection may have
+        # taken the old one as its source port (nothing else depends on this one).
+        m.failpoint_port = free_port()
         m.proc = CoordProc(self.base, name=m.name, args=self.args(m, state, initial_cluster),
                            client_port=m.client_port, wait=False,
                            env={"COORD_FAILPOINTS_HTTP": f"127.0.0.1:{m.failpoint_port}"})

@@ -92,7 +92,11 @@ def test_plain_http2_is_logged_with_peer(server: Any) -> None:
     with socket.create_connection(("127.0.0.1", server.tls_port), timeout=10) as s:
         me = _addr(s)
         s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-        assert s.recv(4096).startswith(b"HTTP/1.0 400 Bad Request\r\n")
+        try:  # closed without an HTTP/1 answer, as Go's crypto/tls does (a reset, since the
+            answer = s.recv(4096)  # preface was never read)
+        except ConnectionResetError:
+            answer = b""
+        assert answer == b""
     assert _line(server, me) == ("client sent a plain-text HTTP/2 (gRPC without TLS) "
                                  "request to an HTTPS server")
 
