@@ -58,7 +58,7 @@ def test_elections_votes_membership_and_snapshots_are_logged(tmp_path: Path) -> 
             etcdctl(ep, "put", f"/log/{i}", "v")
         out = etcdctl(ep, "member", "add", "extra", "--learner",
                       "--peer-urls=http://127.0.0.1:1").stdout
-        new_id = re.search(r"Member ([0-9a-f]+) added", out)
+        new_id = re.search(r"Member +([0-9a-f]+) added", out)  # %16x: space-padded
         assert new_id is not None, out
         etcdctl(ep, "member", "remove", new_id.group(1))
         logs = [p.output() for p in procs]
