@@ -48,7 +48,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import h2.exceptions
 from grpclib.client import Channel, Handler
@@ -587,16 +587,6 @@ class Connection(_Caller):
             raise StreamTerminatedError("empty reply")
         return reply
 
-    def _unresponsive(self, index: int, what: str, own: bool) -> NoReturn:
-        """Drop endpoint ``index`` after it did not ``what`` in time; raise
-        :class:`UnresponsiveNotSent` when ``connect_timeout`` ran out (``own``), else re-raise
-        the call's own ``TimeoutError``."""
-        self._drop(index)
-        if own:
-            raise UnresponsiveNotSent(f"{self.endpoints[index]} did not {what} within "
-                                      f"{self.connect_timeout!r} s (connect_timeout)") from None
-        raise
-
     async def ready(self, index: int, ch: _Channel, timeout: float | None) -> _Protocol:
         """Endpoint ``index``'s connection, ready for a request (:mod:`coord._liveness`):
         connected (TCP, TLS, the server's SETTINGS received) or, when it sat idle, PINGed and
@@ -614,7 +604,12 @@ class Connection(_Caller):
                     proto = cast(_Protocol, ch._protocol)
                     await proto.heard.wait()
             except TimeoutError:
-                self._unresponsive(index, what, own)
+                self._drop(index)
+                if own:
+                    raise UnresponsiveNotSent(
+                        f"{ep} did not {what} within {self.connect_timeout!r} s"
+                        " (connect_timeout)") from None
+                raise
             except TRANSPORT_ERRORS as e:
                 self._drop(index)
                 cause = explain(e, ch._ssl, ep.host) \
@@ -636,7 +631,12 @@ class Connection(_Caller):
             try:
                 await asyncio.wait_for(proto.heard.wait(), limit)
             except TimeoutError:
-                self._unresponsive(index, what, own)
+                self._drop(index)
+                if own:
+                    raise UnresponsiveNotSent(
+                        f"{ep} did not {what} within {self.connect_timeout!r} s"
+                        " (connect_timeout)") from None
+                raise
         if not proto.alive():
             self._drop(index)
             raise NotSent(f"{ep} closed the connection (not an HTTP/2 server?)")

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from support import CoordProc, EtcdProc, Pki, make_pki
+from support import CoordProc, EtcdProc
 
 from coord import AsyncClient, Client
 
@@ -83,15 +83,3 @@ def client(backend: str) -> Iterator[Client]:
 async def aclient(backend: str) -> AsyncIterator[AsyncClient]:
     async with AsyncClient(backend, timeout=10) as c:
         yield c
-
-
-@pytest.fixture(scope="session")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    """The trusted PKI."""
-    return make_pki(tmp_path_factory.mktemp("pki"), "main")
-
-
-@pytest.fixture(scope="session")
-def other_pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    """A second, unrelated CA (its certificates must be refused)."""
-    return make_pki(tmp_path_factory.mktemp("pki-other"), "other")

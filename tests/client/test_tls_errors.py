@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import Pki, Proc, free_port, require_binary, wait_for
+from support import Pki, Proc, free_port, make_pki, require_binary, wait_for
 
 from coord import (
     AsyncClient,
@@ -28,6 +28,16 @@ from coord import (
     TLSConfigError,
     TLSHandshakeError,
 )
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"), "main")
+
+
+@pytest.fixture(scope="module")
+def other_pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki-other"), "other")
 
 
 def make_client(kind: str, endpoints: str, **kw: Any) -> None:
