@@ -1,7 +1,8 @@
 """The retry rule: reads retry on another endpoint, writes never after an ambiguous failure.
 
 A small TCP proxy sits in front of the server. When armed, it forwards the client's next
-request and then cuts both connections as soon as the server answers: the request *was*
+request and then cuts both connections as soon as the server's reply (a HEADERS or DATA frame
+on a stream) arrives: the request *was*
 applied but the client never sees the reply, the ambiguous case. The rule is checked for both
 transports: ``AsyncClient`` (grpclib) and the blocking ``Client`` (coord/_h2.py, its calls
 run in a worker thread so that the proxy on the test's loop keeps running).
@@ -17,6 +18,8 @@ from typing import Any
 import pytest
 
 from coord import AsyncClient, Client, UnavailableError
+
+_DATA, _HEADERS = 0x0, 0x1  # HTTP/2 frame types (RFC 9113 §6)
 
 
 class CuttingProxy:
@@ -56,16 +59,29 @@ class CuttingProxy:
             uw.close()
 
         async def down() -> None:
+            # Read the server's side frame by frame: only a HEADERS or DATA frame on a stream
+            # is the reply. A SETTINGS ack, PING ack or WINDOW_UPDATE can arrive before the
+            # server has handled the request; cutting on one of those made the write not
+            # happen at all, and the test failed now and then against etcd.
+            buf = b""
             while data := await ur.read(65536):
                 if self.frozen:
                     continue
-                if self.armed and sent_after_arm.is_set():
-                    self.armed = False
-                    self.cuts += 1
-                    cw.transport.abort()
-                    uw.transport.abort()
-                    return
-                cw.write(data)
+                buf += data
+                while len(buf) >= 9:
+                    size = int.from_bytes(buf[:3], "big") + 9
+                    if len(buf) < size:
+                        break
+                    frame, buf = buf[:size], buf[size:]
+                    kind, stream = frame[3], int.from_bytes(frame[5:9], "big") & 0x7FFFFFFF
+                    if (self.armed and sent_after_arm.is_set() and stream != 0
+                            and kind in (_DATA, _HEADERS)):
+                        self.armed = False
+                        self.cuts += 1
+                        cw.transport.abort()
+                        uw.transport.abort()
+                        return
+                    cw.write(frame)
             cw.close()
 
         with contextlib.suppress(OSError):
