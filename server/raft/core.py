@@ -157,9 +157,15 @@ class Raft:
     # -- state accessors -------------------------------------------------------------------------
 
     def soft_state(self) -> SoftState:
+        """Volatile state the driver reports when it changes: the known leader and this node's
+        role.
+        """
         return SoftState(lead=self.lead, raft_state=self.state)
 
     def hard_state(self) -> HardState:
+        """State that must be persisted before messages that depend on it are sent: term, vote,
+        commit.
+        """
         return HardState(term=self.term, vote=self.vote, commit=self.raft_log.committed)
 
     def _load_state(self, hs: HardState) -> None:
@@ -189,6 +195,11 @@ class Raft:
     # -- sending -----------------------------------------------------------------------------
 
     def send(self, m: Message) -> None:
+        """Queue ``m`` for the driver (``Ready.messages``), stamping sender and term.
+
+        Vote messages carry their own term; proposals and read-index requests forwarded to the
+        leader are local and keep term 0; every other message gets the current term.
+        """
         if m.from_ == 0:
             # Forwarded messages keep their origin (a transferee, a read requester).
             m.from_ = self.id
@@ -204,6 +215,9 @@ class Raft:
         self.msgs.append(m)
 
     def send_append(self, to: int) -> None:
+        """Send ``to`` an append (an empty one if nothing is new), or a snapshot if its entries are
+        compacted.
+        """
         self.maybe_send_append(to, send_if_empty=True)
 
     def maybe_send_append(self, to: int, send_if_empty: bool) -> bool:
@@ -249,19 +263,27 @@ class Raft:
         return True
 
     def send_heartbeat(self, to: int, ctx: bytes) -> None:
+        """Send ``to`` a heartbeat carrying read-index context ``ctx``, committing no further than
+        its match.
+        """
         # Never tell a follower to commit past what it is known to have (it may not have it).
         commit = min(self.trk.progress[to].match, self.raft_log.committed)
         self.send(Message(MT.HEARTBEAT, to=to, commit=commit, context=ctx))
 
     def bcast_append(self) -> None:
+        """Leader: :meth:`send_append` to every other member."""
         for id_ in self.trk.progress:
             if id_ != self.id:
                 self.send_append(id_)
 
     def bcast_heartbeat(self) -> None:
+        """Leader: a heartbeat to every other member, carrying the newest pending ReadIndex
+        context.
+        """
         self.bcast_heartbeat_with_ctx(self.read_only.last_pending_request_ctx())
 
     def bcast_heartbeat_with_ctx(self, ctx: bytes) -> None:
+        """Leader: a heartbeat with context ``ctx`` to every other member."""
         for id_ in self.trk.progress:
             if id_ != self.id:
                 self.send_heartbeat(id_, ctx)
@@ -269,9 +291,14 @@ class Raft:
     # -- commit ------------------------------------------------------------------------------
 
     def maybe_commit(self) -> bool:
+        """Leader: advance the commit index to what a quorum has matched; True if it moved.
+
+        Only an entry of the current term is committed by counting (Raft paper §5.4.2).
+        """
         return self.raft_log.maybe_commit(self.trk.committed(), self.term)
 
     def committed_entry_in_current_term(self) -> bool:
+        """Has this leader committed an entry of its own term (needed before serving ReadIndex)?"""
         return self.raft_log.term_or_zero(self.raft_log.committed) == self.term
 
     def on_persisted(self) -> None:
@@ -310,6 +337,9 @@ class Raft:
     # -- role changes -------------------------------------------------------------------------
 
     def reset(self, term: int) -> None:
+        """Start ``term`` (forgetting the vote if the term changed): clear the leader, timers,
+        votes, pending read-index state and leader transfer, and give every member a fresh Progress.
+        """
         if self.term != term:
             self.term = term
             self.vote = 0
@@ -332,12 +362,17 @@ class Raft:
         self.read_only = ReadOnly()
 
     def reset_randomized_election_timeout(self) -> None:
+        """Pick a new election timeout in [election_timeout, 2 * election_timeout) from the
+        injected RNG.
+        """
         self.randomized_election_timeout = self.election_timeout + self.rng(self.election_timeout)
 
     def abort_leader_transfer(self) -> None:
+        """Forget any leader transfer in progress."""
         self.lead_transferee = 0
 
     def become_follower(self, term: int, lead: int) -> None:
+        """Become a follower in ``term`` with leader ``lead`` (0 if unknown)."""
         self.step_func = self.step_follower
         self.reset(term)
         self.tick_func = self.tick_election
@@ -345,6 +380,7 @@ class Raft:
         self.state = StateType.FOLLOWER
 
     def become_candidate(self) -> None:
+        """Become a candidate: increment the term and vote for self. Never from leader."""
         if self.state == StateType.LEADER:
             raise AssertionError("invalid transition [leader -> candidate]")
         self.step_func = self.step_candidate
@@ -354,6 +390,9 @@ class Raft:
         self.state = StateType.CANDIDATE
 
     def become_pre_candidate(self) -> None:
+        """Become a pre-candidate: ask for pre-votes without changing term or vote. Never from
+        leader.
+        """
         if self.state == StateType.LEADER:
             raise AssertionError("invalid transition [leader -> pre-candidate]")
         # Neither the term nor the vote changes; forget the leader (etcd #8334).
@@ -364,6 +403,9 @@ class Raft:
         self.state = StateType.PRE_CANDIDATE
 
     def become_leader(self) -> None:
+        """Become leader of the current term and append an empty entry of this term (its commit
+        proves leadership and commits everything inherited). Never from follower.
+        """
         if self.state == StateType.FOLLOWER:
             raise AssertionError("invalid transition [follower -> leader]")
         self.step_func = self.step_leader
@@ -379,6 +421,9 @@ class Raft:
         self.append_entry([Entry()])
 
     def append_entry(self, es: list[Entry]) -> None:
+        """Leader: append ``es`` to the log with this term and the next indexes (unstable until
+        persisted).
+        """
         li = self.raft_log.last_index()
         ents = [
             Entry(term=self.term, index=li + 1 + i, type=e.type, data=e.data)
@@ -390,15 +435,20 @@ class Raft:
     # -- ticks -------------------------------------------------------------------------------
 
     def tick(self) -> None:
+        """Advance logical time by one tick (election or heartbeat timer, by role)."""
         self.tick_func()
 
     def tick_election(self) -> None:
+        """Follower/candidate tick: campaign (MsgHup) once the randomized timeout passed."""
         self.election_elapsed += 1
         if self.promotable() and self.election_elapsed >= self.randomized_election_timeout:
             self.election_elapsed = 0
             self.step(Message(MT.HUP, from_=self.id))
 
     def tick_heartbeat(self) -> None:
+        """Leader tick: heartbeats every heartbeat_timeout, and a quorum check and leader-transfer
+        timeout every election_timeout.
+        """
         self.heartbeat_elapsed += 1
         self.election_elapsed += 1
         if self.election_elapsed >= self.election_timeout:
@@ -416,6 +466,7 @@ class Raft:
     # -- elections -----------------------------------------------------------------------------
 
     def has_unapplied_conf_changes(self) -> bool:
+        """Is a configuration change committed but not yet applied? Campaigning then is unsafe."""
         log = self.raft_log
         if log.applied >= log.committed:
             return False
@@ -427,6 +478,9 @@ class Raft:
         return any(e.type == EntryType.CONF_CHANGE for e in ents)
 
     def hup(self, transfer: bool) -> None:
+        """Start an election (a pre-vote first if enabled, unless ``transfer``), if this node may
+        campaign.
+        """
         if self.state == StateType.LEADER:
             return
         if not self.promotable():
@@ -439,6 +493,9 @@ class Raft:
             self.campaign(pre_election=False, transfer=transfer)
 
     def campaign(self, pre_election: bool, transfer: bool) -> None:
+        """Become (pre-)candidate and request votes from every voter; win at once if the only
+        voter.
+        """
         if not self.promotable():
             return
         if pre_election:
@@ -467,6 +524,7 @@ class Raft:
             )
 
     def poll(self, id_: int, granted: bool) -> VoteResult:
+        """Record ``id_``'s vote and return the election's result so far."""
         self.trk.record_vote(id_, granted)
         return self.trk.tally_votes()[2]
 
@@ -531,6 +589,9 @@ class Raft:
             self.step_func(m)
 
     def step_leader(self, m: Message) -> None:
+        """Handle a message as leader: proposals, replication responses, heartbeats, ReadIndex,
+        transfer.
+        """
         t = m.type
         if t == MT.BEAT:
             self.bcast_heartbeat()
@@ -730,6 +791,9 @@ class Raft:
         # TIMEOUT_NOW, READ_INDEX, ...: ignored while campaigning.
 
     def step_follower(self, m: Message) -> None:
+        """Handle a message as follower: forward proposals and ReadIndex, accept appends,
+        heartbeats and snapshots from the leader, and TimeoutNow.
+        """
         t = m.type
         if t == MT.PROP:
             if self.lead == 0:

@@ -68,6 +68,9 @@ class Progress:
         self.inflights.reset()
 
     def become_probe(self) -> None:
+        """Send one append at a time until the follower's match is found (after a rejection or a
+        finished snapshot); ``next`` restarts just after what it is known to have.
+        """
         if self.state == ProgressState.SNAPSHOT:
             pending = self.pending_snapshot
             self._reset_state(ProgressState.PROBE)
@@ -77,10 +80,12 @@ class Progress:
             self.next = self.match + 1
 
     def become_replicate(self) -> None:
+        """Stream appends optimistically, bounded by the inflight window."""
         self._reset_state(ProgressState.REPLICATE)
         self.next = self.match + 1
 
     def become_snapshot(self, snapshoti: int) -> None:
+        """Stop appends until the follower reports the snapshot at ``snapshoti`` applied or lost."""
         self._reset_state(ProgressState.SNAPSHOT)
         self.pending_snapshot = snapshoti
         # Keep next > match; the snapshot's index is the new next-1 once it is applied.
@@ -122,6 +127,9 @@ class Progress:
         return True
 
     def is_paused(self) -> bool:
+        """Must the leader hold back appends to this follower (probe already sent, window full,
+        or a snapshot in flight)?
+        """
         if self.state == ProgressState.PROBE:
             return self.msg_app_flow_paused
         if self.state == ProgressState.REPLICATE:
@@ -153,6 +161,7 @@ class ProgressTracker:
         self.max_inflight_bytes = max_inflight_bytes
 
     def conf_state(self) -> ConfState:
+        """The configuration as a ConfState (what a snapshot records)."""
         return ConfState(
             voters=sorted(self.voters[0]),
             voters_outgoing=sorted(self.voters[1]),
@@ -162,12 +171,15 @@ class ProgressTracker:
         )
 
     def is_singleton(self) -> bool:
+        """Is this a single-voter configuration (not joint)?"""
         return len(self.voters[0]) == 1 and not self.voters[1]
 
     def is_voter(self, id_: int) -> bool:
+        """Is ``id_`` a voter in either half of the configuration?"""
         return id_ in self.voters[0] or id_ in self.voters[1]
 
     def voter_ids(self) -> set[int]:
+        """All voters, of both halves in a joint configuration."""
         return self.voters[0] | self.voters[1]
 
     def committed(self) -> int:
@@ -176,17 +188,21 @@ class ProgressTracker:
         return joint_committed_index(self.voters, lambda i: prs[i].match if i in prs else 0)
 
     def reset_votes(self) -> None:
+        """Forget the votes of the previous election."""
         self.votes = {}
 
     def record_vote(self, id_: int, granted: bool) -> None:
+        """Record ``id_``'s vote; only its first vote in an election counts."""
         self.votes.setdefault(id_, granted)
 
     def tally_votes(self) -> tuple[int, int, VoteResult]:
+        """Granted count, rejected count, and the (joint) election result."""
         granted = sum(1 for i, v in self.votes.items() if v and self.is_voter(i))
         rejected = sum(1 for i, v in self.votes.items() if not v and self.is_voter(i))
         return granted, rejected, joint_vote_result(self.voters, self.votes)
 
     def quorum_active(self) -> bool:
+        """Was a quorum of voters heard from since the last check (CheckQuorum)?"""
         votes = {i: pr.recent_active for i, pr in self.progress.items()}
         return joint_vote_result(self.voters, votes) == VoteResult.WON
 
