@@ -41,6 +41,7 @@ import betterproto2
 import h11
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
+from grpclib.server import Server
 from multidict import MultiDict
 
 from coord import __version__
@@ -48,6 +49,7 @@ from coord._pb import etcdserverpb as pb
 from coord._pb import v3electionpb as electionpb
 from coord._pb import v3lockpb as lockpb
 from coord.errors import CoordError
+from coord.server.grpclib_compat import server_codec, server_dispatch, server_mapping
 
 from .jsonpb import JsonMappingError, from_json, to_json
 
@@ -315,11 +317,11 @@ HealthCheck = Callable[[], Awaitable[tuple[bool, str]]]
 class Gateway:
     """Serves etcd's HTTP/1.1 JSON API for the gRPC handlers of one grpclib ``Server``."""
 
-    def __init__(self, grpc_server: Any, *, max_body: int = MAX_BODY,
+    def __init__(self, grpc_server: Server, *, max_body: int = MAX_BODY,
                  health_timeout: float = _HEALTH_TIMEOUT) -> None:
-        self._mapping: dict[str, Any] = grpc_server._mapping
-        self._codec = grpc_server._codec
-        self._dispatch = grpc_server.__dispatch__
+        self._mapping: dict[str, Any] = server_mapping(grpc_server)
+        self._codec = server_codec(grpc_server)
+        self._dispatch = server_dispatch(grpc_server)
         self._max_body = max_body
         self._health_timeout = health_timeout
         self._head_conns: set[int] = set()  # id() of connections serving a HEAD request
