@@ -28,7 +28,7 @@ from multidict import MultiDict
 from coord import _grpclib_compat as client_compat
 from coord.server import grpclib_compat as server_compat
 from coord.server.api.codec import RawCodec
-from coord.server.http.gateway import GatewayStream, _NoTransport, _Peer
+from coord.server.http.inprocess import GatewayPeer, GatewayStream, NoTransport
 
 ECHO = "/test.Toy/Echo"  # unary: the request bytes back
 FRAMES = "/test.Toy/Frames"  # unary, read as raw frames through h2_stream
@@ -217,7 +217,7 @@ def test_server_h2_stream_of_the_gateways_stream() -> None:
             method_name=FRAMES, handler=server_compat.server_mapping(server)[FRAMES],
             codec=server_compat.server_codec(server),
             dispatch=server_compat.server_dispatch(server), metadata=MultiDict(),
-            peer=_Peer(_NoTransport()), user_agent=None, emit=emit)
+            peer=GatewayPeer(NoTransport()), user_agent=None, emit=emit)
         stream.feed(b"abc")
         stream.close_send()
         frames = server_compat.h2_stream(stream)  # type: ignore[arg-type]
