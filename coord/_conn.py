@@ -483,7 +483,7 @@ class _Caller:
             if attempt % len(self.endpoints) == 0:
                 await self._pause(min(0.05 * attempt, 0.5))
         if last is None or isinstance(last, TimeoutError | asyncio.TimeoutError):
-            raise errors.TimeoutError(f"coord: {path} timed out") from last
+            raise errors.RequestTimeoutError(f"coord: {path} timed out") from last
         if isinstance(last, TLSFailed):
             raise errors.TLSHandshakeError(f"coord: could not connect to {last}") from last
         if isinstance(last, errors.CoordError):
