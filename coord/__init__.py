@@ -27,6 +27,7 @@ from .errors import (
     NoLeaderError,
     NoSpaceError,
     PermissionDeniedError,
+    RequestTimeoutError,
     RequestTooLargeError,
     TLSConfigError,
     TLSHandshakeError,
@@ -108,6 +109,7 @@ __all__ = [
     "PermissionDeniedError",
     "Put",
     "RangeResult",
+    "RequestTimeoutError",
     "RequestTooLargeError",
     "ServerStatus",
     "TLSConfigError",
@@ -124,3 +126,9 @@ __all__ = [
     "errors",
     "prefix_end",
 ]
+
+
+def __getattr__(name: str) -> type[CoordError]:
+    """Deprecated names: ``coord.TimeoutError`` is :class:`RequestTimeoutError` (with a
+    ``DeprecationWarning``; removed in the next release)."""
+    return errors._deprecated_alias(__name__, name)

@@ -51,14 +51,14 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import h2.exceptions
-from grpclib.client import Channel, Handler
 from grpclib.config import Configuration
 from grpclib.const import Cardinality
 from grpclib.encoding.base import CodecBase
 from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
-from grpclib.protocol import H2Protocol
 
+from . import _grpclib_compat as compat
 from . import _h2, errors
+from ._grpclib_compat import ClientChannel, H2Protocol
 from ._h2 import NotSent, TLSFailed, Unresponsive, UnresponsiveNotSent
 from ._liveness import Liveness, budget, only_ping_ack
 from ._pb import etcdserverpb as pb
@@ -200,18 +200,18 @@ class _CoalescingTransport:
         return getattr(self._transport, name)
 
 
-async def connect(ch: Channel) -> None:
+async def connect(ch: ClientChannel) -> None:
     """Connect ``ch`` (if needed) and make its writes coalesce (see _CoalescingTransport)."""
-    if ch._connected:
+    if compat.connected_protocol(ch) is not None:
         return
-    proto = await ch.__connect__()
-    conn = proto.processor.connection
-    if not isinstance(conn._transport, _CoalescingTransport):
-        wrapped: Any = _CoalescingTransport(conn._transport, asyncio.get_running_loop())
-        conn._transport = wrapped
+    proto = await compat.connect_channel(ch)
+    transport = compat.protocol_transport(proto)
+    if not isinstance(transport, _CoalescingTransport):
+        compat.replace_transport(proto,
+                                 _CoalescingTransport(transport, asyncio.get_running_loop()))
 
 
-class _Protocol(H2Protocol):  # type: ignore[misc]
+class _Protocol(H2Protocol):
     """grpclib's HTTP/2 client protocol, plus the liveness rule of :mod:`coord._liveness`.
 
     Every chunk received is reported to :attr:`live` and sets :attr:`heard`. While unary calls
@@ -249,14 +249,13 @@ class _Protocol(H2Protocol):  # type: ignore[misc]
 
     def alive(self) -> bool:
         """True while the connection is open."""
-        return hasattr(self, "connection") and not self.connection.is_closing()
+        return compat.protocol_open(self)
 
     def ping(self) -> None:
         """Send a PING now (an answer, any byte, sets :attr:`heard`)."""
         self.live.pinged(time.monotonic())
         self.heard.clear()
-        self.connection._connection.ping(b"coordka\x00")
-        self.connection.flush()
+        compat.send_ping(self, b"coordka\x00")
 
     def begin(self) -> None:
         """A unary call waits for its answer from now on."""
@@ -279,30 +278,26 @@ class _Protocol(H2Protocol):  # type: ignore[misc]
             action, at = self.live.check(now)
         if action == "dead":
             self.dead = self.live.silent_message(self.authority)
-            self.processor.close(self.dead)
+            compat.close_protocol(self, self.dead)
             return
         if at is not None:
             self._timer = asyncio.get_running_loop().call_later(max(at - now, 0.0),
                                                                 self._watch)
 
 
-class _Channel(Channel):  # type: ignore[misc]
+class _Channel(ClientChannel):
     """A grpclib ``Channel`` whose connections are :class:`_Protocol`\\ s."""
 
     def __init__(self, host: str, port: int, *, live: Callable[[], Liveness],
                  **kwargs: Any) -> None:
-        super().__init__(host, port, **kwargs)
-        self._live = live
-        self._authority = f"{host}:{port}"
-
-    def _protocol_factory(self) -> _Protocol:
-        return _Protocol(Handler(), self._config, self._h2_config, self._live(),
-                         self._authority)
+        authority = f"{host}:{port}"
+        super().__init__(host, port, protocol_factory=lambda handler, config, h2_config:
+                         _Protocol(handler, config, h2_config, live(), authority), **kwargs)
 
     @property
     def protocol(self) -> _Protocol | None:
         """The open connection's protocol, if connected."""
-        return cast(_Protocol, self._protocol) if self._connected else None
+        return cast(_Protocol | None, compat.connected_protocol(self))
 
 
 def status_error(e: GRPCError) -> errors.CoordError:
@@ -488,7 +483,7 @@ class _Caller:
             if attempt % len(self.endpoints) == 0:
                 await self._pause(min(0.05 * attempt, 0.5))
         if last is None or isinstance(last, TimeoutError | asyncio.TimeoutError):
-            raise errors.TimeoutError(f"coord: {path} timed out") from last
+            raise errors.RequestTimeoutError(f"coord: {path} timed out") from last
         if isinstance(last, TLSFailed):
             raise errors.TLSHandshakeError(f"coord: could not connect to {last}") from last
         if isinstance(last, errors.CoordError):
@@ -518,11 +513,7 @@ class Connection(_Caller):
         # HTTP/2 PINGs while calls or streams are open, so a silently dead peer (partition,
         # frozen host) is noticed within keepalive * 1.5 instead of never (watches would
         # hang). etcd refuses pings more often than every 5 s (too_many_pings).
-        self._h2_config = Configuration(
-            _keepalive_time=keepalive, _keepalive_timeout=(keepalive or 10.0) / 2,
-            _http2_max_pings_without_data=0,
-            _http2_min_sent_ping_interval_without_data=keepalive or 300.0,
-        ) if keepalive else None
+        self._h2_config = compat.keepalive_config(keepalive) if keepalive else None
         self._channels: dict[int, _Channel] = {}
         self._auth_lock = asyncio.Lock()
         self._check()
@@ -601,7 +592,7 @@ class Connection(_Caller):
             try:
                 async with asyncio.timeout(limit):
                     await connect(ch)
-                    proto = cast(_Protocol, ch._protocol)
+                    proto = cast(_Protocol, compat.channel_protocol(ch))
                     await proto.heard.wait()
             except TimeoutError:
                 self._drop(index)
@@ -612,15 +603,16 @@ class Connection(_Caller):
                 raise
             except TRANSPORT_ERRORS as e:
                 self._drop(index)
-                cause = explain(e, ch._ssl, ep.host) \
-                    if ch._protocol is not None or ch._ssl is not None else None
+                tls = compat.channel_ssl(ch)
+                cause = explain(e, tls, ep.host) \
+                    if compat.channel_protocol(ch) is not None or tls is not None else None
                 if cause is not None:
                     raise TLSFailed(f"{ep}: {cause}") from e
                 raise NotSent(f"could not connect to {ep}: {e!r}") from e
             if not proto.alive():
                 self._drop(index)
                 lost = proto.lost or ConnectionError("closed")
-                cause = explain(lost, ch._ssl, ep.host, after_handshake=True,
+                cause = explain(lost, compat.channel_ssl(ch), ep.host, after_handshake=True,
                                 first_bytes=proto.first)
                 if cause is not None:
                     raise TLSFailed(f"{ep}: {cause}") from lost
@@ -648,9 +640,8 @@ class Connection(_Caller):
     def connection_alive(self, index: int) -> bool:
         """True while endpoint ``index`` has a channel whose HTTP/2 connection is up."""
         ch = self._channels.get(index)
-        if ch is None or not ch._connected or ch._protocol is None:
-            return False
-        return not ch._protocol.processor.connection._transport.is_closing()
+        proto = None if ch is None else ch.protocol
+        return proto is not None and proto.alive()
 
     @contextlib.asynccontextmanager
     async def open_stream(self, path: str, decode: Callable[[bytes], Any],
@@ -811,13 +802,12 @@ def close_stream(stream: Any) -> None:
     closed (reset by the peer) before we got here. Synchronous: it cannot block on flow
     control or be interrupted by cancellation.
     """
-    h2s = stream._stream
+    h2s = compat.h2_stream(stream)
     try:
         if h2s.closable:
-            if not stream._end_done:
-                h2s._h2_connection.end_stream(h2s.id)
-                stream._end_done = True
+            if not compat.end_sent(stream):
+                compat.send_end_nowait(stream)
             h2s.reset_nowait()
     except Exception as e:  # h2 state races: the stream is gone either way
         _log.debug("closing stream %s: %r", h2s.id, e)
-    stream._cancel_done = True
+    compat.mark_cancelled(stream)

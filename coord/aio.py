@@ -2,7 +2,7 @@
 
 Theory of operation. An ``AsyncClient`` is a :class:`~coord._conn.Connection` (endpoints,
 failover, retries, auth, TLS) plus two background services that each own one bidi stream:
-:class:`~coord.watch.WatchHub` (all watches) and :class:`~coord.lease.KeepAliver` (all lease
+:class:`~coord.watch.WatchMux` (all watches) and :class:`~coord.lease.KeepAliver` (all lease
 keep-alives). Both start lazily on first use and are stopped by :meth:`AsyncClient.aclose`,
 which cancels and awaits every task the client spawned (the client owns its tasks; none
 outlives it).
@@ -49,7 +49,7 @@ from .types import (
     ServerStatus,
     TxnResult,
 )
-from .watch import AsyncWatch, WatchHub
+from .watch import AsyncWatch, WatchMux
 
 __all__ = ["AsyncClient"]
 
@@ -116,7 +116,7 @@ class AsyncClient:
         self._conn = conn
         self._calls: _Caller = conn  # what unary calls go through
         self._tasks: set[asyncio.Task[None]] = set()
-        self._watch_hub = WatchHub(self._conn, self._spawn)
+        self._watch_mux = WatchMux(self._conn, self._spawn)
         self._keepaliver = KeepAliver(self._conn, self._spawn)
         self._closed = False
 
@@ -155,7 +155,7 @@ class AsyncClient:
         if self._closed:
             return
         self._closed = True
-        self._watch_hub.close()
+        self._watch_mux.close()
         self._keepaliver.close()
         tasks = list(self._tasks)
         for t in tasks:
@@ -352,7 +352,7 @@ class AsyncClient:
         k, e = key_range(key, range_end, prefix)
         if not k:
             k = b"\x00"
-        return AsyncWatch(self._watch_hub, k, e, start_revision, prev_kv, no_put, no_delete,
+        return AsyncWatch(self._watch_mux, k, e, start_revision, prev_kv, no_put, no_delete,
                           progress_notify)
 
     def watch_prefix(self, prefix: KeyLike, **options: Any) -> AsyncWatch:
@@ -365,7 +365,7 @@ class AsyncClient:
         Every open watch then receives a progress ``WatchResponse`` (see
         ``AsyncWatch.responses``).
         """
-        self._watch_hub.request_progress()
+        self._watch_mux.request_progress()
 
     # --------------------------------------------------------------------- cluster/maintenance
 

@@ -6,10 +6,16 @@ code and the verbatim etcd message. The server raises these classes and the
 API layer turns them into gRPC statuses; the client turns statuses back into
 these classes with :func:`from_status`. Every error derives from
 :class:`CoordError`.
+
+Deprecated name (removed in the next release): ``TimeoutError``, now
+:class:`RequestTimeoutError` (the old name shadowed the builtin). Reading it, as
+``coord.errors.TimeoutError`` or ``coord.TimeoutError``, warns (``DeprecationWarning``) and
+returns :class:`RequestTimeoutError`.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import ClassVar
 
 from ._enum import NamedIntEnum
@@ -43,6 +49,7 @@ __all__ = [
     "NotSupportedForLearnerError",
     "PeerURLExistsError",
     "PermissionDeniedError",
+    "RequestTimeoutError",
     "RequestTooLargeError",
     "RoleNotFoundError",
     "RootUserNotExistError",
@@ -50,7 +57,6 @@ __all__ = [
     "SessionExpiredError",
     "Status",
     "TimeoutDueToLeaderFailError",
-    "TimeoutError",
     "TLSConfigError",
     "TLSHandshakeError",
     "TooManyOpsError",
@@ -283,13 +289,13 @@ class ServerStoppedError(UnavailableError):
     default_message = "etcdserver: server stopped"
 
 
-class TimeoutError(UnavailableError):
+class RequestTimeoutError(UnavailableError):
     """The server could not finish the request in time; its outcome is unknown."""
 
     default_message = "etcdserver: request timed out"
 
 
-class TimeoutDueToLeaderFailError(TimeoutError):
+class TimeoutDueToLeaderFailError(RequestTimeoutError):
     """The request timed out after its leader was lost; its outcome is unknown."""
 
     default_message = "etcdserver: request timed out, possibly due to previous leader failure"
@@ -441,3 +447,22 @@ def from_status(code: int, message: str | None) -> CoordError:
             err.code = status  # type: ignore[misc]
             return err
     return cls(text)
+
+
+#: Deprecated names (removed in the next release) -> their current classes.
+_DEPRECATED: dict[str, type[CoordError]] = {"TimeoutError": RequestTimeoutError}
+
+
+def _deprecated_alias(module: str, name: str) -> type[CoordError]:
+    """The class a deprecated ``module.name`` stands for, with a ``DeprecationWarning`` for
+    the code that read it; ``AttributeError`` for any other name."""
+    cls = _DEPRECATED.get(name)
+    if cls is None:
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+    warnings.warn(f"{module}.{name} is deprecated (it shadows the builtin): use "
+                  f"{module}.{cls.__name__}", DeprecationWarning, stacklevel=3)
+    return cls
+
+
+def __getattr__(name: str) -> type[CoordError]:
+    return _deprecated_alias(__name__, name)

@@ -1,6 +1,6 @@
 """Watches multiplexed over one Watch stream per client, resumed exactly after failover.
 
-Theory of operation. :class:`WatchHub` owns one bidi ``Watch`` stream (on the connection's
+Theory of operation. :class:`WatchMux` owns one bidi ``Watch`` stream (on the connection's
 current endpoint) and every :class:`AsyncWatch` of the client. Like etcd's Go client it sends
 one ``WatchCreateRequest`` at a time and gives each ``created`` response to the watch whose
 create is in flight; events are then routed by ``watch_id``.
@@ -10,19 +10,19 @@ Each watch remembers ``next_rev``: the first revision it has not fully seen. It 
 after every event batch becomes the last event's revision + 1 (etcd never splits a revision
 across responses unless asked to fragment, which fragments are reassembled here). A progress
 notification addressed to the watch moves it to the notified revision + 1. When the stream
-breaks (member killed, connection reset, UNAVAILABLE / no leader), the hub rotates to the next
+breaks (member killed, connection reset, UNAVAILABLE / no leader), the mux rotates to the next
 endpoint, opens a new stream and re-creates every open watch from its ``next_rev``: no event is
 lost (all revisions >= next_rev are replayed) and none is duplicated (all < next_rev were
 delivered completely). A resume point that has been compacted meanwhile surfaces as
 :class:`~coord.errors.CompactedError` carrying ``compact_revision``, never as silent loss.
 
-Stream-wide progress responses (``watch_id`` -1, the answer to :meth:`WatchHub.request_progress`)
+Stream-wide progress responses (``watch_id`` -1, the answer to :meth:`WatchMux.request_progress`)
 are passed to every watch as progress notifications but do not move ``next_rev``: etcd 3.4
 sends them on a control path that can overtake a catching-up watcher's events.
 
 Closing a watch sends a ``WatchCancelRequest``. Delivered batches are buffered per watch (the
 stream is shared, so one slow consumer must not stall the others), but at most
-``max_buffered`` of them: when a consumer falls that far behind, the hub *pauses* its watch
+``max_buffered`` of them: when a consumer falls that far behind, the mux *pauses* its watch
 (cancels it on the server and drops whatever the server still sends for it) and, once the
 consumer has drained half the buffer, re-creates it from ``next_rev`` exactly like a failover
 resume. Nothing is lost or repeated (``next_rev`` only moves past completely buffered
@@ -46,7 +46,7 @@ from ._pb import etcdserverpb as pb
 from ._wire import RawWatchResponse, decode_watch
 from .types import Event, WatchResponse
 
-__all__ = ["AsyncWatch", "WatchHub"]
+__all__ = ["AsyncWatch", "WatchMux"]
 
 log = logging.getLogger("coord.watch")
 
@@ -92,9 +92,9 @@ class AsyncWatch:
     notifications. ``revision`` is the revision the watch is complete up to.
     """
 
-    def __init__(self, hub: WatchHub, key: bytes, range_end: bytes, start_revision: int,
+    def __init__(self, mux: WatchMux, key: bytes, range_end: bytes, start_revision: int,
                  prev_kv: bool, no_put: bool, no_delete: bool, progress_notify: bool) -> None:
-        self._hub = hub
+        self._mux = mux
         self.key = key
         self.range_end = range_end
         self._prev_kv = prev_kv
@@ -140,8 +140,8 @@ class AsyncWatch:
         """
         if not self._started:
             self._started = True
-            self._hub.add(self)
-        timeout = self._hub.create_timeout
+            self._mux.add(self)
+        timeout = self._mux.create_timeout
         try:
             await asyncio.wait_for(self._created.wait(), timeout)
         except TimeoutError:
@@ -187,7 +187,7 @@ class AsyncWatch:
         item = self._queue.popleft()
         if self.paused and len(self._queue) <= self.max_buffered // 2 and not self.closed:
             self.paused = False
-            self._hub.resume(self)
+            self._mux.resume(self)
         if item is _CLOSED:
             self._queue.appendleft(item)
             raise StopAsyncIteration
@@ -209,7 +209,7 @@ class AsyncWatch:
         if self.closed:
             return
         self.closed = True
-        self._hub.remove(self)
+        self._mux.remove(self)
         self._push(_CLOSED)
         self._created.set()
 
@@ -219,7 +219,7 @@ class AsyncWatch:
 
     close = cancel
 
-    # ---- called by the hub
+    # ---- called by the mux
 
     def _push(self, item: Any) -> None:
         self._queue.append(item)
@@ -227,7 +227,7 @@ class AsyncWatch:
         if (len(self._queue) >= self.max_buffered and not self.paused and not self.closed
                 and isinstance(item, WatchResponse)):
             self.paused = True
-            self._hub.pause(self)
+            self._mux.pause(self)
 
     def _on_created(self, watch_id: int, header_revision: int) -> None:
         self.watch_id = watch_id
@@ -253,7 +253,7 @@ class AsyncWatch:
             return
         self.closed = True
         self._error = err
-        self._hub.remove(self)
+        self._mux.remove(self)
         self._push(err)
         self._created.set()
 
@@ -266,8 +266,8 @@ class _Reconnect(Exception):
     """Internal: drop the stream and open a new one (e.g. after re-authentication)."""
 
 
-class WatchHub:
-    """All watches of one client over one Watch stream (see module docstring).
+class WatchMux:
+    """All watches of one client, multiplexed onto one Watch stream (see module docstring).
 
     Invariants (:meth:`_check`): every watch in ``_by_id`` and ``_inflight`` is in
     ``_watches``; a watch is in at most one of ``_to_create``, ``_inflight``, ``_by_id``.

@@ -39,7 +39,7 @@ start at a random 63-bit value so entries of an earlier incarnation, replayed af
 never match a new proposal.  Conf changes carry the same pair in their context.  A proposal
 that Raft drops never reached a log and fails with NoLeaderError (the caller may retry); one
 that was appended or forwarded but not applied in time may still commit and fails with a
-TimeoutError ("outcome unknown"; etcd's parseProposeCtxErr), see :meth:`_proposal_error`.
+RequestTimeoutError ("outcome unknown"; etcd's parseProposeCtxErr), see :meth:`_proposal_error`.
 
 Bootstrap (``--initial-cluster-state new``) writes the initial members as ADD_NODE conf-change
 entries 1..n of term 1 into every member's log (identical bytes everywhere, IDs derived as
@@ -96,11 +96,11 @@ from coord.errors import (
     NoLeaderError,
     NotLeaderError,
     PeerURLExistsError,
+    RequestTimeoutError,
     ServerStoppedError,
     TimeoutDueToLeaderFailError,
     UnhealthyClusterError,
 )
-from coord.errors import TimeoutError as RequestTimeoutError
 from coord.server import failpoints
 from coord.server.config import Config, parse_initial_cluster
 from coord.server.force_new_cluster import force_new_cluster
@@ -899,7 +899,7 @@ class RaftNode:
         * Dropped by Raft (``dropped``): it never reached any log, so it surely was not
           applied and the caller may retry: "etcdserver: no leader" (NoLeaderError).
         * Appended, or forwarded to a leader, then not applied in time: it may still commit,
-          so its outcome is unknown (TimeoutError, never to be retried blindly).  As etcd's
+          so its outcome is unknown (RequestTimeoutError, never to be retried blindly).  As etcd's
           parseProposeCtxErr (server/etcdserver/v3_server.go): "request timed out, possibly
           due to previous leader failure" when the leader changed or was lost meanwhile,
           else "request timed out".

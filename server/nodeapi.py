@@ -45,7 +45,7 @@ class Node(Protocol):
         """Replicate ``command``; return this member's apply result (raise its CoordError).
 
         Raises NoLeaderError when the proposal never reached a log (surely not applied: the
-        caller may retry); TimeoutError (outcome unknown: it may still commit) when it was
+        caller may retry); RequestTimeoutError (outcome unknown: it may still commit) when it was
         appended or forwarded but not applied in time; ServerStoppedError when the member
         stops meanwhile.
         """

@@ -40,6 +40,7 @@ from coord.errors import (
 )
 from coord.server.command import Kind, encode, split_result
 from coord.server.config import Config
+from coord.server.grpclib_compat import h2_stream
 from coord.server.mvcc.wire import varint
 from coord.server.nodeapi import Node
 from coord.server.statemachine import StateMachine
@@ -78,8 +79,8 @@ async def recv_frame(stream: RawStream, limit: int) -> bytes | None:
     A message longer than ``limit`` is refused (RESOURCE_EXHAUSTED, grpc-go's text) from its
     length prefix alone, before its payload is read.
     """
-    h2_stream = stream._stream  # grpclib's protocol stream: read frames ourselves
-    meta = await h2_stream.recv_data(5)
+    frames = h2_stream(stream)  # grpclib's protocol stream: read frames ourselves
+    meta = await frames.recv_data(5)
     if not meta:
         return None
     if len(meta) != 5:
@@ -90,7 +91,7 @@ async def recv_frame(stream: RawStream, limit: int) -> bytes | None:
     if length > limit:
         raise GRPCError(Status.RESOURCE_EXHAUSTED,
                         f"grpc: received message larger than max ({length} vs. {limit})")
-    data: bytes = await h2_stream.recv_data(length) if length else b""
+    data: bytes = await frames.recv_data(length) if length else b""
     if len(data) != length:
         raise GRPCError(Status.INTERNAL, "coord: truncated gRPC message")
     return data

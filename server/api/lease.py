@@ -42,8 +42,8 @@ from coord.errors import (
     LeaderChangedError,
     LeaseTTLTooLargeError,
     NoLeaderError,
+    RequestTimeoutError,
 )
-from coord.errors import TimeoutError as RequestTimeoutError
 from coord.server.command import Kind, encode
 from coord.server.lease import MAX_LEASE_TTL, LeaseIdGenerator, LeaseTimer
 
@@ -165,7 +165,7 @@ class LeaseService:
         Raises:
             LeaderChangedError: this member is not (or could not confirm that it is) the
                 leader deciding expiry now.
-            TimeoutError: the applied index did not reach the read point in time.
+            RequestTimeoutError: the applied index did not reach the read point in time.
         """
         node = self.ctx.node
         term = self.timer.term

@@ -4,10 +4,11 @@ Theory of operation: etcd's grpc-gateway is a gRPC *client* of the member's own 
 turns each JSON POST into a gRPC call and each reply back into JSON. We do the same in-process,
 without a network hop: a :class:`Gateway` holds the grpclib ``Server`` that serves the gRPC side,
 looks the method up in the server's handler mapping (the same ``__mapping__`` grpclib dispatches
-HTTP/2 requests with) and runs the handler function with a :class:`GatewayStream`, a stand-in for
-``grpclib.server.Stream`` that feeds it the decoded request(s) and collects its replies. The
-server's codec and event dispatch (``RecvRequest`` listeners, ...) are used exactly as for gRPC,
-so both transports run the same validation, limits and errors.
+HTTP/2 requests with) and runs the handler function with a
+:class:`~.inprocess.GatewayStream`, a stand-in for ``grpclib.server.Stream`` that feeds it the
+decoded request(s) and collects its replies. The server's codec and event dispatch
+(``RecvRequest`` listeners, ...) are used exactly as for gRPC, so both transports run the same
+validation, limits and errors (see :mod:`.inprocess`).
 
 JSON <-> protobuf conversion is the generic mapping in :mod:`.jsonpb` (via the betterproto2
 classes named in :data:`ROUTES`). Unary RPCs answer one JSON object; streaming RPCs (watch, lease
@@ -32,7 +33,6 @@ import contextlib
 import http
 import json
 import logging
-import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,17 +41,19 @@ import betterproto2
 import h11
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
+from grpclib.server import Server
 from multidict import MultiDict
 
 from coord import __version__
 from coord._pb import etcdserverpb as pb
 from coord._pb import v3electionpb as electionpb
 from coord._pb import v3lockpb as lockpb
-from coord.errors import CoordError
+from coord.server.grpclib_compat import server_codec, server_dispatch, server_mapping
 
+from .inprocess import GatewayPeer, GatewayStream, NoTransport
 from .jsonpb import JsonMappingError, from_json, to_json
 
-__all__ = ["HTTP_STATUS", "ROUTES", "Gateway", "GatewayStream", "Route", "error_body"]
+__all__ = ["HTTP_STATUS", "ROUTES", "Gateway", "Route", "error_body"]
 
 log = logging.getLogger(__name__)
 
@@ -169,138 +171,6 @@ def _reason(status: int) -> bytes:
         return b""
 
 
-class _Peer:
-    """What ``grpclib.protocol.Peer`` offers handlers: the remote address and TLS certificate."""
-
-    def __init__(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport
-
-    def addr(self) -> Any:
-        return self._transport.get_extra_info("peername")
-
-    def cert(self) -> Any:
-        ssl_object = self._transport.get_extra_info("ssl_object")
-        return None if ssl_object is None else ssl_object.getpeercert()
-
-
-class _FrameSource:
-    """The request side of a call as grpclib's protocol stream presents it: gRPC frames
-    (1-byte flag, 4-byte length, payload) read with ``recv_data(n)``; ``b""`` after half-close.
-    Handlers that read frames themselves (``stream._stream.recv_data``) see exactly what an
-    HTTP/2 client would have sent."""
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self._closed = False
-        self._more = asyncio.Event()
-
-    def feed(self, message: bytes) -> None:
-        self._buf += struct.pack(">?I", False, len(message)) + message
-        self._more.set()
-
-    def close(self) -> None:
-        self._closed = True
-        self._more.set()
-
-    async def recv_data(self, size: int) -> bytes:
-        while len(self._buf) < size and not self._closed:
-            self._more.clear()
-            await self._more.wait()
-        data = bytes(self._buf[:size])
-        del self._buf[:size]
-        return data
-
-
-class GatewayStream:
-    """Duck-typed ``grpclib.server.Stream`` for an in-process call from the gateway.
-
-    Requests are protobuf bytes queued by the gateway with :meth:`feed` (then
-    :meth:`close_send`, the client's half-close); they can be read with ``recv_message`` or,
-    as raw gRPC frames, through ``_stream.recv_data`` like grpclib's own stream. Every
-    message the handler sends is encoded by the server codec and passed to ``emit``. The final
-    status is whatever the handler put in its trailers (or raised as ``GRPCError``).
-    """
-
-    def __init__(self, *, method_name: str, handler: Any, codec: Any, dispatch: Any,
-                 metadata: MultiDict[str], peer: _Peer, user_agent: str | None,
-                 emit: Callable[[bytes], Awaitable[None]]) -> None:
-        self._handler = handler
-        self._codec = codec
-        self._dispatch = dispatch
-        self._emit = emit
-        self._stream = _FrameSource()
-        self.method_name = method_name
-        self.metadata: MultiDict[str] = metadata
-        self.peer = peer
-        self.user_agent = user_agent
-        self.deadline = None
-        self.status: Status = Status.OK
-        self.status_message: str | None = None
-        self.messages_sent = 0
-
-    def feed(self, data: bytes) -> None:
-        """Queue one encoded request message."""
-        self._stream.feed(data)
-
-    def close_send(self) -> None:
-        """The client finished its request body (gRPC half-close)."""
-        self._stream.close()
-
-    async def recv_message(self) -> Any:
-        """The next request (decoded by the server codec), or None after half-close."""
-        prefix = await self._stream.recv_data(5)
-        if len(prefix) < 5:
-            return None
-        _, length = struct.unpack(">?I", prefix)
-        data = await self._stream.recv_data(length)
-        message = self._codec.decode(data, self._handler.request_type)
-        (message,) = await self._dispatch.recv_message(message)
-        return message
-
-    def __aiter__(self) -> GatewayStream:
-        return self
-
-    async def __anext__(self) -> Any:
-        message = await self.recv_message()
-        if message is None:
-            raise StopAsyncIteration
-        return message
-
-    async def send_initial_metadata(self, *, metadata: Any = None) -> None:
-        """Accepted and ignored (HTTP headers are written with the first message)."""
-
-    async def send_message(self, message: Any) -> None:
-        """Encode ``message`` with the server codec and hand it to the HTTP side."""
-        (message,) = await self._dispatch.send_message(message)
-        await self._emit(self._codec.encode(message, self._handler.reply_type))
-        self.messages_sent += 1
-
-    async def send_trailing_metadata(self, *, status: Status = Status.OK,
-                                     status_message: str | None = None,
-                                     status_details: Any = None, metadata: Any = None) -> None:
-        """Record the call's final status."""
-        self.status = status
-        self.status_message = status_message
-
-    async def cancel(self) -> None:
-        """Handlers may cancel their own stream: end it as CANCELLED."""
-        self.status = Status.CANCELLED
-        raise asyncio.CancelledError
-
-    async def run(self) -> None:
-        """Run the handler; a raised ``GRPCError``/``CoordError`` becomes the final status."""
-        try:
-            _, func = await self._dispatch.recv_request(
-                self.metadata, self._handler.func, method_name=self.method_name,
-                deadline=None, content_type="application/grpc+proto",
-                user_agent=self.user_agent, peer=self.peer)
-            await func(self)
-        except GRPCError as e:
-            self.status, self.status_message = e.status, e.message
-        except CoordError as e:
-            self.status, self.status_message = Status(int(e.code)), e.message
-
-
 class _HttpError(Exception):
     def __init__(self, http_status: int, code: int, message: str) -> None:
         super().__init__(message)
@@ -315,11 +185,11 @@ HealthCheck = Callable[[], Awaitable[tuple[bool, str]]]
 class Gateway:
     """Serves etcd's HTTP/1.1 JSON API for the gRPC handlers of one grpclib ``Server``."""
 
-    def __init__(self, grpc_server: Any, *, max_body: int = MAX_BODY,
+    def __init__(self, grpc_server: Server, *, max_body: int = MAX_BODY,
                  health_timeout: float = _HEALTH_TIMEOUT) -> None:
-        self._mapping: dict[str, Any] = grpc_server._mapping
-        self._codec = grpc_server._codec
-        self._dispatch = grpc_server.__dispatch__
+        self._mapping: dict[str, Any] = server_mapping(grpc_server)
+        self._codec = server_codec(grpc_server)
+        self._dispatch = server_dispatch(grpc_server)
         self._max_body = max_body
         self._health_timeout = health_timeout
         self._head_conns: set[int] = set()  # id() of connections serving a HEAD request
@@ -454,7 +324,7 @@ class Gateway:
                 metadata.add("authorization", value)
             elif key.startswith("grpc-metadata-"):
                 metadata.add(key[len("grpc-metadata-"):], value)
-        peer = _Peer(writer.transport)
+        peer = GatewayPeer(writer.transport)
         if route.streaming:
             await self._stream(conn, reader, writer, route, requests, metadata, peer,
                                headers.get("user-agent"))
@@ -493,7 +363,7 @@ class Gateway:
         except JsonMappingError as e:
             raise _HttpError(400, 3, str(e)) from None
 
-    def _new_stream(self, route: Route, metadata: MultiDict[str], peer: _Peer,
+    def _new_stream(self, route: Route, metadata: MultiDict[str], peer: GatewayPeer,
                     user_agent: str | None, emit: Callable[[bytes], Awaitable[None]]
                     ) -> GatewayStream:
         return GatewayStream(method_name=route.grpc_path, handler=self._mapping[route.grpc_path],
@@ -511,7 +381,7 @@ class Gateway:
         async def emit(data: bytes) -> None:
             replies.append(data)
 
-        stream = self._new_stream(route, metadata or MultiDict(), _Peer(_NoTransport()), None,
+        stream = self._new_stream(route, metadata or MultiDict(), GatewayPeer(NoTransport()), None,
                                   emit)
         stream.feed(bytes(request))
         stream.close_send()
@@ -523,7 +393,7 @@ class Gateway:
         return route.response.parse(replies[0])
 
     async def _unary(self, conn: h11.Connection, writer: asyncio.StreamWriter, route: Route,
-                     request: bytes, metadata: MultiDict[str], peer: _Peer,
+                     request: bytes, metadata: MultiDict[str], peer: GatewayPeer,
                      user_agent: str | None) -> None:
         replies: list[bytes] = []
 
@@ -547,7 +417,7 @@ class Gateway:
 
     async def _stream(self, conn: h11.Connection, reader: asyncio.StreamReader,
                       writer: asyncio.StreamWriter, route: Route, requests: list[bytes],
-                      metadata: MultiDict[str], peer: _Peer, user_agent: str | None) -> None:
+                      metadata: MultiDict[str], peer: GatewayPeer, user_agent: str | None) -> None:
         started = False
 
         async def start(status: int = 200) -> None:
@@ -664,10 +534,3 @@ async def _client_gone(conn: h11.Connection, reader: asyncio.StreamReader) -> bo
         return True
     conn.receive_data(data)
     return False
-
-
-class _NoTransport(asyncio.BaseTransport):
-    """Transport stand-in for internal calls (no peer address, no certificate)."""
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return default

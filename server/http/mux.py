@@ -9,8 +9,9 @@ speaks and then *hands the transport over* with ``transport.set_protocol()``:
   ``PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n`` -> gRPC, as soon as they diverge from it -> HTTP/1.1.
 
 For gRPC the new protocol is exactly what ``grpclib.server.Server`` would have created for an
-accepted connection (``server._protocol_factory()``, an ``H2Protocol`` bound to a fresh
-per-connection handler that the server tracks and closes), so grpclib behaves as if it had
+accepted connection (:func:`~coord.server.grpclib_compat.new_server_protocol`, an
+``H2Protocol`` bound to a fresh per-connection handler that the server tracks and closes; see
+:func:`~coord.server.grpclib_compat.server_handlers`), so grpclib behaves as if it had
 accepted the socket itself; we call its ``connection_made`` and feed it the buffered bytes. For
 HTTP/1.1 the new protocol is an ``asyncio.StreamReaderProtocol`` whose callback runs
 :meth:`Gateway.serve_connection`. Any HTTP/2 connection goes to gRPC (etcd's Go server can also
@@ -41,6 +42,9 @@ import socket
 import ssl
 from typing import Any
 
+from grpclib.server import Server
+
+from coord.server.grpclib_compat import new_server_protocol, server_handlers
 from coord.server.listen import BACKLOG
 from coord.server.tls import address, handshake_error
 
@@ -230,7 +234,7 @@ class ClientListener:
     way ``Server.close`` does and drops open HTTP connections.
     """
 
-    def __init__(self, grpc_server: Any, gateway: Gateway | None = None,
+    def __init__(self, grpc_server: Server, gateway: Gateway | None = None,
                  handshake_timeout: float = HANDSHAKE_TIMEOUT) -> None:
         self.grpc_server = grpc_server
         self.gateway = gateway if gateway is not None else Gateway(grpc_server)
@@ -247,8 +251,7 @@ class ClientListener:
 
     def grpc_protocol(self) -> asyncio.BaseProtocol:
         """A grpclib server protocol for one accepted connection."""
-        protocol: asyncio.BaseProtocol = self.grpc_server._protocol_factory()
-        return protocol
+        return new_server_protocol(self.grpc_server)
 
     def http_protocol(self) -> asyncio.BaseProtocol:
         """An HTTP/1.1 (h11 gateway) protocol for one accepted connection."""
@@ -291,7 +294,7 @@ class ClientListener:
         """Stop accepting; cancel running gRPC requests and drop HTTP connections."""
         for server in self._servers:
             server.close()
-        for handler in list(self.grpc_server._handlers):
+        for handler in server_handlers(self.grpc_server):
             handler.close()
         for writer in list(self._http_writers):
             writer.close()
@@ -303,7 +306,7 @@ class ClientListener:
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
-        handlers = list(self.grpc_server._handlers)
+        handlers = server_handlers(self.grpc_server)
         if handlers:
             await asyncio.wait([asyncio.ensure_future(h.wait_closed()) for h in handlers])
         if self._http_tasks:

@@ -21,8 +21,7 @@ from support import Relay, wait_for
 
 from coord import Client
 from coord.client import LANES
-from coord.errors import ConnectionFailedError
-from coord.errors import TimeoutError as CallTimeoutError
+from coord.errors import ConnectionFailedError, RequestTimeoutError
 
 
 @pytest.fixture
@@ -160,7 +159,7 @@ def test_interrupted_lane_call_leaves_the_client_usable(black_hole: str,
             c.get("/k")  # this thread is blocked in recv on its own connection
         assert _lanes_free(c)
         assert _idle(c) == 0  # the interrupted connection was closed, not pooled
-        with pytest.raises(CallTimeoutError):
+        with pytest.raises(RequestTimeoutError):
             c.get("/k")  # the client still works: this call runs to its deadline
         assert _lanes_free(c)
         assert not c.async_client._conn._channels  # both calls ran on the calling thread

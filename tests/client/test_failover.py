@@ -92,7 +92,7 @@ async def test_kill_member_in_use(cluster: ServerCluster, prefix: str) -> None:
         assert len({(e.revision, e.key) for e in seen}) == len(seen)
         written = {e.key for e in seen if e.key.startswith((prefix + "k").encode())}
         assert len(written) == n
-        assert watcher._watch_hub.streams_opened >= 2  # the watch really moved
+        assert watcher._watch_mux.streams_opened >= 2  # the watch really moved
         # the lease survived the failover (its keep-alive stream moved too)
         assert lease.alive
         assert (await watcher.lease_time_to_live(lease)).ttl > 0
@@ -164,6 +164,6 @@ async def test_repeated_failover_with_restarts(kind: str, tmp_path: Path, prefix
             truth = await _replay(eps, prefix, start, seen[-1].revision)
             assert sig(seen) == sig(truth)
             assert {f"{prefix}k{j:04}".encode() for j in range(i)} <= {e.key for e in seen}
-            assert watcher._watch_hub.streams_opened >= 4
+            assert watcher._watch_mux.streams_opened >= 4
     finally:
         await asyncio.to_thread(cluster.stop)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import inspect
+from typing import Any
+
+import pytest
 
 import coord
 import coord.errors
@@ -14,7 +17,7 @@ EXPECTED = {
     "HashKV", "InvalidArgumentError", "InvalidAuthTokenError", "KeyNotFoundError", "KeyValue",
     "Lease", "LeaseExpiredError", "LeaseId", "LeaseInfo", "LeaseNotFoundError", "Member",
     "ModRevision", "NoLeaderError", "NoSpaceError", "Op", "PermissionDeniedError", "Put",
-    "RangeResult", "RequestTooLargeError", "ServerStatus", "TLSConfigError",
+    "RangeResult", "RequestTimeoutError", "RequestTooLargeError", "ServerStatus", "TLSConfigError",
     "TLSHandshakeError", "TooManyOpsError", "Txn",
     "TxnResult", "UnavailableError", "Value", "Version", "Watch", "WatchCanceledError",
     "WatchResponse", "__version__", "errors", "prefix_end",
@@ -52,3 +55,19 @@ def test_py_typed_marker_exists() -> None:
     from pathlib import Path
 
     assert (Path(coord.__file__).parent / "py.typed").exists()
+
+
+@pytest.mark.parametrize("module", [coord, coord.errors], ids=["coord", "coord.errors"])
+def test_timeout_error_is_a_deprecated_alias_of_request_timeout_error(module: Any) -> None:
+    assert "TimeoutError" not in module.__all__  # it shadowed the builtin
+    with pytest.warns(DeprecationWarning, match=rf"{module.__name__}\.TimeoutError is "
+                                                rf"deprecated .*RequestTimeoutError"):
+        alias = module.TimeoutError
+    assert alias is coord.errors.RequestTimeoutError
+    assert alias is not TimeoutError  # the builtin
+    assert issubclass(coord.errors.TimeoutDueToLeaderFailError, alias)
+    with pytest.warns(DeprecationWarning, match=r"coord\.errors\.TimeoutError is deprecated"):
+        from coord.errors import TimeoutError as imported
+    assert imported is alias
+    with pytest.raises(AttributeError, match="no attribute 'NoSuchError'"):
+        module.NoSuchError  # noqa: B018 (the attribute access is the test)

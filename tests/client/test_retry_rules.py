@@ -190,4 +190,4 @@ async def test_silent_peer_is_detected_by_keepalive(proxy: CuttingProxy, backend
             ev = await asyncio.wait_for(w.__anext__(), 30)
         assert (ev.value, ev.revision) == (b"while-frozen", rev)
         assert c.current_endpoint == backend
-        assert c._watch_hub.streams_opened == 2
+        assert c._watch_mux.streams_opened == 2

@@ -20,7 +20,7 @@ from coord.lease import KEEPALIVE_PATH
 async def test_keepalive_teardown_keeps_watch_and_calls(aclient: AsyncClient,
                                                          prefix: str) -> None:
     keeper = aclient._keepaliver
-    hub = aclient._watch_hub
+    mux = aclient._watch_mux
     async with aclient.watch(prefix + "k") as w:
         channel = aclient._conn.channel()[1]
         for i in range(4):
@@ -36,7 +36,7 @@ async def test_keepalive_teardown_keeps_watch_and_calls(aclient: AsyncClient,
             assert ev.kv.value == str(i).encode()
             assert aclient._conn.channel()[1] is channel, "the shared channel was replaced"
             assert channel._connected
-            assert hub.streams_opened == 1, "the watch stream had to be re-opened"
+            assert mux.streams_opened == 1, "the watch stream had to be re-opened"
     assert keeper.streams_opened == 4
 
 

@@ -54,7 +54,7 @@ def test_watch_on_unreachable_endpoint_times_out() -> None:
     with Client(f"127.0.0.1:{free_port()}", timeout=1) as c:
         with pytest.raises(ConnectionFailedError, match="not created"):
             c.watch("/k")
-        assert c.async_client._watch_hub._watches == {}
+        assert c.async_client._watch_mux._watches == {}
 
 
 def test_call_runs_coroutines_and_functions_on_the_loop(client: Client, prefix: str) -> None:

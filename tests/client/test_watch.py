@@ -69,7 +69,7 @@ def test_many_watches_share_one_stream(client: Client, prefix: str) -> None:
     for i, w in enumerate(watches):
         assert next(iter(w)).value == str(i).encode()
         w.close()
-    assert client.async_client._watch_hub.streams_opened == 1
+    assert client.async_client._watch_mux.streams_opened == 1
 
 
 def test_close_from_another_thread_ends_iteration(client: Client, prefix: str) -> None:
@@ -138,14 +138,14 @@ async def test_async_watch(aclient: AsyncClient, prefix: str) -> None:
 async def test_cancel_sends_cancel_request(aclient: AsyncClient, prefix: str) -> None:
     w = await aclient.watch(prefix + "a")
     assert w.watch_id is not None
-    hub = aclient._watch_hub
+    mux = aclient._watch_mux
     w.cancel()
-    assert w.watch_id not in hub._by_id
+    assert w.watch_id not in mux._by_id
     # the stream stays usable for new watches after the cancel
     async with aclient.watch(prefix + "b") as w2:
         await aclient.put(prefix + "b", "1")
         assert (await w2.__anext__()).value == b"1"
-    assert hub.streams_opened == 1
+    assert mux.streams_opened == 1
 
 
 def test_watch_prefix_helper_and_range(client: Client, prefix: str) -> None:

@@ -25,7 +25,7 @@ async def test_slow_watch_is_bounded_and_loses_nothing(aclient: AsyncClient,
                 assert ev.kv.value == str(i).encode()
             assert len(slow._queue) <= slow.max_buffered
         assert slow.paused
-        assert aclient._watch_hub.streams_opened == 1  # pausing is not a reconnect
+        assert aclient._watch_mux.streams_opened == 1  # pausing is not a reconnect
         seen = []
         for _ in range(n):
             ev = await asyncio.wait_for(slow.__anext__(), 10)

@@ -4,7 +4,7 @@ A proposal that Raft dropped before it reached any log was surely not applied: t
 answers "etcdserver: no leader" (NoLeaderError), which a caller may retry.  A proposal that was
 appended (or forwarded to a leader) and then timed out, for example because the leader was
 lost, may still commit: the member answers "etcdserver: request timed out[, possibly due to
-previous leader failure]" (TimeoutError, outcome unknown), as etcd's parseProposeCtxErr does,
+previous leader failure]" (RequestTimeoutError, outcome unknown), as etcd's parseProposeCtxErr does,
 and the client never re-sends it on its own.
 """
 
@@ -46,7 +46,7 @@ def test_write_whose_leader_is_lost_reports_outcome_unknown(tmp_path: Path) -> N
             # The client must not re-send it to the other endpoints either (it would hang
             # there and end with the client's own "coord: ... timed out").
             with Client([f.endpoint, lead.endpoint, g.endpoint], timeout=30) as client, \
-                    pytest.raises(errors.TimeoutError) as caught:
+                    pytest.raises(errors.RequestTimeoutError) as caught:
                 client.put("/unknown", "x")
         finally:
             _resume(stopped)

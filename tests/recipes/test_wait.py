@@ -63,7 +63,7 @@ async def test_waits_while_the_key_lives_then_wakes_on_delete(aclient: AsyncClie
     async with anyio.create_task_group() as tg:
         tg.start_soon(waiter)
         with anyio.fail_after(10):
-            while not aclient._watch_hub._watches:  # its watch exists: now delete
+            while not aclient._watch_mux._watches:  # its watch exists: now delete
                 await anyio.sleep(0.01)
         await aclient.delete(key)
         with anyio.fail_after(10):
@@ -111,7 +111,7 @@ async def test_watch_until_rechecks_on_accepted_events(aclient: AsyncClient,
     async with anyio.create_task_group() as tg:
         tg.start_soon(waiter)
         with anyio.fail_after(10):
-            while not aclient._watch_hub._watches:
+            while not aclient._watch_mux._watches:
                 await anyio.sleep(0.01)
         await aclient.put(key, "not yet")  # accepted: re-checked, not done yet
         await aclient.put(key, "go")
