@@ -43,12 +43,14 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
-import grpclib
 from grpclib.client import Channel, Handler
 from grpclib.client import Stream as ClientStream
 from grpclib.config import Configuration
 from grpclib.protocol import H2Protocol
 from grpclib.protocol import Stream as ProtocolStream
+
+from coord._grpclib_version import SUPPORTED_VERSIONS
+from coord._grpclib_version import check_version as _check_version
 
 __all__ = [
     "SUPPORTED_VERSIONS", "ClientChannel", "H2Protocol", "ProtocolFactory", "ProtocolStream",
@@ -57,19 +59,11 @@ __all__ = [
     "protocol_open", "protocol_transport", "replace_transport", "send_end_nowait", "send_ping",
 ]
 
-#: The grpclib versions whose internals the functions below were checked against.
-SUPPORTED_VERSIONS: tuple[str, ...] = ("0.4.9",)
-
 
 def check_version() -> None:
     """Raise ``ImportError`` unless the installed grpclib is one of :data:`SUPPORTED_VERSIONS`
     (run when this module is imported)."""
-    installed = getattr(grpclib, "__version__", "unknown")
-    if installed not in SUPPORTED_VERSIONS:
-        raise ImportError(
-            f"coord: grpclib {installed} is installed, but coord's client supports only grpclib "
-            f"{', '.join(SUPPORTED_VERSIONS)}: it uses grpclib internals (see "
-            f"coord/_grpclib_compat.py); install a supported grpclib")
+    _check_version("coord's client", "coord/_grpclib_compat.py")
 
 
 check_version()

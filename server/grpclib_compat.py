@@ -33,21 +33,20 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Protocol
 
-import grpclib
 from grpclib.const import Handler as MethodHandler
 from grpclib.encoding.base import CodecBase
 from grpclib.events import _DispatchServerEvents
 from grpclib.server import Handler as ConnectionHandler
 from grpclib.server import Server, Stream
 
+from coord._grpclib_version import SUPPORTED_VERSIONS
+from coord._grpclib_version import check_version as _check_version
+
 __all__ = [
     "SUPPORTED_VERSIONS", "ConnectionHandler", "FrameReader", "MethodHandler",
     "ServerDispatch", "check_version", "h2_stream", "new_server_protocol", "server_codec",
     "server_dispatch", "server_handlers", "server_mapping",
 ]
-
-#: The grpclib versions whose internals the functions below were checked against.
-SUPPORTED_VERSIONS: tuple[str, ...] = ("0.4.9",)
 
 #: The server's event dispatcher (``RecvRequest``, ``RecvMessage``, ``SendMessage``, ...).
 ServerDispatch = _DispatchServerEvents
@@ -56,12 +55,7 @@ ServerDispatch = _DispatchServerEvents
 def check_version() -> None:
     """Raise ``ImportError`` unless the installed grpclib is one of :data:`SUPPORTED_VERSIONS`
     (run when this module is imported)."""
-    installed = getattr(grpclib, "__version__", "unknown")
-    if installed not in SUPPORTED_VERSIONS:
-        raise ImportError(
-            f"coord: grpclib {installed} is installed, but coord-server supports only grpclib "
-            f"{', '.join(SUPPORTED_VERSIONS)}: it uses grpclib internals (see "
-            f"server/grpclib_compat.py); install a supported grpclib")
+    _check_version("coord-server", "server/grpclib_compat.py")
 
 
 check_version()

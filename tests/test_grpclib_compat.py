@@ -128,6 +128,18 @@ def _channel(port: int, made: list[_Recording] | None = None, **kwargs: Any
                                        codec=RawCodec(), **kwargs)
 
 
+@asynccontextmanager
+async def _toy_channel(toy: _Toy | None = None, **kwargs: Any
+                       ) -> AsyncIterator[client_compat.ClientChannel]:
+    """A client channel (:func:`_channel`) to a toy server on loopback, closed afterwards."""
+    async with _serving(toy or _Toy()) as (_, port):
+        ch = _channel(port, **kwargs)
+        try:
+            yield ch
+        finally:
+            ch.close()
+
+
 async def _unary(ch: Channel, path: str, request: bytes) -> bytes:
     async with ch.request(path, Cardinality.UNARY_UNARY, bytes, bytes) as stream:
         await stream.send_message(request, end=True)
@@ -277,51 +289,43 @@ def test_client_channel_ssl() -> None:
 
 def test_client_replace_transport_and_send_ping() -> None:
     async def main() -> None:
-        async with _serving(_Toy()) as (_, port):
-            ch = _channel(port)
-            try:
-                proto = await client_compat.connect_channel(ch)
-                assert isinstance(proto, _Recording)
-                original = client_compat.protocol_transport(proto)
-                assert isinstance(original, asyncio.Transport)
-                counting = _CountingTransport(original)
-                client_compat.replace_transport(proto, counting)
-                assert client_compat.protocol_transport(proto) is counting
-                assert await _unary(ch, ECHO, b"y") == b"y"  # the new stream wrote through it
-                writes = counting.writes
-                assert writes > 0
-                client_compat.send_ping(proto, b"compat\x00\x01")
-                assert counting.writes > writes
-                ack = struct.pack(">I", 8)[1:] + b"\x06\x01" + b"\x00" * 4 + b"compat\x00\x01"
-                for _ in range(500):
-                    if ack in proto.received:
-                        break
-                    await asyncio.sleep(0.01)
-                assert ack in proto.received  # the server's PING ACK, our payload
-            finally:
-                ch.close()
+        async with _toy_channel() as ch:
+            proto = await client_compat.connect_channel(ch)
+            assert isinstance(proto, _Recording)
+            original = client_compat.protocol_transport(proto)
+            assert isinstance(original, asyncio.Transport)
+            counting = _CountingTransport(original)
+            client_compat.replace_transport(proto, counting)
+            assert client_compat.protocol_transport(proto) is counting
+            assert await _unary(ch, ECHO, b"y") == b"y"  # the new stream wrote through it
+            writes = counting.writes
+            assert writes > 0
+            client_compat.send_ping(proto, b"compat\x00\x01")
+            assert counting.writes > writes
+            ack = struct.pack(">I", 8)[1:] + b"\x06\x01" + b"\x00" * 4 + b"compat\x00\x01"
+            for _ in range(500):
+                if ack in proto.received:
+                    break
+                await asyncio.sleep(0.01)
+            assert ack in proto.received  # the server's PING ACK, our payload
 
     asyncio.run(main())
 
 
 def test_client_close_protocol_terminates_streams() -> None:
     async def main() -> None:
-        async with _serving(_Toy()) as (_, port):
-            ch = _channel(port)
-            try:
-                async with ch.request(HOLD, Cardinality.STREAM_STREAM, bytes, bytes) as stream:
-                    await stream.send_request()
-                    assert await stream.recv_message() == b"open"
-                    proto = client_compat.channel_protocol(ch)
-                    assert proto is not None
-                    client_compat.close_protocol(proto, "compat test")
-                    assert not client_compat.protocol_open(proto)
-                    assert client_compat.connected_protocol(ch) is None  # seen lost
-                    assert client_compat.channel_protocol(ch) is proto  # but still the latest
-                    with pytest.raises(StreamTerminatedError, match="compat test"):
-                        await stream.recv_message()
-            finally:
-                ch.close()
+        async with _toy_channel() as ch, \
+                ch.request(HOLD, Cardinality.STREAM_STREAM, bytes, bytes) as stream:
+            await stream.send_request()
+            assert await stream.recv_message() == b"open"
+            proto = client_compat.channel_protocol(ch)
+            assert proto is not None
+            client_compat.close_protocol(proto, "compat test")
+            assert not client_compat.protocol_open(proto)
+            assert client_compat.connected_protocol(ch) is None  # seen lost
+            assert client_compat.channel_protocol(ch) is proto  # but still the latest
+            with pytest.raises(StreamTerminatedError, match="compat test"):
+                await stream.recv_message()
 
     asyncio.run(main())
 
@@ -331,25 +335,21 @@ def test_client_end_and_reset_a_stream_locally() -> None:
     stream's context then ends at once, without waiting for trailers or raising."""
     async def main() -> None:
         toy = _Toy()
-        async with _serving(toy) as (_, port):
-            ch = _channel(port)
-            try:
-                async with ch.request(HOLD, Cardinality.STREAM_STREAM, bytes, bytes) as stream:
-                    await stream.send_request()
-                    assert await stream.recv_message() == b"open"
-                    h2s = client_compat.h2_stream(stream)
-                    assert isinstance(h2s, client_compat.ProtocolStream)
-                    assert h2s.closable
-                    assert not client_compat.end_sent(stream)
-                    client_compat.send_end_nowait(stream)
-                    assert client_compat.end_sent(stream)
-                    h2s.reset_nowait()
-                    client_compat.mark_cancelled(stream)
-                await asyncio.wait_for(toy.ended.wait(), 5)  # the server saw the stream end
-                assert not h2s.closable
-                assert await _unary(ch, ECHO, b"z") == b"z"  # the connection is fine
-            finally:
-                ch.close()
+        async with _toy_channel(toy) as ch:
+            async with ch.request(HOLD, Cardinality.STREAM_STREAM, bytes, bytes) as stream:
+                await stream.send_request()
+                assert await stream.recv_message() == b"open"
+                h2s = client_compat.h2_stream(stream)
+                assert isinstance(h2s, client_compat.ProtocolStream)
+                assert h2s.closable
+                assert not client_compat.end_sent(stream)
+                client_compat.send_end_nowait(stream)
+                assert client_compat.end_sent(stream)
+                h2s.reset_nowait()
+                client_compat.mark_cancelled(stream)
+            await asyncio.wait_for(toy.ended.wait(), 5)  # the server saw the stream end
+            assert not h2s.closable
+            assert await _unary(ch, ECHO, b"z") == b"z"  # the connection is fine
 
     asyncio.run(main())
 
@@ -362,23 +362,19 @@ def test_client_keepalive_config_pings_while_a_stream_is_open() -> None:
     assert config._http2_min_sent_ping_interval_without_data == 0.1
 
     async def main() -> None:
-        async with _serving(_Toy()) as (_, port):
-            ch = _channel(port, config=config)
-            try:
-                async with ch.request(HOLD, Cardinality.STREAM_STREAM, bytes, bytes) as stream:
-                    await stream.send_request()
-                    assert await stream.recv_message() == b"open"
-                    proto = client_compat.channel_protocol(ch)
-                    assert isinstance(proto, _Recording)
-                    for _ in range(200):
-                        if proto.connection.last_ping_sent is not None:
-                            break
-                        await asyncio.sleep(0.01)
-                    assert proto.connection.last_ping_sent is not None  # grpclib pinged
-                    assert client_compat.protocol_open(proto)  # and got its ACK in time
-                    await stream.send_message(b"", end=True)
-            finally:
-                ch.close()
+        async with _toy_channel(config=config) as ch, \
+                ch.request(HOLD, Cardinality.STREAM_STREAM, bytes, bytes) as stream:
+            await stream.send_request()
+            assert await stream.recv_message() == b"open"
+            proto = client_compat.channel_protocol(ch)
+            assert isinstance(proto, _Recording)
+            for _ in range(200):
+                if proto.connection.last_ping_sent is not None:
+                    break
+                await asyncio.sleep(0.01)
+            assert proto.connection.last_ping_sent is not None  # grpclib pinged
+            assert client_compat.protocol_open(proto)  # and got its ACK in time
+            await stream.send_message(b"", end=True)
 
     asyncio.run(main())
 
