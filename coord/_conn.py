@@ -12,7 +12,7 @@ Calls and streams go to a *current* endpoint. A failure that says "this member i
 (connection refused/reset, stream terminated, gRPC UNAVAILABLE) rotates the current endpoint
 to the next one in the list.
 
-Retry rule (etcd's clientv3 rule, see reference §5): an *idempotent* call (reads, status,
+Retry rule (etcd's clientv3 rule, clientv3/retry.go): an *idempotent* call (reads, status,
 lease queries) is retried on the next endpoint after any such failure; a *mutating* call is
 retried only when the request surely never reached a server (:class:`NotSent`: the connection
 failed, or the server refused the stream or announced it would not process it). After an

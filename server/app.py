@@ -9,7 +9,7 @@ background tasks run while serving, lease expiry, lease checkpoints and auto-com
 (server/compactor.py), all acting only on the leader; they live in a task group that
 :meth:`CoordServer.serve` owns, so stopping cancels them and closes listeners.
 
-Lease expiry follows DESIGN rules 4 and 9 (etcd's revokeExpiredLeases with ensureLeadership,
+Lease expiry follows architecture rules 4 and 9 (etcd's revokeExpiredLeases with ensureLeadership,
 #15247 / PR #16822). The timer lists expired leases only while the Raft core says this member
 leads term T *now* and has applied an entry of T (``Node.leader_term``). Before revoking, a
 quorum must confirm that this member still leads T (a ReadIndex round, which a leader stalled

@@ -151,7 +151,7 @@ def _routes() -> dict[str, Route]:
     return r
 
 
-#: HTTP path -> gRPC method binding (reference/etcd-v3-api.md section 1).
+#: HTTP path -> gRPC method binding (etcd's api/etcdserverpb/gw/rpc.pb.gw.go).
 ROUTES: dict[str, Route] = _routes()
 
 

@@ -4,7 +4,7 @@ Theory of operation: a betterproto2 message class describes its fields in ``cls.
 (number, proto type, repeated/optional/oneof group, and the Python class of message and enum
 fields). :func:`to_json` and :func:`from_json` walk that description, so every etcd message is
 mapped by the same ~100 lines instead of per-message code. The rules are the ones etcd's gateway
-uses (reference/etcd-v3-api.md section 4):
+uses (grpc-gateway's jsonpb marshaler with OrigName and EmitDefaults off; docs/http.md):
 
 * output keys are the **proto** field names (``create_revision``, ``peerURLs``, ``TTL``);
   betterproto2 renamed some (``peer_ur_ls``), :data:`~.protonames.PROTO_NAMES` restores them;

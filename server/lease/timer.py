@@ -1,6 +1,6 @@
 """Leader-side lease expiry (not replicated, time-based, sans-IO).
 
-Theory of operation: only the leader decides expiry and renewal (DESIGN rules 4 and 9). The
+Theory of operation: only the leader decides expiry and renewal (architecture rules 4, 9). The
 timer asks an injected ``authority()`` which leader term this member may act for *now*: the
 Raft core's current term while this member leads and has applied an entry of that term (so
 every earlier entry, e.g. a revoke from an older leader, is applied), else 0. It is read from

@@ -9,7 +9,7 @@ continues with a sequence of records::
     u32 length | u8 type | u32 crc32(payload) | u32 crc32(length + type + payload crc) | payload
 
 (big-endian).  The header has its own checksum, so a damaged length field is detected before
-the length is trusted (DESIGN rule 10: checksums cover lengths as well as payloads).  Record
+the length is trusted (architecture rule 10: checksums cover lengths too).  Record
 types: METADATA (msgpack map with member and cluster id; the first record of every segment),
 ENTRY (one msgpack :class:`Entry`), HARD_STATE, SNAPSHOT (msgpack ``[index, term, replace]``
 marker written when a snapshot file has been saved).

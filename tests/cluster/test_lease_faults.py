@@ -1,4 +1,4 @@
-"""Leases under faults: a disk-stalled leader, a lagging leader apply (DESIGN rules 4 and 9)."""
+"""Leases under faults: a disk-stalled leader, a lagging leader apply (architecture rules 4, 9)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Unit tests of KVStore: one test per etcd rule or error (reference/etcd-v3-api.md §2.4, §6)."""
+"""Unit tests of KVStore: one test per etcd rule or error: etcd's semantics and errors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Scenario tests: one per Raft behaviour or known Raft bug (see peers.md §3.4).
+"""Scenario tests: one per Raft behaviour or known Raft bug, each named.
 
 Every scenario runs on the in-memory ``Cluster`` harness, which plays the node driver and checks
 election safety, log matching, leader completeness, state machine safety and read

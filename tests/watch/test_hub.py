@@ -1,4 +1,4 @@
-"""WatchHub tests, sans-IO: a fake client drives streams directly (reference §2.5, §6.5)."""
+"""WatchHub tests, sans-IO: a fake client drives streams directly, etcd's semantics."""
 
 from __future__ import annotations
 
