@@ -1,0 +1,60 @@
+"""The server does not load the client (docs/architecture.md, the dependency rule).
+
+``import coord.server.X`` imports the parent package ``coord`` first; its public names are
+lazy (PEP 562), so that costs the server nothing of the client's transport. Each check runs in
+a fresh interpreter (``-X importtime`` lists every module it loaded), because this test
+process has long imported the client. import-linter (``tox -e lint``) checks the static
+imports; this checks what is actually loaded.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import coord
+
+#: modules only the client's transport needs
+CLIENT_TRANSPORT = re.compile(r"\b(coord\._h2|coord\._conn|coord\.aio|coord\.client"
+                              r"|grpclib\.client)$")
+
+
+def loaded_modules(code: str, cwd: Path) -> list[str]:
+    """The modules a fresh interpreter imports while running ``code``."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", code], cwd=cwd,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return [line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
+            if line.startswith("import time:") and "|" in line]
+
+
+@pytest.mark.parametrize("module", [
+    "coord",
+    "coord.errors",
+    "coord.server.statemachine",
+    "coord.server.app",
+    "coord.server.main",
+])
+def test_importing_the_server_loads_no_client_transport(module: str, tmp_path: Path) -> None:
+    loaded = loaded_modules(f"import {module}", tmp_path)
+    assert module in loaded or module == "coord"
+    assert [name for name in loaded if CLIENT_TRANSPORT.search(name)] == []
+
+
+def test_public_names_load_on_first_use(tmp_path: Path) -> None:
+    code = "import sys, coord; coord.Client; print(*sorted(sys.modules))"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, check=True)
+    loaded = proc.stdout.split()
+    assert "coord.client" in loaded
+    assert "coord._conn" in loaded
+
+
+def test_every_public_name_has_a_lazy_home() -> None:
+    lazy = set(coord._LAZY) | {"__version__", "errors"}
+    assert lazy == set(coord.__all__)
+    assert set(coord.__all__) <= set(dir(coord))
