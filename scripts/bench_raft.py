@@ -21,7 +21,7 @@ import platform
 import random
 import time
 
-from coord.server.raft import Config, ConfState, MemoryStorage, Message, RawNode, StateType
+from coord.server.raft import ConfState, MemoryStorage, Message, RaftConfig, RawNode, StateType
 
 
 def run(
@@ -31,7 +31,7 @@ def run(
     stores = {i: MemoryStorage(ConfState(voters=ids)) for i in ids}
     nodes = {
         i: RawNode(
-            Config(id=i, rng=random.Random(i).randrange, max_size_per_msg=max_size_per_msg),
+            RaftConfig(id=i, rng=random.Random(i).randrange, max_size_per_msg=max_size_per_msg),
             stores[i],
         )
         for i in ids

@@ -119,8 +119,8 @@ from coord.server.membership import (
 )
 from coord.server.nodeapi import MemberInfo, compute_member_id
 from coord.server.raft.confchange_codec import decode_conf_change, encode_conf_change
+from coord.server.raft.config import RaftConfig
 from coord.server.raft.errors import ProposalDropped
-from coord.server.raft.rawnode import Config as RaftConfig
 from coord.server.raft.rawnode import RawNode, Ready
 from coord.server.raft.types import (
     ConfChange,

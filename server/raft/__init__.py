@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .confchange import ConfChangeError
 from .confchange_codec import decode_conf_change, encode_conf_change
-from .core import Config
+from .config import RaftConfig
 from .errors import (
     CompactedError,
     ProposalDropped,
@@ -35,7 +35,6 @@ from .types import (
 
 __all__ = [
     "CompactedError",
-    "Config",
     "ConfChange",
     "ConfChangeError",
     "ConfChangeType",
@@ -50,6 +49,7 @@ __all__ = [
     "Progress",
     "ProgressState",
     "ProposalDropped",
+    "RaftConfig",
     "RaftError",
     "RawNode",
     "ReadState",

@@ -1,4 +1,4 @@
-"""Config: the parameters of one Raft node (etcd's ``raft.Config``)."""
+"""RaftConfig: the parameters of one Raft node (etcd's ``raft.Config``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["Config", "RandomLike", "XorShift", "rng_callable"]
+__all__ = ["RaftConfig", "RandomLike", "XorShift", "rng_callable"]
 
 
 class RandomLike(Protocol):
@@ -17,7 +17,7 @@ class RandomLike(Protocol):
 
 
 def rng_callable(rng: Callable[[int], int] | RandomLike | None, seed: int) -> Callable[[int], int]:
-    """Normalize ``Config.rng`` to a function returning an int in ``[0, n)``."""
+    """Normalize ``RaftConfig.rng`` to a function returning an int in ``[0, n)``."""
     if rng is None:
         return XorShift(seed)
     if callable(rng):
@@ -26,7 +26,7 @@ def rng_callable(rng: Callable[[int], int] | RandomLike | None, seed: int) -> Ca
 
 
 class XorShift:
-    """Deterministic fallback RNG (production drivers inject a real one via Config.rng)."""
+    """Deterministic fallback RNG (production drivers inject a real one via RaftConfig.rng)."""
 
     def __init__(self, seed: int) -> None:
         self.s = (seed * 0x9E3779B97F4A7C15 + 1) & 0xFFFFFFFFFFFFFFFF or 1
@@ -41,7 +41,7 @@ class XorShift:
 
 
 @dataclass(slots=True)
-class Config:
+class RaftConfig:
     """Parameters of one Raft node (etcd's ``raft.Config``)."""
 
     # This node's id; non-zero and never reused.

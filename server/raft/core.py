@@ -69,7 +69,7 @@ from dataclasses import replace
 
 from . import confchange
 from .confchange_codec import decode_conf_change, encode_conf_change
-from .config import Config, rng_callable
+from .config import RaftConfig, rng_callable
 from .errors import CompactedError, ProposalDropped, SnapshotTemporarilyUnavailable
 from .log import RaftLog
 from .progress import Progress, ProgressState, ProgressTracker
@@ -91,7 +91,7 @@ from .types import (
     StateType,
 )
 
-__all__ = ["CAMPAIGN_TRANSFER", "Config", "Raft"]
+__all__ = ["CAMPAIGN_TRANSFER", "Raft"]
 
 MT = MessageType
 
@@ -104,7 +104,7 @@ _LOCAL_TYPES = frozenset({MT.HUP, MT.BEAT, MT.UNREACHABLE, MT.SNAP_STATUS, MT.CH
 class Raft:
     """One Raft member.  Not thread-safe; driven by RawNode."""
 
-    def __init__(self, c: Config, storage: Storage) -> None:
+    def __init__(self, c: RaftConfig, storage: Storage) -> None:
         c.validate()
         self.id = c.id
         self.logger = c.logger or logging.getLogger("coord.server.raft")

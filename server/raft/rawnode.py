@@ -32,7 +32,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .confchange_codec import encode_conf_change
-from .core import Config, Raft
+from .config import RaftConfig
+from .core import Raft
 from .errors import ProposalDropped
 from .progress import Progress
 from .storage import Storage
@@ -51,7 +52,7 @@ from .types import (
     StateType,
 )
 
-__all__ = ["Config", "RawNode", "Ready", "Status"]
+__all__ = ["RawNode", "Ready", "Status"]
 
 MT = MessageType
 
@@ -95,7 +96,7 @@ class Status:
 
 
 class RawNode:
-    def __init__(self, config: Config, storage: Storage) -> None:
+    def __init__(self, config: RaftConfig, storage: Storage) -> None:
         self.raft = Raft(config, storage)
         self._prev_soft = self.raft.soft_state()
         self._prev_hard = self.raft.hard_state()

@@ -23,13 +23,13 @@ from typing import Any
 from coord.server.raft import (
     ConfChange,
     ConfChangeV2,
-    Config,
     ConfState,
     Entry,
     EntryType,
     Message,
     MessageType,
     ProposalDropped,
+    RaftConfig,
     RawNode,
     Snapshot,
     SnapshotMetadata,
@@ -162,7 +162,7 @@ class Cluster:
 
     # -- node lifecycle ----------------------------------------------------------------------
 
-    def _config(self, id_: int) -> Config:
+    def _config(self, id_: int) -> RaftConfig:
         rng: Callable[[int], int]
         if self.fixed_timeouts:
             off = self.timeout_offsets.get(id_, 0)
@@ -171,7 +171,7 @@ class Cluster:
                 return min(off, n - 1)
         else:
             rng = random.Random(self.rng.getrandbits(32)).randrange
-        return Config(id=id_, rng=rng, **self.cfg)
+        return RaftConfig(id=id_, rng=rng, **self.cfg)
 
     def restart(self, id_: int) -> None:
         """(Re)start ``id_`` from its durable storage only."""

@@ -18,13 +18,13 @@ import pytest
 from raft_harness import Cluster
 
 from coord.server.raft import (
-    Config,
     ConfState,
     Entry,
     HardState,
     MemoryStorage,
     Message,
     MessageType,
+    RaftConfig,
     RawNode,
 )
 
@@ -37,7 +37,7 @@ def follower(terms: list[int], commit: int, term: int) -> RawNode:
     st = MemoryStorage(ConfState([1, 2, 3]))
     st.append([Entry(term=t, index=i + 1, data=b"e%d" % (i + 1)) for i, t in enumerate(terms)])
     st.set_hard_state(HardState(term=term, vote=0, commit=commit))
-    return RawNode(Config(id=1, rng=random.Random(1).randrange), st)
+    return RawNode(RaftConfig(id=1, rng=random.Random(1).randrange), st)
 
 
 def app(term: int, index: int, log_term: int, entries: list[tuple[int, int]],

@@ -1,5 +1,5 @@
 """The Raft core is sans-IO: no module under server/raft imports asyncio, time, random, os,
-socket (or other I/O / clock / threading modules).  Randomness is injected via Config.rng."""
+socket (or other I/O / clock / threading modules).  Randomness is injected via RaftConfig.rng."""
 
 from __future__ import annotations
 

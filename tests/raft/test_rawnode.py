@@ -8,7 +8,6 @@ import pytest
 from raft_harness import Cluster
 
 from coord.server.raft import (
-    Config,
     ConfState,
     Entry,
     HardState,
@@ -16,6 +15,7 @@ from coord.server.raft import (
     Message,
     MessageType,
     ProposalDropped,
+    RaftConfig,
     RawNode,
     StateType,
 )
@@ -26,13 +26,13 @@ MT = MessageType
 
 def test_config_validation() -> None:
     with pytest.raises(ValueError, match="0 as id"):
-        RawNode(Config(id=0), MemoryStorage())
+        RawNode(RaftConfig(id=0), MemoryStorage())
     with pytest.raises(ValueError, match="election tick"):
-        RawNode(Config(id=1, election_tick=1, heartbeat_tick=1), MemoryStorage())
+        RawNode(RaftConfig(id=1, election_tick=1, heartbeat_tick=1), MemoryStorage())
 
 
 def test_follower_without_leader_drops_proposals() -> None:
-    n = RawNode(Config(id=1, rng=random.Random(1).randrange), MemoryStorage(ConfState([1, 2])))
+    n = RawNode(RaftConfig(id=1, rng=random.Random(1).randrange), MemoryStorage(ConfState([1, 2])))
     with pytest.raises(ProposalDropped):
         n.propose(b"x")
 
@@ -95,7 +95,7 @@ def test_restart_resumes_from_applied_and_hard_state() -> None:
     st = MemoryStorage(ConfState(voters=[1]))
     st.append([Entry(term=1, index=i, data=b"d%d" % i) for i in range(1, 6)])
     st.set_hard_state(HardState(term=1, vote=1, commit=5))
-    n = RawNode(Config(id=1, applied=3), st)
+    n = RawNode(RaftConfig(id=1, applied=3), st)
     assert n.term == 1
     rd = n.ready()
     assert [e.index for e in rd.committed_entries] == [4, 5]
@@ -146,8 +146,8 @@ def test_duplicate_read_context_is_answered_once() -> None:
 
 def test_rng_may_be_a_callable_or_a_random_like_object() -> None:
     cs = ConfState(voters=[1, 2, 3])
-    a = RawNode(Config(id=1, rng=random.Random(3)), MemoryStorage(cs))
-    b = RawNode(Config(id=1, rng=random.Random(3).randrange), MemoryStorage(cs))
+    a = RawNode(RaftConfig(id=1, rng=random.Random(3)), MemoryStorage(cs))
+    b = RawNode(RaftConfig(id=1, rng=random.Random(3).randrange), MemoryStorage(cs))
     assert a.raft.randomized_election_timeout == b.raft.randomized_election_timeout
-    c = RawNode(Config(id=1), MemoryStorage(cs))  # deterministic fallback
+    c = RawNode(RaftConfig(id=1), MemoryStorage(cs))  # deterministic fallback
     assert 10 <= c.raft.randomized_election_timeout < 20

@@ -38,10 +38,10 @@ from coord.server.raft.quorum import (
 def test_public_api_is_pinned() -> None:
     assert sorted(raft.__all__) == sorted(
         [
-            "CompactedError", "Config", "ConfChange", "ConfChangeError", "ConfChangeType",
+            "CompactedError", "ConfChange", "ConfChangeError", "ConfChangeType",
             "ConfChangeV2", "ConfState", "Entry", "EntryType", "HardState", "MemoryStorage",
             "Message", "MessageType", "Progress", "ProgressState", "ProposalDropped",
-            "RaftError", "RawNode", "ReadState",
+            "RaftConfig", "RaftError", "RawNode", "ReadState",
             "Ready", "Snapshot", "SnapshotMetadata", "SnapshotOutOfDateError",
             "SnapshotTemporarilyUnavailable", "SoftState", "StateType", "Status", "Storage",
             "UnavailableError", "decode_conf_change", "encode_conf_change",
