@@ -23,9 +23,9 @@ from pathlib import Path
 
 import msgspec
 
+from coord.server import raftcodec
 from coord.server.raft.types import Snapshot
 
-from . import codec
 from .fileutil import fsync_dir, make_dirs
 
 __all__ = ["list_snapshots", "load_newest", "purge", "save"]
@@ -85,7 +85,7 @@ def read(path: Path) -> Snapshot:
     if zlib.crc32(body) != crc:
         raise ValueError(f"{path}: snapshot CRC mismatch")
     try:
-        return codec.decode_snapshot(body)
+        return raftcodec.decode_snapshot(body)
     except (msgspec.DecodeError, msgspec.ValidationError) as e:
         raise ValueError(f"{path}: undecodable snapshot: {e}") from e
 

@@ -53,10 +53,9 @@ from pathlib import Path
 
 import msgspec
 
-from coord.server import failpoints
+from coord.server import failpoints, raftcodec
 from coord.server.raft.types import Entry, HardState
 
-from . import codec
 from .fileutil import fsync_dir, make_dirs
 
 __all__ = ["HEADER_SIZE", "SEGMENT_MAGIC", "WAL", "WALCorruptError", "WALState", "RecordType",
@@ -280,7 +279,7 @@ class WAL:
 
     def _apply_record(self, rtype: int, payload: bytes, state: WALState) -> None:
         if rtype == RecordType.ENTRY:
-            e = codec.decode_entry(payload)
+            e = raftcodec.decode_entry(payload)
             ents = state.entries
             if ents and e.index <= ents[-1].index:
                 first = ents[0].index
@@ -289,7 +288,7 @@ class WAL:
                 raise ValueError(f"entry {e.index} does not follow {ents[-1].index}")
             ents.append(e)
         elif rtype == RecordType.HARD_STATE:
-            state.hard_state = codec.decode_hard_state(payload)
+            state.hard_state = raftcodec.decode_hard_state(payload)
         elif rtype == RecordType.SNAPSHOT:
             index, term, replace = msgspec.msgpack.decode(payload, type=tuple[int, int, bool])
             state.snapshot_index, state.snapshot_term = index, term

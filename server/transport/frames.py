@@ -1,7 +1,7 @@
 """Peer-transport framing: ``u32 length | u8 type | payload`` over a byte stream.
 
 ``length`` counts the payload only (big-endian).  Payloads are msgpack (see
-:mod:`coord.server.storage.codec`).  The first frame on every connection is HELLO; the acceptor
+:mod:`coord.server.raftcodec`).  The first frame on every connection is HELLO; the acceptor
 answers ACCEPT or REJECT (with a reason) before anything else flows.
 """
 

@@ -57,9 +57,9 @@ import msgspec
 from anyio.streams.buffered import BufferedByteReceiveStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from coord.server import raftcodec as codec
 from coord.server.listen import bind_all, close_all
 from coord.server.raft.types import Message, MessageType
-from coord.server.storage import codec
 from coord.server.tls import is_tls_url, tls_listener
 
 from .frames import FrameType, Hello, encode_frame, read_frame, write_frame

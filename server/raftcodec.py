@@ -1,5 +1,9 @@
 """msgspec-msgpack codec for the Raft dataclasses (WAL records, snapshot files, peer frames).
 
+It lives beside the Raft core, not in storage: both the WAL and snapshot files
+(:mod:`coord.server.storage`) and the peer transport (:mod:`coord.server.transport`) encode
+Raft messages with it, and it imports nothing of the server but :mod:`coord.server.raft`.
+
 The dataclasses in :mod:`coord.server.raft.types` contain only ints, bytes, bools, IntEnums and
 nested dataclasses, which msgspec encodes natively (as maps keyed by field name) at roughly
 250k ``MsgApp`` (8 entries) encode+decode round trips per second on the reference VM, two
