@@ -35,7 +35,7 @@ token" re-authenticates once and is re-sent (it was rejected, so that is safe fo
 
 Messages cross the transports as bytes: :class:`_Codec` encodes betterproto2 messages with
 ``bytes(msg)`` (or passes pre-encoded bytes through) and decodes with the callable given as the
-reply type (a fast decoder from :mod:`coord._wire` or a betterproto2 ``parse``).
+reply type (a fast decoder from :mod:`coord._kvcodec` or a betterproto2 ``parse``).
 """
 
 from __future__ import annotations

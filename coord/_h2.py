@@ -53,8 +53,8 @@ from urllib.parse import unquote
 import hpack
 
 from ._liveness import Liveness, budget, only_ping_ack
+from ._protowire import encode_varint as _enc_varint
 from ._tls import explain
-from ._wire import _enc_varint
 
 __all__ = ["Channel", "NotSent", "TLSFailed", "Unresponsive", "UnresponsiveNotSent"]
 

@@ -8,7 +8,7 @@ which cancels and awaits every task the client spawned (the client owns its task
 outlives it).
 
 Hot RPCs (Range, Put, DeleteRange, Txn responses, Watch responses) are encoded/decoded by the
-hand-written codec in :mod:`coord._wire`; the rest use the betterproto2 messages.
+hand-written codec in :mod:`coord._kvcodec`; the rest use the betterproto2 messages.
 
 Reads (Range, read-only status/list calls) are retried on another endpoint after a transport
 failure or UNAVAILABLE; writes (Put, DeleteRange, Txn, LeaseGrant, Compact) only when the
@@ -23,9 +23,10 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Literal, overload
 
-from . import _wire
+from . import _kvcodec
 from ._conn import Connection, _Caller, parse_endpoints
 from ._pb import etcdserverpb as pb
+from ._protowire import ResponseOpField
 from ._tls import make_ssl_context
 from .lease import AsyncLease, KeepAliver, LeaseGrant
 from .txn import (
@@ -59,13 +60,13 @@ _KV = "/etcdserverpb.KV/"
 def _txn_results(ops: Sequence[Op], decoded: list[tuple[int, Any]]) -> list[object]:
     out: list[object] = []
     for op, (kind, payload) in zip(ops, decoded):
-        if kind == 1:
+        if kind == ResponseOpField.RESPONSE_RANGE:
             out.append(payload.kvs)
-        elif kind == 2:
+        elif kind == ResponseOpField.RESPONSE_PUT:
             out.append(payload[1])
-        elif kind == 3:
+        elif kind == ResponseOpField.RESPONSE_DELETE_RANGE:
             out.append(payload[2] if isinstance(op, Delete) and op.prev_kv else payload[1])
-        elif kind == 4:
+        elif kind == ResponseOpField.RESPONSE_TXN:
             assert isinstance(op, Txn)
             rev, ok, sub = payload
             out.append(TxnResult(ok, _txn_results(op.success if ok else op.failure, sub), rev))
@@ -183,15 +184,15 @@ class AsyncClient:
             lease: a lease object or an int lease ID to attach the key to.
             prev_kv: return ``(revision, previous KeyValue or None)`` instead.
         """
-        req = _wire.encode_put(to_bytes(key), to_bytes(value), lease_id(lease), prev_kv)
-        rev, prev = await self._calls.unary(_KV + "Put", req, _wire.decode_put, idempotent=False)
+        req = _kvcodec.encode_put(to_bytes(key), to_bytes(value), lease_id(lease), prev_kv)
+        rev, prev = await self._calls.unary(_KV + "Put", req, _kvcodec.decode_put, idempotent=False)
         return (rev, prev) if prev_kv else rev
 
     async def get(self, key: KeyLike, *, revision: int = 0,
                   serializable: bool = False) -> KeyValue | None:
         """The KeyValue at ``key`` (at ``revision`` if given), or None."""
-        req = _wire.encode_range(to_bytes(key), revision=revision, serializable=serializable)
-        res = await self._calls.unary(_KV + "Range", req, _wire.decode_range, idempotent=True)
+        req = _kvcodec.encode_range(to_bytes(key), revision=revision, serializable=serializable)
+        res = await self._calls.unary(_KV + "Range", req, _kvcodec.decode_range, idempotent=True)
         return res.kvs[0] if res.kvs else None
 
     async def get_prefix(self, prefix: KeyLike, **options: Any) -> list[KeyValue]:
@@ -224,10 +225,10 @@ class AsyncClient:
         """
         k, e = key_range(key, range_end, prefix)
         order, target = sort_spec(sort)
-        req = _wire.encode_range(k, e, limit, revision, order, target, serializable, keys_only,
-                                 count_only, min_mod_revision, max_mod_revision,
-                                 min_create_revision, max_create_revision)
-        return await self._calls.unary(_KV + "Range", req, _wire.decode_range, idempotent=True)
+        req = _kvcodec.encode_range(k, e, limit, revision, order, target, serializable,
+                                    keys_only, count_only, min_mod_revision, max_mod_revision,
+                                    min_create_revision, max_create_revision)
+        return await self._calls.unary(_KV + "Range", req, _kvcodec.decode_range, idempotent=True)
 
     @overload
     async def delete(self, key: KeyLike, *, prev_kv: Literal[False] = False) -> int: ...
@@ -259,9 +260,9 @@ class AsyncClient:
         return await self._delete(to_bytes(key), to_bytes(range_end), prev_kv)
 
     async def _delete(self, k: bytes, e: bytes, prev_kv: bool) -> int | list[KeyValue]:
-        req = _wire.encode_delete(k, e, prev_kv)
+        req = _kvcodec.encode_delete(k, e, prev_kv)
         _, deleted, prevs = await self._calls.unary(_KV + "DeleteRange", req,
-                                                   _wire.decode_delete, idempotent=False)
+                                                   _kvcodec.decode_delete, idempotent=False)
         return prevs if prev_kv else deleted
 
     async def txn(self, compare: Sequence[Compare] = (), success: Sequence[Op] = (),
@@ -274,7 +275,7 @@ class AsyncClient:
         """
         t = Txn(list(compare), list(success), list(failure))
         read_only = all(isinstance(o, Get) for o in (*t.success, *t.failure))
-        rev, ok, decoded = await self._calls.unary(_KV + "Txn", t.request(), _wire.decode_txn,
+        rev, ok, decoded = await self._calls.unary(_KV + "Txn", t.request(), _kvcodec.decode_txn,
                                                   idempotent=read_only)
         return TxnResult(ok, _txn_results(t.success if ok else t.failure, decoded), rev)
 

@@ -42,8 +42,8 @@ from grpclib.exceptions import GRPCError
 
 from . import errors
 from ._conn import TRANSPORT_ERRORS, Connection, status_error
+from ._kvcodec import RawWatchResponse, decode_watch
 from ._pb import etcdserverpb as pb
-from ._wire import RawWatchResponse, decode_watch
 from .types import Event, WatchResponse
 
 __all__ = ["AsyncWatch", "WatchMux"]

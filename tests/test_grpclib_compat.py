@@ -27,7 +27,7 @@ from multidict import MultiDict
 
 from coord import _grpclib_compat as client_compat
 from coord.server import grpclib_compat as server_compat
-from coord.server.api.codec import RawCodec
+from coord.server.api.rawcodec import RawCodec
 from coord.server.http.inprocess import GatewayPeer, GatewayStream, NoTransport
 
 ECHO = "/test.Toy/Echo"  # unary: the request bytes back

@@ -1,11 +1,11 @@
 """The etcd v3 gRPC API: services over grpclib with a pass-through codec."""
 
 from .auth import AuthService
-from .codec import RawCodec
 from .common import ApiContext
 from .kv import KVService
 from .lease import LeaseService
 from .maintenance import ClusterService, MaintenanceService
+from .rawcodec import RawCodec
 from .watch import WatchService
 
 __all__ = ["ApiContext", "AuthService", "ClusterService", "KVService", "LeaseService",

@@ -31,6 +31,14 @@ from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
 from coord._pb import etcdserverpb as pb
+from coord._protowire import (
+    VARINT,
+    ResponseHeaderField,
+    bytes_field,
+    encode_varint,
+    int_field,
+    tag,
+)
 from coord.errors import (
     CoordError,
     InvalidArgumentError,
@@ -41,19 +49,35 @@ from coord.errors import (
 from coord.server.command import Kind, encode, split_result
 from coord.server.config import Config
 from coord.server.grpclib_compat import h2_stream
-from coord.server.mvcc.wire import varint
 from coord.server.nodeapi import Node
 from coord.server.statemachine import StateMachine
 
-from .wire import check_message, encode_header, header_field
+from .pbcheck import check_message
 
-__all__ = ["ApiContext", "handler", "parse", "raise_first", "recv_frame", "scan",
-           "to_grpc_error", "unary"]
+__all__ = ["ApiContext", "encode_header", "handler", "header_field", "parse", "raise_first",
+           "recv_frame", "scan", "to_grpc_error", "unary"]
 
 log = logging.getLogger("coord.server.api")
 
 M = TypeVar("M")
 RawStream = Stream[Any, Any]
+
+_HEADER_REVISION = bytes((tag(ResponseHeaderField.REVISION, VARINT),))
+#: the field number of ``header`` in every etcd response (RangeResponse, PutResponse, ...)
+_RESPONSE_HEADER = 1
+
+
+def encode_header(cluster_id: int, member_id: int, revision: int, raft_term: int) -> bytes:
+    """Encoded etcdserverpb.ResponseHeader (zero fields omitted, as proto3 does)."""
+    return (int_field(ResponseHeaderField.CLUSTER_ID, cluster_id)
+            + int_field(ResponseHeaderField.MEMBER_ID, member_id)
+            + int_field(ResponseHeaderField.REVISION, revision)
+            + int_field(ResponseHeaderField.RAFT_TERM, raft_term))
+
+
+def header_field(header: bytes) -> bytes:
+    """Field 1 (``header``) of any etcd response, carrying the encoded ``header``."""
+    return bytes_field(_RESPONSE_HEADER, header)
 
 
 def raise_first(group: BaseExceptionGroup[Exception]) -> NoReturn:
@@ -138,7 +162,7 @@ class ApiContext:
             term = encode_header(0, 0, 0, key[2])
             cached = self._header_parts = (key, ids, term)
         if revision:
-            return cached[1] + b"\x18" + varint(revision) + cached[2]
+            return cached[1] + _HEADER_REVISION + encode_varint(revision) + cached[2]
         return cached[1] + cached[2]
 
     def header_bytes(self, revision: int) -> bytes:

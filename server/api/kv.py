@@ -11,6 +11,7 @@ from __future__ import annotations
 from grpclib.const import Cardinality, Handler
 
 from coord._pb import etcdserverpb as pb
+from coord._protowire import PutRequestField
 from coord.errors import (
     EmptyKeyError,
     KeyNotFoundError,
@@ -103,11 +104,11 @@ class KVService:
     async def put(self, stream: RawStream, data: bytes) -> bytes:
         """Put through the log."""
         f = scan(pb.PutRequest, data)  # no full parse here: the apply parses it once
-        if not f.get(1):
+        if not f.get(PutRequestField.KEY):  # the key's length
             raise EmptyKeyError()
-        if f.get(5) and f.get(2):
+        if f.get(PutRequestField.IGNORE_VALUE) and f.get(PutRequestField.VALUE):
             raise ValueProvidedError()
-        if f.get(6) and f.get(3):
+        if f.get(PutRequestField.IGNORE_LEASE) and f.get(PutRequestField.LEASE):
             raise LeaseProvidedError()
         ctx = self.ctx
         await ctx.check_quota(len(data) + _PUT_OVERHEAD)

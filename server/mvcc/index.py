@@ -45,7 +45,7 @@ from operator import attrgetter
 
 from sortedcontainers import SortedDict
 
-from .wire import encode_kv, kv_field
+from .kvencoding import encode_kv, kv_field
 
 __all__ = ["KeyIndex", "KeyVersion"]
 

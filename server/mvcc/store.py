@@ -18,7 +18,7 @@ branch against the pre-txn state), so a rejected request has no effect.
 
 Reads at the current revision go through the index's ``live`` map; reads at an older revision
 bisect each key's history. Responses are the concatenation of the stored ``kvf`` bytes plus a
-few varints (see :mod:`.wire`); the API layer adds the header (field 1).
+few varints (see :mod:`.kvencoding`); the API layer adds the header (field 1).
 
 Compaction at C removes, for every key changed since the previous compaction, the versions that
 no revision >= C can see and no watch from C needs (see :meth:`.index.KeyIndex.compact_key`)
@@ -53,6 +53,18 @@ from coord._pb.etcdserverpb import (
     RangeRequest,
     TxnRequest,
 )
+from coord._protowire import (
+    LEN,
+    VARINT,
+    DeleteRangeResponseField,
+    RangeResponseField,
+    ResponseOpField,
+    TxnResponseField,
+    bytes_field,
+    encode_varint,
+    int_field,
+    tag,
+)
 from coord.errors import (
     CompactedError,
     FutureRevisionError,
@@ -61,12 +73,18 @@ from coord.errors import (
 )
 
 from .index import KeyIndex, KeyVersion
+from .kvencoding import header_with_revision
 from .txn import check_delete, check_put, check_range, check_txn, compare_kv, op_member
-from .wire import bytes_field, header_with_revision, int_field, varint
 
 __all__ = ["KVStore", "KeyVersion"]
 
 _SNAPSHOT_FORMAT = 1
+_RANGE_MORE_TRUE = bytes((tag(RangeResponseField.MORE, VARINT), 1))
+_DELETE_PREV_KVS = bytes((tag(DeleteRangeResponseField.PREV_KVS, LEN),))
+_TXN_SUCCEEDED_TRUE = bytes((tag(TxnResponseField.SUCCEEDED, VARINT), 1))
+_TXN_RESPONSES = bytes((tag(TxnResponseField.RESPONSES, LEN),))
+#: field 1 holding an empty ResponseHeader (a nested txn's response: etcd sends one)
+_EMPTY_HEADER = bytes((tag(TxnResponseField.HEADER, LEN), 0))
 _VERSION_OVERHEAD = 64  # rough per-version bookkeeping bytes for db_size()
 _SORT_KEYS = {
     0: attrgetter("key"),
@@ -180,7 +198,7 @@ class KVStore:
         index = self._index
         current = rev == cur
         if req.count_only:
-            return int_field(4, self._count(key, end, rev, current))
+            return int_field(RangeResponseField.COUNT, self._count(key, end, rev, current))
         raw_order, target = int(req.sort_order), int(req.sort_target)
         filtered = bool(
             req.min_mod_revision
@@ -226,8 +244,8 @@ class KVStore:
         else:
             body = b"".join([v.kvf for v in kvs])
         if more:
-            body += b"\x18\x01"
-        return body + int_field(4, count)
+            body += _RANGE_MORE_TRUE
+        return body + int_field(RangeResponseField.COUNT, count)
 
     def _count(self, key: bytes, end: bytes | None, rev: int, current: bool) -> int:
         if current:
@@ -357,9 +375,9 @@ class KVStore:
         victims = list(self._index.iter_live(req.key, _end(req.range_end)))
         for v in victims:
             self._delete_key(v.key)
-        body = int_field(2, len(victims))
-        if req.prev_kv and victims:
-            body += b"".join([b"\x1a" + v.kvf[1:] for v in victims])
+        body = int_field(DeleteRangeResponseField.DELETED, len(victims))
+        if req.prev_kv and victims:  # each kvf is the KeyValue as field 2: retag it
+            body += b"".join([_DELETE_PREV_KVS + v.kvf[1:] for v in victims])
         return body, self._view_rev()
 
     # ---------------------------------------------------------------- txn
@@ -408,22 +426,25 @@ class KVStore:
     def _txn(self, req: TxnRequest, plan: _Plan) -> bytes:
         ok, nested = plan
         sub = iter(nested)
-        parts = [b"\x10\x01"] if ok else []
+        parts = [_TXN_SUCCEEDED_TRUE] if ok else []
         for m in map(op_member, req.success if ok else req.failure):
             if isinstance(m, RangeRequest):
                 cur = self._view_rev()
                 inner = header_with_revision(cur) + self._range(m, cur)
-                resp = bytes_field(1, inner)
+                resp = bytes_field(ResponseOpField.RESPONSE_RANGE, inner)
             elif isinstance(m, PutRequest):
                 body = self._put(m)
-                resp = bytes_field(2, header_with_revision(self._rev + 1) + body)
+                resp = bytes_field(ResponseOpField.RESPONSE_PUT,
+                                   header_with_revision(self._rev + 1) + body)
             elif isinstance(m, DeleteRangeRequest):
                 body, hrev = self._delete(m)
-                resp = bytes_field(3, header_with_revision(hrev) + body)
+                resp = bytes_field(ResponseOpField.RESPONSE_DELETE_RANGE,
+                                   header_with_revision(hrev) + body)
             else:
-                resp = bytes_field(4, b"\x0a\x00" + self._txn(m, next(sub)))
-            parts.append(b"\x1a")
-            parts.append(varint(len(resp)))
+                resp = bytes_field(ResponseOpField.RESPONSE_TXN,
+                                   _EMPTY_HEADER + self._txn(m, next(sub)))
+            parts.append(_TXN_RESPONSES)
+            parts.append(encode_varint(len(resp)))
             parts.append(resp)
         return b"".join(parts)
 

@@ -55,8 +55,18 @@ from collections import deque
 from collections.abc import Callable
 
 from coord._pb.etcdserverpb import WatchCreateRequest, WatchRequest
+from coord._protowire import (
+    LEN,
+    VARINT,
+    EventField,
+    WatchResponseField,
+    bool_field,
+    bytes_field,
+    encode_varint,
+    int_field,
+    tag,
+)
 from coord.server.mvcc import KeyVersion, KVStore
-from coord.server.mvcc.wire import bool_field, bytes_field, int_field, varint
 
 __all__ = ["WatchHub", "WatchStream"]
 
@@ -67,6 +77,12 @@ ERR_NEGATIVE_START = "mvcc: required revision is a negative number"
 
 DEFAULT_FRAGMENT_BYTES = 2 * 1024 * 1024  # max-request-bytes 1.5 MiB + 512 KiB (etcd default)
 MAX_REVISIONS_PER_RESPONSE = 1000
+
+# Events are assembled from the store's kvf bytes (a KeyValue as field 2, which is Event.kv).
+_DELETE_TYPE = bytes((tag(EventField.TYPE, VARINT), 1))  # mvccpb.Event.DELETE
+_PREV_KV = bytes((tag(EventField.PREV_KV, LEN),))
+_EVENTS = bytes((tag(WatchResponseField.EVENTS, LEN),))
+_FRAGMENT_TRUE = bool_field(WatchResponseField.FRAGMENT, True)
 
 
 class _Watcher:
@@ -134,15 +150,15 @@ def _response(
     events: list[bytes] | None = None,
 ) -> bytes:
     parts = [
-        bytes_field(1, header),
-        int_field(2, watch_id),
-        bool_field(3, created),
-        bool_field(4, canceled),
-        int_field(5, compact_revision),
+        bytes_field(WatchResponseField.HEADER, header),
+        int_field(WatchResponseField.WATCH_ID, watch_id),
+        bool_field(WatchResponseField.CREATED, created),
+        bool_field(WatchResponseField.CANCELED, canceled),
+        int_field(WatchResponseField.COMPACT_REVISION, compact_revision),
     ]
     if cancel_reason:
-        parts.append(bytes_field(6, cancel_reason.encode()))
-    parts.append(bool_field(7, fragment))
+        parts.append(bytes_field(WatchResponseField.CANCEL_REASON, cancel_reason.encode()))
+    parts.append(bool_field(WatchResponseField.FRAGMENT, fragment))
     if events:
         parts.extend(events)
     return b"".join(parts)
@@ -336,12 +352,12 @@ class WatchStream:
             for v in changes:
                 if not w.wants(v):
                     continue
-                ev = b"\x08\x01" + v.kvf if v.version == 0 else v.kvf
+                ev = _DELETE_TYPE + v.kvf if v.version == 0 else v.kvf  # kvf: Event.kv
                 if w.prev_kv and v.version != 1:
                     p = get(v.key, r - 1)
                     if p is not None:
-                        ev += b"\x1a" + p.kvf[1:]
-                ev = b"\x5a" + varint(len(ev)) + ev
+                        ev += _PREV_KV + p.kvf[1:]  # retagged as Event.prev_kv
+                ev = _EVENTS + encode_varint(len(ev)) + ev
                 evs.append(ev)
                 esize += len(ev)
             if not evs:
@@ -387,7 +403,8 @@ class WatchStream:
 
 def _fragments(header: bytes, wid: int, events: list[bytes], limit: int) -> list[bytes]:
     """etcd's sendFragments: split only if the response is >= limit and has >= 2 events."""
-    fixed = len(bytes_field(1, header)) + len(int_field(2, wid)) + 2
+    fixed = (len(bytes_field(WatchResponseField.HEADER, header))
+             + len(int_field(WatchResponseField.WATCH_ID, wid)) + len(_FRAGMENT_TRUE))
     total = fixed + sum(len(e) for e in events)
     if total < limit:
         return [_response(header, wid, events=events)]

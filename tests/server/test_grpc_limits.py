@@ -18,7 +18,7 @@ from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from coord._pb import etcdserverpb as pb
-from coord.server.api.codec import RawCodec
+from coord.server.api.rawcodec import RawCodec
 
 T = TypeVar("T")
 

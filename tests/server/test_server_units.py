@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from coord._pb import etcdserverpb as pb
+from coord._protowire import encode_varint as varint
 from coord.errors import (
     InvalidArgumentError,
     LeaderChangedError,
@@ -12,15 +13,14 @@ from coord.errors import (
     LeaseNotFoundError,
     NoSpaceError,
 )
-from coord.server.api.common import parse
+from coord.server.api.common import encode_header, header_field, parse
 from coord.server.api.kv import check_txn, txn_is_read_only
 from coord.server.api.maintenance import read_snapshot_file, snapshot_blob
-from coord.server.api.wire import check_message, encode_header, header_field
+from coord.server.api.pbcheck import check_message
 from coord.server.command import Kind, decode, encode, make_result, split_result
 from coord.server.config import Config, parse_initial_cluster
 from coord.server.lease import LeaseIdGenerator, LeaseTimer, Lessor, min_lease_ttl
 from coord.server.main import build_parser, config_from_args
-from coord.server.mvcc.wire import varint
 from coord.server.statemachine import StateMachine
 
 

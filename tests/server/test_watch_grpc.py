@@ -15,7 +15,7 @@ from support import CoordProc, Proc, etcdctl, free_port, require_binary, wait_fo
 
 from coord._pb import etcdserverpb as pb
 from coord._pb import mvccpb
-from coord.server.api.codec import RawCodec
+from coord.server.api.rawcodec import RawCodec
 
 pytestmark = pytest.mark.etcdctl
 

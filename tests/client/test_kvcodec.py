@@ -1,4 +1,4 @@
-"""Golden tests: the hand-written codec in coord._wire agrees with betterproto2."""
+"""Golden tests: the hand-written codec in coord._kvcodec agrees with betterproto2."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coord import _wire
+from coord import _kvcodec
 from coord._pb import etcdserverpb as pb
 from coord._pb import mvccpb
 from coord.types import EventType, KeyValue
@@ -26,7 +26,7 @@ kvs = st.builds(KeyValue, blob, blob, i64, i64, i64, i64)
 @settings(max_examples=200, deadline=None)
 @given(kvs)
 def test_kv_roundtrip(kv: KeyValue) -> None:
-    assert _wire.decode_kv(bytes(pb_kv(kv))) == kv
+    assert _kvcodec.decode_kv(bytes(pb_kv(kv))) == kv
 
 
 @settings(max_examples=100, deadline=None)
@@ -35,7 +35,7 @@ def test_range_response(items: list[KeyValue], more: bool, count: int, rev: int)
     msg = pb.RangeResponse(header=pb.ResponseHeader(cluster_id=7, member_id=2**64 - 1,
                                                     revision=rev, raft_term=3),
                            kvs=[pb_kv(kv) for kv in items], more=more, count=count)
-    res = _wire.decode_range(bytes(msg))
+    res = _kvcodec.decode_range(bytes(msg))
     assert (res.kvs, res.more, res.count, res.revision) == (items, more, count, rev)
 
 
@@ -43,9 +43,9 @@ def test_unknown_fields_are_skipped() -> None:
     kv = KeyValue(b"k", b"v", 1, 2, 3, 4)
     # field 15 varint, field 16 length-delimited, field 17 fixed64, field 18 fixed32
     extra = b"\x78\x96\x01" + b"\x82\x01\x03abc" + b"\x89\x01" + b"\x00" * 8 + b"\x95\x01abcd"
-    assert _wire.decode_kv(bytes(pb_kv(kv)) + extra) == kv
+    assert _kvcodec.decode_kv(bytes(pb_kv(kv)) + extra) == kv
     rr = bytes(pb.RangeResponse(kvs=[pb_kv(kv)], count=1)) + extra
-    assert _wire.decode_range(rr).kvs == [kv]
+    assert _kvcodec.decode_range(rr).kvs == [kv]
 
 
 @settings(max_examples=100, deadline=None)
@@ -60,7 +60,7 @@ def test_watch_response(events: list[tuple[int, KeyValue, KeyValue | None]], rev
         events=[mvccpb.Event(type=mvccpb.EventEventType(t), kv=pb_kv(kv),
                              prev_kv=pb_kv(p) if p is not None else None)
                 for t, kv, p in events])
-    raw = _wire.decode_watch(bytes(msg))
+    raw = _kvcodec.decode_watch(bytes(msg))
     assert raw.revision == rev
     assert raw.watch_id == watch_id
     assert (raw.created, raw.canceled, raw.compact_revision) == (created, canceled, compact)
@@ -72,12 +72,12 @@ def test_watch_response(events: list[tuple[int, KeyValue, KeyValue | None]], rev
 def test_put_delete_txn_responses() -> None:
     kv = KeyValue(b"k", b"v", 5, 6, 2, 0)
     put = pb.PutResponse(header=pb.ResponseHeader(revision=9), prev_kv=pb_kv(kv))
-    assert _wire.decode_put(bytes(put)) == (9, kv)
-    assert _wire.decode_put(bytes(pb.PutResponse(header=pb.ResponseHeader(revision=3)))) == (
+    assert _kvcodec.decode_put(bytes(put)) == (9, kv)
+    assert _kvcodec.decode_put(bytes(pb.PutResponse(header=pb.ResponseHeader(revision=3)))) == (
         3, None)
     dr = pb.DeleteRangeResponse(header=pb.ResponseHeader(revision=10), deleted=2,
                                 prev_kvs=[pb_kv(kv), pb_kv(kv)])
-    assert _wire.decode_delete(bytes(dr)) == (10, 2, [kv, kv])
+    assert _kvcodec.decode_delete(bytes(dr)) == (10, 2, [kv, kv])
     inner = pb.TxnResponse(header=pb.ResponseHeader(revision=11), succeeded=True,
                            responses=[pb.ResponseOp(response_put=pb.PutResponse(
                                header=pb.ResponseHeader(revision=11)))])
@@ -89,7 +89,7 @@ def test_put_delete_txn_responses() -> None:
                    pb.ResponseOp(response_txn=inner),
                    # an explicitly empty RangeResponse is still a range result
                    pb.ResponseOp(response_range=pb.RangeResponse())])
-    rev, ok, ops = _wire.decode_txn(bytes(txn))
+    rev, ok, ops = _kvcodec.decode_txn(bytes(txn))
     assert (rev, ok) == (11, False)
     assert [k for k, _ in ops] == [1, 2, 3, 4, 1]
     assert ops[0][1].kvs == [kv]  # type: ignore[attr-defined]
@@ -105,7 +105,7 @@ def test_encode_put(key: bytes, value: bytes, lease: int, prev: bool, iv: bool,
                     il: bool) -> None:
     expected = bytes(pb.PutRequest(key=key, value=value, lease=lease, prev_kv=prev,
                                    ignore_value=iv, ignore_lease=il))
-    assert _wire.encode_put(key, value, lease, prev, iv, il) == expected
+    assert _kvcodec.encode_put(key, value, lease, prev, iv, il) == expected
 
 
 @settings(max_examples=200, deadline=None)
@@ -120,7 +120,7 @@ def test_encode_range(key: bytes, end: bytes, nums: list[int], flags: list[bool]
         sort_order=pb.RangeRequestSortOrder(order), sort_target=pb.RangeRequestSortTarget(target),
         serializable=flags[0], keys_only=flags[1], count_only=flags[2], min_mod_revision=a,
         max_mod_revision=b, min_create_revision=c, max_create_revision=d))
-    assert _wire.encode_range(key, end, limit, revision, order, target, flags[0], flags[1],
+    assert _kvcodec.encode_range(key, end, limit, revision, order, target, flags[0], flags[1],
                               flags[2], a, b, c, d) == expected
 
 
@@ -128,4 +128,4 @@ def test_encode_range(key: bytes, end: bytes, nums: list[int], flags: list[bool]
 def test_encode_delete(prev: bool) -> None:
     for key, end in [(b"a", b""), (b"a" * 200, b"b" * 300), (b"", b"\x00")]:
         expected = bytes(pb.DeleteRangeRequest(key=key, range_end=end, prev_kv=prev))
-        assert _wire.encode_delete(key, end, prev) == expected
+        assert _kvcodec.encode_delete(key, end, prev) == expected

@@ -20,8 +20,9 @@ from coord._pb.etcdserverpb import (
     TxnResponse,
 )
 from coord._pb.mvccpb import KeyValue
+from coord._protowire import encode_varint as varint
 from coord.server.mvcc import KVStore
-from coord.server.mvcc.wire import encode_kv, varint
+from coord.server.mvcc.kvencoding import encode_kv
 
 int64s = st.one_of(st.integers(-(2**63), 2**63 - 1), st.integers(0, 300))
 
