@@ -1,8 +1,8 @@
 """Assembly of a coord server: config -> state machine -> node -> gRPC services -> listeners.
 
 Theory of operation: :class:`CoordServer` owns every long-lived piece. The state machine is
-built first, then the consensus node over it (:func:`build_node`, the single switch between
-the in-memory SoloNode and the Raft node), then the API context, lease timer, watch hub and
+built first, then the consensus node over it (:func:`build_node`: the Raft node, also for a
+single member), then the API context, lease timer, watch hub and
 services. One grpclib server (behind ``http.ClientListener``, which also serves the JSON
 gateway) handles every ``--listen-client-urls`` entry with the pass-through codec. Three
 background tasks run while serving, lease expiry, lease checkpoints and auto-compaction
@@ -61,7 +61,6 @@ from .http import ClientListener
 from .lease import LeaseTimer
 from .listen import bind_all, close_all
 from .nodeapi import MemberInfo, Node, compute_member_id
-from .solo import SoloNode
 from .statemachine import StateMachine
 from .tls import is_tls_url
 from .watch import WatchHub
@@ -88,10 +87,7 @@ def local_member(config: Config) -> MemberInfo:
 
 
 def build_node(config: Config, sm: StateMachine) -> Node:
-    """The consensus node: a durable RaftNode (also for a single member, with one voter).
-
-    SoloNode (in memory) is kept only for embedders that construct it directly.
-    """
+    """The consensus node: a durable RaftNode (also for a single member, with one voter)."""
     from .node import RaftNode
 
     return RaftNode(config, sm)
@@ -126,31 +122,22 @@ class CoordServer:
         self._listener: ClientListener | None = None
 
     def _lease_service(self) -> LeaseService:
-        """On a Raft node, keep-alives and TTL queries reaching a follower go to the leader."""
-        from .node import RaftNode
+        """Keep-alives and TTL queries reaching a follower go to the leader."""
         from .transport.forward import ForwardingLeaseService
 
-        if isinstance(self.node, RaftNode):
-            return ForwardingLeaseService(self.ctx, self.timer, self.node)
-        return LeaseService(self.ctx, self.timer)
+        return ForwardingLeaseService(self.ctx, self.timer, self.node)
 
     async def wait_ready(self) -> None:
-        """Wait until this member's attributes are applied (no-op for a SoloNode)."""
-        from .node import RaftNode
-
-        if isinstance(self.node, RaftNode):
-            log.info("waiting for this member's attributes to be published (needs a leader) "
-                     "before serving clients")
-            await self.node.wait_published()
+        """Wait until this member's attributes are applied."""
+        log.info("waiting for this member's attributes to be published (needs a leader) "
+                 "before serving clients")
+        await self.node.wait_published()
 
     async def start_node(self) -> None:
         """Start the consensus node (its peer listener); client URLs are not bound yet."""
         log.info("starting coord-server %r (member %x, cluster %x), data dir %s",
                  self.config.name, self.node.member_id, self.node.cluster_id,
                  self.config.data_dir)
-        if isinstance(self.node, SoloNode):
-            log.warning("single-member SoloNode: state is kept in memory only and is lost on "
-                        "restart")
         await self.node.start()
 
     async def _listen(self) -> None:

@@ -1,8 +1,7 @@
 """Server configuration: etcd's flag names and defaults, as one immutable value.
 
 ``coord-server`` (server/main.py) builds a :class:`Config` from the command line; tests and
-embedders can build one directly. Peer and cluster settings are stored for the Raft node; the
-single-member SoloNode ignores them except for computing the member ID.
+embedders can build one directly. Peer and cluster settings are stored for the Raft node.
 """
 
 from __future__ import annotations

@@ -137,7 +137,7 @@ from coord.server.raft.types import (
     StateType,
 )
 from coord.server.statemachine import StateMachine
-from coord.server.storage import DurableStorage, StorageError, snapfile
+from coord.server.storage import DurableStorage, StorageError
 from coord.server.storage.fileutil import lock_data_dir
 from coord.server.tls import is_tls_url
 from coord.server.transport import PeerTransport
@@ -788,25 +788,11 @@ class RaftNode:
 
     async def _snapshot(self) -> None:
         index = self._applied
-        data = self._applied_snapshot_data()
-        snap = self.storage.create_snapshot(index, self._conf_state, data)
-        await anyio.to_thread.run_sync(self._persist_snapshot, snap)
+        await self.storage.snapshot_and_compact(index, self._conf_state,
+                                                self._applied_snapshot_data(),
+                                                self.catch_up_entries)
         self._snap_index = index
-        compact = index - self.catch_up_entries
-        if compact > self.storage.first_index():
-            self.storage.compact(compact)
-            await anyio.to_thread.run_sync(self.storage.wal.release_before,
-                                           self.storage.first_index())
         log.info("snapshot at index %d; log compacted to %d", index, self.storage.first_index())
-
-    def _persist_snapshot(self, snap: Snapshot) -> None:
-        if failpoints.ACTIVE:
-            failpoints.hit("raftBeforeSaveSnap")
-        snapfile.save(self.storage.snap_dir, snap)
-        self.storage.wal.save_snapshot(snap.metadata.index, snap.metadata.term)
-        if failpoints.ACTIVE:
-            failpoints.hit("raftAfterSaveSnap")
-        snapfile.purge(self.storage.snap_dir, keep=2)
 
     async def _stop_removed(self) -> None:
         self._removed = False

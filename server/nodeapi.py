@@ -4,8 +4,9 @@ Theory of operation: the gRPC services never talk to Raft directly. Writes are e
 commands (:mod:`coord.server.command`) and handed to :meth:`Node.propose`, which resolves with
 *this member's* state-machine result for that command once it is committed and applied.
 Linearizable reads first await :meth:`Node.read_index`, then read the local state machine.
-Two implementations exist: :class:`coord.server.solo.SoloNode` (single member, applies at
-once, in memory) and the Raft-backed ``RaftNode`` (server/node.py). ``app.build_node`` picks one.
+The implementation is the Raft-backed ``RaftNode`` (server/node.py); tests may use a fake.
+Leader-only requests that reach a follower (lease keep-alives) go to the leader through
+:meth:`Node.leader_call`, served there by what :meth:`Node.register_call` installed.
 
 Member and cluster IDs are computed as etcd does (SHA-1 over peer URLs and cluster token,
 first 8 bytes big-endian) so they look like etcd's 64-bit hex IDs.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -40,6 +41,8 @@ class Node(Protocol):
 
     member_id: int
     cluster_id: int
+    #: Seconds a request may wait for its proposal to apply (--request-timeout).
+    request_timeout: float
 
     async def propose(self, command: bytes) -> bytes:
         """Replicate ``command``; return this member's apply result (raise its CoordError).
@@ -115,6 +118,21 @@ class Node(Protocol):
 
     async def transfer_leader(self, target_id: int) -> None:
         """Hand leadership to ``target_id`` (MoveLeader)."""
+        ...
+
+    def register_call(self, method: str,
+                      fn: Callable[[bytes], bytes | Awaitable[bytes]]) -> None:
+        """Serve the leader-only ``method`` with ``fn`` while this member leads."""
+        ...
+
+    async def leader_call(self, method: str, body: bytes,
+                          timeout: float | None = None) -> bytes:
+        """Run the registered ``method`` on the leader (here when leading); NoLeaderError
+        when there is none or it cannot be reached in time."""
+        ...
+
+    async def wait_published(self) -> None:
+        """Return once this member's name and client URLs are applied (etcd's ReadyNotify)."""
         ...
 
     async def start(self) -> None:
