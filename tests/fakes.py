@@ -3,7 +3,7 @@
 There is no log replication and no persistence; :meth:`propose` applies
 the command to the state machine at once (next log index) and returns its result. The term is
 1 from :meth:`start` on, and the member is leader from then until :meth:`stop`. It implements
-the Node protocol (coord.server.nodeapi) so the API layer cannot tell it from RaftNode (apart
+the Node protocol (coord.server.node.protocol) so the API layer cannot tell it from RaftNode (apart
 from durability: a restart loses everything). Production never builds it.
 """
 
@@ -19,7 +19,7 @@ from coord.errors import (
     ServerStoppedError,
     UnhealthyClusterError,
 )
-from coord.server.nodeapi import MemberInfo
+from coord.server.membership import MemberInfo
 from coord.server.statemachine import StateMachine
 
 __all__ = ["FakeNode"]

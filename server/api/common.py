@@ -23,7 +23,7 @@ import asyncio
 import logging
 import struct
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import anyio
 from grpclib.const import Cardinality, Handler, Status
@@ -42,10 +42,12 @@ from coord.server.command import Kind, encode, split_result
 from coord.server.config import Config
 from coord.server.grpclib_compat import h2_stream
 from coord.server.mvcc.wire import varint
-from coord.server.nodeapi import Node
 from coord.server.statemachine import StateMachine
 
 from .wire import check_message, encode_header, header_field
+
+if TYPE_CHECKING:
+    from coord.server.node.protocol import Node
 
 __all__ = ["ApiContext", "handler", "parse", "raise_first", "recv_frame", "scan",
            "to_grpc_error", "unary"]

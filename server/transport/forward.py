@@ -1,7 +1,7 @@
 """Leader-only lease requests on followers: forwarded to the leader over the peer transport.
 
 Theory of operation: lease deadlines live only in the leader's :class:`LeaseTimer` (expiry is
-the leader's decision, DESIGN rule 4), so a LeaseKeepAlive or LeaseTimeToLive that reaches a
+the leader's decision, architecture rule 4), so a LeaseKeepAlive or LeaseTimeToLive that reaches a
 follower must be answered by the leader.  :class:`ForwardingLeaseService` is the API layer's
 :class:`~coord.server.api.lease.LeaseService` with those two calls routed through
 :meth:`Node.leader_call` (a CALL frame on the peer's kept call connection; a direct call
@@ -28,7 +28,7 @@ from coord.server.api.lease import LeaseService
 from coord.server.lease import LeaseTimer
 
 if TYPE_CHECKING:
-    from coord.server.nodeapi import Node
+    from coord.server.node.protocol import Node
 
 __all__ = ["ForwardingLeaseService", "register_lease_calls"]
 

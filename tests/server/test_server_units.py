@@ -354,7 +354,7 @@ def test_api_header_cache_follows_term() -> None:
     from fakes import FakeNode
 
     from coord.server.api.common import ApiContext, scan
-    from coord.server.nodeapi import MemberInfo
+    from coord.server.membership import MemberInfo
 
     sm = StateMachine()
     node = FakeNode(sm, MemberInfo(id=77, name="n"), cluster_id=2**63 + 5)
@@ -375,7 +375,7 @@ def test_hasleader_without_leader_is_no_leader() -> None:
 
     from coord.errors import NoLeaderError
     from coord.server.api.common import ApiContext
-    from coord.server.nodeapi import MemberInfo
+    from coord.server.membership import MemberInfo
 
     class FakeStream:
         metadata = {"hasleader": "true"}
@@ -437,7 +437,7 @@ def test_expired_unrevoked_lease_is_not_reported_lost() -> None:
 
     from coord.server.api.common import ApiContext
     from coord.server.api.lease import LeaseService
-    from coord.server.nodeapi import MemberInfo
+    from coord.server.membership import MemberInfo
 
     async def main() -> None:
         sm = StateMachine()
