@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from .dial import discover, parse_url
 from .frames import FrameType, Hello, read_frame, write_frame
-from .peer import PeerHandler, PeerTransport, discover, parse_url
+from .peer import PeerHandler, PeerTransport
 
 __all__ = [
     "FrameType",
