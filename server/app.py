@@ -49,6 +49,7 @@ from .api import (
     ApiContext,
     AuthService,
     ClusterService,
+    ForwardingLeaseService,
     KVService,
     LeaseService,
     MaintenanceService,
@@ -133,8 +134,6 @@ class CoordServer:
 
     def _lease_service(self) -> LeaseService:
         """Keep-alives and TTL queries reaching a follower go to the leader."""
-        from .transport.forward import ForwardingLeaseService
-
         return ForwardingLeaseService(self.ctx, self.timer, self.node)
 
     async def wait_ready(self) -> None:

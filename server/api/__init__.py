@@ -3,10 +3,12 @@
 from .auth import AuthService
 from .codec import RawCodec
 from .common import ApiContext
+from .forward import ForwardingLeaseService
 from .kv import KVService
 from .lease import LeaseService
 from .maintenance import ClusterService, MaintenanceService
 from .watch import WatchService
 
-__all__ = ["ApiContext", "AuthService", "ClusterService", "KVService", "LeaseService",
+__all__ = ["ApiContext", "AuthService", "ClusterService", "ForwardingLeaseService",
+           "KVService", "LeaseService",
            "MaintenanceService", "RawCodec", "WatchService"]

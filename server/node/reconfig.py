@@ -44,7 +44,7 @@ from coord.server.membership import (
 from coord.server.raft.confchange_codec import decode_conf_change
 from coord.server.raft.errors import ProposalDropped
 from coord.server.raft.types import ConfChange, ConfChangeType, ConfChangeV2, Entry
-from coord.server.transport import parse_url
+from coord.server.urls import parse_url
 
 from .state import NodeState
 from .waiter import Waiter

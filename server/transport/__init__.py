@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .dial import discover, parse_url
+from .dial import discover
 from .frames import FrameType, Hello, read_frame, write_frame
 from .peer import PeerHandler, PeerTransport
 
@@ -12,7 +12,6 @@ __all__ = [
     "PeerHandler",
     "PeerTransport",
     "discover",
-    "parse_url",
     "read_frame",
     "write_frame",
 ]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable, Iterable
-from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
@@ -23,25 +22,17 @@ import msgspec
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from coord.server.tls import is_tls_url
+from coord.server.urls import parse_url
 
 from .frames import FrameType, Hello, read_frame, write_frame
 
-__all__ = ["CLOSED", "CONNECT_TIMEOUT", "Rejected", "describe", "dial", "discover",
-           "parse_url"]
+__all__ = ["CLOSED", "CONNECT_TIMEOUT", "Rejected", "describe", "dial", "discover"]
 
 _ENC = msgspec.msgpack.Encoder()
 CONNECT_TIMEOUT = 1.0
 #: What reading or writing a connection the other end closed raises.
 CLOSED = (OSError, anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
           anyio.ClosedResourceError)
-
-
-def parse_url(url: str) -> tuple[str, int]:
-    """``http://host:port`` -> ``(host, port)``."""
-    parts = urlsplit(url if "//" in url else f"http://{url}")
-    if not parts.hostname or parts.port is None:
-        raise ValueError(f"peer URL {url!r} has no host:port")
-    return parts.hostname, parts.port
 
 
 def describe(e: BaseException) -> str:

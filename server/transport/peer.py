@@ -55,9 +55,10 @@ from coord.server.listen import bind_all, close_all
 from coord.server.raft.types import Message, MessageType
 from coord.server.storage import codec
 from coord.server.tls import is_tls_url, tls_listener
+from coord.server.urls import parse_url
 
 from .calls import CallConn, serve_calls
-from .dial import CONNECT_TIMEOUT, Rejected, describe, dial, parse_url
+from .dial import CONNECT_TIMEOUT, Rejected, describe, dial
 from .frames import FrameType, Hello, encode_frame, read_frame, write_frame
 
 __all__ = ["PeerHandler", "PeerTransport"]

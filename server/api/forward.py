@@ -23,9 +23,10 @@ import struct
 import time
 from typing import TYPE_CHECKING
 
-from coord.server.api.common import ApiContext
-from coord.server.api.lease import LeaseService
 from coord.server.lease import LeaseTimer
+
+from .common import ApiContext
+from .lease import LeaseService
 
 if TYPE_CHECKING:
     from coord.server.node.protocol import Node
