@@ -7,7 +7,8 @@ services. One grpclib server (behind ``http.ClientListener``, which also serves 
 gateway) handles every ``--listen-client-urls`` entry with the pass-through codec. Three
 background tasks run while serving, lease expiry, lease checkpoints and auto-compaction
 (server/compactor.py), all acting only on the leader; they live in a task group that
-:meth:`CoordServer.serve` owns, so stopping cancels them and closes listeners.
+:meth:`CoordServer.serve` owns, so stopping cancels them and closes listeners. The node runs
+in its own task group there (``await tg.start(node.run)``), stopped after the listeners close.
 
 Lease expiry follows architecture rules 4 and 9 (etcd's revokeExpiredLeases with ensureLeadership,
 #15247 / PR #16822). The timer lists expired leases only while the Raft core says this member
@@ -20,9 +21,9 @@ revoke appended in T can still commit after T ends, but only before the next lea
 first entry (log matching), and that leader renews nothing until it has applied its own entry
 (``leader_term``), so no keep-alive answered by a later leader can be undone by it.
 
-Every client and peer URL is bound (and listening) first, in the constructor, before the node
-locks, creates or reads the data directory (:mod:`coord.server.listen`): a busy port fails
-the start with one line naming the URL, and nothing was bootstrapped or written. Clients are
+Every client and peer URL is bound (and listening) first, in :meth:`CoordServer.open`, before
+the node locks, creates or reads the data directory (:mod:`coord.server.listen`): a busy port
+fails the start with one line naming the URL, and nothing was bootstrapped or written. Clients are
 *served* only once this member's attributes (name, client URLs) are applied
 (:meth:`CoordServer.wait_ready`, etcd's ReadyNotify): a client never sees this member in
 MemberList without its client URLs; until then its connections wait in the kernel's backlog,
