@@ -257,6 +257,8 @@ def write_doc(text: str) -> None:
 async def raft_only(seconds: float) -> tuple[float, float]:
     """Proposals/s through 3 in-process RaftNodes (real TCP transport, fsync), no gRPC:
     (concurrent proposals/s, sequential latency ms)."""
+    import anyio
+
     from coord.server.command import Kind, encode
     from coord.server.config import Config
     from coord.server.node import RaftNode
@@ -265,34 +267,34 @@ async def raft_only(seconds: float) -> tuple[float, float]:
     ports = [free_port() for _ in range(3)]
     initial = ",".join(f"r{i}=http://127.0.0.1:{p}" for i, p in enumerate(ports))
     with tempfile.TemporaryDirectory(prefix="bench-raft-") as tmp:
-        nodes = [RaftNode(Config(name=f"r{i}", data_dir=f"{tmp}/r{i}",
-                                 listen_peer_urls=f"http://127.0.0.1:{p}",
-                                 initial_advertise_peer_urls=f"http://127.0.0.1:{p}",
-                                 initial_cluster=initial), StateMachine())
+        nodes = [await RaftNode.open(Config(name=f"r{i}", data_dir=f"{tmp}/r{i}",
+                                            listen_peer_urls=f"http://127.0.0.1:{p}",
+                                            initial_advertise_peer_urls=f"http://127.0.0.1:{p}",
+                                            initial_cluster=initial), StateMachine())
                  for i, p in enumerate(ports)]
-        for n in nodes:
-            await n.start()
-        while not any(n.is_leader() for n in nodes):
-            await asyncio.sleep(0.01)
-        cmd = encode(Kind.PUT, bytes(pb.PutRequest(key=b"/bench/k", value=b"v" * 100)))
-        t0 = time.perf_counter()
-        for _ in range(50):
-            await nodes[0].propose(cmd)
-        latency = (time.perf_counter() - t0) / 50 * 1000
-        done = 0
-        stop_at = time.monotonic() + seconds
+        async with anyio.create_task_group() as tg:
+            for n in nodes:
+                await tg.start(n.run)
+            while not any(n.is_leader() for n in nodes):
+                await asyncio.sleep(0.01)
+            cmd = encode(Kind.PUT, bytes(pb.PutRequest(key=b"/bench/k", value=b"v" * 100)))
+            t0 = time.perf_counter()
+            for _ in range(50):
+                await nodes[0].propose(cmd)
+            latency = (time.perf_counter() - t0) / 50 * 1000
+            done = 0
+            stop_at = time.monotonic() + seconds
 
-        async def client(n: RaftNode) -> None:
-            nonlocal done
-            while time.monotonic() < stop_at:
-                await n.propose(cmd)
-                done += 1
+            async def client(n: RaftNode) -> None:
+                nonlocal done
+                while time.monotonic() < stop_at:
+                    await n.propose(cmd)
+                    done += 1
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(client(nodes[i % 3]) for i in range(256)))
-        rate = done / (time.perf_counter() - t0)
-        for n in nodes:
-            await n.stop()
+            t0 = time.perf_counter()
+            await asyncio.gather(*(client(nodes[i % 3]) for i in range(256)))
+            rate = done / (time.perf_counter() - t0)
+            tg.cancel_scope.cancel()
     return rate, latency
 
 

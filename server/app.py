@@ -1,13 +1,14 @@
 """Assembly of a coord server: config -> state machine -> node -> gRPC services -> listeners.
 
 Theory of operation: :class:`CoordServer` owns every long-lived piece. The state machine is
-built first, then the consensus node over it (:func:`build_node`, the single switch between
-the in-memory SoloNode and the Raft node), then the API context, lease timer, watch hub and
+built first, then the consensus node over it (:func:`build_node`: the Raft node, also for a
+single member), then the API context, lease timer, watch hub and
 services. One grpclib server (behind ``http.ClientListener``, which also serves the JSON
 gateway) handles every ``--listen-client-urls`` entry with the pass-through codec. Three
 background tasks run while serving, lease expiry, lease checkpoints and auto-compaction
 (server/compactor.py), all acting only on the leader; they live in a task group that
-:meth:`CoordServer.serve` owns, so stopping cancels them and closes listeners.
+:meth:`CoordServer.serve` owns, so stopping cancels them and closes listeners. The node runs
+in its own task group there (``await tg.start(node.run)``), stopped after the listeners close.
 
 Lease expiry follows architecture rules 4 and 9 (etcd's revokeExpiredLeases with ensureLeadership,
 #15247 / PR #16822). The timer lists expired leases only while the Raft core says this member
@@ -20,9 +21,9 @@ revoke appended in T can still commit after T ends, but only before the next lea
 first entry (log matching), and that leader renews nothing until it has applied its own entry
 (``leader_term``), so no keep-alive answered by a later leader can be undone by it.
 
-Every client and peer URL is bound (and listening) first, in the constructor, before the node
-locks, creates or reads the data directory (:mod:`coord.server.listen`): a busy port fails
-the start with one line naming the URL, and nothing was bootstrapped or written. Clients are
+Every client and peer URL is bound (and listening) first, in :meth:`CoordServer.open`, before
+the node locks, creates or reads the data directory (:mod:`coord.server.listen`): a busy port
+fails the start with one line naming the URL, and nothing was bootstrapped or written. Clients are
 *served* only once this member's attributes (name, client URLs) are applied
 (:meth:`CoordServer.wait_ready`, etcd's ReadyNotify): a client never sees this member in
 MemberList without its client URLs; until then its connections wait in the kernel's backlog,
@@ -34,6 +35,7 @@ while waiting is honoured.
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from typing import Any
 
@@ -48,6 +50,7 @@ from .api import (
     ApiContext,
     AuthService,
     ClusterService,
+    ForwardingLeaseService,
     KVService,
     LeaseService,
     MaintenanceService,
@@ -60,8 +63,8 @@ from .config import Config
 from .http import ClientListener
 from .lease import LeaseTimer
 from .listen import bind_all, close_all
-from .nodeapi import MemberInfo, Node, compute_member_id
-from .solo import SoloNode
+from .membership import MemberInfo, compute_member_id
+from .node import Node, RaftNode
 from .statemachine import StateMachine
 from .tls import is_tls_url
 from .watch import WatchHub
@@ -87,30 +90,35 @@ def local_member(config: Config) -> MemberInfo:
                       client_urls=tuple(config.advertise_client_urls))
 
 
-def build_node(config: Config, sm: StateMachine) -> Node:
-    """The consensus node: a durable RaftNode (also for a single member, with one voter).
-
-    SoloNode (in memory) is kept only for embedders that construct it directly.
-    """
-    from .node import RaftNode
-
-    return RaftNode(config, sm)
+async def build_node(config: Config, sm: StateMachine) -> Node:
+    """The consensus node: a durable RaftNode (also for a single member, with one voter)."""
+    return await RaftNode.open(config, sm)
 
 
 class CoordServer:
-    """A whole server process's state and lifecycle."""
+    """A whole server process's state and lifecycle (built by :meth:`open`)."""
 
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        # Every port before anything else (the node binds its peer URLs, then locks the data
-        # directory): a busy port is one error line, with nothing bootstrapped or written.
-        self._client_sockets = bind_all(config.listen_client_urls, "client requests")
-        self.sm = StateMachine()
+    @classmethod
+    async def open(cls, config: Config) -> CoordServer:
+        """Bind the client ports, then open the node (which binds its peer ports, then locks,
+        recovers or creates the data directory), then assemble the services."""
+        # Every port before anything else: a busy port is one error line, with nothing
+        # bootstrapped or written.
+        client_sockets = bind_all(config.listen_client_urls, "client requests")
+        sm = StateMachine()
         try:
-            self.node = build_node(config, self.sm)
+            node = await build_node(config, sm)
         except BaseException:
-            self._close_client_sockets()
+            close_all(s for socks in client_sockets.values() for s in socks)
             raise
+        return cls(config, sm, node, client_sockets)
+
+    def __init__(self, config: Config, sm: StateMachine, node: Node,
+                 client_sockets: dict[str, list[socket.socket]]) -> None:
+        self.config = config
+        self._client_sockets = client_sockets
+        self.sm = sm
+        self.node = node
         self.ctx = ApiContext(config, self.node, self.sm)
         self.timer = LeaseTimer(self.sm.lessor, time.monotonic, self.node.leader_term,
                                 config.election_timeout / 1000.0)
@@ -126,32 +134,14 @@ class CoordServer:
         self._listener: ClientListener | None = None
 
     def _lease_service(self) -> LeaseService:
-        """On a Raft node, keep-alives and TTL queries reaching a follower go to the leader."""
-        from .node import RaftNode
-        from .transport.forward import ForwardingLeaseService
-
-        if isinstance(self.node, RaftNode):
-            return ForwardingLeaseService(self.ctx, self.timer, self.node)
-        return LeaseService(self.ctx, self.timer)
+        """Keep-alives and TTL queries reaching a follower go to the leader."""
+        return ForwardingLeaseService(self.ctx, self.timer, self.node)
 
     async def wait_ready(self) -> None:
-        """Wait until this member's attributes are applied (no-op for a SoloNode)."""
-        from .node import RaftNode
-
-        if isinstance(self.node, RaftNode):
-            log.info("waiting for this member's attributes to be published (needs a leader) "
-                     "before serving clients")
-            await self.node.wait_published()
-
-    async def start_node(self) -> None:
-        """Start the consensus node (its peer listener); client URLs are not bound yet."""
-        log.info("starting coord-server %r (member %x, cluster %x), data dir %s",
-                 self.config.name, self.node.member_id, self.node.cluster_id,
-                 self.config.data_dir)
-        if isinstance(self.node, SoloNode):
-            log.warning("single-member SoloNode: state is kept in memory only and is lost on "
-                        "restart")
-        await self.node.start()
+        """Wait until this member's attributes are applied."""
+        log.info("waiting for this member's attributes to be published (needs a leader) "
+                 "before serving clients")
+        await self.node.wait_published()
 
     async def _listen(self) -> None:
         # One grpclib server (not started itself) behind a ClientListener per process: each
@@ -226,8 +216,8 @@ class CoordServer:
                     log.info("lease checkpoint not replicated: %s", e.message)
                     break
 
-    async def stop(self) -> None:
-        """Close listeners, then stop the node."""
+    async def _close_listener(self) -> None:
+        """Close the client listener (and the sockets it never got)."""
         log.info("stopping coord-server %r", self.config.name)
         if self._listener is not None:
             self._listener.close()
@@ -235,28 +225,54 @@ class CoordServer:
                 await self._listener.wait_closed()
             self._listener = None
         self._close_client_sockets()
-        await self.node.stop()
-        log.info("stopped")
 
     async def serve(self, stop: anyio.Event) -> None:
-        """Start, serve until ``stop`` is set (also while waiting to publish), then stop."""
-        await self.start_node()
+        """Run the node, serve until ``stop`` is set (also while waiting to publish), then close
+        the listeners and stop the node (raising its FatalError, if any, unwrapped)."""
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self.expire_leases)
-                tg.start_soon(self.checkpoint_leases)
-                tg.start_soon(self.compactor.run)
-                async with anyio.create_task_group() as waiting:
-                    waiting.start_soon(_cancel_on, stop, waiting.cancel_scope)
-                    await self.wait_ready()
-                    waiting.cancel_scope.cancel()
-                if not stop.is_set():
-                    await self._listen()
-                    await stop.wait()
-                tg.cancel_scope.cancel()
+            await self._serve(stop)
+        except BaseExceptionGroup as group:
+            raise _single(group) from None
         finally:
-            with anyio.CancelScope(shield=True):
-                await self.stop()
+            self._close_client_sockets()
+        log.info("stopped")
+
+    async def _serve(self, stop: anyio.Event) -> None:
+        log.info("starting coord-server %r (member %x, cluster %x), data dir %s",
+                 self.config.name, self.node.member_id, self.node.cluster_id,
+                 self.config.data_dir)
+        async with anyio.create_task_group() as node_tg:  # the node lives in here
+            await node_tg.start(self.node.run)
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self.expire_leases)
+                    tg.start_soon(self.checkpoint_leases)
+                    tg.start_soon(self.compactor.run)
+                    async with anyio.create_task_group() as waiting:
+                        waiting.start_soon(_cancel_on, stop, waiting.cancel_scope)
+                        await self.wait_ready()
+                        waiting.cancel_scope.cancel()
+                    if not stop.is_set():
+                        await self._listen()
+                        await stop.wait()
+                    tg.cancel_scope.cancel()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self._close_listener()  # listeners first, then the node
+                node_tg.cancel_scope.cancel()
+
+
+def _single(group: BaseExceptionGroup) -> BaseException:
+    """The only exception in ``group`` (nested groups flattened), else the group itself."""
+    leaves: list[BaseException] = []
+    todo: list[BaseException] = [group]
+    while todo:
+        e = todo.pop()
+        if isinstance(e, BaseExceptionGroup):
+            todo.extend(e.exceptions)
+        else:
+            leaves.append(e)
+    return leaves[0] if len(leaves) == 1 else group
 
 
 async def _cancel_on(event: anyio.Event, scope: anyio.CancelScope) -> None:

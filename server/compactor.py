@@ -38,6 +38,7 @@ import re
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -45,8 +46,10 @@ from coord._pb import etcdserverpb as pb
 from coord.errors import CompactedError, CoordError
 
 from .command import Kind, encode
-from .nodeapi import Node
 from .statemachine import StateMachine
+
+if TYPE_CHECKING:
+    from .node.protocol import Node
 
 __all__ = ["MODES", "Compactor", "CompactionPolicy", "parse_retention"]
 

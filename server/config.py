@@ -1,35 +1,26 @@
 """Server configuration: etcd's flag names and defaults, as one immutable value.
 
 ``coord-server`` (server/main.py) builds a :class:`Config` from the command line; tests and
-embedders can build one directly. Peer and cluster settings are stored for the Raft node; the
-single-member SoloNode ignores them except for computing the member ID.
+embedders can build one directly. Peer and cluster settings are stored for the Raft node.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from .compactor import DEFAULT_REVISION_INTERVAL, CompactionPolicy, parse_retention
 from .lease import min_lease_ttl
 from .logconfig import LEVELS, LOGGERS
 from .tls import TLSInfo, check_urls
+from .urls import parse_url
 
-__all__ = ["DEFAULT_MAX_REQUEST_BYTES", "DEFAULT_QUOTA_BYTES", "Config", "parse_url",
+__all__ = ["DEFAULT_MAX_REQUEST_BYTES", "DEFAULT_QUOTA_BYTES", "Config",
            "parse_initial_cluster"]
 
 DEFAULT_MAX_REQUEST_BYTES = 1572864  # 1.5 MiB, etcd's --max-request-bytes
 DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024  # 2 GiB, etcd's default backend quota
 #: gRPC receive limit over --max-request-bytes (etcd: grpcOverheadBytes)
 GRPC_OVERHEAD_BYTES = 512 * 1024
-
-
-def parse_url(url: str) -> tuple[str, int]:
-    """``http://host:port`` -> (host, port); ValueError for anything else."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.port is None:
-        raise ValueError(f"invalid URL {url!r}: expected http://host:port")
-    return parts.hostname, parts.port
 
 
 def parse_initial_cluster(value: str) -> dict[str, list[str]]:

@@ -20,7 +20,7 @@ import contextlib
 import socket
 from collections.abc import Iterable
 
-from .config import parse_url
+from .urls import parse_url
 
 __all__ = ["BACKLOG", "ListenError", "bind_all", "bind_url", "close_all"]
 

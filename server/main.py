@@ -233,7 +233,8 @@ async def _run(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await CoordServer(config).serve(stop)
+    server = await CoordServer.open(config)
+    await server.serve(stop)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,7 +7,7 @@ applies it in log order, so all members agree on the list at every index.
 
 * **Bootstrap** (``--initial-cluster-state new``): each member derives every initial member's
   ID from its peer URLs and the cluster token exactly as etcd does
-  (:func:`~coord.server.nodeapi.compute_member_id`; the cluster ID from the sorted member IDs)
+  (:func:`compute_member_id`; the cluster ID from the sorted member IDs: :func:`compute_cluster_id`)
   and writes the same ADD_NODE conf-change entries (term 1, index 1..n, sorted by ID) into its
   own log, so every member starts with byte-identical entries.
 * **Conf changes** (MemberAdd/Remove/Promote/Update) carry a :class:`ChangeContext` in
@@ -20,27 +20,65 @@ applies it in log order, so all members agree on the list at every index.
 :meth:`Membership.snapshot` / :meth:`Membership.restore` put the list into Raft snapshots
 (whose ConfState must name the same members: :meth:`Membership.conf_state_mismatch`);
 :meth:`document` is what a joining member receives from :func:`~coord.server.transport.discover`.
+
+Member and cluster IDs are computed as etcd does (computeMemberID: SHA-1 over the sorted peer
+URLs, the cluster token and, for a member added at runtime, the time; first 8 bytes
+big-endian) so they look like etcd's 64-bit hex IDs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import struct
-import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import msgspec
 
-from coord.server.nodeapi import MemberInfo, compute_cluster_id, compute_member_id
 from coord.server.raft.types import ConfChange, ConfChangeType, ConfState
 
 __all__ = [
     "Attributes",
     "ChangeContext",
     "Member",
+    "MemberInfo",
     "Membership",
     "MembershipDocument",
     "bootstrap_members",
-    "new_member_id",
+    "compute_cluster_id",
+    "compute_member_id",
 ]
+
+
+@dataclass(frozen=True)
+class MemberInfo:
+    """One cluster member as MemberList reports it."""
+
+    id: int
+    name: str
+    peer_urls: tuple[str, ...] = ()
+    client_urls: tuple[str, ...] = ()
+    is_learner: bool = False
+    extra: dict[str, str] = field(default_factory=dict, compare=False)
+
+
+def _id_from(data: bytes) -> int:
+    return int(struct.unpack(">Q", hashlib.sha1(data).digest()[:8])[0]) or 1
+
+
+def compute_member_id(peer_urls: Sequence[str], cluster_token: str,
+                      added_at: int | None = None) -> int:
+    """etcd's member ID (computeMemberID): SHA-1 of the sorted peer URLs, the cluster token
+    and, for a member added at runtime, ``added_at`` (unix seconds); first 8 bytes."""
+    data = "".join(sorted(peer_urls)) + cluster_token
+    if added_at is not None:
+        data += str(added_at)
+    return _id_from(data.encode())
+
+
+def compute_cluster_id(member_ids: Sequence[int]) -> int:
+    """etcd's cluster ID: SHA-1 of the sorted member IDs (8 bytes big-endian each)."""
+    return _id_from(b"".join(struct.pack(">Q", m) for m in sorted(member_ids)))
 
 
 class Member(msgspec.Struct, array_like=True):
@@ -96,15 +134,6 @@ def bootstrap_members(initial_cluster: dict[str, list[str]], token: str) -> list
     if len(set(ids)) != len(ids):
         raise ValueError("--initial-cluster has duplicate peer URLs")
     return sorted(members, key=lambda m: m.id)
-
-
-def new_member_id(peer_urls: list[str], token: str, now: float | None = None) -> int:
-    """etcd's ID for a member added at runtime (peer URLs + token + unix time)."""
-    t = int(time.time() if now is None else now)
-    import hashlib
-
-    data = "".join(sorted(peer_urls)).encode() + token.encode() + str(t).encode()
-    return int(struct.unpack(">Q", hashlib.sha1(data).digest()[:8])[0]) or 1
 
 
 class Membership:

@@ -12,11 +12,14 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 import coord
+
+ROOT = Path(__file__).resolve().parents[1]
 
 #: modules only the client's transport needs
 CLIENT_TRANSPORT = re.compile(r"\b(coord\._h2|coord\._conn|coord\.aio|coord\.client"
@@ -58,3 +61,23 @@ def test_every_public_name_has_a_lazy_home() -> None:
     lazy = set(coord._LAZY) | {"__version__", "errors"}
     assert lazy == set(coord.__all__)
     assert set(coord.__all__) <= set(dir(coord))
+
+
+def _contract(name_start: str) -> dict[str, list[str]]:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    return next(c for c in config["contracts"] if c["name"].startswith(name_start))
+
+
+def _children(folder: Path, package: str) -> set[str]:
+    """The modules and packages directly inside ``folder``, as ``package.name``."""
+    return {f"{package}.{p.stem}" for p in folder.iterdir()
+            if not p.name.startswith("__") and (p.suffix == ".py" or (p / "__init__.py").exists())}
+
+
+def test_contracts_name_every_module() -> None:
+    """The import-linter contracts list modules one by one: a new module must join them."""
+    raft = _contract("The Raft core")
+    assert set(raft["forbidden_modules"]) == _children(ROOT / "server", "coord.server") - {
+        "coord.server.raft"}
+    client = _contract("The client does not import the server")
+    assert set(client["source_modules"]) == _children(ROOT / "coord", "coord")

@@ -23,7 +23,7 @@ import asyncio
 import logging
 import struct
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import anyio
 from grpclib.const import Cardinality, Handler, Status
@@ -49,10 +49,12 @@ from coord.errors import (
 from coord.server.command import Kind, encode, split_result
 from coord.server.config import Config
 from coord.server.grpclib_compat import h2_stream
-from coord.server.nodeapi import Node
 from coord.server.statemachine import StateMachine
 
 from .pbcheck import check_message
+
+if TYPE_CHECKING:
+    from coord.server.node.protocol import Node
 
 __all__ = ["ApiContext", "encode_header", "handler", "header_field", "parse", "raise_first",
            "recv_frame", "scan", "to_grpc_error", "unary"]

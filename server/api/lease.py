@@ -6,7 +6,7 @@ raised to the minimum). Keep-alives and remaining TTLs are leader-local timer st
 (:class:`LeaseTimer`), never replicated. Unknown or expired leases answer TTL 0 on keep-alive
 and TTL -1 on TimeToLive, as etcd does (not errors). Only the leader's timer decides expiry, so
 on a follower the hooks :meth:`LeaseService._renew` and :meth:`LeaseService._remaining` must
-reach the leader: the replicated server overrides them (coord.server.transport.forward); this
+reach the leader: the replicated server overrides them (coord.server.api.forward); this
 class alone serves a member that always leads.
 
 The leader answers a keep-alive (:meth:`LeaseService.renew_here`, etcd's LeaseRenew on the

@@ -22,7 +22,7 @@ from grpclib.exceptions import GRPCError
 from coord._pb import etcdserverpb as pb
 from coord.errors import CoordError
 from coord.server.command import Kind
-from coord.server.nodeapi import MemberInfo
+from coord.server.membership import MemberInfo
 
 from .common import ApiContext, RawStream, handler, parse, recv_frame, to_grpc_error, unary
 

@@ -13,9 +13,10 @@ in memory, which ``--snapshot-count`` bounds).  Every mutation goes to disk firs
 * :meth:`DurableStorage.commit` then applies the same changes to the in-memory view (in the
   event-loop thread) before the driver calls ``RawNode.advance``.
 * :meth:`snapshot_and_compact` records a snapshot of the applied state machine (snapshot file
-  + WAL marker), then compacts the in-memory log and deletes WAL segments that lie entirely
-  behind ``index - catch_up_entries`` (entries kept so slow followers can catch up from the
-  log instead of a snapshot).
+  + WAL marker, written in a worker thread; failpoints ``raftBeforeSaveSnap`` and
+  ``raftAfterSaveSnap`` around them), then compacts the in-memory log and deletes WAL
+  segments that lie entirely behind ``index - catch_up_entries`` (entries kept so slow
+  followers can catch up from the log instead of a snapshot).
 
 Creation (:meth:`DurableStorage.create`, used for a new cluster's bootstrap and for a member
 joining an existing one) is atomic: the whole member directory -- the WAL with its metadata,
@@ -44,6 +45,8 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+
+import anyio.to_thread
 
 from coord.server import failpoints
 from coord.server.raft.errors import CompactedError, SnapshotOutOfDateError
@@ -207,21 +210,32 @@ class DurableStorage(MemoryStorage):
         self.write(hard_state, entries, snapshot, sync)
         self.commit(hard_state, entries, snapshot)
 
-    def snapshot_and_compact(self, index: int, conf_state: ConfState, data: bytes,
-                             catch_up_entries: int) -> Snapshot:
-        """Save a snapshot of the applied state at ``index`` and compact the log behind it."""
+    async def snapshot_and_compact(self, index: int, conf_state: ConfState, data: bytes,
+                                   catch_up_entries: int) -> Snapshot:
+        """Save a snapshot of the applied state at ``index`` and compact the log behind it.
+
+        The in-memory view (snapshot record, compaction) changes in the caller's thread, the
+        event loop's, where Raft reads it; the files are written in a worker thread."""
         snap = self.create_snapshot(index, conf_state, data)
-        snapfile.save(self.snap_dir, snap)
-        self.wal.save_snapshot(index, snap.metadata.term)
-        snapfile.purge(self.snap_dir, keep=2)
+        await anyio.to_thread.run_sync(self._save_snapshot, snap)
         compact_index = index - catch_up_entries
         if compact_index > self.first_index():
             try:
                 self.compact(compact_index)
             except CompactedError:
                 pass
-            self.wal.release_before(self.first_index())
+            await anyio.to_thread.run_sync(self.wal.release_before, self.first_index())
         return snap
+
+    def _save_snapshot(self, snap: Snapshot) -> None:
+        """Snapshot file + WAL marker, then old snapshot files purged (no in-memory state)."""
+        if failpoints.ACTIVE:
+            failpoints.hit("raftBeforeSaveSnap")
+        snapfile.save(self.snap_dir, snap)
+        self.wal.save_snapshot(snap.metadata.index, snap.metadata.term)
+        if failpoints.ACTIVE:
+            failpoints.hit("raftAfterSaveSnap")
+        snapfile.purge(self.snap_dir, keep=2)
 
     def close(self) -> None:
         """Close the WAL."""

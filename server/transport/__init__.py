@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from .dial import discover
 from .frames import FrameType, Hello, read_frame, write_frame
-from .peer import PeerHandler, PeerTransport, discover, parse_url
+from .peer import PeerHandler, PeerTransport
 
 __all__ = [
     "FrameType",
@@ -11,7 +12,6 @@ __all__ = [
     "PeerHandler",
     "PeerTransport",
     "discover",
-    "parse_url",
     "read_frame",
     "write_frame",
 ]

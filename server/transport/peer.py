@@ -17,11 +17,8 @@ dropped and Raft is told the peer is unreachable (``on_unreachable``), which mak
 fall back to probing; Raft retransmits what matters.  Connection failures are retried with
 exponential backoff (50 ms .. 1 s); while disconnected, queued batches are discarded.
 
-Forwarded leader-only requests (:meth:`PeerTransport.call`, e.g. a follower's lease
-keep-alive) travel on one further connection per peer (kind ``call``), dialed on first use and
-kept: CALL frames carry a call id, the acceptor answers each call in its own task and RESULT
-frames carry the id back, so calls are multiplexed and a slow one delays no other. A broken
-call connection fails its waiting calls with OSError; the next call dials again.
+Forwarded leader-only requests (:meth:`PeerTransport.call`) travel on one further connection
+per peer (kind ``call``, :mod:`.calls`).  Connections are dialed by :mod:`.dial`.
 
 Snapshots (MsgSnap) can be large and must not stall heartbeats, so each is sent on its own
 short-lived connection (kind ``snapshot``); the receiver steps it into Raft
@@ -31,9 +28,8 @@ failed.  After a failure the next snapshot to that peer waits (backoff doubling 
 5 s, reset by a success): Raft asks again as soon as it hears from the follower, and a
 snapshot that keeps failing must not be re-encoded and resent in a hot loop.
 
-A joining member (``--initial-cluster-state existing``) first calls :func:`discover` against
-the peer URLs it was given: a ``discover`` HELLO is answered with a MEMBERS frame (the cluster
-id and the member list), which is how it learns its own member id.
+A ``discover`` HELLO (:func:`.dial.discover`, a joining member asking) is answered with a
+MEMBERS frame: the cluster id and the member list.
 
 All tasks live in the task group of :meth:`PeerTransport.run`; cancelling that scope (the node
 stopping) closes every listener and connection.
@@ -41,15 +37,13 @@ stopping) closes every listener and connection.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import socket
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
@@ -61,33 +55,24 @@ from coord.server import raftcodec as codec
 from coord.server.listen import bind_all, close_all
 from coord.server.raft.types import Message, MessageType
 from coord.server.tls import is_tls_url, tls_listener
+from coord.server.urls import parse_url
 
+from .calls import CallConn, serve_calls
+from .dial import CONNECT_TIMEOUT, Rejected, describe, dial
 from .frames import FrameType, Hello, encode_frame, read_frame, write_frame
 
-__all__ = ["PeerHandler", "PeerTransport", "discover", "parse_url"]
+__all__ = ["PeerHandler", "PeerTransport"]
 
 log = logging.getLogger(__name__)
 
 _HELLO_DEC = msgspec.msgpack.Decoder(Hello)
 _ENC = msgspec.msgpack.Encoder()
-CONNECT_TIMEOUT = 1.0
-#: What reading or writing a connection the other end closed raises.
-_CLOSED = (OSError, anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
-           anyio.ClosedResourceError)
 REMOVED_REASON = "removed"
 #: SNAPSHOT_ACK payload of a refused snapshot (Raft's restore() returned false).
 SNAPSHOT_REFUSED = (b"raft refused the snapshot (not newer than the receiver's commit index, "
                     b"or the receiver is not in its configuration)")
 #: Wait before the next snapshot to a peer after a failed one: doubles from/to (seconds).
 SNAPSHOT_BACKOFF = (0.1, 5.0)
-
-
-def parse_url(url: str) -> tuple[str, int]:
-    """``http://host:port`` -> ``(host, port)``."""
-    parts = urlsplit(url if "//" in url else f"http://{url}")
-    if not parts.hostname or parts.port is None:
-        raise ValueError(f"peer URL {url!r} has no host:port")
-    return parts.hostname, parts.port
 
 
 class PeerHandler(Protocol):
@@ -157,7 +142,7 @@ class PeerTransport:
         self._peers: dict[int, _Peer] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self._inbound: dict[int, list[anyio.abc.ByteStream]] = {}
-        self._call_conns: dict[int, _CallConn] = {}
+        self._call_conns: dict[int, CallConn] = {}
         self._call_locks: dict[int, anyio.Lock] = {}
         self.call_dials = 0  # call connections dialed (one per peer while it stays up)
         self.frames_sent = 0
@@ -293,7 +278,7 @@ class PeerTransport:
                 log.info("sent snapshot at index %d (%d bytes) to %x", index,
                          len(m.snapshot.data) if m.snapshot else 0, peer.id)
         except Exception as e:
-            log.warning("sending snapshot %d to %x failed: %s", index, peer.id, _describe(e))
+            log.warning("sending snapshot %d to %x failed: %s", index, peer.id, describe(e))
         finally:
             peer.snapshot_in_flight = False
             lo, hi = SNAPSHOT_BACKOFF
@@ -306,7 +291,7 @@ class PeerTransport:
             host, port = parse_url(url)
             try:
                 with anyio.fail_after(CONNECT_TIMEOUT):
-                    stream = await _dial(host, port, self.client_ssl if is_tls_url(url)
+                    stream = await dial(host, port, self.client_ssl if is_tls_url(url)
                                          else None)
             except (OSError, TimeoutError) as e:
                 last = e
@@ -318,7 +303,7 @@ class PeerTransport:
                 with anyio.fail_after(CONNECT_TIMEOUT * 2):
                     ftype, payload = await read_frame(reader, 64 * 1024)
                 if ftype == FrameType.REJECT:
-                    raise _Rejected(payload.decode(errors="replace"))
+                    raise Rejected(payload.decode(errors="replace"))
                 if ftype != FrameType.ACCEPT:
                     raise OSError(f"unexpected handshake frame {ftype!r}")
                 return stream
@@ -333,7 +318,7 @@ class PeerTransport:
             while True:
                 try:
                     stream = await self._connect(peer, "raft")
-                except _Rejected as e:
+                except Rejected as e:
                     log.error("peer %x rejected our connection: %s", peer.id, e)
                     if str(e).startswith(REMOVED_REASON):
                         self.handler.on_removed_by_peer(peer.id)
@@ -341,7 +326,7 @@ class PeerTransport:
                     await anyio.sleep(self.max_backoff)
                     continue
                 except Exception as e:
-                    log.debug("connect to peer %x failed: %s", peer.id, _describe(e))
+                    log.debug("connect to peer %x failed: %s", peer.id, describe(e))
                     self._drain(peer)
                     await anyio.sleep(backoff)
                     backoff = min(backoff * 2, self.max_backoff)
@@ -354,7 +339,7 @@ class PeerTransport:
                         tg.start_soon(self._watch_close, stream, tg.cancel_scope)
                         await self._pump(peer, stream)
                 except Exception as e:
-                    log.info("connection to peer %x lost: %s", peer.id, _describe(e))
+                    log.info("connection to peer %x lost: %s", peer.id, describe(e))
                 finally:
                     peer.connected = False
                 self.handler.on_unreachable(peer.id)
@@ -408,7 +393,7 @@ class PeerTransport:
             raise OSError(result.decode(errors="replace"))
         return result
 
-    async def _call_conn(self, peer_id: int) -> _CallConn:
+    async def _call_conn(self, peer_id: int) -> CallConn:
         """The open call connection to ``peer_id``, dialed (once, for all callers) if needed."""
         conn = self._call_conns.get(peer_id)
         if conn is not None and conn.open:
@@ -423,10 +408,10 @@ class PeerTransport:
                 raise OSError(f"unknown peer {peer_id:x}")
             try:
                 stream = await self._connect(peer, "call")
-            except _Rejected as e:
+            except Rejected as e:
                 raise OSError(f"peer {peer_id:x} refused the call: {e}") from None
             self.call_dials += 1
-            conn = _CallConn(peer_id, stream)
+            conn = CallConn(peer_id, stream)
             self._call_conns[peer_id] = conn
             self._tg.start_soon(conn.read_results)
             return conn
@@ -435,36 +420,6 @@ class PeerTransport:
         conn = self._call_conns.pop(peer_id, None)
         if conn is not None:
             conn.close()
-
-    async def _serve_calls(self, reader: BufferedByteReceiveStream,
-                           stream: anyio.abc.ByteStream) -> None:
-        """Answer CALL frames as they come, each in its own task (one slow call does not
-        hold up the others); RESULT frames carry the call's id and are written one at a time."""
-        write_lock = anyio.Lock()
-
-        async def answer(call_id: int, method: str, body: bytes) -> None:
-            try:
-                result = (call_id, True, await self.handler.on_call(method, body))
-            except Exception as e:
-                result = (call_id, False, str(e).encode())
-            try:
-                async with write_lock:
-                    await write_frame(stream, FrameType.RESULT, _ENC.encode(result))
-            except _CLOSED:
-                pass  # the caller went away; it has given up on this call
-
-        async with anyio.create_task_group() as tg:
-            try:
-                while True:
-                    ftype, payload = await read_frame(reader)
-                    if ftype != FrameType.CALL:
-                        break
-                    call_id, method, body = msgspec.msgpack.decode(
-                        payload, type=tuple[int, str, bytes])
-                    tg.start_soon(answer, call_id, method, body)
-            except _CLOSED:
-                pass  # the caller closed its call connection
-            tg.cancel_scope.cancel()
 
     # -- receiving -----------------------------------------------------------------------------
 
@@ -487,7 +442,7 @@ class PeerTransport:
                     return
                 await write_frame(stream, FrameType.ACCEPT, b"")
                 if hello.kind == "call":
-                    await self._serve_calls(reader, stream)
+                    await serve_calls(self.handler.on_call, reader, stream)
                     return
                 conns = self._inbound.setdefault(hello.from_id, [])
                 conns.append(stream)
@@ -501,7 +456,7 @@ class PeerTransport:
             except (ValueError, msgspec.DecodeError, msgspec.ValidationError) as e:
                 log.warning("bad frame from peer, closing: %s", e)
             except Exception as e:
-                log.error("inbound peer connection failed: %s", _describe(e), exc_info=e)
+                log.error("inbound peer connection failed: %s", describe(e), exc_info=e)
 
     async def drop_inbound(self, peer_id: int) -> None:
         """Close every inbound connection from ``peer_id`` (e.g. it was removed)."""
@@ -533,116 +488,3 @@ class PeerTransport:
         return ""
 
 
-def _describe(e: BaseException) -> str:
-    """A one-line description (the leaves of an exception group)."""
-    if isinstance(e, BaseExceptionGroup):
-        return "; ".join(_describe(x) for x in e.exceptions)
-    return f"{type(e).__name__}: {e}"
-
-
-class _Rejected(Exception):
-    """The remote end refused our HELLO."""
-
-
-class _CallConn:
-    """One peer's call connection: CALL frames ``(id, method, body)`` are written one at a
-    time by the callers, RESULT frames ``(id, ok, body)`` are read by :meth:`read_results` and
-    handed to the caller waiting for that id, so calls are multiplexed and may finish in any
-    order. When the connection fails every waiting caller gets OSError and the next call dials
-    a new connection."""
-
-    def __init__(self, peer_id: int, stream: anyio.abc.ByteStream) -> None:
-        self.peer_id = peer_id
-        self.stream = stream
-        self.open = True
-        self._next_id = 0
-        self._waiting: dict[int, asyncio.Future[tuple[bool, bytes]]] = {}
-        self._write_lock = anyio.Lock()
-        self._scope = anyio.CancelScope()
-
-    async def call(self, method: str, body: bytes) -> tuple[bool, bytes]:
-        self._next_id += 1
-        call_id = self._next_id
-        fut: asyncio.Future[tuple[bool, bytes]] = asyncio.get_running_loop().create_future()
-        self._waiting[call_id] = fut
-        try:
-            try:
-                async with self._write_lock:
-                    # never cut a frame in half (the caller's timeout): the stream would be
-                    # garbage for every later call; a write that cannot finish closes it
-                    with anyio.CancelScope(shield=True) as scope:
-                        scope.deadline = anyio.current_time() + 2 * CONNECT_TIMEOUT
-                        await write_frame(self.stream, FrameType.CALL,
-                                          _ENC.encode((call_id, method, body)))
-                    if scope.cancelled_caught:
-                        raise OSError("write timed out")
-            except _CLOSED as e:
-                self.close()
-                raise OSError(f"call connection to {self.peer_id:x} failed: {e}") from None
-            return await fut
-        finally:
-            self._waiting.pop(call_id, None)
-
-    async def read_results(self) -> None:
-        reason = "closed"
-        with self._scope:
-            try:
-                reader = BufferedByteReceiveStream(self.stream)
-                while True:
-                    ftype, payload = await read_frame(reader)
-                    if ftype != FrameType.RESULT:
-                        reason = f"unexpected frame {ftype!r}"
-                        break
-                    call_id, ok, result = msgspec.msgpack.decode(
-                        payload, type=tuple[int, bool, bytes])
-                    fut = self._waiting.get(call_id)
-                    if fut is not None and not fut.done():
-                        fut.set_result((ok, result))
-            except Exception as e:
-                reason = _describe(e)
-        self.open = False
-        with anyio.CancelScope(shield=True):
-            await self.stream.aclose()
-        for fut in self._waiting.values():
-            if not fut.done():
-                fut.set_exception(OSError(
-                    f"call connection to {self.peer_id:x} lost: {reason}"))
-
-    def close(self) -> None:
-        self.open = False
-        self._scope.cancel()
-
-
-async def _dial(host: str, port: int, ctx: ssl.SSLContext | None) -> anyio.abc.ByteStream:
-    """TCP, or TLS when ``ctx`` is given (the server certificate must match ``host``)."""
-    if ctx is None:
-        return await anyio.connect_tcp(host, port)
-    return await anyio.connect_tcp(host, port, ssl_context=ctx, tls_standard_compatible=False)
-
-
-async def discover(peer_urls: Iterable[str], timeout: float = 5.0,
-                   on_error: Callable[[str, Exception], None] | None = None,
-                   client_ssl: ssl.SSLContext | None = None) -> bytes:
-    """Ask the first reachable peer for its membership document.
-
-    Raises:
-        OSError: no peer answered within ``timeout`` per attempt.
-    """
-    last: Exception = OSError("no peer URLs given")
-    for url in peer_urls:
-        try:
-            host, port = parse_url(url)
-            with anyio.fail_after(timeout):
-                stream = await _dial(host, port, client_ssl if is_tls_url(url) else None)
-                async with stream:
-                    await write_frame(stream, FrameType.HELLO,
-                                      _ENC.encode(Hello(0, 0, 0, "discover")))
-                    ftype, payload = await read_frame(BufferedByteReceiveStream(stream))
-            if ftype == FrameType.MEMBERS:
-                return payload
-            last = OSError(f"{url}: unexpected frame {ftype!r}")
-        except (OSError, TimeoutError, anyio.EndOfStream, anyio.IncompleteRead, ValueError) as e:
-            last = e
-            if on_error is not None:
-                on_error(url, e)
-    raise OSError(f"could not reach any member at {list(peer_urls)}: {last}")

@@ -10,7 +10,7 @@ import pytest
 from cluster.clusterlib import Cluster, Member, get, put, status
 from support import etcdctl, wait_for
 
-from coord.server.nodeapi import compute_cluster_id, compute_member_id
+from coord.server.membership import compute_cluster_id, compute_member_id
 
 pytestmark = pytest.mark.etcdctl
 

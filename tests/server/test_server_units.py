@@ -351,12 +351,13 @@ def test_cli_flags() -> None:
 def test_api_header_cache_follows_term() -> None:
     import asyncio
 
+    from fakes import FakeNode
+
     from coord.server.api.common import ApiContext, scan
-    from coord.server.nodeapi import MemberInfo
-    from coord.server.solo import SoloNode
+    from coord.server.membership import MemberInfo
 
     sm = StateMachine()
-    node = SoloNode(sm, MemberInfo(id=77, name="n"), cluster_id=2**63 + 5)
+    node = FakeNode(sm, MemberInfo(id=77, name="n"), cluster_id=2**63 + 5)
     ctx = ApiContext(Config(), node, sm)
     assert ctx.header(9) == bytes(pb.ResponseHeader(cluster_id=2**63 + 5, member_id=77,
                                                     revision=9))
@@ -370,16 +371,17 @@ def test_api_header_cache_follows_term() -> None:
 
 
 def test_hasleader_without_leader_is_no_leader() -> None:
+    from fakes import FakeNode
+
     from coord.errors import NoLeaderError
     from coord.server.api.common import ApiContext
-    from coord.server.nodeapi import MemberInfo
-    from coord.server.solo import SoloNode
+    from coord.server.membership import MemberInfo
 
     class FakeStream:
         metadata = {"hasleader": "true"}
 
     sm = StateMachine()
-    ctx = ApiContext(Config(), SoloNode(sm, MemberInfo(id=1, name="n"), 2), sm)
+    ctx = ApiContext(Config(), FakeNode(sm, MemberInfo(id=1, name="n"), 2), sm)
     with pytest.raises(NoLeaderError, match="etcdserver: no leader"):
         ctx.check_leader(FakeStream())  # type: ignore[arg-type]
     FakeStream.metadata = {}
@@ -431,15 +433,15 @@ def test_expired_unrevoked_lease_is_not_reported_lost() -> None:
     revoke to apply (then TTL 0) or for this member to stop deciding expiry (then
     LeaderChangedError, so the client retries elsewhere): it never reports it lost early."""
     import anyio
+    from fakes import FakeNode
 
     from coord.server.api.common import ApiContext
     from coord.server.api.lease import LeaseService
-    from coord.server.nodeapi import MemberInfo
-    from coord.server.solo import SoloNode
+    from coord.server.membership import MemberInfo
 
     async def main() -> None:
         sm = StateMachine()
-        node = SoloNode(sm, MemberInfo(id=1, name="n"), 2)
+        node = FakeNode(sm, MemberInfo(id=1, name="n"), 2)
         await node.start()
         clock, auth = Clock(), Authority()
         auth.term = node.leader_term()

@@ -16,7 +16,7 @@ from support import free_port
 
 from coord.server.config import Config
 from coord.server.membership import Member, Membership
-from coord.server.node import RaftNode, _SnapshotData
+from coord.server.node import RaftNode, SnapshotData
 from coord.server.raft.types import ConfState, Snapshot, SnapshotMetadata
 from coord.server.statemachine import StateMachine
 from coord.server.storage import DurableStorage, StorageError, snapfile
@@ -43,7 +43,7 @@ def test_conf_state_mismatch() -> None:
 
 def _write_snapshot(data_dir: Path, ms: Membership, cs: ConfState) -> None:
     st = DurableStorage.create(data_dir, {"member_id": 1, "cluster_id": 7})
-    data = msgspec.msgpack.encode(_SnapshotData(StateMachine().snapshot(), ms.snapshot(), 10))
+    data = msgspec.msgpack.encode(SnapshotData(StateMachine().snapshot(), ms.snapshot(), 10))
     snapfile.save(st.snap_dir, Snapshot(data, SnapshotMetadata(cs, index=10, term=2)))
     st.close()
 
@@ -51,7 +51,8 @@ def _write_snapshot(data_dir: Path, ms: Membership, cs: ConfState) -> None:
 def _open_node(data_dir: Path) -> RaftNode:
     async def make() -> RaftNode:  # the node's events need a running loop
         peer = f"http://127.0.0.1:{free_port()}"  # the node binds it (never the default 2380)
-        return RaftNode(Config(data_dir=str(data_dir), listen_peer_urls=(peer,)), StateMachine())
+        return await RaftNode.open(Config(data_dir=str(data_dir), listen_peer_urls=(peer,)),
+                                   StateMachine())
 
     return asyncio.run(make())
 

@@ -8,6 +8,7 @@ import struct
 import zlib
 from pathlib import Path
 
+import anyio
 import msgspec
 import pytest
 
@@ -238,7 +239,7 @@ def test_durable_storage_recovery_with_snapshot(tmp_path: Path) -> None:
     st = DurableStorage.create(tmp_path, MD, segment_bytes=400)
     for i in range(1, 61, 3):
         st.save(HardState(1, 1, i + 2), ents(i, i + 2))
-    st.snapshot_and_compact(50, ConfState(voters=[1, 2, 3]), b"state@50", catch_up_entries=10)
+    anyio.run(st.snapshot_and_compact, 50, ConfState(voters=[1, 2, 3]), b"state@50", 10)
     assert st.first_index() == 41
     with pytest.raises(CompactedError):
         st.entries(30, 45)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from support import (
     grpc_status_ok,
@@ -17,8 +19,8 @@ from support import (
     wait_for,
 )
 
-from coord.server.node import discover_sync
 from coord.server.tls import TLSInfo
+from coord.server.transport import discover
 
 
 def peer_flags(pki: Any) -> list[str]:
@@ -41,13 +43,13 @@ def test_tls_peer_cluster_elects_leader_and_replicates(tmp_path: Path, pki: Any)
         # the peer port really speaks TLS only, and requires a client certificate
         peer_url = members[0]["peerURLs"][0]
         with pytest.raises(OSError, match="could not reach"):  # plaintext: no answer
-            discover_sync([peer_url.replace("https://", "http://")])
+            anyio.run(discover, [peer_url.replace("https://", "http://")], 2.0)
         no_cert = TLSInfo(trusted_ca_file=str(pki.ca), prefix="peer-").client_context()
         with pytest.raises(OSError, match="could not reach"):
-            discover_sync([peer_url], client_ssl=no_cert)
+            anyio.run(partial(discover, [peer_url], 2.0, client_ssl=no_cert))
         ours = TLSInfo(str(pki.server_cert), str(pki.server_key), str(pki.ca),
                        prefix="peer-").client_context()
-        assert len(discover_sync([peer_url], client_ssl=ours)) > 0
+        assert len(anyio.run(partial(discover, [peer_url], 2.0, client_ssl=ours))) > 0
     finally:
         for p in procs:
             p.stop()

@@ -1,15 +1,15 @@
-"""SoloNode: a single-member, always-leader, in-memory stand-in for the Raft node.
+"""Test fakes. FakeNode: a single-member, always-leader, in-memory stand-in for the Raft node.
 
-Theory of operation: there is no log replication and no persistence; :meth:`propose` applies
+There is no log replication and no persistence; :meth:`propose` applies
 the command to the state machine at once (next log index) and returns its result. The term is
 1 from :meth:`start` on, and the member is leader from then until :meth:`stop`. It implements
-the :class:`coord.server.nodeapi.Node` protocol so the API layer cannot tell it from RaftNode
-(apart from durability: a restart loses everything).
+the Node protocol (coord.server.node.protocol) so the API layer cannot tell it from RaftNode (apart
+from durability: a restart loses everything). Production never builds it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from coord.errors import (
     CoordError,
@@ -19,14 +19,13 @@ from coord.errors import (
     ServerStoppedError,
     UnhealthyClusterError,
 )
+from coord.server.membership import MemberInfo
+from coord.server.statemachine import StateMachine
 
-from .nodeapi import MemberInfo
-from .statemachine import StateMachine
-
-__all__ = ["SoloNode"]
+__all__ = ["FakeNode"]
 
 
-class SoloNode:
+class FakeNode:
     """Single member that applies every proposal immediately."""
 
     def __init__(self, sm: StateMachine, member: MemberInfo, cluster_id: int) -> None:
@@ -36,6 +35,8 @@ class SoloNode:
         self._member = member
         self._running = False
         self._term = 0
+        self.request_timeout = 5.0
+        self._calls: dict[str, Callable[[bytes], bytes | Awaitable[bytes]]] = {}
 
     async def propose(self, command: bytes) -> bytes:
         """Apply ``command`` now; raise the CoordError it produced."""
@@ -122,6 +123,20 @@ class SoloNode:
         """Already leader; any other target does not exist."""
         if target_id != self.member_id:
             raise MemberNotFoundError()
+
+    def register_call(self, method: str,
+                      fn: Callable[[bytes], bytes | Awaitable[bytes]]) -> None:
+        """Serve ``method`` here (the only member is always the leader)."""
+        self._calls[method] = fn
+
+    async def leader_call(self, method: str, body: bytes,
+                          timeout: float | None = None) -> bytes:
+        """Run the registered ``method`` here."""
+        result = self._calls[method](body)
+        return result if isinstance(result, bytes) else await result
+
+    async def wait_published(self) -> None:
+        """Nothing to publish."""
 
     async def start(self) -> None:
         """Become leader of term 1."""

@@ -4,34 +4,23 @@ Theory of operation: the gRPC services never talk to Raft directly. Writes are e
 commands (:mod:`coord.server.command`) and handed to :meth:`Node.propose`, which resolves with
 *this member's* state-machine result for that command once it is committed and applied.
 Linearizable reads first await :meth:`Node.read_index`, then read the local state machine.
-Two implementations exist: :class:`coord.server.solo.SoloNode` (single member, applies at
-once, in memory) and the Raft-backed ``RaftNode`` (server/node.py). ``app.build_node`` picks one.
-
-Member and cluster IDs are computed as etcd does (SHA-1 over peer URLs and cluster token,
-first 8 bytes big-endian) so they look like etcd's 64-bit hex IDs.
+The implementation is the Raft-backed :class:`~coord.server.node.RaftNode`; tests may use a
+fake. The caller owns a node's lifetime: ``await task_group.start(node.run)`` returns once the
+peer port serves and the driver runs; cancelling that task group stops the node.
+Leader-only requests that reach a follower (lease keep-alives) go to the leader through
+:meth:`Node.leader_call`, served there by what :meth:`Node.register_call` installed.
 """
 
 from __future__ import annotations
 
-import hashlib
-import struct
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, runtime_checkable
 
-__all__ = ["MemberInfo", "Node", "compute_cluster_id", "compute_member_id"]
+import anyio.abc
 
+from coord.server.membership import MemberInfo
 
-@dataclass(frozen=True)
-class MemberInfo:
-    """One cluster member as MemberList reports it."""
-
-    id: int
-    name: str
-    peer_urls: tuple[str, ...] = ()
-    client_urls: tuple[str, ...] = ()
-    is_learner: bool = False
-    extra: dict[str, str] = field(default_factory=dict, compare=False)
+__all__ = ["MemberInfo", "Node"]
 
 
 @runtime_checkable
@@ -40,6 +29,8 @@ class Node(Protocol):
 
     member_id: int
     cluster_id: int
+    #: Seconds a request may wait for its proposal to apply (--request-timeout).
+    request_timeout: float
 
     async def propose(self, command: bytes) -> bytes:
         """Replicate ``command``; return this member's apply result (raise its CoordError).
@@ -117,26 +108,24 @@ class Node(Protocol):
         """Hand leadership to ``target_id`` (MoveLeader)."""
         ...
 
-    async def start(self) -> None:
-        """Start the member (recover state, join the cluster)."""
+    def register_call(self, method: str,
+                      fn: Callable[[bytes], bytes | Awaitable[bytes]]) -> None:
+        """Serve the leader-only ``method`` with ``fn`` while this member leads."""
         ...
 
-    async def stop(self) -> None:
-        """Stop the member; pending proposals fail with ServerStoppedError."""
+    async def leader_call(self, method: str, body: bytes,
+                          timeout: float | None = None) -> bytes:
+        """Run the registered ``method`` on the leader (here when leading); NoLeaderError
+        when there is none or it cannot be reached in time."""
         ...
 
+    async def wait_published(self) -> None:
+        """Return once this member's name and client URLs are applied (etcd's ReadyNotify)."""
+        ...
 
-def _id_from(parts: Sequence[bytes]) -> int:
-    digest = hashlib.sha1(b"".join(parts)).digest()
-    value = int(struct.unpack(">Q", digest[:8])[0])
-    return value or 1
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """Run the member until cancelled (``await task_group.start(node.run)``): started once
+        its peer port serves. Cancelled, pending proposals fail with ServerStoppedError; a
+        member that stopped because its Raft state cannot go on raises FatalError."""
+        ...
 
-
-def compute_member_id(peer_urls: Sequence[str], cluster_token: str) -> int:
-    """etcd's member ID: SHA-1 of the sorted peer URLs and the cluster token (8 bytes)."""
-    return _id_from([u.encode() for u in sorted(peer_urls)] + [cluster_token.encode()])
-
-
-def compute_cluster_id(member_ids: Sequence[int]) -> int:
-    """etcd's cluster ID: SHA-1 of the sorted member IDs (8 bytes big-endian each)."""
-    return _id_from([struct.pack(">Q", m) for m in sorted(member_ids)])

@@ -1,10 +1,10 @@
 """Leader-only lease requests on followers: forwarded to the leader over the peer transport.
 
 Theory of operation: lease deadlines live only in the leader's :class:`LeaseTimer` (expiry is
-the leader's decision, DESIGN rule 4), so a LeaseKeepAlive or LeaseTimeToLive that reaches a
+the leader's decision, architecture rule 4), so a LeaseKeepAlive or LeaseTimeToLive that reaches a
 follower must be answered by the leader.  :class:`ForwardingLeaseService` is the API layer's
 :class:`~coord.server.api.lease.LeaseService` with those two calls routed through
-:meth:`RaftNode.leader_call` (a CALL frame on the peer's kept call connection; a direct call
+:meth:`Node.leader_call` (a CALL frame on the peer's kept call connection; a direct call
 when this member leads).  :func:`register_lease_calls` installs the leader side, which is
 :meth:`LeaseService.renew_here` / :meth:`LeaseService.remaining_here`: each forwarded request
 carries the follower's applied index as its read point, and the leader answers only once it
@@ -23,12 +23,13 @@ import struct
 import time
 from typing import TYPE_CHECKING
 
-from coord.server.api.common import ApiContext
-from coord.server.api.lease import LeaseService
 from coord.server.lease import LeaseTimer
 
+from .common import ApiContext
+from .lease import LeaseService
+
 if TYPE_CHECKING:
-    from coord.server.node import RaftNode
+    from coord.server.node.protocol import Node
 
 __all__ = ["ForwardingLeaseService", "register_lease_calls"]
 
@@ -40,7 +41,7 @@ REMAINING = "lease.remaining"
 MIN_FORWARD_TIMEOUT = 0.5
 
 
-def register_lease_calls(node: RaftNode, service: LeaseService) -> None:
+def register_lease_calls(node: Node, service: LeaseService) -> None:
     """Serve forwarded keep-alives and remaining-TTL queries with ``service`` on the leader."""
 
     async def renew(body: bytes) -> bytes:
@@ -58,7 +59,7 @@ def register_lease_calls(node: RaftNode, service: LeaseService) -> None:
 class ForwardingLeaseService(LeaseService):
     """LeaseService whose keep-alive and TTL queries always reach the leader's timer."""
 
-    def __init__(self, ctx: ApiContext, timer: LeaseTimer, node: RaftNode) -> None:
+    def __init__(self, ctx: ApiContext, timer: LeaseTimer, node: Node) -> None:
         super().__init__(ctx, timer)
         self.node = node
         self._confirmed: dict[int, float] = {}  # lease id -> deadline the leader confirmed
