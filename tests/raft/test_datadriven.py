@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from raft_harness import Cluster, fmt_entry
+from raft.raft_harness import Cluster, fmt_entry
 
 from coord.server.raft import ConfChange, ConfChangeType, ProposalDropped
 

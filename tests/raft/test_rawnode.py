@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from raft_harness import Cluster
+from raft.raft_harness import Cluster
 
 from coord.server.raft import (
     ConfState,

@@ -8,7 +8,7 @@ linearizability on every Ready, so each test also guards the global invariants.
 from __future__ import annotations
 
 import pytest
-from raft_harness import Cluster
+from raft.raft_harness import Cluster
 
 from coord.server.raft import (
     ConfChange,
