@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass, field
 
 from cluster.clusterlib import Cluster, Member, status
+from unwrap import unwrap
 
 from . import clusterops
 
@@ -248,7 +249,7 @@ class Compaction(Nemesis):
         st = status(m.endpoint)
         if st is None:
             return self._record("skip", f"{m.name} does not answer")
-        rev = int(st.header.revision) - self.rng.randint(0, 30)
+        rev = int(unwrap(st.header).revision) - self.rng.randint(0, 30)
         if rev <= 1:
             return self._record("skip", f"revision {rev} too low")
         try:

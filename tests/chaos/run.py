@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster.clusterlib import Cluster, status
+from unwrap import unwrap
 
 from coord import Client, CompactedError
 
@@ -220,7 +221,7 @@ def run_chaos(base: Path, cfg: ChaosConfig, out: Any = print) -> Report:
             p.kill()
             p.stop()
         live = [m.endpoint for m in c.running()]
-        final_rev = max(int(st.header.revision) for m in c.running()
+        final_rev = max(int(unwrap(st.header).revision) for m in c.running()
                         if (st := status(m.endpoint)) is not None)
         for w in watchers:
             deadline = time.monotonic() + 30

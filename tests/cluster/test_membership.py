@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from cluster.clusterlib import Cluster, Member, get, put, status
 from support import etcdctl, wait_for
+from unwrap import unwrap
 
 from coord.server.membership import compute_cluster_id, compute_member_id
 
@@ -29,7 +30,7 @@ def test_ids_are_etcds(tmp_path: Path) -> None:
         assert sorted(m.id for m in c.members) == ids
         st = status(c.members[0].endpoint)
         assert st is not None
-        assert st.header.cluster_id == compute_cluster_id(ids)
+        assert unwrap(st.header).cluster_id == compute_cluster_id(ids)
         members = member_list(c.members[1].endpoint)
         assert sorted(str(m["name"]) for m in members) == ["m1", "m2", "m3"]
         wait_for(lambda: all(m.get("clientURLs") for m in member_list(c.members[2].endpoint)),
@@ -58,7 +59,7 @@ def test_learner_promote_move_leader_remove(tmp_path: Path) -> None:
                  if status(new.endpoint) else False, timeout=30, what="the learner to catch up")
         st = status(new.endpoint)
         assert st is not None
-        new.id = int(st.header.member_id)
+        new.id = int(unwrap(st.header).member_id)
         learners = [m for m in member_list(ep) if m.get("isLearner")]
         assert [int(str(m["ID"])) for m in learners] == [new.id]
         # -- promote ------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from unwrap import unwrap
 
 from coord._pb.etcdserverpb import (
     Compare,
@@ -134,7 +135,7 @@ def test_read_only_txn_does_not_bump(s: KVStore) -> None:
     resp = txn(s, success=[op_range(b"a")])
     assert resp.succeeded
     assert s.rev == 2
-    assert resp.responses[0].response_range.header.revision == 2
+    assert unwrap(unwrap(resp.responses[0].response_range).header).revision == 2
 
 
 # ------------------------------------------------------------------ ranges
@@ -373,18 +374,18 @@ def test_txn_branches_one_revision_and_read_your_writes(s: KVStore) -> None:
     )
     assert resp.succeeded
     assert s.rev == 4
-    r1 = resp.responses[2].response_range
+    r1 = unwrap(resp.responses[2].response_range)
     got = [(kv.key, kv.value, kv.mod_revision) for kv in r1.kvs]
     assert got == [(b"w", b"0", 3), (b"x", b"1", 4), (b"y", b"2", 4)]
-    assert r1.header.revision == 4
-    assert keys(resp.responses[4].response_range) == [b"x", b"y"]
-    assert resp.responses[0].response_put.header.revision == 4
-    assert resp.responses[3].response_delete_range.deleted == 1
+    assert unwrap(r1.header).revision == 4
+    assert keys(unwrap(resp.responses[4].response_range)) == [b"x", b"y"]
+    assert unwrap(unwrap(resp.responses[0].response_put).header).revision == 4
+    assert unwrap(resp.responses[3].response_delete_range).deleted == 1
     assert [v.key for v in s.changes(4)] == [b"x", b"y", b"w"]
     assert rng(s, b"never").kvs == []
     resp = txn(s, compare=[cmp(b"x", T.VALUE, R.EQUAL, value=b"0")], failure=[op_range(b"x")])
     assert not resp.succeeded
-    assert resp.responses[0].response_range.kvs[0].value == b"1"
+    assert unwrap(resp.responses[0].response_range).kvs[0].value == b"1"
     assert s.rev == 4
 
 
@@ -401,9 +402,9 @@ def test_nested_txn(s: KVStore) -> None:
             ),
         ],
     )
-    inner = resp.responses[1].response_txn
+    inner = unwrap(resp.responses[1].response_txn)
     assert inner.succeeded
-    assert inner.responses[1].response_range.kvs[0].value == b"2"
+    assert unwrap(inner.responses[1].response_range).kvs[0].value == b"2"
     assert keys(rng(s, b"a", b"z")) == [b"a", b"b", b"c"]
     assert s.rev == 3
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import trustme
 from support import CoordProc, Proc, etcdctl, free_port, grpc_status_ok, wait_for
+from unwrap import unwrap
 
 from coord import Client
 
@@ -65,7 +66,7 @@ def _one_cluster(ms: Sequence[Member], names: Sequence[str]) -> None:
     with Client(ms[0].endpoint, timeout=10) as c:
         c.put("/cfg/k", "from-" + ms[0].name)
     with Client(ms[-1].endpoint, timeout=10) as c:
-        assert c.get("/cfg/k").value == b"from-" + ms[0].name.encode()
+        assert unwrap(c.get("/cfg/k")).value == b"from-" + ms[0].name.encode()
 
 
 def test_three_members_from_environment_only(tmp_path: Path, members: list[Member]) -> None:
@@ -161,7 +162,7 @@ def test_member_added_by_etcdctl_joins_from_printed_variables(
         new.wait_ready()
         assert (tmp_path / "a1.coord").is_dir()  # --data-dir's default, <name>.coord
         with Client(new.endpoint, timeout=10) as c:
-            assert c.get("/cfg/before").value == b"1"
+            assert unwrap(c.get("/cfg/before")).value == b"1"
             listed = {m.name: m for m in c.members()}
             assert set(listed) == {"a0", "a1"}
             assert listed["a1"].client_urls == (f"http://127.0.0.1:{client}",)

@@ -12,6 +12,7 @@ import pytest
 from grpclib.client import Channel
 from grpclib.const import Cardinality
 from support import CoordProc, Proc, etcdctl, free_port, require_binary, wait_for
+from unwrap import unwrap
 
 from coord._pb import etcdserverpb as pb
 from coord._pb import mvccpb
@@ -114,7 +115,7 @@ async def _events(stream: Any, want: int, timeout: float) -> list[mvccpb.Event]:
     got: list[mvccpb.Event] = []
     async with asyncio.timeout(timeout):
         while len(got) < want:
-            resp = pb.WatchResponse.parse(await stream.recv_message())
+            resp = pb.WatchResponse.parse(unwrap(await stream.recv_message()))
             got.extend(resp.events)
     return got
 
@@ -134,7 +135,7 @@ def test_slow_watcher_does_not_block_others(coord_server: Any, prefix: str) -> N
                     fast_ch.request(path, Cardinality.STREAM_STREAM, bytes, bytes) as fast:
                 for s in (slow, fast):
                     await s.send_message(_create(key, end))
-                    assert pb.WatchResponse.parse(await s.recv_message()).created
+                    assert pb.WatchResponse.parse(unwrap(await s.recv_message())).created
                 fast_reader = asyncio.create_task(_events(fast, n, 60))
                 for i in range(n):
                     async with kv_ch.request("/etcdserverpb.KV/Put", Cardinality.UNARY_UNARY,
@@ -143,11 +144,12 @@ def test_slow_watcher_does_not_block_others(coord_server: Any, prefix: str) -> N
                         await put.send_message(bytes(req), end=True)
                         await put.recv_message()
                 fast_events = await fast_reader
-                assert [e.kv.key for e in fast_events] == [key + b"%03d" % i for i in range(n)]
+                expected = [key + b"%03d" % i for i in range(n)]
+                assert [unwrap(e.kv).key for e in fast_events] == expected
                 # the slow watcher was never read so far: it catches up, in order, complete
                 slow_events = await _events(slow, n, 60)
-                assert [e.kv.key for e in slow_events] == [e.kv.key for e in fast_events]
-                assert all(len(e.kv.value) == size for e in slow_events)
+                assert [unwrap(e.kv).key for e in slow_events] == expected
+                assert all(len(unwrap(e.kv).value) == size for e in slow_events)
                 await slow.cancel()
                 await fast.cancel()
         finally:
@@ -168,7 +170,7 @@ def test_half_closed_watch_stream_keeps_delivering(coord_server: Any, prefix: st
             async with ch.request("/etcdserverpb.Watch/Watch", Cardinality.STREAM_STREAM,
                                   bytes, bytes) as stream:
                 await stream.send_message(_create(key, b""), end=True)  # then half-close
-                assert pb.WatchResponse.parse(await stream.recv_message()).created
+                assert pb.WatchResponse.parse(unwrap(await stream.recv_message())).created
                 etcd_put = asyncio.to_thread(etcdctl, coord_server.endpoint, "put",
                                              key.decode(), "after-half-close")
                 await etcd_put
@@ -179,4 +181,4 @@ def test_half_closed_watch_stream_keeps_delivering(coord_server: Any, prefix: st
             ch.close()
 
     events = asyncio.run(main())
-    assert [(e.kv.key, e.kv.value) for e in events] == [(key, b"after-half-close")]
+    assert [(unwrap(e.kv).key, unwrap(e.kv).value) for e in events] == [(key, b"after-half-close")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from unwrap import unwrap
 
 from coord._pb.etcdserverpb import (
     DeleteRangeRequest,
@@ -80,7 +81,12 @@ def delete(s: KVStore, key: bytes, end: bytes = b"") -> None:
 def evs(resps: list[WatchResponse]) -> list[tuple[int, str, bytes, int]]:
     """(watch_id, type, key, mod_revision) of every event, in order."""
     return [
-        (r.watch_id, "D" if e.type == EventEventType.DELETE else "P", e.kv.key, e.kv.mod_revision)
+        (
+            r.watch_id,
+            "D" if e.type == EventEventType.DELETE else "P",
+            unwrap(e.kv).key,
+            unwrap(e.kv).mod_revision,
+        )
         for r in resps
         for e in r.events
     ]
@@ -89,7 +95,9 @@ def evs(resps: list[WatchResponse]) -> list[tuple[int, str, bytes, int]]:
 def prevs(resps: list[WatchResponse]) -> list[tuple[int, bytes | None]]:
     """(mod_revision, prev_kv value or None) of every event."""
     return [
-        (e.kv.mod_revision, e.prev_kv.value if e.prev_kv else None) for r in resps for e in r.events
+        (unwrap(e.kv).mod_revision, e.prev_kv.value if e.prev_kv else None)
+        for r in resps
+        for e in r.events
     ]
 
 
@@ -107,10 +115,10 @@ def test_created_precedes_events_and_ids_start_at_zero(store: KVStore, hub: Watc
     put(store, b"b1")  # 4
     resps = c.drain()
     assert [(r.watch_id, r.created) for r in resps[:2]] == [(0, True), (1, True)]
-    assert resps[0].header.revision == 2  # revision at creation
-    assert (resps[0].header.cluster_id, resps[0].header.raft_term) == (11, 3)
+    assert unwrap(resps[0].header).revision == 2  # revision at creation
+    assert (unwrap(resps[0].header).cluster_id, unwrap(resps[0].header).raft_term) == (11, 3)
     assert evs(resps) == [(0, "P", b"a", 3), (1, "P", b"b1", 4)]
-    assert all(r.header.revision == 4 for r in resps[2:])  # store revision at send time
+    assert all(unwrap(r.header).revision == 4 for r in resps[2:])  # store revision at send time
     hub._check()
 
 
@@ -184,8 +192,8 @@ def test_one_revision_is_never_split(store: KVStore, hub: WatchHub) -> None:
     put(store, b"p/single")
     resps = c.drain(max_bytes=500)  # far smaller than the txn's events
     assert len(resps[0].events) == 50
-    assert {e.kv.mod_revision for e in resps[0].events} == {2}
-    assert [e.kv.key for e in resps[0].events] == [b"p/%03d" % i for i in range(50)]
+    assert {unwrap(e.kv).mod_revision for e in resps[0].events} == {2}
+    assert [unwrap(e.kv).key for e in resps[0].events] == [b"p/%03d" % i for i in range(50)]
     assert evs(resps[1:]) == [(0, "P", b"p/single", 3)]
 
 
@@ -201,7 +209,7 @@ def test_max_bytes_bounds_each_call(store: KVStore, hub: WatchHub) -> None:
     for batch in batches:
         assert sum(map(len, batch)) <= 2000 + 200  # budget + at most one revision
     got = [WatchResponse.parse(b) for batch in batches for b in batch]
-    assert [e.kv.mod_revision for r in got for e in r.events] == list(range(2, 202))
+    assert [unwrap(e.kv).mod_revision for r in got for e in r.events] == list(range(2, 202))
 
 
 # ------------------------------------------------------------------ options
@@ -255,7 +263,7 @@ def test_fragment(store: KVStore) -> None:
     assert len(whole[0].events) == 30
     assert len(frag) > 2
     assert [r.fragment for r in frag] == [True] * (len(frag) - 1) + [False]
-    assert [e.kv.key for r in frag for e in r.events] == [b"p/%02d" % i for i in range(30)]
+    assert [unwrap(e.kv).key for r in frag for e in r.events] == [b"p/%02d" % i for i in range(30)]
     assert all(len(bytes(r)) < 1000 for r in frag)
 
 
@@ -268,7 +276,7 @@ def test_cancel(store: KVStore, hub: WatchHub) -> None:
     c.cancel(0)
     c.cancel(42)  # unknown: no response at all
     resps = c.drain()
-    assert [(r.watch_id, r.canceled, r.header.revision) for r in resps] == [(0, True, 2)]
+    assert [(r.watch_id, r.canceled, unwrap(r.header).revision) for r in resps] == [(0, True, 2)]
     put(store, b"k")
     assert c.drain() == []
 
@@ -284,7 +292,7 @@ def test_compacted_start_revision(store: KVStore, hub: WatchHub) -> None:
     assert (resps[0].watch_id, resps[0].created, resps[0].canceled) == (0, True, False)
     assert (resps[1].watch_id, resps[1].created) == (1, True)
     cancel = next(r for r in resps if r.canceled)
-    assert (cancel.watch_id, cancel.compact_revision, cancel.header.revision) == (0, 4, 0)
+    assert (cancel.watch_id, cancel.compact_revision, unwrap(cancel.header).revision) == (0, 4, 0)
     assert [e[3] for e in evs(resps) if e[0] == 1] == [4, 5, 6]
     assert resps.index(cancel) > 0
     hub._check()
@@ -323,7 +331,7 @@ def test_progress_request(store: KVStore, hub: WatchHub) -> None:
     c.progress()
     resps = c.drain()
     last = resps[-1]
-    assert (last.watch_id, last.header.revision, last.events) == (-1, 4, [])
+    assert (last.watch_id, unwrap(last.header).revision, last.events) == (-1, 4, [])
     assert max(e[3] for e in evs(resps)) == 4  # every event <= 4 was sent before it
 
 
@@ -337,7 +345,7 @@ def test_progress_request_waits_for_sync(store: KVStore, hub: WatchHub) -> None:
     assert all(WatchResponse.parse(b).watch_id != -1 for b in first)
     rest = c.drain()
     assert rest[-1].watch_id == -1
-    assert rest[-1].header.revision == 101
+    assert unwrap(rest[-1].header).revision == 101
 
 
 def test_tick_progress(store: KVStore, hub: WatchHub) -> None:
@@ -348,7 +356,7 @@ def test_tick_progress(store: KVStore, hub: WatchHub) -> None:
     c.stream.tick_progress()
     c.stream.tick_progress()  # coalesced while not drained
     resps = c.drain()
-    assert [(r.watch_id, r.header.revision, r.events) for r in resps] == [(0, 1, [])]
+    assert [(r.watch_id, unwrap(r.header).revision, r.events) for r in resps] == [(0, 1, [])]
     put(store, b"k")
     c.drain()
     c.stream.tick_progress()  # had events since the last tick: nothing
@@ -423,7 +431,7 @@ def test_lease_revoke_is_one_response(store: KVStore, hub: WatchHub) -> None:
     store.delete_keys(store.keys_for_lease(9))
     resps = [r for r in c.drain() if r.events]
     assert len(resps) == 1
-    assert [(e.type, e.kv.key) for e in resps[0].events] == [
+    assert [(e.type, unwrap(e.kv).key) for e in resps[0].events] == [
         (EventEventType.DELETE, k) for k in (b"l/1", b"l/2", b"l/3")
     ]
 

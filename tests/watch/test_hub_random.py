@@ -9,6 +9,7 @@ import random
 from dataclasses import dataclass, field
 
 import pytest
+from unwrap import unwrap
 
 from coord._pb.etcdserverpb import (
     DeleteRangeRequest,
@@ -95,9 +96,9 @@ def run(seed: int, steps: int) -> None:
                 # stream-wide progress: every watcher is past it
                 for w in st.watches.values():
                     if not w.canceled and w.events:
-                        assert w.events[-1][0] <= r.header.revision
+                        assert w.events[-1][0] <= unwrap(r.header).revision
                     # watchers that exist now get no event <= this revision any more
-                    w.floor = r.header.revision
+                    w.floor = unwrap(r.header).revision
                 continue
             if r.created:
                 w = st.pending_creates.pop(0)
@@ -116,9 +117,9 @@ def run(seed: int, steps: int) -> None:
             for e in r.events:
                 kind = "D" if e.type == EventEventType.DELETE else "P"
                 prev = e.prev_kv.value if e.prev_kv is not None else None
-                rev = e.kv.mod_revision
+                rev = unwrap(e.kv).mod_revision
                 assert rev > w.floor
-                w.events.append((rev, kind, e.kv.key, prev))
+                w.events.append((rev, kind, unwrap(e.kv).key, prev))
 
     for _ in range(steps):
         op = rnd.random()
@@ -200,7 +201,7 @@ def check_watch(w: Watch, history: dict[int, list[Change]], store: KVStore) -> N
     frag_open = False
     seen_revs: set[int] = set()
     for r in w.responses:
-        revs = [e.kv.mod_revision for e in r.events]
+        revs = [unwrap(e.kv).mod_revision for e in r.events]
         if not frag_open:
             for rev in set(revs):
                 assert rev not in seen_revs, "a revision split across responses"
