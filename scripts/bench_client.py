@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import functools
 import json
 import os
 import platform
@@ -120,10 +121,10 @@ def run_sync(kind: str, host: str, port: int, n: int, pk: int) -> dict[str, Resu
     res["conc_put"] = _timed(lambda: _threads(lambda i: put(f"/bench/{tag}/c/{i}", VALUE), n), n)
     res["conc_get"] = _timed(lambda: _threads(lambda i: get(f"/bench/{tag}/c/{i}"), n), n)
     for w in LOOPERS:
-        res[f"w{w}_put"] = _timed(lambda w=w: _loop_threads(
-            lambda i: put(f"/bench/{tag}/l/{i}", VALUE), n, w), n)
-        res[f"w{w}_get"] = _timed(lambda w=w: _loop_threads(
-            lambda i: get(f"/bench/{tag}/l/{i}"), n, w), n)
+        res[f"w{w}_put"] = _timed(functools.partial(
+            _loop_threads, lambda i: put(f"/bench/{tag}/l/{i}", VALUE), n, w), n)
+        res[f"w{w}_get"] = _timed(functools.partial(
+            _loop_threads, lambda i: get(f"/bench/{tag}/l/{i}"), n, w), n)
     rounds = _prefix_rounds(pk)
     assert get_prefix("/bench/prefix/") == pk
     res["get_prefix"] = _timed(lambda: [get_prefix("/bench/prefix/") for _ in range(rounds)],
@@ -179,9 +180,9 @@ async def run_async(kind: str, host: str, port: int, n: int, pk: int) -> dict[st
                                     n)
     for w in LOOPERS:
         res[f"w{w}_put"] = await _atimed(
-            lambda w=w: _tasks(lambda i: put(key(f"/bench/{tag}/l/{i}"), VALUE), n, w), n)
+            functools.partial(_tasks, lambda i: put(key(f"/bench/{tag}/l/{i}"), VALUE), n, w), n)
         res[f"w{w}_get"] = await _atimed(
-            lambda w=w: _tasks(lambda i: get(key(f"/bench/{tag}/l/{i}")), n, w), n)
+            functools.partial(_tasks, lambda i: get(key(f"/bench/{tag}/l/{i}")), n, w), n)
     rounds = _prefix_rounds(pk)
     assert await get_prefix("/bench/prefix/") == pk
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -109,7 +110,8 @@ def test_member_update_peer_urls(tmp_path: Path) -> None:
             return urls[m2.id] == [new_url]
 
         for m in c.members:
-            wait_for(lambda m=m: updated(m), timeout=10, what=f"{m.name} to apply the update")
+            wait_for(functools.partial(updated, m), timeout=10,
+                     what=f"{m.name} to apply the update")
         put(c.members[0].endpoint, "/upd/k", "v")
         wait_for(lambda: get(m2.endpoint, "/upd/k", serializable=True) == "v", timeout=10,
                  what="replication to the updated member")

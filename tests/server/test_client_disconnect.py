@@ -42,19 +42,25 @@ def test_killed_watch_lock_and_keepalive_clients_log_no_error(tmp_path: Path) ->
     try:
         for n, sig in enumerate((signal.SIGINT, signal.SIGKILL) * ROUNDS, start=1):
             watch = _etcdctl(tmp_path, server.endpoint, f"watch{n}.log", "watch", "/dc/w")
-            wait_for(lambda w=watch: w.output().count("PUT") >= 3, timeout=20,
-                     what="watch events")
+            def watched(w: Proc = watch) -> bool:
+                return w.output().count("PUT") >= 3
+
+            wait_for(watched, timeout=20, what="watch events")
             watch.kill(sig)
 
             holder = _etcdctl(tmp_path, server.endpoint, f"holder{n}.log", "lock",
                               f"/dc/lock{n}")
-            wait_for(lambda h=holder, n=n: f"/dc/lock{n}/" in h.output(), timeout=20,
-                     what="the lock holder")
+            def held(h: Proc = holder, n: int = n) -> bool:
+                return f"/dc/lock{n}/" in h.output()
+
+            wait_for(held, timeout=20, what="the lock holder")
             waiter = _etcdctl(tmp_path, server.endpoint, f"waiter{n}.log", "lock",
                               f"/dc/lock{n}")
-            wait_for(lambda n=n: len(etcdctl(server.endpoint, "get", "--prefix", "--keys-only",
-                                             f"/dc/lock{n}/").stdout.split()) == 2,
-                     timeout=20, what="the lock waiter's key")
+            def waiting(n: int = n) -> bool:
+                keys = etcdctl(server.endpoint, "get", "--prefix", "--keys-only", f"/dc/lock{n}/")
+                return len(keys.stdout.split()) == 2
+
+            wait_for(waiting, timeout=20, what="the lock waiter's key")
             waiter.kill(sig)
             holder.kill(sig)
 
@@ -63,8 +69,10 @@ def test_killed_watch_lock_and_keepalive_clients_log_no_error(tmp_path: Path) ->
             assert m is not None, out
             keeper = _etcdctl(tmp_path, server.endpoint, f"keepalive{n}.log", "lease",
                               "keep-alive", m.group(1))
-            wait_for(lambda k=keeper: k.output().count("keepalived") >= 2, timeout=20,
-                     what="keep-alive responses")
+            def kept_alive(k: Proc = keeper) -> bool:
+                return k.output().count("keepalived") >= 2
+
+            wait_for(kept_alive, timeout=20, what="keep-alive responses")
             keeper.kill(sig)
         stop.set()
         thread.join(30)

@@ -4,6 +4,7 @@ restarts), and a member that fails to start anyway stops the whole cluster with 
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import re
@@ -34,7 +35,7 @@ def _endpoints(proc: Proc) -> list[str]:
 
 def _serving(endpoints: list[str]) -> None:
     for ep in endpoints:
-        wait_for(lambda ep=ep: grpc_status_ok(int(ep.split(":")[1])), timeout=60,
+        wait_for(functools.partial(grpc_status_ok, int(ep.split(":")[1])), timeout=60,
                  what=f"member {ep} with a leader")
 
 

@@ -8,6 +8,7 @@ the same test runs against a real etcd.
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import struct
 from collections.abc import Awaitable, Callable
@@ -154,7 +155,7 @@ def test_malformed_watch_and_keepalive_end_stream(coord_server: Any) -> None:
         return Status.OK, None
 
     for path in ("/etcdserverpb.Watch/Watch", "/etcdserverpb.Lease/LeaseKeepAlive"):
-        code, message = run(lambda ch, p=path: bad_stream(ch, p), coord_server.endpoint)
+        code, message = run(functools.partial(bad_stream, path=path), coord_server.endpoint)
         assert code == Status.INVALID_ARGUMENT, path
         assert message is not None
         assert message.startswith("coord: malformed")

@@ -41,8 +41,10 @@ def test_compaction_is_logged_on_every_member(tmp_path: Path) -> None:
                              rf"at revision {rev - 1}: 3 key versions removed, took [\d.]+ms$",
                              re.M)
         for p in procs:  # applied through Raft, so every member compacts and says so
-            wait_for(lambda p=p: pattern.search(p.output()) is not None, timeout=15,
-                     what=f"the compaction line in {p.log_path}")
+            def compacted(p: CoordProc = p) -> bool:
+                return pattern.search(p.output()) is not None
+
+            wait_for(compacted, timeout=15, what=f"the compaction line in {p.log_path}")
     finally:
         for p in procs:
             p.stop()
