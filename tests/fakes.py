@@ -2,7 +2,8 @@
 
 There is no log replication and no persistence; :meth:`propose` applies
 the command to the state machine at once (next log index) and returns its result. The term is
-1 from :meth:`start` on, and the member is leader from then until :meth:`stop`. It implements
+1 from :meth:`start` on, and the member is leader from then until :meth:`stop` (:meth:`run`
+does both, as RaftNode.run is started and cancelled in a task group). It implements
 the Node protocol (coord.server.node.protocol) so the API layer cannot tell it from RaftNode (apart
 from durability: a restart loses everything). Production never builds it.
 """
@@ -10,6 +11,9 @@ from durability: a restart loses everything). Production never builds it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+
+import anyio
+import anyio.abc
 
 from coord.errors import (
     CoordError,
@@ -142,6 +146,19 @@ class FakeNode:
         """Become leader of term 1."""
         self._running = True
         self._term = 1
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """:meth:`start`, then serve until cancelled (``await task_group.start(node.run)``),
+        then :meth:`stop`."""
+        await self.start()
+        try:
+            task_status.started()
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.stop()
 
     async def stop(self) -> None:
         """Stop; later proposals fail with ServerStoppedError."""

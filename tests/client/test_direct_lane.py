@@ -20,6 +20,7 @@ import pytest
 from support import Relay, wait_for
 
 from coord import Client
+from coord._conn import SyncConnection
 from coord.client import LANES
 from coord.errors import ConnectionFailedError, RequestTimeoutError
 
@@ -72,12 +73,14 @@ def lanes_taken(client: Client) -> Iterator[None]:
 
 
 def _lanes_free(client: Client) -> bool:
-    return client._lanes._value == LANES  # type: ignore[attr-defined]
+    return client._lanes._value == LANES
 
 
 def _idle(client: Client) -> int:
     """Idle pooled connections of the calling-thread transport."""
-    return sum(map(len, client._lane_client._calls._idle.values()))  # type: ignore[attr-defined]
+    calls = client._lane_client._calls
+    assert isinstance(calls, SyncConnection)
+    return sum(map(len, calls._idle.values()))
 
 
 def _loop_tasks(client: Client) -> list[str]:

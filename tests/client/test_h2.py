@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import cast
 
 import h2.config
 import h2.connection
@@ -23,6 +24,7 @@ from h2.settings import SettingCodes
 from support import wait_for
 
 from coord import Client
+from coord._conn import SyncConnection
 from coord._pb import etcdserverpb as pb
 from coord.errors import (
     ConnectionFailedError,
@@ -91,7 +93,9 @@ class Peer:
                 for ev in conn.receive_data(data):
                     if isinstance(ev, h2.events.RequestReceived):
                         sid = ev.stream_id
-                        paths[sid] = dict(ev.headers)[":path"]
+                        # str, not bytes: the connection decodes headers (header_encoding)
+                        headers = cast("list[tuple[str, str]]", ev.headers)
+                        paths[sid] = dict(headers)[":path"]
                         bodies[sid] = b""
                         if self.on_headers is not None:
                             self.on_headers(self, conn, sid)
@@ -291,7 +295,8 @@ def test_random_sizes_windows_and_padding(peers: Callable[..., Peer], seed: int)
                                     SettingCodes.MAX_FRAME_SIZE: frame})
     sent = []
     with Client(peer.endpoint, timeout=10) as c:
-        calls = c._lane_client._calls  # type: ignore[attr-defined]
+        calls = c._lane_client._calls
+        assert isinstance(calls, SyncConnection)
         for i in range(1, 31):
             value = rng.randbytes(rng.choice([0, 1, rng.randint(2, 200_000)]))
             sent.append(value)

@@ -135,7 +135,7 @@ def test_txn_nested_and_prefix_compare(client: Client, prefix: str) -> None:
         success=[Txn(compare=[Version(prefix + "a") == 5], success=[Put(prefix + "c", "1")],
                      failure=[Get(prefix, prefix=True), Delete(prefix + "b", prev_kv=True)])])
     assert ok
-    inner_ok, inner = results[0]  # type: ignore[misc]
+    inner_ok, inner = results[0]
     assert inner_ok is False
     assert [kv.key[-1:] for kv in inner[0]] == [b"a", b"b"]
     assert [kv.key[-1:] for kv in inner[1]] == [b"b"]

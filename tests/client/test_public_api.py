@@ -63,8 +63,8 @@ def test_timeout_error_is_a_deprecated_alias_of_request_timeout_error(module: An
     with pytest.warns(DeprecationWarning, match=rf"{module.__name__}\.TimeoutError is "
                                                 rf"deprecated .*RequestTimeoutError"):
         alias = module.TimeoutError
-    assert alias is coord.errors.RequestTimeoutError
     assert alias is not TimeoutError  # the builtin
+    assert alias is coord.errors.RequestTimeoutError
     assert issubclass(coord.errors.TimeoutDueToLeaderFailError, alias)
     with pytest.warns(DeprecationWarning, match=r"coord\.errors\.TimeoutError is deprecated"):
         from coord.errors import TimeoutError as imported

@@ -82,12 +82,16 @@ def test_report_unreachable_and_snapshot() -> None:
     c.campaign(1)
     n = c.node(1)
     pr = n.raft.trk.progress[2]
-    assert pr.state == ProgressState.REPLICATE
+
+    def state() -> ProgressState:  # read afresh: the calls below change it
+        return pr.state
+
+    assert state() == ProgressState.REPLICATE
     n.report_unreachable(2)
-    assert pr.state == ProgressState.PROBE
+    assert state() == ProgressState.PROBE
     pr.become_snapshot(10)
     n.report_snapshot(2, failed=True)
-    assert pr.state == ProgressState.PROBE
+    assert state() == ProgressState.PROBE
     assert pr.msg_app_flow_paused
 
 

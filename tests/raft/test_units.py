@@ -53,9 +53,14 @@ def test_public_api_is_pinned() -> None:
 
 def test_message_type_values_match_contract() -> None:
     assert [m.value for m in raft.MessageType] == list(range(19))
-    assert raft.MessageType.PRE_VOTE_RESP == 18
-    assert raft.EntryType.CONF_CHANGE == 1
-    assert raft.ConfChangeType.ADD_LEARNER_NODE == 3
+    # (member, the contract's number): each IntEnum member compares equal to its number
+    contract: list[tuple[int, int]] = [
+        (raft.MessageType.PRE_VOTE_RESP, 18),
+        (raft.EntryType.CONF_CHANGE, 1),
+        (raft.ConfChangeType.ADD_LEARNER_NODE, 3),
+    ]
+    for member, number in contract:
+        assert member == number, member
 
 
 # -- conf-change codec -------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -19,7 +20,7 @@ from coord.server import failpoints
 
 
 @pytest.fixture(autouse=True)
-def _clean() -> None:
+def _clean() -> Iterator[None]:
     yield
     for name in list(failpoints.ACTIVE):
         failpoints.disarm(name)

@@ -21,6 +21,7 @@ from coord.server.command import Kind, decode, encode, make_result, split_result
 from coord.server.config import Config, parse_initial_cluster
 from coord.server.lease import LeaseIdGenerator, LeaseTimer, Lessor, min_lease_ttl
 from coord.server.main import build_parser, config_from_args
+from coord.server.mvcc import KVStore
 from coord.server.statemachine import StateMachine
 
 
@@ -283,7 +284,7 @@ def test_snapshot_restore_roundtrip() -> None:
                                            member_id=1, alarm=pb.AlarmType.NOSPACE))
     data = sm.snapshot()
     other = StateMachine()
-    seen = []
+    seen: list[KVStore] = []
     other.add_restore_listener(seen.append)
     other.restore(data)
     assert seen == [other.kv]

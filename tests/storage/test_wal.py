@@ -288,7 +288,11 @@ def test_fsync_per_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     wal = WAL.create(tmp_path, MD)
     calls: list[int] = []
     real = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd))[1])
+    def fsync(fd: int) -> None:
+        calls.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
     wal.save(HardState(1, 1, 50), ents(1, 50))
     assert len(calls) == 1
     wal.save(HardState(1, 1, 50), ents(51, 52), sync=False)

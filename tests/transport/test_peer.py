@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import anyio
@@ -37,6 +37,7 @@ class Recorder:
         self.unreachable: list[int] = []
         self.snap_status: list[tuple[int, bool]] = []
         self.removed: set[int] = set()
+        self.removed_by: list[int] = []
         self.event = anyio.Event()
         self.refuse_snapshots = False
         self.snapshot_times: list[float] = []
@@ -63,6 +64,9 @@ class Recorder:
     def is_removed(self, member_id: int) -> bool:
         return member_id in self.removed
 
+    def on_removed_by_peer(self, peer_id: int) -> None:
+        self.removed_by.append(peer_id)
+
     async def on_call(self, method: str, body: bytes) -> bytes:
         if method == "slow":
             await self.release.wait()
@@ -71,9 +75,9 @@ class Recorder:
         return method.encode() + b":" + body
 
 
-async def until(pred: object, timeout: float = 5.0) -> None:
+async def until(pred: Callable[[], object], timeout: float = 5.0) -> None:
     with anyio.fail_after(timeout):
-        while not pred():  # type: ignore[operator]
+        while not pred():
             await anyio.sleep(0.01)
 
 
@@ -142,7 +146,10 @@ async def test_refused_snapshot_is_reported_failed_and_retried_with_backoff() ->
         rb.refuse_snapshots = True
         for n in range(1, 5):  # Raft sends the next MsgSnap once the last one is reported
             a.send([Message(MessageType.SNAP, to=2, from_=1, term=3, snapshot=snap)])
-            await until(lambda n=n: len(ra.snap_status) == n)
+            def reported(n: int = n) -> bool:
+                return len(ra.snap_status) == n
+
+            await until(reported)
         assert ra.snap_status == [(2, True)] * 4
         gaps = [t1 - t0 for t0, t1 in zip(rb.snapshot_times, rb.snapshot_times[1:])]
         assert gaps[0] >= 0.09, gaps
@@ -179,7 +186,10 @@ async def test_reconnects_after_peer_restart() -> None:
                 await btg.start(b.run)
                 await until(lambda: a.is_connected(2))
                 a.send([Message(MessageType.HEARTBEAT, to=2, from_=1, index=round_)])
-                await until(lambda r=round_: any(m.index == r for m in rb.msgs))
+                def heard(r: int = round_) -> bool:
+                    return any(m.index == r for m in rb.msgs)
+
+                await until(heard)
                 btg.cancel_scope.cancel()
             await until(lambda: not a.is_connected(2))
             a.send([Message(MessageType.HEARTBEAT, to=2, from_=1, index=99)])  # into the void
