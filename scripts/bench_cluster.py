@@ -44,7 +44,7 @@ RANGE = "/etcdserverpb.KV/Range"
 STATUS = "/etcdserverpb.Maintenance/Status"
 
 
-class RawCodec(CodecBase):  # type: ignore[misc]
+class RawCodec(CodecBase):
     """Pass bytes through untouched."""
 
     __content_subtype__ = "proto"
@@ -113,7 +113,9 @@ async def wait_ready(endpoints: list[str], timeout: float = 60) -> None:
 async def unary(ch: Channel, path: str, body: bytes) -> bytes:
     async with ch.request(path, Cardinality.UNARY_UNARY, bytes, bytes) as stream:
         await stream.send_message(body, end=True)
-        data: bytes = await stream.recv_message()
+        data = await stream.recv_message()
+        if data is None:
+            raise RuntimeError(f"{path}: the stream ended without a reply")
         return data
 
 
@@ -146,7 +148,7 @@ def _callers(endpoints: list[str], load: str) -> tuple[list[Any], Any]:
     ``grpcio`` (bench-only dependency) does its HTTP/2 in C, so the load generator costs little
     CPU of its own; ``grpclib`` is pure Python, like the servers' side of coord."""
     if load == "grpcio":
-        import grpc  # type: ignore[import-not-found]
+        import grpc
 
         gchans = [grpc.aio.insecure_channel(ep) for ep in endpoints]
 
@@ -268,8 +270,9 @@ async def raft_only(seconds: float) -> tuple[float, float]:
     initial = ",".join(f"r{i}=http://127.0.0.1:{p}" for i, p in enumerate(ports))
     with tempfile.TemporaryDirectory(prefix="bench-raft-") as tmp:
         nodes = [await RaftNode.open(Config(name=f"r{i}", data_dir=f"{tmp}/r{i}",
-                                            listen_peer_urls=f"http://127.0.0.1:{p}",
-                                            initial_advertise_peer_urls=f"http://127.0.0.1:{p}",
+                                            listen_peer_urls=(f"http://127.0.0.1:{p}",),
+                                            initial_advertise_peer_urls=(
+                                                f"http://127.0.0.1:{p}",),
                                             initial_cluster=initial), StateMachine())
                  for i, p in enumerate(ports)]
         async with anyio.create_task_group() as tg:

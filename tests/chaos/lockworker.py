@@ -20,10 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# tests/, as pytest's pythonpath has it (a script run under PYTHONSAFEPATH gets no sys.path[0])
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fenced import FencedRegister
-
+from chaos.fenced import FencedRegister
 from coord import Client
 from coord.recipes import Lock
 

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from betterproto2 import ProtoClassMetadata
 
 from coord._pb import authpb, mvccpb, v3electionpb, v3lockpb  # noqa: F401 - register all
 from coord._pb import etcdserverpb as pb
@@ -124,7 +125,9 @@ def _derive_proto_names() -> dict[str, dict[str, str]]:
             if fm and stack and stack[-1] is not None:
                 name = ".".join(x for x in stack if x)
                 cls = default_message_pool.url_to_type[f"type.googleapis.com/{pkg}.{name}"]
-                py = cls._betterproto.field_name_by_number[int(fm.group(2))]
+                # getattr: mypy cannot bind the classproperty's type[Self] on a type[Message]
+                meta: ProtoClassMetadata = getattr(cls, "_betterproto")  # noqa: B009
+                py = meta.field_name_by_number[int(fm.group(2))]
                 if py != fm.group(1):
                     out.setdefault(f"{pkg}.{name}", {})[py] = fm.group(1)
     return out

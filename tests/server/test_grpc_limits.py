@@ -253,8 +253,8 @@ def test_bad_ranges(backend: str, prefix: str) -> None:
 def test_invalid_sort_option(coord_server: Any, prefix: str) -> None:
     # etcd >= 3.5 checks the enums (etcd 3.4.23, the one installed here, does not)
     p = prefix.encode()
-    for field in ("sort_order", "sort_target"):
-        enum = pb.RangeRequestSortOrder if field == "sort_order" else pb.RangeRequestSortTarget
-        req = pb.RangeRequest(key=p, range_end=p[:-1] + b"0", **{field: enum(9)})
+    end = p[:-1] + b"0"
+    for req in (pb.RangeRequest(key=p, range_end=end, sort_order=pb.RangeRequestSortOrder(9)),
+                pb.RangeRequest(key=p, range_end=end, sort_target=pb.RangeRequestSortTarget(9))):
         assert status_of(coord_server.endpoint, "/etcdserverpb.KV/Range", bytes(req)) == \
             (Status.INVALID_ARGUMENT, "etcdserver: invalid sort option")
