@@ -233,29 +233,48 @@ def grpc_status_ok(port: int, host: str = "127.0.0.1") -> bool:
 
 
 class EtcdProc(Proc):
-    """A single-member real etcd on loopback (Debian etcd-server)."""
+    """A single-member real etcd on loopback (Debian etcd-server).
+
+    etcd can neither take a socket nor report the port it bound, so its ports come from
+    :func:`free_port`; a start that loses the race for one (etcd exits with "address already
+    in use") is retried on new ports."""
+
+    ATTEMPTS = 3
 
     def __init__(self, data_dir: Path, name: str = "etcd0", extra: Sequence[str] = ()) -> None:
-        self.client_port = free_port()
-        self.peer_port = free_port()
-        self.endpoint = f"127.0.0.1:{self.client_port}"
-        argv = [
-            require_binary("etcd"), "--name", name, "--data-dir", str(data_dir / name),
-            "--listen-client-urls", f"http://127.0.0.1:{self.client_port}",
-            "--advertise-client-urls", f"http://127.0.0.1:{self.client_port}",
-            "--listen-peer-urls", f"http://127.0.0.1:{self.peer_port}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer_port}",
-            "--initial-cluster", f"{name}=http://127.0.0.1:{self.peer_port}",
-            "--log-level", "warn", *extra,
-        ]
-        super().__init__(argv, data_dir / f"{name}.log", )
-        wait_for(lambda: self._healthy(), timeout=30, what=f"etcd on {self.endpoint}")
+        for attempt in range(self.ATTEMPTS):
+            self.client_port = free_port()
+            self.peer_port = free_port()
+            self.endpoint = f"127.0.0.1:{self.client_port}"
+            argv = [
+                require_binary("etcd"), "--name", name, "--data-dir", str(data_dir / name),
+                "--listen-client-urls", f"http://127.0.0.1:{self.client_port}",
+                "--advertise-client-urls", f"http://127.0.0.1:{self.client_port}",
+                "--listen-peer-urls", f"http://127.0.0.1:{self.peer_port}",
+                "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer_port}",
+                "--initial-cluster", f"{name}=http://127.0.0.1:{self.peer_port}",
+                "--log-level", "warn", *extra,
+            ]
+            super().__init__(argv, data_dir / f"{name}.log")
+            try:
+                wait_for(lambda: self._healthy(), timeout=30, what=f"etcd on {self.endpoint}")
+                return
+            except AssertionError:
+                if attempt + 1 == self.ATTEMPTS or not lost_port_race(self):
+                    raise
+                self.stop()
+                shutil.rmtree(data_dir / name, ignore_errors=True)
 
     def _healthy(self) -> bool:
         if not self.alive():
             raise AssertionError(f"etcd exited early:\n{self.output()}")
         code, body = http_get(f"http://{self.endpoint}/health")
         return code == 200 and b'"true"' in body
+
+
+def lost_port_race(proc: Proc) -> bool:
+    """True when ``proc`` exited because a port it was given had been taken meanwhile."""
+    return not proc.alive() and "address already in use" in proc.output()
 
 
 class CoordProc(Proc):
@@ -461,32 +480,51 @@ class ServerCluster:
 
     def __init__(self, kind: str, tmp: Path, size: int = 3) -> None:
         self.kind = kind
-        names = [f"m{i}" for i in range(size)]
-        ports = {n: (free_port(), free_port()) for n in names}
-        initial = ",".join(f"{n}=http://127.0.0.1:{ports[n][1]}" for n in names)
         self.members: list[ClusterMember] = []
-        try:
-            for n in names:
-                client, peer = ports[n]
-                if kind == "etcd":
-                    argv = [require_binary("etcd"), "--log-level", "warn",
-                            "--data-dir", str(tmp / n)]
-                else:
-                    argv = [sys.executable, "-m", "coord.server", "--log-level", "warning",
-                            "--data-dir", str(tmp / f"{n}.coord")]
-                argv += [
-                    "--name", n,
-                    "--listen-client-urls", f"http://127.0.0.1:{client}",
-                    "--advertise-client-urls", f"http://127.0.0.1:{client}",
-                    "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-                    "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-                    "--initial-cluster", initial, "--initial-cluster-state", "new", *FAST_RAFT,
-                ]
-                self.members.append(ClusterMember(n, Proc(argv, tmp / f"{n}.log"), client))
-            self.ready()
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in range(EtcdProc.ATTEMPTS):
+            try:
+                self._start(tmp, size)
+                return
+            except AssertionError:
+                lost = any(lost_port_race(m.proc) for m in self.members)
+                self.stop()
+                if kind != "etcd" or not lost or attempt + 1 == EtcdProc.ATTEMPTS:
+                    raise
+                for m in self.members:
+                    shutil.rmtree(tmp / m.name, ignore_errors=True)
+                self.members = []
+            except BaseException:
+                self.stop()
+                raise
+
+    def _start(self, tmp: Path, size: int) -> None:
+        """Start the members: coord's on sockets bound here (passed by socket activation),
+        etcd's on :func:`free_port` ports (the caller retries a lost race)."""
+        names = [f"m{i}" for i in range(size)]
+        socks = {n: (listen_socket(), listen_socket()) for n in names} if self.kind == "coord" \
+            else {}
+        ports = {n: (s[0].getsockname()[1], s[1].getsockname()[1]) for n, s in socks.items()} \
+            or {n: (free_port(), free_port()) for n in names}
+        initial = ",".join(f"{n}=http://127.0.0.1:{ports[n][1]}" for n in names)
+        for n in names:
+            client, peer = ports[n]
+            if self.kind == "etcd":
+                argv = [require_binary("etcd"), "--log-level", "warn",
+                        "--data-dir", str(tmp / n)]
+            else:
+                argv = [sys.executable, "-m", "coord.server", "--log-level", "warning",
+                        "--data-dir", str(tmp / f"{n}.coord")]
+            argv += [
+                "--name", n,
+                "--listen-client-urls", f"http://127.0.0.1:{client}",
+                "--advertise-client-urls", f"http://127.0.0.1:{client}",
+                "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+                "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+                "--initial-cluster", initial, "--initial-cluster-state", "new", *FAST_RAFT,
+            ]
+            proc = Proc(argv, tmp / f"{n}.log", sockets=socks.get(n, ()))
+            self.members.append(ClusterMember(n, proc, client))
+        self.ready()
 
     @property
     def endpoints(self) -> list[str]:
