@@ -30,11 +30,20 @@ MemberList without its client URLs; until then its connections wait in the kerne
 as with etcd. Publishing needs a quorum, so a member started before its peers serves clients
 only when enough of them are up; its peer port is served from the start, and a stop request
 while waiting is honoured.
+
+A client URL with port 0 listens on an ephemeral port; an advertised client URL equal to it
+(same scheme, host and port 0) is advertised with the bound port. Once clients are served,
+``--listen-port-file`` receives the bound URLs as JSON (written to a temporary file and
+renamed, so a reader never sees half of it): a supervisor or test starts the server on port 0
+and reads where it listens, with no race for a free port.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+import os
 import socket
 import time
 from typing import Any
@@ -62,7 +71,7 @@ from .compactor import Compactor
 from .config import Config
 from .http import ClientListener
 from .lease import LeaseTimer
-from .listen import bind_all, close_all
+from .listen import bind_all, bound_url, close_all
 from .membership import MemberInfo, compute_member_id
 from .node import Node, RaftNode
 from .statemachine import StateMachine
@@ -105,18 +114,22 @@ class CoordServer:
         # Every port before anything else: a busy port is one error line, with nothing
         # bootstrapped or written.
         client_sockets = bind_all(config.listen_client_urls, "client requests")
+        client_urls = [bound_url(url, socks) for url, socks in client_sockets.items()]
+        config = _advertise_bound(config, dict(zip(client_sockets, client_urls, strict=True)))
         sm = StateMachine()
         try:
             node = await build_node(config, sm)
         except BaseException:
             close_all(s for socks in client_sockets.values() for s in socks)
             raise
-        return cls(config, sm, node, client_sockets)
+        return cls(config, sm, node, client_sockets, client_urls)
 
     def __init__(self, config: Config, sm: StateMachine, node: Node,
-                 client_sockets: dict[str, list[socket.socket]]) -> None:
+                 client_sockets: dict[str, list[socket.socket]], client_urls: list[str]) -> None:
         self.config = config
         self._client_sockets = client_sockets
+        #: the client URLs as bound (port 0 replaced by the port the kernel chose)
+        self.client_urls = client_urls
         self.sm = sm
         self.node = node
         self.ctx = ApiContext(config, self.node, self.sm)
@@ -152,11 +165,22 @@ class CoordServer:
         server = Server(self.services, codec=RawCodec(), config=grpc_config)
         self._listener = ClientListener(server)
         bound, self._client_sockets = self._client_sockets, {}
-        for url, socks in bound.items():
+        for (url, socks), where in zip(bound.items(), self.client_urls, strict=True):
             tls = self.config.client_tls.server_context() if is_tls_url(url) else None
             for sock in socks:
                 await self._listener.start(sock, tls)
-            log.info("listening for client requests (gRPC and HTTP/JSON) on %s", url)
+            log.info("listening for client requests (gRPC and HTTP/JSON) on %s", where)
+        if self.config.listen_port_file:
+            self._write_port_file(self.config.listen_port_file)
+
+    def _write_port_file(self, path: str) -> None:
+        """``--listen-port-file``: the bound client URLs and the peer URLs, as JSON."""
+        data = {"name": self.config.name, "client": self.client_urls,
+                "peer": list(self.config.listen_peer_urls)}
+        tmp = f"{path}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+        os.replace(tmp, path)
 
     def _close_client_sockets(self) -> None:
         """Close the client sockets not handed to the listener (stopped before serving)."""
@@ -273,6 +297,15 @@ def _single(group: BaseExceptionGroup) -> BaseException:
         else:
             leaves.append(e)
     return leaves[0] if len(leaves) == 1 else group
+
+
+def _advertise_bound(config: Config, bound: dict[str, str]) -> Config:
+    """``config`` advertising the bound URL for every advertised client URL with port 0 that
+    is also a listen URL (``--listen-client-urls http://127.0.0.1:0`` and the same advertised)."""
+    urls = tuple(bound.get(u, u) for u in config.advertise_client_urls)
+    if urls == config.advertise_client_urls:
+        return config
+    return dataclasses.replace(config, advertise_client_urls=urls)
 
 
 async def _cancel_on(event: anyio.Event, scope: anyio.CancelScope) -> None:

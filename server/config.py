@@ -76,6 +76,8 @@ class Config:
     #: etcd's --force-new-cluster: restart as a one-member cluster from this data directory
     force_new_cluster: bool = False
     log_level: str = "info"
+    #: --listen-port-file: where to write the bound client and peer URLs (JSON) once serving
+    listen_port_file: str = ""
     client_tls: TLSInfo = field(default_factory=TLSInfo)
     peer_tls: TLSInfo = field(default_factory=lambda: TLSInfo(prefix="peer-"))
     extra: dict[str, str] = field(default_factory=dict)

@@ -93,7 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     a("--advertise-client-urls", default="http://127.0.0.1:2379",
       help="comma-separated client URLs of this member advertised to the cluster")
     a("--listen-peer-urls", default="http://127.0.0.1:2380",
-      help="comma-separated URLs to listen on for peer traffic (Raft node)")
+      help="comma-separated URLs to listen on for peer traffic (Raft node); a socket passed "
+           "by systemd socket activation (LISTEN_FDS) on a URL's address is used as it is")
+    a("--listen-port-file", default="",
+      help="coord only: once serving clients, write the bound client and peer URLs to this "
+           "file as JSON ({\"client\": [...], \"peer\": [...]}); port 0 in "
+           "--listen-client-urls binds an ephemeral port, which this file (and the log) names")
     a("--initial-advertise-peer-urls", default="http://127.0.0.1:2380",
       help="comma-separated peer URLs of this member advertised to the cluster")
     a("--initial-cluster", default="",
@@ -221,6 +226,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         auto_compaction_revision_interval=args.auto_compaction_revision_interval,
         force_new_cluster=args.force_new_cluster,
         logger=args.logger, log_outputs=args.log_outputs, log_level=args.log_level,
+        listen_port_file=args.listen_port_file,
         client_tls=TLSInfo(args.cert_file, args.key_file, args.trusted_ca_file,
                            args.client_cert_auth),
         peer_tls=TLSInfo(args.peer_cert_file, args.peer_key_file, args.peer_trusted_ca_file,

@@ -7,9 +7,9 @@ Raft messages with it, and it imports nothing of the server but :mod:`coord.serv
 The dataclasses in :mod:`coord.server.raft.types` contain only ints, bytes, bools, IntEnums and
 nested dataclasses, which msgspec encodes natively (as maps keyed by field name) at roughly
 250k ``MsgApp`` (8 entries) encode+decode round trips per second on the reference VM, two
-orders of magnitude faster than betterproto (DESIGN rule 6).  Encoders/decoders are created once
-and reused; they are not thread-safe for concurrent use of the *same* object, so code running in
-worker threads uses its own instances (:func:`new_encoder`).
+orders of magnitude faster than betterproto (architecture rule 6).  Encoders/decoders are
+created once and reused; they are not thread-safe for concurrent use of the *same* object,
+so code running in worker threads uses its own instances (:func:`new_encoder`).
 """
 
 from __future__ import annotations

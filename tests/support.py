@@ -45,8 +45,28 @@ def require_binary(name: str) -> str:
     return path
 
 
+def listen_socket(port: int = 0) -> socket.socket:
+    """A listening TCP socket on 127.0.0.1 (an ephemeral port by default), to pass to a
+    coord-server child (:class:`Proc`'s ``sockets``): the port is ours from the start, so no
+    other test can take it between choosing and binding."""
+    sock = socket.socket()
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen(1024)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def socket_url(sock: socket.socket) -> str:
+    return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    """A TCP port on 127.0.0.1 that was free a moment ago (for etcd, which cannot take a
+    socket or report its port: racy, so etcd starts retry on a bind failure)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -104,18 +124,45 @@ def _kill_leftovers() -> None:
         proc.kill()
 
 
+# Socket activation as systemd does it (sd_listen_fds(3)): moves the passed descriptors to
+# 3, 4, ..., sets LISTEN_FDS and LISTEN_PID (its own pid, which exec keeps) and execs the
+# program. argv: N, the N descriptors, then the program's argv.
+_ACTIVATE = """\
+import fcntl, os, sys
+n = int(sys.argv[1]); fds = [int(a) for a in sys.argv[2:2 + n]]; argv = sys.argv[2 + n:]
+high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100 + n) for fd in fds]
+for fd in fds: os.close(fd)
+for i, fd in enumerate(high): os.dup2(fd, 3 + i); os.close(fd)
+os.environ.update(LISTEN_FDS=str(n), LISTEN_PID=str(os.getpid()))
+os.execv(argv[0], argv)
+"""
+
+
 class Proc:
-    """A child process with its output in ``log``; killed (whole group) by :meth:`stop`."""
+    """A child process with its output in ``log``; killed (whole group) by :meth:`stop`.
+
+    ``sockets`` are passed to the child by socket activation (LISTEN_FDS, from descriptor 3,
+    as systemd passes them; coord-server listens on them instead of binding its URLs) and
+    closed here once the child has them."""
 
     def __init__(self, argv: Sequence[str], log: Path, env: dict[str, str] | None = None,
-                 cwd: Path | None = None) -> None:
+                 cwd: Path | None = None, sockets: Sequence[socket.socket] = ()) -> None:
         self.argv = list(argv)
         self.log_path = log
         self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
-        self.popen = subprocess.Popen(
-            self.argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
-        )
+        run = self.argv
+        if sockets:
+            fds = [s.fileno() for s in sockets]
+            run = [sys.executable, "-c", _ACTIVATE, str(len(fds)), *map(str, fds), *self.argv]
+        try:
+            self.popen = subprocess.Popen(
+                run, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
+                pass_fds=[s.fileno() for s in sockets],
+            )
+        finally:
+            for s in sockets:
+                s.close()
         _LIVE.add(self)
 
     @property
@@ -186,23 +233,37 @@ def grpc_status_ok(port: int, host: str = "127.0.0.1") -> bool:
 
 
 class EtcdProc(Proc):
-    """A single-member real etcd on loopback (Debian etcd-server)."""
+    """A single-member real etcd on loopback (Debian etcd-server).
+
+    etcd can neither take a socket nor report the port it bound, so its ports come from
+    :func:`free_port`; a start that loses the race for one (etcd exits with "address already
+    in use") is retried on new ports."""
+
+    ATTEMPTS = 3
 
     def __init__(self, data_dir: Path, name: str = "etcd0", extra: Sequence[str] = ()) -> None:
-        self.client_port = free_port()
-        self.peer_port = free_port()
-        self.endpoint = f"127.0.0.1:{self.client_port}"
-        argv = [
-            require_binary("etcd"), "--name", name, "--data-dir", str(data_dir / name),
-            "--listen-client-urls", f"http://127.0.0.1:{self.client_port}",
-            "--advertise-client-urls", f"http://127.0.0.1:{self.client_port}",
-            "--listen-peer-urls", f"http://127.0.0.1:{self.peer_port}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer_port}",
-            "--initial-cluster", f"{name}=http://127.0.0.1:{self.peer_port}",
-            "--log-level", "warn", *extra,
-        ]
-        super().__init__(argv, data_dir / f"{name}.log", )
-        wait_for(lambda: self._healthy(), timeout=30, what=f"etcd on {self.endpoint}")
+        for attempt in range(self.ATTEMPTS):
+            self.client_port = free_port()
+            self.peer_port = free_port()
+            self.endpoint = f"127.0.0.1:{self.client_port}"
+            argv = [
+                require_binary("etcd"), "--name", name, "--data-dir", str(data_dir / name),
+                "--listen-client-urls", f"http://127.0.0.1:{self.client_port}",
+                "--advertise-client-urls", f"http://127.0.0.1:{self.client_port}",
+                "--listen-peer-urls", f"http://127.0.0.1:{self.peer_port}",
+                "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer_port}",
+                "--initial-cluster", f"{name}=http://127.0.0.1:{self.peer_port}",
+                "--log-level", "warn", *extra,
+            ]
+            super().__init__(argv, data_dir / f"{name}.log")
+            try:
+                wait_for(lambda: self._healthy(), timeout=30, what=f"etcd on {self.endpoint}")
+                return
+            except AssertionError:
+                if attempt + 1 == self.ATTEMPTS or not lost_port_race(self):
+                    raise
+                self.stop()
+                shutil.rmtree(data_dir / name, ignore_errors=True)
 
     def _healthy(self) -> bool:
         if not self.alive():
@@ -211,34 +272,65 @@ class EtcdProc(Proc):
         return code == 200 and b'"true"' in body
 
 
+def lost_port_race(proc: Proc) -> bool:
+    """True when ``proc`` exited because a port it was given had been taken meanwhile."""
+    return not proc.alive() and "address already in use" in proc.output()
+
+
 class CoordProc(Proc):
-    """A coord-server process on loopback; ``args`` are extra command-line flags."""
+    """A coord-server process on loopback; ``args`` are extra command-line flags.
+
+    Without ``client_port`` it listens for clients on port 0 and :meth:`wait_ready` reads the
+    port it got from ``--listen-port-file`` (with ``wait=False``, a socket bound here is
+    passed instead, so the port is known at once); a lone member (no ``--listen-peer-urls``
+    in ``args``) gets a peer socket bound here. ``sockets`` are passed on to the child
+    (socket activation, see :class:`Proc`): a cluster's peer sockets, bound by the test.
+    """
 
     def __init__(self, data_dir: Path, name: str = "default", args: Sequence[str] = (),
                  client_port: int | None = None, wait: bool = True,
-                 env: dict[str, str] | None = None) -> None:
-        self.client_port = client_port or free_port()
-        self.endpoint = f"127.0.0.1:{self.client_port}"
+                 env: dict[str, str] | None = None,
+                 sockets: Sequence[socket.socket] = ()) -> None:
         self.data_dir = data_dir / f"{name}.coord"
+        self.port_file = data_dir / f"{name}.ports.json"
+        self.port_file.unlink(missing_ok=True)
+        passed = list(sockets)
+        self.client_port = client_port or 0
+        if client_port is None and not wait:
+            client = listen_socket()
+            passed.append(client)
+            self.client_port = client.getsockname()[1]
         peer_args: list[str] = []
         if "--listen-peer-urls" not in args:
-            # A lone member: give it its own peer port so parallel servers never share 2380.
-            peer = f"http://127.0.0.1:{free_port()}"
+            # A lone member: its own peer socket, so parallel servers never share 2380.
+            peer_sock = listen_socket()
+            passed.append(peer_sock)
+            peer = socket_url(peer_sock)
             peer_args = ["--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                          "--initial-cluster", f"{name}={peer}"]
         argv = [
             sys.executable, "-m", "coord.server", "--name", name, "--data-dir", str(self.data_dir),
             "--listen-client-urls", f"http://127.0.0.1:{self.client_port}",
-            "--advertise-client-urls", f"http://127.0.0.1:{self.client_port}", *peer_args, *args,
+            "--advertise-client-urls", f"http://127.0.0.1:{self.client_port}",
+            "--listen-port-file", str(self.port_file), *peer_args, *args,
         ]
-        super().__init__(argv, data_dir / f"{name}.log", env=env)
+        super().__init__(argv, data_dir / f"{name}.log", env=env, sockets=passed)
         if wait:
             self.wait_ready()
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         def ready() -> bool:
             if not self.alive():
                 raise AssertionError(f"coord-server exited early:\n{self.output()}")
+            if not self.client_port:
+                if not self.port_file.exists():
+                    return False
+                url = json.loads(self.port_file.read_text())["client"][0]
+                self.client_port = int(url.rsplit(":", 1)[1])
             return port_open(self.client_port) and grpc_status_ok(self.client_port)
 
         wait_for(ready, timeout=timeout, what=f"coord-server on {self.endpoint}")
@@ -345,13 +437,14 @@ def start_coord_cluster(data_dir: Path, size: int = 3, peer_scheme: str = "http"
     ``args`` go to every member, ``member_args[i]`` to member ``i`` only; members listed in
     ``wait`` (default: all) are waited for until they see a leader. Stop them with ``stop()``.
     """
-    peers = [free_port() for _ in range(size)]
+    socks = [listen_socket() for _ in range(size)]
+    peers = [s.getsockname()[1] for s in socks]
     cluster = ",".join(f"m{i}={peer_scheme}://127.0.0.1:{p}" for i, p in enumerate(peers))
     procs: list[CoordProc] = []
     try:
         for i, port in enumerate(peers):
             url = f"{peer_scheme}://127.0.0.1:{port}"
-            procs.append(CoordProc(data_dir, name=f"m{i}", wait=False, args=[
+            procs.append(CoordProc(data_dir, name=f"m{i}", wait=False, sockets=[socks[i]], args=[
                 "--listen-peer-urls", url, "--initial-advertise-peer-urls", url,
                 "--initial-cluster", cluster, "--initial-cluster-token", "tc-" + str(peers[0]),
                 *args, *(member_args or {}).get(i, ())]))
@@ -387,32 +480,51 @@ class ServerCluster:
 
     def __init__(self, kind: str, tmp: Path, size: int = 3) -> None:
         self.kind = kind
-        names = [f"m{i}" for i in range(size)]
-        ports = {n: (free_port(), free_port()) for n in names}
-        initial = ",".join(f"{n}=http://127.0.0.1:{ports[n][1]}" for n in names)
         self.members: list[ClusterMember] = []
-        try:
-            for n in names:
-                client, peer = ports[n]
-                if kind == "etcd":
-                    argv = [require_binary("etcd"), "--log-level", "warn",
-                            "--data-dir", str(tmp / n)]
-                else:
-                    argv = [sys.executable, "-m", "coord.server", "--log-level", "warning",
-                            "--data-dir", str(tmp / f"{n}.coord")]
-                argv += [
-                    "--name", n,
-                    "--listen-client-urls", f"http://127.0.0.1:{client}",
-                    "--advertise-client-urls", f"http://127.0.0.1:{client}",
-                    "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-                    "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-                    "--initial-cluster", initial, "--initial-cluster-state", "new", *FAST_RAFT,
-                ]
-                self.members.append(ClusterMember(n, Proc(argv, tmp / f"{n}.log"), client))
-            self.ready()
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in range(EtcdProc.ATTEMPTS):
+            try:
+                self._start(tmp, size)
+                return
+            except AssertionError:
+                lost = any(lost_port_race(m.proc) for m in self.members)
+                self.stop()
+                if kind != "etcd" or not lost or attempt + 1 == EtcdProc.ATTEMPTS:
+                    raise
+                for m in self.members:
+                    shutil.rmtree(tmp / m.name, ignore_errors=True)
+                self.members = []
+            except BaseException:
+                self.stop()
+                raise
+
+    def _start(self, tmp: Path, size: int) -> None:
+        """Start the members: coord's on sockets bound here (passed by socket activation),
+        etcd's on :func:`free_port` ports (the caller retries a lost race)."""
+        names = [f"m{i}" for i in range(size)]
+        socks = {n: (listen_socket(), listen_socket()) for n in names} if self.kind == "coord" \
+            else {}
+        ports = {n: (s[0].getsockname()[1], s[1].getsockname()[1]) for n, s in socks.items()} \
+            or {n: (free_port(), free_port()) for n in names}
+        initial = ",".join(f"{n}=http://127.0.0.1:{ports[n][1]}" for n in names)
+        for n in names:
+            client, peer = ports[n]
+            if self.kind == "etcd":
+                argv = [require_binary("etcd"), "--log-level", "warn",
+                        "--data-dir", str(tmp / n)]
+            else:
+                argv = [sys.executable, "-m", "coord.server", "--log-level", "warning",
+                        "--data-dir", str(tmp / f"{n}.coord")]
+            argv += [
+                "--name", n,
+                "--listen-client-urls", f"http://127.0.0.1:{client}",
+                "--advertise-client-urls", f"http://127.0.0.1:{client}",
+                "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+                "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+                "--initial-cluster", initial, "--initial-cluster-state", "new", *FAST_RAFT,
+            ]
+            proc = Proc(argv, tmp / f"{n}.log", sockets=socks.get(n, ()))
+            self.members.append(ClusterMember(n, proc, client))
+        self.ready()
 
     @property
     def endpoints(self) -> list[str]:

@@ -2,7 +2,8 @@
 
 :class:`Cluster` starts N ``coord-server`` processes (short heartbeat/election timeouts) whose
 peer URLs point at a :class:`PeerProxy`, a protocol-aware TCP relay the test controls: it reads
-each peer connection's HELLO frame (sender and receiver member IDs) and can cut every
+each peer connection's HELLO frame (the server's own ``frames.Hello``: sender and receiver
+member IDs) and can cut every
 connection to or from an isolated member -- a network partition without root privileges.
 """
 
@@ -24,6 +25,7 @@ from grpclib.client import Channel
 from support import CoordProc, free_port, port_open, wait_for
 
 from coord._pb import etcdserverpb as pb
+from coord.server.transport.frames import Hello
 
 HEARTBEAT_MS = 50
 ELECTION_MS = 500
@@ -118,13 +120,6 @@ async def write_load(endpoints: Sequence[str], prefix: str, n_per_endpoint: int,
 
 # -- peer proxy -------------------------------------------------------------------------------
 
-class _Hello(msgspec.Struct, array_like=True):
-    cluster_id: int
-    from_id: int
-    to_id: int
-    kind: str = "raft"
-
-
 class PeerProxy:
     """Relays peer traffic ``listen port -> target port`` for several members; can isolate.
 
@@ -167,7 +162,7 @@ class PeerProxy:
             head = await reader.readexactly(5)
             length, _ftype = struct.unpack(">IB", head)
             payload = await reader.readexactly(length)
-            hello = msgspec.msgpack.decode(payload, type=_Hello)
+            hello = msgspec.msgpack.decode(payload, type=Hello)
         except (asyncio.IncompleteReadError, msgspec.DecodeError, ConnectionError):
             writer.close()
             return

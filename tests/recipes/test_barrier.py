@@ -12,6 +12,7 @@ from coord import AsyncClient, Client
 from coord.recipes import Barrier, DoubleBarrier, TooManyClientsError
 
 
+@pytest.mark.compat
 def test_barrier_hold_wait_release(client: Client, prefix: str) -> None:
     barrier = Barrier(client, prefix + "b")
     assert barrier.wait(timeout=0.1) is True          # not held: passes at once
@@ -27,6 +28,7 @@ def test_barrier_hold_wait_release(client: Client, prefix: str) -> None:
     assert passed == [True]
 
 
+@pytest.mark.compat
 @pytest.mark.anyio
 async def test_double_barrier_enter_and_leave_together(aclient: AsyncClient,
                                                        prefix: str) -> None:

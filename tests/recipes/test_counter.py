@@ -9,6 +9,7 @@ from coord import AsyncClient, Client
 from coord.recipes import Counter
 
 
+@pytest.mark.compat
 def test_add_get_set(client: Client, prefix: str) -> None:
     counter = Counter(client, prefix + "n")
     assert counter.get() == 0

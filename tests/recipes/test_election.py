@@ -13,6 +13,7 @@ from coord import AsyncClient, Client, Put
 from coord.recipes import Election, ElectionNotLeaderError, SessionExpiredError
 
 
+@pytest.mark.compat
 def test_campaign_proclaim_resign_leader(client: Client, prefix: str) -> None:
     name = prefix + "leader"
     election = Election(client, name, ttl=5)
@@ -99,6 +100,7 @@ def test_campaign_timeout_withdraws(client: Client, prefix: str) -> None:
     leader.resign()
 
 
+@pytest.mark.compat
 @pytest.mark.anyio
 async def test_async_campaign_session_expired(aclient: AsyncClient, prefix: str) -> None:
     name = prefix + "leader"

@@ -20,7 +20,7 @@ from support import Proc, require_binary, wait_for
 from coord import Client
 from coord.recipes import Election, Lock
 
-pytestmark = pytest.mark.etcdctl
+pytestmark = [pytest.mark.etcdctl, pytest.mark.compat]
 
 
 def etcdctl_proc(endpoint: str, log: Path, *args: str) -> Proc:

@@ -15,6 +15,7 @@ from coord.recipes.lock import SyncLock
 from coord.types import KeyValue
 
 
+@pytest.mark.compat
 def test_acquire_release_layout_and_fencing(client: Client, prefix: str) -> None:
     name = prefix + "jobs"
     lock = Lock(client, name, ttl=5)
@@ -78,6 +79,7 @@ def test_session_loss_while_held_fails_is_owner(client: Client, prefix: str) -> 
     wait_for(lambda: not lock.held, timeout=10, what="lock notices its session is gone")
 
 
+@pytest.mark.compat
 def test_waiters_granted_in_arrival_order(client: Client, prefix: str) -> None:
     name = prefix + "jobs"
     first = Lock(client, name, ttl=5)
@@ -154,6 +156,7 @@ def test_shared_session_holds_several_locks(client: Client, prefix: str) -> None
     assert client.get(a.key) is None            # closing the session released a
 
 
+@pytest.mark.compat
 @pytest.mark.anyio
 async def test_async_lock_handoff(aclient: AsyncClient, prefix: str) -> None:
     name = prefix + "jobs"

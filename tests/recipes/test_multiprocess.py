@@ -78,6 +78,7 @@ def test_lock_8_processes_50_increments_each(backend: str, prefix: str, tmp_path
         assert token > prev_token, "fencing tokens must increase with every grant"
 
 
+@pytest.mark.compat
 def test_kill_9_holder_next_waiter_within_ttl(backend: str, prefix: str,
                                               workers: Workers) -> None:
     name = prefix + "jobs"
@@ -97,6 +98,7 @@ def test_kill_9_holder_next_waiter_within_ttl(backend: str, prefix: str,
     assert float(m.group(2)) - killed_at <= TTL + 1
 
 
+@pytest.mark.compat
 def test_election_kill_9_leader(backend: str, prefix: str, workers: Workers) -> None:
     name = prefix + "leader"
     observer = workers.start("observe", backend, name)

@@ -11,6 +11,7 @@ from coord import AsyncClient, Client
 from coord.recipes import PriorityQueue, Queue
 
 
+@pytest.mark.compat
 def test_fifo_and_timeout(client: Client, prefix: str) -> None:
     q = Queue(client, prefix + "q")
     for v in ("a", "b", "c"):
@@ -33,6 +34,7 @@ def test_blocked_get_woken_by_put(client: Client, prefix: str) -> None:
     assert q.size() == 0
 
 
+@pytest.mark.compat
 def test_priority_order_and_layout(client: Client, prefix: str) -> None:
     q = PriorityQueue(client, prefix + "pq")
     q.put("low-1", 5)

@@ -12,6 +12,7 @@ from coord import AsyncClient, Client
 from coord.recipes import RWLock
 
 
+@pytest.mark.compat
 def test_readers_share_writer_excludes(client: Client, prefix: str) -> None:
     name = prefix + "rw"
     r1, r2, w = RWLock(client, name, ttl=5), RWLock(client, name, ttl=5), RWLock(client, name,

@@ -13,6 +13,7 @@ from coord import AsyncClient, Client
 from coord.recipes import Semaphore
 
 
+@pytest.mark.compat
 def test_two_permits(client: Client, prefix: str) -> None:
     name = prefix + "sem"
     a, b, c = (Semaphore(client, name, 2, ttl=5) for _ in range(3))

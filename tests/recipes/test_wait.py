@@ -43,6 +43,7 @@ async def test_deleted_and_recreated_between_read_and_watch(aclient: AsyncClient
     assert await _returns(wait_delete(aclient, key, read_rev + 1), 10)
 
 
+@pytest.mark.compat
 @pytest.mark.parametrize("other_writes", [0, 3])
 async def test_waits_while_the_key_lives_then_wakes_on_delete(aclient: AsyncClient,
                                                               prefix: str,

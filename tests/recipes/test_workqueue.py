@@ -9,6 +9,7 @@ from coord import AsyncClient, Client
 from coord.recipes import ClaimLostError, WorkQueue
 
 
+@pytest.mark.compat
 def test_put_get_ack_nack(client: Client, prefix: str) -> None:
     name = prefix + "wq"
     with WorkQueue(client, name, ttl=5) as q:
@@ -33,6 +34,7 @@ def test_put_get_ack_nack(client: Client, prefix: str) -> None:
         assert q.get(timeout=0.2) is None
 
 
+@pytest.mark.compat
 def test_worker_death_redelivers(client: Client, prefix: str) -> None:
     name = prefix + "wq"
     dying = WorkQueue(client, name, ttl=5)

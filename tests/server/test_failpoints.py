@@ -96,7 +96,7 @@ def _http(port: int, method: str, name: str, body: str | None = None) -> tuple[i
 
 
 def test_http_interface() -> None:
-    server = failpoints.serve_http(f"127.0.0.1:{free_port()}")
+    server = failpoints.serve_http("127.0.0.1:0")
     port = server.server_address[1]
     try:
         assert _http(port, "PUT", "walBeforeSync", "3*sleep(10)")[0] == 204
@@ -110,6 +110,7 @@ def test_http_interface() -> None:
         assert _http(port, "DELETE", "walBeforeSync")[0] == 404
     finally:
         server.shutdown()
+        server.server_close()  # shutdown() only stops the loop; this closes the socket
 
 
 def test_a_stalled_fsync_stalls_writes_on_a_real_server(tmp_path: Path) -> None:
