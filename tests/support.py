@@ -24,12 +24,14 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
+
+T = TypeVar("T")
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -566,8 +568,8 @@ class Relay:
         self._server = self._on_loop(asyncio.start_server(self._relay, "127.0.0.1", 0))
         self.endpoint = f"127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
 
-    def _on_loop(self, coro: object) -> object:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)  # type: ignore[arg-type]
+    def _on_loop(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
 
     async def _relay(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
         self.accepted += 1
@@ -601,7 +603,7 @@ class Relay:
 
     def close(self) -> None:
         async def do() -> None:
-            self._server.close()  # type: ignore[attr-defined]
+            self._server.close()
             for w in list(self._open):
                 w.close()
         self._on_loop(do())

@@ -16,13 +16,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from grpclib.client import Channel
 from support import CoordProc, free_port, port_open, wait_for
+from unwrap import unwrap
 
 from coord._pb import etcdserverpb as pb
 from coord.server.transport.frames import Hello
@@ -31,15 +32,17 @@ HEARTBEAT_MS = 50
 ELECTION_MS = 500
 TOKEN = "coord-test-cluster"
 
+T = TypeVar("T")
+
 
 # -- gRPC helpers -----------------------------------------------------------------------------
 
-def run(coro: Any) -> Any:
+def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine to completion on a fresh event loop."""
     return asyncio.run(coro)
 
 
-async def _call(endpoint: str, fn: Callable[[Channel], Any], timeout: float) -> Any:
+async def _call(endpoint: str, fn: Callable[[Channel], Awaitable[T]], timeout: float) -> T:
     host, port = endpoint.split(":")
     ch = Channel(host, int(port))
     try:
@@ -52,7 +55,7 @@ def status(endpoint: str, timeout: float = 2.0) -> pb.StatusResponse | None:
     """Maintenance.Status, or None when the member does not answer."""
     try:
         return run(_call(endpoint, lambda ch: pb.MaintenanceStub(ch).status(pb.StatusRequest()),
-                         timeout))  # type: ignore[no-any-return]
+                         timeout))
     except Exception:
         return None
 
@@ -61,7 +64,7 @@ def put(endpoint: str, key: str, value: str, timeout: float = 5.0) -> int:
     """Put; returns the revision."""
     resp = run(_call(endpoint, lambda ch: pb.KvStub(ch).put(
         pb.PutRequest(key=key.encode(), value=value.encode())), timeout))
-    return int(resp.header.revision)
+    return int(unwrap(resp.header).revision)
 
 
 def get(endpoint: str, key: str, serializable: bool = False,
@@ -86,7 +89,7 @@ def hash_kv(endpoint: str, revision: int) -> tuple[int, int]:
     """(hash, header revision) of the store at ``revision``."""
     resp = run(_call(endpoint, lambda ch: pb.MaintenanceStub(ch).hash_kv(
         pb.HashKvRequest(revision=revision)), 5.0))
-    return int(resp.hash), int(resp.header.revision)
+    return int(resp.hash), int(unwrap(resp.header).revision)
 
 
 async def write_load(endpoints: Sequence[str], prefix: str, n_per_endpoint: int,
@@ -285,7 +288,7 @@ class Cluster:
         m.proc.wait_ready(timeout)
         st = status(m.endpoint)
         assert st is not None
-        m.id = int(st.header.member_id)
+        m.id = int(unwrap(st.header).member_id)
 
     def start(self) -> Cluster:
         for m in self.members:
@@ -342,7 +345,7 @@ class Cluster:
             if any(s is None for s in sts):
                 return False
             applied = {s.raft_applied_index for s in sts if s is not None}
-            revs = {s.header.revision for s in sts if s is not None}
+            revs = {unwrap(s.header).revision for s in sts if s is not None}
             if len(applied) != 1 or len(revs) != 1:
                 return False
             rev = revs.pop()

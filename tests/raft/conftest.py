@@ -1,14 +1,9 @@
-"""Raft test configuration: makes ``raft_harness`` importable and adds the ``--rewrite`` and
-``--raft-seeds`` options."""
+"""Raft test configuration: adds the ``--rewrite`` and ``--raft-seeds`` options. (The tests
+import their harness as ``raft.raft_harness``: tests/ is on pytest's pythonpath.)"""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

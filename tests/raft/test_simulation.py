@@ -25,7 +25,7 @@ import random
 import time
 
 import pytest
-from raft_harness import Cluster
+from raft.raft_harness import Cluster
 
 from coord.server.raft import (
     ConfChange,

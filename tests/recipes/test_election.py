@@ -8,6 +8,7 @@ from typing import Any
 import anyio
 import pytest
 from support import wait_for
+from unwrap import unwrap
 
 from coord import AsyncClient, Client, Put
 from coord.recipes import Election, ElectionNotLeaderError, SessionExpiredError
@@ -27,7 +28,7 @@ def test_campaign_proclaim_resign_leader(client: Client, prefix: str) -> None:
     assert election.is_leader
     election.impl._check()
     election.proclaim("worker-1b")
-    assert election.leader().value == b"worker-1b"  # type: ignore[union-attr]
+    assert unwrap(election.leader()).value == b"worker-1b"
     ok, _ = client.txn(compare=[election.is_owner()], success=[Put(prefix + "x", "1")])
     assert ok
     election.resign()
@@ -76,7 +77,7 @@ def test_leader_learns_it_lost_leadership(client: Client, prefix: str) -> None:
     lost: list[bool] = []
     election.campaign("me")
     election.on_lost(lambda: lost.append(True))
-    client.revoke_lease(client.get(election.key).lease)  # type: ignore[union-attr]
+    client.revoke_lease(unwrap(client.get(unwrap(election.key))).lease)
     wait_for(lambda: election.lost and lost == [True], timeout=10, what="loss noticed")
     assert not election.is_leader
     with pytest.raises(ElectionNotLeaderError):
@@ -86,7 +87,7 @@ def test_leader_learns_it_lost_leadership(client: Client, prefix: str) -> None:
 def test_leader_key_deleted_by_third_party_is_noticed(client: Client, prefix: str) -> None:
     election = Election(client, prefix + "leader", ttl=5)
     election.campaign("me")
-    client.delete(election.key)  # type: ignore[arg-type]
+    client.delete(unwrap(election.key))
     wait_for(lambda: election.lost, timeout=10, what="deleted leader key noticed")
 
 
@@ -123,13 +124,14 @@ async def test_async_campaign_session_expired(aclient: AsyncClient, prefix: str)
         kv = next(k for k in await aclient.get_prefix(name + "/") if k.key != leader.key)
         await aclient.revoke_lease(kv.lease)
     assert len(errors) == 1
-    assert (await leader.leader()).value == b"a"  # type: ignore[union-attr]
+    assert unwrap(await leader.leader()).value == b"a"
     async with leader:
         pass  # leaving the context resigns
     assert await leader.leader() is None
 
 
-def _change_before_watch(client: AsyncClient, key: bytes, change: Any) -> None:
+def _change_before_watch(monkeypatch: pytest.MonkeyPatch, client: AsyncClient, key: bytes,
+                         change: Any) -> None:
     """Make ``client.watch(key)`` run ``await change()`` once, just before the watch exists:
     the change lands between observe()'s read and its watch (a watch from now misses it)."""
     real = client.watch
@@ -146,13 +148,15 @@ def _change_before_watch(client: AsyncClient, key: bytes, change: Any) -> None:
             return await w
         return start()
 
-    client.watch = watch  # type: ignore[method-assign]
+    # not AsyncClient.watch's type (it may return a coroutine): setattr, not an assignment
+    monkeypatch.setattr(client, "watch", watch)
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("change", ["proclaim", "resign"])
 async def test_observe_sees_changes_between_its_read_and_its_watch(
-        aclient: AsyncClient, backend: str, prefix: str, change: str) -> None:
+        aclient: AsyncClient, backend: str, prefix: str, change: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     name = prefix + "leader"
     first, second = Election(aclient, name, ttl=5), Election(aclient, name, ttl=5)
     await first.campaign("one")
@@ -166,7 +170,7 @@ async def test_observe_sees_changes_between_its_read_and_its_watch(
                 await second.campaign("two")
 
         assert first.key is not None
-        _change_before_watch(oc, first.key, move)
+        _change_before_watch(monkeypatch, oc, first.key, move)
 
         async def observe() -> None:
             with anyio.fail_after(10):
