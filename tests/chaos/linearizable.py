@@ -153,7 +153,8 @@ def check_key(key: str, ops: list[Op], max_steps: int = 2_000_000) -> KeyResult:
         if e.next is not None:
             e.next.prev = e.prev
         m = e.match
-        m.prev.next = m.next  # type: ignore[union-attr]
+        assert m.prev is not None
+        m.prev.next = m.next
         if m.next is not None:
             m.next.prev = m.prev
 

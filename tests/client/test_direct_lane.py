@@ -18,6 +18,7 @@ from types import FrameType
 
 import pytest
 from support import Relay, wait_for
+from unwrap import unwrap
 
 from coord import Client
 from coord._conn import SyncConnection
@@ -86,14 +87,16 @@ def _idle(client: Client) -> int:
 def _loop_tasks(client: Client) -> list[str]:
     """Names of the coroutines still running on the client's loop thread (ours only)."""
     def names() -> list[str]:
-        return [t.get_coro().__qualname__ for t in asyncio.all_tasks()  # type: ignore[union-attr]
-                if "AsyncClient" in t.get_coro().__qualname__]  # type: ignore[union-attr]
-    return client.call(names)  # type: ignore[no-any-return]
+        qualnames: list[str] = [getattr(t.get_coro(), "__qualname__", "")
+                                for t in asyncio.all_tasks()]
+        return [q for q in qualnames if "AsyncClient" in q]
+    running: list[str] = client.call(names)
+    return running
 
 
 def test_lone_caller_does_not_use_the_loop_thread(client: Client, prefix: str) -> None:
     rev = client.put(prefix + "a", "1")
-    assert client.get(prefix + "a").value == b"1"  # type: ignore[union-attr]
+    assert unwrap(client.get(prefix + "a")).value == b"1"
     assert client.txn(success=[]).revision >= rev
     assert _idle(client) == 1, "the calls did not share one calling-thread connection"
     assert not client.async_client._conn._channels, "a lone caller's call hopped threads"
@@ -102,9 +105,9 @@ def test_lone_caller_does_not_use_the_loop_thread(client: Client, prefix: str) -
 def test_busy_lanes_send_callers_to_the_loop_thread(client: Client, prefix: str) -> None:
     with lanes_taken(client):
         rev = client.put(prefix + "b", "1")
-        assert client.get(prefix + "b").mod_revision == rev  # type: ignore[union-attr]
+        assert unwrap(client.get(prefix + "b")).mod_revision == rev
     assert client.async_client._conn._channels
-    assert client.get(prefix + "b").value == b"1"  # type: ignore[union-attr]
+    assert unwrap(client.get(prefix + "b")).value == b"1"
 
 
 def test_caller_inside_an_event_loop_is_served(client: Client, prefix: str) -> None:

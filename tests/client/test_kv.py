@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from unwrap import unwrap
 
 from coord import (
     AsyncClient,
@@ -51,7 +52,7 @@ def test_put_prev_kv_and_get_at_revision(client: Client, prefix: str) -> None:
     old = client.get(k, revision=rev1)
     assert old is not None
     assert old.value == b"v1"
-    assert client.get(k, revision=rev2).value == b"v2"  # type: ignore[union-attr]
+    assert unwrap(client.get(k, revision=rev2)).value == b"v2"
     with pytest.raises(FutureRevisionError):
         client.get(k, revision=rev2 + 1000)
 
@@ -160,7 +161,7 @@ def test_compact(client: Client, prefix: str) -> None:
     client.compact(r2)
     with pytest.raises(CompactedError):
         client.get(k, revision=r1)
-    assert client.get(k, revision=r2).value == b"2"  # type: ignore[union-attr]
+    assert unwrap(client.get(k, revision=r2)).value == b"2"
     with pytest.raises(CompactedError):
         client.compact(r1)
 
@@ -210,7 +211,8 @@ def test_range_helpers_and_delete_range(client: Client, prefix: str) -> None:
     assert client.delete_range(prefix + "b", prefix + "d") == 2
     assert [kv.key[-1:] for kv in client.get_prefix(prefix)] == [b"a", b"d"]
     prevs = client.delete_range(prefix + "a", prefix + "b", prev_kv=True)
-    assert [kv.value for kv in prevs] == [b"a"]  # type: ignore[union-attr]
+    assert isinstance(prevs, list)
+    assert [kv.value for kv in prevs] == [b"a"]
     everything = client.get_all(keys_only=True)
     assert (prefix + "d").encode() in {kv.key for kv in everything}
     assert client.delete_prefix(prefix, prev_kv=True)[0].value == b"d"
@@ -224,7 +226,7 @@ def test_str_bytes_and_binary_keys(client: Client, prefix: str) -> None:
     assert (kv.key, kv.value) == (key, b"\x00bin")
     assert client.get_prefix(prefix.encode() + b"\x00")[0].key == key
     client.put(prefix + "ü", "ö")
-    assert client.get(prefix + "ü").value_str == "ö"  # type: ignore[union-attr]
+    assert unwrap(client.get(prefix + "ü")).value_str == "ö"
     with pytest.raises(TypeError):
         client.put(prefix + "x", 5)  # type: ignore[call-overload]
 
@@ -242,4 +244,4 @@ def test_large_values_and_the_request_size_limit(client: Client, prefix: str) ->
     with pytest.raises(RequestTooLargeError):
         client.put(prefix + "huge", b"x" * 2_000_000)
     assert client.get(prefix + "huge") is None
-    assert client.get(prefix + "big0").value == values[0]  # type: ignore[union-attr]
+    assert unwrap(client.get(prefix + "big0")).value == values[0]

@@ -7,6 +7,7 @@ import time
 
 import pytest
 from support import wait_for
+from unwrap import unwrap
 
 from coord import AsyncClient, Client, LeaseNotFoundError
 
@@ -19,7 +20,7 @@ def test_lease_attach_and_revoke(client: Client, prefix: str) -> None:
     assert 0 < lease.ttl() <= 10
     client.put(prefix + "a", "up", lease=lease)
     client.put(prefix + "b", "up", lease=lease.id)
-    assert client.get(prefix + "a").lease == lease.id  # type: ignore[union-attr]
+    assert unwrap(client.get(prefix + "a")).lease == lease.id
     info = client.lease_time_to_live(lease, keys=True)
     assert info.id == lease.id
     assert info.granted_ttl == 10

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from unwrap import unwrap
 
 from coord import AsyncClient, Client, UnavailableError
 
@@ -29,7 +30,7 @@ class CuttingProxy:
         self.armed = False
         self.cuts = 0
         self.frozen = False  # when set, nothing is forwarded and nothing is closed
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> str:
@@ -137,7 +138,7 @@ def open_client(request: pytest.FixtureRequest) -> Opener:
 async def test_ambiguous_write_raises_and_is_not_retried(proxy: CuttingProxy, backend: str,
                                                          prefix: str,
                                                          open_client: Opener) -> None:
-    via = f"127.0.0.1:{proxy._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    via = f"127.0.0.1:{unwrap(proxy._server).sockets[0].getsockname()[1]}"
     async with open_client([via, backend], timeout=10) as c:
         await c.get(prefix + "warm")  # connection established through the proxy
         proxy.armed = True
@@ -153,7 +154,7 @@ async def test_ambiguous_write_raises_and_is_not_retried(proxy: CuttingProxy, ba
 @pytest.mark.anyio
 async def test_read_is_retried_on_next_endpoint(proxy: CuttingProxy, backend: str,
                                                 prefix: str, open_client: Opener) -> None:
-    via = f"127.0.0.1:{proxy._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    via = f"127.0.0.1:{unwrap(proxy._server).sockets[0].getsockname()[1]}"
     async with open_client([via, backend], timeout=10) as c:
         await c.put(prefix + "k", "v")
         proxy.armed = True
@@ -181,7 +182,7 @@ async def test_silent_peer_is_detected_by_keepalive(proxy: CuttingProxy, backend
                                                     prefix: str) -> None:
     """A frozen connection (no RST, no data: a partition) is noticed by HTTP/2 pings and the
     watch resumes on the next endpoint without losing the event written meanwhile."""
-    via = f"127.0.0.1:{proxy._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    via = f"127.0.0.1:{unwrap(proxy._server).sockets[0].getsockname()[1]}"
     async with AsyncClient([via, backend], timeout=10, keepalive=5) as c, \
             AsyncClient(backend) as writer:
         async with c.watch(prefix + "k") as w:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import trustme
 from support import EtcdProc, Proc, Relay, etcdctl, free_port, require_binary, wait_for
+from unwrap import unwrap
 
 from coord import AsyncClient, AuthFailedError, Client, CoordError
 
@@ -96,7 +97,7 @@ def test_tls_client_cert(tls_endpoint: str, certs: Certs, prefix: str) -> None:
     ctx = ssl.create_default_context(cafile=certs.ca)
     ctx.load_cert_chain(certs.client_cert, certs.client_key)
     with Client("https://" + tls_endpoint, ssl=ctx) as c:
-        assert c.get(prefix + "a").value == b"1"  # type: ignore[union-attr]
+        assert unwrap(c.get(prefix + "a")).value == b"1"
         big = bytes(range(256)) * 4000  # ~1 MB: many TLS records and flow-control windows
         rev = c.put(prefix + "big", big)
         kv = c.get(prefix + "big")
@@ -138,7 +139,7 @@ def test_auth_user_password(auth_etcd: str) -> None:
 
     with Client(auth_etcd, user="alice", password="alicepw") as c:
         rev = c.put("/app/x", "1")
-        assert c.get("/app/x").value == b"1"  # type: ignore[union-attr]
+        assert unwrap(c.get("/app/x")).value == b"1"
         with c.watch("/app/", prefix=True, start_revision=rev) as w:
             assert next(iter(w)).key == b"/app/x"
         with pytest.raises(PermissionDeniedError):
@@ -156,7 +157,7 @@ async def test_auth_reauthenticates_on_invalid_token(auth_etcd: str) -> None:
     async with AsyncClient(auth_etcd, user="root", password="rootpw") as c:
         await c.put("/app/t", "1")
         c._conn._token = "bogus.token"  # as if the server had expired our token
-        assert (await c.get("/app/t")).value == b"1"  # type: ignore[union-attr]
+        assert unwrap(await c.get("/app/t")).value == b"1"
         assert c._conn._token != "bogus.token"
         # a watch created with a stale token re-authenticates and still works
         rev = await c.put("/app/t", "2")

@@ -43,14 +43,15 @@ def test_member_with_diverged_committed_log_stops(tmp_path: Path) -> None:
         put(b.endpoint, "/after", "x")
 
         c.start_member(a, wait=False)
-        assert a.proc is not None
-        wait_for(lambda: not a.proc.alive(), timeout=20,  # type: ignore[union-attr]
+        proc = a.proc
+        assert proc is not None
+        wait_for(lambda: not proc.alive(), timeout=20,
                  what="the diverged member to stop")
-        out = a.proc.output()
-        assert a.proc.popen.returncode not in (0, None), out
+        out = proc.output()
+        assert proc.popen.returncode not in (0, None), out
         assert "CRITICAL" in out, out
         assert "conflicts with committed entry" in out, out
-        a.proc.stop()
+        proc.stop()
         a.proc = None
     finally:
         c.stop()

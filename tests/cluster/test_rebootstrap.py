@@ -34,14 +34,15 @@ def test_wiped_member_refuses_to_bootstrap_again(tmp_path: Path) -> None:
         c.start_member(cc, wait=False)
         wait_for(lambda: port_open(cc.peer_port), timeout=15, what="C's peer port")
         c.start_member(b, wait=False)
-        assert b.proc is not None
-        wait_for(lambda: not b.proc.alive(), timeout=20,  # type: ignore[union-attr]
+        proc = b.proc
+        assert proc is not None
+        wait_for(lambda: not proc.alive(), timeout=20,
                  what="the wiped member to refuse to bootstrap again")
-        assert b.proc.popen.returncode == 1, b.proc.output()
-        out = b.proc.output()
+        assert proc.popen.returncode == 1, proc.output()
+        out = proc.output()
         assert f"cannot serve: member {b.id:x} has already been bootstrapped" in out, out
         assert not (tmp_path / f"{b.name}.coord" / "member").exists()
-        b.proc.stop()
+        proc.stop()
         b.proc = None
 
         # A and C still hold the acknowledged write.

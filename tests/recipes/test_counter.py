@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import anyio
 import pytest
+from unwrap import unwrap
 
 from coord import AsyncClient, Client
 from coord.recipes import Counter
@@ -16,7 +17,7 @@ def test_add_get_set(client: Client, prefix: str) -> None:
     assert counter.add() == 1
     assert counter.add(5) == 6
     assert counter.add(-2) == 4
-    assert client.get(prefix + "n").value == b"4"  # type: ignore[union-attr]
+    assert unwrap(client.get(prefix + "n")).value == b"4"
     counter.set(10)
     assert counter.get() == 10
 

@@ -8,6 +8,7 @@ import time
 import anyio
 import pytest
 from support import wait_for
+from unwrap import unwrap
 
 from coord import AsyncClient, Client, Put
 from coord.recipes import Lock, LockNotHeldError, Session, SessionExpiredError
@@ -64,7 +65,7 @@ def test_is_owner_guards_txns_and_fails_after_release(client: Client, prefix: st
     lock.release()
     ok, _ = client.txn(compare=[lock.is_owner()], success=[Put(prefix + "data", "2")])
     assert not ok
-    assert client.get(prefix + "data").value == b"1"  # type: ignore[union-attr]
+    assert unwrap(client.get(prefix + "data")).value == b"1"
 
 
 def test_session_loss_while_held_fails_is_owner(client: Client, prefix: str) -> None:
@@ -72,7 +73,7 @@ def test_session_loss_while_held_fails_is_owner(client: Client, prefix: str) -> 
     lock = Lock(client, name, ttl=5)
     lock.acquire()
     assert lock.held
-    lease = client.get(lock.key).lease  # type: ignore[union-attr]
+    lease = unwrap(client.get(lock.key)).lease
     client.revoke_lease(lease)          # as if the lease expired
     ok, _ = client.txn(compare=[lock.is_owner()], success=[Put(prefix + "data", "x")])
     assert not ok
