@@ -33,7 +33,9 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from cluster.clusterlib import Cluster, Member, status
 from unwrap import unwrap
@@ -104,8 +106,8 @@ class Nemesis:
 class Kill(Nemesis):
     name = "kill"
 
-    def __init__(self, *a: object, **kw: object) -> None:
-        super().__init__(*a, **kw)  # type: ignore[arg-type]
+    def __init__(self, *a: Any, **kw: Any) -> None:
+        super().__init__(*a, **kw)
         self.down: list[Member] = []
 
     def inject(self, target: str) -> str:
@@ -133,8 +135,8 @@ class Kill(Nemesis):
 class Pause(Nemesis):
     name = "pause"
 
-    def __init__(self, *a: object, **kw: object) -> None:
-        super().__init__(*a, **kw)  # type: ignore[arg-type]
+    def __init__(self, *a: Any, **kw: Any) -> None:
+        super().__init__(*a, **kw)
         self.paused: list[Member] = []
 
     def inject(self, target: str) -> str:
@@ -162,8 +164,8 @@ class Pause(Nemesis):
 class Partition(Nemesis):
     name = "partition"
 
-    def __init__(self, *a: object, **kw: object) -> None:
-        super().__init__(*a, **kw)  # type: ignore[arg-type]
+    def __init__(self, *a: Any, **kw: Any) -> None:
+        super().__init__(*a, **kw)
         self.isolated: list[Member] = []
 
     def inject(self, target: str) -> str:
@@ -279,11 +281,11 @@ class Membership(Nemesis):
             return lead.endpoint
         return next(m.endpoint for m in self.c.running() if m is not exclude)
 
-    def _wait(self, what: str, pred: object) -> bool:
+    def _wait(self, what: str, pred: Callable[[], object]) -> bool:
         deadline = time.monotonic() + self.step_timeout
         while time.monotonic() < deadline:
             try:
-                if pred():  # type: ignore[operator]
+                if pred():
                     return True
             except Exception:
                 pass

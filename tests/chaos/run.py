@@ -33,7 +33,7 @@ from .history import OK, History
 from .leasesafety import LeaseResult, check_leases
 from .linearizable import LinearizabilityResult, check_register
 from .locksafety import LockResult, check_locks
-from .nemesis import Event, Findings, Nemesis, make
+from .nemesis import Event, Findings, Membership, Nemesis, make
 from .schedule import Scheduler, Step, plan
 from .watchguarantees import WatchResult, check_watch, reference_events
 from .workloads import (
@@ -195,7 +195,9 @@ def run_chaos(base: Path, cfg: ChaosConfig, out: Any = print) -> Report:
         nemeses: dict[str, Nemesis] = {k: make(k, c, rng, report.events, findings, t0)
                                        for k in dict.fromkeys(s.kind for s in steps)}
         if cfg.quiet_membership and register is not None and "membership" in nemeses:
-            nemeses["membership"].quiet = register.paused  # type: ignore[attr-defined]
+            membership = nemeses["membership"]
+            assert isinstance(membership, Membership)
+            membership.quiet = register.paused
         stop = threading.Event()
         sched = Scheduler(c, nemeses, steps, stop, cfg.seconds)
         try:

@@ -22,6 +22,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cluster.clusterlib import Cluster
+
 from . import clusterops
 from .nemesis import Nemesis
 
@@ -71,7 +73,7 @@ def plan(seed: int, seconds: float, kinds: Sequence[str], warmup: float = 2.0) -
 class Scheduler:
     """Runs a plan (see the module docstring); ``nemeses`` by kind."""
 
-    def __init__(self, cluster: object, nemeses: dict[str, Nemesis], steps: list[Step],
+    def __init__(self, cluster: Cluster, nemeses: dict[str, Nemesis], steps: list[Step],
                  stop: threading.Event, seconds: float) -> None:
         self.c = cluster
         self.seconds = seconds
@@ -90,7 +92,7 @@ class Scheduler:
                 if delay > 0 and self.stop.wait(delay):
                     return
                 n = self.nemeses[step.kind]
-                if n.disruptive and not clusterops.healthy(self.c, timeout=30):  # type: ignore[arg-type]
+                if n.disruptive and not clusterops.healthy(self.c, timeout=30):
                     # another fault now could cost the quorum: what it found would not be a
                     # bug. Skip the step; the unhealthy cluster is itself a finding.
                     n.findings.items.append(f"cluster not healthy before step {step}; skipped")

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .run import ChaosConfig, run_chaos, seed_from_env
+from .run import ChaosConfig, Report, run_chaos, seed_from_env
 
 
-def assert_clean(report: object) -> None:
-    assert report.ok, report.summary()  # type: ignore[attr-defined]
+def assert_clean(report: Report) -> None:
+    assert report.ok, report.summary()
 
 
 def test_crashes_pauses_partitions_transfers(tmp_path: Path) -> None:

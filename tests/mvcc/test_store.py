@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from unwrap import unwrap
 
@@ -46,20 +48,20 @@ def s() -> KVStore:
     return store
 
 
-def rng(s: KVStore, key: bytes, end: bytes = b"", **kw: object) -> RangeResponse:
-    return RangeResponse.parse(s.range(RangeRequest(key=key, range_end=end, **kw)))  # type: ignore[arg-type]
+def rng(s: KVStore, key: bytes, end: bytes = b"", **kw: Any) -> RangeResponse:
+    return RangeResponse.parse(s.range(RangeRequest(key=key, range_end=end, **kw)))
 
 
 def keys(resp: RangeResponse) -> list[bytes]:
     return [kv.key for kv in resp.kvs]
 
 
-def put(s: KVStore, key: bytes, value: bytes = b"", **kw: object) -> PutResponse:
-    return PutResponse.parse(s.put(PutRequest(key=key, value=value, **kw)))  # type: ignore[arg-type]
+def put(s: KVStore, key: bytes, value: bytes = b"", **kw: Any) -> PutResponse:
+    return PutResponse.parse(s.put(PutRequest(key=key, value=value, **kw)))
 
 
-def delete(s: KVStore, key: bytes, end: bytes = b"", **kw: object) -> DeleteRangeResponse:
-    req = DeleteRangeRequest(key=key, range_end=end, **kw)  # type: ignore[arg-type]
+def delete(s: KVStore, key: bytes, end: bytes = b"", **kw: Any) -> DeleteRangeResponse:
+    req = DeleteRangeRequest(key=key, range_end=end, **kw)
     return DeleteRangeResponse.parse(s.delete_range(req))
 
 
@@ -73,20 +75,20 @@ def txn(
     return TxnResponse.parse(s.txn(req))
 
 
-def op_put(key: bytes, value: bytes = b"", **kw: object) -> RequestOp:
-    return RequestOp(request_put=PutRequest(key=key, value=value, **kw))  # type: ignore[arg-type]
+def op_put(key: bytes, value: bytes = b"", **kw: Any) -> RequestOp:
+    return RequestOp(request_put=PutRequest(key=key, value=value, **kw))
 
 
 def op_del(key: bytes, end: bytes = b"") -> RequestOp:
     return RequestOp(request_delete_range=DeleteRangeRequest(key=key, range_end=end))
 
 
-def op_range(key: bytes, end: bytes = b"", **kw: object) -> RequestOp:
-    return RequestOp(request_range=RangeRequest(key=key, range_end=end, **kw))  # type: ignore[arg-type]
+def op_range(key: bytes, end: bytes = b"", **kw: Any) -> RequestOp:
+    return RequestOp(request_range=RangeRequest(key=key, range_end=end, **kw))
 
 
-def op_txn(**kw: object) -> RequestOp:
-    return RequestOp(request_txn=TxnRequest(**kw))  # type: ignore[arg-type]
+def op_txn(**kw: Any) -> RequestOp:
+    return RequestOp(request_txn=TxnRequest(**kw))
 
 
 def fill(s: KVStore, *ks: bytes) -> None:
@@ -302,8 +304,8 @@ def test_delete_prev_kvs(s: KVStore) -> None:
 
 
 # ------------------------------------------------------------------ txn
-def cmp(key: bytes, target: T, result: R, **kw: object) -> Compare:
-    return Compare(key=key, target=target, result=result, **kw)  # type: ignore[arg-type]
+def cmp(key: bytes, target: T, result: R, **kw: Any) -> Compare:
+    return Compare(key=key, target=target, result=result, **kw)
 
 
 def holds(s: KVStore, *cs: Compare) -> bool:

@@ -19,10 +19,10 @@ from coord.types import EventType
 pytestmark = pytest.mark.anyio
 
 
-async def _returns(coro: object, within: float) -> bool:
+async def _returns(coro: Awaitable[object], within: float) -> bool:
     """True if ``coro`` finished within ``within`` seconds."""
     with anyio.move_on_after(within):
-        await coro  # type: ignore[misc]
+        await coro
         return True
     return False
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from unwrap import unwrap
 
@@ -40,8 +42,8 @@ class Client:
     def wake(self) -> None:
         self.wakeups += 1
 
-    def create(self, key: bytes, end: bytes = b"", **kw: object) -> None:
-        c = WatchCreateRequest(key=key, range_end=end, **kw)  # type: ignore[arg-type]
+    def create(self, key: bytes, end: bytes = b"", **kw: Any) -> None:
+        c = WatchCreateRequest(key=key, range_end=end, **kw)
         self.stream.handle_request(WatchRequest(create_request=c))
 
     def cancel(self, wid: int) -> None:
@@ -70,8 +72,8 @@ def hub(store: KVStore) -> WatchHub:
     return WatchHub(store, header)
 
 
-def put(s: KVStore, key: bytes, value: bytes = b"v", **kw: object) -> None:
-    s.put(PutRequest(key=key, value=value, **kw))  # type: ignore[arg-type]
+def put(s: KVStore, key: bytes, value: bytes = b"v", **kw: Any) -> None:
+    s.put(PutRequest(key=key, value=value, **kw))
 
 
 def delete(s: KVStore, key: bytes, end: bytes = b"") -> None:
