@@ -261,7 +261,8 @@ def run_worker_subprocess(python: str, kind: str, endpoint: str, n: int,
     if out.returncode != 0:
         print(f"  {kind} failed:\n{out.stderr}", file=sys.stderr)
         return None
-    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    result: dict[str, Result] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
 
 
 def merge(rounds: list[dict[str, Result]]) -> dict[str, Result]:

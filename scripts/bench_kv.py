@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from grpclib.client import Channel, UnaryUnaryMethod
 from grpclib.encoding.base import CodecBase
@@ -49,8 +50,8 @@ class RawCodec(CodecBase):
 
     __content_subtype__ = "proto"
 
-    def encode(self, message: object, message_type: object) -> bytes:
-        return message if isinstance(message, bytes) else bytes(message)  # type: ignore[call-overload]
+    def encode(self, message: Any, message_type: Any) -> bytes:
+        return message if isinstance(message, bytes) else bytes(message)
 
     def decode(self, data: bytes, message_type: object) -> bytes:
         return data

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import hypothesis.strategies as st
 import pytest
+from betterproto2 import ProtoClassMetadata
 from hypothesis import given
 
 from coord import _protowire as pw
@@ -37,7 +38,8 @@ FIELD_CLASSES = [
 @pytest.mark.parametrize(("names", "message"), FIELD_CLASSES,
                          ids=[c.__name__ for c, _ in FIELD_CLASSES])
 def test_field_numbers_match_the_generated_messages(names: type, message: type) -> None:
-    meta = message._betterproto  # type: ignore[attr-defined]
+    # getattr: mypy cannot bind the classproperty's type[Self] on a plain type
+    meta: ProtoClassMetadata = getattr(message, "_betterproto")  # noqa: B009
     numbers = {name.upper(): f.number for name, f in meta.meta_by_field_name.items()}
     ours = {k: v for k, v in vars(names).items() if k.isupper()}
     # the generated code renames a field named like a builtin (Event.type -> type_)

@@ -13,7 +13,7 @@ import concurrent.futures
 import contextlib
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 import pytest
@@ -47,7 +47,7 @@ class Interrupted(BaseException):
 
 
 @pytest.fixture
-def interrupt_after() -> Iterator[object]:
+def interrupt_after() -> Iterator[Callable[[float], None]]:
     def handler(signum: int, frame: FrameType | None) -> None:
         raise Interrupted
 
@@ -156,11 +156,11 @@ def test_write_after_the_server_closed_an_idle_connection(relay: Relay, prefix: 
         assert kv.mod_revision == rev
 
 
-def test_interrupted_lane_call_leaves_the_client_usable(black_hole: str,
-                                                        interrupt_after: object) -> None:
+def test_interrupted_lane_call_leaves_the_client_usable(
+        black_hole: str, interrupt_after: Callable[[float], None]) -> None:
     with Client(black_hole, timeout=2) as c:
         arm = interrupt_after
-        arm(0.3)  # type: ignore[operator]
+        arm(0.3)
         with pytest.raises(Interrupted):
             c.get("/k")  # this thread is blocked in recv on its own connection
         assert _lanes_free(c)
@@ -172,11 +172,11 @@ def test_interrupted_lane_call_leaves_the_client_usable(black_hole: str,
 
 
 def test_interrupted_hop_is_cancelled_on_the_loop(black_hole: str,
-                                                  interrupt_after: object) -> None:
+                                                  interrupt_after: Callable[[float], None]) -> None:
     with Client(black_hole, timeout=30) as c:
         arm = interrupt_after
         with lanes_taken(c):  # force the loop-thread path
-            arm(0.3)  # type: ignore[operator]
+            arm(0.3)
             with pytest.raises(Interrupted):
                 c.get("/k")
         wait_for(lambda: _loop_tasks(c) == [], what="hopped call cancelled")

@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import cast
+from typing import Any, cast
 
 import h2.config
 import h2.connection
@@ -160,8 +160,8 @@ def write_once_read_thrice(peer: Peer, write_error: tuple[type[Exception], str],
 def peers() -> Iterator[Callable[..., Peer]]:
     made: list[Peer] = []
 
-    def make(handler: Callable[[Peer, Conn, int, bytes], None], **options: object) -> Peer:
-        made.append(Peer(handler, **options))  # type: ignore[arg-type]
+    def make(handler: Callable[[Peer, Conn, int, bytes], None], **options: Any) -> Peer:
+        made.append(Peer(handler, **options))
         return made[-1]
 
     yield make

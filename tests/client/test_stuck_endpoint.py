@@ -17,7 +17,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -89,9 +89,9 @@ def stuck(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue("paused_server").endpoint)
 
 
-def timed(fn: object, *args: object, **kw: object) -> tuple[object, float]:
+def timed(fn: Callable[..., object], *args: object, **kw: object) -> tuple[object, float]:
     t0 = time.monotonic()
-    out = fn(*args, **kw)  # type: ignore[operator]
+    out = fn(*args, **kw)
     return out, time.monotonic() - t0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -9,10 +10,10 @@ from cluster.clusterlib import Cluster, get, put, status
 from support import wait_for
 
 
-def fails(fn: object, *args: object) -> bool:
+def fails(fn: Callable[..., object], *args: object) -> bool:
     """True when the call raises (error or timeout) instead of answering."""
     try:
-        fn(*args, timeout=3.0)  # type: ignore[operator]
+        fn(*args, timeout=3.0)
     except Exception:
         return True
     return False

@@ -7,6 +7,7 @@ store's ``_check()`` invariants run after every step.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import hypothesis.strategies as st
@@ -31,6 +32,7 @@ from coord._pb.etcdserverpb import (
     TxnRequest,
     TxnResponse,
 )
+from coord._pb.mvccpb import KeyValue
 from coord.errors import (
     CompactedError,
     CoordError,
@@ -295,7 +297,7 @@ def txn_reqs(depth: int = 1) -> st.SearchStrategy[TxnRequest]:
 
 
 # ------------------------------------------------------------------ the machine
-def kvs_of(msgs: list) -> list[KV]:  # type: ignore[type-arg]
+def kvs_of(msgs: Sequence[KeyValue]) -> list[KV]:
     return [(m.key, m.create_revision, m.mod_revision, m.version, m.value, m.lease) for m in msgs]
 
 
@@ -310,7 +312,8 @@ class StoreMachine(RuleBasedStateMachine):
         self.notified: list[int] = []
         self.store.add_listener(self.notified.append)
 
-    def expect_same_error(self, exc: type[CoordError], fn, *args) -> None:  # type: ignore[no-untyped-def]
+    def expect_same_error(self, exc: type[CoordError], fn: Callable[..., object],
+                          *args: object) -> None:
         with pytest.raises(CoordError) as info:
             fn(*args)
         assert type(info.value) is exc, (info.value, exc)

@@ -7,6 +7,8 @@ linearizability on every Ready, so each test also guards the global invariants.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from raft.raft_harness import Cluster
 
@@ -25,9 +27,9 @@ MT = MessageType
 L, F = StateType.LEADER, StateType.FOLLOWER
 
 
-def cluster(ids: list[int], **kw: object) -> Cluster:
+def cluster(ids: list[int], **kw: Any) -> Cluster:
     kw.setdefault("fixed_timeouts", True)
-    return Cluster(ids, **kw)  # type: ignore[arg-type]
+    return Cluster(ids, **kw)
 
 
 def elect(c: Cluster, id_: int) -> None:

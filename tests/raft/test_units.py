@@ -3,6 +3,8 @@ conf-change codec and changer, and the public API surface."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -292,7 +294,7 @@ def test_majority_vote_result(voters: set[int], votes: dict[int, bool]) -> None:
 # -- confchange ----------------------------------------------------------------------------------
 
 
-def tracker(voters: list[int], learners: list[int] = ()) -> ProgressTracker:  # type: ignore[assignment]
+def tracker(voters: list[int], learners: Sequence[int] = ()) -> ProgressTracker:
     return restore(ProgressTracker(8), ConfState(voters=voters, learners=list(learners)), 10)
 
 
