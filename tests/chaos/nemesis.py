@@ -193,8 +193,8 @@ class DiskStall(Nemesis):
 
     name = "diskstall"
 
-    def __init__(self, *a: object, term: str = "block", **kw: object) -> None:
-        super().__init__(*a, **kw)  # type: ignore[arg-type]
+    def __init__(self, *a: Any, term: str = "block", **kw: Any) -> None:
+        super().__init__(*a, **kw)
         self.term = term
         self.stalled: list[Member] = []
 
@@ -267,8 +267,8 @@ class Membership(Nemesis):
 
     name = "membership"
 
-    def __init__(self, *a: object, step_timeout: float = 20.0, **kw: object) -> None:
-        super().__init__(*a, **kw)  # type: ignore[arg-type]
+    def __init__(self, *a: Any, step_timeout: float = 20.0, **kw: Any) -> None:
+        super().__init__(*a, **kw)
         self.step_timeout = step_timeout
         self.pending: Member | None = None  # a member removed and not yet back as a voter
         self.learner_id = 0

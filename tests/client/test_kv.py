@@ -118,7 +118,9 @@ def test_txn_compare_and_ops(client: Client, prefix: str) -> None:
     assert new_prev is None
     res = client.txn(compare=[Value(k) == "v"], success=[Put(k, "x")], failure=[Get(k)])
     assert res.succeeded is False
-    assert res.results[0][0].value == b"w"  # type: ignore[index]
+    got_w = res.results[0]
+    assert isinstance(got_w, list)
+    assert got_w[0].value == b"w"
     assert res.revision >= rev + 1
     # absent key: version 0, create 0; value compares false
     missing = prefix + "missing"

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from coord import _kvcodec
 from coord._pb import etcdserverpb as pb
 from coord._pb import mvccpb
-from coord.types import EventType, KeyValue
+from coord.types import EventType, KeyValue, RangeResult
 
 i64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 blob = st.binary(max_size=300)
@@ -92,7 +92,9 @@ def test_put_delete_txn_responses() -> None:
     rev, ok, ops = _kvcodec.decode_txn(bytes(txn))
     assert (rev, ok) == (11, False)
     assert [k for k, _ in ops] == [1, 2, 3, 4, 1]
-    assert ops[0][1].kvs == [kv]  # type: ignore[attr-defined]
+    first = ops[0][1]
+    assert isinstance(first, RangeResult)
+    assert first.kvs == [kv]
     assert ops[1][1] == (0, kv)
     assert ops[2][1] == (0, 1, [])
     assert ops[3][1] == (11, True, [(2, (11, None))])

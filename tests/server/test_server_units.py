@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import betterproto2
 import pytest
 
 from coord._pb import etcdserverpb as pb
@@ -228,8 +229,8 @@ def test_lease_ids_unique_positive() -> None:
 
 
 # -- state machine -----------------------------------------------------------------------------
-def _apply(sm: StateMachine, kind: Kind, msg: object) -> bytes:
-    result = sm.apply(sm.applied_index + 1, encode(kind, bytes(msg)))  # type: ignore[call-overload]
+def _apply(sm: StateMachine, kind: Kind, msg: betterproto2.Message) -> bytes:
+    result = sm.apply(sm.applied_index + 1, encode(kind, bytes(msg)))
     assert isinstance(result, bytes), result
     return result
 
