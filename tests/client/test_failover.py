@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import ServerCluster
+from cluster.clusterlib import ServerCluster
 
 from coord import AsyncClient, Client, ConnectionFailedError, Event, UnavailableError
 
