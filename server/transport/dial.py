@@ -61,8 +61,9 @@ async def discover(peer_urls: Iterable[str], timeout: float = 5.0,
     Raises:
         OSError: no peer answered within ``timeout`` per attempt.
     """
+    urls = list(peer_urls)
     last: Exception = OSError("no peer URLs given")
-    for url in peer_urls:
+    for url in urls:
         try:
             host, port = parse_url(url)
             with anyio.fail_after(timeout):
@@ -74,8 +75,9 @@ async def discover(peer_urls: Iterable[str], timeout: float = 5.0,
             if ftype == FrameType.MEMBERS:
                 return payload
             last = OSError(f"{url}: unexpected frame {ftype!r}")
-        except (OSError, TimeoutError, anyio.EndOfStream, anyio.IncompleteRead, ValueError) as e:
+        except (OSError, TimeoutError, anyio.EndOfStream, anyio.IncompleteRead,
+                anyio.BrokenResourceError, ValueError) as e:  # a reset during TLS: Broken
             last = e
             if on_error is not None:
                 on_error(url, e)
-    raise OSError(f"could not reach any member at {list(peer_urls)}: {last}")
+    raise OSError(f"could not reach any member at {urls}: {last}")

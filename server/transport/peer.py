@@ -179,6 +179,8 @@ class PeerTransport:
                 self._tg = tg
                 for lst in listeners:
                     tg.start_soon(lst.serve, self._handle_inbound, tg)
+                for url in bound:
+                    log.info("listening for peers on %s", url)
                 for peer in self._peers.values():
                     tg.start_soon(self._run_peer, peer)
                 task_status.started()

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import ServerCluster
+from cluster.clusterlib import ServerCluster
 
 from coord import AsyncClient, Client, ConnectionFailedError, Event, UnavailableError
 
@@ -103,8 +103,14 @@ async def test_kill_member_in_use(cluster: ServerCluster, prefix: str) -> None:
 def test_sync_client_failover_and_write_rule(cluster: ServerCluster, tmp_path: Path,
                                              prefix: str) -> None:
     eps = cluster.endpoints
-    alive = [ep for i, ep in enumerate(eps) if cluster.members[i].proc.alive()]
-    dead = [ep for i, ep in enumerate(eps) if not cluster.members[i].proc.alive()]
+
+    def up(i: int) -> bool:
+        proc = cluster.members[i].proc
+        assert proc is not None
+        return proc.alive()
+
+    alive = [ep for i, ep in enumerate(eps) if up(i)]
+    dead = [ep for i, ep in enumerate(eps) if not up(i)]
     # a dead endpoint first: connection refused before sending, so even writes move on
     with Client(dead + alive, timeout=20) as c:
         assert c.put(prefix + "a", "1") > 0

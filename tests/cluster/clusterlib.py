@@ -10,6 +10,7 @@ connection to or from an isolated member -- a network partition without root pri
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import struct
 import threading
@@ -22,14 +23,24 @@ from typing import Any, TypeVar
 
 import msgspec
 from grpclib.client import Channel
-from support import CoordProc, free_port, port_open, wait_for
+from support import (
+    FAST_RAFT,
+    CoordProc,
+    EtcdProc,
+    Proc,
+    free_port,
+    grpc_status_ok,
+    listen_socket,
+    lost_port_race,
+    port_open,
+    require_binary,
+    wait_for,
+)
 from unwrap import unwrap
 
 from coord._pb import etcdserverpb as pb
 from coord.server.transport.frames import Hello
 
-HEARTBEAT_MS = 50
-ELECTION_MS = 500
 TOKEN = "coord-test-cluster"
 
 T = TypeVar("T")
@@ -137,13 +148,14 @@ class PeerProxy:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
 
-    def add(self, listen_port: int, target_port: int) -> None:
-        """Relay ``127.0.0.1:listen_port`` to ``127.0.0.1:target_port``."""
-        async def start() -> None:
+    def add(self, target_port: int) -> int:
+        """Relay a new port on 127.0.0.1 (bound here, returned) to ``127.0.0.1:target_port``."""
+        async def start() -> int:
             srv = await asyncio.start_server(
-                lambda r, w: self._relay(r, w, target_port), "127.0.0.1", listen_port)
+                lambda r, w: self._relay(r, w, target_port), "127.0.0.1", 0)
             self._servers.append(srv)
-        asyncio.run_coroutine_threadsafe(start(), self._loop).result(5)
+            return int(srv.sockets[0].getsockname()[1])
+        return asyncio.run_coroutine_threadsafe(start(), self._loop).result(5)
 
     def isolate(self, member_id: int) -> None:
         """Cut every peer connection to or from ``member_id`` (now and until healed)."""
@@ -210,17 +222,45 @@ class PeerProxy:
 # -- cluster ----------------------------------------------------------------------------------
 
 class Member:
-    """One member's fixed addresses and its current process (None while down)."""
+    """One member's fixed addresses and its current process (None while down).
 
-    def __init__(self, name: str, base: Path) -> None:
+    Its client and peer sockets are bound here, so no other test can take the ports; the
+    first start passes them to the process (socket activation), and a restart binds the same
+    ports again and passes those."""
+
+    def __init__(self, name: str, base: Path, peer_scheme: str = "http") -> None:
         self.name = name
         self.base = base
-        self.client_port = free_port()
-        self.peer_port = free_port()  # what the member listens on
-        self.proxy_port = free_port()  # what it advertises (relayed by the PeerProxy)
+        self.peer_scheme = peer_scheme
+        self._sockets = [listen_socket(), listen_socket()]
+        self.client_port = int(self._sockets[0].getsockname()[1])
+        self.peer_port = int(self._sockets[1].getsockname()[1])  # what the member listens on
+        self.proxy_port = self.peer_port  # what it advertises (unless a PeerProxy relays it)
         self.failpoint_port = 0  # its failpoint HTTP interface (server/failpoints.py), per start
         self.proc: CoordProc | None = None
         self.id = 0
+
+    def take_sockets(self) -> list[socket.socket]:
+        """The client and peer sockets for the next start (bound again after the first)."""
+        if not self._sockets:
+            socks: list[socket.socket] = []
+
+            def bound() -> bool:
+                try:
+                    socks.append(listen_socket((self.client_port, self.peer_port)[len(socks)]))
+                except OSError:
+                    return False
+                return len(socks) == 2
+
+            wait_for(bound, timeout=30, what=f"{self.name}'s ports free again")
+            self._sockets = socks
+        taken, self._sockets = self._sockets, []
+        return taken
+
+    def close(self) -> None:
+        for s in self._sockets:
+            s.close()
+        self._sockets = []
 
     def failpoint(self, name: str, term: str) -> None:
         """Arm failpoint ``name`` with ``term`` (``off`` disarms) in the running process."""
@@ -241,35 +281,40 @@ class Member:
 
     @property
     def peer_url(self) -> str:
-        return f"http://127.0.0.1:{self.proxy_port}"
+        return f"{self.peer_scheme}://127.0.0.1:{self.proxy_port}"
 
 
 class Cluster:
-    """A loopback coord cluster (see the module docstring)."""
+    """A loopback coord cluster (see the module docstring), the tests' one cluster launcher.
+
+    ``extra`` goes to every member, ``member_args[i]`` to member ``i`` only; ``timings`` are
+    the Raft flags (:data:`~support.FAST_RAFT` by default, ``()`` for coord's defaults).
+    """
 
     def __init__(self, base: Path, size: int = 3, snapshot_count: int = 10000,
-                 proxy: bool = False, extra: Sequence[str] = ()) -> None:
+                 proxy: bool = False, extra: Sequence[str] = (), peer_scheme: str = "http",
+                 member_args: dict[int, Sequence[str]] | None = None,
+                 timings: Sequence[str] = FAST_RAFT) -> None:
         self.base = base
         self.snapshot_count = snapshot_count
-        self.extra = list(extra)
+        self.extra = [*timings, *extra]
+        self.member_args = member_args or {}
         self.proxy = PeerProxy() if proxy else None
-        self.members = [Member(f"m{i + 1}", base) for i in range(size)]
+        self.members = [Member(f"m{i + 1}", base, peer_scheme) for i in range(size)]
         for m in self.members:
-            if self.proxy is None:
-                m.proxy_port = m.peer_port
-            else:
-                self.proxy.add(m.proxy_port, m.peer_port)
+            if self.proxy is not None:
+                m.proxy_port = self.proxy.add(m.peer_port)
         self.initial_cluster = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
 
     def args(self, m: Member, state: str = "new", initial_cluster: str | None = None
              ) -> list[str]:
         return [
-            "--listen-peer-urls", f"http://127.0.0.1:{m.peer_port}",
+            "--listen-peer-urls", f"{m.peer_scheme}://127.0.0.1:{m.peer_port}",
             "--initial-advertise-peer-urls", m.peer_url,
             "--initial-cluster", initial_cluster or self.initial_cluster,
             "--initial-cluster-state", state, "--initial-cluster-token", TOKEN,
-            "--heartbeat-interval", str(HEARTBEAT_MS), "--election-timeout", str(ELECTION_MS),
             "--snapshot-count", str(self.snapshot_count), *self.extra,
+            *self.member_args.get(self.members.index(m), ()),
         ]
 
     def start_member(self, m: Member, state: str = "new", initial_cluster: str | None = None,
@@ -278,7 +323,7 @@ class Cluster:
         # taken the old one as its source port (nothing else depends on this one).
         m.failpoint_port = free_port()
         m.proc = CoordProc(self.base, name=m.name, args=self.args(m, state, initial_cluster),
-                           client_port=m.client_port, wait=False,
+                           client_port=m.client_port, wait=False, sockets=m.take_sockets(),
                            env={"COORD_FAILPOINTS_HTTP": f"127.0.0.1:{m.failpoint_port}"})
         if wait:
             self.wait_member(m)
@@ -290,12 +335,23 @@ class Cluster:
         assert st is not None
         m.id = int(unwrap(st.header).member_id)
 
-    def start(self) -> Cluster:
-        for m in self.members:
-            self.start_member(m, wait=False)
-        for m in self.members:
-            self.wait_member(m)
+    def start(self, wait: Sequence[int] | None = None) -> Cluster:
+        """Start every member; wait for those listed in ``wait`` (default: all)."""
+        try:
+            for m in self.members:
+                self.start_member(m, wait=False)
+            for i in (range(len(self.members)) if wait is None else wait):
+                self.wait_member(self.members[i])
+        except BaseException:
+            self.stop()
+            raise
         return self
+
+    def procs(self) -> list[CoordProc]:
+        """Every member's process (all started)."""
+        procs = [m.proc for m in self.members]
+        assert all(p is not None for p in procs), "a member is not running"
+        return [p for p in procs if p is not None]
 
     def running(self) -> list[Member]:
         return [m for m in self.members if m.proc is not None and m.proc.alive()]
@@ -363,8 +419,111 @@ class Cluster:
             if m.proc is not None:
                 m.proc.stop()
                 m.proc = None
+            m.close()
         if self.proxy is not None:
             self.proxy.close()
+
+
+class EtcdMember:
+    """One etcd member of a :class:`ServerCluster`: its process, name and client endpoint."""
+
+    def __init__(self, name: str, proc: Proc, client_port: int) -> None:
+        self.name = name
+        self.proc: Proc | None = proc
+        self.client_port = client_port
+        self.endpoint = f"127.0.0.1:{client_port}"
+
+
+class ServerCluster:
+    """A new cluster of ``size`` real members on loopback, with :data:`~support.FAST_RAFT`
+    timings, so one test runs the same assertions against both servers.
+
+    ``kind`` is "coord" (a :class:`Cluster`) or "etcd" (Debian etcd 3.4, which can neither take
+    a socket nor report its port: it starts on :func:`free_port` ports and starts again on new
+    ones when it lost the race for one). Stop it with :meth:`stop`.
+    """
+
+    def __init__(self, kind: str, tmp: Path, size: int = 3) -> None:
+        self.kind = kind
+        self.members: list[Member] | list[EtcdMember] = []
+        if kind == "coord":
+            self._coord: Cluster | None = Cluster(tmp, size).start()
+            self.members = self._coord.members
+            return
+        self._coord = None
+        for attempt in range(EtcdProc.ATTEMPTS):
+            try:
+                self._start_etcd(tmp, size)
+                return
+            except AssertionError:
+                # (self.members is a list of one or the other: mypy wants one element type)
+                members: list[Member | EtcdMember] = list(self.members)
+                lost = any(m.proc is not None and lost_port_race(m.proc) for m in members)
+                self.stop()
+                if not lost or attempt + 1 == EtcdProc.ATTEMPTS:
+                    raise
+                for m in members:
+                    shutil.rmtree(tmp / m.name, ignore_errors=True)
+                self.members = []
+            except BaseException:
+                self.stop()
+                raise
+
+    def _start_etcd(self, tmp: Path, size: int) -> None:
+        names = [f"m{i}" for i in range(size)]
+        ports = {n: (free_port(), free_port()) for n in names}
+        initial = ",".join(f"{n}=http://127.0.0.1:{ports[n][1]}" for n in names)
+        members = []
+        for n in names:
+            client, peer = ports[n]
+            argv = [require_binary("etcd"), "--log-level", "warn", "--data-dir", str(tmp / n),
+                    "--name", n,
+                    "--listen-client-urls", f"http://127.0.0.1:{client}",
+                    "--advertise-client-urls", f"http://127.0.0.1:{client}",
+                    "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+                    "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+                    "--initial-cluster", initial, "--initial-cluster-state", "new", *FAST_RAFT]
+            members.append(EtcdMember(n, Proc(argv, tmp / f"{n}.log"), client))
+        self.members = members
+        self.ready()
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [m.endpoint for m in self.members]
+
+    def ready(self, timeout: float = 60.0) -> None:
+        """Wait until every member answers Status (with a leader)."""
+        for m in self.members:
+            def up(m: Member | EtcdMember = m) -> bool:
+                if m.proc is None or not m.proc.alive():
+                    out = m.proc.output() if m.proc is not None else "not running"
+                    raise AssertionError(f"{self.kind} {m.name} exited:\n{out}")
+                return bool(grpc_status_ok(m.client_port))
+            wait_for(up, timeout=timeout, what=f"{self.kind} member {m.name} with a leader")
+
+    def kill(self, index: int) -> None:
+        proc = self.members[index].proc
+        assert proc is not None
+        proc.kill()
+
+    def restart(self, index: int) -> None:
+        """Start a killed member again with its data directory and flags."""
+        m = self.members[index]
+        if self._coord is not None:
+            assert isinstance(m, Member)
+            self._coord.kill(m)
+            self._coord.start_member(m)
+            return
+        assert m.proc is not None
+        m.proc.stop()
+        m.proc = Proc(m.proc.argv, m.proc.log_path)
+
+    def stop(self) -> None:
+        if self._coord is not None:
+            self._coord.stop()
+        for m in self.members:
+            if m.proc is not None:
+                m.proc.stop()
 
 
 def wait_port_closed(port: int, timeout: float = 10.0) -> None:

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from cluster.clusterlib import Cluster, put
-from support import port_open, wait_for
+from support import wait_for
 
 
 def test_member_with_diverged_committed_log_stops(tmp_path: Path) -> None:
@@ -34,8 +34,11 @@ def test_member_with_diverged_committed_log_stops(tmp_path: Path) -> None:
         c.kill(a)
 
         # B starts while no peer answers, so it bootstraps a fresh log; then C joins it.
+        log = tmp_path / f"{b.name}.log"
+        served = log.read_text().count("listening for peers")
         c.start_member(b, wait=False)
-        wait_for(lambda: port_open(b.peer_port), timeout=15, what="B's peer port")
+        wait_for(lambda: log.read_text().count("listening for peers") > served, timeout=15,
+                 what="B serving its peer port")
         c.start_member(cc, wait=False)
         c.wait_member(b)
         c.wait_member(cc)

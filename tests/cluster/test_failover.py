@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cluster.clusterlib import ELECTION_MS, Cluster, get_prefix, run, status, write_load
-from support import wait_for
+from cluster.clusterlib import Cluster, get_prefix, run, status, write_load
+from support import ELECTION_MS, wait_for
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from cluster.clusterlib import Cluster, get, put
-from support import port_open, wait_for
+from support import wait_for
 
 
 def test_wiped_member_refuses_to_bootstrap_again(tmp_path: Path) -> None:
@@ -31,8 +31,11 @@ def test_wiped_member_refuses_to_bootstrap_again(tmp_path: Path) -> None:
 
         # C comes back first (its peer port answers discovery at once), then the wiped B with
         # its original bootstrap flags.
+        log = tmp_path / f"{cc.name}.log"
+        served = log.read_text().count("listening for peers")
         c.start_member(cc, wait=False)
-        wait_for(lambda: port_open(cc.peer_port), timeout=15, what="C's peer port")
+        wait_for(lambda: log.read_text().count("listening for peers") > served, timeout=15,
+                 what="C serving its peer port")
         c.start_member(b, wait=False)
         proc = b.proc
         assert proc is not None

@@ -21,11 +21,11 @@ from typing import Any
 
 import h11
 import pytest
+from cluster.clusterlib import ServerCluster
 from support import (
     CoordProc,
     CurlStream,
     EtcdProc,
-    ServerCluster,
     etcdctl,
     http_ok,
     http_post,
@@ -517,7 +517,8 @@ def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerClust
     cluster.stop()
     if cluster.kind == "coord":
         for m in cluster.members:
-            assert not _log_errors(m.proc.log_path), m.proc.log_path.read_text(errors="replace")
+            log = tmp_path / f"{m.name}.log"
+            assert not _log_errors(log), log.read_text(errors="replace")
 
 
 def test_watch_the_server_cancels_then_put_on_the_same_connection(pair: ServerCluster,

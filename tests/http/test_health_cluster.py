@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from support import http_ok, http_post, json_b64, json_unb64, start_coord_cluster, wait_for
+from cluster.clusterlib import Cluster
+from support import http_ok, http_post, json_b64, json_unb64, wait_for
 
 
 def test_health_before_and_after_losing_quorum(tmp_path: Path) -> None:
-    procs = start_coord_cluster(tmp_path, 3)
+    cluster = Cluster(tmp_path, 3, timings=()).start()
+    procs = cluster.procs()
     try:
         for p in procs:
             assert http_post(p.endpoint, "/health", method="GET")[:2] == (
@@ -33,5 +35,4 @@ def test_health_before_and_after_losing_quorum(tmp_path: Path) -> None:
         assert status in (503, 504)
         assert set(body) == {"error", "code", "message"}
     finally:
-        for p in procs:
-            p.stop()
+        cluster.stop()

@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-from support import CoordProc, EtcdProc, etcdctl, start_coord_cluster, wait_for
+from cluster.clusterlib import Cluster
+from support import CoordProc, EtcdProc, etcdctl, wait_for
 
 from coord import Client, CompactedError
 from coord.server.compactor import parse_retention
@@ -121,9 +122,10 @@ def test_client_compaction_first_is_not_an_error(tmp_path: Path) -> None:
 
 
 def test_only_the_leader_compacts_and_followers_apply_it(tmp_path: Path) -> None:
-    procs = start_coord_cluster(tmp_path, 3, args=[
+    cluster = Cluster(tmp_path, 3, timings=(), extra=[
         "--auto-compaction-mode", "revision", "--auto-compaction-retention", "3",
-        "--experimental-auto-compaction-revision-interval", "200ms"])
+        "--experimental-auto-compaction-revision-interval", "200ms"]).start()
+    procs = cluster.procs()
     try:
         eps = [p.endpoint for p in procs]
         with Client(eps[0]) as c:
@@ -158,8 +160,7 @@ def test_only_the_leader_compacts_and_followers_apply_it(tmp_path: Path) -> None
         assert f"Starting auto-compaction at revision {rev2 - 3}" in procs[new].output()
         assert f"Starting auto-compaction at revision {rev2 - 3}" not in procs[leader].output()
     finally:
-        for p in procs:
-            p.stop()
+        cluster.stop()
 
 
 @pytest.mark.parametrize(("mode", "retention", "parsed"), [

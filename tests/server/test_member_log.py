@@ -8,7 +8,8 @@ import re
 from pathlib import Path
 
 import pytest
-from support import FAST_RAFT, CoordProc, etcdctl, start_coord_cluster, wait_for
+from cluster.clusterlib import Cluster
+from support import CoordProc, etcdctl, wait_for
 
 
 @pytest.mark.etcdctl
@@ -29,7 +30,8 @@ def test_slow_wal_fsync_is_a_warning(tmp_path: Path) -> None:
 
 @pytest.mark.etcdctl
 def test_compaction_is_logged_on_every_member(tmp_path: Path) -> None:
-    procs = start_coord_cluster(tmp_path, 3, args=FAST_RAFT)
+    cluster = Cluster(tmp_path, 3).start()
+    procs = cluster.procs()
     try:
         ep = procs[0].endpoint
         for i in range(5):
@@ -46,14 +48,13 @@ def test_compaction_is_logged_on_every_member(tmp_path: Path) -> None:
 
             wait_for(compacted, timeout=15, what=f"the compaction line in {p.log_path}")
     finally:
-        for p in procs:
-            p.stop()
+        cluster.stop()
 
 
 @pytest.mark.etcdctl
 def test_elections_votes_membership_and_snapshots_are_logged(tmp_path: Path) -> None:
-    procs = start_coord_cluster(tmp_path, 3, args=[*FAST_RAFT, "--log-level", "debug",
-                                                   "--snapshot-count", "20"])
+    cluster = Cluster(tmp_path, 3, snapshot_count=20, extra=["--log-level", "debug"]).start()
+    procs = cluster.procs()
     try:
         ep = procs[0].endpoint
         for i in range(30):
@@ -88,5 +89,4 @@ def test_elections_votes_membership_and_snapshots_are_logged(tmp_path: Path) -> 
         assert re.search(r"snapshot at index \d+; log compacted to \d+", everything)
         assert "Traceback" not in everything
     finally:
-        for p in procs:
-            p.stop()
+        cluster.stop()

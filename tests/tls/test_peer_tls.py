@@ -9,13 +9,13 @@ from typing import Any
 
 import anyio
 import pytest
+from cluster.clusterlib import Cluster
 from support import (
     grpc_status_ok,
     http_get,
     http_ok,
     json_b64,
     json_unb64,
-    start_coord_cluster,
     wait_for,
 )
 
@@ -28,7 +28,8 @@ def peer_flags(pki: Any) -> list[str]:
 
 
 def test_tls_peer_cluster_elects_leader_and_replicates(tmp_path: Path, pki: Any) -> None:
-    procs = start_coord_cluster(tmp_path, 3, peer_scheme="https", args=peer_flags(pki))
+    cluster = Cluster(tmp_path, 3, peer_scheme="https", extra=peer_flags(pki), timings=()).start()
+    procs = cluster.procs()
     try:
         leaders = {http_ok(p.endpoint, "/v3/maintenance/status")["leader"] for p in procs}
         assert len(leaders) == 1
@@ -51,8 +52,7 @@ def test_tls_peer_cluster_elects_leader_and_replicates(tmp_path: Path, pki: Any)
                        prefix="peer-").client_context()
         assert len(anyio.run(partial(discover, [peer_url], 2.0, client_ssl=ours))) > 0
     finally:
-        for p in procs:
-            p.stop()
+        cluster.stop()
 
 
 def test_member_with_certificate_of_another_ca_cannot_join(tmp_path: Path, pki: Any,
@@ -60,8 +60,9 @@ def test_member_with_certificate_of_another_ca_cannot_join(tmp_path: Path, pki: 
     # member 2 trusts the right CA but presents a certificate signed by another one
     intruder = ["--peer-cert-file", str(other_pki.server_cert),
                 "--peer-key-file", str(other_pki.server_key)]
-    procs = start_coord_cluster(tmp_path, 3, peer_scheme="https", args=peer_flags(pki),
-                                member_args={2: intruder}, wait=[0, 1])
+    cluster = Cluster(tmp_path, 3, peer_scheme="https", extra=peer_flags(pki), timings=(),
+                      member_args={2: intruder}).start(wait=[0, 1])
+    procs = cluster.procs()
     try:
         good, bad = procs[0], procs[2]
         http_ok(good.endpoint, "/v3/kv/put", {"key": json_b64("/x"), "value": json_b64("v")})
@@ -83,5 +84,4 @@ def test_member_with_certificate_of_another_ca_cannot_join(tmp_path: Path, pki: 
         got = http_ok(procs[1].endpoint, "/v3/kv/range", {"key": json_b64("/x")})
         assert json_unb64(got["kvs"][0]["value"]) == b"v"
     finally:
-        for p in procs:
-            p.stop()
+        cluster.stop()
