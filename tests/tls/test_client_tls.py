@@ -21,16 +21,22 @@ import pytest
 from support import CoordProc, etcdctl, free_port, http_ok, json_b64, require_binary
 
 
+class TlsServer(CoordProc):
+    """A coord-server that also serves TLS clients at ``tls_endpoint``."""
+
+    tls_endpoint: str
+
+
 @pytest.fixture(scope="module")
-def tls_server(tmp_path_factory: pytest.TempPathFactory, pki: Any) -> Iterator[CoordProc]:
+def tls_server(tmp_path_factory: pytest.TempPathFactory, pki: Any) -> Iterator[TlsServer]:
     plain, secure, peer = free_port(), free_port(), free_port()
-    proc = CoordProc(tmp_path_factory.mktemp("tls"), name="tls", client_port=plain, args=[
+    proc = TlsServer(tmp_path_factory.mktemp("tls"), name="tls", client_port=plain, args=[
         "--listen-peer-urls", f"http://127.0.0.1:{peer}",
         "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
         "--listen-client-urls", f"http://127.0.0.1:{plain},https://127.0.0.1:{secure}",
         "--advertise-client-urls", f"https://127.0.0.1:{secure}",
         *pki.server_flags(), "--client-cert-auth"])
-    proc.tls_endpoint = f"127.0.0.1:{secure}"  # type: ignore[attr-defined]
+    proc.tls_endpoint = f"127.0.0.1:{secure}"
     yield proc
     proc.stop()
 
@@ -43,7 +49,7 @@ def tls_args(pki: Any, cert: bool = True) -> list[str]:
 
 
 @pytest.mark.etcdctl
-def test_etcdctl_with_client_certificate(tls_server: Any, pki: Any, prefix: str) -> None:
+def test_etcdctl_with_client_certificate(tls_server: TlsServer, pki: Any, prefix: str) -> None:
     ep = "https://" + tls_server.tls_endpoint
     etcdctl(ep, *tls_args(pki), "put", prefix + "k", "secure")
     out = etcdctl(ep, *tls_args(pki), "get", prefix + "k", "--print-value-only")
@@ -54,7 +60,7 @@ def test_etcdctl_with_client_certificate(tls_server: Any, pki: Any, prefix: str)
 
 
 @pytest.mark.etcdctl
-def test_etcdctl_without_client_certificate_is_refused(tls_server: Any, pki: Any,
+def test_etcdctl_without_client_certificate_is_refused(tls_server: TlsServer, pki: Any,
                                                        other_pki: Any) -> None:
     ep = "https://" + tls_server.tls_endpoint
     out = etcdctl(ep, *tls_args(pki, cert=False), "--command-timeout=3s", "--dial-timeout=2s",
@@ -71,7 +77,7 @@ def _curl(*args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=30, check=False)
 
 
-def test_curl_json_over_tls(tls_server: Any, pki: Any, prefix: str) -> None:
+def test_curl_json_over_tls(tls_server: TlsServer, pki: Any, prefix: str) -> None:
     url = f"https://{tls_server.tls_endpoint}/v3/kv/put"
     body = json.dumps({"key": json_b64(prefix + "c"), "value": json_b64("v")})
     ok = _curl("--cacert", str(pki.ca), "--cert", str(pki.client_cert), "--key",
@@ -88,7 +94,7 @@ def test_curl_json_over_tls(tls_server: Any, pki: Any, prefix: str) -> None:
     assert got["count"] == "1"
 
 
-def test_grpclib_client_over_tls(tls_server: Any, pki: Any) -> None:
+def test_grpclib_client_over_tls(tls_server: TlsServer, pki: Any) -> None:
     from grpclib.client import Channel
     from grpclib.exceptions import StreamTerminatedError
 

@@ -14,14 +14,20 @@ import pytest
 from support import CoordProc, free_port, require_binary, wait_for
 
 
+class TlsServer(CoordProc):
+    """A coord-server that also serves TLS clients on ``tls_port``."""
+
+    tls_port: int
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, pki: Any) -> Iterator[CoordProc]:
+def server(tmp_path_factory: pytest.TempPathFactory, pki: Any) -> Iterator[TlsServer]:
     plain, secure = free_port(), free_port()
-    proc = CoordProc(tmp_path_factory.mktemp("tlslog"), name="tlslog", client_port=plain,
+    proc = TlsServer(tmp_path_factory.mktemp("tlslog"), name="tlslog", client_port=plain,
                      args=["--listen-client-urls",
                            f"http://127.0.0.1:{plain},https://127.0.0.1:{secure}",
                            *pki.server_flags(), "--client-cert-auth"])
-    proc.tls_port = secure  # type: ignore[attr-defined]
+    proc.tls_port = secure
     yield proc
     proc.stop()
 
@@ -53,13 +59,13 @@ def _line(server: CoordProc, me: str) -> str:
     return lines[0].split(needle, 1)[1]
 
 
-def test_no_client_certificate_is_logged(server: Any, pki: Any) -> None:
+def test_no_client_certificate_is_logged(server: TlsServer, pki: Any) -> None:
     ctx = ssl.create_default_context(cafile=str(pki.ca))
     me = _handshake(server.tls_port, ctx)
     assert _line(server, me) == "tls: client didn't provide a certificate"
 
 
-def test_certificate_of_unknown_ca_is_logged(server: Any, pki: Any, other_pki: Any) -> None:
+def test_certificate_of_unknown_ca_is_logged(server: TlsServer, pki: Any, other_pki: Any) -> None:
     ctx = ssl.create_default_context(cafile=str(pki.ca))
     ctx.load_cert_chain(str(other_pki.client_cert), str(other_pki.client_key))
     me = _handshake(server.tls_port, ctx)
@@ -68,13 +74,13 @@ def test_certificate_of_unknown_ca_is_logged(server: Any, pki: Any, other_pki: A
     assert "unable to get local issuer certificate" in reason
 
 
-def test_client_refusing_our_certificate_is_logged(server: Any, other_pki: Any) -> None:
+def test_client_refusing_our_certificate_is_logged(server: TlsServer, other_pki: Any) -> None:
     ctx = ssl.create_default_context(cafile=str(other_pki.ca))  # does not trust the server
     me = _handshake(server.tls_port, ctx)
     assert _line(server, me) == "remote error: tls: unknown ca"
 
 
-def test_plain_http_gets_go_answer_and_is_logged(server: Any) -> None:
+def test_plain_http_gets_go_answer_and_is_logged(server: TlsServer) -> None:
     out = subprocess.run([require_binary("curl"), "-sS", "--max-time", "10", "-v",
                           f"http://127.0.0.1:{server.tls_port}/version"],
                          capture_output=True, text=True, timeout=30, check=False)
@@ -88,7 +94,7 @@ def test_plain_http_gets_go_answer_and_is_logged(server: Any) -> None:
     assert "TLS handshake error from 127.0.0.1:" in line
 
 
-def test_plain_http2_is_logged_with_peer(server: Any) -> None:
+def test_plain_http2_is_logged_with_peer(server: TlsServer) -> None:
     with socket.create_connection(("127.0.0.1", server.tls_port), timeout=10) as s:
         me = _addr(s)
         s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
@@ -101,7 +107,7 @@ def test_plain_http2_is_logged_with_peer(server: Any) -> None:
                                  "request to an HTTPS server")
 
 
-def test_port_probe_is_not_logged_and_tls_still_serves(server: Any, pki: Any) -> None:
+def test_port_probe_is_not_logged_and_tls_still_serves(server: TlsServer, pki: Any) -> None:
     with socket.create_connection(("127.0.0.1", server.tls_port), timeout=10) as s:
         me = _addr(s)
     ctx = ssl.create_default_context(cafile=str(pki.ca))
@@ -119,7 +125,7 @@ def test_port_probe_is_not_logged_and_tls_still_serves(server: Any, pki: Any) ->
 
 
 
-def test_handshake_timeout_is_logged(server: Any) -> None:
+def test_handshake_timeout_is_logged(server: TlsServer) -> None:
     # one client sends nothing, one stops in the middle of its hello (both wait 10 s)
     silent = socket.create_connection(("127.0.0.1", server.tls_port), timeout=30)
     stalled = socket.create_connection(("127.0.0.1", server.tls_port), timeout=30)
