@@ -156,16 +156,19 @@ class Model:
                 return False
             kvs = [(c.key, 0, 0, 0, b"", 0)]
         for kv in kvs:
-            a = {0: kv[3], 1: kv[1], 2: kv[2], 3: kv[4], 4: kv[5]}[target]
-            b = {
-                0: c.version,
-                1: c.create_revision,
-                2: c.mod_revision,
-                3: c.value,
-                4: c.lease,
-            }[target]
-            b = b if b is not None else (b"" if target == 3 else 0)
-            res = (a > b) - (a < b)  # type: ignore[operator]
+            if target == 3:  # the value: bytes
+                av, bv = kv[4], c.value if c.value is not None else b""
+                res = (av > bv) - (av < bv)
+            else:  # version, create/mod revision, lease: ints
+                ai = {0: kv[3], 1: kv[1], 2: kv[2], 4: kv[5]}[target]
+                bi = {
+                    0: c.version,
+                    1: c.create_revision,
+                    2: c.mod_revision,
+                    4: c.lease,
+                }[target]
+                bi = bi if bi is not None else 0
+                res = (ai > bi) - (ai < bi)
             ok = {0: res == 0, 1: res > 0, 2: res < 0, 3: res != 0}[op]
             if not ok:
                 return False
