@@ -65,8 +65,14 @@ from ._pb import etcdserverpb as pb
 from ._tls import explain, make_ssl_context
 
 __all__ = [
-    "Connection", "Endpoint", "NotSent", "SyncConnection", "close_stream", "make_ssl_context",
-    "parse_endpoints", "run_sync",
+    "Connection",
+    "Endpoint",
+    "NotSent",
+    "SyncConnection",
+    "close_stream",
+    "make_ssl_context",
+    "parse_endpoints",
+    "run_sync",
 ]
 
 _log = logging.getLogger("coord.conn")
@@ -75,7 +81,11 @@ T = TypeVar("T")
 
 #: Transport failures after which an endpoint is considered unusable.
 TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
-    OSError, StreamTerminatedError, ProtocolError, h2.exceptions.ProtocolError, EOFError,
+    OSError,
+    StreamTerminatedError,
+    ProtocolError,
+    h2.exceptions.ProtocolError,
+    EOFError,
 )
 
 
@@ -145,7 +155,7 @@ def _control_only(data: bytes) -> bool:
         ftype = data[i + 3]
         if not (ftype == 8 or (ftype == 6 and data[i + 4] & 1)):
             return False
-        i += 9 + int.from_bytes(data[i:i + 3], "big")
+        i += 9 + int.from_bytes(data[i : i + 3], "big")
     return i == n
 
 
@@ -207,8 +217,7 @@ async def connect(ch: ClientChannel) -> None:
     proto = await compat.connect_channel(ch)
     transport = compat.protocol_transport(proto)
     if not isinstance(transport, _CoalescingTransport):
-        compat.replace_transport(proto,
-                                 _CoalescingTransport(transport, asyncio.get_running_loop()))
+        compat.replace_transport(proto, _CoalescingTransport(transport, asyncio.get_running_loop()))
 
 
 class _Protocol(H2Protocol):
@@ -220,8 +229,9 @@ class _Protocol(H2Protocol):
     then says why; the waiting calls see ``StreamTerminatedError``).
     """
 
-    def __init__(self, handler: Any, config: Configuration, h2_config: Any,
-                 live: Liveness, authority: str) -> None:
+    def __init__(
+        self, handler: Any, config: Configuration, h2_config: Any, live: Liveness, authority: str
+    ) -> None:
         super().__init__(handler, config, h2_config)
         self.live = live
         self.authority = authority
@@ -281,18 +291,24 @@ class _Protocol(H2Protocol):
             compat.close_protocol(self, self.dead)
             return
         if at is not None:
-            self._timer = asyncio.get_running_loop().call_later(max(at - now, 0.0),
-                                                                self._watch)
+            self._timer = asyncio.get_running_loop().call_later(max(at - now, 0.0), self._watch)
 
 
 class _Channel(ClientChannel):
     """A grpclib ``Channel`` whose connections are :class:`_Protocol`\\ s."""
 
-    def __init__(self, host: str, port: int, *, live: Callable[[], Liveness],
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, host: str, port: int, *, live: Callable[[], Liveness], **kwargs: Any
+    ) -> None:
         authority = f"{host}:{port}"
-        super().__init__(host, port, protocol_factory=lambda handler, config, h2_config:
-                         _Protocol(handler, config, h2_config, live(), authority), **kwargs)
+        super().__init__(
+            host,
+            port,
+            protocol_factory=lambda handler, config, h2_config: _Protocol(
+                handler, config, h2_config, live(), authority
+            ),
+            **kwargs,
+        )
 
     @property
     def protocol(self) -> _Protocol | None:
@@ -328,10 +344,18 @@ class _Caller:
     Invariant (checked by :meth:`_check`): ``0 <= current < len(endpoints)``.
     """
 
-    def __init__(self, endpoints: list[Endpoint], *, timeout: float | None,
-                 ssl: _ssl.SSLContext | None, user: str | None, password: str | None,
-                 keepalive: float | None = 10.0, route: _Route | None = None,
-                 connect_timeout: float | None = 2.0) -> None:
+    def __init__(
+        self,
+        endpoints: list[Endpoint],
+        *,
+        timeout: float | None,
+        ssl: _ssl.SSLContext | None,
+        user: str | None,
+        password: str | None,
+        keepalive: float | None = 10.0,
+        route: _Route | None = None,
+        connect_timeout: float | None = 2.0,
+    ) -> None:
         self.endpoints = endpoints
         self.timeout = timeout
         self.connect_timeout = connect_timeout
@@ -409,8 +433,13 @@ class _Caller:
             if self._token is not None and self._token != stale:
                 return
             req = pb.AuthenticateRequest(name=self._user or "", password=self._password or "")
-            resp = await self.unary("/etcdserverpb.Auth/Authenticate", req,
-                                    pb.AuthenticateResponse.parse, idempotent=True, auth=False)
+            resp = await self.unary(
+                "/etcdserverpb.Auth/Authenticate",
+                req,
+                pb.AuthenticateResponse.parse,
+                idempotent=True,
+                auth=False,
+            )
             self._token = resp.token
 
     # ------------------------------------------------------------------------------- calls
@@ -420,16 +449,30 @@ class _Caller:
         t = self.timeout if timeout is None else timeout
         return None if t is None else time.monotonic() + t
 
-    async def _attempt(self, index: int, path: str, request: Any,
-                       decode: Callable[[bytes], T], metadata: dict[str, str] | None,
-                       timeout: float | None) -> T:
+    async def _attempt(
+        self,
+        index: int,
+        path: str,
+        request: Any,
+        decode: Callable[[bytes], T],
+        metadata: dict[str, str] | None,
+        timeout: float | None,
+    ) -> T:
         raise NotImplementedError
 
     async def _pause(self, seconds: float) -> None:
         raise NotImplementedError
 
-    async def unary(self, path: str, request: Any, decode: Callable[[bytes], T], *,
-                    idempotent: bool, timeout: float | None = None, auth: bool = True) -> T:
+    async def unary(
+        self,
+        path: str,
+        request: Any,
+        decode: Callable[[bytes], T],
+        *,
+        idempotent: bool,
+        timeout: float | None = None,
+        auth: bool = True,
+    ) -> T:
         """Call a unary RPC with failover and retries (see the module docstring)."""
         deadline = self.deadline(timeout)
         attempts = max(3, 2 * len(self.endpoints))
@@ -478,7 +521,8 @@ class _Caller:
                 if not idempotent:
                     raise errors.UnavailableError(
                         f"coord: connection to {self.endpoints[index]} lost during a write;"
-                        f" its outcome is unknown ({e!r})") from e
+                        f" its outcome is unknown ({e!r})"
+                    ) from e
             attempt += 1
             if attempt % len(self.endpoints) == 0:
                 await self._pause(min(0.05 * attempt, 0.5))
@@ -489,8 +533,8 @@ class _Caller:
         if isinstance(last, errors.CoordError):
             raise last
         raise errors.ConnectionFailedError(
-            f"coord: could not reach any endpoint of {[str(e) for e in self.endpoints]}"
-            f" ({last!r})") from last
+            f"coord: could not reach any endpoint of {[str(e) for e in self.endpoints]} ({last!r})"
+        ) from last
 
 
 class Connection(_Caller):
@@ -504,12 +548,28 @@ class Connection(_Caller):
     most one channel per endpoint index.
     """
 
-    def __init__(self, endpoints: list[Endpoint], *, timeout: float | None,
-                 ssl: _ssl.SSLContext | None, user: str | None, password: str | None,
-                 keepalive: float | None = 10.0, route: _Route | None = None,
-                 connect_timeout: float | None = 2.0) -> None:
-        super().__init__(endpoints, timeout=timeout, ssl=ssl, user=user, password=password,
-                         keepalive=keepalive, route=route, connect_timeout=connect_timeout)
+    def __init__(
+        self,
+        endpoints: list[Endpoint],
+        *,
+        timeout: float | None,
+        ssl: _ssl.SSLContext | None,
+        user: str | None,
+        password: str | None,
+        keepalive: float | None = 10.0,
+        route: _Route | None = None,
+        connect_timeout: float | None = 2.0,
+    ) -> None:
+        super().__init__(
+            endpoints,
+            timeout=timeout,
+            ssl=ssl,
+            user=user,
+            password=password,
+            keepalive=keepalive,
+            route=route,
+            connect_timeout=connect_timeout,
+        )
         # HTTP/2 PINGs while calls or streams are open, so a silently dead peer (partition,
         # frozen host) is noticed within keepalive * 1.5 instead of never (watches would
         # hang). etcd refuses pings more often than every 5 s (too_many_pings).
@@ -525,10 +585,16 @@ class Connection(_Caller):
     def blocking(self) -> SyncConnection:
         """The blocking twin (see :class:`SyncConnection`): same settings, own connections,
         shared current endpoint and auth token."""
-        return SyncConnection(self.endpoints, timeout=self.timeout, ssl=self._ssl,
-                              user=self._user, password=self._password,
-                              keepalive=self._keepalive, route=self._route,
-                              connect_timeout=self.connect_timeout)
+        return SyncConnection(
+            self.endpoints,
+            timeout=self.timeout,
+            ssl=self._ssl,
+            user=self._user,
+            password=self._password,
+            keepalive=self._keepalive,
+            route=self._route,
+            connect_timeout=self.connect_timeout,
+        )
 
     def channel(self, index: int | None = None) -> tuple[int, _Channel]:
         """``(index, channel)`` of the current endpoint (or of ``index``), created on demand."""
@@ -536,9 +602,14 @@ class Connection(_Caller):
         ch = self._channels.get(i)
         if ch is None:
             ep = self.endpoints[i]
-            ch = _Channel(ep.host, ep.port, codec=_CODEC, ssl=self._ssl_for(ep),
-                          config=self._h2_config, live=lambda: Liveness(self.connect_timeout,
-                                                                        self._keepalive))
+            ch = _Channel(
+                ep.host,
+                ep.port,
+                codec=_CODEC,
+                ssl=self._ssl_for(ep),
+                config=self._h2_config,
+                live=lambda: Liveness(self.connect_timeout, self._keepalive),
+            )
             self._channels[i] = ch
         return i, ch
 
@@ -554,16 +625,28 @@ class Connection(_Caller):
             ch.close()
         self._channels.clear()
 
-    async def _attempt(self, index: int, path: str, request: Any,
-                       decode: Callable[[bytes], T], metadata: dict[str, str] | None,
-                       timeout: float | None) -> T:
+    async def _attempt(
+        self,
+        index: int,
+        path: str,
+        request: Any,
+        decode: Callable[[bytes], T],
+        metadata: dict[str, str] | None,
+        timeout: float | None,
+    ) -> T:
         _, ch = self.channel(index)
         proto = await self.ready(index, ch, timeout)
         proto.begin()
         try:
             stream: Any
-            async with ch.request(path, Cardinality.UNARY_UNARY, _ANY, cast(Any, decode),
-                                  timeout=timeout, metadata=metadata) as stream:
+            async with ch.request(
+                path,
+                Cardinality.UNARY_UNARY,
+                _ANY,
+                cast(Any, decode),
+                timeout=timeout,
+                metadata=metadata,
+            ) as stream:
                 await stream.send_message(request, end=True)
                 reply = cast(T | None, await stream.recv_message())
         except GRPCError as e:
@@ -598,22 +681,30 @@ class Connection(_Caller):
                 self._drop(index)
                 if own:
                     raise UnresponsiveNotSent(
-                        f"{ep} did not {what} within {self.connect_timeout!r} s"
-                        " (connect_timeout)") from None
+                        f"{ep} did not {what} within {self.connect_timeout!r} s (connect_timeout)"
+                    ) from None
                 raise
             except TRANSPORT_ERRORS as e:
                 self._drop(index)
                 tls = compat.channel_ssl(ch)
-                cause = explain(e, tls, ep.host) \
-                    if compat.channel_protocol(ch) is not None or tls is not None else None
+                cause = (
+                    explain(e, tls, ep.host)
+                    if compat.channel_protocol(ch) is not None or tls is not None
+                    else None
+                )
                 if cause is not None:
                     raise TLSFailed(f"{ep}: {cause}") from e
                 raise NotSent(f"could not connect to {ep}: {e!r}") from e
             if not proto.alive():
                 self._drop(index)
                 lost = proto.lost or ConnectionError("closed")
-                cause = explain(lost, compat.channel_ssl(ch), ep.host, after_handshake=True,
-                                first_bytes=proto.first)
+                cause = explain(
+                    lost,
+                    compat.channel_ssl(ch),
+                    ep.host,
+                    after_handshake=True,
+                    first_bytes=proto.first,
+                )
                 if cause is not None:
                     raise TLSFailed(f"{ep}: {cause}") from lost
         elif proto.live.stale(time.monotonic()):
@@ -626,8 +717,8 @@ class Connection(_Caller):
                 self._drop(index)
                 if own:
                     raise UnresponsiveNotSent(
-                        f"{ep} did not {what} within {self.connect_timeout!r} s"
-                        " (connect_timeout)") from None
+                        f"{ep} did not {what} within {self.connect_timeout!r} s (connect_timeout)"
+                    ) from None
                 raise
         if not proto.alive():
             self._drop(index)
@@ -644,8 +735,12 @@ class Connection(_Caller):
         return proto is not None and proto.alive()
 
     @contextlib.asynccontextmanager
-    async def open_stream(self, path: str, decode: Callable[[bytes], Any],
-                          extra_metadata: dict[str, str] | None = None) -> Any:
+    async def open_stream(
+        self,
+        path: str,
+        decode: Callable[[bytes], Any],
+        extra_metadata: dict[str, str] | None = None,
+    ) -> Any:
         """Open a bidi stream on the current endpoint; yields ``(index, stream)``.
 
         Raises the transport error (after rotating) when the endpoint cannot be reached. On
@@ -664,8 +759,9 @@ class Connection(_Caller):
             raise
         try:
             stream: Any
-            async with ch.request(path, Cardinality.STREAM_STREAM, _ANY, cast(Any, decode),
-                                  metadata=md) as stream:
+            async with ch.request(
+                path, Cardinality.STREAM_STREAM, _ANY, cast(Any, decode), metadata=md
+            ) as stream:
                 await stream.send_request()
                 try:
                     yield index, stream
@@ -704,12 +800,28 @@ class SyncConnection(_Caller):
     filed under valid endpoint indexes; none is idle once the connection is closed.
     """
 
-    def __init__(self, endpoints: list[Endpoint], *, timeout: float | None,
-                 ssl: _ssl.SSLContext | None, user: str | None, password: str | None,
-                 keepalive: float | None = 10.0, route: _Route | None = None,
-                 connect_timeout: float | None = 2.0) -> None:
-        super().__init__(endpoints, timeout=timeout, ssl=ssl, user=user, password=password,
-                         keepalive=keepalive, route=route, connect_timeout=connect_timeout)
+    def __init__(
+        self,
+        endpoints: list[Endpoint],
+        *,
+        timeout: float | None,
+        ssl: _ssl.SSLContext | None,
+        user: str | None,
+        password: str | None,
+        keepalive: float | None = 10.0,
+        route: _Route | None = None,
+        connect_timeout: float | None = 2.0,
+    ) -> None:
+        super().__init__(
+            endpoints,
+            timeout=timeout,
+            ssl=ssl,
+            user=user,
+            password=password,
+            keepalive=keepalive,
+            route=route,
+            connect_timeout=connect_timeout,
+        )
         self._idle: dict[int, list[_h2.Channel]] = {}
         self._pool_lock = threading.Lock()
         self._auth_lock = _ThreadLock()
@@ -732,8 +844,14 @@ class SyncConnection(_Caller):
             ch.close()  # closed or going away while idle: not this endpoint's failure
         ep = self.endpoints[index]
         try:
-            return _h2.Channel(ep.host, ep.port, ssl=self._ssl_for(ep), timeout=timeout,
-                               keepalive=self._keepalive, connect_timeout=self.connect_timeout)
+            return _h2.Channel(
+                ep.host,
+                ep.port,
+                ssl=self._ssl_for(ep),
+                timeout=timeout,
+                keepalive=self._keepalive,
+                connect_timeout=self.connect_timeout,
+            )
         except NotSent:
             raise
         except OSError as e:
@@ -763,13 +881,18 @@ class SyncConnection(_Caller):
             for ch in chans:
                 ch.close()
 
-    async def _attempt(self, index: int, path: str, request: Any,
-                       decode: Callable[[bytes], T], metadata: dict[str, str] | None,
-                       timeout: float | None) -> T:
+    async def _attempt(
+        self,
+        index: int,
+        path: str,
+        request: Any,
+        decode: Callable[[bytes], T],
+        metadata: dict[str, str] | None,
+        timeout: float | None,
+    ) -> T:
         ch = self._take(index, timeout)
         try:
-            status, text, payload = ch.call(path, _CODEC.encode(request, None), metadata,
-                                            timeout)
+            status, text, payload = ch.call(path, _CODEC.encode(request, None), metadata, timeout)
         except BaseException:
             ch.close()
             raise

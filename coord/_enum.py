@@ -20,5 +20,8 @@ class NamedIntEnum(enum.IntEnum):
         return self.name
 
     def __format__(self, spec: str) -> str:
-        return self.name.__format__(spec) if not spec or spec[-1] not in "bcdoxXneEfFgG%" \
+        return (
+            self.name.__format__(spec)
+            if not spec or spec[-1] not in "bcdoxXneEfFgG%"
             else int(self).__format__(spec)
+        )

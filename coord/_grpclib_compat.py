@@ -53,10 +53,26 @@ from coord._grpclib_version import SUPPORTED_VERSIONS
 from coord._grpclib_version import check_version as _check_version
 
 __all__ = [
-    "SUPPORTED_VERSIONS", "ClientChannel", "H2Protocol", "ProtocolFactory", "ProtocolStream",
-    "channel_protocol", "channel_ssl", "check_version", "close_protocol", "connect_channel",
-    "connected_protocol", "end_sent", "h2_stream", "keepalive_config", "mark_cancelled",
-    "protocol_open", "protocol_transport", "replace_transport", "send_end_nowait", "send_ping",
+    "SUPPORTED_VERSIONS",
+    "ClientChannel",
+    "H2Protocol",
+    "ProtocolFactory",
+    "ProtocolStream",
+    "channel_protocol",
+    "channel_ssl",
+    "check_version",
+    "close_protocol",
+    "connect_channel",
+    "connected_protocol",
+    "end_sent",
+    "h2_stream",
+    "keepalive_config",
+    "mark_cancelled",
+    "protocol_open",
+    "protocol_transport",
+    "replace_transport",
+    "send_end_nowait",
+    "send_ping",
 ]
 
 
@@ -75,8 +91,9 @@ ProtocolFactory = Callable[[Handler, Configuration, Any], H2Protocol]
 class ClientChannel(Channel):
     """A grpclib ``Channel`` whose connections are built by ``protocol_factory``."""
 
-    def __init__(self, host: str, port: int, *, protocol_factory: ProtocolFactory,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, host: str, port: int, *, protocol_factory: ProtocolFactory, **kwargs: Any
+    ) -> None:
         super().__init__(host, port, **kwargs)
         self._coord_protocol_factory = protocol_factory
 
@@ -162,7 +179,8 @@ def keepalive_config(keepalive: float) -> Configuration:
     """grpclib's client configuration that PINGs every ``keepalive`` seconds while calls or
     streams are open and closes a connection whose PING stays unanswered for half of that."""
     return Configuration(
-        _keepalive_time=keepalive, _keepalive_timeout=keepalive / 2,
+        _keepalive_time=keepalive,
+        _keepalive_timeout=keepalive / 2,
         _http2_max_pings_without_data=0,
         _http2_min_sent_ping_interval_without_data=keepalive,
     )

@@ -26,4 +26,5 @@ def check_version(who: str, compat_module: str) -> None:
         raise ImportError(
             f"coord: grpclib {installed} is installed, but {who} supports only grpclib "
             f"{', '.join(SUPPORTED_VERSIONS)}: it uses grpclib internals (see {compat_module}); "
-            f"install a supported grpclib")
+            f"install a supported grpclib"
+        )

@@ -59,8 +59,18 @@ from ._tls import explain
 __all__ = ["Channel", "NotSent", "TLSFailed", "Unresponsive", "UnresponsiveNotSent"]
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, \
-    CONTINUATION = range(10)
+(
+    DATA,
+    HEADERS,
+    PRIORITY,
+    RST_STREAM,
+    SETTINGS,
+    PUSH_PROMISE,
+    PING,
+    GOAWAY,
+    WINDOW_UPDATE,
+    CONTINUATION,
+) = range(10)
 END_STREAM = ACK = 0x1
 END_HEADERS = 0x4
 PADDED = 0x8
@@ -98,8 +108,12 @@ class UnresponsiveNotSent(Unresponsive, NotSent):
 
 
 def _frame(ftype: int, flags: int, sid: int, payload: bytes = b"") -> bytes:
-    return struct.pack(">I", len(payload))[1:] + bytes((ftype, flags)) \
-        + struct.pack(">I", sid) + payload
+    return (
+        struct.pack(">I", len(payload))[1:]
+        + bytes((ftype, flags))
+        + struct.pack(">I", sid)
+        + payload
+    )
 
 
 def _hpack_int(n: int) -> bytes:
@@ -119,10 +133,10 @@ def _grpc_timeout(seconds: float) -> str:
     return f"{ms}m" if ms < 10**8 else f"{min(int(seconds) + 1, 10**8 - 1)}S"
 
 
-_SETTINGS = _frame(SETTINGS, 0, 0, struct.pack(
-    ">HIHI", 0x2, 0, 0x4, RECV_WINDOW))  # ENABLE_PUSH=0, INITIAL_WINDOW_SIZE
-_PREFACE = PREFACE + _SETTINGS + _frame(WINDOW_UPDATE, 0, 0,
-                                        struct.pack(">I", RECV_WINDOW - 65535))
+_SETTINGS = _frame(
+    SETTINGS, 0, 0, struct.pack(">HIHI", 0x2, 0, 0x4, RECV_WINDOW)
+)  # ENABLE_PUSH=0, INITIAL_WINDOW_SIZE
+_PREFACE = PREFACE + _SETTINGS + _frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", RECV_WINDOW - 65535))
 _SETTINGS_ACK = _frame(SETTINGS, ACK, 0)
 
 
@@ -133,9 +147,16 @@ class Channel:
     HTTP/2's bounds; stream IDs are odd and increase; a finished call leaves no stream open.
     """
 
-    def __init__(self, host: str, port: int, *, ssl: _ssl.SSLContext | None = None,
-                 timeout: float | None = None, keepalive: float | None = None,
-                 connect_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        ssl: _ssl.SSLContext | None = None,
+        timeout: float | None = None,
+        keepalive: float | None = None,
+        connect_timeout: float | None = None,
+    ) -> None:
         """Connect: TCP, TLS and the server's SETTINGS within ``connect_timeout`` (and within
         the call's ``timeout``). Raises :class:`UnresponsiveNotSent` when the server stays
         silent, ``TimeoutError`` when the call's ``timeout`` ran out first, another
@@ -155,8 +176,7 @@ class Channel:
                 try:
                     sock = ssl.wrap_socket(sock, server_hostname=host)
                 except TimeoutError:
-                    raise self._silent("complete the TLS handshake", own,
-                                       connect_timeout) from None
+                    raise self._silent("complete the TLS handshake", own, connect_timeout) from None
                 except OSError as e:
                     cause = explain(e, ssl, host)
                     if cause is None:
@@ -196,12 +216,20 @@ class Channel:
         self._block_sid = 0
         self._block_end = False
         try:
-            self._await(lambda: self._settings_seen, deadline, own, connect_timeout,
-                        "send its HTTP/2 SETTINGS")
+            self._await(
+                lambda: self._settings_seen,
+                deadline,
+                own,
+                connect_timeout,
+                "send its HTTP/2 SETTINGS",
+            )
         except BaseException as e:
             sock.close()
-            cause = None if isinstance(e, TimeoutError | NotSent) or not isinstance(e, OSError) \
+            cause = (
+                None
+                if isinstance(e, TimeoutError | NotSent) or not isinstance(e, OSError)
                 else explain(e, ssl, host, after_handshake=True, first_bytes=bytes(self._buf[:5]))
+            )
             if cause is None:
                 raise
             raise TLSFailed(f"{self._authority}: {cause}") from e
@@ -231,8 +259,9 @@ class Channel:
             return False
         try:
             sock = self._sock
-            while (isinstance(sock, _ssl.SSLSocket) and sock.pending()) or \
-                    select.select([self._sock], [], [], 0)[0]:
+            while (isinstance(sock, _ssl.SSLSocket) and sock.pending()) or select.select(
+                [self._sock], [], [], 0
+            )[0]:
                 self._sock.settimeout(0)
                 try:
                     chunk = self._sock.recv(1 << 18)
@@ -249,8 +278,9 @@ class Channel:
 
     # -------------------------------------------------------------------------------- calls
 
-    def call(self, path: str, message: bytes, metadata: dict[str, str] | None,
-             timeout: float | None) -> tuple[int, str, bytes]:
+    def call(
+        self, path: str, message: bytes, metadata: dict[str, str] | None, timeout: float | None
+    ) -> tuple[int, str, bytes]:
         """Send one unary request; return ``(grpc_status, grpc_message, payload)``.
 
         Raises :class:`NotSent`, ``ConnectionError``/``OSError`` or ``TimeoutError`` as the
@@ -273,8 +303,9 @@ class Channel:
             self._receive(deadline)
         return self._outcome()
 
-    def _start_stream(self, path: str, metadata: dict[str, str] | None,
-                      timeout: float | None) -> None:
+    def _start_stream(
+        self, path: str, metadata: dict[str, str] | None, timeout: float | None
+    ) -> None:
         if self._goaway is not None or self._next_id >= MAX_STREAM_ID:
             raise NotSent("connection is going away")
         sid, self._next_id = self._next_id, self._next_id + 2
@@ -286,11 +317,18 @@ class Channel:
         self._sent = False
         block = self._blocks.get(path)
         if block is None:
-            block = self._blocks[path] = b"".join(_literal(n, v) for n, v in (
-                (":method", "POST"), (":scheme", "https" if self._tls else "http"),
-                (":path", path), (":authority", self._authority),
-                ("content-type", "application/grpc"), ("te", "trailers"),
-                ("user-agent", "coord-python")))
+            block = self._blocks[path] = b"".join(
+                _literal(n, v)
+                for n, v in (
+                    (":method", "POST"),
+                    (":scheme", "https" if self._tls else "http"),
+                    (":path", path),
+                    (":authority", self._authority),
+                    ("content-type", "application/grpc"),
+                    ("te", "trailers"),
+                    ("user-agent", "coord-python"),
+                )
+            )
         if timeout is not None:
             block += _literal("grpc-timeout", _grpc_timeout(timeout))
         if metadata:
@@ -302,8 +340,9 @@ class Channel:
         self._out.append(_frame(HEADERS, 0, sid, block[:step]))
         for i in range(step, len(block), step):
             last = i + step >= len(block)
-            self._out.append(_frame(CONTINUATION, END_HEADERS if last else 0, sid,
-                                    block[i:i + step]))
+            self._out.append(
+                _frame(CONTINUATION, END_HEADERS if last else 0, sid, block[i : i + step])
+            )
 
     def _send_data(self, data: bytes, deadline: float | None) -> bool:
         """Queue ``data`` as DATA frames (the last with END_STREAM) within the peer's windows,
@@ -314,8 +353,9 @@ class Channel:
             n = min(len(data) - pos, self._max_frame, self._send_window, self._stream_window)
             last = pos + n == len(data)
             if n > 0 or last:
-                self._out.append(_frame(DATA, END_STREAM if last else 0, sid,
-                                        bytes(view[pos:pos + n])))
+                self._out.append(
+                    _frame(DATA, END_STREAM if last else 0, sid, bytes(view[pos : pos + n]))
+                )
                 pos += n
                 self._send_window -= n
                 self._stream_window -= n
@@ -332,8 +372,9 @@ class Channel:
             data = b"".join(self._out)
             self._out.clear()
             deadline = self._deadline
-            self._sock.settimeout(None if deadline is None
-                                  else max(deadline - time.monotonic(), 0.001))
+            self._sock.settimeout(
+                None if deadline is None else max(deadline - time.monotonic(), 0.001)
+            )
             try:
                 self._sock.sendall(data)
             except OSError as e:
@@ -382,8 +423,14 @@ class Channel:
         self._process_buffered()
         return True
 
-    def _await(self, done: Callable[[], bool], deadline: float | None, own: bool,
-               connect_timeout: float | None, what: str) -> None:
+    def _await(
+        self,
+        done: Callable[[], bool],
+        deadline: float | None,
+        own: bool,
+        connect_timeout: float | None,
+        what: str,
+    ) -> None:
         """Before a request is written: flush what is owed and read until ``done()``; raise
         :class:`UnresponsiveNotSent` (``own``: the connect timeout was the limit) or
         ``TimeoutError`` (the call's deadline) if it does not happen by ``deadline``."""
@@ -400,8 +447,9 @@ class Channel:
 
     def _silent(self, what: str, own: bool, connect_timeout: float | None) -> OSError:
         if own:
-            return UnresponsiveNotSent(f"{self._authority} did not {what} within"
-                                       f" {connect_timeout!r} s (connect_timeout)")
+            return UnresponsiveNotSent(
+                f"{self._authority} did not {what} within {connect_timeout!r} s (connect_timeout)"
+            )
         return TimeoutError(f"call to {self._authority} timed out")
 
     def _probe(self, timeout: float | None) -> None:
@@ -411,8 +459,13 @@ class Channel:
         now = time.monotonic()
         self._live.pinged(now)
         self._out.append(_frame(PING, 0, 0, b"coordpr\x00"))
-        self._await(lambda: self._live.ping_sent is None, deadline, own, self._live.timeout,
-                    "answer a PING on the idle connection")
+        self._await(
+            lambda: self._live.ping_sent is None,
+            deadline,
+            own,
+            self._live.timeout,
+            "answer a PING on the idle connection",
+        )
 
     def _outcome(self) -> tuple[int, str, bytes]:
         if self._rst is not None:
@@ -443,18 +496,20 @@ class Channel:
         """Handle every complete frame in the buffer."""
         buf, pos = self._buf, 0
         while len(buf) - pos >= 9:
-            length = int.from_bytes(buf[pos:pos + 3], "big")
+            length = int.from_bytes(buf[pos : pos + 3], "big")
             if length > MAX_FRAME:
                 if buf.startswith(b"HTTP/1"):
-                    raise ConnectionError(f"{self._authority} answered in HTTP/1: it is not a"
-                                          " gRPC server (wrong port?)")
+                    raise ConnectionError(
+                        f"{self._authority} answered in HTTP/1: it is not a"
+                        " gRPC server (wrong port?)"
+                    )
                 raise ConnectionError(f"{self._authority} sent a {length}-byte frame")
             end = pos + 9 + length
             if end > len(buf):
                 break
             ftype, flags = buf[pos + 3], buf[pos + 4]
-            sid = int.from_bytes(buf[pos + 5:pos + 9], "big") & 0x7FFFFFFF
-            self._on_frame(ftype, flags, sid, bytes(buf[pos + 9:end]))
+            sid = int.from_bytes(buf[pos + 5 : pos + 9], "big") & 0x7FFFFFFF
+            self._on_frame(ftype, flags, sid, bytes(buf[pos + 9 : end]))
             pos = end
         del buf[:pos]
 
@@ -464,8 +519,7 @@ class Channel:
         if ftype == DATA:
             self._recv_used += len(payload)
             if self._recv_used >= RECV_WINDOW // 2:
-                self._out.append(_frame(WINDOW_UPDATE, 0, 0,
-                                        struct.pack(">I", self._recv_used)))
+                self._out.append(_frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", self._recv_used)))
                 self._recv_used = 0
             if sid == self._sid and not self._ended:
                 self._body.append(_unpad(payload, flags))
@@ -548,4 +602,4 @@ def _unpad(payload: bytes, flags: int) -> bytes:
     pad = payload[0]
     if pad >= len(payload):
         raise ConnectionError("padding longer than the frame")
-    return payload[1:len(payload) - pad]
+    return payload[1 : len(payload) - pad]

@@ -135,11 +135,12 @@ def _kv_factory() -> Any:
     several lookups); the result is an ordinary, equal KeyValue (golden-tested).
     """
     new = object.__new__
-    s0, s1, s2, s3, s4, s5 = (KeyValue.__dict__[f].__set__ for f in (
-        "key", "value", "create_revision", "mod_revision", "version", "lease"))
+    s0, s1, s2, s3, s4, s5 = (
+        KeyValue.__dict__[f].__set__
+        for f in ("key", "value", "create_revision", "mod_revision", "version", "lease")
+    )
 
-    def make(key: bytes, value: bytes, create: int, mod: int, version: int,
-             lease: int) -> KeyValue:
+    def make(key: bytes, value: bytes, create: int, mod: int, version: int, lease: int) -> KeyValue:
         kv = new(KeyValue)
         s0(kv, key)
         s1(kv, value)
@@ -169,7 +170,7 @@ def decode_kv(buf: bytes, pos: int = 0, end: int | None = None) -> KeyValue:
             pos += 1
             if n >= 0x80:
                 n, pos = _varint(buf, pos - 1)
-            data = buf[pos:pos + n]
+            data = buf[pos : pos + n]
             pos += n
             if tag == _KV_KEY:
                 key = data
@@ -427,7 +428,7 @@ def decode_watch(buf: bytes) -> RawWatchResponse:
             compact = _int64(v)
         elif tag == _WATCH_CANCEL_REASON:
             n, pos = _varint(buf, pos)
-            reason = buf[pos:pos + n].decode("utf-8", "replace")
+            reason = buf[pos : pos + n].decode("utf-8", "replace")
             pos += n
         elif tag == _WATCH_FRAGMENT:
             v, pos = _varint(buf, pos)
@@ -447,8 +448,14 @@ def _enc_bytes(tag: int, data: bytes) -> bytes:
     return bytes((tag,)) + _enc_varint(n) + data
 
 
-def encode_put(key: bytes, value: bytes, lease: int = 0, prev_kv: bool = False,
-               ignore_value: bool = False, ignore_lease: bool = False) -> bytes:
+def encode_put(
+    key: bytes,
+    value: bytes,
+    lease: int = 0,
+    prev_kv: bool = False,
+    ignore_value: bool = False,
+    ignore_lease: bool = False,
+) -> bytes:
     """Encode a ``PutRequest`` (byte-identical to betterproto2)."""
     out = _enc_bytes(_PUT_KEY, key) if key else b""
     if value:
@@ -464,26 +471,46 @@ def encode_put(key: bytes, value: bytes, lease: int = 0, prev_kv: bool = False,
     return out
 
 
-def encode_range(key: bytes, range_end: bytes = b"", limit: int = 0, revision: int = 0,
-                 sort_order: int = 0, sort_target: int = 0, serializable: bool = False,
-                 keys_only: bool = False, count_only: bool = False, min_mod_revision: int = 0,
-                 max_mod_revision: int = 0, min_create_revision: int = 0,
-                 max_create_revision: int = 0) -> bytes:
+def encode_range(
+    key: bytes,
+    range_end: bytes = b"",
+    limit: int = 0,
+    revision: int = 0,
+    sort_order: int = 0,
+    sort_target: int = 0,
+    serializable: bool = False,
+    keys_only: bool = False,
+    count_only: bool = False,
+    min_mod_revision: int = 0,
+    max_mod_revision: int = 0,
+    min_create_revision: int = 0,
+    max_create_revision: int = 0,
+) -> bytes:
     """Encode a ``RangeRequest`` (byte-identical to betterproto2)."""
     out = _enc_bytes(_RANGE_REQ_KEY, key) if key else b""
     if range_end:
         out += _enc_bytes(_RANGE_REQ_END, range_end)
-    for tag, v in ((_RANGE_REQ_LIMIT, limit), (_RANGE_REQ_REVISION, revision),
-                   (_RANGE_REQ_SORT_ORDER, sort_order), (_RANGE_REQ_SORT_TARGET, sort_target)):
+    for tag, v in (
+        (_RANGE_REQ_LIMIT, limit),
+        (_RANGE_REQ_REVISION, revision),
+        (_RANGE_REQ_SORT_ORDER, sort_order),
+        (_RANGE_REQ_SORT_TARGET, sort_target),
+    ):
         if v:
             out += bytes((tag,)) + _enc_varint(v)
-    for tag, flag in ((_RANGE_REQ_SERIALIZABLE, serializable), (_RANGE_REQ_KEYS_ONLY, keys_only),
-                      (_RANGE_REQ_COUNT_ONLY, count_only)):
+    for tag, flag in (
+        (_RANGE_REQ_SERIALIZABLE, serializable),
+        (_RANGE_REQ_KEYS_ONLY, keys_only),
+        (_RANGE_REQ_COUNT_ONLY, count_only),
+    ):
         if flag:
             out += bytes((tag, 1))
-    for tag, v in ((_RANGE_REQ_MIN_MOD, min_mod_revision), (_RANGE_REQ_MAX_MOD, max_mod_revision),
-                   (_RANGE_REQ_MIN_CREATE, min_create_revision),
-                   (_RANGE_REQ_MAX_CREATE, max_create_revision)):
+    for tag, v in (
+        (_RANGE_REQ_MIN_MOD, min_mod_revision),
+        (_RANGE_REQ_MAX_MOD, max_mod_revision),
+        (_RANGE_REQ_MIN_CREATE, min_create_revision),
+        (_RANGE_REQ_MAX_CREATE, max_create_revision),
+    ):
         if v:
             out += bytes((tag,)) + _enc_varint(v)
     return out

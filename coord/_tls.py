@@ -35,22 +35,23 @@ def _read(param: str, path: str) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as e:
-        raise TLSConfigError(f"coord: {param} file {path!r} cannot be read:"
-                             f" {e.strerror or e}") from None
+        raise TLSConfigError(
+            f"coord: {param} file {path!r} cannot be read: {e.strerror or e}"
+        ) from None
 
 
 def _reason(e: ssl.SSLError) -> str:
     return str(e.reason or e.args[-1] if e.args else e).replace("_", " ").lower()
 
 
-def make_ssl_context(ca_cert: str | None, cert: str | None,
-                     key: str | None) -> ClientContext:
+def make_ssl_context(ca_cert: str | None, cert: str | None, key: str | None) -> ClientContext:
     """An HTTP/2-ready client TLS context trusting ``ca_cert`` (else the system's CAs) and
     presenting ``cert``/``key``; raises :class:`~coord.errors.TLSConfigError` when a file is
     missing, unreadable or not what its parameter needs, or the key does not match."""
     if key is not None and cert is None:
-        raise TLSConfigError(f"coord: key file {key!r} given without cert (the certificate"
-                             " it belongs to)")
+        raise TLSConfigError(
+            f"coord: key file {key!r} given without cert (the certificate it belongs to)"
+        )
     for param, path in (("ca_cert", ca_cert), ("cert", cert), ("key", key)):
         if path is not None:
             _read(param, path)
@@ -62,27 +63,34 @@ def make_ssl_context(ca_cert: str | None, cert: str | None,
         try:
             ctx.load_verify_locations(cafile=ca_cert)
         except ssl.SSLError as e:
-            raise TLSConfigError(f"coord: ca_cert file {ca_cert!r} holds no valid PEM"
-                                 f" certificate ({_reason(e)})") from None
+            raise TLSConfigError(
+                f"coord: ca_cert file {ca_cert!r} holds no valid PEM certificate ({_reason(e)})"
+            ) from None
     if cert is not None:
         try:  # parse the certificate alone first, to tell its faults from the key's
             ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(
-                cadata=_read("cert", cert).decode("ascii", "replace"))
+                cadata=_read("cert", cert).decode("ascii", "replace")
+            )
         except (ssl.SSLError, ValueError) as e:
             reason = _reason(e) if isinstance(e, ssl.SSLError) else str(e)
-            raise TLSConfigError(f"coord: cert file {cert!r} holds no valid PEM"
-                                 f" certificate ({reason})") from None
+            raise TLSConfigError(
+                f"coord: cert file {cert!r} holds no valid PEM certificate ({reason})"
+            ) from None
         try:
             ctx.load_cert_chain(cert, key)
         except ssl.SSLError as e:
             if e.reason == "KEY_VALUES_MISMATCH":
-                raise TLSConfigError(f"coord: key file {key or cert!r} does not match the"
-                                     f" certificate in cert file {cert!r}") from None
+                raise TLSConfigError(
+                    f"coord: key file {key or cert!r} does not match the"
+                    f" certificate in cert file {cert!r}"
+                ) from None
             if key is None:
-                raise TLSConfigError(f"coord: cert file {cert!r} holds no private key;"
-                                     " name the key file with key=") from None
-            raise TLSConfigError(f"coord: key file {key!r} holds no valid PEM private key"
-                                 f" ({_reason(e)})") from None
+                raise TLSConfigError(
+                    f"coord: cert file {cert!r} holds no private key; name the key file with key="
+                ) from None
+            raise TLSConfigError(
+                f"coord: key file {key!r} holds no valid PEM private key ({_reason(e)})"
+            ) from None
     ctx.set_alpn_protocols(["h2"])
     return ctx
 
@@ -97,24 +105,43 @@ _UNTRUSTED = {2, 18, 19, 20, 21, 27}
 #: OpenSSL verify codes: the certificate is not for the name or address connected to.
 _MISMATCH = {62, 63, 64}
 #: OpenSSL reasons seen when the peer does not speak TLS.
-_NOT_TLS = {"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG",
-            "RECORD_LAYER_FAILURE", "UNEXPECTED_RECORD", "RECORD_LENGTH_MISMATCH"}
+_NOT_TLS = {
+    "WRONG_VERSION_NUMBER",
+    "HTTP_REQUEST",
+    "PACKET_LENGTH_TOO_LONG",
+    "RECORD_LAYER_FAILURE",
+    "UNEXPECTED_RECORD",
+    "RECORD_LENGTH_MISMATCH",
+}
 #: OpenSSL reasons for an alert the server sent about our (missing) certificate.
-_CERT_ALERTS = {"TLSV13_ALERT_CERTIFICATE_REQUIRED", "SSLV3_ALERT_HANDSHAKE_FAILURE",
-                "SSLV3_ALERT_BAD_CERTIFICATE", "TLSV1_ALERT_UNKNOWN_CA",
-                "SSLV3_ALERT_CERTIFICATE_UNKNOWN", "TLSV1_ALERT_ACCESS_DENIED"}
+_CERT_ALERTS = {
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+    "SSLV3_ALERT_HANDSHAKE_FAILURE",
+    "SSLV3_ALERT_BAD_CERTIFICATE",
+    "TLSV1_ALERT_UNKNOWN_CA",
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+    "TLSV1_ALERT_ACCESS_DENIED",
+}
 
 
 def _client_cert_cause(ctx: ssl.SSLContext) -> str:
     cert = getattr(ctx, "cert", None)
     if cert is None:
         return "the server requires a client certificate and none was given (cert=, key=)"
-    return (f"the server rejected the client certificate {cert!r} (is it signed by a CA"
-            " the server trusts, --trusted-ca-file?)")
+    return (
+        f"the server rejected the client certificate {cert!r} (is it signed by a CA"
+        " the server trusts, --trusted-ca-file?)"
+    )
 
 
-def explain(err: BaseException, ctx: ssl.SSLContext | None, host: str, *,
-            after_handshake: bool = False, first_bytes: bytes = b"") -> str | None:
+def explain(
+    err: BaseException,
+    ctx: ssl.SSLContext | None,
+    host: str,
+    *,
+    after_handshake: bool = False,
+    first_bytes: bytes = b"",
+) -> str | None:
     """The likely cause of ``err``, raised while connecting to ``host`` with ``ctx`` (None:
     plain text); None when it is not a TLS matter. ``after_handshake``: the TLS handshake
     had completed (the server then closed or reset the connection); ``first_bytes``: what a
@@ -122,27 +149,36 @@ def explain(err: BaseException, ctx: ssl.SSLContext | None, host: str, *,
     if isinstance(err, ConnectionRefusedError):
         return None  # nothing listens: not a TLS matter
     if ctx is None:
-        if looks_like_tls(first_bytes) or (isinstance(err, ConnectionError | EOFError)
-                                           and not first_bytes):
-            return ("the endpoint closed the connection without speaking HTTP/2: it probably"
-                    " expects TLS (use an https:// endpoint, or ca_cert=)")
+        if looks_like_tls(first_bytes) or (
+            isinstance(err, ConnectionError | EOFError) and not first_bytes
+        ):
+            return (
+                "the endpoint closed the connection without speaking HTTP/2: it probably"
+                " expects TLS (use an https:// endpoint, or ca_cert=)"
+            )
         return None
     if isinstance(err, ssl.SSLCertVerificationError):
         code = err.verify_code
         if code in _MISMATCH:
-            return (f"the server's certificate is not valid for {host} (hostname mismatch:"
-                    f" {err.verify_message}); connect by a name or address it lists")
+            return (
+                f"the server's certificate is not valid for {host} (hostname mismatch:"
+                f" {err.verify_message}); connect by a name or address it lists"
+            )
         if code in _UNTRUSTED:
             ca = getattr(ctx, "ca_cert", None)
             by = f"ca_cert {ca!r}" if ca else "a CA this client trusts (give ca_cert=)"
-            return (f"the server's certificate is not signed by {by} (certificate verify"
-                    f" failed: unknown CA: {err.verify_message})")
+            return (
+                f"the server's certificate is not signed by {by} (certificate verify"
+                f" failed: unknown CA: {err.verify_message})"
+            )
         return f"the server's certificate was refused ({err.verify_message})"
     if isinstance(err, ssl.SSLError):
         reason = str(err.reason or "")
         if reason in _NOT_TLS:
-            return ("the endpoint does not speak TLS (a plain http:// endpoint?): use its"
-                    " TLS port, or connect without ca_cert/https://")
+            return (
+                "the endpoint does not speak TLS (a plain http:// endpoint?): use its"
+                " TLS port, or connect without ca_cert/https://"
+            )
         if reason in _CERT_ALERTS:
             return _client_cert_cause(ctx)
         if after_handshake:
@@ -152,11 +188,15 @@ def explain(err: BaseException, ctx: ssl.SSLContext | None, host: str, *,
         return f"TLS failed ({_reason(err)})"
     if isinstance(err, ConnectionError | EOFError):
         if after_handshake:
-            return (f"{_client_cert_cause(ctx)}; the server closed the connection right after"
-                    " the TLS handshake")
+            return (
+                f"{_client_cert_cause(ctx)}; the server closed the connection right after"
+                " the TLS handshake"
+            )
         return _CLOSED_IN_HANDSHAKE
     return None
 
 
-_CLOSED_IN_HANDSHAKE = ("the endpoint closed the connection during the TLS handshake: it"
-                        " probably does not speak TLS (a plain http:// endpoint?)")
+_CLOSED_IN_HANDSHAKE = (
+    "the endpoint closed the connection during the TLS handshake: it"
+    " probably does not speak TLS (a plain http:// endpoint?)"
+)

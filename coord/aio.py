@@ -99,19 +99,36 @@ class AsyncClient:
     Use ``async with AsyncClient(...) as client:`` (or call :meth:`aclose`).
     """
 
-    def __init__(self, endpoints: str | Sequence[str] = "127.0.0.1:2379", *,
-                 timeout: float | None = 30.0, ca_cert: str | None = None,
-                 cert: str | None = None, key: str | None = None,
-                 ssl: _ssl.SSLContext | None = None, user: str | None = None,
-                 password: str | None = None, keepalive: float | None = 10.0,
-                 connect_timeout: float | None = 2.0) -> None:
+    def __init__(
+        self,
+        endpoints: str | Sequence[str] = "127.0.0.1:2379",
+        *,
+        timeout: float | None = 30.0,
+        ca_cert: str | None = None,
+        cert: str | None = None,
+        key: str | None = None,
+        ssl: _ssl.SSLContext | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        keepalive: float | None = 10.0,
+        connect_timeout: float | None = 2.0,
+    ) -> None:
         eps = parse_endpoints(endpoints if isinstance(endpoints, str) else list(endpoints))
         if ssl is None and (ca_cert or cert):
             ssl = make_ssl_context(ca_cert, cert, key)
         elif ssl is not None:
             ssl.set_alpn_protocols(["h2"])
-        self._setup(Connection(eps, timeout=timeout, ssl=ssl, user=user, password=password,
-                               keepalive=keepalive, connect_timeout=connect_timeout))
+        self._setup(
+            Connection(
+                eps,
+                timeout=timeout,
+                ssl=ssl,
+                user=user,
+                password=password,
+                keepalive=keepalive,
+                connect_timeout=connect_timeout,
+            )
+        )
 
     def _setup(self, conn: Connection) -> None:
         self._conn = conn
@@ -169,15 +186,18 @@ class AsyncClient:
     # ------------------------------------------------------------------------------------ KV
 
     @overload
-    async def put(self, key: KeyLike, value: KeyLike, *, lease: object = None,
-                  prev_kv: Literal[False] = False) -> int: ...
+    async def put(
+        self, key: KeyLike, value: KeyLike, *, lease: object = None, prev_kv: Literal[False] = False
+    ) -> int: ...
 
     @overload
-    async def put(self, key: KeyLike, value: KeyLike, *, lease: object = None,
-                  prev_kv: Literal[True]) -> tuple[int, KeyValue | None]: ...
+    async def put(
+        self, key: KeyLike, value: KeyLike, *, lease: object = None, prev_kv: Literal[True]
+    ) -> tuple[int, KeyValue | None]: ...
 
-    async def put(self, key: KeyLike, value: KeyLike, *, lease: object = None,
-                  prev_kv: bool = False) -> int | tuple[int, KeyValue | None]:
+    async def put(
+        self, key: KeyLike, value: KeyLike, *, lease: object = None, prev_kv: bool = False
+    ) -> int | tuple[int, KeyValue | None]:
         """Set ``key`` to ``value``; return the new store revision.
 
         Args:
@@ -188,8 +208,9 @@ class AsyncClient:
         rev, prev = await self._calls.unary(_KV + "Put", req, _kvcodec.decode_put, idempotent=False)
         return (rev, prev) if prev_kv else rev
 
-    async def get(self, key: KeyLike, *, revision: int = 0,
-                  serializable: bool = False) -> KeyValue | None:
+    async def get(
+        self, key: KeyLike, *, revision: int = 0, serializable: bool = False
+    ) -> KeyValue | None:
         """The KeyValue at ``key`` (at ``revision`` if given), or None."""
         req = _kvcodec.encode_range(to_bytes(key), revision=revision, serializable=serializable)
         res = await self._calls.unary(_KV + "Range", req, _kvcodec.decode_range, idempotent=True)
@@ -203,12 +224,23 @@ class AsyncClient:
         """Every key in the store."""
         return (await self.range(b"", prefix=True, **options)).kvs
 
-    async def range(self, key: KeyLike, range_end: KeyLike | None = None, *,
-                    prefix: bool = False, limit: int = 0, revision: int = 0,
-                    keys_only: bool = False, count_only: bool = False,
-                    serializable: bool = False, sort: str | None = None,
-                    min_mod_revision: int = 0, max_mod_revision: int = 0,
-                    min_create_revision: int = 0, max_create_revision: int = 0) -> RangeResult:
+    async def range(
+        self,
+        key: KeyLike,
+        range_end: KeyLike | None = None,
+        *,
+        prefix: bool = False,
+        limit: int = 0,
+        revision: int = 0,
+        keys_only: bool = False,
+        count_only: bool = False,
+        serializable: bool = False,
+        sort: str | None = None,
+        min_mod_revision: int = 0,
+        max_mod_revision: int = 0,
+        min_create_revision: int = 0,
+        max_create_revision: int = 0,
+    ) -> RangeResult:
         """Read ``[key, range_end)`` (or a prefix) with every etcd Range option.
 
         Args:
@@ -225,9 +257,21 @@ class AsyncClient:
         """
         k, e = key_range(key, range_end, prefix)
         order, target = sort_spec(sort)
-        req = _kvcodec.encode_range(k, e, limit, revision, order, target, serializable,
-                                    keys_only, count_only, min_mod_revision, max_mod_revision,
-                                    min_create_revision, max_create_revision)
+        req = _kvcodec.encode_range(
+            k,
+            e,
+            limit,
+            revision,
+            order,
+            target,
+            serializable,
+            keys_only,
+            count_only,
+            min_mod_revision,
+            max_mod_revision,
+            min_create_revision,
+            max_create_revision,
+        )
         return await self._calls.unary(_KV + "Range", req, _kvcodec.decode_range, idempotent=True)
 
     @overload
@@ -241,32 +285,37 @@ class AsyncClient:
         return await self._delete(to_bytes(key), b"", prev_kv)
 
     @overload
-    async def delete_prefix(self, prefix: KeyLike, *,
-                            prev_kv: Literal[False] = False) -> int: ...
+    async def delete_prefix(self, prefix: KeyLike, *, prev_kv: Literal[False] = False) -> int: ...
 
     @overload
-    async def delete_prefix(self, prefix: KeyLike, *,
-                            prev_kv: Literal[True]) -> list[KeyValue]: ...
+    async def delete_prefix(self, prefix: KeyLike, *, prev_kv: Literal[True]) -> list[KeyValue]: ...
 
-    async def delete_prefix(self, prefix: KeyLike, *,
-                            prev_kv: bool = False) -> int | list[KeyValue]:
+    async def delete_prefix(
+        self, prefix: KeyLike, *, prev_kv: bool = False
+    ) -> int | list[KeyValue]:
         """Delete every key starting with ``prefix``; return the count (kvs with prev_kv)."""
         k, e = key_range(prefix, None, True)
         return await self._delete(k, e, prev_kv)
 
-    async def delete_range(self, key: KeyLike, range_end: KeyLike, *,
-                           prev_kv: bool = False) -> int | list[KeyValue]:
+    async def delete_range(
+        self, key: KeyLike, range_end: KeyLike, *, prev_kv: bool = False
+    ) -> int | list[KeyValue]:
         """Delete ``[key, range_end)``; return the count (kvs with prev_kv)."""
         return await self._delete(to_bytes(key), to_bytes(range_end), prev_kv)
 
     async def _delete(self, k: bytes, e: bytes, prev_kv: bool) -> int | list[KeyValue]:
         req = _kvcodec.encode_delete(k, e, prev_kv)
-        _, deleted, prevs = await self._calls.unary(_KV + "DeleteRange", req,
-                                                   _kvcodec.decode_delete, idempotent=False)
+        _, deleted, prevs = await self._calls.unary(
+            _KV + "DeleteRange", req, _kvcodec.decode_delete, idempotent=False
+        )
         return prevs if prev_kv else deleted
 
-    async def txn(self, compare: Sequence[Compare] = (), success: Sequence[Op] = (),
-                  failure: Sequence[Op] = ()) -> TxnResult:
+    async def txn(
+        self,
+        compare: Sequence[Compare] = (),
+        success: Sequence[Op] = (),
+        failure: Sequence[Op] = (),
+    ) -> TxnResult:
         """Run a transaction; returns ``TxnResult`` = ``(succeeded, results)`` + ``.revision``.
 
         ``results`` has one entry per operation of the branch that ran: ``list[KeyValue]``
@@ -275,20 +324,25 @@ class AsyncClient:
         """
         t = Txn(list(compare), list(success), list(failure))
         read_only = all(isinstance(o, Get) for o in (*t.success, *t.failure))
-        rev, ok, decoded = await self._calls.unary(_KV + "Txn", t.request(), _kvcodec.decode_txn,
-                                                  idempotent=read_only)
+        rev, ok, decoded = await self._calls.unary(
+            _KV + "Txn", t.request(), _kvcodec.decode_txn, idempotent=read_only
+        )
         return TxnResult(ok, _txn_results(t.success if ok else t.failure, decoded), rev)
 
     async def compact(self, revision: int, *, physical: bool = False) -> None:
         """Compact the store's history up to ``revision``."""
-        await self._calls.unary(_KV + "Compact",
-                               pb.CompactionRequest(revision=revision, physical=physical),
-                               pb.CompactionResponse.parse, idempotent=False)
+        await self._calls.unary(
+            _KV + "Compact",
+            pb.CompactionRequest(revision=revision, physical=physical),
+            pb.CompactionResponse.parse,
+            idempotent=False,
+        )
 
     # --------------------------------------------------------------------------------- lease
 
-    def lease(self, ttl: int, *, id: int = 0,
-              on_lost: Callable[[AsyncLease], object] | None = None) -> LeaseGrant:
+    def lease(
+        self, ttl: int, *, id: int = 0, on_lost: Callable[[AsyncLease], object] | None = None
+    ) -> LeaseGrant:
         """Grant a lease kept alive in the background: ``lease = await client.lease(10)``.
 
         ``async with client.lease(10) as lease:`` revokes it on exit. ``on_lost`` is called
@@ -296,12 +350,16 @@ class AsyncClient:
         """
         return LeaseGrant(self, ttl, id, on_lost)
 
-    async def _grant(self, ttl: int, lease_id_: int,
-                     on_lost: Callable[[AsyncLease], object] | None) -> AsyncLease:
+    async def _grant(
+        self, ttl: int, lease_id_: int, on_lost: Callable[[AsyncLease], object] | None
+    ) -> AsyncLease:
         sent = time.monotonic()
-        resp = await self._calls.unary("/etcdserverpb.Lease/LeaseGrant",
-                                      pb.LeaseGrantRequest(ttl=ttl, id=lease_id_),
-                                      pb.LeaseGrantResponse.parse, idempotent=False)
+        resp = await self._calls.unary(
+            "/etcdserverpb.Lease/LeaseGrant",
+            pb.LeaseGrantRequest(ttl=ttl, id=lease_id_),
+            pb.LeaseGrantResponse.parse,
+            idempotent=False,
+        )
         lease = AsyncLease(self, resp.id, resp.ttl, sent)
         if on_lost is not None:
             lease.on_lost(on_lost)
@@ -314,29 +372,47 @@ class AsyncClient:
         Raises:
             LeaseNotFoundError: no such lease.
         """
-        await self._calls.unary("/etcdserverpb.Lease/LeaseRevoke",
-                               pb.LeaseRevokeRequest(id=lease_id(lease)),
-                               pb.LeaseRevokeResponse.parse, idempotent=True)
+        await self._calls.unary(
+            "/etcdserverpb.Lease/LeaseRevoke",
+            pb.LeaseRevokeRequest(id=lease_id(lease)),
+            pb.LeaseRevokeResponse.parse,
+            idempotent=True,
+        )
 
     async def lease_time_to_live(self, lease: object, *, keys: bool = False) -> LeaseInfo:
         """Remaining TTL of a lease (``ttl`` -1 when it does not exist), optionally its keys."""
-        resp = await self._calls.unary("/etcdserverpb.Lease/LeaseTimeToLive",
-                                      pb.LeaseTimeToLiveRequest(id=lease_id(lease), keys=keys),
-                                      pb.LeaseTimeToLiveResponse.parse, idempotent=True)
+        resp = await self._calls.unary(
+            "/etcdserverpb.Lease/LeaseTimeToLive",
+            pb.LeaseTimeToLiveRequest(id=lease_id(lease), keys=keys),
+            pb.LeaseTimeToLiveResponse.parse,
+            idempotent=True,
+        )
         return LeaseInfo(resp.id, resp.ttl, resp.granted_ttl, tuple(resp.keys))
 
     async def leases(self) -> list[int]:
         """IDs of every lease in the cluster."""
-        resp = await self._calls.unary("/etcdserverpb.Lease/LeaseLeases",
-                                      pb.LeaseLeasesRequest(), pb.LeaseLeasesResponse.parse,
-                                      idempotent=True)
+        resp = await self._calls.unary(
+            "/etcdserverpb.Lease/LeaseLeases",
+            pb.LeaseLeasesRequest(),
+            pb.LeaseLeasesResponse.parse,
+            idempotent=True,
+        )
         return [s.id for s in resp.leases]
 
     # --------------------------------------------------------------------------------- watch
 
-    def watch(self, key: KeyLike, range_end: KeyLike | None = None, *, prefix: bool = False,
-              start_revision: int = 0, prev_kv: bool = False, no_put: bool = False,
-              no_delete: bool = False, progress_notify: bool = False) -> AsyncWatch:
+    def watch(
+        self,
+        key: KeyLike,
+        range_end: KeyLike | None = None,
+        *,
+        prefix: bool = False,
+        start_revision: int = 0,
+        prev_kv: bool = False,
+        no_put: bool = False,
+        no_delete: bool = False,
+        progress_notify: bool = False,
+    ) -> AsyncWatch:
         """Watch a key, a range or a prefix: ``async for event in client.watch(...)``.
 
         Args:
@@ -353,8 +429,9 @@ class AsyncClient:
         k, e = key_range(key, range_end, prefix)
         if not k:
             k = b"\x00"
-        return AsyncWatch(self._watch_mux, k, e, start_revision, prev_kv, no_put, no_delete,
-                          progress_notify)
+        return AsyncWatch(
+            self._watch_mux, k, e, start_revision, prev_kv, no_put, no_delete, progress_notify
+        )
 
     def watch_prefix(self, prefix: KeyLike, **options: Any) -> AsyncWatch:
         """``watch(prefix, prefix=True, ...)``."""
@@ -372,24 +449,46 @@ class AsyncClient:
 
     async def status(self) -> ServerStatus:
         """Status of the current endpoint's member."""
-        r = await self._calls.unary("/etcdserverpb.Maintenance/Status", pb.StatusRequest(),
-                                   pb.StatusResponse.parse, idempotent=True)
+        r = await self._calls.unary(
+            "/etcdserverpb.Maintenance/Status",
+            pb.StatusRequest(),
+            pb.StatusResponse.parse,
+            idempotent=True,
+        )
         h = r.header or pb.ResponseHeader()
-        return ServerStatus(r.version, r.db_size, r.leader, r.raft_index, r.raft_term,
-                            r.raft_applied_index, tuple(r.errors), r.db_size_in_use,
-                            r.is_learner, h.member_id, h.revision)
+        return ServerStatus(
+            r.version,
+            r.db_size,
+            r.leader,
+            r.raft_index,
+            r.raft_term,
+            r.raft_applied_index,
+            tuple(r.errors),
+            r.db_size_in_use,
+            r.is_learner,
+            h.member_id,
+            h.revision,
+        )
 
     async def members(self) -> list[Member]:
         """The cluster's members."""
-        r = await self._calls.unary("/etcdserverpb.Cluster/MemberList", pb.MemberListRequest(),
-                                   pb.MemberListResponse.parse, idempotent=True)
-        return [Member(m.id, m.name, tuple(m.peer_ur_ls), tuple(m.client_ur_ls), m.is_learner)
-                for m in r.members]
+        r = await self._calls.unary(
+            "/etcdserverpb.Cluster/MemberList",
+            pb.MemberListRequest(),
+            pb.MemberListResponse.parse,
+            idempotent=True,
+        )
+        return [
+            Member(m.id, m.name, tuple(m.peer_ur_ls), tuple(m.client_ur_ls), m.is_learner)
+            for m in r.members
+        ]
 
     async def hash_kv(self, revision: int = 0) -> HashKV:
         """Hash of the KV store up to ``revision`` (0: latest), for consistency checks."""
-        r = await self._calls.unary("/etcdserverpb.Maintenance/HashKV",
-                                   pb.HashKvRequest(revision=revision), pb.HashKvResponse.parse,
-                                   idempotent=True)
+        r = await self._calls.unary(
+            "/etcdserverpb.Maintenance/HashKV",
+            pb.HashKvRequest(revision=revision),
+            pb.HashKvResponse.parse,
+            idempotent=True,
+        )
         return HashKV(r.hash, r.compact_revision, (r.header or pb.ResponseHeader()).revision)
-

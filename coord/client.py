@@ -113,12 +113,14 @@ class Lease:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the lease is no longer alive; False if ``timeout`` passed first."""
+
         async def waiter() -> bool:
             try:
                 await asyncio.wait_for(self.async_lease.wait(), timeout)
             except TimeoutError:
                 return False
             return True
+
         return self._client.call(waiter)  # type: ignore[no-any-return]
 
     def __enter__(self) -> Lease:
@@ -162,11 +164,13 @@ class Watch:
 
         Raises StopIteration when the watch is closed.
         """
+
         async def get() -> WatchResponse | None:
             try:
                 return await asyncio.wait_for(self.async_watch.next_response(), timeout)
             except TimeoutError:
                 return None
+
         try:
             return self._client.call(get)  # type: ignore[no-any-return]
         except StopAsyncIteration:
@@ -202,19 +206,38 @@ class Client:
     ``with Client("127.0.0.1:2379") as client: client.put("/k", "v")``. Thread-safe.
     """
 
-    def __init__(self, endpoints: str | Sequence[str] = "127.0.0.1:2379", *,
-                 timeout: float | None = 30.0, ca_cert: str | None = None,
-                 cert: str | None = None, key: str | None = None,
-                 ssl: _ssl.SSLContext | None = None, user: str | None = None,
-                 password: str | None = None, keepalive: float | None = 10.0,
-                 connect_timeout: float | None = 2.0) -> None:
+    def __init__(
+        self,
+        endpoints: str | Sequence[str] = "127.0.0.1:2379",
+        *,
+        timeout: float | None = 30.0,
+        ca_cert: str | None = None,
+        cert: str | None = None,
+        key: str | None = None,
+        ssl: _ssl.SSLContext | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        keepalive: float | None = 10.0,
+        connect_timeout: float | None = 2.0,
+    ) -> None:
         self._stack = contextlib.ExitStack()
         self.portal: BlockingPortal = self._stack.enter_context(start_blocking_portal())
         try:
+
             async def make() -> AsyncClient:
-                return AsyncClient(endpoints, timeout=timeout, ca_cert=ca_cert, cert=cert,
-                                   key=key, ssl=ssl, user=user, password=password,
-                                   keepalive=keepalive, connect_timeout=connect_timeout)
+                return AsyncClient(
+                    endpoints,
+                    timeout=timeout,
+                    ca_cert=ca_cert,
+                    cert=cert,
+                    key=key,
+                    ssl=ssl,
+                    user=user,
+                    password=password,
+                    keepalive=keepalive,
+                    connect_timeout=connect_timeout,
+                )
+
             #: the AsyncClient every call is forwarded to (runs on ``portal``'s loop).
             self.async_client: AsyncClient = self.portal.call(make)
             self._loop: asyncio.AbstractEventLoop = self.portal.call(asyncio.get_running_loop)
@@ -246,9 +269,11 @@ class Client:
         if self._closed:
             raise ConnectionFailedError("coord: client is closed")
         if threading.get_ident() == self._loop_thread:
-            raise RuntimeError("the blocking coord.Client was called from its own event-loop "
-                               "thread (e.g. inside an on_lost callback), which would deadlock;"
-                               " hand the work to another thread or use the AsyncClient")
+            raise RuntimeError(
+                "the blocking coord.Client was called from its own event-loop "
+                "thread (e.g. inside an on_lost callback), which would deadlock;"
+                " hand the work to another thread or use the AsyncClient"
+            )
         if inspect.iscoroutinefunction(fn):
             return self._hop(fn(*args, **kwargs))
         if kwargs:
@@ -299,8 +324,7 @@ class Client:
         while inbox:
             inbox.popleft()()
 
-    def _run(self, method: Callable[..., Coroutine[Any, Any, T]], *args: Any,
-             **kwargs: Any) -> T:
+    def _run(self, method: Callable[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> T:
         """Run the unary ``AsyncClient`` method ``method`` (unbound) on the calling thread, or
         on the loop thread when ``LANES`` threads already do (see the module docstring)."""
         if self._closed:
@@ -320,8 +344,9 @@ class Client:
             return
         try:
             if threading.get_ident() != self._loop_thread:
-                asyncio.run_coroutine_threadsafe(self.async_client.aclose(),
-                                                 self._loop).result(timeout=10)
+                asyncio.run_coroutine_threadsafe(self.async_client.aclose(), self._loop).result(
+                    timeout=10
+                )
         finally:
             self._closed = True
             self._stack.close()
@@ -346,26 +371,28 @@ class Client:
     # ------------------------------------------------------------------------------------ KV
 
     @overload
-    def put(self, key: KeyLike, value: KeyLike, *, lease: object = None,
-            prev_kv: Literal[False] = False) -> int: ...
+    def put(
+        self, key: KeyLike, value: KeyLike, *, lease: object = None, prev_kv: Literal[False] = False
+    ) -> int: ...
 
     @overload
-    def put(self, key: KeyLike, value: KeyLike, *, lease: object = None,
-            prev_kv: Literal[True]) -> tuple[int, KeyValue | None]: ...
+    def put(
+        self, key: KeyLike, value: KeyLike, *, lease: object = None, prev_kv: Literal[True]
+    ) -> tuple[int, KeyValue | None]: ...
 
-    def put(self, key: KeyLike, value: KeyLike, *, lease: object = None,
-            prev_kv: bool = False) -> int | tuple[int, KeyValue | None]:
+    def put(
+        self, key: KeyLike, value: KeyLike, *, lease: object = None, prev_kv: bool = False
+    ) -> int | tuple[int, KeyValue | None]:
         """Set ``key``; return the new revision (``(revision, prev KeyValue)`` with prev_kv)."""
         if lease is not None and not isinstance(lease, int):
             lease = int(lease.id)  # type: ignore[attr-defined]
-        return self._run(AsyncClient.put, key, value, lease=lease,
-                          prev_kv=prev_kv)
+        return self._run(AsyncClient.put, key, value, lease=lease, prev_kv=prev_kv)
 
-    def get(self, key: KeyLike, *, revision: int = 0,
-            serializable: bool = False) -> KeyValue | None:
+    def get(
+        self, key: KeyLike, *, revision: int = 0, serializable: bool = False
+    ) -> KeyValue | None:
         """The KeyValue at ``key`` (at ``revision`` if given), or None."""
-        return self._run(AsyncClient.get, key, revision=revision,
-                          serializable=serializable)
+        return self._run(AsyncClient.get, key, revision=revision, serializable=serializable)
 
     def get_prefix(self, prefix: KeyLike, **options: Any) -> list[KeyValue]:
         """Every key starting with ``prefix``, sorted by key."""
@@ -375,19 +402,40 @@ class Client:
         """Every key in the store."""
         return self._run(AsyncClient.get_all, **options)
 
-    def range(self, key: KeyLike, range_end: KeyLike | None = None, *,
-              prefix: bool = False, limit: int = 0, revision: int = 0,
-              keys_only: bool = False, count_only: bool = False,
-              serializable: bool = False, sort: str | None = None,
-              min_mod_revision: int = 0, max_mod_revision: int = 0,
-              min_create_revision: int = 0, max_create_revision: int = 0) -> RangeResult:
+    def range(
+        self,
+        key: KeyLike,
+        range_end: KeyLike | None = None,
+        *,
+        prefix: bool = False,
+        limit: int = 0,
+        revision: int = 0,
+        keys_only: bool = False,
+        count_only: bool = False,
+        serializable: bool = False,
+        sort: str | None = None,
+        min_mod_revision: int = 0,
+        max_mod_revision: int = 0,
+        min_create_revision: int = 0,
+        max_create_revision: int = 0,
+    ) -> RangeResult:
         """Read a range with every etcd Range option (see :meth:`AsyncClient.range`)."""
         return self._run(
-            AsyncClient.range, key, range_end, prefix=prefix, limit=limit,
-            revision=revision, keys_only=keys_only, count_only=count_only,
-            serializable=serializable, sort=sort, min_mod_revision=min_mod_revision,
-            max_mod_revision=max_mod_revision, min_create_revision=min_create_revision,
-            max_create_revision=max_create_revision)
+            AsyncClient.range,
+            key,
+            range_end,
+            prefix=prefix,
+            limit=limit,
+            revision=revision,
+            keys_only=keys_only,
+            count_only=count_only,
+            serializable=serializable,
+            sort=sort,
+            min_mod_revision=min_mod_revision,
+            max_mod_revision=max_mod_revision,
+            min_create_revision=min_create_revision,
+            max_create_revision=max_create_revision,
+        )
 
     @overload
     def delete(self, key: KeyLike, *, prev_kv: Literal[False] = False) -> int: ...
@@ -409,14 +457,18 @@ class Client:
         """Delete every key starting with ``prefix``; return the count (kvs with prev_kv)."""
         return self._run(AsyncClient.delete_prefix, prefix, prev_kv=prev_kv)
 
-    def delete_range(self, key: KeyLike, range_end: KeyLike, *,
-                     prev_kv: bool = False) -> int | list[KeyValue]:
+    def delete_range(
+        self, key: KeyLike, range_end: KeyLike, *, prev_kv: bool = False
+    ) -> int | list[KeyValue]:
         """Delete ``[key, range_end)``; return the count (kvs with prev_kv)."""
-        return self._run(AsyncClient.delete_range, key, range_end,
-                          prev_kv=prev_kv)
+        return self._run(AsyncClient.delete_range, key, range_end, prev_kv=prev_kv)
 
-    def txn(self, compare: Sequence[Compare] = (), success: Sequence[Op] = (),
-            failure: Sequence[Op] = ()) -> TxnResult:
+    def txn(
+        self,
+        compare: Sequence[Compare] = (),
+        success: Sequence[Op] = (),
+        failure: Sequence[Op] = (),
+    ) -> TxnResult:
         """Run a transaction; see :meth:`AsyncClient.txn`."""
         return self._run(AsyncClient.txn, compare, success, failure)
 
@@ -426,14 +478,17 @@ class Client:
 
     # --------------------------------------------------------------------------------- lease
 
-    def lease(self, ttl: int, *, id: int = 0,
-              on_lost: Callable[[Lease], object] | None = None) -> Lease:
+    def lease(
+        self, ttl: int, *, id: int = 0, on_lost: Callable[[Lease], object] | None = None
+    ) -> Lease:
         """Grant a lease kept alive in the background until revoked or the client closes.
 
         ``on_lost(lease)`` is called (on the loop thread) if it is lost involuntarily.
         """
+
         async def grant() -> AsyncLease:
             return await self.async_client.lease(ttl, id=id)
+
         lease = Lease(self, self._call(grant))
         if on_lost is not None:
             lease.on_lost(on_lost)
@@ -445,8 +500,7 @@ class Client:
 
     def lease_time_to_live(self, lease: object, *, keys: bool = False) -> LeaseInfo:
         """Remaining TTL of a lease (``ttl`` -1 when it does not exist)."""
-        return self._run(AsyncClient.lease_time_to_live, _lease_arg(lease),
-                          keys=keys)
+        return self._run(AsyncClient.lease_time_to_live, _lease_arg(lease), keys=keys)
 
     def leases(self) -> list[int]:
         """IDs of every lease in the cluster."""
@@ -454,18 +508,36 @@ class Client:
 
     # --------------------------------------------------------------------------------- watch
 
-    def watch(self, key: KeyLike, range_end: KeyLike | None = None, *, prefix: bool = False,
-              start_revision: int = 0, prev_kv: bool = False, no_put: bool = False,
-              no_delete: bool = False, progress_notify: bool = False) -> Watch:
+    def watch(
+        self,
+        key: KeyLike,
+        range_end: KeyLike | None = None,
+        *,
+        prefix: bool = False,
+        start_revision: int = 0,
+        prev_kv: bool = False,
+        no_put: bool = False,
+        no_delete: bool = False,
+        progress_notify: bool = False,
+    ) -> Watch:
         """Watch a key, range or prefix; returns once the server created the watch.
 
         Options as :meth:`AsyncClient.watch`. Iterate the result for events; close it (from
         any thread) to stop.
         """
+
         async def start() -> AsyncWatch:
             return await self.async_client.watch(
-                key, range_end, prefix=prefix, start_revision=start_revision, prev_kv=prev_kv,
-                no_put=no_put, no_delete=no_delete, progress_notify=progress_notify)
+                key,
+                range_end,
+                prefix=prefix,
+                start_revision=start_revision,
+                prev_kv=prev_kv,
+                no_put=no_put,
+                no_delete=no_delete,
+                progress_notify=progress_notify,
+            )
+
         return Watch(self, self._call(start))
 
     def watch_prefix(self, prefix: KeyLike, **options: Any) -> Watch:

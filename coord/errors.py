@@ -110,8 +110,6 @@ class CoordError(Exception):
         super().__init__(self.message)
 
 
-
-
 class InvalidArgumentError(CoordError):
     """A request the server rejected as malformed (INVALID_ARGUMENT)."""
 
@@ -459,8 +457,11 @@ def _deprecated_alias(module: str, name: str) -> type[CoordError]:
     cls = _DEPRECATED.get(name)
     if cls is None:
         raise AttributeError(f"module {module!r} has no attribute {name!r}")
-    warnings.warn(f"{module}.{name} is deprecated (it shadows the builtin): use "
-                  f"{module}.{cls.__name__}", DeprecationWarning, stacklevel=3)
+    warnings.warn(
+        f"{module}.{name} is deprecated (it shadows the builtin): use {module}.{cls.__name__}",
+        DeprecationWarning,
+        stacklevel=3,
+    )
     return cls
 
 

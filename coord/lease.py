@@ -51,8 +51,9 @@ class AsyncLease:
             refresh could be confirmed before the deadline).
     """
 
-    def __init__(self, client: AsyncClient, lease_id: int, granted_ttl: int,
-                 sent_at: float) -> None:
+    def __init__(
+        self, client: AsyncClient, lease_id: int, granted_ttl: int, sent_at: float
+    ) -> None:
         self._client = client
         self.id = lease_id
         self.granted_ttl = granted_ttl
@@ -134,8 +135,13 @@ class AsyncLease:
 class LeaseGrant:
     """``client.lease(ttl)``: await it for an :class:`AsyncLease`, or use ``async with``."""
 
-    def __init__(self, client: AsyncClient, ttl: int, lease_id: int,
-                 on_lost: Callable[[AsyncLease], object] | None) -> None:
+    def __init__(
+        self,
+        client: AsyncClient,
+        ttl: int,
+        lease_id: int,
+        on_lost: Callable[[AsyncLease], object] | None,
+    ) -> None:
         self._client = client
         self._args = (ttl, lease_id, on_lost)
         self._lease: AsyncLease | None = None
@@ -155,8 +161,9 @@ class LeaseGrant:
 class KeepAliver:
     """Keeps a client's leases alive over one LeaseKeepAlive stream (see module docstring)."""
 
-    def __init__(self, conn: Connection,
-                 spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]]) -> None:
+    def __init__(
+        self, conn: Connection, spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]]
+    ) -> None:
         self._conn = conn
         self._spawn = spawn
         self._leases: dict[int, AsyncLease] = {}
@@ -207,8 +214,9 @@ class KeepAliver:
             try:
                 await self._conn.metadata()
                 token = self._conn.token  # the token this stream is opened with
-                async with self._conn.open_stream(KEEPALIVE_PATH, pb.LeaseKeepAliveResponse.parse,
-                                                  {"hasleader": "true"}) as (_, stream):
+                async with self._conn.open_stream(
+                    KEEPALIVE_PATH, pb.LeaseKeepAliveResponse.parse, {"hasleader": "true"}
+                ) as (_, stream):
                     self.streams_opened += 1
                     backoff = 0.05
                     for lease in self._leases.values():
@@ -255,8 +263,9 @@ class KeepAliver:
             waiter = asyncio.ensure_future(self._wake.wait())
             try:
                 aws: set[asyncio.Future[Any]] = {reader, waiter}
-                done, _ = await asyncio.wait(aws, timeout=max(nxt - now, 0.0),
-                                             return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    aws, timeout=max(nxt - now, 0.0), return_when=asyncio.FIRST_COMPLETED
+                )
             finally:
                 waiter.cancel()
             if reader in done:

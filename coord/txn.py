@@ -55,8 +55,9 @@ def prefix_end(key: bytes) -> bytes:
     return b"\x00"
 
 
-def key_range(key: KeyLike, range_end: KeyLike | None = None,
-              prefix: bool = False) -> tuple[bytes, bytes]:
+def key_range(
+    key: KeyLike, range_end: KeyLike | None = None, prefix: bool = False
+) -> tuple[bytes, bytes]:
     """Normalise ``(key, range_end)`` for a range/prefix request.
 
     ``prefix=True`` selects every key starting with ``key`` (an empty key then means all keys).
@@ -97,15 +98,21 @@ def sort_spec(sort: str | None) -> tuple[int, int]:
     try:
         target = _SORT_TARGETS[name]
     except KeyError:
-        raise ValueError(f"unknown sort {sort!r}; use one of {sorted(_SORT_TARGETS)}"
-                         " optionally prefixed with '-'") from None
+        raise ValueError(
+            f"unknown sort {sort!r}; use one of {sorted(_SORT_TARGETS)}"
+            " optionally prefixed with '-'"
+        ) from None
     return (2 if desc else 1), target
 
 
 # ----------------------------------------------------------------------------------- compares
 
-_RESULT = {"==": pb.CompareCompareResult.EQUAL, ">": pb.CompareCompareResult.GREATER,
-           "<": pb.CompareCompareResult.LESS, "!=": pb.CompareCompareResult.NOT_EQUAL}
+_RESULT = {
+    "==": pb.CompareCompareResult.EQUAL,
+    ">": pb.CompareCompareResult.GREATER,
+    "<": pb.CompareCompareResult.LESS,
+    "!=": pb.CompareCompareResult.NOT_EQUAL,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +130,12 @@ class Compare:
 
     def to_pb(self) -> pb.Compare:
         """The ``etcdserverpb.Compare`` message."""
-        c = pb.Compare(result=_RESULT[self.op], target=pb.CompareCompareTarget(self.target),
-                       key=self.key, range_end=self.range_end)
+        c = pb.Compare(
+            result=_RESULT[self.op],
+            target=pb.CompareCompareTarget(self.target),
+            key=self.key,
+            range_end=self.range_end,
+        )
         if self.target == 0:
             c.version = int(self.operand)
         elif self.target == 1:
@@ -145,8 +156,9 @@ class _Target:
     _target = 0
     __slots__ = ("key", "range_end")
 
-    def __init__(self, key: KeyLike, range_end: KeyLike | None = None,
-                 prefix: bool = False) -> None:
+    def __init__(
+        self, key: KeyLike, range_end: KeyLike | None = None, prefix: bool = False
+    ) -> None:
         self.key, self.range_end = key_range(key, range_end, prefix)
 
     def _operand(self, other: Any) -> int | bytes:
@@ -233,8 +245,9 @@ class Put(Op):
     lease: int
     prev_kv: bool
 
-    def __init__(self, key: KeyLike, value: KeyLike, lease: object = None,
-                 prev_kv: bool = False) -> None:
+    def __init__(
+        self, key: KeyLike, value: KeyLike, lease: object = None, prev_kv: bool = False
+    ) -> None:
         object.__setattr__(self, "key", to_bytes(key))
         object.__setattr__(self, "value", to_bytes(value))
         object.__setattr__(self, "lease", lease_id(lease))
@@ -242,8 +255,11 @@ class Put(Op):
 
     def to_pb(self) -> pb.RequestOp:
         """The ``etcdserverpb.RequestOp`` message."""
-        return pb.RequestOp(request_put=pb.PutRequest(
-            key=self.key, value=self.value, lease=self.lease, prev_kv=self.prev_kv))
+        return pb.RequestOp(
+            request_put=pb.PutRequest(
+                key=self.key, value=self.value, lease=self.lease, prev_kv=self.prev_kv
+            )
+        )
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -258,8 +274,14 @@ class Get(Op):
     range_end: bytes
     options: dict[str, Any] = field(default_factory=dict)
 
-    def __init__(self, key: KeyLike, range_end: KeyLike | None = None, *, prefix: bool = False,
-                 **options: Any) -> None:
+    def __init__(
+        self,
+        key: KeyLike,
+        range_end: KeyLike | None = None,
+        *,
+        prefix: bool = False,
+        **options: Any,
+    ) -> None:
         k, e = key_range(key, range_end, prefix)
         object.__setattr__(self, "key", k)
         object.__setattr__(self, "range_end", e)
@@ -269,9 +291,13 @@ class Get(Op):
         """The ``etcdserverpb.RequestOp`` message."""
         opts = dict(self.options)
         order, target = sort_spec(opts.pop("sort", None))
-        req = pb.RangeRequest(key=self.key, range_end=self.range_end,
-                              sort_order=pb.RangeRequestSortOrder(order),
-                              sort_target=pb.RangeRequestSortTarget(target), **opts)
+        req = pb.RangeRequest(
+            key=self.key,
+            range_end=self.range_end,
+            sort_order=pb.RangeRequestSortOrder(order),
+            sort_target=pb.RangeRequestSortTarget(target),
+            **opts,
+        )
         return pb.RequestOp(request_range=req)
 
 
@@ -283,8 +309,14 @@ class Delete(Op):
     range_end: bytes
     prev_kv: bool
 
-    def __init__(self, key: KeyLike, range_end: KeyLike | None = None, *, prefix: bool = False,
-                 prev_kv: bool = False) -> None:
+    def __init__(
+        self,
+        key: KeyLike,
+        range_end: KeyLike | None = None,
+        *,
+        prefix: bool = False,
+        prev_kv: bool = False,
+    ) -> None:
         k, e = key_range(key, range_end, prefix)
         object.__setattr__(self, "key", k)
         object.__setattr__(self, "range_end", e)
@@ -292,8 +324,11 @@ class Delete(Op):
 
     def to_pb(self) -> pb.RequestOp:
         """The ``etcdserverpb.RequestOp`` message."""
-        return pb.RequestOp(request_delete_range=pb.DeleteRangeRequest(
-            key=self.key, range_end=self.range_end, prev_kv=self.prev_kv))
+        return pb.RequestOp(
+            request_delete_range=pb.DeleteRangeRequest(
+                key=self.key, range_end=self.range_end, prev_kv=self.prev_kv
+            )
+        )
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -304,9 +339,12 @@ class Txn(Op):
     success: tuple[Op, ...]
     failure: tuple[Op, ...]
 
-    def __init__(self, compare: list[Compare] | tuple[Compare, ...] = (),
-                 success: list[Op] | tuple[Op, ...] = (),
-                 failure: list[Op] | tuple[Op, ...] = ()) -> None:
+    def __init__(
+        self,
+        compare: list[Compare] | tuple[Compare, ...] = (),
+        success: list[Op] | tuple[Op, ...] = (),
+        failure: list[Op] | tuple[Op, ...] = (),
+    ) -> None:
         object.__setattr__(self, "compare", tuple(compare))
         object.__setattr__(self, "success", tuple(success))
         object.__setattr__(self, "failure", tuple(failure))
@@ -319,9 +357,11 @@ class Txn(Op):
         for o in (*self.success, *self.failure):
             if not isinstance(o, Op):
                 raise TypeError(f"txn operations must be Put/Get/Delete/Txn, got {o!r}")
-        return pb.TxnRequest(compare=[c.to_pb() for c in self.compare],
-                             success=[o.to_pb() for o in self.success],
-                             failure=[o.to_pb() for o in self.failure])
+        return pb.TxnRequest(
+            compare=[c.to_pb() for c in self.compare],
+            success=[o.to_pb() for o in self.success],
+            failure=[o.to_pb() for o in self.failure],
+        )
 
     def to_pb(self) -> pb.RequestOp:
         """The ``etcdserverpb.RequestOp`` message."""

@@ -92,15 +92,29 @@ class AsyncWatch:
     notifications. ``revision`` is the revision the watch is complete up to.
     """
 
-    def __init__(self, mux: WatchMux, key: bytes, range_end: bytes, start_revision: int,
-                 prev_kv: bool, no_put: bool, no_delete: bool, progress_notify: bool) -> None:
+    def __init__(
+        self,
+        mux: WatchMux,
+        key: bytes,
+        range_end: bytes,
+        start_revision: int,
+        prev_kv: bool,
+        no_put: bool,
+        no_delete: bool,
+        progress_notify: bool,
+    ) -> None:
         self._mux = mux
         self.key = key
         self.range_end = range_end
         self._prev_kv = prev_kv
-        self._filters = [f for f, on in ((pb.WatchCreateRequestFilterType.NOPUT, no_put),
-                                         (pb.WatchCreateRequestFilterType.NODELETE, no_delete))
-                         if on]
+        self._filters = [
+            f
+            for f, on in (
+                (pb.WatchCreateRequestFilterType.NOPUT, no_put),
+                (pb.WatchCreateRequestFilterType.NODELETE, no_delete),
+            )
+            if on
+        ]
         self._progress_notify = progress_notify
         #: first revision not yet completely delivered (0: "from now", before created).
         self.next_rev = start_revision
@@ -126,10 +140,16 @@ class AsyncWatch:
 
     def create_request(self) -> pb.WatchRequest:
         """The create request resuming at ``next_rev``."""
-        return pb.WatchRequest(create_request=pb.WatchCreateRequest(
-            key=self.key, range_end=self.range_end, start_revision=self.next_rev,
-            progress_notify=self._progress_notify, filters=list(self._filters),
-            prev_kv=self._prev_kv))
+        return pb.WatchRequest(
+            create_request=pb.WatchCreateRequest(
+                key=self.key,
+                range_end=self.range_end,
+                start_revision=self.next_rev,
+                progress_notify=self._progress_notify,
+                filters=list(self._filters),
+                prev_kv=self._prev_kv,
+            )
+        )
 
     async def start(self) -> AsyncWatch:
         """Register the watch and wait until the server has created it.
@@ -148,7 +168,8 @@ class AsyncWatch:
             self.cancel()
             raise errors.ConnectionFailedError(
                 f"coord: the watch on {self.key!r} was not created within {timeout}s"
-                " (no endpoint reachable?)") from None
+                " (no endpoint reachable?)"
+            ) from None
         if self._error is not None and not self._queue:
             raise self._error
         return self
@@ -224,8 +245,12 @@ class AsyncWatch:
     def _push(self, item: Any) -> None:
         self._queue.append(item)
         self._ready.set()
-        if (len(self._queue) >= self.max_buffered and not self.paused and not self.closed
-                and isinstance(item, WatchResponse)):
+        if (
+            len(self._queue) >= self.max_buffered
+            and not self.paused
+            and not self.closed
+            and isinstance(item, WatchResponse)
+        ):
             self.paused = True
             self._mux.pause(self)
 
@@ -258,8 +283,10 @@ class AsyncWatch:
         self._created.set()
 
     def __repr__(self) -> str:
-        return (f"<AsyncWatch key={self.key!r} range_end={self.range_end!r}"
-                f" next_rev={self.next_rev} id={self.watch_id}>")
+        return (
+            f"<AsyncWatch key={self.key!r} range_end={self.range_end!r}"
+            f" next_rev={self.next_rev} id={self.watch_id}>"
+        )
 
 
 class _Reconnect(Exception):
@@ -273,8 +300,9 @@ class WatchMux:
     ``_watches``; a watch is in at most one of ``_to_create``, ``_inflight``, ``_by_id``.
     """
 
-    def __init__(self, conn: Connection,
-                 spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]]) -> None:
+    def __init__(
+        self, conn: Connection, spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]]
+    ) -> None:
         self._conn = conn
         self._spawn = spawn
         self._watches: dict[AsyncWatch, None] = {}  # open watches, in creation order
@@ -319,8 +347,7 @@ class WatchMux:
         wid, watch.watch_id = watch.watch_id, None
         if wid is not None and self._by_id.get(wid) is watch:
             del self._by_id[wid]
-            self._outbox.append(pb.WatchRequest(cancel_request=pb.WatchCancelRequest(
-                watch_id=wid)))
+            self._outbox.append(pb.WatchRequest(cancel_request=pb.WatchCancelRequest(watch_id=wid)))
             self._wake.set()
 
     def resume(self, watch: AsyncWatch) -> None:
@@ -350,8 +377,9 @@ class WatchMux:
             try:
                 await self._conn.metadata()
                 token = self._conn.token  # the token this stream is opened with
-                async with self._conn.open_stream(WATCH_PATH, decode_watch,
-                                                  {"hasleader": "true"}) as (_, stream):
+                async with self._conn.open_stream(
+                    WATCH_PATH, decode_watch, {"hasleader": "true"}
+                ) as (_, stream):
                     self.streams_opened += 1
                     self._by_id.clear()
                     self._inflight = None
@@ -417,8 +445,7 @@ class WatchMux:
             waiter = asyncio.ensure_future(self._wake.wait())
             try:
                 aws: set[asyncio.Future[Any]] = {reader, waiter}
-                done, _ = await asyncio.wait(aws,
-                                             return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(aws, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 waiter.cancel()
             if reader in done:
@@ -439,8 +466,9 @@ class WatchMux:
             self._wake.set()
             if w is None:
                 if raw.watch_id >= 0 and not raw.canceled:
-                    self._outbox.append(pb.WatchRequest(
-                        cancel_request=pb.WatchCancelRequest(watch_id=raw.watch_id)))
+                    self._outbox.append(
+                        pb.WatchRequest(cancel_request=pb.WatchCancelRequest(watch_id=raw.watch_id))
+                    )
                 return
             if raw.canceled or raw.watch_id < 0:
                 if is_auth_expired(raw.cancel_reason):
@@ -448,8 +476,9 @@ class WatchMux:
                 w._fail(cancel_error(raw.cancel_reason, raw.compact_revision))
                 return
             if w.closed:
-                self._outbox.append(pb.WatchRequest(
-                    cancel_request=pb.WatchCancelRequest(watch_id=raw.watch_id)))
+                self._outbox.append(
+                    pb.WatchRequest(cancel_request=pb.WatchCancelRequest(watch_id=raw.watch_id))
+                )
                 return
             self._by_id[raw.watch_id] = w
             w._on_created(raw.watch_id, raw.revision)

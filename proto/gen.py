@@ -36,8 +36,12 @@ def generate(out: Path) -> None:
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     subprocess.run(
         [
-            sys.executable, "-m", "grpc_tools.protoc", f"-I{HERE}",
-            f"--python_betterproto2_out={out}", f"--python_betterproto2_opt={OPTIONS}",
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{HERE}",
+            f"--python_betterproto2_out={out}",
+            f"--python_betterproto2_opt={OPTIONS}",
             *PROTOS,
         ],
         check=True,
@@ -67,8 +71,9 @@ def main() -> int:
             if committed != new:
                 names = committed.keys() | new.keys()
                 changed = sorted(k for k in names if committed.get(k) != new.get(k))
-                print("coord/_pb is stale; run `python proto/gen.py`. Differs:", *changed,
-                      sep="\n  ")
+                print(
+                    "coord/_pb is stale; run `python proto/gen.py`. Differs:", *changed, sep="\n  "
+                )
                 return 1
             print("coord/_pb matches a fresh generation")
             return 0

@@ -33,8 +33,9 @@ def is_async_client(client: object) -> bool:
 class Bridge:
     """The async client and portal behind one sync :class:`~coord.Client`."""
 
-    def __init__(self, aclient: AsyncClient, portal: BlockingPortal,
-                 call: Callable[..., Any] | None = None) -> None:
+    def __init__(
+        self, aclient: AsyncClient, portal: BlockingPortal, call: Callable[..., Any] | None = None
+    ) -> None:
         self.aclient = aclient
         self.portal = portal
         # the client's own forwarder (cheaper than the portal for coroutines) when it has one

@@ -75,10 +75,16 @@ async def first_created(client: AsyncClient, prefix: bytes) -> tuple[KeyValue | 
     return (res.kvs[0] if res.kvs else None), res.revision
 
 
-async def watch_until(client: AsyncClient, key: bytes,
-                      check: Callable[[], Awaitable[tuple[T | None, int]]],
-                      accept: Callable[[Event], bool], *, prefix: bool = False,
-                      no_put: bool = False, no_delete: bool = False) -> T:
+async def watch_until(
+    client: AsyncClient,
+    key: bytes,
+    check: Callable[[], Awaitable[tuple[T | None, int]]],
+    accept: Callable[[Event], bool],
+    *,
+    prefix: bool = False,
+    no_put: bool = False,
+    no_delete: bool = False,
+) -> T:
     """Return the first result of ``check`` that is not None, re-checking after changes.
 
     ``check()`` reads the state and returns ``(result or None, revision it read at)``. When
@@ -130,16 +136,16 @@ async def wait_delete(client: AsyncClient, key: bytes, start_revision: int) -> N
     raise CoordError("coord: watch ended unexpectedly")  # pragma: no cover - defensive
 
 
-async def put_unique(client: AsyncClient, prefix: bytes, value: bytes, lease: int = 0
-                     ) -> tuple[bytes, int]:
+async def put_unique(
+    client: AsyncClient, prefix: bytes, value: bytes, lease: int = 0
+) -> tuple[bytes, int]:
     """Create ``prefix + <unix nanos>`` (etcd recipe's ``newUniqueKV``); return key, revision.
 
     The put is guarded by ``Version(key) == 0`` and retried with a new name on collision.
     """
     while True:
         key = prefix + str(time.time_ns()).encode()
-        res = await client.txn(compare=[Version(key) == 0],
-                               success=[Put(key, value, lease=lease)])
+        res = await client.txn(compare=[Version(key) == 0], success=[Put(key, value, lease=lease)])
         if res.succeeded:
             return key, int(res.revision)
 
@@ -150,8 +156,13 @@ async def delete_rev(client: AsyncClient, key: bytes, mod_revision: int) -> bool
     return bool(res.succeeded)
 
 
-async def wait_turn(client: AsyncClient, prefix: bytes, key: bytes, rev: int,
-                    message: str = "mutex: session is expired") -> None:
+async def wait_turn(
+    client: AsyncClient,
+    prefix: bytes,
+    key: bytes,
+    rev: int,
+    message: str = "mutex: session is expired",
+) -> None:
     """Wait until ``key`` (created at ``rev``) is the first-created key under ``prefix``.
 
     This is etcd's ``waitDeletes`` fused with the post-wait ownership re-check: each round
@@ -162,9 +173,12 @@ async def wait_turn(client: AsyncClient, prefix: bytes, key: bytes, rev: int,
         SessionExpiredError: my key is gone or was re-created (my session's lease expired).
     """
     while True:
-        res = await client.txn(success=[
-            Get(prefix, prefix=True, limit=1, sort="-create", max_create_revision=rev - 1),
-            Get(key)])
+        res = await client.txn(
+            success=[
+                Get(prefix, prefix=True, limit=1, sort="-create", max_create_revision=rev - 1),
+                Get(key),
+            ]
+        )
         preds: list[KeyValue] = res.results[0]  # type: ignore[assignment]
         mine: list[KeyValue] = res.results[1]  # type: ignore[assignment]
         if not mine or mine[0].create_revision != rev:

@@ -47,7 +47,11 @@ from .errors import SessionExpiredError, TooManyClientsError
 from .session import DEFAULT_TTL, AsyncSession, SessionUser, SyncSession, guarded
 
 __all__ = [
-    "AsyncBarrier", "AsyncDoubleBarrier", "Barrier", "DoubleBarrier", "SyncBarrier",
+    "AsyncBarrier",
+    "AsyncDoubleBarrier",
+    "Barrier",
+    "DoubleBarrier",
+    "SyncBarrier",
     "SyncDoubleBarrier",
 ]
 
@@ -77,8 +81,7 @@ class AsyncBarrier(Barrier):
 
     async def hold(self) -> bool:
         """Raise the barrier; False if it was already held."""
-        res = await self.client.txn(compare=[Version(self.key) == 0],
-                                    success=[Put(self.key, b"")])
+        res = await self.client.txn(compare=[Version(self.key) == 0], success=[Put(self.key, b"")])
         return bool(res.succeeded)
 
     async def release(self) -> None:
@@ -123,14 +126,34 @@ class DoubleBarrier:
     """
 
     @overload
-    def __new__(cls, client: Client, name: str | bytes, count: int, *, ttl: int = DEFAULT_TTL,
-                session: SyncSession | None = None) -> SyncDoubleBarrier: ...
+    def __new__(
+        cls,
+        client: Client,
+        name: str | bytes,
+        count: int,
+        *,
+        ttl: int = DEFAULT_TTL,
+        session: SyncSession | None = None,
+    ) -> SyncDoubleBarrier: ...
     @overload
-    def __new__(cls, client: AsyncClient, name: str | bytes, count: int, *,
-                ttl: int = DEFAULT_TTL, session: AsyncSession | None = None
-                ) -> AsyncDoubleBarrier: ...
-    def __new__(cls, client: Any, name: str | bytes, count: int, *, ttl: int = DEFAULT_TTL,
-                session: Any = None) -> Any:
+    def __new__(
+        cls,
+        client: AsyncClient,
+        name: str | bytes,
+        count: int,
+        *,
+        ttl: int = DEFAULT_TTL,
+        session: AsyncSession | None = None,
+    ) -> AsyncDoubleBarrier: ...
+    def __new__(
+        cls,
+        client: Any,
+        name: str | bytes,
+        count: int,
+        *,
+        ttl: int = DEFAULT_TTL,
+        session: Any = None,
+    ) -> Any:
         if cls is DoubleBarrier:
             cls = AsyncDoubleBarrier if is_async_client(client) else SyncDoubleBarrier
         return object.__new__(cls)
@@ -139,8 +162,15 @@ class DoubleBarrier:
 class AsyncDoubleBarrier(DoubleBarrier, SessionUser):
     """The double barrier on an :class:`~coord.AsyncClient` (see :class:`DoubleBarrier`)."""
 
-    def __init__(self, client: AsyncClient, name: str | bytes, count: int, *,
-                 ttl: int = DEFAULT_TTL, session: AsyncSession | None = None) -> None:
+    def __init__(
+        self,
+        client: AsyncClient,
+        name: str | bytes,
+        count: int,
+        *,
+        ttl: int = DEFAULT_TTL,
+        session: AsyncSession | None = None,
+    ) -> None:
         if count < 1:
             raise ValueError("count must be >= 1")
         SessionUser.__init__(self, client, ttl, session)
@@ -148,7 +178,7 @@ class AsyncDoubleBarrier(DoubleBarrier, SessionUser):
         self.count = count
         self.waiters = self.name + b"/waiters/"
         self.ready = self.name + b"/ready"
-        self._key: bytes | None = None   # my waiter key between enter and leave
+        self._key: bytes | None = None  # my waiter key between enter and leave
 
     async def _waiters(self) -> tuple[list[KeyValue], int]:
         res = await self.client.range(self.waiters, prefix=True, sort="create")
@@ -171,8 +201,7 @@ class AsyncDoubleBarrier(DoubleBarrier, SessionUser):
         entered = False
         try:
             kvs, _ = await self._waiters()
-            position = [kv.key for kv in kvs].index(key) if any(
-                kv.key == key for kv in kvs) else -1
+            position = [kv.key for kv in kvs].index(key) if any(kv.key == key for kv in kvs) else -1
             if position < 0:
                 raise SessionExpiredError()
             if position >= self.count:
@@ -181,14 +210,21 @@ class AsyncDoubleBarrier(DoubleBarrier, SessionUser):
                 await self.client.put(self.ready, b"")
                 entered = True
             else:
+
                 async def ready_since_mine() -> tuple[bool | None, int]:
                     res = await self.client.range(self.ready)
-                    return (True if res.kvs and res.kvs[0].mod_revision > rev else None,
-                            res.revision)
+                    return (
+                        True if res.kvs and res.kvs[0].mod_revision > rev else None,
+                        res.revision,
+                    )
 
-                entered = await guarded(session, lambda: watch_until(
-                    self.client, self.ready, ready_since_mine,
-                    lambda e: e.type == EventType.PUT), timeout)
+                entered = await guarded(
+                    session,
+                    lambda: watch_until(
+                        self.client, self.ready, ready_since_mine, lambda e: e.type == EventType.PUT
+                    ),
+                    timeout,
+                )
             if entered:
                 self._key = key
             return entered
@@ -230,11 +266,21 @@ class AsyncDoubleBarrier(DoubleBarrier, SessionUser):
 class SyncDoubleBarrier(DoubleBarrier):
     """The double barrier on a sync :class:`~coord.Client` (see :class:`DoubleBarrier`)."""
 
-    def __init__(self, client: Client, name: str | bytes, count: int, *, ttl: int = DEFAULT_TTL,
-                 session: SyncSession | None = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        name: str | bytes,
+        count: int,
+        *,
+        ttl: int = DEFAULT_TTL,
+        session: SyncSession | None = None,
+    ) -> None:
         self._bridge = bridge = bridge_of(client)
-        self.impl: AsyncDoubleBarrier = bridge.call(lambda: AsyncDoubleBarrier(
-            bridge.aclient, name, count, ttl=ttl, session=session.impl if session else None))
+        self.impl: AsyncDoubleBarrier = bridge.call(
+            lambda: AsyncDoubleBarrier(
+                bridge.aclient, name, count, ttl=ttl, session=session.impl if session else None
+            )
+        )
 
     def enter(self, timeout: float | None = None) -> bool:
         """See :meth:`AsyncDoubleBarrier.enter`."""
@@ -243,5 +289,3 @@ class SyncDoubleBarrier(DoubleBarrier):
     def leave(self, timeout: float | None = None) -> bool:
         """See :meth:`AsyncDoubleBarrier.leave`."""
         return bool(self._bridge.call(self.impl.leave, timeout))
-
-

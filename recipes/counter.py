@@ -66,7 +66,9 @@ class AsyncCounter(Counter):
             seen = kv.mod_revision if kv is not None else 0
             ok, results = await self.client.txn(
                 compare=[ModRevision(self.key) == seen],
-                success=[Put(self.key, str(new))], failure=[Get(self.key)])
+                success=[Put(self.key, str(new))],
+                failure=[Get(self.key)],
+            )
             if ok:
                 return new
             found: list[KeyValue] = results[0]

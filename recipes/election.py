@@ -70,13 +70,26 @@ class Election:
     """
 
     @overload
-    def __new__(cls, client: Client, name: str | bytes, *, ttl: int = DEFAULT_TTL,
-                session: SyncSession | None = None) -> SyncElection: ...
+    def __new__(
+        cls,
+        client: Client,
+        name: str | bytes,
+        *,
+        ttl: int = DEFAULT_TTL,
+        session: SyncSession | None = None,
+    ) -> SyncElection: ...
     @overload
-    def __new__(cls, client: AsyncClient, name: str | bytes, *, ttl: int = DEFAULT_TTL,
-                session: AsyncSession | None = None) -> AsyncElection: ...
-    def __new__(cls, client: Any, name: str | bytes, *, ttl: int = DEFAULT_TTL,
-                session: Any = None) -> Any:
+    def __new__(
+        cls,
+        client: AsyncClient,
+        name: str | bytes,
+        *,
+        ttl: int = DEFAULT_TTL,
+        session: AsyncSession | None = None,
+    ) -> AsyncElection: ...
+    def __new__(
+        cls, client: Any, name: str | bytes, *, ttl: int = DEFAULT_TTL, session: Any = None
+    ) -> Any:
         if cls is Election:
             cls = AsyncElection if is_async_client(client) else SyncElection
         return object.__new__(cls)
@@ -85,15 +98,21 @@ class Election:
 class AsyncElection(Election, SessionUser):
     """The election on an :class:`~coord.AsyncClient` (see :class:`Election`)."""
 
-    def __init__(self, client: AsyncClient, name: str | bytes, *, ttl: int = DEFAULT_TTL,
-                 session: AsyncSession | None = None) -> None:
+    def __init__(
+        self,
+        client: AsyncClient,
+        name: str | bytes,
+        *,
+        ttl: int = DEFAULT_TTL,
+        session: AsyncSession | None = None,
+    ) -> None:
         SessionUser.__init__(self, client, ttl, session)
         self.name = to_bytes(name)
         self.prefix = self.name + b"/"
-        self._key: bytes | None = None   # my candidate key while campaigning / leading
-        self._rev = 0                    # its create revision once elected (0: never)
-        self._leader = False             # elected and neither resigned nor lost
-        self._lost = False               # leadership ended without resign()
+        self._key: bytes | None = None  # my candidate key while campaigning / leading
+        self._rev = 0  # its create revision once elected (0: never)
+        self._leader = False  # elected and neither resigned nor lost
+        self._lost = False  # leadership ended without resign()
         self._callbacks: list[Callable[[], object]] = []
         self._lost_event: anyio.Event | None = None
 
@@ -161,6 +180,7 @@ class AsyncElection(Election, SessionUser):
             self._lost_event = anyio.Event()
         event = self._lost_event
         async with anyio.create_task_group() as tg:
+
             async def key_gone() -> None:
                 kv = await self.client.get(key)
                 if kv is None or kv.create_revision != self._rev:
@@ -199,9 +219,11 @@ class AsyncElection(Election, SessionUser):
         self._lost_event = None
         won = False
         try:
-            res = await self.client.txn(compare=[CreateRevision(key) == 0],
-                                        success=[Put(key, val, lease=session.lease_id)],
-                                        failure=[Get(key)])
+            res = await self.client.txn(
+                compare=[CreateRevision(key) == 0],
+                success=[Put(key, val, lease=session.lease_id)],
+                failure=[Get(key)],
+            )
             ok, results = res
             if ok:
                 rev = int(res.revision)
@@ -209,12 +231,17 @@ class AsyncElection(Election, SessionUser):
                 kv: KeyValue = results[0][0]
                 rev = kv.create_revision
                 if kv.value != val:
-                    await self.client.txn(compare=[CreateRevision(key) == rev],
-                                          success=[Put(key, val, lease=session.lease_id)])
+                    await self.client.txn(
+                        compare=[CreateRevision(key) == rev],
+                        success=[Put(key, val, lease=session.lease_id)],
+                    )
             # wait for earlier candidates to go; wait_turn also re-checks my key each round
             waited = await guarded(
-                session, lambda: wait_turn(self.client, self.prefix, key, rev, EXPIRED), timeout,
-                EXPIRED)
+                session,
+                lambda: wait_turn(self.client, self.prefix, key, rev, EXPIRED),
+                timeout,
+                EXPIRED,
+            )
             if not waited:
                 return False
             if session.expired:
@@ -236,7 +263,8 @@ class AsyncElection(Election, SessionUser):
             raise ElectionNotLeaderError()
         ok, _ = await self.client.txn(
             compare=[self.is_owner()],
-            success=[Put(self._key, to_bytes(value), lease=self._session.lease_id)])
+            success=[Put(self._key, to_bytes(value), lease=self._session.lease_id)],
+        )
         if not ok:
             self._mark_lost()
             raise ElectionNotLeaderError()
@@ -252,8 +280,9 @@ class AsyncElection(Election, SessionUser):
         was_lost = self.lost
         self._leader = False
         try:
-            ok, _ = await self.client.txn(compare=[CreateRevision(self._key) == self._rev],
-                                          success=[Delete(self._key)])
+            ok, _ = await self.client.txn(
+                compare=[CreateRevision(self._key) == self._rev], success=[Delete(self._key)]
+            )
         finally:
             await self._close_session()
         if was_lost or not ok:
@@ -277,8 +306,9 @@ class AsyncElection(Election, SessionUser):
             return (None if kv is None else (kv, rev)), rev
 
         while True:
-            kv, rev = await watch_until(self.client, self.prefix, leader_now,
-                                        lambda e: e.type == EventType.PUT, prefix=True)
+            kv, rev = await watch_until(
+                self.client, self.prefix, leader_now, lambda e: e.type == EventType.PUT, prefix=True
+            )
             watch = await self.client.watch(kv.key)
             try:
                 if watch.revision > rev:  # the store moved since the read: read the key again
@@ -303,8 +333,9 @@ class AsyncElection(Election, SessionUser):
     async def __aenter__(self) -> AsyncElection:
         return self
 
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self._leader:
             with anyio.CancelScope(shield=True):
                 try:
@@ -320,11 +351,20 @@ class SyncElection(Election):
     so :attr:`lost` and :meth:`on_lost` also catch a leader key deleted by a third party.
     """
 
-    def __init__(self, client: Client, name: str | bytes, *, ttl: int = DEFAULT_TTL,
-                 session: SyncSession | None = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        name: str | bytes,
+        *,
+        ttl: int = DEFAULT_TTL,
+        session: SyncSession | None = None,
+    ) -> None:
         self._bridge = bridge = bridge_of(client)
-        self.impl: AsyncElection = bridge.call(lambda: AsyncElection(
-            bridge.aclient, name, ttl=ttl, session=session.impl if session else None))
+        self.impl: AsyncElection = bridge.call(
+            lambda: AsyncElection(
+                bridge.aclient, name, ttl=ttl, session=session.impl if session else None
+            )
+        )
         self._monitor: Any = None
 
     name = property(lambda self: self.impl.name, doc="The election name (bytes).")
@@ -343,11 +383,13 @@ class SyncElection(Election):
 
     def wait_lost(self, timeout: float | None = None) -> bool:
         """Block until leadership is lost (True) or ``timeout`` passes (False)."""
+
         async def wait() -> bool:
             with anyio.move_on_after(timeout):
                 await self.impl.wait_lost()
                 return self.impl.lost
             return False
+
         return bool(self._bridge.call(wait))
 
     def campaign(self, value: str | bytes, timeout: float | None = None) -> bool:
@@ -384,8 +426,9 @@ class SyncElection(Election):
     def __enter__(self) -> SyncElection:
         return self
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self.impl._leader:
             try:
                 self.resign()

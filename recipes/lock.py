@@ -73,13 +73,26 @@ class Lock:
     """
 
     @overload
-    def __new__(cls, client: Client, name: str | bytes, *, ttl: int = DEFAULT_TTL,
-                session: SyncSession | None = None) -> SyncLock: ...
+    def __new__(
+        cls,
+        client: Client,
+        name: str | bytes,
+        *,
+        ttl: int = DEFAULT_TTL,
+        session: SyncSession | None = None,
+    ) -> SyncLock: ...
     @overload
-    def __new__(cls, client: AsyncClient, name: str | bytes, *, ttl: int = DEFAULT_TTL,
-                session: AsyncSession | None = None) -> AsyncLock: ...
-    def __new__(cls, client: Any, name: str | bytes, *, ttl: int = DEFAULT_TTL,
-                session: Any = None) -> Any:
+    def __new__(
+        cls,
+        client: AsyncClient,
+        name: str | bytes,
+        *,
+        ttl: int = DEFAULT_TTL,
+        session: AsyncSession | None = None,
+    ) -> AsyncLock: ...
+    def __new__(
+        cls, client: Any, name: str | bytes, *, ttl: int = DEFAULT_TTL, session: Any = None
+    ) -> Any:
         if cls is Lock:
             cls = AsyncLock if is_async_client(client) else SyncLock
         return object.__new__(cls)
@@ -90,16 +103,19 @@ def owner_compare(key: bytes, rev: int) -> Compare:
     return CreateRevision(key) == rev
 
 
-async def _contend(client: AsyncClient, prefix: bytes, key: bytes, value: bytes, lease: int
-                   ) -> tuple[int, KeyValue | None, bool]:
+async def _contend(
+    client: AsyncClient, prefix: bytes, key: bytes, value: bytes, lease: int
+) -> tuple[int, KeyValue | None, bool]:
     """Put ``key`` unless present, in Mutex.tryAcquire's txn shape.
 
     Returns ``(my create revision, first-created key under prefix, created now)``.
     """
     owner = Get(prefix, prefix=True, sort="create", limit=1)
-    res = await client.txn(compare=[CreateRevision(key) == 0],
-                           success=[Put(key, value, lease=lease), owner],
-                           failure=[Get(key), owner])
+    res = await client.txn(
+        compare=[CreateRevision(key) == 0],
+        success=[Put(key, value, lease=lease), owner],
+        failure=[Get(key), owner],
+    )
     ok, results = res
     if ok:
         rev = int(res.revision)
@@ -113,14 +129,20 @@ async def _contend(client: AsyncClient, prefix: bytes, key: bytes, value: bytes,
 class AsyncLock(Lock, SessionUser):
     """The lock on an :class:`~coord.AsyncClient` (see :class:`Lock`)."""
 
-    def __init__(self, client: AsyncClient, name: str | bytes, *, ttl: int = DEFAULT_TTL,
-                 session: AsyncSession | None = None) -> None:
+    def __init__(
+        self,
+        client: AsyncClient,
+        name: str | bytes,
+        *,
+        ttl: int = DEFAULT_TTL,
+        session: AsyncSession | None = None,
+    ) -> None:
         SessionUser.__init__(self, client, ttl, session)
         self.name = to_bytes(name)
         self.prefix = self.name + b"/"
-        self._key: bytes | None = None   # my contender key, set while acquiring / held
-        self._rev = 0                    # create revision of my key once held (0: never held)
-        self._held = False               # True between a successful acquire and release
+        self._key: bytes | None = None  # my contender key, set while acquiring / held
+        self._rev = 0  # create revision of my key once held (0: never held)
+        self._held = False  # True between a successful acquire and release
 
     def _check(self) -> None:
         """Invariants: a held lock has its key and token, and the key is under the prefix."""
@@ -175,8 +197,8 @@ class AsyncLock(Lock, SessionUser):
                 # wait for my predecessors to go, then re-check my key and session before
                 # reporting the lock held (etcd #11456); wait_turn reads both in one txn
                 waited = await guarded(
-                    session, lambda: wait_turn(self.client, self.prefix, key, rev), timeout,
-                    EXPIRED)
+                    session, lambda: wait_turn(self.client, self.prefix, key, rev), timeout, EXPIRED
+                )
                 if waited:
                     if session.expired:
                         raise SessionExpiredError(EXPIRED)
@@ -203,19 +225,29 @@ class AsyncLock(Lock, SessionUser):
         await self.acquire()
         return self
 
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.release()
 
 
 class SyncLock(Lock):
     """The lock on a sync :class:`~coord.Client` (see :class:`Lock`)."""
 
-    def __init__(self, client: Client, name: str | bytes, *, ttl: int = DEFAULT_TTL,
-                 session: SyncSession | None = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        name: str | bytes,
+        *,
+        ttl: int = DEFAULT_TTL,
+        session: SyncSession | None = None,
+    ) -> None:
         self._bridge = bridge = bridge_of(client)
-        self.impl: AsyncLock = bridge.call(lambda: AsyncLock(
-            bridge.aclient, name, ttl=ttl, session=session.impl if session else None))
+        self.impl: AsyncLock = bridge.call(
+            lambda: AsyncLock(
+                bridge.aclient, name, ttl=ttl, session=session.impl if session else None
+            )
+        )
 
     name = property(lambda self: self.impl.name, doc="The lock name (bytes).")
     key = property(lambda self: self.impl.key, doc="The contender key (see AsyncLock.key).")
@@ -242,6 +274,7 @@ class SyncLock(Lock):
         self.acquire()
         return self
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.release()

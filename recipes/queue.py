@@ -38,7 +38,11 @@ from ._sync import bridge_of, is_async_client
 from ._wait import delete_rev, put_unique, to_bytes, watch_until
 
 __all__ = [
-    "AsyncPriorityQueue", "AsyncQueue", "PriorityQueue", "Queue", "SyncPriorityQueue",
+    "AsyncPriorityQueue",
+    "AsyncQueue",
+    "PriorityQueue",
+    "Queue",
+    "SyncPriorityQueue",
     "SyncQueue",
 ]
 
@@ -77,8 +81,14 @@ class _AsyncQueueBase:
                 return kv, res.revision
 
     async def _take(self) -> KeyValue:
-        return await watch_until(self.client, self.prefix, self._try_take,
-                                 lambda e: e.type == EventType.PUT, prefix=True, no_delete=True)
+        return await watch_until(
+            self.client,
+            self.prefix,
+            self._try_take,
+            lambda e: e.type == EventType.PUT,
+            prefix=True,
+            no_delete=True,
+        )
 
     async def get(self, timeout: float | None = None) -> bytes | None:
         """Take the next item (blocking while empty); None if ``timeout`` passes first."""
@@ -141,8 +151,10 @@ class AsyncPriorityQueue(PriorityQueue, _AsyncQueueBase):
             if res.kvs:
                 seq = int(res.kvs[0].key.rsplit(b"/", 1)[-1]) + 1
             key = prefix + b"/%016d" % seq
-            txn = await self.client.txn(compare=[ModRevision(marker) < res.revision + 1],
-                                        success=[Put(marker, b""), Put(key, to_bytes(value))])
+            txn = await self.client.txn(
+                compare=[ModRevision(marker) < res.revision + 1],
+                success=[Put(marker, b""), Put(key, to_bytes(value))],
+            )
             if txn.succeeded:
                 return key
 

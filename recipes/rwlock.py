@@ -51,13 +51,26 @@ class RWLock:
     """A readers-writer lock. ``RWLock(client, name)`` returns a sync or async face."""
 
     @overload
-    def __new__(cls, client: Client, name: str | bytes, *, ttl: int = DEFAULT_TTL,
-                session: SyncSession | None = None) -> SyncRWLock: ...
+    def __new__(
+        cls,
+        client: Client,
+        name: str | bytes,
+        *,
+        ttl: int = DEFAULT_TTL,
+        session: SyncSession | None = None,
+    ) -> SyncRWLock: ...
     @overload
-    def __new__(cls, client: AsyncClient, name: str | bytes, *, ttl: int = DEFAULT_TTL,
-                session: AsyncSession | None = None) -> AsyncRWLock: ...
-    def __new__(cls, client: Any, name: str | bytes, *, ttl: int = DEFAULT_TTL,
-                session: Any = None) -> Any:
+    def __new__(
+        cls,
+        client: AsyncClient,
+        name: str | bytes,
+        *,
+        ttl: int = DEFAULT_TTL,
+        session: AsyncSession | None = None,
+    ) -> AsyncRWLock: ...
+    def __new__(
+        cls, client: Any, name: str | bytes, *, ttl: int = DEFAULT_TTL, session: Any = None
+    ) -> Any:
         if cls is RWLock:
             cls = AsyncRWLock if is_async_client(client) else SyncRWLock
         return object.__new__(cls)
@@ -66,14 +79,20 @@ class RWLock:
 class AsyncRWLock(RWLock, SessionUser):
     """The RW lock on an :class:`~coord.AsyncClient` (see :class:`RWLock`)."""
 
-    def __init__(self, client: AsyncClient, name: str | bytes, *, ttl: int = DEFAULT_TTL,
-                 session: AsyncSession | None = None) -> None:
+    def __init__(
+        self,
+        client: AsyncClient,
+        name: str | bytes,
+        *,
+        ttl: int = DEFAULT_TTL,
+        session: AsyncSession | None = None,
+    ) -> None:
         SessionUser.__init__(self, client, ttl, session)
         self.name = to_bytes(name)
         self.prefix = self.name + b"/"
-        self._key: bytes | None = None   # my read/write key while held
-        self._rev = 0                    # its revision
-        self.mode: str | None = None     # "read", "write" or None
+        self._key: bytes | None = None  # my read/write key while held
+        self._rev = 0  # its revision
+        self.mode: str | None = None  # "read", "write" or None
 
     def is_owner(self) -> Compare:
         """A txn compare that holds only while this grant is in force."""
@@ -83,8 +102,9 @@ class AsyncRWLock(RWLock, SessionUser):
 
     async def _wait_below(self, prefix: bytes, rev: int) -> None:
         while True:
-            res = await self.client.range(prefix, prefix=True, limit=1, sort="-mod",
-                                          max_mod_revision=rev - 1)
+            res = await self.client.range(
+                prefix, prefix=True, limit=1, sort="-mod", max_mod_revision=rev - 1
+            )
             if not res.kvs:
                 return
             await wait_delete(self.client, res.kvs[0].key, res.revision + 1)
@@ -93,13 +113,13 @@ class AsyncRWLock(RWLock, SessionUser):
         if self.mode is not None:
             raise RuntimeError("this RWLock object already holds the lock")
         session = await self._open_session()
-        key, rev = await put_unique(self.client, self.prefix + mode.encode() + b"/", b"",
-                                    session.lease_id)
+        key, rev = await put_unique(
+            self.client, self.prefix + mode.encode() + b"/", b"", session.lease_id
+        )
         blockers = self.prefix + b"write/" if mode == "read" else self.prefix
         done = False
         try:
-            if await guarded(session, lambda: self._wait_below(blockers, rev), timeout,
-                             EXPIRED):
+            if await guarded(session, lambda: self._wait_below(blockers, rev), timeout, EXPIRED):
                 kv = await self.client.get(key)
                 if kv is None or session.expired:
                     raise SessionExpiredError(EXPIRED)
@@ -150,13 +170,22 @@ class AsyncRWLock(RWLock, SessionUser):
 class SyncRWLock(RWLock):
     """The RW lock on a sync :class:`~coord.Client` (see :class:`RWLock`)."""
 
-    def __init__(self, client: Client, name: str | bytes, *, ttl: int = DEFAULT_TTL,
-                 session: SyncSession | None = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        name: str | bytes,
+        *,
+        ttl: int = DEFAULT_TTL,
+        session: SyncSession | None = None,
+    ) -> None:
         self._bridge = bridge = bridge_of(client)
-        self.impl: AsyncRWLock = bridge.call(lambda: AsyncRWLock(
-            bridge.aclient, name, ttl=ttl, session=session.impl if session else None))
+        self.impl: AsyncRWLock = bridge.call(
+            lambda: AsyncRWLock(
+                bridge.aclient, name, ttl=ttl, session=session.impl if session else None
+            )
+        )
 
-    mode = property(lambda self: self.impl.mode, doc="\"read\", \"write\" or None.")
+    mode = property(lambda self: self.impl.mode, doc='"read", "write" or None.')
 
     def is_owner(self) -> Compare:
         """A txn compare that holds only while this grant is in force."""

@@ -54,13 +54,28 @@ class Semaphore:
     """
 
     @overload
-    def __new__(cls, client: Client, name: str | bytes, n: int, *, ttl: int = DEFAULT_TTL,
-                session: SyncSession | None = None) -> SyncSemaphore: ...
+    def __new__(
+        cls,
+        client: Client,
+        name: str | bytes,
+        n: int,
+        *,
+        ttl: int = DEFAULT_TTL,
+        session: SyncSession | None = None,
+    ) -> SyncSemaphore: ...
     @overload
-    def __new__(cls, client: AsyncClient, name: str | bytes, n: int, *, ttl: int = DEFAULT_TTL,
-                session: AsyncSession | None = None) -> AsyncSemaphore: ...
-    def __new__(cls, client: Any, name: str | bytes, n: int, *, ttl: int = DEFAULT_TTL,
-                session: Any = None) -> Any:
+    def __new__(
+        cls,
+        client: AsyncClient,
+        name: str | bytes,
+        n: int,
+        *,
+        ttl: int = DEFAULT_TTL,
+        session: AsyncSession | None = None,
+    ) -> AsyncSemaphore: ...
+    def __new__(
+        cls, client: Any, name: str | bytes, n: int, *, ttl: int = DEFAULT_TTL, session: Any = None
+    ) -> Any:
         if cls is Semaphore:
             cls = AsyncSemaphore if is_async_client(client) else SyncSemaphore
         return object.__new__(cls)
@@ -69,16 +84,23 @@ class Semaphore:
 class AsyncSemaphore(Semaphore, SessionUser):
     """The semaphore on an :class:`~coord.AsyncClient` (see :class:`Semaphore`)."""
 
-    def __init__(self, client: AsyncClient, name: str | bytes, n: int, *,
-                 ttl: int = DEFAULT_TTL, session: AsyncSession | None = None) -> None:
+    def __init__(
+        self,
+        client: AsyncClient,
+        name: str | bytes,
+        n: int,
+        *,
+        ttl: int = DEFAULT_TTL,
+        session: AsyncSession | None = None,
+    ) -> None:
         if n < 1:
             raise ValueError("n must be >= 1")
         SessionUser.__init__(self, client, ttl, session)
         self.name = to_bytes(name)
         self.prefix = self.name + b"/"
         self.n = n
-        self._key: bytes | None = None   # my contender key
-        self._rev = 0                    # its create revision once a permit is held
+        self._key: bytes | None = None  # my contender key
+        self._rev = 0  # its create revision once a permit is held
         self._held = False
 
     def _check(self) -> None:
@@ -97,8 +119,9 @@ class AsyncSemaphore(Semaphore, SessionUser):
         return owner_compare(self._key, self._rev)
 
     async def _predecessors(self, rev: int) -> tuple[set[bytes], int]:
-        res = await self.client.range(self.prefix, prefix=True, keys_only=True,
-                                      max_create_revision=rev - 1)
+        res = await self.client.range(
+            self.prefix, prefix=True, keys_only=True, max_create_revision=rev - 1
+        )
         return {kv.key for kv in res.kvs}, res.revision
 
     async def _wait_turn(self, rev: int) -> None:
@@ -137,8 +160,11 @@ class AsyncSemaphore(Semaphore, SessionUser):
             preds, _ = await self._predecessors(rev)
             if len(preds) < self.n:
                 done = True
-            elif blocking and (timeout is None or timeout > 0) and await guarded(
-                    session, lambda: self._wait_turn(rev), timeout, EXPIRED):
+            elif (
+                blocking
+                and (timeout is None or timeout > 0)
+                and await guarded(session, lambda: self._wait_turn(rev), timeout, EXPIRED)
+            ):
                 kv = await self.client.get(key)
                 if kv is None or kv.create_revision != rev or session.expired:
                     raise SessionExpiredError(EXPIRED)
@@ -163,27 +189,39 @@ class AsyncSemaphore(Semaphore, SessionUser):
 
     async def holders(self) -> list[bytes]:
         """Keys of the current permit holders (the first ``n`` contenders)."""
-        res = await self.client.range(self.prefix, prefix=True, keys_only=True, sort="create",
-                                      limit=self.n)
+        res = await self.client.range(
+            self.prefix, prefix=True, keys_only=True, sort="create", limit=self.n
+        )
         return [kv.key for kv in res.kvs]
 
     async def __aenter__(self) -> AsyncSemaphore:
         await self.acquire()
         return self
 
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.release()
 
 
 class SyncSemaphore(Semaphore):
     """The semaphore on a sync :class:`~coord.Client` (see :class:`Semaphore`)."""
 
-    def __init__(self, client: Client, name: str | bytes, n: int, *, ttl: int = DEFAULT_TTL,
-                 session: SyncSession | None = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        name: str | bytes,
+        n: int,
+        *,
+        ttl: int = DEFAULT_TTL,
+        session: SyncSession | None = None,
+    ) -> None:
         self._bridge = bridge = bridge_of(client)
-        self.impl: AsyncSemaphore = bridge.call(lambda: AsyncSemaphore(
-            bridge.aclient, name, n, ttl=ttl, session=session.impl if session else None))
+        self.impl: AsyncSemaphore = bridge.call(
+            lambda: AsyncSemaphore(
+                bridge.aclient, name, n, ttl=ttl, session=session.impl if session else None
+            )
+        )
 
     held = property(lambda self: self.impl.held, doc="See :attr:`AsyncSemaphore.held`.")
 
@@ -207,6 +245,7 @@ class SyncSemaphore(Semaphore):
         self.acquire()
         return self
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.release()

@@ -75,9 +75,9 @@ class AsyncSession(Session):
             raise ValueError("ttl must be positive")
         self.client = client
         self.ttl = ttl
-        self._lease: Any = None           # the client's Lease once started
-        self._lost = False                # True once the lease is known to be gone
-        self._closed = False              # True after close(): lost on purpose
+        self._lease: Any = None  # the client's Lease once started
+        self._lost = False  # True once the lease is known to be gone
+        self._closed = False  # True after close(): lost on purpose
         self._callbacks: list[Callable[[], object]] = []
         self._lost_event: anyio.Event | None = None
 
@@ -151,8 +151,9 @@ class AsyncSession(Session):
     async def __aenter__(self) -> AsyncSession:
         return await self.start()
 
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.close()
 
 
@@ -162,7 +163,8 @@ class SyncSession(Session):
     def __init__(self, client: Client, *, ttl: int = DEFAULT_TTL) -> None:
         self._bridge = bridge_of(client)
         self.impl: AsyncSession = self._bridge.call(
-            lambda: AsyncSession(self._bridge.aclient, ttl=ttl))
+            lambda: AsyncSession(self._bridge.aclient, ttl=ttl)
+        )
         self._bridge.call(self.impl.start)
 
     @property
@@ -187,11 +189,13 @@ class SyncSession(Session):
 
     def wait_lost(self, timeout: float | None = None) -> bool:
         """Block until the session is lost (True) or ``timeout`` passes (False)."""
+
         async def wait() -> bool:
             with anyio.move_on_after(timeout):
                 await self.impl.wait_lost()
                 return True
             return False
+
         return bool(self._bridge.call(wait))
 
     def close(self) -> None:
@@ -201,8 +205,9 @@ class SyncSession(Session):
     def __enter__(self) -> SyncSession:
         return self
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 
@@ -216,8 +221,12 @@ def _lease_is_lost(lease: Any) -> bool:
     return lease is not None and not lease.alive
 
 
-async def guarded(session: AsyncSession, wait: Callable[[], Any], timeout: float | None,
-                  message: str = "coord: session expired") -> bool:
+async def guarded(
+    session: AsyncSession,
+    wait: Callable[[], Any],
+    timeout: float | None,
+    message: str = "coord: session expired",
+) -> bool:
     """Run ``await wait()`` until it returns (True) or ``timeout`` passes (False).
 
     The wait is abandoned, and :class:`SessionExpiredError` raised, as soon as ``session`` is
@@ -226,9 +235,10 @@ async def guarded(session: AsyncSession, wait: Callable[[], Any], timeout: float
     if session.expired:
         raise SessionExpiredError(message)
     lost = False
-    error: Exception | None = None   # raised by wait(): re-raised as is, not as a group
+    error: Exception | None = None  # raised by wait(): re-raised as is, not as a group
     with anyio.move_on_after(timeout):
         async with anyio.create_task_group() as tg:
+
             async def watch_loss() -> None:
                 nonlocal lost
                 await session.wait_lost()
@@ -265,7 +275,7 @@ class SessionUser:
         self.client = client
         self._ttl = ttl
         self._session = session
-        self._owns_session = session is None   # True: created and closed by this recipe
+        self._owns_session = session is None  # True: created and closed by this recipe
 
     async def _open_session(self) -> AsyncSession:
         """The session to put keys on (started; a fresh one if an owned one was lost)."""
@@ -294,7 +304,7 @@ class SessionUser:
         with anyio.CancelScope(shield=True), anyio.move_on_after(self._ttl):
             try:
                 if self._owns_session:
-                    await self._close_session()   # revoking the lease deletes the key
+                    await self._close_session()  # revoking the lease deletes the key
                 else:
                     await self.client.delete(key)
             except Exception:  # the key dies with its lease anyway

@@ -68,11 +68,15 @@ from .errors import ClaimLostError
 from .session import DEFAULT_TTL, AsyncSession, SessionUser, SyncSession, guarded
 
 __all__ = [
-    "AsyncWorkItem", "AsyncWorkQueue", "DeadLetter", "SyncWorkItem", "SyncWorkQueue",
+    "AsyncWorkItem",
+    "AsyncWorkQueue",
+    "DeadLetter",
+    "SyncWorkItem",
+    "SyncWorkQueue",
     "WorkQueue",
 ]
 
-PAGE = 64   # items read per round trip when looking for an unclaimed one
+PAGE = 64  # items read per round trip when looking for an unclaimed one
 SPREAD = 8  # pick randomly among this many first unclaimed items
 
 
@@ -108,14 +112,34 @@ class WorkQueue:
     """
 
     @overload
-    def __new__(cls, client: Client, name: str | bytes, *, max_deliveries: int = 5,
-                ttl: int = DEFAULT_TTL, session: SyncSession | None = None) -> SyncWorkQueue: ...
+    def __new__(
+        cls,
+        client: Client,
+        name: str | bytes,
+        *,
+        max_deliveries: int = 5,
+        ttl: int = DEFAULT_TTL,
+        session: SyncSession | None = None,
+    ) -> SyncWorkQueue: ...
     @overload
-    def __new__(cls, client: AsyncClient, name: str | bytes, *, max_deliveries: int = 5,
-                ttl: int = DEFAULT_TTL, session: AsyncSession | None = None
-                ) -> AsyncWorkQueue: ...
-    def __new__(cls, client: Any, name: str | bytes, *, max_deliveries: int = 5,
-                ttl: int = DEFAULT_TTL, session: Any = None) -> Any:
+    def __new__(
+        cls,
+        client: AsyncClient,
+        name: str | bytes,
+        *,
+        max_deliveries: int = 5,
+        ttl: int = DEFAULT_TTL,
+        session: AsyncSession | None = None,
+    ) -> AsyncWorkQueue: ...
+    def __new__(
+        cls,
+        client: Any,
+        name: str | bytes,
+        *,
+        max_deliveries: int = 5,
+        ttl: int = DEFAULT_TTL,
+        session: Any = None,
+    ) -> Any:
         if cls is WorkQueue:
             cls = AsyncWorkQueue if is_async_client(client) else SyncWorkQueue
         return object.__new__(cls)
@@ -124,14 +148,15 @@ class WorkQueue:
 class AsyncWorkItem:
     """A claimed item: ``value`` (payload), ``deliveries`` (1 on first delivery), ack/nack."""
 
-    def __init__(self, queue: AsyncWorkQueue, item_id: bytes, value: bytes, deliveries: int,
-                 claim_rev: int) -> None:
+    def __init__(
+        self, queue: AsyncWorkQueue, item_id: bytes, value: bytes, deliveries: int, claim_rev: int
+    ) -> None:
         self.queue = queue
         self.id = item_id
         self.value = value
         self.deliveries = deliveries
-        self.claim_rev = claim_rev   # create revision of my claim key
-        self.done = False            # acked or nacked
+        self.claim_rev = claim_rev  # create revision of my claim key
+        self.done = False  # acked or nacked
 
     def is_owner(self) -> Compare:
         """A txn compare that holds while this claim is in force."""
@@ -144,8 +169,10 @@ class AsyncWorkItem:
             ClaimLostError: the claim is gone (the item will be redelivered).
         """
         q = self.queue
-        res = await q.client.txn(compare=[self.is_owner()],
-                                 success=[Delete(q.claims + self.id), Delete(q.items + self.id)])
+        res = await q.client.txn(
+            compare=[self.is_owner()],
+            success=[Delete(q.claims + self.id), Delete(q.items + self.id)],
+        )
         self.done = True
         if not res.succeeded:
             raise ClaimLostError()
@@ -159,8 +186,10 @@ class AsyncWorkItem:
         q = self.queue
         ops: list[Any] = [Delete(q.claims + self.id)]
         if self.deliveries >= q.max_deliveries:
-            ops += [Delete(q.items + self.id),
-                    Put(q.dead + self.id, encode_item(self.deliveries, self.value))]
+            ops += [
+                Delete(q.items + self.id),
+                Put(q.dead + self.id, encode_item(self.deliveries, self.value)),
+            ]
         res = await q.client.txn(compare=[self.is_owner()], success=ops)
         self.done = True
         if not res.succeeded:
@@ -170,8 +199,15 @@ class AsyncWorkItem:
 class AsyncWorkQueue(WorkQueue, SessionUser):
     """The work queue on an :class:`~coord.AsyncClient` (see :class:`WorkQueue`)."""
 
-    def __init__(self, client: AsyncClient, name: str | bytes, *, max_deliveries: int = 5,
-                 ttl: int = DEFAULT_TTL, session: AsyncSession | None = None) -> None:
+    def __init__(
+        self,
+        client: AsyncClient,
+        name: str | bytes,
+        *,
+        max_deliveries: int = 5,
+        ttl: int = DEFAULT_TTL,
+        session: AsyncSession | None = None,
+    ) -> None:
         if max_deliveries < 1:
             raise ValueError("max_deliveries must be >= 1")
         SessionUser.__init__(self, client, ttl, session)
@@ -187,47 +223,56 @@ class AsyncWorkQueue(WorkQueue, SessionUser):
         payload = to_bytes(value)
         while True:
             item_id = b"%020d-%s" % (time.time_ns(), uuid.uuid4().hex[:8].encode())
-            res = await self.client.txn(compare=[Version(self.items + item_id) == 0],
-                                        success=[Put(self.items + item_id,
-                                                     encode_item(0, payload))])
+            res = await self.client.txn(
+                compare=[Version(self.items + item_id) == 0],
+                success=[Put(self.items + item_id, encode_item(0, payload))],
+            )
             if res.succeeded:
                 return item_id
 
     async def _try_claim(self, session: AsyncSession) -> AsyncWorkItem | int:
         """Claim one item; else return the revision to watch from (nothing claimable)."""
         start = self.items
-        collided = False   # lost a claim race: spread out over the first few free items
+        collided = False  # lost a claim race: spread out over the first few free items
         while True:
-            res = await self.client.txn(success=[
-                Get(start, prefix_end(self.items), limit=PAGE),
-                Get(self.claims, prefix=True, keys_only=True)])
+            res = await self.client.txn(
+                success=[
+                    Get(start, prefix_end(self.items), limit=PAGE),
+                    Get(self.claims, prefix=True, keys_only=True),
+                ]
+            )
             page: list[KeyValue] = res.results[0]  # type: ignore[assignment]
             claim_kvs: list[KeyValue] = res.results[1]  # type: ignore[assignment]
-            claimed = {kv.key[len(self.claims):] for kv in claim_kvs}
-            free = [kv for kv in page if kv.key[len(self.items):] not in claimed]
+            claimed = {kv.key[len(self.claims) :] for kv in claim_kvs}
+            free = [kv for kv in page if kv.key[len(self.items) :] not in claimed]
             if free:
                 kv = random.choice(free[:SPREAD]) if collided else free[0]
                 item = await self._claim(session, kv)
                 if item is not None:
                     return item
-                start, collided = self.items, True   # lost a race: look again from the start
+                start, collided = self.items, True  # lost a race: look again from the start
                 continue
             if len(page) < PAGE:
                 return int(res.revision)
             start = page[-1].key + b"\x00"
 
     async def _claim(self, session: AsyncSession, kv: KeyValue) -> AsyncWorkItem | None:
-        item_id = kv.key[len(self.items):]
+        item_id = kv.key[len(self.items) :]
         claim = self.claims + item_id
         deliveries, payload = decode_item(kv.value)
         pinned = [CreateRevision(claim) == 0, ModRevision(kv.key) == kv.mod_revision]
         if deliveries >= self.max_deliveries:
-            await self.client.txn(compare=pinned, success=[
-                Delete(kv.key), Put(self.dead + item_id, kv.value)])
+            await self.client.txn(
+                compare=pinned, success=[Delete(kv.key), Put(self.dead + item_id, kv.value)]
+            )
             return None
-        res = await self.client.txn(compare=pinned, success=[
-            Put(claim, lease_hex(session.lease_id), lease=session.lease_id),
-            Put(kv.key, encode_item(deliveries + 1, payload))])
+        res = await self.client.txn(
+            compare=pinned,
+            success=[
+                Put(claim, lease_hex(session.lease_id), lease=session.lease_id),
+                Put(kv.key, encode_item(deliveries + 1, payload)),
+            ],
+        )
         if not res.succeeded:
             return None
         return AsyncWorkItem(self, item_id, payload, deliveries + 1, int(res.revision))
@@ -251,8 +296,9 @@ class AsyncWorkQueue(WorkQueue, SessionUser):
             return (got, 0) if isinstance(got, AsyncWorkItem) else (None, got)
 
         async def claim_one() -> None:
-            found.append(await watch_until(self.client, self.prefix, check, self._wakes,
-                                           prefix=True))
+            found.append(
+                await watch_until(self.client, self.prefix, check, self._wakes, prefix=True)
+            )
 
         session = await self._open_session()
         await guarded(session, claim_one, timeout, "workqueue: session is expired")
@@ -267,7 +313,7 @@ class AsyncWorkQueue(WorkQueue, SessionUser):
         out = []
         for kv in await self.client.get_prefix(self.dead):
             deliveries, payload = decode_item(kv.value)
-            out.append(DeadLetter(kv.key[len(self.dead):], payload, deliveries))
+            out.append(DeadLetter(kv.key[len(self.dead) :], payload, deliveries))
         return out
 
     async def close(self) -> None:
@@ -277,8 +323,9 @@ class AsyncWorkQueue(WorkQueue, SessionUser):
     async def __aenter__(self) -> AsyncWorkQueue:
         return self
 
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         with anyio.CancelScope(shield=True):
             await self.close()
 
@@ -310,12 +357,25 @@ class SyncWorkItem:
 class SyncWorkQueue(WorkQueue):
     """The work queue on a sync :class:`~coord.Client` (see :class:`WorkQueue`)."""
 
-    def __init__(self, client: Client, name: str | bytes, *, max_deliveries: int = 5,
-                 ttl: int = DEFAULT_TTL, session: SyncSession | None = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        name: str | bytes,
+        *,
+        max_deliveries: int = 5,
+        ttl: int = DEFAULT_TTL,
+        session: SyncSession | None = None,
+    ) -> None:
         self._bridge = bridge = bridge_of(client)
-        self.impl: AsyncWorkQueue = bridge.call(lambda: AsyncWorkQueue(
-            bridge.aclient, name, max_deliveries=max_deliveries, ttl=ttl,
-            session=session.impl if session else None))
+        self.impl: AsyncWorkQueue = bridge.call(
+            lambda: AsyncWorkQueue(
+                bridge.aclient,
+                name,
+                max_deliveries=max_deliveries,
+                ttl=ttl,
+                session=session.impl if session else None,
+            )
+        )
 
     def put(self, value: str | bytes) -> bytes:
         """Enqueue an item; returns its id."""
@@ -341,6 +401,7 @@ class SyncWorkQueue(WorkQueue):
     def __enter__(self) -> SyncWorkQueue:
         return self
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()

@@ -42,8 +42,17 @@ from collections.abc import Callable
 from typing import Any
 
 VALUE = b"v" * 100
-WORKLOADS = ["seq_put", "seq_get", "conc_put", "conc_get", "w2_put", "w2_get", "w8_put",
-             "w8_get", "get_prefix"]
+WORKLOADS = [
+    "seq_put",
+    "seq_get",
+    "conc_put",
+    "conc_get",
+    "w2_put",
+    "w2_get",
+    "w8_put",
+    "w8_get",
+    "get_prefix",
+]
 #: worker counts of the "wN" workloads: N threads (or tasks) each looping over its share.
 LOOPERS = (2, 8)
 THREADS = 8
@@ -74,6 +83,7 @@ def _loop_threads(fn: Callable[[int], Any], n: int, workers: int) -> None:
     def worker(w: int) -> None:
         for i in range(w, n, workers):
             fn(i)
+
     threads = [threading.Thread(target=worker, args=(w,)) for w in range(workers)]
     for t in threads:
         t.start()
@@ -85,6 +95,7 @@ async def _tasks(fn: Callable[[int], Any], n: int, workers: int = TASKS) -> None
     async def worker(w: int) -> None:
         for i in range(w, n, workers):
             await fn(i)
+
     await asyncio.gather(*(worker(w) for w in range(workers)))
 
 
@@ -99,6 +110,7 @@ def run_sync(kind: str, host: str, port: int, n: int, pk: int) -> dict[str, Resu
     """Blocking clients: coord.Client or python-etcd3."""
     if kind == "coord-sync":
         from coord import Client
+
         c: Any = Client(f"{host}:{port}")
         put, get = c.put, c.get
 
@@ -106,11 +118,13 @@ def run_sync(kind: str, host: str, port: int, n: int, pk: int) -> dict[str, Resu
             return len(c.get_prefix(p))
     else:
         import etcd3
+
         c = etcd3.client(host=host, port=port)
         put, get = c.put, c.get
 
         def get_prefix(p: str) -> int:
             return len(list(c.get_prefix(p)))
+
     tag = kind
     res: dict[str, Result] = {}
     for i in range(50):  # warm-up
@@ -121,14 +135,17 @@ def run_sync(kind: str, host: str, port: int, n: int, pk: int) -> dict[str, Resu
     res["conc_put"] = _timed(lambda: _threads(lambda i: put(f"/bench/{tag}/c/{i}", VALUE), n), n)
     res["conc_get"] = _timed(lambda: _threads(lambda i: get(f"/bench/{tag}/c/{i}"), n), n)
     for w in LOOPERS:
-        res[f"w{w}_put"] = _timed(functools.partial(
-            _loop_threads, lambda i: put(f"/bench/{tag}/l/{i}", VALUE), n, w), n)
-        res[f"w{w}_get"] = _timed(functools.partial(
-            _loop_threads, lambda i: get(f"/bench/{tag}/l/{i}"), n, w), n)
+        res[f"w{w}_put"] = _timed(
+            functools.partial(_loop_threads, lambda i: put(f"/bench/{tag}/l/{i}", VALUE), n, w), n
+        )
+        res[f"w{w}_get"] = _timed(
+            functools.partial(_loop_threads, lambda i: get(f"/bench/{tag}/l/{i}"), n, w), n
+        )
     rounds = _prefix_rounds(pk)
     assert get_prefix("/bench/prefix/") == pk
-    res["get_prefix"] = _timed(lambda: [get_prefix("/bench/prefix/") for _ in range(rounds)],
-                               rounds)
+    res["get_prefix"] = _timed(
+        lambda: [get_prefix("/bench/prefix/") for _ in range(rounds)], rounds
+    )
     if kind == "coord-sync":
         c.close()
     else:
@@ -140,6 +157,7 @@ async def run_async(kind: str, host: str, port: int, n: int, pk: int) -> dict[st
     """asyncio clients: coord.AsyncClient or aetcd."""
     if kind == "coord-async":
         from coord import AsyncClient
+
         c: Any = AsyncClient(f"{host}:{port}")
 
         def key(s: str) -> Any:
@@ -149,6 +167,7 @@ async def run_async(kind: str, host: str, port: int, n: int, pk: int) -> dict[st
             return len(await c.get_prefix(p))
     else:
         import aetcd
+
         c = aetcd.Client(host=host, port=port)
         await c.connect()
 
@@ -157,6 +176,7 @@ async def run_async(kind: str, host: str, port: int, n: int, pk: int) -> dict[st
 
         async def get_prefix(p: str) -> int:
             return len(list(await c.get_prefix(p.encode())))
+
     tag = kind
     put, get = c.put, c.get
     res: dict[str, Result] = {}
@@ -175,14 +195,16 @@ async def run_async(kind: str, host: str, port: int, n: int, pk: int) -> dict[st
     res["seq_put"] = await _atimed(seq_put, n)
     res["seq_get"] = await _atimed(seq_get, n)
     res["conc_put"] = await _atimed(
-        lambda: _tasks(lambda i: put(key(f"/bench/{tag}/c/{i}"), VALUE), n), n)
-    res["conc_get"] = await _atimed(lambda: _tasks(lambda i: get(key(f"/bench/{tag}/c/{i}")), n),
-                                    n)
+        lambda: _tasks(lambda i: put(key(f"/bench/{tag}/c/{i}"), VALUE), n), n
+    )
+    res["conc_get"] = await _atimed(lambda: _tasks(lambda i: get(key(f"/bench/{tag}/c/{i}")), n), n)
     for w in LOOPERS:
         res[f"w{w}_put"] = await _atimed(
-            functools.partial(_tasks, lambda i: put(key(f"/bench/{tag}/l/{i}"), VALUE), n, w), n)
+            functools.partial(_tasks, lambda i: put(key(f"/bench/{tag}/l/{i}"), VALUE), n, w), n
+        )
         res[f"w{w}_get"] = await _atimed(
-            functools.partial(_tasks, lambda i: get(key(f"/bench/{tag}/l/{i}")), n, w), n)
+            functools.partial(_tasks, lambda i: get(key(f"/bench/{tag}/l/{i}")), n, w), n
+        )
     rounds = _prefix_rounds(pk)
     assert await get_prefix("/bench/prefix/") == pk
 
@@ -220,12 +242,25 @@ def _etcd_version() -> str:
 def start_etcd(tmp: str) -> tuple[subprocess.Popen[bytes], str]:
     exe = shutil.which("etcd") or "/usr/bin/etcd"
     cp, pp = _free_port(), _free_port()
-    argv = [exe, "--name", "bench", "--data-dir", os.path.join(tmp, "etcd"),
-            "--listen-client-urls", f"http://127.0.0.1:{cp}",
-            "--advertise-client-urls", f"http://127.0.0.1:{cp}",
-            "--listen-peer-urls", f"http://127.0.0.1:{pp}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{pp}",
-            "--initial-cluster", f"bench=http://127.0.0.1:{pp}", "--log-level", "warn"]
+    argv = [
+        exe,
+        "--name",
+        "bench",
+        "--data-dir",
+        os.path.join(tmp, "etcd"),
+        "--listen-client-urls",
+        f"http://127.0.0.1:{cp}",
+        "--advertise-client-urls",
+        f"http://127.0.0.1:{cp}",
+        "--listen-peer-urls",
+        f"http://127.0.0.1:{pp}",
+        "--initial-advertise-peer-urls",
+        f"http://127.0.0.1:{pp}",
+        "--initial-cluster",
+        f"bench=http://127.0.0.1:{pp}",
+        "--log-level",
+        "warn",
+    ]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -245,19 +280,39 @@ def load_prefix(endpoint: str, pk: int) -> None:
     with Client(endpoint) as c:
         c.delete_prefix("/bench/")
         for start in range(0, pk, 100):
-            c.txn(success=[Put(f"/bench/prefix/{i:06}", VALUE)
-                           for i in range(start, min(start + 100, pk))])
+            c.txn(
+                success=[
+                    Put(f"/bench/prefix/{i:06}", VALUE) for i in range(start, min(start + 100, pk))
+                ]
+            )
 
 
-def run_worker_subprocess(python: str, kind: str, endpoint: str, n: int,
-                          pk: int) -> dict[str, Result] | None:
+def run_worker_subprocess(
+    python: str, kind: str, endpoint: str, n: int, pk: int
+) -> dict[str, Result] | None:
     if not os.path.exists(python):
         print(f"  skipping {kind}: {python} not found (see the docstring)", file=sys.stderr)
         return None
     env = {**os.environ, "PYTHONPATH": ""}
-    out = subprocess.run([python, os.path.abspath(__file__), "--worker", kind, "--endpoint",
-                          endpoint, "--n", str(n), "--prefix-keys", str(pk)],
-                         capture_output=True, text=True, env=env, check=False, cwd="/")
+    out = subprocess.run(
+        [
+            python,
+            os.path.abspath(__file__),
+            "--worker",
+            kind,
+            "--endpoint",
+            endpoint,
+            "--n",
+            str(n),
+            "--prefix-keys",
+            str(pk),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        cwd="/",
+    )
     if out.returncode != 0:
         print(f"  {kind} failed:\n{out.stderr}", file=sys.stderr)
         return None
@@ -279,10 +334,16 @@ def format_table(results: dict[str, dict[str, Result]]) -> str:
     base = results.get("etcd3")
     cols = list(results)
     out = []
-    for idx, title in ((0, "ops/s (wall clock, best round)"),
-                       (1, "client CPU per op in us (lowest round)")):
-        lines = [f"{title}:", "", "| workload | " + " | ".join(cols) + " |",
-                 "|---|" + "---:|" * len(cols)]
+    for idx, title in (
+        (0, "ops/s (wall clock, best round)"),
+        (1, "client CPU per op in us (lowest round)"),
+    ):
+        lines = [
+            f"{title}:",
+            "",
+            "| workload | " + " | ".join(cols) + " |",
+            "|---|" + "---:|" * len(cols),
+        ]
         for w in WORKLOADS:
             cells = []
             for k in cols:
@@ -310,7 +371,7 @@ def write_docs(path: str, body: str) -> None:
     block = f"{START}\n{body.rstrip()}\n{END}"
     i, j = text.find(START), text.find(END)
     if i >= 0 and j > i:
-        text = text[:i] + block + text[j + len(END):]
+        text = text[:i] + block + text[j + len(END) :]
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     with open(path, "w") as f:
@@ -341,9 +402,12 @@ def main() -> None:
         load_prefix(endpoint, args.prefix_keys)
         rounds: dict[str, list[dict[str, Result]]] = {}
         for i in range(args.rounds):  # interleaved, so load changes hit every client alike
-            for kind, python in (("etcd3", args.etcd3_python), ("coord-sync", sys.executable),
-                                 ("aetcd", args.aetcd_python),
-                                 ("coord-async", sys.executable)):
+            for kind, python in (
+                ("etcd3", args.etcd3_python),
+                ("coord-sync", sys.executable),
+                ("aetcd", args.aetcd_python),
+                ("coord-async", sys.executable),
+            ):
                 print(f"round {i + 1}: {kind} ...", file=sys.stderr)
                 r = run_worker_subprocess(python, kind, endpoint, args.n, args.prefix_keys)
                 if r is not None:
@@ -357,27 +421,31 @@ def main() -> None:
             proc.wait()
         shutil.rmtree(tmp, ignore_errors=True)
     if args.write_docs:
-        cmd = (f"python scripts/bench_client.py --n {args.n} --prefix-keys {args.prefix_keys}"
-               f" --rounds {args.rounds} --write-docs {os.path.relpath(args.write_docs)}")
-        body = (f"{SECTION}\n\n"
-                f"Command: `{cmd}`  \n"
-                f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, "
-                f"{platform.python_implementation()} {platform.python_version()}, "
-                f"{platform.platform()}  \n"
-                f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}  \n"
-                f"Server: one etcd {_etcd_version()} member on loopback (same machine).\n\n"
-                "get_prefix reads 10,000 keys of 100 B per call. In parentheses: the ratio "
-                "to python-etcd3 (time per op; lower is better, target <= 1.5x). Sequential = "
-                f"one request at a time; concurrent = a pool of {THREADS} threads fed one "
-                "call at a time (`ThreadPoolExecutor.map`, blocking clients) or "
-                f"{TASKS} tasks (asyncio clients); wN = N threads (or tasks) each looping "
-                "over its share. Each client ran in its own process, "
-                f"{args.rounds} interleaved rounds; the client CPU table is the client "
-                "process's CPU time (all threads) per op, which is far less sensitive to "
-                "load from other processes than wall time. coord-sync: unary calls run on "
-                "the calling thread over a blocking HTTP/2 connection of its own "
-                "(coord/_h2.py); coord-async and watches use grpclib (docs/client.md).\n\n"
-                f"{table}\n\n{args.notes}\n")
+        cmd = (
+            f"python scripts/bench_client.py --n {args.n} --prefix-keys {args.prefix_keys}"
+            f" --rounds {args.rounds} --write-docs {os.path.relpath(args.write_docs)}"
+        )
+        body = (
+            f"{SECTION}\n\n"
+            f"Command: `{cmd}`  \n"
+            f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, "
+            f"{platform.python_implementation()} {platform.python_version()}, "
+            f"{platform.platform()}  \n"
+            f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}  \n"
+            f"Server: one etcd {_etcd_version()} member on loopback (same machine).\n\n"
+            "get_prefix reads 10,000 keys of 100 B per call. In parentheses: the ratio "
+            "to python-etcd3 (time per op; lower is better, target <= 1.5x). Sequential = "
+            f"one request at a time; concurrent = a pool of {THREADS} threads fed one "
+            "call at a time (`ThreadPoolExecutor.map`, blocking clients) or "
+            f"{TASKS} tasks (asyncio clients); wN = N threads (or tasks) each looping "
+            "over its share. Each client ran in its own process, "
+            f"{args.rounds} interleaved rounds; the client CPU table is the client "
+            "process's CPU time (all threads) per op, which is far less sensitive to "
+            "load from other processes than wall time. coord-sync: unary calls run on "
+            "the calling thread over a blocking HTTP/2 connection of its own "
+            "(coord/_h2.py); coord-async and watches use grpclib (docs/client.md).\n\n"
+            f"{table}\n\n{args.notes}\n"
+        )
         write_docs(args.write_docs, body)
 
 

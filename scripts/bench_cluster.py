@@ -71,21 +71,33 @@ def start_cluster(kind: str, root: Path) -> tuple[list[subprocess.Popen[bytes]],
     procs = []
     for n in names:
         flags = [
-            "--name", n, "--data-dir", str(root / kind / n),
-            "--listen-client-urls", f"http://127.0.0.1:{cports[n]}",
-            "--advertise-client-urls", f"http://127.0.0.1:{cports[n]}",
-            "--listen-peer-urls", f"http://127.0.0.1:{pports[n]}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{pports[n]}",
-            "--initial-cluster", initial, "--initial-cluster-state", "new",
-            "--initial-cluster-token", f"bench-{kind}",
+            "--name",
+            n,
+            "--data-dir",
+            str(root / kind / n),
+            "--listen-client-urls",
+            f"http://127.0.0.1:{cports[n]}",
+            "--advertise-client-urls",
+            f"http://127.0.0.1:{cports[n]}",
+            "--listen-peer-urls",
+            f"http://127.0.0.1:{pports[n]}",
+            "--initial-advertise-peer-urls",
+            f"http://127.0.0.1:{pports[n]}",
+            "--initial-cluster",
+            initial,
+            "--initial-cluster-state",
+            "new",
+            "--initial-cluster-token",
+            f"bench-{kind}",
         ]
         if kind == "etcd":
             argv = ["/usr/bin/etcd", *flags, "--log-level", "error"]
         else:
             argv = [sys.executable, "-m", "coord.server", *flags, "--log-level", "warn"]
         log = open(root / f"{kind}-{n}.log", "wb")  # noqa: SIM115 - lives as long as the proc
-        procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                      start_new_session=True))
+        procs.append(
+            subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        )
     return procs, [f"127.0.0.1:{cports[n]}" for n in names]
 
 
@@ -119,22 +131,33 @@ async def unary(ch: Channel, path: str, body: bytes) -> bytes:
         return data
 
 
-def _worker(endpoints: list[str], op: str, clients: int, offset: int, seconds: float,
-            start_at: float, load: str) -> tuple[list[float], int, float]:
+def _worker(
+    endpoints: list[str],
+    op: str,
+    clients: int,
+    offset: int,
+    seconds: float,
+    start_at: float,
+    load: str,
+) -> tuple[list[float], int, float]:
     """One load-generator process: latencies, errors, elapsed."""
     return asyncio.run(_load(endpoints, op, clients, offset, seconds, start_at, load))
 
 
-def run_point(endpoints: list[str], op: str, clients: int, seconds: float,
-              procs: int, load: str = "grpclib") -> tuple[float, float, int]:
+def run_point(
+    endpoints: list[str], op: str, clients: int, seconds: float, procs: int, load: str = "grpclib"
+) -> tuple[float, float, int]:
     """(requests/s, p99 latency ms, errors) with the clients split over ``procs`` processes."""
     import concurrent.futures
 
     start_at = time.time() + 1.5  # all processes start together
     per = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
     with concurrent.futures.ProcessPoolExecutor(procs) as ex:
-        futs = [ex.submit(_worker, endpoints, op, n, sum(per[:i]), seconds, start_at, load)
-                for i, n in enumerate(per) if n]
+        futs = [
+            ex.submit(_worker, endpoints, op, n, sum(per[:i]), seconds, start_at, load)
+            for i, n in enumerate(per)
+            if n
+        ]
         parts = [f.result() for f in futs]
     lat = sorted(x for p in parts for x in p[0])
     elapsed = max(p[2] for p in parts)
@@ -161,8 +184,7 @@ def _callers(endpoints: list[str], load: str) -> tuple[list[Any], Any]:
                 await ch.close()
 
         return [gcaller(ch) for ch in gchans], gclose
-    chans = [Channel(ep.split(":")[0], int(ep.split(":")[1]), codec=RawCodec())
-             for ep in endpoints]
+    chans = [Channel(ep.split(":")[0], int(ep.split(":")[1]), codec=RawCodec()) for ep in endpoints]
 
     async def close() -> None:
         for ch in chans:
@@ -171,8 +193,15 @@ def _callers(endpoints: list[str], load: str) -> tuple[list[Any], Any]:
     return [lambda path, body, ch=ch: unary(ch, path, body) for ch in chans], close
 
 
-async def _load(endpoints: list[str], op: str, clients: int, offset: int, seconds: float,
-                start_at: float, load: str) -> tuple[list[float], int, float]:
+async def _load(
+    endpoints: list[str],
+    op: str,
+    clients: int,
+    offset: int,
+    seconds: float,
+    start_at: float,
+    load: str,
+) -> tuple[list[float], int, float]:
     channels, close = _callers(endpoints, load)
     keys = [f"/bench/key-{i:06d}".encode() for i in range(1000)]
     value = b"v" * 100
@@ -233,10 +262,15 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (f"{os.cpu_count()} vCPU ({cpu}), Linux {platform.release()}, "
-            f"Python {platform.python_version()}, etcd "
-            + subprocess.run(["/usr/bin/etcd", "--version"], capture_output=True,
-                             text=True, check=False).stdout.split("\n")[0].split()[-1])
+    return (
+        f"{os.cpu_count()} vCPU ({cpu}), Linux {platform.release()}, "
+        f"Python {platform.python_version()}, etcd "
+        + subprocess.run(
+            ["/usr/bin/etcd", "--version"], capture_output=True, text=True, check=False
+        )
+        .stdout.split("\n")[0]
+        .split()[-1]
+    )
 
 
 BEGIN, END = "<!-- bench_cluster:start -->", "<!-- bench_cluster:end -->"
@@ -269,12 +303,19 @@ async def raft_only(seconds: float) -> tuple[float, float]:
     ports = [free_port() for _ in range(3)]
     initial = ",".join(f"r{i}=http://127.0.0.1:{p}" for i, p in enumerate(ports))
     with tempfile.TemporaryDirectory(prefix="bench-raft-") as tmp:
-        nodes = [await RaftNode.open(Config(name=f"r{i}", data_dir=f"{tmp}/r{i}",
-                                            listen_peer_urls=(f"http://127.0.0.1:{p}",),
-                                            initial_advertise_peer_urls=(
-                                                f"http://127.0.0.1:{p}",),
-                                            initial_cluster=initial), StateMachine())
-                 for i, p in enumerate(ports)]
+        nodes = [
+            await RaftNode.open(
+                Config(
+                    name=f"r{i}",
+                    data_dir=f"{tmp}/r{i}",
+                    listen_peer_urls=(f"http://127.0.0.1:{p}",),
+                    initial_advertise_peer_urls=(f"http://127.0.0.1:{p}",),
+                    initial_cluster=initial,
+                ),
+                StateMachine(),
+            )
+            for i, p in enumerate(ports)
+        ]
         async with anyio.create_task_group() as tg:
             for n in nodes:
                 await tg.start(n.run)
@@ -310,22 +351,33 @@ READING = (
     "the Python apply, and a write sent to a follower also costs it a forwarding hop and an "
     "apply. Without gRPC, 3 in-process RaftNodes over the real TCP transport with fsync "
     "commit {raft_rate:,.0f} proposals/s (256 concurrent proposers, group commit: one fsync "
-    "per Ready) with {raft_lat:.1f} ms sequential latency (`--raft-only`).")
+    "per Ready) with {raft_lat:.1f} ms sequential latency (`--raft-only`)."
+)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--clients", default="16,64,256")
-    ap.add_argument("--procs", type=int, default=2,
-                    help="load-generator processes (one grpclib client tops out near 1-2k "
-                         "req/s on a slow VM)")
-    ap.add_argument("--load", choices=["grpclib", "grpcio"], default="grpclib",
-                    help="load-generator client: grpcio (C core, little CPU of its own; "
-                         "pip install grpcio) or grpclib (pure Python)")
+    ap.add_argument(
+        "--procs",
+        type=int,
+        default=2,
+        help="load-generator processes (one grpclib client tops out near 1-2k req/s on a slow VM)",
+    )
+    ap.add_argument(
+        "--load",
+        choices=["grpclib", "grpcio"],
+        default="grpclib",
+        help="load-generator client: grpcio (C core, little CPU of its own; "
+        "pip install grpcio) or grpclib (pure Python)",
+    )
     ap.add_argument("--write-doc", action="store_true")
-    ap.add_argument("--raft-only", action="store_true",
-                    help="only measure 3 in-process RaftNodes (no gRPC) and exit")
+    ap.add_argument(
+        "--raft-only",
+        action="store_true",
+        help="only measure 3 in-process RaftNodes (no gRPC) and exit",
+    )
     args = ap.parse_args()
     levels = [int(x) for x in args.clients.split(",")]
     if args.raft_only:
@@ -347,29 +399,38 @@ def main() -> int:
                     for c in levels:
                         r = run_point(eps, op, c, args.seconds, args.procs, args.load)
                         results[(kind, op, c)] = r
-                        print(f"{kind:5} {op:5} c={c:<4} {r[0]:9.0f} req/s  "
-                              f"p99 {r[1]:7.1f} ms  errors {r[2]}", flush=True)
+                        print(
+                            f"{kind:5} {op:5} c={c:<4} {r[0]:9.0f} req/s  "
+                            f"p99 {r[1]:7.1f} ms  errors {r[2]}",
+                            flush=True,
+                        )
             finally:
                 stop(procs)
-    lines = [SECTION, "",
-             f"`python scripts/bench_cluster.py --seconds {args.seconds:g} "
-             f"--clients {args.clients} --procs {args.procs} --load {args.load}"
-             f"{' --write-doc' if args.write_doc else ''}`, "
-             f"{datetime.date.today().isoformat()}, {machine()}, load average "
-             f"{load_before:.1f} before and {os.getloadavg()[0]:.1f} after. Both clusters: "
-             "3 members on loopback on this same machine (so servers and load generator share "
-             "the CPUs), "
-             f"default heartbeat/election, fsync on. Load: {args.load} clients in --procs "
-             "processes, pass-through codec, clients spread round-robin over the 3 members; "
-             "Put = 100-byte values over 1000 keys, Range = linearizable single-key get.", "",
-             "| op | clients | coord req/s | etcd req/s | coord/etcd | coord p99 ms | "
-             "etcd p99 ms |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        SECTION,
+        "",
+        f"`python scripts/bench_cluster.py --seconds {args.seconds:g} "
+        f"--clients {args.clients} --procs {args.procs} --load {args.load}"
+        f"{' --write-doc' if args.write_doc else ''}`, "
+        f"{datetime.date.today().isoformat()}, {machine()}, load average "
+        f"{load_before:.1f} before and {os.getloadavg()[0]:.1f} after. Both clusters: "
+        "3 members on loopback on this same machine (so servers and load generator share "
+        "the CPUs), "
+        f"default heartbeat/election, fsync on. Load: {args.load} clients in --procs "
+        "processes, pass-through codec, clients spread round-robin over the 3 members; "
+        "Put = 100-byte values over 1000 keys, Range = linearizable single-key get.",
+        "",
+        "| op | clients | coord req/s | etcd req/s | coord/etcd | coord p99 ms | etcd p99 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for op in ("put", "range"):
         for c in levels:
             co, et = results[("coord", op, c)], results[("etcd", op, c)]
             ratio = co[0] / et[0] if et[0] else float("nan")
-            lines.append(f"| {op} | {c} | {co[0]:,.0f} | {et[0]:,.0f} | {ratio:.2f}x | "
-                         f"{co[1]:.1f} | {et[1]:.1f} |")
+            lines.append(
+                f"| {op} | {c} | {co[0]:,.0f} | {et[0]:,.0f} | {ratio:.2f}x | "
+                f"{co[1]:.1f} | {et[1]:.1f} |"
+            )
     raft_rate, raft_lat = asyncio.run(raft_only(args.seconds))
     lines += ["", READING.format(raft_rate=raft_rate, raft_lat=raft_lat)]
     text = "\n".join(lines) + "\n"

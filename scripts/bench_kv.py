@@ -101,8 +101,14 @@ class Result:
         return lat[min(len(lat) - 1, int(q * len(lat)))] * 1000
 
 
-async def load(port: int, path: str, payload: Callable[[int], bytes], duration: float,
-               concurrency: int, connections: int) -> Result:
+async def load(
+    port: int,
+    path: str,
+    payload: Callable[[int], bytes],
+    duration: float,
+    concurrency: int,
+    connections: int,
+) -> Result:
     channels = [Channel("127.0.0.1", port, codec=RawCodec()) for _ in range(connections)]
     methods = [UnaryUnaryMethod(ch, path, bytes, bytes) for ch in channels]
     latencies: list[float] = []
@@ -139,8 +145,12 @@ def populate(port: int, n: int, value: bytes) -> None:
         put = UnaryUnaryMethod(ch, "/etcdserverpb.KV/Put", bytes, bytes)
         try:
             for start in range(0, n, 50):
-                await asyncio.gather(*(put(bytes(pb.PutRequest(key=b"/r/%06d" % i, value=value)))
-                                       for i in range(start, min(n, start + 50))))
+                await asyncio.gather(
+                    *(
+                        put(bytes(pb.PutRequest(key=b"/r/%06d" % i, value=value)))
+                        for i in range(start, min(n, start + 50))
+                    )
+                )
         finally:
             ch.close()
 
@@ -160,27 +170,44 @@ def _range_payload(_value_size: int) -> Callable[[int], bytes]:
 def _client(port: int, path: str, kind: str, args: argparse.Namespace, offset: int) -> Result:
     make = _put_payload if kind == "put" else _range_payload
     payload = make(args.value_size)
-    return asyncio.run(load(port, path, lambda i: payload(i + offset), args.duration,
-                            args.concurrency, args.connections))
+    return asyncio.run(
+        load(
+            port,
+            path,
+            lambda i: payload(i + offset),
+            args.duration,
+            args.concurrency,
+            args.connections,
+        )
+    )
 
 
 def run_clients(port: int, path: str, kind: str, args: argparse.Namespace) -> Result:
     """Run the load in ``args.clients`` processes at once and merge their results."""
     with concurrent.futures.ProcessPoolExecutor(args.clients) as pool:
-        futures = [pool.submit(_client, port, path, kind, args, c * 100_000)
-                   for c in range(args.clients)]
+        futures = [
+            pool.submit(_client, port, path, kind, args, c * 100_000) for c in range(args.clients)
+        ]
         results = [f.result() for f in futures]
-    return Result(sum(r.ops for r in results), max(r.seconds for r in results),
-                  [x for r in results for x in r.latencies])
+    return Result(
+        sum(r.ops for r in results),
+        max(r.seconds for r in results),
+        [x for r in results for x in r.latencies],
+    )
 
 
-OPS = {"Put": ("/etcdserverpb.KV/Put", "put"),
-       "Range(limit=100)": ("/etcdserverpb.KV/Range", "range")}
+OPS = {
+    "Put": ("/etcdserverpb.KV/Put", "put"),
+    "Range(limit=100)": ("/etcdserverpb.KV/Range", "range"),
+}
 
 
 def merge(results: list[Result]) -> Result:
-    return Result(sum(r.ops for r in results), sum(r.seconds for r in results),
-                  [x for r in results for x in r.latencies])
+    return Result(
+        sum(r.ops for r in results),
+        sum(r.seconds for r in results),
+        [x for r in results for x in r.latencies],
+    )
 
 
 def bench(servers: dict[str, int], args: argparse.Namespace) -> dict[str, dict[str, Result]]:
@@ -196,8 +223,11 @@ def bench(servers: dict[str, int], args: argparse.Namespace) -> dict[str, dict[s
     out = {n: {op: merge(rs) for op, rs in ops.items()} for n, ops in runs.items()}
     for name, ops in out.items():
         for op, r in ops.items():
-            print(f"{name:6s} {op:18s} {r.rate:9.0f} ops/s  p50 {r.pct(0.5):7.2f} ms  "
-                  f"p99 {r.pct(0.99):7.2f} ms  ({r.ops} ops)", flush=True)
+            print(
+                f"{name:6s} {op:18s} {r.rate:9.0f} ops/s  p50 {r.pct(0.5):7.2f} ms  "
+                f"p99 {r.pct(0.99):7.2f} ms  ({r.ops} ops)",
+                flush=True,
+            )
     return out
 
 
@@ -206,18 +236,35 @@ def start_coord(tmp: Path, profile: Path | None) -> tuple[subprocess.Popen[bytes
     if profile is None:
         argv = [sys.executable, "-m", "coord.server"]
     else:  # cProfile the whole server; the stats are written when it exits on SIGTERM
-        argv = [sys.executable, "-c",
-                "import cProfile, sys\nfrom coord.server.main import main\n"
-                "p = cProfile.Profile()\np.enable()\ntry:\n    main(sys.argv[1:])\n"
-                f"finally:\n    p.disable()\n    p.dump_stats({str(profile)!r})\n"]
-    argv += ["--name", "bench", "--data-dir", str(tmp / "coord"),
-             "--listen-client-urls", f"http://127.0.0.1:{port}",
-             "--advertise-client-urls", f"http://127.0.0.1:{port}",
-             "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-             "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-             "--log-level", "warn"]
-    proc = subprocess.Popen(argv, stdout=open(tmp / "coord.log", "wb"),  # noqa: SIM115
-                            stderr=subprocess.STDOUT, start_new_session=True)
+        argv = [
+            sys.executable,
+            "-c",
+            "import cProfile, sys\nfrom coord.server.main import main\n"
+            "p = cProfile.Profile()\np.enable()\ntry:\n    main(sys.argv[1:])\n"
+            f"finally:\n    p.disable()\n    p.dump_stats({str(profile)!r})\n",
+        ]
+    argv += [
+        "--name",
+        "bench",
+        "--data-dir",
+        str(tmp / "coord"),
+        "--listen-client-urls",
+        f"http://127.0.0.1:{port}",
+        "--advertise-client-urls",
+        f"http://127.0.0.1:{port}",
+        "--listen-peer-urls",
+        f"http://127.0.0.1:{peer}",
+        "--initial-advertise-peer-urls",
+        f"http://127.0.0.1:{peer}",
+        "--log-level",
+        "warn",
+    ]
+    proc = subprocess.Popen(
+        argv,
+        stdout=open(tmp / "coord.log", "wb"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     wait_ready(port, proc, "coord-server")
     return proc, port
 
@@ -227,14 +274,31 @@ def start_etcd(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
     if exe is None:
         raise SystemExit("etcd not installed (Debian package etcd-server)")
     port, peer = free_port(), free_port()
-    argv = [exe, "--name", "bench", "--data-dir", str(tmp / "etcd"),
-            "--listen-client-urls", f"http://127.0.0.1:{port}",
-            "--advertise-client-urls", f"http://127.0.0.1:{port}",
-            "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-            "--initial-cluster", f"bench=http://127.0.0.1:{peer}", "--log-level", "warn"]
-    proc = subprocess.Popen(argv, stdout=open(tmp / "etcd.log", "wb"),  # noqa: SIM115
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    argv = [
+        exe,
+        "--name",
+        "bench",
+        "--data-dir",
+        str(tmp / "etcd"),
+        "--listen-client-urls",
+        f"http://127.0.0.1:{port}",
+        "--advertise-client-urls",
+        f"http://127.0.0.1:{port}",
+        "--listen-peer-urls",
+        f"http://127.0.0.1:{peer}",
+        "--initial-advertise-peer-urls",
+        f"http://127.0.0.1:{peer}",
+        "--initial-cluster",
+        f"bench=http://127.0.0.1:{peer}",
+        "--log-level",
+        "warn",
+    ]
+    proc = subprocess.Popen(
+        argv,
+        stdout=open(tmp / "etcd.log", "wb"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     wait_ready(port, proc, "etcd")
     return proc, port
 
@@ -279,9 +343,11 @@ def section(args: argparse.Namespace, coord: dict[str, Result], etcd: dict[str, 
     ]
     for op in coord:
         c, e = coord[op], etcd[op]
-        lines.append(f"| {op} | {c.rate:.0f} | {c.pct(0.5):.2f} | {c.pct(0.99):.2f} | "
-                     f"{e.rate:.0f} | {e.pct(0.5):.2f} | {e.pct(0.99):.2f} | "
-                     f"{c.rate / e.rate:.2f} |")
+        lines.append(
+            f"| {op} | {c.rate:.0f} | {c.pct(0.5):.2f} | {c.pct(0.99):.2f} | "
+            f"{e.rate:.0f} | {e.pct(0.5):.2f} | {e.pct(0.99):.2f} | "
+            f"{c.rate / e.rate:.2f} |"
+        )
     lines += [
         "",
         "Reading the numbers: both servers answer linearizable Range (ReadIndex) and durable "
@@ -297,8 +363,12 @@ def section(args: argparse.Namespace, coord: dict[str, Result], etcd: dict[str, 
 
 def write_doc(text: str) -> None:
     DOC.parent.mkdir(exist_ok=True)
-    doc = DOC.read_text() if DOC.exists() else "# Performance\n\nMeasured numbers, one " \
+    doc = (
+        DOC.read_text()
+        if DOC.exists()
+        else "# Performance\n\nMeasured numbers, one "
         "section per benchmark; each script rewrites only its own section.\n\n"
+    )
     if START in doc and END in doc:
         head, rest = doc.split(START, 1)
         tail = rest.split(END, 1)[1].lstrip("\n")
@@ -310,14 +380,18 @@ def write_doc(text: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--duration", type=float, default=3.0,
-                    help="seconds per operation, server and round")
-    ap.add_argument("--rounds", type=int, default=3,
-                    help="alternating rounds per operation (results merged)")
-    ap.add_argument("--concurrency", type=int, default=16,
-                    help="concurrent request tasks per client process")
-    ap.add_argument("--connections", type=int, default=2,
-                    help="HTTP/2 connections per client process")
+    ap.add_argument(
+        "--duration", type=float, default=3.0, help="seconds per operation, server and round"
+    )
+    ap.add_argument(
+        "--rounds", type=int, default=3, help="alternating rounds per operation (results merged)"
+    )
+    ap.add_argument(
+        "--concurrency", type=int, default=16, help="concurrent request tasks per client process"
+    )
+    ap.add_argument(
+        "--connections", type=int, default=2, help="HTTP/2 connections per client process"
+    )
     ap.add_argument("--clients", type=int, default=2, help="load-generator processes")
     ap.add_argument("--value-size", type=int, default=256, help="bytes per value")
     ap.add_argument("--no-write", action="store_true", help="don't update docs/performance.md")

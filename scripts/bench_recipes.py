@@ -43,7 +43,7 @@ ETCD3_VENV = Path(os.environ.get("ETCD3_VENV", "/tmp/etcd3venv"))
 HEADING = "## Recipes: Lock latency and hand-off rate (coord.recipes vs python-etcd3)"
 START, END = "<!-- bench_recipes:start -->", "<!-- bench_recipes:end -->"
 
-OURS = r'''
+OURS = r"""
 import json, sys, time
 from coord import Client
 from coord.recipes import Lock, Session
@@ -72,9 +72,9 @@ with Client(endpoint) as client:
             lock.release()
             n += 1
         print(json.dumps(n))
-'''
+"""
 
-ETCD3 = r'''
+ETCD3 = r"""
 import json, sys, time
 import etcd3
 endpoint, name, mode, arg, start_at = sys.argv[1:6]
@@ -101,7 +101,7 @@ else:
             lock.release()
             n += 1
     print(json.dumps(n))
-'''
+"""
 
 
 def free_port() -> int:
@@ -115,13 +115,28 @@ def start_etcd(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
     cport, pport = free_port(), free_port()
     exe = shutil.which("etcd") or "/usr/bin/etcd"
     proc = subprocess.Popen(
-        [exe, "--name", "bench", "--data-dir", str(tmp / "etcd"),
-         "--listen-client-urls", f"http://127.0.0.1:{cport}",
-         "--advertise-client-urls", f"http://127.0.0.1:{cport}",
-         "--listen-peer-urls", f"http://127.0.0.1:{pport}",
-         "--initial-advertise-peer-urls", f"http://127.0.0.1:{pport}",
-         "--initial-cluster", f"bench=http://127.0.0.1:{pport}", "--log-level", "warn"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            exe,
+            "--name",
+            "bench",
+            "--data-dir",
+            str(tmp / "etcd"),
+            "--listen-client-urls",
+            f"http://127.0.0.1:{cport}",
+            "--advertise-client-urls",
+            f"http://127.0.0.1:{cport}",
+            "--listen-peer-urls",
+            f"http://127.0.0.1:{pport}",
+            "--initial-advertise-peer-urls",
+            f"http://127.0.0.1:{pport}",
+            "--initial-cluster",
+            f"bench=http://127.0.0.1:{pport}",
+            "--log-level",
+            "warn",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     endpoint = f"127.0.0.1:{cport}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -140,39 +155,59 @@ def etcd3_python() -> str:
     py = ETCD3_VENV / "bin" / "python"
     if not py.exists():
         subprocess.run([sys.executable, "-m", "venv", str(ETCD3_VENV)], check=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", "etcd3==0.12.0", "protobuf<4",
-                        "tenacity<7"],
-                       check=True)
+        subprocess.run(
+            [str(py), "-m", "pip", "install", "-q", "etcd3==0.12.0", "protobuf<4", "tenacity<7"],
+            check=True,
+        )
     return str(py)
 
 
 def run(python: str, code: str, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}
-    return subprocess.Popen([python, "-c", code, *args], stdout=subprocess.PIPE, text=True,
-                            cwd=tempfile.gettempdir(), env=env)
+    return subprocess.Popen(
+        [python, "-c", code, *args],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=tempfile.gettempdir(),
+        env=env,
+    )
 
 
-def latency(python: str, code: str, endpoint: str, name: str, mode: str,
-            rounds: int) -> dict[str, float]:
+def latency(
+    python: str, code: str, endpoint: str, name: str, mode: str, rounds: int
+) -> dict[str, float]:
     out, _ = run(python, code, endpoint, name, mode, str(rounds), "0").communicate()
     samples = sorted(json.loads(out))
     q = statistics.quantiles(samples, n=100)
-    return {"p50_ms": q[49] * 1e3, "p90_ms": q[89] * 1e3, "p99_ms": q[98] * 1e3,
-            "mean_ms": statistics.fmean(samples) * 1e3}
+    return {
+        "p50_ms": q[49] * 1e3,
+        "p90_ms": q[89] * 1e3,
+        "p99_ms": q[98] * 1e3,
+        "mean_ms": statistics.fmean(samples) * 1e3,
+    }
 
 
-def handoff(python: str, code: str, endpoint: str, name: str, procs: int,
-            seconds: float, mode: str = "contend") -> tuple[float, list[int]]:
+def handoff(
+    python: str,
+    code: str,
+    endpoint: str,
+    name: str,
+    procs: int,
+    seconds: float,
+    mode: str = "contend",
+) -> tuple[float, list[int]]:
     """Grants per second over all processes, and each process's grant count (fairness)."""
-    start_at = time.time() + 3.0   # let every process connect first
-    ps = [run(python, code, endpoint, name, mode, str(seconds), str(start_at))
-          for _ in range(procs)]
+    start_at = time.time() + 3.0  # let every process connect first
+    ps = [
+        run(python, code, endpoint, name, mode, str(seconds), str(start_at)) for _ in range(procs)
+    ]
     counts = [int(json.loads(p.communicate()[0])) for p in ps]
     return sum(counts) / seconds, sorted(counts)
 
 
-def workqueue_latency(endpoint: str, name: str, workers: int = 4, items: int = 400,
-                      rate: float = 250.0) -> dict[str, float]:
+def workqueue_latency(
+    endpoint: str, name: str, workers: int = 4, items: int = 400, rate: float = 250.0
+) -> dict[str, float]:
     """Put ``items`` at ``rate``/s into a WorkQueue; ``workers`` (own clients) get and ack.
 
     Returns percentiles of the time from ``put`` to a worker's ``get`` returning the item.
@@ -235,62 +270,88 @@ def main() -> None:
     try:
         e3 = etcd3_python()
         tag = str(int(time.time()))
-        ours_own = latency(sys.executable, OURS, endpoint, f"/bench/{tag}/a", "latency",
-                           args.rounds)
-        ours_shared = latency(sys.executable, OURS, endpoint, f"/bench/{tag}/b",
-                              "latency-session", args.rounds)
+        ours_own = latency(
+            sys.executable, OURS, endpoint, f"/bench/{tag}/a", "latency", args.rounds
+        )
+        ours_shared = latency(
+            sys.executable, OURS, endpoint, f"/bench/{tag}/b", "latency-session", args.rounds
+        )
         theirs = latency(e3, ETCD3, endpoint, f"bench-{tag}-a", "latency", args.rounds)
-        ours_rate = handoff(sys.executable, OURS, endpoint, f"/bench/{tag}/c", args.procs,
-                            args.seconds)
-        shared_rate = handoff(sys.executable, OURS, endpoint, f"/bench/{tag}/d", args.procs,
-                              args.seconds, "contend-session")
+        ours_rate = handoff(
+            sys.executable, OURS, endpoint, f"/bench/{tag}/c", args.procs, args.seconds
+        )
+        shared_rate = handoff(
+            sys.executable,
+            OURS,
+            endpoint,
+            f"/bench/{tag}/d",
+            args.procs,
+            args.seconds,
+            "contend-session",
+        )
         theirs_rate = handoff(e3, ETCD3, endpoint, f"bench-{tag}-c", args.procs, args.seconds)
         wq = workqueue_latency(endpoint, f"/bench/{tag}/wq")
         rows: list[tuple[str, dict[str, float], tuple[float, list[int]] | None]] = [
             ("coord.recipes.Lock (own session per acquire)", ours_own, ours_rate),
             ("coord.recipes.Lock (shared Session)", ours_shared, shared_rate),
-            ("python-etcd3 0.12.0 Lock", theirs, theirs_rate)]
+            ("python-etcd3 0.12.0 Lock", theirs, theirs_rate),
+        ]
     finally:
         if etcd is not None:
             etcd.kill()
             etcd.wait()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    etcd_version = subprocess.run(["etcd", "--version"], capture_output=True, text=True
-                                  ).stdout.splitlines()[0] if shutil.which("etcd") else "?"
+    etcd_version = (
+        subprocess.run(["etcd", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+        if shutil.which("etcd")
+        else "?"
+    )
     against = f" (against {args.endpoint})" if args.endpoint else ""
-    lines = [HEADING, "",
-             f"Command: `python scripts/bench_recipes.py --rounds {args.rounds} --procs "
-             f"{args.procs} --seconds {args.seconds:g}`{against}  ",
-             f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}  ",
-             f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, "
-             f"{platform.platform()}, Python {platform.python_version()}; server: "
-             f"{etcd_version} single member on loopback (fsync on the local disk)", "",
-             f"Uncontended `acquire()` + `release()` ({args.rounds} rounds, one process) and "
-             f"contended hand-off rate ({args.procs} processes looping on one lock for "
-             f"{args.seconds:g} s; grants per second):", "",
-             "| implementation | p50 ms | p90 ms | p99 ms | mean ms | hand-offs/s |"
-             " grants per process |",
-             "|---|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        HEADING,
+        "",
+        f"Command: `python scripts/bench_recipes.py --rounds {args.rounds} --procs "
+        f"{args.procs} --seconds {args.seconds:g}`{against}  ",
+        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}  ",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"{platform.platform()}, Python {platform.python_version()}; server: "
+        f"{etcd_version} single member on loopback (fsync on the local disk)",
+        "",
+        f"Uncontended `acquire()` + `release()` ({args.rounds} rounds, one process) and "
+        f"contended hand-off rate ({args.procs} processes looping on one lock for "
+        f"{args.seconds:g} s; grants per second):",
+        "",
+        "| implementation | p50 ms | p90 ms | p99 ms | mean ms | hand-offs/s |"
+        " grants per process |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
     for label, lat, rate in rows:
-        lines.append(f"| {label} | {lat['p50_ms']:.2f} | {lat['p90_ms']:.2f} | "
-                     f"{lat['p99_ms']:.2f} | {lat['mean_ms']:.2f} | "
-                     f"{f'{rate[0]:.0f}' if rate else '-'} | "
-                     f"{', '.join(map(str, rate[1])) if rate else '-'} |")
-    lines += ["", "Notes: our Lock with its own session costs lease grant + txn + lease revoke "
-              "(3 round trips, the lease is kept alive while held); with a shared Session "
-              "it is txn + delete. python-etcd3 costs lease grant + txn + txn and leaves each "
-              "lease to expire; its waiters all wake on every release (herd) and each retry "
-              "grants another lease. Our waiters watch only their predecessor and are "
-              "granted in arrival order (equal grants per process); python-etcd3's releaser "
-              "may win again at once. A waiter's watch starts from now, not from its read's "
-              "revision: etcd serves watches that start in the past from a 100 ms resync "
-              "loop (this capped hand-offs at ~60/s before).", "",
-              "WorkQueue delivery latency (coord.recipes only: python-etcd3 has none): one "
-              "producer puts 400 items at 250/s, 4 workers (each its own AsyncClient, all in "
-              "one process) get and ack; time from `put` to `get` returning the item: "
-              f"p50 {wq['p50_ms']:.1f} ms, p90 {wq['p90_ms']:.1f} ms, p99 {wq['p99_ms']:.1f} ms "
-              "(p50 14.5 ms and p99 100 ms when waits watched from a past revision).", ""]
+        lines.append(
+            f"| {label} | {lat['p50_ms']:.2f} | {lat['p90_ms']:.2f} | "
+            f"{lat['p99_ms']:.2f} | {lat['mean_ms']:.2f} | "
+            f"{f'{rate[0]:.0f}' if rate else '-'} | "
+            f"{', '.join(map(str, rate[1])) if rate else '-'} |"
+        )
+    lines += [
+        "",
+        "Notes: our Lock with its own session costs lease grant + txn + lease revoke "
+        "(3 round trips, the lease is kept alive while held); with a shared Session "
+        "it is txn + delete. python-etcd3 costs lease grant + txn + txn and leaves each "
+        "lease to expire; its waiters all wake on every release (herd) and each retry "
+        "grants another lease. Our waiters watch only their predecessor and are "
+        "granted in arrival order (equal grants per process); python-etcd3's releaser "
+        "may win again at once. A waiter's watch starts from now, not from its read's "
+        "revision: etcd serves watches that start in the past from a 100 ms resync "
+        "loop (this capped hand-offs at ~60/s before).",
+        "",
+        "WorkQueue delivery latency (coord.recipes only: python-etcd3 has none): one "
+        "producer puts 400 items at 250/s, 4 workers (each its own AsyncClient, all in "
+        "one process) get and ack; time from `put` to `get` returning the item: "
+        f"p50 {wq['p50_ms']:.1f} ms, p90 {wq['p90_ms']:.1f} ms, p99 {wq['p99_ms']:.1f} ms "
+        "(p50 14.5 ms and p99 100 ms when waits watched from a past revision).",
+        "",
+    ]
     section = "\n".join(lines)
     print(section)
     if args.write:
@@ -305,9 +366,14 @@ def write_section(path: Path, section: str) -> None:
     The file is re-read right before writing.
     """
     block = f"{START}\n{section.rstrip()}\n{END}\n"
-    text = path.read_text() if path.exists() else (
-        "# Performance\n\nMeasured numbers, one section per benchmark; each script rewrites "
-        "only its own section.\n")
+    text = (
+        path.read_text()
+        if path.exists()
+        else (
+            "# Performance\n\nMeasured numbers, one section per benchmark; each script rewrites "
+            "only its own section.\n"
+        )
+    )
     if START in text and END in text:
         head, rest = text.split(START, 1)
         tail = rest.split(END, 1)[1].lstrip("\n")

@@ -92,11 +92,13 @@ STREAM_WINDOW = 256 * 1024
 
 def local_member(config: Config) -> MemberInfo:
     """This member as configured (ID from peer URLs and cluster token, like etcd)."""
-    member_id = compute_member_id(config.initial_advertise_peer_urls,
-                                  config.initial_cluster_token)
-    return MemberInfo(id=member_id, name=config.name,
-                      peer_urls=tuple(config.initial_advertise_peer_urls),
-                      client_urls=tuple(config.advertise_client_urls))
+    member_id = compute_member_id(config.initial_advertise_peer_urls, config.initial_cluster_token)
+    return MemberInfo(
+        id=member_id,
+        name=config.name,
+        peer_urls=tuple(config.initial_advertise_peer_urls),
+        client_urls=tuple(config.advertise_client_urls),
+    )
 
 
 async def build_node(config: Config, sm: StateMachine) -> Node:
@@ -124,8 +126,14 @@ class CoordServer:
             raise
         return cls(config, sm, node, client_sockets, client_urls)
 
-    def __init__(self, config: Config, sm: StateMachine, node: Node,
-                 client_sockets: dict[str, list[socket.socket]], client_urls: list[str]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        sm: StateMachine,
+        node: Node,
+        client_sockets: dict[str, list[socket.socket]],
+        client_urls: list[str],
+    ) -> None:
         self.config = config
         self._client_sockets = client_sockets
         #: the client URLs as bound (port 0 replaced by the port the kernel chose)
@@ -133,17 +141,22 @@ class CoordServer:
         self.sm = sm
         self.node = node
         self.ctx = ApiContext(config, self.node, self.sm)
-        self.timer = LeaseTimer(self.sm.lessor, time.monotonic, self.node.leader_term,
-                                config.election_timeout / 1000.0)
+        self.timer = LeaseTimer(
+            self.sm.lessor, time.monotonic, self.node.leader_term, config.election_timeout / 1000.0
+        )
         self.services: list[Any] = [
-            KVService(self.ctx), self._lease_service(),
-            MaintenanceService(self.ctx), ClusterService(self.ctx), AuthService(self.ctx),
+            KVService(self.ctx),
+            self._lease_service(),
+            MaintenanceService(self.ctx),
+            ClusterService(self.ctx),
+            AuthService(self.ctx),
         ]
         self.hub = WatchHub(self.sm.kv, self.ctx.header)
         self.sm.add_restore_listener(self.hub.set_store)
         self.services.append(WatchService(self.ctx, self.hub))
-        self.compactor = Compactor(config.compaction_policy, self.node, self.sm,
-                                   config.auto_compaction_revision_interval)
+        self.compactor = Compactor(
+            config.compaction_policy, self.node, self.sm, config.auto_compaction_revision_interval
+        )
         self._listener: ClientListener | None = None
 
     def _lease_service(self) -> LeaseService:
@@ -152,8 +165,10 @@ class CoordServer:
 
     async def wait_ready(self) -> None:
         """Wait until this member's attributes are applied."""
-        log.info("waiting for this member's attributes to be published (needs a leader) "
-                 "before serving clients")
+        log.info(
+            "waiting for this member's attributes to be published (needs a leader) "
+            "before serving clients"
+        )
         await self.node.wait_published()
 
     async def _listen(self) -> None:
@@ -175,8 +190,11 @@ class CoordServer:
 
     def _write_port_file(self, path: str) -> None:
         """``--listen-port-file``: the bound client URLs and the peer URLs, as JSON."""
-        data = {"name": self.config.name, "client": self.client_urls,
-                "peer": list(self.config.listen_peer_urls)}
+        data = {
+            "name": self.config.name,
+            "client": self.client_urls,
+            "peer": list(self.config.listen_peer_urls),
+        }
         tmp = f"{path}.tmp"
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(data, f)
@@ -198,8 +216,12 @@ class CoordServer:
                 continue
             term = self.timer.term
             if not await self.node.confirm_leadership(term, confirm_timeout):
-                log.warning("not revoking %d expired lease(s): could not confirm leadership "
-                            "of term %d with a quorum", len(expired), term)
+                log.warning(
+                    "not revoking %d expired lease(s): could not confirm leadership "
+                    "of term %d with a quorum",
+                    len(expired),
+                    term,
+                )
                 continue
             for lease_id in expired:
                 if not self.timer.is_expired(lease_id) or self.timer.term != term:
@@ -230,12 +252,16 @@ class CoordServer:
             term = self.timer.term
             points = self.timer.checkpoints()
             for i in range(0, len(points), MAX_CHECKPOINT_BATCH):
-                batch = pb.LeaseCheckpointRequest(checkpoints=[
-                    pb.LeaseCheckpoint(id=lease_id, remaining_TTL=left)
-                    for lease_id, left in points[i:i + MAX_CHECKPOINT_BATCH]])
+                batch = pb.LeaseCheckpointRequest(
+                    checkpoints=[
+                        pb.LeaseCheckpoint(id=lease_id, remaining_TTL=left)
+                        for lease_id, left in points[i : i + MAX_CHECKPOINT_BATCH]
+                    ]
+                )
                 try:
                     await self.node.propose_as_leader(
-                        encode(Kind.LEASE_CHECKPOINT, bytes(batch)), term)
+                        encode(Kind.LEASE_CHECKPOINT, bytes(batch)), term
+                    )
                 except CoordError as e:
                     log.info("lease checkpoint not replicated: %s", e.message)
                     break
@@ -262,9 +288,13 @@ class CoordServer:
         log.info("stopped")
 
     async def _serve(self, stop: anyio.Event) -> None:
-        log.info("starting coord-server %r (member %x, cluster %x), data dir %s",
-                 self.config.name, self.node.member_id, self.node.cluster_id,
-                 self.config.data_dir)
+        log.info(
+            "starting coord-server %r (member %x, cluster %x), data dir %s",
+            self.config.name,
+            self.node.member_id,
+            self.node.cluster_id,
+            self.config.data_dir,
+        )
         async with anyio.create_task_group() as node_tg:  # the node lives in here
             await node_tg.start(self.node.run)
             try:

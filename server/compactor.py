@@ -63,8 +63,16 @@ SAMPLES_PER_PERIOD = 10
 #: etcd's revInterval for revision mode.
 DEFAULT_REVISION_INTERVAL = 300.0
 
-_UNITS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3, "s": 1.0,
-          "m": 60.0, "h": 3600.0}
+_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "\u00b5s": 1e-6,
+    "\u03bcs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
 _GO_DURATION = re.compile(r"(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|\u00b5s|\u03bcs|ms|s|m|h))+")
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
 
@@ -103,8 +111,7 @@ def parse_retention(mode: str, retention: str) -> CompactionPolicy:
     nanoseconds as a revision count; coord refuses it).
     """
     if mode not in MODES:
-        raise ValueError(f"unknown --auto-compaction-mode {mode!r} (expected periodic or "
-                         f"revision)")
+        raise ValueError(f"unknown --auto-compaction-mode {mode!r} (expected periodic or revision)")
     text = retention.strip() or "0"  # etcd: an empty retention is "0"
     if text.isdigit():
         n = int(text)
@@ -112,17 +119,27 @@ def parse_retention(mode: str, retention: str) -> CompactionPolicy:
     if mode == "periodic" and _GO_DURATION.fullmatch(text):
         seconds = sum(float(m.group(1)) * _UNITS[m.group(2)] for m in _PART.finditer(text))
         return CompactionPolicy(mode, seconds)
-    expected = ("a duration (30m, 1h) or a number of hours" if mode == "periodic"
-                else "a non-negative number of revisions")
-    raise ValueError(f"invalid --auto-compaction-retention {retention!r} for "
-                     f"--auto-compaction-mode {mode}: expected {expected}")
+    expected = (
+        "a duration (30m, 1h) or a number of hours"
+        if mode == "periodic"
+        else "a non-negative number of revisions"
+    )
+    raise ValueError(
+        f"invalid --auto-compaction-retention {retention!r} for "
+        f"--auto-compaction-mode {mode}: expected {expected}"
+    )
 
 
 class Compactor:
     """Leader-only auto-compaction of ``sm``'s store through ``node`` (module docstring)."""
 
-    def __init__(self, policy: CompactionPolicy, node: Node, sm: StateMachine,
-                 revision_interval: float = DEFAULT_REVISION_INTERVAL) -> None:
+    def __init__(
+        self,
+        policy: CompactionPolicy,
+        node: Node,
+        sm: StateMachine,
+        revision_interval: float = DEFAULT_REVISION_INTERVAL,
+    ) -> None:
         self.policy = policy
         self.node = node
         self.sm = sm
@@ -135,8 +152,7 @@ class Compactor:
         """Forever (no-op when disabled): the mode's loop."""
         if not self.policy.enabled:
             return
-        log.info("auto-compaction: mode %s, retention %s", self.policy.mode,
-                 self.policy.describe())
+        log.info("auto-compaction: mode %s, retention %s", self.policy.mode, self.policy.describe())
         if self.policy.mode == "periodic":
             await self._run_periodic()
         else:
@@ -177,8 +193,9 @@ class Compactor:
     async def _compact(self, rev: int, term: int) -> bool:
         """Propose a compaction to ``rev`` as leader of ``term``; True when done (or when the
         store was already compacted at or past ``rev``)."""
-        log.info("Starting auto-compaction at revision %d (retention: %s)", rev,
-                 self.policy.describe())
+        log.info(
+            "Starting auto-compaction at revision %d (retention: %s)", rev, self.policy.describe()
+        )
         command = encode(Kind.COMPACT, bytes(pb.CompactionRequest(revision=rev)))
         started = time.monotonic()
         try:
@@ -187,9 +204,9 @@ class Compactor:
             log.info("Finished auto-compaction: revision %d was already compacted", rev)
             return True
         except CoordError as e:
-            log.warning("auto-compaction at revision %d failed (will retry): %s", rev,
-                        e.message)
+            log.warning("auto-compaction at revision %d failed (will retry): %s", rev, e.message)
             return False
-        log.info("Finished auto-compaction at revision %d (took %.3fs)", rev,
-                 time.monotonic() - started)
+        log.info(
+            "Finished auto-compaction at revision %d (took %.3fs)", rev, time.monotonic() - started
+        )
         return True

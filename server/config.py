@@ -14,8 +14,7 @@ from .logconfig import LEVELS, LOGGERS
 from .tls import TLSInfo, check_urls
 from .urls import parse_url
 
-__all__ = ["DEFAULT_MAX_REQUEST_BYTES", "DEFAULT_QUOTA_BYTES", "Config",
-           "parse_initial_cluster"]
+__all__ = ["DEFAULT_MAX_REQUEST_BYTES", "DEFAULT_QUOTA_BYTES", "Config", "parse_initial_cluster"]
 
 DEFAULT_MAX_REQUEST_BYTES = 1572864  # 1.5 MiB, etcd's --max-request-bytes
 DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024  # 2 GiB, etcd's default backend quota
@@ -85,13 +84,22 @@ class Config:
     def __post_init__(self) -> None:
         if not self.data_dir:
             object.__setattr__(self, "data_dir", f"{self.name}.coord")
-        for attr in ("listen_client_urls", "advertise_client_urls", "listen_peer_urls",
-                     "initial_advertise_peer_urls", "log_outputs"):
+        for attr in (
+            "listen_client_urls",
+            "advertise_client_urls",
+            "listen_peer_urls",
+            "initial_advertise_peer_urls",
+            "log_outputs",
+        ):
             value = getattr(self, attr)
             if isinstance(value, str):
                 object.__setattr__(self, attr, _urls(value))
-        for url in (*self.listen_client_urls, *self.advertise_client_urls,
-                    *self.listen_peer_urls, *self.initial_advertise_peer_urls):
+        for url in (
+            *self.listen_client_urls,
+            *self.advertise_client_urls,
+            *self.listen_peer_urls,
+            *self.initial_advertise_peer_urls,
+        ):
             parse_url(url)
         if not self.initial_cluster:
             cluster = ",".join(f"{self.name}={u}" for u in self.initial_advertise_peer_urls)
@@ -106,15 +114,18 @@ class Config:
         if self.logger not in LOGGERS:
             raise ValueError(f"invalid --logger {self.logger!r}: expected capnslog or zap")
         if self.log_level not in LEVELS:
-            raise ValueError(f"invalid --log-level {self.log_level!r}: expected one of "
-                             + ", ".join(LEVELS))
+            raise ValueError(
+                f"invalid --log-level {self.log_level!r}: expected one of " + ", ".join(LEVELS)
+            )
         if not self.log_outputs:
             raise ValueError("--log-outputs must name at least one output")
         if self.initial_cluster_state not in ("new", "existing"):
             raise ValueError("--initial-cluster-state must be 'new' or 'existing'")
         if self.max_txn_ops < 1 or self.max_request_bytes < 1 or self.quota_backend_bytes < 0:
-            raise ValueError("--max-txn-ops, --max-request-bytes must be positive, "
-                             "--quota-backend-bytes non-negative")
+            raise ValueError(
+                "--max-txn-ops, --max-request-bytes must be positive, "
+                "--quota-backend-bytes non-negative"
+            )
         parse_retention(self.auto_compaction_mode, self.auto_compaction_retention)  # validate
         if self.auto_compaction_revision_interval <= 0:
             raise ValueError("--experimental-auto-compaction-revision-interval must be positive")

@@ -34,16 +34,34 @@ from typing import Any
 
 import yaml
 
-__all__ = ["ENV_PREFIX", "TLS_SECTIONS", "Note", "Resolved", "SourceError", "flag_to_env",
-           "resolve"]
+__all__ = [
+    "ENV_PREFIX",
+    "TLS_SECTIONS",
+    "Note",
+    "Resolved",
+    "SourceError",
+    "flag_to_env",
+    "resolve",
+]
 
 ENV_PREFIX = "ETCD"
 #: the YAML sections holding TLS settings, and the prefix of their keys' flags
 TLS_SECTIONS = {"client-transport-security": "", "peer-transport-security": "peer-"}
 #: etcd's securityConfig keys (embed/config.go); a flag named <prefix><key> lives in a section
-_SECURITY_KEYS = frozenset({"cert-file", "key-file", "client-cert-file", "client-key-file",
-                            "client-cert-auth", "trusted-ca-file", "auto-tls", "allowed-cn",
-                            "allowed-hostname", "skip-client-san-verification"})
+_SECURITY_KEYS = frozenset(
+    {
+        "cert-file",
+        "key-file",
+        "client-cert-file",
+        "client-key-file",
+        "client-cert-auth",
+        "trusted-ca-file",
+        "auto-tls",
+        "allowed-cn",
+        "allowed-hostname",
+        "skip-client-san-verification",
+    }
+)
 _CONFIG_FILE_FLAG = "config-file"
 _UNSET: Any = object()
 _EXPECTED: dict[object, str] = {int: "expected an integer", float: "expected a number"}
@@ -104,8 +122,11 @@ def _convert(action: argparse.Action, text: str, origin: str) -> Any:
             values = [convert(part.strip()) for part in text.split(",") if part.strip()]
             value = values
     except (argparse.ArgumentTypeError, ValueError, TypeError) as e:
-        detail = str(e) if isinstance(e, argparse.ArgumentTypeError) else (
-            _EXPECTED.get(action.type, "not a valid value"))
+        detail = (
+            str(e)
+            if isinstance(e, argparse.ArgumentTypeError)
+            else (_EXPECTED.get(action.type, "not a valid value"))
+        )
         raise SourceError(f"invalid value {text!r} for {origin}: {detail}") from None
     if action.choices is not None:
         for v in values:
@@ -131,15 +152,21 @@ def _default(action: argparse.Action) -> Any:
     return action.default
 
 
-def resolve(parser: argparse.ArgumentParser, argv: Sequence[str],
-            environ: Mapping[str, str]) -> Resolved:
+def resolve(
+    parser: argparse.ArgumentParser, argv: Sequence[str], environ: Mapping[str, str]
+) -> Resolved:
     """Parse ``argv``, then fill what it leaves unset from the file or ``environ``.
 
     argparse's own errors (unknown flag, bad value on the command line) exit as usual; a bad
     variable, file or file value raises :class:`SourceError`.
     """
-    args = argparse.Namespace(**{a.dest: _UNSET for a in parser._actions
-                                 if a.dest is not argparse.SUPPRESS and not _is_special(a)})
+    args = argparse.Namespace(
+        **{
+            a.dest: _UNSET
+            for a in parser._actions
+            if a.dest is not argparse.SUPPRESS and not _is_special(a)
+        }
+    )
     parser.parse_args(argv, namespace=args)
     given = {a.dest for a in parser._actions if getattr(args, a.dest, None) is not _UNSET}
     flags = [(name, a) for name, a in _flags(parser) if not _is_special(a)]
@@ -150,12 +177,21 @@ def resolve(parser: argparse.ArgumentParser, argv: Sequence[str],
     if config_file is not None:
         values = _from_file(config_file, flags)
         ignored = [f"--{n}" for n, a in flags if a.dest in given and n != _CONFIG_FILE_FLAG]
-        ignored += [k for k in sorted(environ) if k.startswith(ENV_PREFIX + "_") and environ[k]
-                    and k != flag_to_env(_CONFIG_FILE_FLAG)]
-        resolved.notes.append(Note(logging.INFO, (
-            f"loaded server configuration from {config_file}; other configuration command "
-            "line flags and environment variables are ignored"
-            + (f" (ignored: {', '.join(ignored)})" if ignored else ""))))
+        ignored += [
+            k
+            for k in sorted(environ)
+            if k.startswith(ENV_PREFIX + "_") and environ[k] and k != flag_to_env(_CONFIG_FILE_FLAG)
+        ]
+        resolved.notes.append(
+            Note(
+                logging.INFO,
+                (
+                    f"loaded server configuration from {config_file}; other configuration command "
+                    "line flags and environment variables are ignored"
+                    + (f" (ignored: {', '.join(ignored)})" if ignored else "")
+                ),
+            )
+        )
     else:
         special = {flag_to_env(n) for n, a in _flags(parser) if _is_special(a)}
         values = _from_env(environ, flags, special, given, resolved.notes)
@@ -170,8 +206,13 @@ def resolve(parser: argparse.ArgumentParser, argv: Sequence[str],
     return resolved
 
 
-def _from_env(environ: Mapping[str, str], flags: list[tuple[str, argparse.Action]],
-              special: set[str], given: set[str], notes: list[Note]) -> dict[str, Any]:
+def _from_env(
+    environ: Mapping[str, str],
+    flags: list[tuple[str, argparse.Action]],
+    special: set[str],
+    given: set[str],
+    notes: list[Note],
+) -> dict[str, Any]:
     """Values from ETCD_* variables (etcd's SetFlagsFromEnv and verifyEnv)."""
     values: dict[str, Any] = {}
     known = {flag_to_env(name): (name, action) for name, action in flags}
@@ -180,22 +221,22 @@ def _from_env(environ: Mapping[str, str], flags: list[tuple[str, argparse.Action
         if not key.startswith(ENV_PREFIX + "_") or not text:
             continue
         if key in special:  # etcd: ETCD_VERSION is not --version
-            notes.append(Note(logging.WARNING,
-                              f"cannot set special environment variable {key}={text}"))
+            notes.append(
+                Note(logging.WARNING, f"cannot set special environment variable {key}={text}")
+            )
             continue
         if key not in known:
-            notes.append(Note(logging.WARNING,
-                              f"unrecognized environment variable {key}={text}"))
+            notes.append(Note(logging.WARNING, f"unrecognized environment variable {key}={text}"))
             continue
         name, action = known[key]
         if action.dest in given:
             raise SourceError(
                 f"conflicting environment variable {key} is shadowed by corresponding "
                 f"command-line flag --{name} (either unset environment variable or "
-                "disable flag)")
+                "disable flag)"
+            )
         values[action.dest] = _convert(action, text, key)
-        notes.append(Note(logging.INFO, f"recognized and used environment variable "
-                                        f"{key}={text}"))
+        notes.append(Note(logging.INFO, f"recognized and used environment variable {key}={text}"))
     return values
 
 
@@ -207,14 +248,14 @@ def _from_file(path: str, flags: list[tuple[str, argparse.Action]]) -> dict[str,
     except OSError as e:
         raise SourceError(f"cannot read config file {path!r}: {e.strerror or e}") from None
     except UnicodeDecodeError as e:
-        raise SourceError(f"cannot read config file {path!r}: not UTF-8 text ({e.reason})"
-                          ) from None
+        raise SourceError(
+            f"cannot read config file {path!r}: not UTF-8 text ({e.reason})"
+        ) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise SourceError(f"config file {path!r} is not valid YAML{where}: {problem}"
-                          ) from None
+        raise SourceError(f"config file {path!r} is not valid YAML{where}: {problem}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -234,15 +275,21 @@ def _from_file(path: str, flags: list[tuple[str, argparse.Action]]) -> dict[str,
             if value is None:
                 continue
             if not isinstance(value, dict):
-                raise SourceError(f"key {key!r} in config file {path!r}: expected a mapping "
-                                  "(cert-file, key-file, trusted-ca-file, client-cert-auth)")
+                raise SourceError(
+                    f"key {key!r} in config file {path!r}: expected a mapping "
+                    "(cert-file, key-file, trusted-ca-file, client-cert-auth)"
+                )
             for sub, subvalue in value.items():
                 name = f"{TLS_SECTIONS[key]}{sub}"
                 if sub not in _SECURITY_KEYS or name not in by_name:
                     raise SourceError(f"unknown key '{key}.{sub}' in config file {path!r}")
                 put(name, subvalue, f"{key}.{sub}")
-        elif (not isinstance(key, str) or key not in by_name or key in nested
-              or key == _CONFIG_FILE_FLAG):
+        elif (
+            not isinstance(key, str)
+            or key not in by_name
+            or key in nested
+            or key == _CONFIG_FILE_FLAG
+        ):
             hint = ""
             if isinstance(key, str) and key in nested:
                 peer = key.startswith("peer-") and key[5:] in _SECURITY_KEYS
@@ -260,7 +307,8 @@ def _text(value: object, origin: str) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float | str):
         return str(value)
-    if isinstance(value, list) and all(isinstance(v, int | float | str) and
-                                       not isinstance(v, bool) for v in value):
+    if isinstance(value, list) and all(
+        isinstance(v, int | float | str) and not isinstance(v, bool) for v in value
+    ):
         return ",".join(str(v) for v in value)
     raise SourceError(f"invalid value for {origin}: expected a number, boolean or string")

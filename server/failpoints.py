@@ -75,15 +75,19 @@ def arm(name: str, term: str) -> None:
     """Arm ``name`` with ``term`` (``off`` disarms); FailpointError if ``term`` is malformed."""
     m = _TERM.match(term.strip())
     if m is None:
-        raise FailpointError(f"failpoint {name}: bad term {term!r} "
-                             f"(want off, block, crash, sleep(ms), optionally N*...)")
+        raise FailpointError(
+            f"failpoint {name}: bad term {term!r} "
+            f"(want off, block, crash, sleep(ms), optionally N*...)"
+        )
     count, action, ms = m.group(1), m.group(2), m.group(3)
     if action == "off":
         disarm(name)
         return
-    fp = _Failpoint("sleep" if ms is not None else action,
-                    sleep_s=int(ms) / 1000.0 if ms is not None else 0.0,
-                    count=int(count) if count is not None else None)
+    fp = _Failpoint(
+        "sleep" if ms is not None else action,
+        sleep_s=int(ms) / 1000.0 if ms is not None else 0.0,
+        count=int(count) if count is not None else None,
+    )
     with _lock:
         old = ACTIVE.get(name)
         ACTIVE[name] = fp

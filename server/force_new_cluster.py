@@ -49,8 +49,13 @@ from coord.server.raft.types import (
 )
 from coord.server.storage import DurableStorage
 
-__all__ = ["ForceNewClusterError", "effective_member_ids", "effective_members",
-           "force_new_cluster", "force_new_cluster_entries"]
+__all__ = [
+    "ForceNewClusterError",
+    "effective_member_ids",
+    "effective_members",
+    "force_new_cluster",
+    "force_new_cluster_entries",
+]
 
 log = logging.getLogger("coord.server.force_new_cluster")
 
@@ -83,18 +88,22 @@ def effective_member_ids(snapshot: Snapshot, entries: Sequence[Entry]) -> list[i
     return sorted(effective_members(snapshot, entries))
 
 
-def force_new_cluster_entries(ids: Sequence[int], me: Member, term: int,
-                              index: int) -> list[Entry]:
+def force_new_cluster_entries(ids: Sequence[int], me: Member, term: int, index: int) -> list[Entry]:
     """Conf-change entries ``index + 1..`` of ``term`` that leave ``me`` the only member of
     ``ids`` (ADD_NODE of ``me`` first when it is not among them: Raft refuses an empty
     configuration)."""
     changes: list[ConfChange] = []
     if me.id not in ids:
-        changes.append(ConfChange(ConfChangeType.ADD_NODE, me.id,
-                                  encode_context(ChangeContext(0, 0, me))))
+        changes.append(
+            ConfChange(ConfChangeType.ADD_NODE, me.id, encode_context(ChangeContext(0, 0, me)))
+        )
     changes += [ConfChange(ConfChangeType.REMOVE_NODE, i) for i in ids if i != me.id]
-    return [Entry(term=term, index=index + 1 + k, type=EntryType.CONF_CHANGE,
-                  data=encode_conf_change(c)) for k, c in enumerate(changes)]
+    return [
+        Entry(
+            term=term, index=index + 1 + k, type=EntryType.CONF_CHANGE, data=encode_conf_change(c)
+        )
+        for k, c in enumerate(changes)
+    ]
 
 
 def force_new_cluster(storage: DurableStorage, me: Member) -> None:
@@ -113,16 +122,24 @@ def force_new_cluster(storage: DurableStorage, me: Member) -> None:
     if members.get(me.id):
         raise ForceNewClusterError(
             f"--force-new-cluster: member {me.id:x} is a learner, which cannot form a cluster "
-            f"alone; restart a voting member with --force-new-cluster instead")
+            f"alone; restart a voting member with --force-new-cluster instead"
+        )
     ids = sorted(members)
     ents = force_new_cluster_entries(ids, me, hs.term, commit)
     if not ents:  # its own log commits whatever it holds when it elects itself
-        log.warning("--force-new-cluster: member %x is already the only member; nothing to "
-                    "change", me.id)
+        log.warning(
+            "--force-new-cluster: member %x is already the only member; nothing to change", me.id
+        )
         return
     new_hs = HardState(term=hs.term, vote=hs.vote, commit=commit + len(ents))
     storage.save(new_hs, ents, sync=True)  # the new entries replace the uncommitted suffix
-    log.warning("--force-new-cluster: member %x now forms a one-member cluster: removed "
-                "members %s, dropped %d uncommitted entr%s, commit index %d -> %d", me.id,
-                ",".join(f"{i:x}" for i in ids if i != me.id) or "none", dropped,
-                "y" if dropped == 1 else "ies", commit, new_hs.commit)
+    log.warning(
+        "--force-new-cluster: member %x now forms a one-member cluster: removed "
+        "members %s, dropped %d uncommitted entr%s, commit index %d -> %d",
+        me.id,
+        ",".join(f"{i:x}" for i in ids if i != me.id) or "none",
+        dropped,
+        "y" if dropped == 1 else "ies",
+        commit,
+        new_hs.commit,
+    )

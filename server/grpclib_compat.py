@@ -43,9 +43,18 @@ from coord._grpclib_version import SUPPORTED_VERSIONS
 from coord._grpclib_version import check_version as _check_version
 
 __all__ = [
-    "SUPPORTED_VERSIONS", "ConnectionHandler", "FrameReader", "MethodHandler",
-    "ServerDispatch", "check_version", "h2_stream", "new_server_protocol", "server_codec",
-    "server_dispatch", "server_handlers", "server_mapping",
+    "SUPPORTED_VERSIONS",
+    "ConnectionHandler",
+    "FrameReader",
+    "MethodHandler",
+    "ServerDispatch",
+    "check_version",
+    "h2_stream",
+    "new_server_protocol",
+    "server_codec",
+    "server_dispatch",
+    "server_handlers",
+    "server_mapping",
 ]
 
 #: The server's event dispatcher (``RecvRequest``, ``RecvMessage``, ``SendMessage``, ...).

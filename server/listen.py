@@ -34,8 +34,16 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .urls import parse_url
 
-__all__ = ["BACKLOG", "LISTEN_FDS_START", "ListenError", "bind_all", "bind_url", "bound_url",
-           "close_all", "take_inherited"]
+__all__ = [
+    "BACKLOG",
+    "LISTEN_FDS_START",
+    "ListenError",
+    "bind_all",
+    "bind_url",
+    "bound_url",
+    "close_all",
+    "take_inherited",
+]
 
 #: Queued connections per socket (asyncio's create_server would use 100; etcd uses the OS max).
 BACKLOG = 1024
@@ -65,8 +73,10 @@ def take_inherited(environ: MutableMapping[str, str] | None = None) -> list[sock
                     sock = socket.socket(fileno=fd)
                 except OSError:
                     continue
-                if sock.type == socket.SOCK_STREAM and sock.family in (socket.AF_INET,
-                                                                        socket.AF_INET6):
+                if sock.type == socket.SOCK_STREAM and sock.family in (
+                    socket.AF_INET,
+                    socket.AF_INET6,
+                ):
                     _inherited.append(sock)
                 else:
                     sock.detach()
@@ -97,8 +107,7 @@ def bind_url(url: str, what: str) -> list[socket.socket]:
     """
     host, port = parse_url(url)
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                   flags=socket.AI_PASSIVE)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as e:
         raise ListenError(f"cannot listen for {what} on {url}: {e.strerror}") from None
     socks: list[socket.socket] = []

@@ -73,7 +73,8 @@ def choose_base(size: int, base_port: int, data_dir: Path, host: str = "127.0.0.
             raise ClusterError(
                 f"the cluster in {data_dir} uses ports {fixed}-{fixed + 2 * size - 1} (its "
                 f"members keep their peer URLs) and {why}; stop what uses it, or use another "
-                f"--data-dir")
+                f"--data-dir"
+            )
         return fixed
     base = base_port
     for _ in range(MAX_MOVES):
@@ -82,16 +83,23 @@ def choose_base(size: int, base_port: int, data_dir: Path, host: str = "127.0.0.
         why = busy_port(size, base, host)
         if why is None:
             if base != base_port:
-                print(f"ports {base_port}-{base_port + 2 * size - 1} are busy "
-                      f"({busy_port(size, base_port, host)}); using {base}-{base + 2 * size - 1}",
-                      flush=True)
+                print(
+                    f"ports {base_port}-{base_port + 2 * size - 1} are busy "
+                    f"({busy_port(size, base_port, host)}); using {base}-{base + 2 * size - 1}",
+                    flush=True,
+                )
             return base
         base += 2 * size
     raise ClusterError(f"no block of {2 * size} free ports from {base_port} on")
 
 
-def member_args(size: int, base_port: int, data_dir: Path, host: str = "127.0.0.1",
-                token: str = "coord-local-cluster") -> list[list[str]]:
+def member_args(
+    size: int,
+    base_port: int,
+    data_dir: Path,
+    host: str = "127.0.0.1",
+    token: str = "coord-local-cluster",
+) -> list[list[str]]:
     """The command-line flags of each member of a local cluster."""
     names = [f"m{i + 1}" for i in range(size)]
     peer = {n: f"http://{host}:{base_port + 2 * i + 1}" for i, n in enumerate(names)}
@@ -99,13 +107,28 @@ def member_args(size: int, base_port: int, data_dir: Path, host: str = "127.0.0.
     out = []
     for i, n in enumerate(names):
         client = f"http://{host}:{base_port + 2 * i}"
-        out.append([
-            "--name", n, "--data-dir", str(data_dir / n),
-            "--listen-client-urls", client, "--advertise-client-urls", client,
-            "--listen-peer-urls", peer[n], "--initial-advertise-peer-urls", peer[n],
-            "--initial-cluster", initial, "--initial-cluster-state", "new",
-            "--initial-cluster-token", token,
-        ])
+        out.append(
+            [
+                "--name",
+                n,
+                "--data-dir",
+                str(data_dir / n),
+                "--listen-client-urls",
+                client,
+                "--advertise-client-urls",
+                client,
+                "--listen-peer-urls",
+                peer[n],
+                "--initial-advertise-peer-urls",
+                peer[n],
+                "--initial-cluster",
+                initial,
+                "--initial-cluster-state",
+                "new",
+                "--initial-cluster-token",
+                token,
+            ]
+        )
     return out
 
 
@@ -114,13 +137,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="coord-server cluster",
         description="Start a local coord cluster (child processes on loopback). Unknown "
-                    "arguments are passed to every member.")
+        "arguments are passed to every member.",
+    )
     p.add_argument("--size", type=int, default=3, help="number of members")
-    p.add_argument("--data-dir", default="coord-cluster.data",
-                   help="folder holding every member's data directory")
-    p.add_argument("--base-port", type=int, default=2379,
-                   help="member i listens for clients on base+2i and for peers on base+2i+1; "
-                        "a new cluster whose ports are busy moves to the next free block")
+    p.add_argument(
+        "--data-dir",
+        default="coord-cluster.data",
+        help="folder holding every member's data directory",
+    )
+    p.add_argument(
+        "--base-port",
+        type=int,
+        default=2379,
+        help="member i listens for clients on base+2i and for peers on base+2i+1; "
+        "a new cluster whose ports are busy moves to the next free block",
+    )
     args, extra = p.parse_known_args(argv)
     if args.size < 1:
         p.error("--size must be at least 1")
@@ -148,8 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         endpoints.append(flags[flags.index("--advertise-client-urls") + 1])
     for flags, ep in zip(member_args(args.size, base, data_dir), endpoints):
         print(f"member {flags[1]}: client {ep}  data {flags[3]}", flush=True)
-    print("ETCDCTL_ENDPOINTS=" + ",".join(e.removeprefix("http://") for e in endpoints),
-          flush=True)
+    print("ETCDCTL_ENDPOINTS=" + ",".join(e.removeprefix("http://") for e in endpoints), flush=True)
     print("Ctrl-C stops the cluster.", flush=True)
     try:
         while not stopping and not failed:
@@ -158,9 +188,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if proc.returncode == 0:  # stopped cleanly (e.g. removed from the cluster)
                         print(f"member m{i + 1} stopped", flush=True)
                         continue
-                    print(f"coord-server cluster: member m{i + 1} exited with code "
-                          f"{proc.returncode}; stopping the cluster", file=sys.stderr,
-                          flush=True)
+                    print(
+                        f"coord-server cluster: member m{i + 1} exited with code "
+                        f"{proc.returncode}; stopping the cluster",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     failed = True
                     break
             if all(proc.returncode is not None for proc in procs):

@@ -28,13 +28,24 @@ from collections.abc import Sequence
 
 __all__ = ["LEVELS", "LOGGERS", "JsonFormatter", "configure"]
 
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
-          "warning": logging.WARNING, "error": logging.ERROR, "panic": logging.CRITICAL,
-          "fatal": logging.CRITICAL}
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "panic": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+}
 LOGGERS = ("capnslog", "zap")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-_ZAP_LEVELS = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn",
-               logging.ERROR: "error", logging.CRITICAL: "fatal"}
+_ZAP_LEVELS = {
+    logging.DEBUG: "debug",
+    logging.INFO: "info",
+    logging.WARNING: "warn",
+    logging.ERROR: "error",
+    logging.CRITICAL: "fatal",
+}
 
 
 class JsonFormatter(logging.Formatter):
@@ -60,20 +71,22 @@ def _handler(output: str) -> logging.Handler:
     if output == "stdout":
         return logging.StreamHandler(sys.stdout)
     if output == "journal":  # etcd writes to systemd's journald; that is no file name here
-        raise ValueError("--log-outputs 'journal' (systemd journald) is not supported: use "
-                         "stderr, which systemd collects")
+        raise ValueError(
+            "--log-outputs 'journal' (systemd journald) is not supported: use "
+            "stderr, which systemd collects"
+        )
     try:
         return logging.FileHandler(output, mode="a", encoding="utf-8")
     except OSError as e:
-        raise ValueError(f"cannot open --log-outputs file {output!r}: {e.strerror or e}"
-                         ) from None
+        raise ValueError(f"cannot open --log-outputs file {output!r}: {e.strerror or e}") from None
 
 
 def configure(logger: str, outputs: Sequence[str], level: str) -> None:
     """Route the root logger to ``outputs`` in ``logger``'s format at ``level``."""
     formatter = JsonFormatter() if logger == "zap" else logging.Formatter(TEXT_FORMAT)
-    handlers = [_handler(o) for o in dict.fromkeys(
-        "stderr" if o == "default" else o for o in outputs)]
+    handlers = [
+        _handler(o) for o in dict.fromkeys("stderr" if o == "default" else o for o in outputs)
+    ]
     for h in handlers:
         h.setFormatter(formatter)
     logging.basicConfig(level=LEVELS[level], handlers=handlers, force=True)

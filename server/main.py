@@ -59,8 +59,11 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if ("(default" in text or "by default" in text
-                or action.default in (None, "", argparse.SUPPRESS)):
+        if (
+            "(default" in text
+            or "by default" in text
+            or action.default in (None, "", argparse.SUPPRESS)
+        ):
             return text
         return f"{text} (default: %(default)s)"
 
@@ -68,8 +71,7 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 def version_text() -> str:
     """What ``coord-server --version`` prints (etcd prints its version, Git SHA, Go version)."""
     api = ".".join(ETCD_VERSION.split(".")[:2])
-    return (f"coord-server {__version__}\netcd API: {api}\n"
-            f"Python: {platform.python_version()}")
+    return f"coord-server {__version__}\netcd API: {api}\nPython: {platform.python_version()}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,91 +79,203 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="coord-server",
         description="coord: an etcd-v3-compatible coordination server (gRPC and the JSON\n"
-                    "gateway on every client URL). Each member keeps its Raft log and\n"
-                    "snapshots in --data-dir; flags and defaults follow etcd's.",
-        epilog=_EPILOG, formatter_class=_HelpFormatter)
+        "gateway on every client URL). Each member keeps its Raft log and\n"
+        "snapshots in --data-dir; flags and defaults follow etcd's.",
+        epilog=_EPILOG,
+        formatter_class=_HelpFormatter,
+    )
     a = p.add_argument
-    a("--version", action="version", version=version_text(),
-      help="print coord's version and the etcd API version it speaks, and exit")
-    a("--config-file", default=None,
-      help="path to an etcd YAML configuration file; when given, all other command-line "
-           "flags and environment variables are ignored")
+    a(
+        "--version",
+        action="version",
+        version=version_text(),
+        help="print coord's version and the etcd API version it speaks, and exit",
+    )
+    a(
+        "--config-file",
+        default=None,
+        help="path to an etcd YAML configuration file; when given, all other command-line "
+        "flags and environment variables are ignored",
+    )
     a("--name", default="default", help="human-readable name for this member")
     a("--data-dir", default=None, help="path to the data directory (default: <name>.coord)")
-    a("--listen-client-urls", default="http://127.0.0.1:2379",
-      help="comma-separated URLs to listen on for client traffic (all are bound)")
-    a("--advertise-client-urls", default="http://127.0.0.1:2379",
-      help="comma-separated client URLs of this member advertised to the cluster")
-    a("--listen-peer-urls", default="http://127.0.0.1:2380",
-      help="comma-separated URLs to listen on for peer traffic (Raft node); a socket passed "
-           "by systemd socket activation (LISTEN_FDS) on a URL's address is used as it is")
-    a("--listen-port-file", default="",
-      help="coord only: once serving clients, write the bound client and peer URLs to this "
-           "file as JSON ({\"client\": [...], \"peer\": [...]}); port 0 in "
-           "--listen-client-urls binds an ephemeral port, which this file (and the log) names")
-    a("--initial-advertise-peer-urls", default="http://127.0.0.1:2380",
-      help="comma-separated peer URLs of this member advertised to the cluster")
-    a("--initial-cluster", default="",
-      help="initial cluster configuration for bootstrapping, name=peerURL,... "
-           "(default: <name>=<initial-advertise-peer-urls>)")
-    a("--initial-cluster-state", default="new", choices=["new", "existing"],
-      help="'new' when all members are bootstrapped together, 'existing' to join")
-    a("--initial-cluster-token", default="etcd-cluster",
-      help="initial cluster token, part of member and cluster IDs")
-    a("--quota-backend-bytes", type=int, default=0,
-      help="raise the NOSPACE alarm when the store exceeds this size (0 = 2 GiB)")
-    a("--max-txn-ops", type=int, default=128,
-      help="maximum number of operations permitted in a transaction branch")
-    a("--max-request-bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES,
-      help="maximum client request size in bytes the server will accept")
+    a(
+        "--listen-client-urls",
+        default="http://127.0.0.1:2379",
+        help="comma-separated URLs to listen on for client traffic (all are bound)",
+    )
+    a(
+        "--advertise-client-urls",
+        default="http://127.0.0.1:2379",
+        help="comma-separated client URLs of this member advertised to the cluster",
+    )
+    a(
+        "--listen-peer-urls",
+        default="http://127.0.0.1:2380",
+        help="comma-separated URLs to listen on for peer traffic (Raft node); a socket passed "
+        "by systemd socket activation (LISTEN_FDS) on a URL's address is used as it is",
+    )
+    a(
+        "--listen-port-file",
+        default="",
+        help="coord only: once serving clients, write the bound client and peer URLs to this "
+        'file as JSON ({"client": [...], "peer": [...]}); port 0 in '
+        "--listen-client-urls binds an ephemeral port, which this file (and the log) names",
+    )
+    a(
+        "--initial-advertise-peer-urls",
+        default="http://127.0.0.1:2380",
+        help="comma-separated peer URLs of this member advertised to the cluster",
+    )
+    a(
+        "--initial-cluster",
+        default="",
+        help="initial cluster configuration for bootstrapping, name=peerURL,... "
+        "(default: <name>=<initial-advertise-peer-urls>)",
+    )
+    a(
+        "--initial-cluster-state",
+        default="new",
+        choices=["new", "existing"],
+        help="'new' when all members are bootstrapped together, 'existing' to join",
+    )
+    a(
+        "--initial-cluster-token",
+        default="etcd-cluster",
+        help="initial cluster token, part of member and cluster IDs",
+    )
+    a(
+        "--quota-backend-bytes",
+        type=int,
+        default=0,
+        help="raise the NOSPACE alarm when the store exceeds this size (0 = 2 GiB)",
+    )
+    a(
+        "--max-txn-ops",
+        type=int,
+        default=128,
+        help="maximum number of operations permitted in a transaction branch",
+    )
+    a(
+        "--max-request-bytes",
+        type=int,
+        default=DEFAULT_MAX_REQUEST_BYTES,
+        help="maximum client request size in bytes the server will accept",
+    )
     a("--heartbeat-interval", type=int, default=100, help="time (ms) of a heartbeat interval")
-    a("--election-timeout", type=int, default=1000,
-      help="time (ms) for an election to timeout; minimum lease TTL is 1.5x this")
-    a("--snapshot-count", type=int, default=10000,
-      help="number of committed entries that trigger a snapshot")
-    a("--experimental-watch-progress-notify-interval", type=_duration_arg, default=600.0,
-      dest="watch_progress_notify_interval",
-      help="interval between progress notifications to idle progress_notify watchers: a "
-           "Go duration (200ms, 10s, 1m30s) or a number of seconds")
-    a("--experimental-enable-lease-checkpoint", nargs="?", const=True, default=True,
-      type=_flag_bool, dest="enable_lease_checkpoint",
-      help="the leader replicates leases' remaining TTLs, so a leader change does not restart "
-           "them (etcd #9888; on by default, unlike etcd)")
-    a("--experimental-lease-checkpoint-interval", type=_duration_arg, default=300.0,
-      dest="lease_checkpoint_interval",
-      help="how often the leader checkpoints remaining lease TTLs: a Go duration or seconds")
-    a("--auto-compaction-mode", default="periodic",
-      help="interpret --auto-compaction-retention as: 'periodic' (a duration, a bare number "
-           "meaning hours) or 'revision' (a number of revisions)")
-    a("--auto-compaction-retention", default="0",
-      help="auto compaction retention for the key-value store's history (0 disables it); "
-           "only the leader compacts, through Raft")
-    a("--experimental-auto-compaction-revision-interval", type=_duration_arg, default=300.0,
-      dest="auto_compaction_revision_interval",
-      help="coord only: how often revision-mode auto-compaction runs (etcd: fixed 5m); a Go "
-           "duration or seconds")
-    a("--force-new-cluster", nargs="?", const=True, default=False, type=_flag_bool,
-      help="restart this member as a one-member cluster from its data directory (disaster "
-           "recovery: every other member is removed from the membership)")
-    a("--logger", default="capnslog", choices=logconfig.LOGGERS,
-      help="'capnslog' (text lines) or 'zap' (one JSON object per line, as etcd's zap)")
-    a("--log-outputs", default="default",
-      help="comma-separated log destinations: 'default' (= stderr), 'stderr', 'stdout' or "
-           "file paths")
-    a("--log-level", default="info", choices=list(logconfig.LEVELS),
-      help="log level: debug, info, warn, error, panic or fatal")
+    a(
+        "--election-timeout",
+        type=int,
+        default=1000,
+        help="time (ms) for an election to timeout; minimum lease TTL is 1.5x this",
+    )
+    a(
+        "--snapshot-count",
+        type=int,
+        default=10000,
+        help="number of committed entries that trigger a snapshot",
+    )
+    a(
+        "--experimental-watch-progress-notify-interval",
+        type=_duration_arg,
+        default=600.0,
+        dest="watch_progress_notify_interval",
+        help="interval between progress notifications to idle progress_notify watchers: a "
+        "Go duration (200ms, 10s, 1m30s) or a number of seconds",
+    )
+    a(
+        "--experimental-enable-lease-checkpoint",
+        nargs="?",
+        const=True,
+        default=True,
+        type=_flag_bool,
+        dest="enable_lease_checkpoint",
+        help="the leader replicates leases' remaining TTLs, so a leader change does not restart "
+        "them (etcd #9888; on by default, unlike etcd)",
+    )
+    a(
+        "--experimental-lease-checkpoint-interval",
+        type=_duration_arg,
+        default=300.0,
+        dest="lease_checkpoint_interval",
+        help="how often the leader checkpoints remaining lease TTLs: a Go duration or seconds",
+    )
+    a(
+        "--auto-compaction-mode",
+        default="periodic",
+        help="interpret --auto-compaction-retention as: 'periodic' (a duration, a bare number "
+        "meaning hours) or 'revision' (a number of revisions)",
+    )
+    a(
+        "--auto-compaction-retention",
+        default="0",
+        help="auto compaction retention for the key-value store's history (0 disables it); "
+        "only the leader compacts, through Raft",
+    )
+    a(
+        "--experimental-auto-compaction-revision-interval",
+        type=_duration_arg,
+        default=300.0,
+        dest="auto_compaction_revision_interval",
+        help="coord only: how often revision-mode auto-compaction runs (etcd: fixed 5m); a Go "
+        "duration or seconds",
+    )
+    a(
+        "--force-new-cluster",
+        nargs="?",
+        const=True,
+        default=False,
+        type=_flag_bool,
+        help="restart this member as a one-member cluster from its data directory (disaster "
+        "recovery: every other member is removed from the membership)",
+    )
+    a(
+        "--logger",
+        default="capnslog",
+        choices=logconfig.LOGGERS,
+        help="'capnslog' (text lines) or 'zap' (one JSON object per line, as etcd's zap)",
+    )
+    a(
+        "--log-outputs",
+        default="default",
+        help="comma-separated log destinations: 'default' (= stderr), 'stderr', 'stdout' or "
+        "file paths",
+    )
+    a(
+        "--log-level",
+        default="info",
+        choices=list(logconfig.LEVELS),
+        help="log level: debug, info, warn, error, panic or fatal",
+    )
     for side, what in (("", "client"), ("peer-", "peer")):
         a(f"--{side}cert-file", default="", help=f"path to the {what} server TLS cert file")
         a(f"--{side}key-file", default="", help=f"path to the {what} server TLS key file")
-        a(f"--{side}trusted-ca-file", default="",
-          help=f"path to the {what} TLS trusted CA file (verifies {what} certificates)")
-        a(f"--{side}client-cert-auth", nargs="?", const=True, default=False, type=_flag_bool,
-          help=f"require {what} certificates signed by --{side}trusted-ca-file")
+        a(
+            f"--{side}trusted-ca-file",
+            default="",
+            help=f"path to the {what} TLS trusted CA file (verifies {what} certificates)",
+        )
+        a(
+            f"--{side}client-cert-auth",
+            nargs="?",
+            const=True,
+            default=False,
+            type=_flag_bool,
+            help=f"require {what} certificates signed by --{side}trusted-ca-file",
+        )
     return p
 
 
-_UNITS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3, "s": 1.0,
-          "m": 60.0, "h": 3600.0}
+_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "\u00b5s": 1e-6,
+    "\u03bcs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
 
 
@@ -208,16 +322,21 @@ def _flag_bool(value: str) -> bool:
 def config_from_args(args: argparse.Namespace) -> Config:
     """A Config from parsed arguments (ValueError on inconsistent values)."""
     return Config(
-        name=args.name, data_dir=args.data_dir or "",
+        name=args.name,
+        data_dir=args.data_dir or "",
         listen_client_urls=args.listen_client_urls,
         advertise_client_urls=args.advertise_client_urls,
         listen_peer_urls=args.listen_peer_urls,
         initial_advertise_peer_urls=args.initial_advertise_peer_urls,
-        initial_cluster=args.initial_cluster, initial_cluster_state=args.initial_cluster_state,
+        initial_cluster=args.initial_cluster,
+        initial_cluster_state=args.initial_cluster_state,
         initial_cluster_token=args.initial_cluster_token,
-        quota_backend_bytes=args.quota_backend_bytes, max_txn_ops=args.max_txn_ops,
-        max_request_bytes=args.max_request_bytes, heartbeat_interval=args.heartbeat_interval,
-        election_timeout=args.election_timeout, snapshot_count=args.snapshot_count,
+        quota_backend_bytes=args.quota_backend_bytes,
+        max_txn_ops=args.max_txn_ops,
+        max_request_bytes=args.max_request_bytes,
+        heartbeat_interval=args.heartbeat_interval,
+        election_timeout=args.election_timeout,
+        snapshot_count=args.snapshot_count,
         watch_progress_notify_interval=args.watch_progress_notify_interval,
         enable_lease_checkpoint=args.enable_lease_checkpoint,
         lease_checkpoint_interval=args.lease_checkpoint_interval,
@@ -225,12 +344,20 @@ def config_from_args(args: argparse.Namespace) -> Config:
         auto_compaction_retention=args.auto_compaction_retention,
         auto_compaction_revision_interval=args.auto_compaction_revision_interval,
         force_new_cluster=args.force_new_cluster,
-        logger=args.logger, log_outputs=args.log_outputs, log_level=args.log_level,
+        logger=args.logger,
+        log_outputs=args.log_outputs,
+        log_level=args.log_level,
         listen_port_file=args.listen_port_file,
-        client_tls=TLSInfo(args.cert_file, args.key_file, args.trusted_ca_file,
-                           args.client_cert_auth),
-        peer_tls=TLSInfo(args.peer_cert_file, args.peer_key_file, args.peer_trusted_ca_file,
-                         args.peer_client_cert_auth, prefix="peer-"),
+        client_tls=TLSInfo(
+            args.cert_file, args.key_file, args.trusted_ca_file, args.client_cert_auth
+        ),
+        peer_tls=TLSInfo(
+            args.peer_cert_file,
+            args.peer_key_file,
+            args.peer_trusted_ca_file,
+            args.peer_client_cert_auth,
+            prefix="peer-",
+        ),
     )
 
 

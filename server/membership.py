@@ -66,8 +66,9 @@ def _id_from(data: bytes) -> int:
     return int(struct.unpack(">Q", hashlib.sha1(data).digest()[:8])[0]) or 1
 
 
-def compute_member_id(peer_urls: Sequence[str], cluster_token: str,
-                      added_at: int | None = None) -> int:
+def compute_member_id(
+    peer_urls: Sequence[str], cluster_token: str, added_at: int | None = None
+) -> int:
     """etcd's member ID (computeMemberID): SHA-1 of the sorted peer URLs, the cluster token
     and, for a member added at runtime, ``added_at`` (unix seconds); first 8 bytes."""
     data = "".join(sorted(peer_urls)) + cluster_token
@@ -92,8 +93,13 @@ class Member(msgspec.Struct, array_like=True):
 
     def info(self) -> MemberInfo:
         """The API-facing view."""
-        return MemberInfo(id=self.id, name=self.name, peer_urls=tuple(self.peer_urls),
-                          client_urls=tuple(self.client_urls), is_learner=self.is_learner)
+        return MemberInfo(
+            id=self.id,
+            name=self.name,
+            peer_urls=tuple(self.peer_urls),
+            client_urls=tuple(self.client_urls),
+            is_learner=self.is_learner,
+        )
 
 
 class ChangeContext(msgspec.Struct, array_like=True):
@@ -128,8 +134,10 @@ _ENC = msgspec.msgpack.Encoder()
 
 def bootstrap_members(initial_cluster: dict[str, list[str]], token: str) -> list[Member]:
     """The initial members of ``--initial-cluster`` with etcd-derived IDs, sorted by ID."""
-    members = [Member(id=compute_member_id(urls, token), name=name, peer_urls=sorted(urls))
-               for name, urls in initial_cluster.items()]
+    members = [
+        Member(id=compute_member_id(urls, token), name=name, peer_urls=sorted(urls))
+        for name, urls in initial_cluster.items()
+    ]
     ids = [m.id for m in members]
     if len(set(ids)) != len(ids):
         raise ValueError("--initial-cluster has duplicate peer URLs")
@@ -172,8 +180,9 @@ class Membership:
 
     def peer_url_taken(self, urls: list[str], except_id: int = 0) -> bool:
         """True when any of ``urls`` is already used by another member."""
-        return any(u in m.peer_urls for m in self.members.values() if m.id != except_id
-                   for u in urls)
+        return any(
+            u in m.peer_urls for m in self.members.values() if m.id != except_id for u in urls
+        )
 
     def conf_state_mismatch(self, cs: ConfState) -> str:
         """Why this member list is not the Raft configuration ``cs`` ("" when it is).
@@ -188,8 +197,10 @@ class Membership:
         listed_learners = {k for k, m in self.members.items() if m.is_learner}
         if (listed_voters, listed_learners) == (voters - learners, learners):
             return ""
-        return (f"members: voters {_ids(listed_voters)}, learners {_ids(listed_learners)}; "
-                f"configuration: voters {_ids(voters - learners)}, learners {_ids(learners)}")
+        return (
+            f"members: voters {_ids(listed_voters)}, learners {_ids(listed_learners)}; "
+            f"configuration: voters {_ids(voters - learners)}, learners {_ids(learners)}"
+        )
 
     # -- changes (applied in log order) --------------------------------------------------------
 
@@ -228,9 +239,13 @@ class Membership:
 
     def document(self) -> bytes:
         """Encoded :class:`MembershipDocument`."""
-        return _ENC.encode(MembershipDocument(self.cluster_id,
-                                              [self.members[k] for k in sorted(self.members)],
-                                              sorted(self.removed)))
+        return _ENC.encode(
+            MembershipDocument(
+                self.cluster_id,
+                [self.members[k] for k in sorted(self.members)],
+                sorted(self.removed),
+            )
+        )
 
     snapshot = document
 
@@ -246,8 +261,11 @@ class Membership:
     def restore(self, data: bytes) -> None:
         """Replace the state with a snapshot's."""
         other = Membership.from_document(data)
-        self.cluster_id, self.members, self.removed = (other.cluster_id, other.members,
-                                                       other.removed)
+        self.cluster_id, self.members, self.removed = (
+            other.cluster_id,
+            other.members,
+            other.removed,
+        )
 
     def _check(self) -> None:
         assert not (set(self.members) & self.removed), "a removed member is still listed"

@@ -111,8 +111,12 @@ class StateMachine:
         revision = pb.CompactionRequest.parse(payload).revision
         start = time.monotonic()
         removed = self.kv.compact(revision)
-        log.info("finished scheduled compaction at revision %d: %d key versions removed, "
-                 "took %.1fms", revision, removed, (time.monotonic() - start) * 1000)
+        log.info(
+            "finished scheduled compaction at revision %d: %d key versions removed, took %.1fms",
+            revision,
+            removed,
+            (time.monotonic() - start) * 1000,
+        )
         return b""
 
     def _lease_grant(self, payload: bytes) -> bytes:
@@ -160,9 +164,12 @@ class StateMachine:
     # -- snapshots -----------------------------------------------------------------------------
     def snapshot(self) -> bytes:
         """The whole state (KV, leases, alarms, applied index) as bytes."""
-        snap = _Snapshot(kv=self.kv.snapshot(),
-                         leases=[list(row) for row in self.lessor.snapshot()],
-                         alarms=sorted(self.alarms), applied_index=self.applied_index)
+        snap = _Snapshot(
+            kv=self.kv.snapshot(),
+            leases=[list(row) for row in self.lessor.snapshot()],
+            alarms=sorted(self.alarms),
+            applied_index=self.applied_index,
+        )
         return msgspec.msgpack.encode(snap)
 
     def restore(self, data: bytes) -> None:

@@ -33,8 +33,15 @@ import anyio
 import anyio.abc
 from anyio.streams.tls import TLSListener
 
-__all__ = ["TLSConfigError", "TLSInfo", "address", "check_urls", "handshake_error", "is_tls_url",
-           "tls_listener"]
+__all__ = [
+    "TLSConfigError",
+    "TLSInfo",
+    "address",
+    "check_urls",
+    "handshake_error",
+    "is_tls_url",
+    "tls_listener",
+]
 
 log = logging.getLogger(__name__)
 
@@ -64,17 +71,24 @@ class TLSInfo:
     def validate(self) -> None:
         """Check the files and flag combinations; raise :class:`TLSConfigError` naming the file."""
         if bool(self.cert_file) != bool(self.key_file):
-            have, missing = (("cert-file", "key-file") if self.cert_file
-                             else ("key-file", "cert-file"))
+            have, missing = (
+                ("cert-file", "key-file") if self.cert_file else ("key-file", "cert-file")
+            )
             raise TLSConfigError(f"{self._flag(have)} is set but {self._flag(missing)} is not")
         if self.client_cert_auth and not self.trusted_ca_file:
-            raise TLSConfigError(f"{self._flag('client-cert-auth')} requires "
-                                 f"{self._flag('trusted-ca-file')}")
+            raise TLSConfigError(
+                f"{self._flag('client-cert-auth')} requires {self._flag('trusted-ca-file')}"
+            )
         if self.client_cert_auth and self.empty:
-            raise TLSConfigError(f"{self._flag('client-cert-auth')} requires "
-                                 f"{self._flag('cert-file')} and {self._flag('key-file')}")
-        for flag, path in (("cert-file", self.cert_file), ("key-file", self.key_file),
-                           ("trusted-ca-file", self.trusted_ca_file)):
+            raise TLSConfigError(
+                f"{self._flag('client-cert-auth')} requires "
+                f"{self._flag('cert-file')} and {self._flag('key-file')}"
+            )
+        for flag, path in (
+            ("cert-file", self.cert_file),
+            ("key-file", self.key_file),
+            ("trusted-ca-file", self.trusted_ca_file),
+        ):
             if path:
                 _check_readable(self._flag(flag), path)
         if self.cert_file:
@@ -86,21 +100,25 @@ class TLSInfo:
                 raise TLSConfigError(
                     f"cannot load {self._flag('cert-file')} {self.cert_file} with "
                     f"{self._flag('key-file')} {self.key_file}: {_why(e)} (not PEM, or the key "
-                    "does not match the certificate)") from None
+                    "does not match the certificate)"
+                ) from None
         if self.trusted_ca_file:
             _check_validity(self._flag("trusted-ca-file"), self.trusted_ca_file)
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             try:
                 ctx.load_verify_locations(cafile=self.trusted_ca_file)
             except ssl.SSLError as e:
-                raise TLSConfigError(f"cannot load {self._flag('trusted-ca-file')} "
-                                     f"{self.trusted_ca_file}: {_why(e)}") from None
+                raise TLSConfigError(
+                    f"cannot load {self._flag('trusted-ca-file')} {self.trusted_ca_file}: {_why(e)}"
+                ) from None
 
     def server_context(self, alpn: Iterable[str] = ("http/1.1", "h2")) -> ssl.SSLContext:
         """SSLContext for a listener (requires a certificate; call :meth:`validate` first)."""
         if self.empty:
-            raise TLSConfigError(f"{self._flag('cert-file')} and {self._flag('key-file')} "
-                                 "are required for https URLs")
+            raise TLSConfigError(
+                f"{self._flag('cert-file')} and {self._flag('key-file')} "
+                "are required for https URLs"
+            )
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.load_cert_chain(self.cert_file, self.key_file)
@@ -137,7 +155,8 @@ def check_urls(flag: str, urls: Iterable[str], info: TLSInfo) -> None:
         if scheme in ("https", "unixs") and info.empty:
             raise TLSConfigError(
                 f"TLS key/cert ({info._flag('cert-file')}, {info._flag('key-file')}) must be "
-                f"provided for {flag} URL {url} with HTTPS scheme")
+                f"provided for {flag} URL {url} with HTTPS scheme"
+            )
 
 
 def _why(e: ssl.SSLError) -> str:
@@ -166,8 +185,7 @@ def _check_validity(flag: str, path: str) -> None:
     try:
         info = decode(path)
     except (ssl.SSLError, OSError, ValueError) as e:
-        raise TLSConfigError(f"{flag}: {path} does not hold a valid PEM certificate: "
-                             f"{e}") from None
+        raise TLSConfigError(f"{flag}: {path} does not hold a valid PEM certificate: {e}") from None
     now = time.time()
     not_after = info.get("notAfter")
     not_before = info.get("notBefore")
@@ -231,12 +249,13 @@ class _PeerTLSListener(TLSListener):
         if not isinstance(exc, Exception) or isinstance(exc, anyio.get_cancelled_exc_class()):
             raise exc
         cause = exc.__cause__ if exc.__cause__ is not None else exc  # anyio may wrap it
-        log.warning("peer TLS handshake error from %s: %s", address(remote),
-                    handshake_error(cause))
+        log.warning("peer TLS handshake error from %s: %s", address(remote), handshake_error(cause))
 
 
-def tls_listener(listener: anyio.abc.Listener[Any], ctx: ssl.SSLContext,
-                 handshake_timeout: float = 5.0) -> anyio.abc.Listener[Any]:
+def tls_listener(
+    listener: anyio.abc.Listener[Any], ctx: ssl.SSLContext, handshake_timeout: float = 5.0
+) -> anyio.abc.Listener[Any]:
     """Wrap an anyio listener so every accepted connection is a TLS server stream."""
-    return _PeerTLSListener(listener, ctx, standard_compatible=False,
-                            handshake_timeout=handshake_timeout)
+    return _PeerTLSListener(
+        listener, ctx, standard_compatible=False, handshake_timeout=handshake_timeout
+    )

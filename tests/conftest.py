@@ -25,7 +25,6 @@ from coord import AsyncClient, Client
 os.environ["PYTHONSAFEPATH"] = "1"
 
 
-
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 

@@ -101,14 +101,16 @@ class FakeNode:
     async def add_member(self, peer_urls: Sequence[str], is_learner: bool) -> MemberInfo:
         """Not possible without Raft."""
         raise UnhealthyClusterError(
-            "etcdserver: re-configuration failed due to not enough started members")
+            "etcdserver: re-configuration failed due to not enough started members"
+        )
 
     async def remove_member(self, member_id: int) -> None:
         """Removing the only member is refused; unknown IDs are not found."""
         if member_id != self.member_id:
             raise MemberNotFoundError()
         raise UnhealthyClusterError(
-            "etcdserver: re-configuration failed due to not enough started members")
+            "etcdserver: re-configuration failed due to not enough started members"
+        )
 
     async def promote_member(self, member_id: int) -> None:
         """There are no learners."""
@@ -128,13 +130,11 @@ class FakeNode:
         if target_id != self.member_id:
             raise MemberNotFoundError()
 
-    def register_call(self, method: str,
-                      fn: Callable[[bytes], bytes | Awaitable[bytes]]) -> None:
+    def register_call(self, method: str, fn: Callable[[bytes], bytes | Awaitable[bytes]]) -> None:
         """Serve ``method`` here (the only member is always the leader)."""
         self._calls[method] = fn
 
-    async def leader_call(self, method: str, body: bytes,
-                          timeout: float | None = None) -> bytes:
+    async def leader_call(self, method: str, body: bytes, timeout: float | None = None) -> bytes:
         """Run the registered ``method`` here."""
         result = self._calls[method](body)
         return result if isinstance(result, bytes) else await result

@@ -94,8 +94,12 @@ def _bindable(port: int) -> bool:
     return True
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "condition",
-             interval: float = 0.02) -> None:
+def wait_for(
+    predicate: Callable[[], bool],
+    timeout: float = 15.0,
+    what: str = "condition",
+    interval: float = 0.02,
+) -> None:
     """Poll ``predicate`` until it is true; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -147,8 +151,14 @@ class Proc:
     as systemd passes them; coord-server listens on them instead of binding its URLs) and
     closed here once the child has them."""
 
-    def __init__(self, argv: Sequence[str], log: Path, env: dict[str, str] | None = None,
-                 cwd: Path | None = None, sockets: Sequence[socket.socket] = ()) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        log: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        sockets: Sequence[socket.socket] = (),
+    ) -> None:
         self.argv = list(argv)
         self.log_path = log
         self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
@@ -158,8 +168,13 @@ class Proc:
             run = [sys.executable, "-c", _ACTIVATE, str(len(fds)), *map(str, fds), *self.argv]
         try:
             self.popen = subprocess.Popen(
-                run, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
+                run,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
+                cwd=cwd,
+                start_new_session=True,
                 pass_fds=[s.fileno() for s in sockets],
             )
         finally:
@@ -223,8 +238,9 @@ def grpc_status_ok(port: int, host: str = "127.0.0.1") -> bool:
     async def probe() -> bool:
         channel = Channel(host, port)
         try:
-            resp = await asyncio.wait_for(pb.MaintenanceStub(channel).status(pb.StatusRequest()),
-                                          timeout=1.0)
+            resp = await asyncio.wait_for(
+                pb.MaintenanceStub(channel).status(pb.StatusRequest()), timeout=1.0
+            )
             return bool(resp.leader)
         except Exception:
             return False
@@ -249,13 +265,24 @@ class EtcdProc(Proc):
             self.peer_port = free_port()
             self.endpoint = f"127.0.0.1:{self.client_port}"
             argv = [
-                require_binary("etcd"), "--name", name, "--data-dir", str(data_dir / name),
-                "--listen-client-urls", f"http://127.0.0.1:{self.client_port}",
-                "--advertise-client-urls", f"http://127.0.0.1:{self.client_port}",
-                "--listen-peer-urls", f"http://127.0.0.1:{self.peer_port}",
-                "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer_port}",
-                "--initial-cluster", f"{name}=http://127.0.0.1:{self.peer_port}",
-                "--log-level", "warn", *extra,
+                require_binary("etcd"),
+                "--name",
+                name,
+                "--data-dir",
+                str(data_dir / name),
+                "--listen-client-urls",
+                f"http://127.0.0.1:{self.client_port}",
+                "--advertise-client-urls",
+                f"http://127.0.0.1:{self.client_port}",
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{self.peer_port}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{self.peer_port}",
+                "--initial-cluster",
+                f"{name}=http://127.0.0.1:{self.peer_port}",
+                "--log-level",
+                "warn",
+                *extra,
             ]
             super().__init__(argv, data_dir / f"{name}.log")
             try:
@@ -289,10 +316,16 @@ class CoordProc(Proc):
     (socket activation, see :class:`Proc`): a cluster's peer sockets, bound by the test.
     """
 
-    def __init__(self, data_dir: Path, name: str = "default", args: Sequence[str] = (),
-                 client_port: int | None = None, wait: bool = True,
-                 env: dict[str, str] | None = None,
-                 sockets: Sequence[socket.socket] = ()) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        name: str = "default",
+        args: Sequence[str] = (),
+        client_port: int | None = None,
+        wait: bool = True,
+        env: dict[str, str] | None = None,
+        sockets: Sequence[socket.socket] = (),
+    ) -> None:
         self.data_dir = data_dir / f"{name}.coord"
         self.port_file = data_dir / f"{name}.ports.json"
         self.port_file.unlink(missing_ok=True)
@@ -308,13 +341,30 @@ class CoordProc(Proc):
             peer_sock = listen_socket()
             passed.append(peer_sock)
             peer = socket_url(peer_sock)
-            peer_args = ["--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                         "--initial-cluster", f"{name}={peer}"]
+            peer_args = [
+                "--listen-peer-urls",
+                peer,
+                "--initial-advertise-peer-urls",
+                peer,
+                "--initial-cluster",
+                f"{name}={peer}",
+            ]
         argv = [
-            sys.executable, "-m", "coord.server", "--name", name, "--data-dir", str(self.data_dir),
-            "--listen-client-urls", f"http://127.0.0.1:{self.client_port}",
-            "--advertise-client-urls", f"http://127.0.0.1:{self.client_port}",
-            "--listen-port-file", str(self.port_file), *peer_args, *args,
+            sys.executable,
+            "-m",
+            "coord.server",
+            "--name",
+            name,
+            "--data-dir",
+            str(self.data_dir),
+            "--listen-client-urls",
+            f"http://127.0.0.1:{self.client_port}",
+            "--advertise-client-urls",
+            f"http://127.0.0.1:{self.client_port}",
+            "--listen-port-file",
+            str(self.port_file),
+            *peer_args,
+            *args,
         ]
         super().__init__(argv, data_dir / f"{name}.log", env=env, sockets=passed)
         if wait:
@@ -338,15 +388,25 @@ class CoordProc(Proc):
         wait_for(ready, timeout=timeout, what=f"coord-server on {self.endpoint}")
 
 
-def etcdctl(endpoint: str, *args: str, input: str | None = None, check: bool = True,
-            timeout: float = 30.0, extra_env: dict[str, str] | None = None
-            ) -> subprocess.CompletedProcess[str]:
+def etcdctl(
+    endpoint: str,
+    *args: str,
+    input: str | None = None,
+    check: bool = True,
+    timeout: float = 30.0,
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run Debian's etcdctl (API v3) against ``endpoint``."""
     exe = require_binary("etcdctl")
     env = {**os.environ, "ETCDCTL_API": "3", **(extra_env or {})}
     proc = subprocess.run(
-        [exe, f"--endpoints={endpoint}", *args], input=input, capture_output=True, text=True,
-        env=env, timeout=timeout, check=False,
+        [exe, f"--endpoints={endpoint}", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
     )
     if check and proc.returncode != 0:
         raise AssertionError(
@@ -367,9 +427,15 @@ def json_unb64(s: str) -> bytes:
     return base64.b64decode(s)
 
 
-def http_post(endpoint: str, path: str, body: Any = None, raw: bytes | None = None,
-              headers: dict[str, str] | None = None, method: str = "POST",
-              timeout: float = 10.0) -> tuple[int, Any, dict[str, str]]:
+def http_post(
+    endpoint: str,
+    path: str,
+    body: Any = None,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    method: str = "POST",
+    timeout: float = 10.0,
+) -> tuple[int, Any, dict[str, str]]:
     """POST JSON (or ``raw`` bytes) to ``http://endpoint/path``: (status, decoded body, headers)."""
     host, port = endpoint.rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
@@ -399,8 +465,9 @@ class CurlStream:
     """``curl -N`` on a streaming endpoint; :meth:`next_json` reads one JSON line (deadline)."""
 
     def __init__(self, args: list[str]) -> None:
-        self.proc = subprocess.Popen(["curl", "-sS", "-N", *args], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, bufsize=0)
+        self.proc = subprocess.Popen(
+            ["curl", "-sS", "-N", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0
+        )
         self._buf = b""
 
     def next_json(self, timeout: float = 10.0) -> Any:
@@ -478,9 +545,11 @@ class Relay:
 
     def drop(self) -> None:
         """Close every relayed connection, as a restarting server would."""
+
         async def do() -> None:
             for w in list(self._open):
                 w.close()
+
         self._on_loop(do())
 
     def close(self) -> None:
@@ -488,6 +557,7 @@ class Relay:
             self._server.close()
             for w in list(self._open):
                 w.close()
+
         self._on_loop(do())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
@@ -506,9 +576,14 @@ class Pki:
 
     def server_flags(self, prefix: str = "") -> list[str]:
         """``--cert-file/--key-file/--trusted-ca-file`` (``prefix`` = "peer-" for peers)."""
-        return [f"--{prefix}cert-file", str(self.server_cert),
-                f"--{prefix}key-file", str(self.server_key),
-                f"--{prefix}trusted-ca-file", str(self.ca)]
+        return [
+            f"--{prefix}cert-file",
+            str(self.server_cert),
+            f"--{prefix}key-file",
+            str(self.server_key),
+            f"--{prefix}trusted-ca-file",
+            str(self.ca),
+        ]
 
 
 def make_pki(directory: Path, name: str) -> Pki:
@@ -519,8 +594,13 @@ def make_pki(directory: Path, name: str) -> Pki:
     ca = trustme.CA(organization_name=f"coord test {name}")
     server = ca.issue_cert("127.0.0.1", "localhost")
     client = ca.issue_cert("client.coord.test", common_name="client")
-    pki = Pki(directory / "ca.pem", directory / "server.pem", directory / "server.key",
-              directory / "client.pem", directory / "client.key")
+    pki = Pki(
+        directory / "ca.pem",
+        directory / "server.pem",
+        directory / "server.key",
+        directory / "client.pem",
+        directory / "client.key",
+    )
     ca.cert_pem.write_to_path(str(pki.ca))
     server.cert_chain_pems[0].write_to_path(str(pki.server_cert))
     server.private_key_pem.write_to_path(str(pki.server_key))

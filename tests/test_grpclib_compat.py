@@ -64,13 +64,17 @@ class _Toy:
             self.ended.set()
 
     def __mapping__(self) -> dict[str, server_compat.MethodHandler]:
-        def unary(func: Callable[[Stream[Any, Any]], Awaitable[None]],
-                  cardinality: Cardinality = Cardinality.UNARY_UNARY,
-                  ) -> server_compat.MethodHandler:
+        def unary(
+            func: Callable[[Stream[Any, Any]], Awaitable[None]],
+            cardinality: Cardinality = Cardinality.UNARY_UNARY,
+        ) -> server_compat.MethodHandler:
             return server_compat.MethodHandler(func, cardinality, bytes, bytes)
 
-        return {ECHO: unary(self.echo), FRAMES: unary(self.read_frames),
-                HOLD: unary(self.hold, Cardinality.STREAM_STREAM)}
+        return {
+            ECHO: unary(self.echo),
+            FRAMES: unary(self.read_frames),
+            HOLD: unary(self.hold, Cardinality.STREAM_STREAM),
+        }
 
 
 @asynccontextmanager
@@ -79,8 +83,9 @@ async def _serving(toy: _Toy) -> AsyncIterator[tuple[Server, int]]:
     with ``new_server_protocol`` (as coord's listener does), not by ``Server.start``."""
     server = Server([toy], codec=RawCodec())
     loop = asyncio.get_running_loop()
-    listener = await loop.create_server(lambda: server_compat.new_server_protocol(server),
-                                        "127.0.0.1", 0)
+    listener = await loop.create_server(
+        lambda: server_compat.new_server_protocol(server), "127.0.0.1", 0
+    )
     try:
         yield server, listener.sockets[0].getsockname()[1]
     finally:
@@ -117,21 +122,24 @@ class _CountingTransport:
         return getattr(self.transport, name)
 
 
-def _channel(port: int, made: list[_Recording] | None = None, **kwargs: Any
-             ) -> client_compat.ClientChannel:
+def _channel(
+    port: int, made: list[_Recording] | None = None, **kwargs: Any
+) -> client_compat.ClientChannel:
     def factory(handler: Any, config: Configuration, h2_config: Any) -> _Recording:
         proto = _Recording(handler, config, h2_config)
         if made is not None:
             made.append(proto)
         return proto
 
-    return client_compat.ClientChannel("127.0.0.1", port, protocol_factory=factory,
-                                       codec=RawCodec(), **kwargs)
+    return client_compat.ClientChannel(
+        "127.0.0.1", port, protocol_factory=factory, codec=RawCodec(), **kwargs
+    )
 
 
 @asynccontextmanager
-async def _toy_channel(toy: _Toy | None = None, **kwargs: Any
-                       ) -> AsyncIterator[client_compat.ClientChannel]:
+async def _toy_channel(
+    toy: _Toy | None = None, **kwargs: Any
+) -> AsyncIterator[client_compat.ClientChannel]:
     """A client channel (:func:`_channel`) to a toy server on loopback, closed afterwards."""
     async with _serving(toy or _Toy()) as (_, port):
         ch = _channel(port, **kwargs)
@@ -207,8 +215,14 @@ def test_server_dispatch_runs_the_servers_listeners() -> None:
         assert isinstance(dispatch, server_compat.ServerDispatch)
         func = server_compat.server_mapping(server)[ECHO].func
         _, got = await dispatch.recv_request(
-            MultiDict(), func, method_name=ECHO, deadline=None,
-            content_type="application/grpc+proto", user_agent="ua", peer=None)
+            MultiDict(),
+            func,
+            method_name=ECHO,
+            deadline=None,
+            content_type="application/grpc+proto",
+            user_agent="ua",
+            peer=None,
+        )
         assert got == func
         assert await dispatch.recv_message(b"in") == (b"in",)
         assert await dispatch.send_message(b"out") == (b"out",)
@@ -226,10 +240,15 @@ def test_server_h2_stream_of_the_gateways_stream() -> None:
             replies.append(data)
 
         stream = GatewayStream(
-            method_name=FRAMES, handler=server_compat.server_mapping(server)[FRAMES],
+            method_name=FRAMES,
+            handler=server_compat.server_mapping(server)[FRAMES],
             codec=server_compat.server_codec(server),
-            dispatch=server_compat.server_dispatch(server), metadata=MultiDict(),
-            peer=GatewayPeer(NoTransport()), user_agent=None, emit=emit)
+            dispatch=server_compat.server_dispatch(server),
+            metadata=MultiDict(),
+            peer=GatewayPeer(NoTransport()),
+            user_agent=None,
+            emit=emit,
+        )
         stream.feed(b"abc")
         stream.close_send()
         frames = server_compat.h2_stream(stream)  # type: ignore[arg-type]
@@ -315,8 +334,10 @@ def test_client_replace_transport_and_send_ping() -> None:
 
 def test_client_close_protocol_terminates_streams() -> None:
     async def main() -> None:
-        async with _toy_channel() as ch, \
-                ch.request(HOLD, Cardinality.STREAM_STREAM, bytes, bytes) as stream:
+        async with (
+            _toy_channel() as ch,
+            ch.request(HOLD, Cardinality.STREAM_STREAM, bytes, bytes) as stream,
+        ):
             await stream.send_request()
             assert await stream.recv_message() == b"open"
             proto = client_compat.channel_protocol(ch)
@@ -334,6 +355,7 @@ def test_client_close_protocol_terminates_streams() -> None:
 def test_client_end_and_reset_a_stream_locally() -> None:
     """The steps of coord._conn.close_stream: END_STREAM, RST_STREAM, marked cancelled; the
     stream's context then ends at once, without waiting for trailers or raising."""
+
     async def main() -> None:
         toy = _Toy()
         async with _toy_channel(toy) as ch:
@@ -363,8 +385,10 @@ def test_client_keepalive_config_pings_while_a_stream_is_open() -> None:
     assert config._http2_min_sent_ping_interval_without_data == 0.1
 
     async def main() -> None:
-        async with _toy_channel(config=config) as ch, \
-                ch.request(HOLD, Cardinality.STREAM_STREAM, bytes, bytes) as stream:
+        async with (
+            _toy_channel(config=config) as ch,
+            ch.request(HOLD, Cardinality.STREAM_STREAM, bytes, bytes) as stream,
+        ):
             await stream.send_request()
             assert await stream.recv_message() == b"open"
             proto = client_compat.channel_protocol(ch)
@@ -384,11 +408,15 @@ def test_client_keepalive_config_pings_while_a_stream_is_open() -> None:
 
 
 @pytest.mark.parametrize("compat", [client_compat, server_compat], ids=["client", "server"])
-def test_version_check_rejects_an_unchecked_grpclib(compat: Any,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_version_check_rejects_an_unchecked_grpclib(
+    compat: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert grpclib.__version__ in compat.SUPPORTED_VERSIONS  # what is installed passed
     compat.check_version()
     monkeypatch.setattr(grpclib, "__version__", "0.5.0")
-    with pytest.raises(ImportError, match=r"grpclib 0\.5\.0 is installed, but coord.* supports "
-                                          r"only grpclib 0\.4\.9"):
+    with pytest.raises(
+        ImportError,
+        match=r"grpclib 0\.5\.0 is installed, but coord.* supports "
+        r"only grpclib 0\.4\.9",
+    ):
         compat.check_version()

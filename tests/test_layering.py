@@ -22,26 +22,40 @@ import coord
 ROOT = Path(__file__).resolve().parents[1]
 
 #: modules only the client's transport needs
-CLIENT_TRANSPORT = re.compile(r"\b(coord\._h2|coord\._conn|coord\.aio|coord\.client"
-                              r"|grpclib\.client)$")
+CLIENT_TRANSPORT = re.compile(
+    r"\b(coord\._h2|coord\._conn|coord\.aio|coord\.client"
+    r"|grpclib\.client)$"
+)
 
 
 def loaded_modules(code: str, cwd: Path) -> list[str]:
     """The modules a fresh interpreter imports while running ``code``."""
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", code], cwd=cwd,
-                          capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
-    return [line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
-            if line.startswith("import time:") and "|" in line]
+    return [
+        line.rsplit("|", 1)[1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    ]
 
 
-@pytest.mark.parametrize("module", [
-    "coord",
-    "coord.errors",
-    "coord.server.statemachine",
-    "coord.server.app",
-    "coord.server.main",
-])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "coord",
+        "coord.errors",
+        "coord.server.statemachine",
+        "coord.server.app",
+        "coord.server.main",
+    ],
+)
 def test_importing_the_server_loads_no_client_transport(module: str, tmp_path: Path) -> None:
     loaded = loaded_modules(f"import {module}", tmp_path)
     assert module in loaded or module == "coord"
@@ -50,8 +64,14 @@ def test_importing_the_server_loads_no_client_transport(module: str, tmp_path: P
 
 def test_public_names_load_on_first_use(tmp_path: Path) -> None:
     code = "import sys, coord; coord.Client; print(*sorted(sys.modules))"
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=120, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     loaded = proc.stdout.split()
     assert "coord.client" in loaded
     assert "coord._conn" in loaded
@@ -70,14 +90,18 @@ def _contract(name_start: str) -> dict[str, list[str]]:
 
 def _children(folder: Path, package: str) -> set[str]:
     """The modules and packages directly inside ``folder``, as ``package.name``."""
-    return {f"{package}.{p.stem}" for p in folder.iterdir()
-            if not p.name.startswith("__") and (p.suffix == ".py" or (p / "__init__.py").exists())}
+    return {
+        f"{package}.{p.stem}"
+        for p in folder.iterdir()
+        if not p.name.startswith("__") and (p.suffix == ".py" or (p / "__init__.py").exists())
+    }
 
 
 def test_contracts_name_every_module() -> None:
     """The import-linter contracts list modules one by one: a new module must join them."""
     raft = _contract("The Raft core")
     assert set(raft["forbidden_modules"]) == _children(ROOT / "server", "coord.server") - {
-        "coord.server.raft"}
+        "coord.server.raft"
+    }
     client = _contract("The client does not import the server")
     assert set(client["source_modules"]) == _children(ROOT / "coord", "coord")

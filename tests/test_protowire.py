@@ -35,8 +35,9 @@ FIELD_CLASSES = [
 ]
 
 
-@pytest.mark.parametrize(("names", "message"), FIELD_CLASSES,
-                         ids=[c.__name__ for c, _ in FIELD_CLASSES])
+@pytest.mark.parametrize(
+    ("names", "message"), FIELD_CLASSES, ids=[c.__name__ for c, _ in FIELD_CLASSES]
+)
 def test_field_numbers_match_the_generated_messages(names: type, message: type) -> None:
     # getattr: mypy cannot bind the classproperty's type[Self] on a plain type
     meta: ProtoClassMetadata = getattr(message, "_betterproto")  # noqa: B009
@@ -66,11 +67,13 @@ def test_checked_varint_names_the_offset() -> None:
 
 def test_fields_and_skipping() -> None:
     msg = pb.RangeRequest(key=b"k", limit=5, serializable=True)
-    assert (pw.bytes_field(pw.RangeRequestField.KEY, b"k")
-            + pw.int_field(pw.RangeRequestField.LIMIT, 5)
-            + pw.int_field(pw.RangeRequestField.REVISION, 0)
-            + pw.bool_field(pw.RangeRequestField.SERIALIZABLE, True)
-            + pw.bool_field(pw.RangeRequestField.KEYS_ONLY, False)) == bytes(msg)
+    assert (
+        pw.bytes_field(pw.RangeRequestField.KEY, b"k")
+        + pw.int_field(pw.RangeRequestField.LIMIT, 5)
+        + pw.int_field(pw.RangeRequestField.REVISION, 0)
+        + pw.bool_field(pw.RangeRequestField.SERIALIZABLE, True)
+        + pw.bool_field(pw.RangeRequestField.KEYS_ONLY, False)
+    ) == bytes(msg)
     data = bytes(msg)
     pos, seen = 0, []
     while pos < len(data):
@@ -85,8 +88,16 @@ def test_fields_and_skipping() -> None:
 
 
 def test_imports_nothing_else_of_coord(tmp_path: Path) -> None:
-    code = ("import sys, coord._protowire; "
-            "print(*sorted(m for m in sys.modules if m.startswith('coord')))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                         text=True, timeout=120, check=True).stdout.split()
+    code = (
+        "import sys, coord._protowire; "
+        "print(*sorted(m for m in sys.modules if m.startswith('coord')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.split()
     assert [m for m in out if m not in ("coord", "coord._checkout", "coord._protowire")] == []

@@ -9,6 +9,14 @@ from .maintenance import ClusterService, MaintenanceService
 from .rawcodec import RawCodec
 from .watch import WatchService
 
-__all__ = ["ApiContext", "AuthService", "ClusterService", "ForwardingLeaseService",
-           "KVService", "LeaseService",
-           "MaintenanceService", "RawCodec", "WatchService"]
+__all__ = [
+    "ApiContext",
+    "AuthService",
+    "ClusterService",
+    "ForwardingLeaseService",
+    "KVService",
+    "LeaseService",
+    "MaintenanceService",
+    "RawCodec",
+    "WatchService",
+]

@@ -23,9 +23,17 @@ from .common import ApiContext, RawStream, handler, unary
 
 __all__ = ["AuthService"]
 
-_UNSUPPORTED = ("UserAdd", "UserDelete", "UserChangePassword", "UserGrantRole",
-                "UserRevokeRole", "RoleAdd", "RoleDelete", "RoleGrantPermission",
-                "RoleRevokePermission")
+_UNSUPPORTED = (
+    "UserAdd",
+    "UserDelete",
+    "UserChangePassword",
+    "UserGrantRole",
+    "UserRevokeRole",
+    "RoleAdd",
+    "RoleDelete",
+    "RoleGrantPermission",
+    "RoleRevokePermission",
+)
 
 
 class AuthService:
@@ -76,9 +84,14 @@ class AuthService:
         c = self.ctx
         p = "/etcdserverpb.Auth/"
         table = {
-            "AuthStatus": self.status, "AuthDisable": self.disable, "AuthEnable": self.enable,
-            "Authenticate": self.authenticate, "UserList": self.user_list,
-            "RoleList": self.role_list, "UserGet": self.user_get, "RoleGet": self.role_get,
+            "AuthStatus": self.status,
+            "AuthDisable": self.disable,
+            "AuthEnable": self.enable,
+            "Authenticate": self.authenticate,
+            "UserList": self.user_list,
+            "RoleList": self.role_list,
+            "UserGet": self.user_get,
+            "RoleGet": self.role_get,
         }
         table.update(dict.fromkeys(_UNSUPPORTED, self.unsupported))
         return {p + name: handler(unary(c, fn), u) for name, fn in table.items()}

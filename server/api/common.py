@@ -56,8 +56,18 @@ from .pbcheck import check_message
 if TYPE_CHECKING:
     from coord.server.node.protocol import Node
 
-__all__ = ["ApiContext", "encode_header", "handler", "header_field", "parse", "raise_first",
-           "recv_frame", "scan", "to_grpc_error", "unary"]
+__all__ = [
+    "ApiContext",
+    "encode_header",
+    "handler",
+    "header_field",
+    "parse",
+    "raise_first",
+    "recv_frame",
+    "scan",
+    "to_grpc_error",
+    "unary",
+]
 
 log = logging.getLogger("coord.server.api")
 
@@ -71,10 +81,12 @@ _RESPONSE_HEADER = 1
 
 def encode_header(cluster_id: int, member_id: int, revision: int, raft_term: int) -> bytes:
     """Encoded etcdserverpb.ResponseHeader (zero fields omitted, as proto3 does)."""
-    return (int_field(ResponseHeaderField.CLUSTER_ID, cluster_id)
-            + int_field(ResponseHeaderField.MEMBER_ID, member_id)
-            + int_field(ResponseHeaderField.REVISION, revision)
-            + int_field(ResponseHeaderField.RAFT_TERM, raft_term))
+    return (
+        int_field(ResponseHeaderField.CLUSTER_ID, cluster_id)
+        + int_field(ResponseHeaderField.MEMBER_ID, member_id)
+        + int_field(ResponseHeaderField.REVISION, revision)
+        + int_field(ResponseHeaderField.RAFT_TERM, raft_term)
+    )
 
 
 def header_field(header: bytes) -> bytes:
@@ -88,8 +100,9 @@ def raise_first(group: BaseExceptionGroup[Exception]) -> NoReturn:
     such as writing to the reset stream), else with the group's first error itself."""
     task = asyncio.current_task()
     if task is not None and task.cancelling():
-        log.debug("stream %s ended: the client went away (%r)", task.get_name(),
-                  group.exceptions[0])
+        log.debug(
+            "stream %s ended: the client went away (%r)", task.get_name(), group.exceptions[0]
+        )
         raise asyncio.CancelledError
     raise group.exceptions[0] from None
 
@@ -115,8 +128,10 @@ async def recv_frame(stream: RawStream, limit: int) -> bytes | None:
     if flag:
         raise GRPCError(Status.UNIMPLEMENTED, "coord: compressed messages are not supported")
     if length > limit:
-        raise GRPCError(Status.RESOURCE_EXHAUSTED,
-                        f"grpc: received message larger than max ({length} vs. {limit})")
+        raise GRPCError(
+            Status.RESOURCE_EXHAUSTED,
+            f"grpc: received message larger than max ({length} vs. {limit})",
+        )
     data: bytes = await frames.recv_data(length) if length else b""
     if len(data) != length:
         raise GRPCError(Status.INTERNAL, "coord: truncated gRPC message")
@@ -209,10 +224,15 @@ class ApiContext:
         if self.sm.nospace():
             raise NoSpaceError()
         if self.sm.kv.db_size() + cost > self.config.quota_bytes:
-            req = pb.AlarmRequest(action=pb.AlarmRequestAlarmAction.ACTIVATE,
-                                  member_id=self.node.member_id, alarm=pb.AlarmType.NOSPACE)
-            log.warning("database space exceeded (quota %d bytes): raising NOSPACE alarm",
-                        self.config.quota_bytes)
+            req = pb.AlarmRequest(
+                action=pb.AlarmRequestAlarmAction.ACTIVATE,
+                member_id=self.node.member_id,
+                alarm=pb.AlarmType.NOSPACE,
+            )
+            log.warning(
+                "database space exceeded (quota %d bytes): raising NOSPACE alarm",
+                self.config.quota_bytes,
+            )
             try:
                 await self.propose(Kind.ALARM, bytes(req))
             except CoordError as e:

@@ -76,8 +76,9 @@ class ForwardingLeaseService(LeaseService):
             return await self.renew_here(lease_id, self.node.applied_index())
         sent = time.monotonic()
         body = _REQ.pack(lease_id, self.node.applied_index())
-        answer = await self.node.leader_call(RENEW, body,
-                                             timeout=self._forward_timeout(lease_id, sent))
+        answer = await self.node.leader_call(
+            RENEW, body, timeout=self._forward_timeout(lease_id, sent)
+        )
         ttl = int(_I64.unpack(answer)[0])
         if ttl > 0:
             self._confirmed[lease_id] = sent + ttl

@@ -90,8 +90,9 @@ class LeaseService:
         ttl = max(req.ttl, ctx.config.min_lease_ttl)
         lease_id = req.id or self.ids.next(ctx.sm.lessor.exists)
         await ctx.check_quota(_GRANT_COST)
-        rev, body = await ctx.propose(Kind.LEASE_GRANT,
-                                      bytes(pb.LeaseGrantRequest(ttl=ttl, id=lease_id)))
+        rev, body = await ctx.propose(
+            Kind.LEASE_GRANT, bytes(pb.LeaseGrantRequest(ttl=ttl, id=lease_id))
+        )
         return ctx.response(rev, body)
 
     async def revoke(self, stream: RawStream, data: bytes) -> bytes:
@@ -139,8 +140,9 @@ class LeaseService:
                 req = parse(pb.LeaseKeepAliveRequest, data)
                 head = ctx.header_bytes(ctx.sm.kv.rev)
                 ttl = await self._renew(req.id)
-                await stream.send_message(head + bytes(pb.LeaseKeepAliveResponse(id=req.id,
-                                                                                 ttl=ttl)))
+                await stream.send_message(
+                    head + bytes(pb.LeaseKeepAliveResponse(id=req.id, ttl=ttl))
+                )
         except CoordError as e:
             raise to_grpc_error(e) from None
 
@@ -156,7 +158,8 @@ class LeaseService:
         node = self.ctx.node
         if not await node.wait_applied(max(read_index, node.commit_index()), APPLY_WAIT):
             raise RequestTimeoutError(
-                "etcdserver: request timed out, waiting for the applied index took too long")
+                "etcdserver: request timed out, waiting for the applied index took too long"
+            )
 
     async def renew_here(self, lease_id: int, read_index: int) -> int:
         """The leader's side of a keep-alive (see the module docstring); ``read_index`` is
@@ -183,7 +186,8 @@ class LeaseService:
             return 0
         if ttl and self.ctx.sm.lessor.checkpointed(lease_id):
             clear = pb.LeaseCheckpointRequest(
-                checkpoints=[pb.LeaseCheckpoint(id=lease_id, remaining_TTL=0)])
+                checkpoints=[pb.LeaseCheckpoint(id=lease_id, remaining_TTL=0)]
+            )
             await node.propose_as_leader(encode(Kind.LEASE_CHECKPOINT, bytes(clear)), term)
         return ttl
 
@@ -216,8 +220,9 @@ class LeaseService:
             resp = pb.LeaseTimeToLiveResponse(id=req.id, ttl=-1)
         else:
             keys = ctx.sm.kv.keys_for_lease(req.id) if req.keys else []
-            resp = pb.LeaseTimeToLiveResponse(id=req.id, ttl=await self._remaining(req.id),
-                                              granted_ttl=granted, keys=list(keys))
+            resp = pb.LeaseTimeToLiveResponse(
+                id=req.id, ttl=await self._remaining(req.id), granted_ttl=granted, keys=list(keys)
+            )
         return ctx.current(bytes(resp))
 
     async def leases(self, stream: RawStream, data: bytes) -> bytes:
@@ -226,7 +231,8 @@ class LeaseService:
         ctx = self.ctx
         await ctx.node.read_index()
         resp = pb.LeaseLeasesResponse(
-            leases=[pb.LeaseStatus(id=i) for i, _ttl in ctx.sm.lessor.items()])
+            leases=[pb.LeaseStatus(id=i) for i, _ttl in ctx.sm.lessor.items()]
+        )
         return ctx.current(bytes(resp))
 
     def __mapping__(self) -> dict[str, Handler]:
@@ -236,8 +242,9 @@ class LeaseService:
         return {
             "/etcdserverpb.Lease/LeaseGrant": handler(unary(c, self.grant), u),
             "/etcdserverpb.Lease/LeaseRevoke": handler(unary(c, self.revoke), u),
-            "/etcdserverpb.Lease/LeaseKeepAlive": handler(self.keep_alive,
-                                                          Cardinality.STREAM_STREAM),
+            "/etcdserverpb.Lease/LeaseKeepAlive": handler(
+                self.keep_alive, Cardinality.STREAM_STREAM
+            ),
             "/etcdserverpb.Lease/LeaseTimeToLive": handler(unary(c, self.time_to_live), u),
             "/etcdserverpb.Lease/LeaseLeases": handler(unary(c, self.leases), u),
         }

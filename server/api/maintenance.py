@@ -26,8 +26,13 @@ from coord.server.membership import MemberInfo
 
 from .common import ApiContext, RawStream, handler, parse, recv_frame, to_grpc_error, unary
 
-__all__ = ["SNAPSHOT_MAGIC", "ClusterService", "MaintenanceService", "VERSION",
-           "read_snapshot_file"]
+__all__ = [
+    "SNAPSHOT_MAGIC",
+    "ClusterService",
+    "MaintenanceService",
+    "VERSION",
+    "read_snapshot_file",
+]
 
 #: Server version reported by Status (an etcd-like version string clients parse).
 VERSION = "3.5.0"
@@ -50,12 +55,17 @@ def read_snapshot_file(data: bytes) -> bytes:
         raise ValueError("not a coord snapshot")
     (length,) = struct.unpack_from(">Q", body, len(SNAPSHOT_MAGIC))
     start = len(SNAPSHOT_MAGIC) + 8
-    return body[start:start + length]
+    return body[start : start + length]
 
 
 def _member(m: MemberInfo) -> pb.Member:
-    return pb.Member(id=m.id, name=m.name, peer_ur_ls=list(m.peer_urls),
-                     client_ur_ls=list(m.client_urls), is_learner=m.is_learner)
+    return pb.Member(
+        id=m.id,
+        name=m.name,
+        peer_ur_ls=list(m.peer_urls),
+        client_ur_ls=list(m.client_urls),
+        is_learner=m.is_learner,
+    )
 
 
 def _disk_usage(path: str) -> int:
@@ -89,10 +99,18 @@ class MaintenanceService:
         size = max(_disk_usage(ctx.config.data_dir), in_use)
         learner = any(m.is_learner for m in node.members() if m.id == node.member_id)
         resp = pb.StatusResponse(
-            version=VERSION, db_size=size, leader=leader, raft_index=node.commit_index(),
-            raft_term=node.term(), raft_applied_index=node.applied_index(), errors=errors,
-            db_size_in_use=in_use, is_learner=learner, storage_version=VERSION,
-            db_size_quota=ctx.config.quota_bytes)
+            version=VERSION,
+            db_size=size,
+            leader=leader,
+            raft_index=node.commit_index(),
+            raft_term=node.term(),
+            raft_applied_index=node.applied_index(),
+            errors=errors,
+            db_size_in_use=in_use,
+            is_learner=learner,
+            storage_version=VERSION,
+            db_size_quota=ctx.config.quota_bytes,
+        )
         return ctx.current(bytes(resp))
 
     async def hash(self, stream: RawStream, data: bytes) -> bytes:
@@ -112,8 +130,10 @@ class MaintenanceService:
         req = parse(pb.AlarmRequest, data)
         ctx = self.ctx
         if req.action == pb.AlarmRequestAlarmAction.GET:
-            alarms = [pb.AlarmMember(member_id=m, alarm=pb.AlarmType(a))
-                      for m, a in ctx.sm.alarm_list(int(req.alarm))]
+            alarms = [
+                pb.AlarmMember(member_id=m, alarm=pb.AlarmType(a))
+                for m, a in ctx.sm.alarm_list(int(req.alarm))
+            ]
             return ctx.current(bytes(pb.AlarmResponse(alarms=alarms)))
         rev, body = await ctx.propose(Kind.ALARM, data)
         return ctx.response(rev, body)
@@ -143,13 +163,16 @@ class MaintenanceService:
         total = len(blob)
         digest = hashlib.sha256()
         for start in range(0, total, SNAPSHOT_CHUNK):
-            chunk = blob[start:start + SNAPSHOT_CHUNK]
+            chunk = blob[start : start + SNAPSHOT_CHUNK]
             digest.update(chunk)
-            resp = pb.SnapshotResponse(remaining_bytes=total - start - len(chunk), blob=chunk,
-                                       version=VERSION)
+            resp = pb.SnapshotResponse(
+                remaining_bytes=total - start - len(chunk), blob=chunk, version=VERSION
+            )
             await stream.send_message(head + bytes(resp))
-        await stream.send_message(head + bytes(pb.SnapshotResponse(
-            remaining_bytes=0, blob=digest.digest(), version=VERSION)))
+        await stream.send_message(
+            head
+            + bytes(pb.SnapshotResponse(remaining_bytes=0, blob=digest.digest(), version=VERSION))
+        )
 
     async def downgrade(self, stream: RawStream, data: bytes) -> bytes:
         """Not supported: there is a single server version."""

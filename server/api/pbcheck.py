@@ -17,8 +17,9 @@ from coord._protowire import decode_varint_checked as _varint
 
 __all__ = ["check_message"]
 
-_VARINT_TYPES = frozenset({"int32", "int64", "uint32", "uint64", "sint32", "sint64", "bool",
-                           "enum"})
+_VARINT_TYPES = frozenset(
+    {"int32", "int64", "uint32", "uint64", "sint32", "sint64", "bool", "enum"}
+)
 _FIXED64_TYPES = frozenset({"fixed64", "sfixed64", "double"})
 _FIXED32_TYPES = frozenset({"fixed32", "sfixed32", "float"})
 
@@ -51,8 +52,14 @@ def _schema(cls: type) -> _Schema:
     return schema
 
 
-def check_message(data: bytes, cls: type, start: int = 0, end: int | None = None,
-                  depth: int = 0, fields: dict[int, int] | None = None) -> None:
+def check_message(
+    data: bytes,
+    cls: type,
+    start: int = 0,
+    end: int | None = None,
+    depth: int = 0,
+    fields: dict[int, int] | None = None,
+) -> None:
     """Raise ValueError unless ``data[start:end]`` is a well-formed ``cls`` message.
 
     If ``fields`` is given, it receives each top-level field's last value: the integer for
@@ -80,8 +87,7 @@ def check_message(data: bytes, cls: type, start: int = 0, end: int | None = None
             if fields is not None:
                 fields[number] = length
             if pos + length > end:
-                raise ValueError(f"field {number}: length {length} exceeds message at "
-                                 f"offset {pos}")
+                raise ValueError(f"field {number}: length {length} exceeds message at offset {pos}")
             expected = schema.get(number)
             if expected is not None and expected[1] is not None:
                 check_message(data, expected[1], pos, pos + length, depth + 1)

@@ -59,8 +59,23 @@ log = logging.getLogger(__name__)
 
 #: grpc-gateway's gRPC code -> HTTP status map (v1.16, as served by etcd 3.4/3.5).
 HTTP_STATUS: dict[int, int] = {
-    0: 200, 1: 408, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429, 9: 400,
-    10: 409, 11: 400, 12: 501, 13: 500, 14: 503, 15: 500, 16: 401,
+    0: 200,
+    1: 408,
+    2: 500,
+    3: 400,
+    4: 504,
+    5: 404,
+    6: 409,
+    7: 403,
+    8: 429,
+    9: 400,
+    10: 409,
+    11: 400,
+    12: 501,
+    13: 500,
+    14: 503,
+    15: 500,
+    16: 401,
 }
 
 #: Largest request body accepted (etcd's gRPC receive limit is 2 MiB of protobuf; JSON with
@@ -88,23 +103,49 @@ def _routes() -> dict[str, Route]:
 
     add("/v3/kv/range", "/etcdserverpb.KV/Range", pb.RangeRequest, pb.RangeResponse)
     add("/v3/kv/put", "/etcdserverpb.KV/Put", pb.PutRequest, pb.PutResponse)
-    add("/v3/kv/deleterange", "/etcdserverpb.KV/DeleteRange", pb.DeleteRangeRequest,
-        pb.DeleteRangeResponse)
+    add(
+        "/v3/kv/deleterange",
+        "/etcdserverpb.KV/DeleteRange",
+        pb.DeleteRangeRequest,
+        pb.DeleteRangeResponse,
+    )
     add("/v3/kv/txn", "/etcdserverpb.KV/Txn", pb.TxnRequest, pb.TxnResponse)
-    add("/v3/kv/compaction", "/etcdserverpb.KV/Compact", pb.CompactionRequest,
-        pb.CompactionResponse)
+    add(
+        "/v3/kv/compaction", "/etcdserverpb.KV/Compact", pb.CompactionRequest, pb.CompactionResponse
+    )
     add("/v3/watch", "/etcdserverpb.Watch/Watch", pb.WatchRequest, pb.WatchResponse, True)
-    add("/v3/lease/grant", "/etcdserverpb.Lease/LeaseGrant", pb.LeaseGrantRequest,
-        pb.LeaseGrantResponse)
+    add(
+        "/v3/lease/grant",
+        "/etcdserverpb.Lease/LeaseGrant",
+        pb.LeaseGrantRequest,
+        pb.LeaseGrantResponse,
+    )
     for prefix in ("/v3/lease", "/v3/kv/lease"):
-        add(f"{prefix}/revoke", "/etcdserverpb.Lease/LeaseRevoke", pb.LeaseRevokeRequest,
-            pb.LeaseRevokeResponse)
-        add(f"{prefix}/timetolive", "/etcdserverpb.Lease/LeaseTimeToLive",
-            pb.LeaseTimeToLiveRequest, pb.LeaseTimeToLiveResponse)
-        add(f"{prefix}/leases", "/etcdserverpb.Lease/LeaseLeases", pb.LeaseLeasesRequest,
-            pb.LeaseLeasesResponse)
-    add("/v3/lease/keepalive", "/etcdserverpb.Lease/LeaseKeepAlive", pb.LeaseKeepAliveRequest,
-        pb.LeaseKeepAliveResponse, True)
+        add(
+            f"{prefix}/revoke",
+            "/etcdserverpb.Lease/LeaseRevoke",
+            pb.LeaseRevokeRequest,
+            pb.LeaseRevokeResponse,
+        )
+        add(
+            f"{prefix}/timetolive",
+            "/etcdserverpb.Lease/LeaseTimeToLive",
+            pb.LeaseTimeToLiveRequest,
+            pb.LeaseTimeToLiveResponse,
+        )
+        add(
+            f"{prefix}/leases",
+            "/etcdserverpb.Lease/LeaseLeases",
+            pb.LeaseLeasesRequest,
+            pb.LeaseLeasesResponse,
+        )
+    add(
+        "/v3/lease/keepalive",
+        "/etcdserverpb.Lease/LeaseKeepAlive",
+        pb.LeaseKeepAliveRequest,
+        pb.LeaseKeepAliveResponse,
+        True,
+    )
     for name, req, resp in [
         ("add", pb.MemberAddRequest, pb.MemberAddResponse),
         ("remove", pb.MemberRemoveRequest, pb.MemberRemoveResponse),
@@ -112,8 +153,12 @@ def _routes() -> dict[str, Route]:
         ("list", pb.MemberListRequest, pb.MemberListResponse),
         ("promote", pb.MemberPromoteRequest, pb.MemberPromoteResponse),
     ]:
-        add(f"/v3/cluster/member/{name}", f"/etcdserverpb.Cluster/Member{name.capitalize()}",
-            req, resp)
+        add(
+            f"/v3/cluster/member/{name}",
+            f"/etcdserverpb.Cluster/Member{name.capitalize()}",
+            req,
+            resp,
+        )
     for name, rpc, req, resp in [
         ("alarm", "Alarm", pb.AlarmRequest, pb.AlarmResponse),
         ("status", "Status", pb.StatusRequest, pb.StatusResponse),
@@ -124,20 +169,30 @@ def _routes() -> dict[str, Route]:
     ]:
         add(f"/v3/maintenance/{name}", f"/etcdserverpb.Maintenance/{rpc}", req, resp)
     for path, rpc, base in [
-        ("enable", "AuthEnable", "AuthEnable"), ("disable", "AuthDisable", "AuthDisable"),
-        ("status", "AuthStatus", "AuthStatus"), ("authenticate", "Authenticate", "Authenticate"),
-        ("user/add", "UserAdd", "AuthUserAdd"), ("user/get", "UserGet", "AuthUserGet"),
-        ("user/list", "UserList", "AuthUserList"), ("user/delete", "UserDelete", "AuthUserDelete"),
+        ("enable", "AuthEnable", "AuthEnable"),
+        ("disable", "AuthDisable", "AuthDisable"),
+        ("status", "AuthStatus", "AuthStatus"),
+        ("authenticate", "Authenticate", "Authenticate"),
+        ("user/add", "UserAdd", "AuthUserAdd"),
+        ("user/get", "UserGet", "AuthUserGet"),
+        ("user/list", "UserList", "AuthUserList"),
+        ("user/delete", "UserDelete", "AuthUserDelete"),
         ("user/changepw", "UserChangePassword", "AuthUserChangePassword"),
         ("user/grant", "UserGrantRole", "AuthUserGrantRole"),
         ("user/revoke", "UserRevokeRole", "AuthUserRevokeRole"),
-        ("role/add", "RoleAdd", "AuthRoleAdd"), ("role/get", "RoleGet", "AuthRoleGet"),
-        ("role/list", "RoleList", "AuthRoleList"), ("role/delete", "RoleDelete", "AuthRoleDelete"),
+        ("role/add", "RoleAdd", "AuthRoleAdd"),
+        ("role/get", "RoleGet", "AuthRoleGet"),
+        ("role/list", "RoleList", "AuthRoleList"),
+        ("role/delete", "RoleDelete", "AuthRoleDelete"),
         ("role/grant", "RoleGrantPermission", "AuthRoleGrantPermission"),
         ("role/revoke", "RoleRevokePermission", "AuthRoleRevokePermission"),
     ]:
-        add(f"/v3/auth/{path}", f"/etcdserverpb.Auth/{rpc}", getattr(pb, base + "Request"),
-            getattr(pb, base + "Response"))
+        add(
+            f"/v3/auth/{path}",
+            f"/etcdserverpb.Auth/{rpc}",
+            getattr(pb, base + "Request"),
+            getattr(pb, base + "Response"),
+        )
     add("/v3/lock/lock", "/v3lockpb.Lock/Lock", lockpb.LockRequest, lockpb.LockResponse)
     add("/v3/lock/unlock", "/v3lockpb.Lock/Unlock", lockpb.UnlockRequest, lockpb.UnlockResponse)
     for name, rpc, req, resp, streaming in [
@@ -185,8 +240,13 @@ HealthCheck = Callable[[], Awaitable[tuple[bool, str]]]
 class Gateway:
     """Serves etcd's HTTP/1.1 JSON API for the gRPC handlers of one grpclib ``Server``."""
 
-    def __init__(self, grpc_server: Server, *, max_body: int = MAX_BODY,
-                 health_timeout: float = _HEALTH_TIMEOUT) -> None:
+    def __init__(
+        self,
+        grpc_server: Server,
+        *,
+        max_body: int = MAX_BODY,
+        health_timeout: float = _HEALTH_TIMEOUT,
+    ) -> None:
         self._mapping: dict[str, Any] = server_mapping(grpc_server)
         self._codec = server_codec(grpc_server)
         self._dispatch = server_dispatch(grpc_server)
@@ -196,8 +256,9 @@ class Gateway:
 
     # ----------------------------------------------------------------------------- connection
 
-    async def serve_connection(self, reader: asyncio.StreamReader,
-                               writer: asyncio.StreamWriter) -> None:
+    async def serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         """Serve HTTP/1.1 requests on one connection until either side closes it."""
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEADERS)
         try:
@@ -213,12 +274,18 @@ class Gateway:
                     self._head_conns.discard(id(conn))
                 try:
                     if conn.they_are_waiting_for_100_continue:  # curl does for bodies > 1 KiB
-                        await self._send(conn, writer, h11.InformationalResponse(
-                            status_code=100, reason=b"Continue", headers=[]))
+                        await self._send(
+                            conn,
+                            writer,
+                            h11.InformationalResponse(
+                                status_code=100, reason=b"Continue", headers=[]
+                            ),
+                        )
                     body = await self._read_body(conn, reader)
                 except _HttpError as e:
-                    await self._send_simple(conn, writer, e.http_status, error_body(
-                        e.code, e.message), close=True)
+                    await self._send_simple(
+                        conn, writer, e.http_status, error_body(e.code, e.message), close=True
+                    )
                     return
                 await self._handle(conn, reader, writer, event, body)
                 if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
@@ -227,8 +294,9 @@ class Gateway:
         except h11.RemoteProtocolError as e:
             if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                 with contextlib.suppress(Exception):
-                    await self._send_simple(conn, writer, e.error_status_hint,
-                                            error_body(3, str(e)), close=True)
+                    await self._send_simple(
+                        conn, writer, e.error_status_hint, error_body(3, str(e)), close=True
+                    )
         except (ConnectionError, asyncio.IncompleteReadError) as e:
             log.debug("HTTP client %s went away: %r", writer.get_extra_info("peername"), e)
         finally:
@@ -267,51 +335,69 @@ class Gateway:
             writer.write(data)
             await writer.drain()
 
-    async def _send_simple(self, conn: h11.Connection, writer: asyncio.StreamWriter,
-                           status: int, body: bytes, content_type: str = "application/json",
-                           close: bool = False) -> None:
+    async def _send_simple(
+        self,
+        conn: h11.Connection,
+        writer: asyncio.StreamWriter,
+        status: int,
+        body: bytes,
+        content_type: str = "application/json",
+        close: bool = False,
+    ) -> None:
         headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
         if close:
             headers.append(("Connection", "close"))
-        await self._send(conn, writer, h11.Response(status_code=status, headers=headers,
-                                                     reason=_reason(status)))
+        await self._send(
+            conn, writer, h11.Response(status_code=status, headers=headers, reason=_reason(status))
+        )
         if id(conn) not in self._head_conns:  # a HEAD response has no body
             await self._send(conn, writer, h11.Data(data=body))
         await self._send(conn, writer, h11.EndOfMessage())
 
     # -------------------------------------------------------------------------------- dispatch
 
-    async def _handle(self, conn: h11.Connection, reader: asyncio.StreamReader,
-                      writer: asyncio.StreamWriter, request: h11.Request, body: bytes) -> None:
+    async def _handle(
+        self,
+        conn: h11.Connection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        request: h11.Request,
+        body: bytes,
+    ) -> None:
         method = request.method.decode("ascii", "replace").upper()
         target = request.target.decode("ascii", "replace")
         path, _, query = target.partition("?")
         if path.startswith("/v3beta/"):
-            path = "/v3/" + path[len("/v3beta/"):]
+            path = "/v3/" + path[len("/v3beta/") :]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers}
         if path == "/health":
             if method not in ("GET", "HEAD"):
-                await self._send_simple(conn, writer, 405, b"Method Not Allowed\n",
-                                        "text/plain; charset=utf-8")
+                await self._send_simple(
+                    conn, writer, 405, b"Method Not Allowed\n", "text/plain; charset=utf-8"
+                )
                 return
             ok, reason = await self.health(serializable="serializable=true" in query)
-            await self._send_simple(conn, writer, 200 if ok else 503, _dumps(
-                {"health": "true" if ok else "false", "reason": reason}))
+            await self._send_simple(
+                conn,
+                writer,
+                200 if ok else 503,
+                _dumps({"health": "true" if ok else "false", "reason": reason}),
+            )
             return
         if path == "/version":
             await self._send_simple(conn, writer, 200, _dumps(await self.version()))
             return
         route = ROUTES.get(path)
         if route is None:
-            await self._send_simple(conn, writer, 404, b"Not Found\n",
-                                    "text/plain; charset=utf-8")
+            await self._send_simple(conn, writer, 404, b"Not Found\n", "text/plain; charset=utf-8")
             return
         if route.grpc_path not in self._mapping:  # an etcd RPC this server does not register
             await self._send_simple(conn, writer, 501, error_body(12, "Method not found"))
             return
         if method != "POST":
-            await self._send_simple(conn, writer, 405, b"Method Not Allowed\n",
-                                    "text/plain; charset=utf-8")
+            await self._send_simple(
+                conn, writer, 405, b"Method Not Allowed\n", "text/plain; charset=utf-8"
+            )
             return
         try:
             requests = self._decode_body(route, body)
@@ -323,14 +409,16 @@ class Gateway:
             if key == "authorization":
                 metadata.add("authorization", value)
             elif key.startswith("grpc-metadata-"):
-                metadata.add(key[len("grpc-metadata-"):], value)
+                metadata.add(key[len("grpc-metadata-") :], value)
         peer = GatewayPeer(writer.transport)
         if route.streaming:
-            await self._stream(conn, reader, writer, route, requests, metadata, peer,
-                               headers.get("user-agent"))
+            await self._stream(
+                conn, reader, writer, route, requests, metadata, peer, headers.get("user-agent")
+            )
         else:
-            await self._unary(conn, writer, route, requests[0], metadata, peer,
-                              headers.get("user-agent"))
+            await self._unary(
+                conn, writer, route, requests[0], metadata, peer, headers.get("user-agent")
+            )
 
     def _decode_body(self, route: Route, body: bytes) -> list[bytes]:
         """Parse the JSON request(s) and re-encode them as protobuf."""
@@ -363,15 +451,28 @@ class Gateway:
         except JsonMappingError as e:
             raise _HttpError(400, 3, str(e)) from None
 
-    def _new_stream(self, route: Route, metadata: MultiDict[str], peer: GatewayPeer,
-                    user_agent: str | None, emit: Callable[[bytes], Awaitable[None]]
-                    ) -> GatewayStream:
-        return GatewayStream(method_name=route.grpc_path, handler=self._mapping[route.grpc_path],
-                             codec=self._codec, dispatch=self._dispatch, metadata=metadata,
-                             peer=peer, user_agent=user_agent, emit=emit)
+    def _new_stream(
+        self,
+        route: Route,
+        metadata: MultiDict[str],
+        peer: GatewayPeer,
+        user_agent: str | None,
+        emit: Callable[[bytes], Awaitable[None]],
+    ) -> GatewayStream:
+        return GatewayStream(
+            method_name=route.grpc_path,
+            handler=self._mapping[route.grpc_path],
+            codec=self._codec,
+            dispatch=self._dispatch,
+            metadata=metadata,
+            peer=peer,
+            user_agent=user_agent,
+            emit=emit,
+        )
 
-    async def call(self, http_path: str, request: betterproto2.Message,
-                   metadata: MultiDict[str] | None = None) -> betterproto2.Message:
+    async def call(
+        self, http_path: str, request: betterproto2.Message, metadata: MultiDict[str] | None = None
+    ) -> betterproto2.Message:
         """Call a unary RPC in-process (used by /health and /version); raise ``GRPCError``."""
         route = ROUTES[http_path]
         if route.grpc_path not in self._mapping:
@@ -381,8 +482,9 @@ class Gateway:
         async def emit(data: bytes) -> None:
             replies.append(data)
 
-        stream = self._new_stream(route, metadata or MultiDict(), GatewayPeer(NoTransport()), None,
-                                  emit)
+        stream = self._new_stream(
+            route, metadata or MultiDict(), GatewayPeer(NoTransport()), None, emit
+        )
         stream.feed(bytes(request))
         stream.close_send()
         await stream.run()
@@ -392,9 +494,16 @@ class Gateway:
             raise GRPCError(Status.INTERNAL, "no response")
         return route.response.parse(replies[0])
 
-    async def _unary(self, conn: h11.Connection, writer: asyncio.StreamWriter, route: Route,
-                     request: bytes, metadata: MultiDict[str], peer: GatewayPeer,
-                     user_agent: str | None) -> None:
+    async def _unary(
+        self,
+        conn: h11.Connection,
+        writer: asyncio.StreamWriter,
+        route: Route,
+        request: bytes,
+        metadata: MultiDict[str],
+        peer: GatewayPeer,
+        user_agent: str | None,
+    ) -> None:
         replies: list[bytes] = []
 
         async def emit(data: bytes) -> None:
@@ -406,32 +515,55 @@ class Gateway:
         await stream.run()
         if stream.status is not Status.OK:
             code = int(stream.status.value)
-            await self._send_simple(conn, writer, HTTP_STATUS.get(code, 500),
-                                    error_body(code, stream.status_message or ""))
+            await self._send_simple(
+                conn,
+                writer,
+                HTTP_STATUS.get(code, 500),
+                error_body(code, stream.status_message or ""),
+            )
         elif not replies:
             await self._send_simple(conn, writer, 500, error_body(13, "no response"))
         else:
-            body = json.dumps(to_json(route.response.parse(replies[0])),
-                              separators=(",", ":")).encode()
+            body = json.dumps(
+                to_json(route.response.parse(replies[0])), separators=(",", ":")
+            ).encode()
             await self._send_simple(conn, writer, 200, body)
 
-    async def _stream(self, conn: h11.Connection, reader: asyncio.StreamReader,
-                      writer: asyncio.StreamWriter, route: Route, requests: list[bytes],
-                      metadata: MultiDict[str], peer: GatewayPeer, user_agent: str | None) -> None:
+    async def _stream(
+        self,
+        conn: h11.Connection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        route: Route,
+        requests: list[bytes],
+        metadata: MultiDict[str],
+        peer: GatewayPeer,
+        user_agent: str | None,
+    ) -> None:
         started = False
 
         async def start(status: int = 200) -> None:
             nonlocal started
             if not started:
                 started = True
-                await self._send(conn, writer, h11.Response(
-                    status_code=status, reason=_reason(status),
-                    headers=[("Content-Type", "application/json")]))
+                await self._send(
+                    conn,
+                    writer,
+                    h11.Response(
+                        status_code=status,
+                        reason=_reason(status),
+                        headers=[("Content-Type", "application/json")],
+                    ),
+                )
 
         async def emit(data: bytes) -> None:
             await start()
-            line = json.dumps({"result": to_json(route.response.parse(data))},
-                              separators=(",", ":")).encode() + b"\n"
+            line = (
+                json.dumps(
+                    {"result": to_json(route.response.parse(data))}, separators=(",", ":")
+                ).encode()
+                + b"\n"
+            )
             await self._send(conn, writer, h11.Data(data=line))
 
         stream = self._new_stream(route, metadata, peer, user_agent, emit)
@@ -456,8 +588,9 @@ class Gateway:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         if gone:  # the client went away: the call is stopped, drop the connection
-            log.debug("HTTP client %s closed the connection during %s", peer.addr(),
-                      route.grpc_path)
+            log.debug(
+                "HTTP client %s closed the connection during %s", peer.addr(), route.grpc_path
+            )
             conn.send_failed()
             return
         task.result()
@@ -465,10 +598,22 @@ class Gateway:
             code = int(stream.status.value)
             http_status = HTTP_STATUS.get(code, 500)
             await start(http_status)  # grpc-gateway's stream error: a chunk, after any results
-            await self._send(conn, writer, h11.Data(data=_dumps({"error": {
-                "grpc_code": code, "http_code": http_status,
-                "message": stream.status_message or "",
-                "http_status": _reason(http_status).decode()}})))
+            await self._send(
+                conn,
+                writer,
+                h11.Data(
+                    data=_dumps(
+                        {
+                            "error": {
+                                "grpc_code": code,
+                                "http_code": http_status,
+                                "message": stream.status_message or "",
+                                "http_status": _reason(http_status).decode(),
+                            }
+                        }
+                    )
+                ),
+            )
         await start()
         await self._send(conn, writer, h11.EndOfMessage())
 
@@ -485,8 +630,9 @@ class Gateway:
                 for alarm in await self._alarms():
                     if alarm.alarm != pb.AlarmType.NONE:
                         return False, f"ALARM {alarm.alarm.name}"
-                await self.call("/v3/kv/range", pb.RangeRequest(key=b"health",
-                                                                serializable=serializable))
+                await self.call(
+                    "/v3/kv/range", pb.RangeRequest(key=b"health", serializable=serializable)
+                )
         except TimeoutError:
             return False, "QGET ERROR: timed out"
         except GRPCError as e:
@@ -495,8 +641,9 @@ class Gateway:
 
     async def _alarms(self) -> list[pb.AlarmMember]:
         try:
-            resp = await self.call("/v3/maintenance/alarm", pb.AlarmRequest(
-                action=pb.AlarmRequestAlarmAction.GET))
+            resp = await self.call(
+                "/v3/maintenance/alarm", pb.AlarmRequest(action=pb.AlarmRequestAlarmAction.GET)
+            )
         except GRPCError as e:
             if e.status is Status.UNIMPLEMENTED:
                 return []

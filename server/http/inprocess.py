@@ -88,9 +88,18 @@ class GatewayStream:
     status is whatever the handler put in its trailers (or raised as ``GRPCError``).
     """
 
-    def __init__(self, *, method_name: str, handler: Any, codec: Any, dispatch: Any,
-                 metadata: MultiDict[str], peer: GatewayPeer, user_agent: str | None,
-                 emit: Callable[[bytes], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        *,
+        method_name: str,
+        handler: Any,
+        codec: Any,
+        dispatch: Any,
+        metadata: MultiDict[str],
+        peer: GatewayPeer,
+        user_agent: str | None,
+        emit: Callable[[bytes], Awaitable[None]],
+    ) -> None:
         self._handler = handler
         self._codec = codec
         self._dispatch = dispatch
@@ -142,9 +151,14 @@ class GatewayStream:
         await self._emit(self._codec.encode(message, self._handler.reply_type))
         self.messages_sent += 1
 
-    async def send_trailing_metadata(self, *, status: Status = Status.OK,
-                                     status_message: str | None = None,
-                                     status_details: Any = None, metadata: Any = None) -> None:
+    async def send_trailing_metadata(
+        self,
+        *,
+        status: Status = Status.OK,
+        status_message: str | None = None,
+        status_details: Any = None,
+        metadata: Any = None,
+    ) -> None:
         """Record the call's final status."""
         self.status = status
         self.status_message = status_message
@@ -158,9 +172,14 @@ class GatewayStream:
         """Run the handler; a raised ``GRPCError``/``CoordError`` becomes the final status."""
         try:
             _, func = await self._dispatch.recv_request(
-                self.metadata, self._handler.func, method_name=self.method_name,
-                deadline=None, content_type="application/grpc+proto",
-                user_agent=self.user_agent, peer=self.peer)
+                self.metadata,
+                self._handler.func,
+                method_name=self.method_name,
+                deadline=None,
+                content_type="application/grpc+proto",
+                user_agent=self.user_agent,
+                peer=self.peer,
+            )
             await func(self)
         except GRPCError as e:
             self.status, self.status_message = e.status, e.message

@@ -38,18 +38,32 @@ __all__ = ["JsonMappingError", "from_json", "to_json"]
 
 M = TypeVar("M", bound=betterproto2.Message)
 
-_INT64 = frozenset({
-    betterproto2.TYPE_INT64, betterproto2.TYPE_UINT64, betterproto2.TYPE_SINT64,
-    betterproto2.TYPE_FIXED64, betterproto2.TYPE_SFIXED64,
-})
-_INT32 = frozenset({
-    betterproto2.TYPE_INT32, betterproto2.TYPE_UINT32, betterproto2.TYPE_SINT32,
-    betterproto2.TYPE_FIXED32, betterproto2.TYPE_SFIXED32,
-})
-_UNSIGNED = frozenset({
-    betterproto2.TYPE_UINT64, betterproto2.TYPE_FIXED64,
-    betterproto2.TYPE_UINT32, betterproto2.TYPE_FIXED32,
-})
+_INT64 = frozenset(
+    {
+        betterproto2.TYPE_INT64,
+        betterproto2.TYPE_UINT64,
+        betterproto2.TYPE_SINT64,
+        betterproto2.TYPE_FIXED64,
+        betterproto2.TYPE_SFIXED64,
+    }
+)
+_INT32 = frozenset(
+    {
+        betterproto2.TYPE_INT32,
+        betterproto2.TYPE_UINT32,
+        betterproto2.TYPE_SINT32,
+        betterproto2.TYPE_FIXED32,
+        betterproto2.TYPE_SFIXED32,
+    }
+)
+_UNSIGNED = frozenset(
+    {
+        betterproto2.TYPE_UINT64,
+        betterproto2.TYPE_FIXED64,
+        betterproto2.TYPE_UINT32,
+        betterproto2.TYPE_FIXED32,
+    }
+)
 _FLOAT = frozenset({betterproto2.TYPE_DOUBLE, betterproto2.TYPE_FLOAT})
 
 
@@ -60,8 +74,16 @@ class JsonMappingError(ValueError):
 class _Field:
     """What the mapping needs to know about one field of one message class."""
 
-    __slots__ = ("cls", "group", "number", "optional", "proto_name", "proto_type", "py_name",
-                 "repeated")
+    __slots__ = (
+        "cls",
+        "group",
+        "number",
+        "optional",
+        "proto_name",
+        "proto_type",
+        "py_name",
+        "repeated",
+    )
 
     def __init__(self, py_name: str, proto_name: str, meta: Any, cls: type | None) -> None:
         self.py_name = py_name
@@ -109,6 +131,7 @@ def _fields(cls: type[betterproto2.Message]) -> tuple[tuple[_Field, ...], dict[s
 
 # ---------------------------------------------------------------------------------------- output
 
+
 def to_json(msg: betterproto2.Message) -> dict[str, Any]:
     """The JSON object (a dict ready for ``json.dumps``) etcd's gateway would print for ``msg``."""
     out: dict[str, Any] = {}
@@ -138,8 +161,11 @@ def _scalar_out(f: _Field, value: Any) -> Any:
         return base64.b64encode(value).decode("ascii")
     if t == betterproto2.TYPE_ENUM:
         name = getattr(value, "name", None)
-        if isinstance(value, enum.Enum) and isinstance(name, str) and not name.startswith(
-                "UNKNOWN("):
+        if (
+            isinstance(value, enum.Enum)
+            and isinstance(name, str)
+            and not name.startswith("UNKNOWN(")
+        ):
             return name
         return int(value)
     if t in _FLOAT:
@@ -154,11 +180,13 @@ def _scalar_out(f: _Field, value: Any) -> Any:
 
 # ----------------------------------------------------------------------------------------- input
 
+
 def from_json(cls: type[M], obj: Any) -> M:
     """Build a ``cls`` message from a decoded JSON value; raise :class:`JsonMappingError`."""
     if not isinstance(obj, dict):
         raise JsonMappingError(
-            f"cannot unmarshal {_json_type(obj)} into Go value of type {_go_name(cls)}")
+            f"cannot unmarshal {_json_type(obj)} into Go value of type {_go_name(cls)}"
+        )
     by_key = _fields(cls)[1]
     kwargs: dict[str, Any] = {}
     for key, value in obj.items():
@@ -170,7 +198,8 @@ def from_json(cls: type[M], obj: Any) -> M:
         if f.repeated:
             if not isinstance(value, list):
                 raise JsonMappingError(
-                    f"field {f.proto_name}: expected a JSON array, got {_json_type(value)}")
+                    f"field {f.proto_name}: expected a JSON array, got {_json_type(value)}"
+                )
             kwargs[f.py_name] = [_scalar_in(f, v) for v in value]
         else:
             kwargs[f.py_name] = _scalar_in(f, value)
@@ -258,8 +287,9 @@ def _enum_in(name: str, cls: type, value: Any) -> Any:
         try:
             return cls[value]  # type: ignore[index]
         except KeyError:
-            raise JsonMappingError(f"field {name}: invalid value {value!r} for enum "
-                                   f"{cls.__name__}") from None
+            raise JsonMappingError(
+                f"field {name}: invalid value {value!r} for enum {cls.__name__}"
+            ) from None
     if isinstance(value, int) and not isinstance(value, bool):
         return cls(value)
     raise JsonMappingError(f"field {name}: invalid enum value {value!r}")

@@ -59,16 +59,18 @@ HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 #: Seconds a TLS client has to send its hello and finish the handshake.
 HANDSHAKE_TIMEOUT = 10.0
 #: Go's net/http answer to plain HTTP on a TLS port.
-PLAIN_HTTP_ANSWER = (b"HTTP/1.0 400 Bad Request\r\n\r\n"
-                     b"Client sent an HTTP request to an HTTPS server.\n")
+PLAIN_HTTP_ANSWER = (
+    b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
+)
 _TLS_HANDSHAKE_RECORD = 0x16
 #: The first 5 bytes for which Go's crypto/tls writes :data:`PLAIN_HTTP_ANSWER`
 #: (tlsRecordHeaderLooksLikeHTTP); anything else, the HTTP/2 preface included, is just closed.
 _GO_HTTP_HEADS = (b"GET /", b"HEAD ", b"POST ", b"PUT /", b"OPTIO")
-_HTTP_METHODS = (b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE", b"OPTI", b"PATC", b"CONN",
-                 b"TRAC")
+_HTTP_METHODS = (b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE", b"OPTI", b"PATC", b"CONN", b"TRAC")
+
+
 def _plain_text_kind(head: bytes) -> str:
-    if HTTP2_PREFACE.startswith(head[:len(HTTP2_PREFACE)]) and head[:3] == b"PRI":
+    if HTTP2_PREFACE.startswith(head[: len(HTTP2_PREFACE)]) and head[:3] == b"PRI":
         return "client sent a plain-text HTTP/2 (gRPC without TLS) request to an HTTPS server"
     if head[:4] in _HTTP_METHODS:
         return "client sent an HTTP request to an HTTPS server"
@@ -105,7 +107,7 @@ class _SniffProtocol(asyncio.Protocol):
             return
         self._buf += data
         if self._transport is None:  # TLS: app data right after the handshake, before
-            return                   # connection_made (see _TLSAcceptor)
+            return  # connection_made (see _TLSAcceptor)
         self._sniff()
 
     def _sniff(self) -> None:
@@ -127,8 +129,9 @@ class _SniffProtocol(asyncio.Protocol):
         transport = self._transport
         assert transport is not None
         self._done = True
-        new: asyncio.BaseProtocol = (self._listener.grpc_protocol() if grpc
-                                     else self._listener.http_protocol())
+        new: asyncio.BaseProtocol = (
+            self._listener.grpc_protocol() if grpc else self._listener.http_protocol()
+        )
         transport.set_protocol(new)
         new.connection_made(transport)
         data, self._buf = self._buf, b""
@@ -165,8 +168,11 @@ class _TLSAcceptor(asyncio.Protocol):
         try:
             head = await asyncio.wait_for(_peek(transport), self._listener.handshake_timeout)
         except TimeoutError:
-            log.warning("TLS handshake error from %s: no TLS hello within %gs (handshake "
-                        "timeout)", peer, self._listener.handshake_timeout)
+            log.warning(
+                "TLS handshake error from %s: no TLS hello within %gs (handshake timeout)",
+                peer,
+                self._listener.handshake_timeout,
+            )
             transport.abort()
             return
         except OSError as e:
@@ -185,11 +191,19 @@ class _TLSAcceptor(asyncio.Protocol):
         sniff = _SniffProtocol(self._listener)
         try:
             tls_transport = await loop.start_tls(
-                transport, sniff, self._ctx, server_side=True,
-                ssl_handshake_timeout=max(0.1, deadline - loop.time()))
+                transport,
+                sniff,
+                self._ctx,
+                server_side=True,
+                ssl_handshake_timeout=max(0.1, deadline - loop.time()),
+            )
         except ConnectionAbortedError:  # asyncio's handshake timeout
-            log.warning("TLS handshake error from %s: handshake not finished within %gs "
-                        "(handshake timeout)", peer, self._listener.handshake_timeout)
+            log.warning(
+                "TLS handshake error from %s: handshake not finished within %gs "
+                "(handshake timeout)",
+                peer,
+                self._listener.handshake_timeout,
+            )
             return
         except (OSError, EOFError) as e:
             log.warning("TLS handshake error from %s: %s", peer, handshake_error(e))
@@ -234,8 +248,12 @@ class ClientListener:
     way ``Server.close`` does and drops open HTTP connections.
     """
 
-    def __init__(self, grpc_server: Server, gateway: Gateway | None = None,
-                 handshake_timeout: float = HANDSHAKE_TIMEOUT) -> None:
+    def __init__(
+        self,
+        grpc_server: Server,
+        gateway: Gateway | None = None,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
+    ) -> None:
         self.grpc_server = grpc_server
         self.gateway = gateway if gateway is not None else Gateway(grpc_server)
         self.handshake_timeout = handshake_timeout
@@ -264,8 +282,7 @@ class ClientListener:
 
         return asyncio.StreamReaderProtocol(reader, connected)
 
-    async def _serve_http(self, reader: asyncio.StreamReader,
-                          writer: asyncio.StreamWriter) -> None:
+    async def _serve_http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._http_writers.add(writer)
         try:
             await self.gateway.serve_connection(reader, writer)
@@ -274,13 +291,19 @@ class ClientListener:
         finally:
             self._http_writers.discard(writer)
 
-    async def start(self, sock: socket.socket, ssl_context: ssl.SSLContext | None = None,
-                    ) -> asyncio.base_events.Server:
+    async def start(
+        self,
+        sock: socket.socket,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> asyncio.base_events.Server:
         """Serve the listening socket ``sock`` (bound by :func:`coord.server.listen.bind_url`;
         TLS when ``ssl_context`` is given); the listener owns it from now on."""
         loop = asyncio.get_running_loop()
-        factory: Any = ((lambda: _SniffProtocol(self)) if ssl_context is None
-                        else (lambda: _TLSAcceptor(self, ssl_context)))
+        factory: Any = (
+            (lambda: _SniffProtocol(self))
+            if ssl_context is None
+            else (lambda: _TLSAcceptor(self, ssl_context))
+        )
         server = await loop.create_server(factory, sock=sock, backlog=BACKLOG)
         self._servers.append(server)
         return server

@@ -45,8 +45,13 @@ def min_lease_ttl(election_timeout_ms: int) -> int:
 class LeaseTimer:
     """Deadlines of live leases while this member is the leader that may decide expiry."""
 
-    def __init__(self, lessor: Lessor, clock: Callable[[], float],
-                 authority: Callable[[], int], extend: float) -> None:
+    def __init__(
+        self,
+        lessor: Lessor,
+        clock: Callable[[], float],
+        authority: Callable[[], int],
+        extend: float,
+    ) -> None:
         self._lessor = lessor
         self._clock = clock
         self._authority = authority
@@ -67,8 +72,10 @@ class LeaseTimer:
             self._term = term
             if term:
                 now = self._clock()
-                self._deadline = {i: now + self._extend + self._lessor.remaining(i)
-                                  for i, _ttl in self._lessor.items()}
+                self._deadline = {
+                    i: now + self._extend + self._lessor.remaining(i)
+                    for i, _ttl in self._lessor.items()
+                }
         return self._term != 0
 
     @property

@@ -434,15 +434,18 @@ class KVStore:
                 resp = bytes_field(ResponseOpField.RESPONSE_RANGE, inner)
             elif isinstance(m, PutRequest):
                 body = self._put(m)
-                resp = bytes_field(ResponseOpField.RESPONSE_PUT,
-                                   header_with_revision(self._rev + 1) + body)
+                resp = bytes_field(
+                    ResponseOpField.RESPONSE_PUT, header_with_revision(self._rev + 1) + body
+                )
             elif isinstance(m, DeleteRangeRequest):
                 body, hrev = self._delete(m)
-                resp = bytes_field(ResponseOpField.RESPONSE_DELETE_RANGE,
-                                   header_with_revision(hrev) + body)
+                resp = bytes_field(
+                    ResponseOpField.RESPONSE_DELETE_RANGE, header_with_revision(hrev) + body
+                )
             else:
-                resp = bytes_field(ResponseOpField.RESPONSE_TXN,
-                                   _EMPTY_HEADER + self._txn(m, next(sub)))
+                resp = bytes_field(
+                    ResponseOpField.RESPONSE_TXN, _EMPTY_HEADER + self._txn(m, next(sub))
+                )
             parts.append(_TXN_RESPONSES)
             parts.append(encode_varint(len(resp)))
             parts.append(resp)

@@ -49,8 +49,13 @@ from coord.server.raft.types import (
 from coord.server.storage import DurableStorage
 from coord.server.transport import discover
 
-__all__ = ["DISCOVERY_TIMEOUT", "BootstrapError", "OpenedMember", "open_member",
-           "refuse_if_bootstrapped"]
+__all__ = [
+    "DISCOVERY_TIMEOUT",
+    "BootstrapError",
+    "OpenedMember",
+    "open_member",
+    "refuse_if_bootstrapped",
+]
 
 log = logging.getLogger("coord.server.node")
 
@@ -74,8 +79,9 @@ class OpenedMember:
     snapshot: Snapshot | None = None
 
 
-async def refuse_if_bootstrapped(member_id: int, peer_urls: Sequence[str],
-                                 client_ssl: ssl.SSLContext | None = None) -> None:
+async def refuse_if_bootstrapped(
+    member_id: int, peer_urls: Sequence[str], client_ssl: ssl.SSLContext | None = None
+) -> None:
     """Before bootstrapping a new cluster, ask the peers whether it already exists.
 
     A member that finds no data directory (wiped, or a new disk) but is started again with
@@ -91,8 +97,9 @@ async def refuse_if_bootstrapped(member_id: int, peer_urls: Sequence[str],
     if not peer_urls:
         return
     try:
-        doc = Membership.from_document(await discover(peer_urls, timeout=DISCOVERY_TIMEOUT,
-                                                      client_ssl=client_ssl))
+        doc = Membership.from_document(
+            await discover(peer_urls, timeout=DISCOVERY_TIMEOUT, client_ssl=client_ssl)
+        )
     except (OSError, ValueError, msgspec.DecodeError):
         return
     me = doc.members.get(member_id)
@@ -108,16 +115,32 @@ async def open_member(cfg: Config) -> OpenedMember:
         md = storage.metadata
         member_id, cluster_id = md["member_id"], md["cluster_id"]
         if cfg.force_new_cluster:
-            force_new_cluster(storage, Member(id=member_id, name=cfg.name,
-                                              peer_urls=sorted(cfg.initial_advertise_peer_urls)))
+            force_new_cluster(
+                storage,
+                Member(
+                    id=member_id, name=cfg.name, peer_urls=sorted(cfg.initial_advertise_peer_urls)
+                ),
+            )
         snap = storage.snapshot()
-        log.info("restarting member %x of cluster %x from %s (ignoring --initial-* flags)",
-                 member_id, cluster_id, data_dir)
-        return OpenedMember(storage, member_id, cluster_id, Membership(cluster_id),
-                            None if snap.is_empty() else snap)
+        log.info(
+            "restarting member %x of cluster %x from %s (ignoring --initial-* flags)",
+            member_id,
+            cluster_id,
+            data_dir,
+        )
+        return OpenedMember(
+            storage,
+            member_id,
+            cluster_id,
+            Membership(cluster_id),
+            None if snap.is_empty() else snap,
+        )
     if cfg.force_new_cluster:
-        log.warning("--force-new-cluster has no effect: %s holds no member data, so this "
-                    "member bootstraps from its --initial-* flags", data_dir)
+        log.warning(
+            "--force-new-cluster has no effect: %s holds no member data, so this "
+            "member bootstraps from its --initial-* flags",
+            data_dir,
+        )
     token = cfg.initial_cluster_token
     initial = parse_initial_cluster(cfg.initial_cluster)
     my_urls = list(cfg.initial_advertise_peer_urls)
@@ -129,28 +152,46 @@ async def open_member(cfg: Config) -> OpenedMember:
         if member_id not in {m.id for m in members}:
             raise BootstrapError(
                 f"--initial-cluster has no member with this member's peer URLs "
-                f"{my_urls} (--initial-advertise-peer-urls)")
+                f"{my_urls} (--initial-advertise-peer-urls)"
+            )
         await refuse_if_bootstrapped(member_id, others, client_ssl)
         cluster_id = Membership.bootstrap(members).cluster_id
-        ents = [Entry(term=1, index=i + 1, type=EntryType.CONF_CHANGE,
-                      data=encode_conf_change(ConfChange(
-                          ConfChangeType.ADD_NODE, m.id,
-                          encode_context(ChangeContext(0, 0, m)))))
-                for i, m in enumerate(members)]
+        ents = [
+            Entry(
+                term=1,
+                index=i + 1,
+                type=EntryType.CONF_CHANGE,
+                data=encode_conf_change(
+                    ConfChange(
+                        ConfChangeType.ADD_NODE, m.id, encode_context(ChangeContext(0, 0, m))
+                    )
+                ),
+            )
+            for i, m in enumerate(members)
+        ]
         # atomic: a crash leaves a complete member directory or none (architecture rule 10)
         storage = DurableStorage.create(
-            data_dir, {"member_id": member_id, "cluster_id": cluster_id},
-            HardState(term=1, vote=0, commit=len(ents)), ents)
-        log.info("bootstrapped member %x of new cluster %x with %d members", member_id,
-                 cluster_id, len(members))
+            data_dir,
+            {"member_id": member_id, "cluster_id": cluster_id},
+            HardState(term=1, vote=0, commit=len(ents)),
+            ents,
+        )
+        log.info(
+            "bootstrapped member %x of new cluster %x with %d members",
+            member_id,
+            cluster_id,
+            len(members),
+        )
         return OpenedMember(storage, member_id, cluster_id, Membership(cluster_id))
-    doc = Membership.from_document(await discover(others, timeout=DISCOVERY_TIMEOUT,
-                                                  client_ssl=client_ssl))
+    doc = Membership.from_document(
+        await discover(others, timeout=DISCOVERY_TIMEOUT, client_ssl=client_ssl)
+    )
     me = doc.find_by_peer_urls(my_urls)
     if me is None:
-        raise BootstrapError(f"this member ({my_urls}) is not in the existing cluster's member "
-                             f"list; add it first (etcdctl member add)")
-    storage = DurableStorage.create(
-        data_dir, {"member_id": me.id, "cluster_id": doc.cluster_id})
+        raise BootstrapError(
+            f"this member ({my_urls}) is not in the existing cluster's member "
+            f"list; add it first (etcdctl member add)"
+        )
+    storage = DurableStorage.create(data_dir, {"member_id": me.id, "cluster_id": doc.cluster_id})
     log.info("joining cluster %x as member %x", doc.cluster_id, me.id)
     return OpenedMember(storage, me.id, doc.cluster_id, doc)

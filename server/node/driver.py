@@ -56,8 +56,9 @@ __all__ = ["Driver"]
 
 log = logging.getLogger("coord.server.node")
 
-_VOTE_TYPES = frozenset({MessageType.VOTE, MessageType.VOTE_RESP, MessageType.PRE_VOTE,
-                         MessageType.PRE_VOTE_RESP})
+_VOTE_TYPES = frozenset(
+    {MessageType.VOTE, MessageType.VOTE_RESP, MessageType.PRE_VOTE, MessageType.PRE_VOTE_RESP}
+)
 
 
 class Driver(NodeState):
@@ -65,8 +66,9 @@ class Driver(NodeState):
 
     _scope: anyio.CancelScope | None
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None]
-                  = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """Run the transport and the driver tasks until cancelled; started once the peer port
         serves. Closes the storage and releases the data directory when it ends; raises
         FatalError when the member stopped because its Raft state cannot go on."""
@@ -152,8 +154,9 @@ class Driver(NodeState):
         snap = rd.snapshot if rd.snapshot is not None and not rd.snapshot.is_empty() else None
         if rd.entries or snap is not None or rd.hard_state is not None:
             if rd.must_sync or snap is not None:
-                await anyio.to_thread.run_sync(self.storage.write, rd.hard_state, rd.entries,
-                                               snap, True)
+                await anyio.to_thread.run_sync(
+                    self.storage.write, rd.hard_state, rd.entries, snap, True
+                )
             else:
                 self.storage.write(rd.hard_state, rd.entries, None, False)
             self.storage.commit(rd.hard_state, rd.entries, snap)
@@ -192,19 +195,24 @@ class Driver(NodeState):
             self._raft_state = state
             what = state.name.lower().replace("_", "-")
             if state in (StateType.CANDIDATE, StateType.PRE_CANDIDATE):
-                log.debug("member %x started a campaign: became %s at term %d", self.member_id,
-                          what, term)
+                log.debug(
+                    "member %x started a campaign: became %s at term %d", self.member_id, what, term
+                )
             else:
                 log.debug("member %x became %s at term %d", self.member_id, what, term)
         if lead != self._lead:
             if lead and self._lead:
-                log.info("member %x changed leader from %x to %x at term %d", self.member_id,
-                         self._lead, lead, term)
+                log.info(
+                    "member %x changed leader from %x to %x at term %d",
+                    self.member_id,
+                    self._lead,
+                    lead,
+                    term,
+                )
             elif lead:
                 log.info("member %x elected leader %x at term %d", self.member_id, lead, term)
             else:
-                log.info("member %x lost leader %x at term %d", self.member_id, self._lead,
-                         term)
+                log.info("member %x lost leader %x at term %d", self.member_id, self._lead, term)
 
     def _log_votes(self, msgs: list[Message], sent: bool) -> None:
         """Vote requests and answers (DEBUG), sent or received."""
@@ -213,17 +221,35 @@ class Driver(NodeState):
                 continue
             kind = m.type.name.lower().replace("_", "-")
             if m.type in (MessageType.VOTE, MessageType.PRE_VOTE):
-                log.debug("member %x %s %s request %s %x at term %d (log term %d, index %d)",
-                          self.member_id, "sent" if sent else "received", kind,
-                          "to" if sent else "from", m.to if sent else m.from_, m.term,
-                          m.log_term, m.index)
+                log.debug(
+                    "member %x %s %s request %s %x at term %d (log term %d, index %d)",
+                    self.member_id,
+                    "sent" if sent else "received",
+                    kind,
+                    "to" if sent else "from",
+                    m.to if sent else m.from_,
+                    m.term,
+                    m.log_term,
+                    m.index,
+                )
             elif sent:
-                log.debug("member %x %s %x's %s at term %d", self.member_id,
-                          "rejected" if m.reject else "granted", m.to,
-                          kind.removesuffix("-resp"), m.term)
+                log.debug(
+                    "member %x %s %x's %s at term %d",
+                    self.member_id,
+                    "rejected" if m.reject else "granted",
+                    m.to,
+                    kind.removesuffix("-resp"),
+                    m.term,
+                )
             else:
-                log.debug("member %x received %s from %x at term %d: %s", self.member_id,
-                          kind, m.from_, m.term, "rejected" if m.reject else "granted")
+                log.debug(
+                    "member %x received %s from %x at term %d: %s",
+                    self.member_id,
+                    kind,
+                    m.from_,
+                    m.term,
+                    "rejected" if m.reject else "granted",
+                )
 
     def _apply_entries(self, entries: list[Entry]) -> None:
         for e in entries:
@@ -233,7 +259,7 @@ class Driver(NodeState):
                 self._apply_conf_change(e)
             elif e.data:
                 tag, proposer, seq = ENVELOPE.unpack_from(e.data)
-                payload = e.data[ENVELOPE.size:]
+                payload = e.data[ENVELOPE.size :]
                 result: Any
                 if tag == TAG_COMMAND:
                     result = self.sm.apply(e.index, payload)
@@ -256,15 +282,18 @@ class Driver(NodeState):
         self.on_removed()
 
     async def _publish(self) -> None:
-        attrs = Attributes(self.member_id, self.config.name,
-                           list(self.config.advertise_client_urls))
+        attrs = Attributes(
+            self.member_id, self.config.name, list(self.config.advertise_client_urls)
+        )
         payload = encode_attributes(attrs)
         while True:
             cur = self.membership.members.get(self.member_id)
-            if cur is not None and cur.name == attrs.name and \
-                    cur.client_urls == attrs.client_urls:
-                log.info("published this member's attributes (name %r, client URLs %s)",
-                         attrs.name, ",".join(attrs.client_urls))
+            if cur is not None and cur.name == attrs.name and cur.client_urls == attrs.client_urls:
+                log.info(
+                    "published this member's attributes (name %r, client URLs %s)",
+                    attrs.name,
+                    ",".join(attrs.client_urls),
+                )
                 self._published.set()
                 return
             if self._lead:

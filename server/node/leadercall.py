@@ -35,14 +35,12 @@ class LeaderCalls(NodeState):
         result = fn(body)
         return result if isinstance(result, bytes) else await result
 
-    def register_call(self, method: str,
-                      fn: Callable[[bytes], bytes | Awaitable[bytes]]) -> None:
+    def register_call(self, method: str, fn: Callable[[bytes], bytes | Awaitable[bytes]]) -> None:
         """Let followers forward ``method`` to this member while it leads (see leader_call);
         ``fn`` may be a coroutine function."""
         self._calls[method] = fn
 
-    async def leader_call(self, method: str, body: bytes,
-                          timeout: float | None = None) -> bytes:
+    async def leader_call(self, method: str, body: bytes, timeout: float | None = None) -> bytes:
         """Run a registered leader-only ``method``: here when leading, else on the leader via
         the peer transport (giving up after ``timeout``, default the request timeout).
 
@@ -55,8 +53,9 @@ class LeaderCalls(NodeState):
         if not lead:
             raise NoLeaderError()
         try:
-            return await self.transport.call(lead, method, body,
-                                             timeout=timeout or self.request_timeout)
+            return await self.transport.call(
+                lead, method, body, timeout=timeout or self.request_timeout
+            )
         except (OSError, TimeoutError) as e:
             log.info("forwarding %s to leader %x failed: %s", method, lead, e)
             raise NoLeaderError() from None

@@ -70,8 +70,9 @@ class Proposals(NodeState):
             return TimeoutDueToLeaderFailError()
         return RequestTimeoutError()
 
-    async def _propose(self, tag: int, payload: bytes, timeout: float | None = None,
-                       leader_term: int = 0) -> Any:
+    async def _propose(
+        self, tag: int, payload: bytes, timeout: float | None = None, leader_term: int = 0
+    ) -> Any:
         if not self._running:
             raise ServerStoppedError()
         if leader_term and self.leader_term() != leader_term:

@@ -108,13 +108,11 @@ class Node(Protocol):
         """Hand leadership to ``target_id`` (MoveLeader)."""
         ...
 
-    def register_call(self, method: str,
-                      fn: Callable[[bytes], bytes | Awaitable[bytes]]) -> None:
+    def register_call(self, method: str, fn: Callable[[bytes], bytes | Awaitable[bytes]]) -> None:
         """Serve the leader-only ``method`` with ``fn`` while this member leads."""
         ...
 
-    async def leader_call(self, method: str, body: bytes,
-                          timeout: float | None = None) -> bytes:
+    async def leader_call(self, method: str, body: bytes, timeout: float | None = None) -> bytes:
         """Run the registered ``method`` on the leader (here when leading); NoLeaderError
         when there is none or it cannot be reached in time."""
         ...
@@ -128,4 +126,3 @@ class Node(Protocol):
         its peer port serves. Cancelled, pending proposals fail with ServerStoppedError; a
         member that stopped because its Raft state cannot go on raises FatalError."""
         ...
-

@@ -49,9 +49,13 @@ class RaftNode(Driver, Proposals, ReadIndex, Reconfig, LeaderCalls, Snapshots):
     """The Raft-backed :class:`~coord.server.node.protocol.Node` (see the module docstrings)."""
 
     @classmethod
-    async def open(cls, config: Config, sm: StateMachine,
-                   on_removed: Callable[[], None] | None = None,
-                   on_fatal: Callable[[], None] | None = None) -> RaftNode:
+    async def open(
+        cls,
+        config: Config,
+        sm: StateMachine,
+        on_removed: Callable[[], None] | None = None,
+        on_fatal: Callable[[], None] | None = None,
+    ) -> RaftNode:
         """Bind the peer ports, lock the data directory, recover/bootstrap/join, build."""
         peer_sockets = bind_all(config.listen_peer_urls, "peers")
         try:
@@ -70,10 +74,16 @@ class RaftNode(Driver, Proposals, ReadIndex, Reconfig, LeaderCalls, Snapshots):
             close_all(s for socks in peer_sockets.values() for s in socks)
             raise
 
-    def __init__(self, config: Config, sm: StateMachine, opened: OpenedMember,
-                 dir_lock: DataDirLock, peer_sockets: dict[str, list[socket.socket]],
-                 on_removed: Callable[[], None] | None = None,
-                 on_fatal: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        sm: StateMachine,
+        opened: OpenedMember,
+        dir_lock: DataDirLock,
+        peer_sockets: dict[str, list[socket.socket]],
+        on_removed: Callable[[], None] | None = None,
+        on_fatal: Callable[[], None] | None = None,
+    ) -> None:
         """Use :meth:`open`."""
         self.config = config
         self.sm = sm
@@ -119,19 +129,29 @@ class RaftNode(Driver, Proposals, ReadIndex, Reconfig, LeaderCalls, Snapshots):
             self._restore_snapshot(opened.snapshot)
         self.rawnode = RawNode(self._raft_config(), self.storage)
         peer_tls = config.peer_tls  # --peer-* TLS flags (server/tls.py)
-        self.transport = PeerTransport(self.member_id, self.cluster_id,
-                                       list(config.listen_peer_urls), self,
-                                       server_ssl=None if peer_tls.empty
-                                       else peer_tls.server_context(alpn=()),
-                                       client_ssl=peer_tls.client_context(),
-                                       sockets=peer_sockets)
+        self.transport = PeerTransport(
+            self.member_id,
+            self.cluster_id,
+            list(config.listen_peer_urls),
+            self,
+            server_ssl=None if peer_tls.empty else peer_tls.server_context(alpn=()),
+            client_ssl=peer_tls.client_context(),
+            sockets=peer_sockets,
+        )
         self.transport.set_peers(self.membership.peer_urls())
 
     def _raft_config(self) -> RaftConfig:
-        return RaftConfig(id=self.member_id, election_tick=self.election_ticks, heartbeat_tick=1,
-                          applied=self._applied, check_quorum=True, pre_vote=True,
-                          max_size_per_msg=1 << 20, max_inflight_msgs=256,
-                          rng=random.Random().randrange)
+        return RaftConfig(
+            id=self.member_id,
+            election_tick=self.election_ticks,
+            heartbeat_tick=1,
+            applied=self._applied,
+            check_quorum=True,
+            pre_vote=True,
+            max_size_per_msg=1 << 20,
+            max_inflight_msgs=256,
+            rng=random.Random().randrange,
+        )
 
     # -- PeerHandler ---------------------------------------------------------------------------
 
@@ -145,8 +165,10 @@ class RaftNode(Driver, Proposals, ReadIndex, Reconfig, LeaderCalls, Snapshots):
             try:
                 self.rawnode.step(m)
             except Exception as e:  # AssertionError: an invariant broke (see driver.py)
-                self._fail(f"raft: {e} (stepping {m.type.name} from {m.from_:x}, "
-                           f"term {m.term}, index {m.index}, log term {m.log_term})")
+                self._fail(
+                    f"raft: {e} (stepping {m.type.name} from {m.from_:x}, "
+                    f"term {m.term}, index {m.index}, log term {m.log_term})"
+                )
                 return
         self._wake.set()
 
@@ -154,8 +176,11 @@ class RaftNode(Driver, Proposals, ReadIndex, Reconfig, LeaderCalls, Snapshots):
         """Step a MsgSnap into Raft; True when Raft took it (it is now pending install)."""
         self.on_messages([m])
         pending = self.rawnode.raft.raft_log.unstable.snapshot
-        return (pending is not None and m.snapshot is not None
-                and pending.metadata.index == m.snapshot.metadata.index)
+        return (
+            pending is not None
+            and m.snapshot is not None
+            and pending.metadata.index == m.snapshot.metadata.index
+        )
 
     def on_unreachable(self, peer_id: int) -> None:
         """The transport dropped messages to ``peer_id``."""
@@ -177,7 +202,10 @@ class RaftNode(Driver, Proposals, ReadIndex, Reconfig, LeaderCalls, Snapshots):
     def on_removed_by_peer(self, peer_id: int) -> None:
         """A peer says we were removed (we may have missed the commit of our removal)."""
         if self._running and not self._removed_notified:
-            log.warning("peer %x reports this member (%x) was removed from the cluster; "
-                        "stopping", peer_id, self.member_id)
+            log.warning(
+                "peer %x reports this member (%x) was removed from the cluster; stopping",
+                peer_id,
+                self.member_id,
+            )
             self._removed = True
             self._wake.set()

@@ -85,7 +85,8 @@ class Reconfig(NodeState):
                         raise self._proposal_error(e, lead) from None
                     if time.monotonic() > deadline:
                         raise UnhealthyClusterError(
-                            f"etcdserver: unhealthy cluster ({e})") from None
+                            f"etcdserver: unhealthy cluster ({e})"
+                        ) from None
                     await anyio.sleep(self.tick_interval)
             self._wake.set()
             with anyio.fail_after(max(0.1, deadline - time.monotonic())):
@@ -99,8 +100,9 @@ class Reconfig(NodeState):
 
     def _conf(self, typ: ConfChangeType, member: Member) -> ConfChange:
         seq = self._next_seq()
-        return ConfChange(typ, member.id, encode_context(ChangeContext(self.member_id, seq,
-                                                                       member)))
+        return ConfChange(
+            typ, member.id, encode_context(ChangeContext(self.member_id, seq, member))
+        )
 
     async def add_member(self, peer_urls: Sequence[str], is_learner: bool) -> MemberInfo:
         """MemberAdd (optionally as a learner)."""
@@ -109,9 +111,11 @@ class Reconfig(NodeState):
             parse_url(u)
         if self.membership.peer_url_taken(urls):
             raise PeerURLExistsError()
-        member = Member(id=compute_member_id(urls, self.config.initial_cluster_token,
-                                             int(time.time())),
-                        peer_urls=urls, is_learner=is_learner)
+        member = Member(
+            id=compute_member_id(urls, self.config.initial_cluster_token, int(time.time())),
+            peer_urls=urls,
+            is_learner=is_learner,
+        )
         typ = ConfChangeType.ADD_LEARNER_NODE if is_learner else ConfChangeType.ADD_NODE
         await self._propose_conf(self._conf(typ, member))
         return member.info()
@@ -158,8 +162,13 @@ class Reconfig(NodeState):
             parse_url(u)
         if self.membership.peer_url_taken(urls, except_id=member_id):
             raise PeerURLExistsError()
-        new = Member(id=member_id, name=m.name, peer_urls=urls, client_urls=m.client_urls,
-                     is_learner=m.is_learner)
+        new = Member(
+            id=member_id,
+            name=m.name,
+            peer_urls=urls,
+            client_urls=m.client_urls,
+            is_learner=m.is_learner,
+        )
         await self._propose_conf(self._conf(ConfChangeType.UPDATE_NODE, new))
 
     async def transfer_leader(self, target_id: int) -> None:
@@ -193,17 +202,26 @@ class Reconfig(NodeState):
                 was = self.membership.members.get(c.node_id)
                 self.membership.apply(c)
                 now = self.membership.members.get(c.node_id)
-                verb = {ConfChangeType.ADD_NODE: "promoted" if was is not None and was.is_learner
-                        else "added",
-                        ConfChangeType.ADD_LEARNER_NODE: "added learner",
-                        ConfChangeType.REMOVE_NODE: "removed",
-                        ConfChangeType.UPDATE_NODE: "updated"}.get(c.type, str(c.type))
+                verb = {
+                    ConfChangeType.ADD_NODE: "promoted"
+                    if was is not None and was.is_learner
+                    else "added",
+                    ConfChangeType.ADD_LEARNER_NODE: "added learner",
+                    ConfChangeType.REMOVE_NODE: "removed",
+                    ConfChangeType.UPDATE_NODE: "updated",
+                }.get(c.type, str(c.type))
                 member = now if now is not None else was
-                log.info("membership: %s member %x (peer URLs %s) at index %d", verb, c.node_id,
-                         ",".join(member.peer_urls) if member is not None else "-", e.index)
+                log.info(
+                    "membership: %s member %x (peer URLs %s) at index %d",
+                    verb,
+                    c.node_id,
+                    ",".join(member.peer_urls) if member is not None else "-",
+                    e.index,
+                )
                 if c.type == ConfChangeType.REMOVE_NODE and c.node_id == self.member_id:
-                    log.warning("this member (%x) was removed from the cluster; stopping",
-                                self.member_id)
+                    log.warning(
+                        "this member (%x) was removed from the cluster; stopping", self.member_id
+                    )
                     self._removed = True
                 elif c.type == ConfChangeType.REMOVE_NODE and self._tg is not None:
                     # make it reconnect, be refused and learn that it was removed

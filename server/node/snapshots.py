@@ -53,8 +53,10 @@ class Snapshots(NodeState):
         ms = Membership.from_document(data.membership)
         why = ms.conf_state_mismatch(snap.metadata.conf_state)
         if why:
-            raise StorageError(f"snapshot at index {snap.metadata.index}: its member list "
-                               f"disagrees with its Raft configuration ({why})")
+            raise StorageError(
+                f"snapshot at index {snap.metadata.index}: its member list "
+                f"disagrees with its Raft configuration ({why})"
+            )
         self.sm.restore(data.sm)
         self.membership.restore(data.membership)
         self._applied = snap.metadata.index
@@ -67,8 +69,9 @@ class Snapshots(NodeState):
     def _applied_snapshot_data(self) -> bytes:
         """The applied state as a snapshot's data: state machine and member list as of
         ``self._applied``, the index whose configuration ``self._conf_state`` is."""
-        return msgspec.msgpack.encode(SnapshotData(self.sm.snapshot(),
-                                                   self.membership.snapshot(), self._applied))
+        return msgspec.msgpack.encode(
+            SnapshotData(self.sm.snapshot(), self.membership.snapshot(), self._applied)
+        )
 
     def _send(self, msgs: list[Message]) -> None:
         """Hand a Ready's messages to the transport.
@@ -88,14 +91,21 @@ class Snapshots(NodeState):
             if current is None:
                 cs = self._conf_state
                 meta = SnapshotMetadata(
-                    conf_state=ConfState(voters=list(cs.voters), learners=list(cs.learners),
-                                         voters_outgoing=list(cs.voters_outgoing),
-                                         learners_next=list(cs.learners_next),
-                                         auto_leave=cs.auto_leave),
-                    index=self._applied, term=self.rawnode.raft.raft_log.term(self._applied))
+                    conf_state=ConfState(
+                        voters=list(cs.voters),
+                        learners=list(cs.learners),
+                        voters_outgoing=list(cs.voters_outgoing),
+                        learners_next=list(cs.learners_next),
+                        auto_leave=cs.auto_leave,
+                    ),
+                    index=self._applied,
+                    term=self.rawnode.raft.raft_log.term(self._applied),
+                )
                 current = Snapshot(self._applied_snapshot_data(), meta)
             assert current.metadata.index >= m.snapshot.metadata.index, (
-                current.metadata, m.snapshot.metadata)
+                current.metadata,
+                m.snapshot.metadata,
+            )
             msgs[i] = dataclasses.replace(m, snapshot=current)
         if log.isEnabledFor(logging.DEBUG):
             self._log_votes(msgs, sent=True)
@@ -103,8 +113,8 @@ class Snapshots(NodeState):
 
     async def _snapshot(self) -> None:
         index = self._applied
-        await self.storage.snapshot_and_compact(index, self._conf_state,
-                                                self._applied_snapshot_data(),
-                                                self.catch_up_entries)
+        await self.storage.snapshot_and_compact(
+            index, self._conf_state, self._applied_snapshot_data(), self.catch_up_entries
+        )
         self._snap_index = index
         log.info("snapshot at index %d; log compacted to %d", index, self.storage.first_index())

@@ -139,12 +139,19 @@ class NodeState:
         if leader == self._is_leader:
             return
         self._is_leader = leader
-        log.info("member %x %s leadership (term %d)", self.member_id,
-                 "acquired" if leader else "lost", self.rawnode.term)
+        log.info(
+            "member %x %s leadership (term %d)",
+            self.member_id,
+            "acquired" if leader else "lost",
+            self.rawnode.term,
+        )
 
     def _maybe_campaign(self) -> None:
-        if self._conf_state.voters == [self.member_id] and not self._is_leader \
-                and self.rawnode.state != StateType.LEADER:
+        if (
+            self._conf_state.voters == [self.member_id]
+            and not self._is_leader
+            and self.rawnode.state != StateType.LEADER
+        ):
             self.rawnode.campaign()
             self._wake.set()
 
@@ -171,8 +178,9 @@ class NodeState:
         """What a failed proposal reports (proposals)."""
         raise NotImplementedError
 
-    async def _propose(self, tag: int, payload: bytes, timeout: float | None = None,
-                       leader_term: int = 0) -> Any:
+    async def _propose(
+        self, tag: int, payload: bytes, timeout: float | None = None, leader_term: int = 0
+    ) -> Any:
         """Propose an envelope, wait for its local apply (proposals)."""
         raise NotImplementedError
 
@@ -192,8 +200,7 @@ class NodeState:
         """Apply a committed conf change (reconfig)."""
         raise NotImplementedError
 
-    async def leader_call(self, method: str, body: bytes,
-                          timeout: float | None = None) -> bytes:
+    async def leader_call(self, method: str, body: bytes, timeout: float | None = None) -> bytes:
         """Run a leader-only method on the leader (leadercall)."""
         raise NotImplementedError
 

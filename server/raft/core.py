@@ -683,7 +683,8 @@ class Raft:
             raise AssertionError(
                 f"member {m.from_:x} acknowledged entry {m.index} beyond this leader's last "
                 f"entry {self.raft_log.last_index()}: it holds committed entries this leader "
-                f"lacks (the logs diverged)")
+                f"lacks (the logs diverged)"
+            )
         old_paused = pr.is_paused()
         if not (
             pr.maybe_update(m.index) or (pr.match == m.index and pr.state == ProgressState.PROBE)
@@ -883,8 +884,9 @@ class Raft:
         if self.id not in (*cs.voters, *cs.learners, *cs.voters_outgoing):
             # The driver must send a snapshot of its current configuration (see rawnode.py);
             # etcd-io/raft's restore() warns the same way ("should never happen").
-            self.logger.warning("%x refused snapshot %d: not in its configuration %s",
-                                self.id, meta.index, cs)
+            self.logger.warning(
+                "%x refused snapshot %d: not in its configuration %s", self.id, meta.index, cs
+            )
             return False
         if self.raft_log.match_term(meta.index, meta.term):
             # We already have the snapshot's last entry: just fast-forward the commit index.

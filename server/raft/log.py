@@ -124,7 +124,8 @@ class RaftLog:
         return AssertionError(
             f"entry {index} (term {term}) conflicts with committed entry {ours} "
             f"(term {self.term_or_zero(ours)}) [committed({self.committed})]: "
-            f"this member's log diverged from the leader's")
+            f"this member's log diverged from the leader's"
+        )
 
     def append(self, ents: list[Entry]) -> int:
         if not ents:

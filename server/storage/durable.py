@@ -84,9 +84,14 @@ class DurableStorage(MemoryStorage):
         return (data_dir / "member").exists()
 
     @classmethod
-    def create(cls, data_dir: Path, metadata: dict[str, int],
-               hard_state: HardState | None = None, entries: Sequence[Entry] = (),
-               segment_bytes: int = 64 * 1024 * 1024) -> DurableStorage:
+    def create(
+        cls,
+        data_dir: Path,
+        metadata: dict[str, int],
+        hard_state: HardState | None = None,
+        entries: Sequence[Entry] = (),
+        segment_bytes: int = 64 * 1024 * 1024,
+    ) -> DurableStorage:
         """Atomically create the member directory in ``data_dir`` (see the module docstring)
         with WAL ``metadata`` (member/cluster id), ``entries`` and ``hard_state``, and open it.
 
@@ -141,10 +146,17 @@ class DurableStorage(MemoryStorage):
             wal.close()
             raise
         st.set_hard_state(hs)
-        log.info("recovered storage from %s: snapshot %d, entries %d..%d, %s%s", data_dir,
-                 st.snapshot().metadata.index, st.first_index(), st.last_index(), hs,
-                 f", truncated torn WAL tail of {state.truncated_tail} bytes"
-                 if state.truncated_tail else "")
+        log.info(
+            "recovered storage from %s: snapshot %d, entries %d..%d, %s%s",
+            data_dir,
+            st.snapshot().metadata.index,
+            st.first_index(),
+            st.last_index(),
+            hs,
+            f", truncated torn WAL tail of {state.truncated_tail} bytes"
+            if state.truncated_tail
+            else "",
+        )
         return st
 
     def _recover(self, snap: Snapshot | None, state: WALState) -> HardState:
@@ -154,12 +166,14 @@ class DurableStorage(MemoryStorage):
         if state.snapshot_index > snap_index:
             raise StorageError(
                 f"{self.snap_dir}: the WAL references snapshot {state.snapshot_index} but the "
-                f"newest readable snapshot file is at index {snap_index}")
+                f"newest readable snapshot file is at index {snap_index}"
+            )
         ents = [e for e in state.entries if e.index > snap_index]
         if ents and ents[0].index != snap_index + 1:
             raise StorageError(
                 f"{self.wal_dir(self.data_dir)}: entries {snap_index + 1}..{ents[0].index - 1} are "
-                f"missing (snapshot at {snap_index})")
+                f"missing (snapshot at {snap_index})"
+            )
         hs = replace(state.hard_state)
         if snap is not None:
             self.apply_snapshot(snap)
@@ -172,7 +186,8 @@ class DurableStorage(MemoryStorage):
             raise StorageError(
                 f"{self.data_dir}: impossible state: hard state commit {hs.commit} is beyond "
                 f"the last index {self.last_index()} of the log (snapshot {snap_index}); refusing "
-                f"to start (restore this member from a peer)")
+                f"to start (restore this member from a peer)"
+            )
         return hs
 
     @property
@@ -182,17 +197,24 @@ class DurableStorage(MemoryStorage):
 
     # -- persistence -----------------------------------------------------------------------
 
-    def write(self, hard_state: HardState | None, entries: list[Entry],
-              snapshot: Snapshot | None = None, sync: bool = True) -> None:
+    def write(
+        self,
+        hard_state: HardState | None,
+        entries: list[Entry],
+        snapshot: Snapshot | None = None,
+        sync: bool = True,
+    ) -> None:
         """Make a Ready durable (disk only; safe to run in a worker thread)."""
         if snapshot is not None and not snapshot.is_empty():
             snapfile.save(self.snap_dir, snapshot)
-            self.wal.save_snapshot(snapshot.metadata.index, snapshot.metadata.term,
-                                   replace_log=True, sync=False)
+            self.wal.save_snapshot(
+                snapshot.metadata.index, snapshot.metadata.term, replace_log=True, sync=False
+            )
         self.wal.save(hard_state, entries, sync=sync or snapshot is not None)
 
-    def commit(self, hard_state: HardState | None, entries: list[Entry],
-               snapshot: Snapshot | None = None) -> None:
+    def commit(
+        self, hard_state: HardState | None, entries: list[Entry], snapshot: Snapshot | None = None
+    ) -> None:
         """Apply a Ready already made durable by :meth:`write` to the in-memory view."""
         if snapshot is not None and not snapshot.is_empty():
             try:
@@ -204,14 +226,20 @@ class DurableStorage(MemoryStorage):
         if hard_state is not None:
             self.set_hard_state(hard_state)
 
-    def save(self, hard_state: HardState | None, entries: list[Entry],
-             snapshot: Snapshot | None = None, sync: bool = True) -> None:
+    def save(
+        self,
+        hard_state: HardState | None,
+        entries: list[Entry],
+        snapshot: Snapshot | None = None,
+        sync: bool = True,
+    ) -> None:
         """:meth:`write` then :meth:`commit` (single-threaded callers and tests)."""
         self.write(hard_state, entries, snapshot, sync)
         self.commit(hard_state, entries, snapshot)
 
-    async def snapshot_and_compact(self, index: int, conf_state: ConfState, data: bytes,
-                                   catch_up_entries: int) -> Snapshot:
+    async def snapshot_and_compact(
+        self, index: int, conf_state: ConfState, data: bytes, catch_up_entries: int
+    ) -> Snapshot:
         """Save a snapshot of the applied state at ``index`` and compact the log behind it.
 
         The in-memory view (snapshot record, compaction) changes in the caller's thread, the

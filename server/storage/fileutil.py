@@ -22,8 +22,7 @@ import fcntl
 import os
 from pathlib import Path
 
-__all__ = ["LOCK_FILE", "DataDirLock", "StorageError", "fsync_dir", "lock_data_dir",
-           "make_dirs"]
+__all__ = ["LOCK_FILE", "DataDirLock", "StorageError", "fsync_dir", "lock_data_dir", "make_dirs"]
 
 LOCK_FILE = "coord.lock"
 
@@ -93,7 +92,8 @@ def lock_data_dir(data_dir: Path) -> DataDirLock:
             os.close(fd)
         raise StorageError(
             f"data directory {data_dir} is in use by another coord-server (pid {holder}); "
-            f"{path} is locked") from None
+            f"{path} is locked"
+        ) from None
     except BaseException:
         os.close(fd)
         raise

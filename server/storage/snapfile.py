@@ -81,7 +81,7 @@ def read(path: Path) -> Snapshot:
     if len(raw) < _CRC.size:
         raise ValueError(f"{path}: truncated snapshot file")
     (crc,) = _CRC.unpack_from(raw)
-    body = raw[_CRC.size:]
+    body = raw[_CRC.size :]
     if zlib.crc32(body) != crc:
         raise ValueError(f"{path}: snapshot CRC mismatch")
     try:

@@ -58,8 +58,16 @@ from coord.server.raft.types import Entry, HardState
 
 from .fileutil import fsync_dir, make_dirs
 
-__all__ = ["HEADER_SIZE", "SEGMENT_MAGIC", "WAL", "WALCorruptError", "WALState", "RecordType",
-           "fsync_dir", "list_segments"]
+__all__ = [
+    "HEADER_SIZE",
+    "SEGMENT_MAGIC",
+    "WAL",
+    "WALCorruptError",
+    "WALState",
+    "RecordType",
+    "fsync_dir",
+    "list_segments",
+]
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +99,10 @@ class WALCorruptError(Exception):
     """A WAL record before the tail is damaged; the message names the file and offset."""
 
     def __init__(self, path: Path, offset: int, reason: str) -> None:
-        super().__init__(f"WAL corrupt: {path} at offset {offset}: {reason}; refusing to start "
-                         f"(acknowledged data could be lost; restore this member from a peer)")
+        super().__init__(
+            f"WAL corrupt: {path} at offset {offset}: {reason}; refusing to start "
+            f"(acknowledged data could be lost; restore this member from a peer)"
+        )
         self.path = path
         self.offset = offset
 
@@ -120,9 +130,12 @@ def _looks_like_format_1(data: bytes) -> bool:
         return False
     length, rtype, crc = _OLD_HEADER.unpack_from(data)
     length, rtype, crc = int(length), int(rtype), int(crc)
-    body = data[_OLD_HEADER.size:_OLD_HEADER.size + length]
-    return (rtype == RecordType.METADATA and len(body) == length
-            and zlib.crc32(body, zlib.crc32(bytes((rtype,)))) == crc)
+    body = data[_OLD_HEADER.size : _OLD_HEADER.size + length]
+    return (
+        rtype == RecordType.METADATA
+        and len(body) == length
+        and zlib.crc32(body, zlib.crc32(bytes((rtype,)))) == crc
+    )
 
 
 def _segment_name(seq: int, index: int) -> str:
@@ -174,8 +187,9 @@ class WAL:
         return dir_.is_dir() and bool(list_segments(dir_))
 
     @classmethod
-    def create(cls, dir_: Path, metadata: dict[str, int],
-               segment_bytes: int = 64 * 1024 * 1024) -> WAL:
+    def create(
+        cls, dir_: Path, metadata: dict[str, int], segment_bytes: int = 64 * 1024 * 1024
+    ) -> WAL:
         """Create a new WAL in ``dir_`` (which must not hold segments yet); ``dir_`` and every
         directory created for it are fsynced."""
         make_dirs(dir_)
@@ -202,8 +216,9 @@ class WAL:
         for k, (seq, first_index, path) in enumerate(segs):
             last = k == len(segs) - 1
             wal._replay_segment(path, state, is_last=last)
-            wal._segments.append([seq, first_index, path, state.entries[-1].index
-                                  if state.entries else 0])
+            wal._segments.append(
+                [seq, first_index, path, state.entries[-1].index if state.entries else 0]
+            )
         wal.metadata = dict(state.metadata)
         wal._hard_state = state.hard_state
         wal._last_index = state.entries[-1].index if state.entries else state.snapshot_index
@@ -215,12 +230,20 @@ class WAL:
 
     def _replay_segment(self, path: Path, state: WALState, is_last: bool) -> None:
         data = path.read_bytes()
-        if data[:len(SEGMENT_MAGIC)] != SEGMENT_MAGIC:
+        if data[: len(SEGMENT_MAGIC)] != SEGMENT_MAGIC:
             if _looks_like_format_1(data):
-                raise WALCorruptError(path, 0, "older WAL format (record lengths without a "
-                                      "checksum), which this version cannot read safely")
-            raise WALCorruptError(path, 0, f"not a coord WAL segment (magic "
-                                  f"{data[:len(SEGMENT_MAGIC)]!r}, want {SEGMENT_MAGIC!r})")
+                raise WALCorruptError(
+                    path,
+                    0,
+                    "older WAL format (record lengths without a "
+                    "checksum), which this version cannot read safely",
+                )
+            raise WALCorruptError(
+                path,
+                0,
+                f"not a coord WAL segment (magic "
+                f"{data[: len(SEGMENT_MAGIC)]!r}, want {SEGMENT_MAGIC!r})",
+            )
         off = len(SEGMENT_MAGIC)
         n = len(data)
         while off < n:
@@ -238,8 +261,13 @@ class WAL:
                     torn = zeros_from <= off or first_zero_sector < torn_if_zero_from
                 if not torn:
                     raise WALCorruptError(path, off, bad)
-                log.warning("WAL %s: torn tail at offset %d (%s): truncating %d bytes",
-                            path, off, bad, n - off)
+                log.warning(
+                    "WAL %s: torn tail at offset %d (%s): truncating %d bytes",
+                    path,
+                    off,
+                    bad,
+                    n - off,
+                )
                 state.truncated_tail = n - off
                 with open(path, "r+b") as f:
                     f.truncate(off)
@@ -249,7 +277,7 @@ class WAL:
             length, rtype, _crc, _hcrc = _HEADER.unpack_from(data, off)
             end = off + HEADER_SIZE + length
             try:
-                self._apply_record(rtype, data[off + HEADER_SIZE:end], state)
+                self._apply_record(rtype, data[off + HEADER_SIZE : end], state)
             except WALCorruptError:
                 raise
             except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as e:
@@ -266,14 +294,14 @@ class WAL:
         if n - off < HEADER_SIZE:
             return "incomplete record header", None
         length, rtype, crc, hcrc = _HEADER.unpack_from(data, off)
-        if zlib.crc32(data[off:off + _CHECKED]) != hcrc:
+        if zlib.crc32(data[off : off + _CHECKED]) != hcrc:
             return "record header checksum mismatch", off + HEADER_SIZE
         if length > MAX_RECORD or rtype not in _VALID_TYPES:
             return f"bad record header (length {length}, type {rtype})", off  # never torn
         end = off + HEADER_SIZE + length
         if end > n:
             return f"incomplete record ({n - off - HEADER_SIZE} of {length} payload bytes)", None
-        if zlib.crc32(data[off + HEADER_SIZE:end]) != crc:
+        if zlib.crc32(data[off + HEADER_SIZE : end]) != crc:
             return "CRC mismatch", end
         return None, None
 
@@ -283,7 +311,7 @@ class WAL:
             ents = state.entries
             if ents and e.index <= ents[-1].index:
                 first = ents[0].index
-                del ents[max(0, e.index - first):]
+                del ents[max(0, e.index - first) :]
             if ents and e.index != ents[-1].index + 1:
                 raise ValueError(f"entry {e.index} does not follow {ents[-1].index}")
             ents.append(e)
@@ -349,8 +377,9 @@ class WAL:
         if self._size >= self.segment_bytes:
             self._cut()
 
-    def save_snapshot(self, index: int, term: int, replace_log: bool = False,
-                      sync: bool = True) -> None:
+    def save_snapshot(
+        self, index: int, term: int, replace_log: bool = False, sync: bool = True
+    ) -> None:
         """Record that a snapshot file for ``index``/``term`` has been saved.
 
         ``replace_log`` is true for a snapshot received from the leader: it replaces the whole
@@ -370,8 +399,12 @@ class WAL:
         this slow delays every commit, and heartbeats behind it)."""
         took = time.monotonic() - start
         if took > WARN_SYNC_DURATION:
-            log.warning("slow fdatasync: took %.0fms, expected-duration %.0fms (WAL %s)",
-                        took * 1000, WARN_SYNC_DURATION * 1000, self.dir)
+            log.warning(
+                "slow fdatasync: took %.0fms, expected-duration %.0fms (WAL %s)",
+                took * 1000,
+                WARN_SYNC_DURATION * 1000,
+                self.dir,
+            )
 
     def _write_all(self, buf: bytes) -> None:
         view = memoryview(buf)

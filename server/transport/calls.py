@@ -54,8 +54,9 @@ class CallConn:
                     # garbage for every later call; a write that cannot finish closes it
                     with anyio.CancelScope(shield=True) as scope:
                         scope.deadline = anyio.current_time() + 2 * CONNECT_TIMEOUT
-                        await write_frame(self.stream, FrameType.CALL,
-                                          _ENC.encode((call_id, method, body)))
+                        await write_frame(
+                            self.stream, FrameType.CALL, _ENC.encode((call_id, method, body))
+                        )
                     if scope.cancelled_caught:
                         raise OSError("write timed out")
             except CLOSED as e:
@@ -76,7 +77,8 @@ class CallConn:
                         reason = f"unexpected frame {ftype!r}"
                         break
                     call_id, ok, result = msgspec.msgpack.decode(
-                        payload, type=tuple[int, bool, bytes])
+                        payload, type=tuple[int, bool, bytes]
+                    )
                     fut = self._waiting.get(call_id)
                     if fut is not None and not fut.done():
                         fut.set_result((ok, result))
@@ -87,16 +89,18 @@ class CallConn:
             await self.stream.aclose()
         for fut in self._waiting.values():
             if not fut.done():
-                fut.set_exception(OSError(
-                    f"call connection to {self.peer_id:x} lost: {reason}"))
+                fut.set_exception(OSError(f"call connection to {self.peer_id:x} lost: {reason}"))
 
     def close(self) -> None:
         self.open = False
         self._scope.cancel()
 
 
-async def serve_calls(on_call: Callable[[str, bytes], Awaitable[bytes]],
-                  reader: BufferedByteReceiveStream, stream: anyio.abc.ByteStream) -> None:
+async def serve_calls(
+    on_call: Callable[[str, bytes], Awaitable[bytes]],
+    reader: BufferedByteReceiveStream,
+    stream: anyio.abc.ByteStream,
+) -> None:
     """Answer CALL frames as they come, each in its own task (one slow call does not
     hold up the others); RESULT frames carry the call's id and are written one at a time."""
     write_lock = anyio.Lock()
@@ -118,8 +122,7 @@ async def serve_calls(on_call: Callable[[str, bytes], Awaitable[bytes]],
                 ftype, payload = await read_frame(reader)
                 if ftype != FrameType.CALL:
                     break
-                call_id, method, body = msgspec.msgpack.decode(
-                    payload, type=tuple[int, str, bytes])
+                call_id, method, body = msgspec.msgpack.decode(payload, type=tuple[int, str, bytes])
                 tg.start_soon(answer, call_id, method, body)
         except CLOSED:
             pass  # the caller closed its call connection

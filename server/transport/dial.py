@@ -31,8 +31,13 @@ __all__ = ["CLOSED", "CONNECT_TIMEOUT", "Rejected", "describe", "dial", "discove
 _ENC = msgspec.msgpack.Encoder()
 CONNECT_TIMEOUT = 1.0
 #: What reading or writing a connection the other end closed raises.
-CLOSED = (OSError, anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
-          anyio.ClosedResourceError)
+CLOSED = (
+    OSError,
+    anyio.EndOfStream,
+    anyio.IncompleteRead,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+)
 
 
 def describe(e: BaseException) -> str:
@@ -53,9 +58,12 @@ async def dial(host: str, port: int, ctx: ssl.SSLContext | None) -> anyio.abc.By
     return await anyio.connect_tcp(host, port, ssl_context=ctx, tls_standard_compatible=False)
 
 
-async def discover(peer_urls: Iterable[str], timeout: float = 5.0,
-                   on_error: Callable[[str, Exception], None] | None = None,
-                   client_ssl: ssl.SSLContext | None = None) -> bytes:
+async def discover(
+    peer_urls: Iterable[str],
+    timeout: float = 5.0,
+    on_error: Callable[[str, Exception], None] | None = None,
+    client_ssl: ssl.SSLContext | None = None,
+) -> bytes:
     """Ask the first reachable peer for its membership document.
 
     Raises:
@@ -69,14 +77,21 @@ async def discover(peer_urls: Iterable[str], timeout: float = 5.0,
             with anyio.fail_after(timeout):
                 stream = await dial(host, port, client_ssl if is_tls_url(url) else None)
                 async with stream:
-                    await write_frame(stream, FrameType.HELLO,
-                                      _ENC.encode(Hello(0, 0, 0, "discover")))
+                    await write_frame(
+                        stream, FrameType.HELLO, _ENC.encode(Hello(0, 0, 0, "discover"))
+                    )
                     ftype, payload = await read_frame(BufferedByteReceiveStream(stream))
             if ftype == FrameType.MEMBERS:
                 return payload
             last = OSError(f"{url}: unexpected frame {ftype!r}")
-        except (OSError, TimeoutError, anyio.EndOfStream, anyio.IncompleteRead,
-                anyio.BrokenResourceError, ValueError) as e:  # a reset during TLS: Broken
+        except (
+            OSError,
+            TimeoutError,
+            anyio.EndOfStream,
+            anyio.IncompleteRead,
+            anyio.BrokenResourceError,
+            ValueError,
+        ) as e:  # a reset during TLS: Broken
             last = e
             if on_error is not None:
                 on_error(url, e)

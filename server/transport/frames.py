@@ -53,14 +53,14 @@ def encode_frame(ftype: FrameType, payload: bytes) -> bytes:
     return _HEAD.pack(len(payload), int(ftype)) + payload
 
 
-async def write_frame(stream: anyio.abc.ByteSendStream, ftype: FrameType,
-                      payload: bytes) -> None:
+async def write_frame(stream: anyio.abc.ByteSendStream, ftype: FrameType, payload: bytes) -> None:
     """Send one frame."""
     await stream.send(encode_frame(ftype, payload))
 
 
-async def read_frame(reader: BufferedByteReceiveStream,
-                     max_size: int = MAX_FRAME) -> tuple[FrameType, bytes]:
+async def read_frame(
+    reader: BufferedByteReceiveStream, max_size: int = MAX_FRAME
+) -> tuple[FrameType, bytes]:
     """Receive one frame.
 
     Raises:

@@ -69,8 +69,10 @@ _HELLO_DEC = msgspec.msgpack.Decoder(Hello)
 _ENC = msgspec.msgpack.Encoder()
 REMOVED_REASON = "removed"
 #: SNAPSHOT_ACK payload of a refused snapshot (Raft's restore() returned false).
-SNAPSHOT_REFUSED = (b"raft refused the snapshot (not newer than the receiver's commit index, "
-                    b"or the receiver is not in its configuration)")
+SNAPSHOT_REFUSED = (
+    b"raft refused the snapshot (not newer than the receiver's commit index, "
+    b"or the receiver is not in its configuration)"
+)
 #: Wait before the next snapshot to a peer after a failed one: doubles from/to (seconds).
 SNAPSHOT_BACKOFF = (0.1, 5.0)
 
@@ -121,11 +123,18 @@ class _Peer:
 class PeerTransport:
     """See the module docstring."""
 
-    def __init__(self, member_id: int, cluster_id: int, listen_urls: list[str],
-                 handler: PeerHandler, queue_batches: int = 256,
-                 max_backoff: float = 1.0, server_ssl: ssl.SSLContext | None = None,
-                 client_ssl: ssl.SSLContext | None = None,
-                 sockets: dict[str, list[socket.socket]] | None = None) -> None:
+    def __init__(
+        self,
+        member_id: int,
+        cluster_id: int,
+        listen_urls: list[str],
+        handler: PeerHandler,
+        queue_batches: int = 256,
+        max_backoff: float = 1.0,
+        server_ssl: ssl.SSLContext | None = None,
+        client_ssl: ssl.SSLContext | None = None,
+        sockets: dict[str, list[socket.socket]] | None = None,
+    ) -> None:
         self.member_id = member_id
         # Listening sockets per listen URL, bound before the node touched its data directory
         # (server/listen.py); without them, run() binds listen_urls itself.
@@ -150,19 +159,20 @@ class PeerTransport:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None]
-                  = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """Serve the peer listeners and run the peer senders until cancelled (the listen
         sockets given to the constructor, else bound now)."""
-        bound = self._sockets if self._sockets is not None else bind_all(self.listen_urls,
-                                                                          "peers")
+        bound = self._sockets if self._sockets is not None else bind_all(self.listen_urls, "peers")
         self._sockets = None  # owned by the listeners below from here on
         listeners: list[anyio.abc.Listener[Any]] = []
         try:
             for url, socks in bound.items():
                 for sock in socks:
-                    listener: anyio.abc.Listener[Any] = await anyio.abc.SocketListener \
-                        .from_socket(sock)
+                    listener: anyio.abc.Listener[Any] = await anyio.abc.SocketListener.from_socket(
+                        sock
+                    )
                     if is_tls_url(url):
                         if self.server_ssl is None:
                             await listener.aclose()
@@ -273,12 +283,20 @@ class PeerTransport:
             if ftype != FrameType.SNAPSHOT_ACK:
                 raise OSError(f"unexpected answer {ftype!r}")
             if payload:
-                log.warning("snapshot at index %d refused by %x: %s", index, peer.id,
-                            payload.decode(errors="replace"))
+                log.warning(
+                    "snapshot at index %d refused by %x: %s",
+                    index,
+                    peer.id,
+                    payload.decode(errors="replace"),
+                )
             else:
                 failed = False
-                log.info("sent snapshot at index %d (%d bytes) to %x", index,
-                         len(m.snapshot.data) if m.snapshot else 0, peer.id)
+                log.info(
+                    "sent snapshot at index %d (%d bytes) to %x",
+                    index,
+                    len(m.snapshot.data) if m.snapshot else 0,
+                    peer.id,
+                )
         except Exception as e:
             log.warning("sending snapshot %d to %x failed: %s", index, peer.id, describe(e))
         finally:
@@ -293,8 +311,7 @@ class PeerTransport:
             host, port = parse_url(url)
             try:
                 with anyio.fail_after(CONNECT_TIMEOUT):
-                    stream = await dial(host, port, self.client_ssl if is_tls_url(url)
-                                         else None)
+                    stream = await dial(host, port, self.client_ssl if is_tls_url(url) else None)
             except (OSError, TimeoutError) as e:
                 last = e
                 continue
@@ -346,13 +363,11 @@ class PeerTransport:
                     peer.connected = False
                 self.handler.on_unreachable(peer.id)
 
-    async def _watch_close(self, stream: anyio.abc.ByteStream,
-                           scope: anyio.CancelScope) -> None:
+    async def _watch_close(self, stream: anyio.abc.ByteStream, scope: anyio.CancelScope) -> None:
         """The acceptor never writes after ACCEPT: any read result means the peer is gone."""
         try:
             await stream.receive()
-        except (OSError, anyio.EndOfStream, anyio.BrokenResourceError,
-                anyio.ClosedResourceError):
+        except (OSError, anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass
         scope.cancel()
 
@@ -452,8 +467,14 @@ class PeerTransport:
                     await self._receive(reader, stream)
                 finally:
                     conns.remove(stream)
-            except (OSError, anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
-                    anyio.ClosedResourceError, TimeoutError) as e:
+            except (
+                OSError,
+                anyio.EndOfStream,
+                anyio.IncompleteRead,
+                anyio.BrokenResourceError,
+                anyio.ClosedResourceError,
+                TimeoutError,
+            ) as e:
                 log.debug("inbound peer connection closed: %s", e)
             except (ValueError, msgspec.DecodeError, msgspec.ValidationError) as e:
                 log.warning("bad frame from peer, closing: %s", e)
@@ -465,8 +486,9 @@ class PeerTransport:
         for stream in list(self._inbound.get(peer_id, [])):
             await stream.aclose()
 
-    async def _receive(self, reader: BufferedByteReceiveStream,
-                       stream: anyio.abc.ByteStream) -> None:
+    async def _receive(
+        self, reader: BufferedByteReceiveStream, stream: anyio.abc.ByteStream
+    ) -> None:
         while True:
             ftype, payload = await read_frame(reader)
             self.frames_received += 1
@@ -481,12 +503,9 @@ class PeerTransport:
 
     def _check_hello(self, hello: Hello) -> str:
         if hello.cluster_id != self.cluster_id:
-            return (f"cluster ID mismatch (local {self.cluster_id:x}, "
-                    f"remote {hello.cluster_id:x})")
+            return f"cluster ID mismatch (local {self.cluster_id:x}, remote {hello.cluster_id:x})"
         if hello.to_id != self.member_id:
             return f"member ID mismatch (this is {self.member_id:x}, not {hello.to_id:x})"
         if self.handler.is_removed(hello.from_id):
             return f"{REMOVED_REASON}: member {hello.from_id:x} was removed from the cluster"
         return ""
-
-

@@ -403,8 +403,11 @@ class WatchStream:
 
 def _fragments(header: bytes, wid: int, events: list[bytes], limit: int) -> list[bytes]:
     """etcd's sendFragments: split only if the response is >= limit and has >= 2 events."""
-    fixed = (len(bytes_field(WatchResponseField.HEADER, header))
-             + len(int_field(WatchResponseField.WATCH_ID, wid)) + len(_FRAGMENT_TRUE))
+    fixed = (
+        len(bytes_field(WatchResponseField.HEADER, header))
+        + len(int_field(WatchResponseField.WATCH_ID, wid))
+        + len(_FRAGMENT_TRUE)
+    )
     total = fixed + sum(len(e) for e in events)
     if total < limit:
         return [_response(header, wid, events=events)]

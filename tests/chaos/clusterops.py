@@ -14,43 +14,83 @@ from cluster.clusterlib import Cluster, Member, _call, run, status
 
 from coord._pb import etcdserverpb as pb
 
-__all__ = ["compact", "data_dir", "healthy", "member_add", "member_list", "member_promote",
-           "member_remove", "move_leader", "wipe"]
+__all__ = [
+    "compact",
+    "data_dir",
+    "healthy",
+    "member_add",
+    "member_list",
+    "member_promote",
+    "member_remove",
+    "move_leader",
+    "wipe",
+]
 
 
-def member_add(endpoint: str, peer_url: str, learner: bool, timeout: float = 10.0
-               ) -> tuple[int, list[pb.Member]]:
+def member_add(
+    endpoint: str, peer_url: str, learner: bool, timeout: float = 10.0
+) -> tuple[int, list[pb.Member]]:
     """MemberAdd; returns the new member's ID and the member list it reported."""
-    resp = run(_call(endpoint, lambda ch: pb.ClusterStub(ch).member_add(
-        pb.MemberAddRequest(peer_ur_ls=[peer_url], is_learner=learner)), timeout))
+    resp = run(
+        _call(
+            endpoint,
+            lambda ch: pb.ClusterStub(ch).member_add(
+                pb.MemberAddRequest(peer_ur_ls=[peer_url], is_learner=learner)
+            ),
+            timeout,
+        )
+    )
     assert resp.member is not None
     return int(resp.member.id), list(resp.members)
 
 
 def member_remove(endpoint: str, member_id: int, timeout: float = 10.0) -> None:
-    run(_call(endpoint, lambda ch: pb.ClusterStub(ch).member_remove(
-        pb.MemberRemoveRequest(id=member_id)), timeout))
+    run(
+        _call(
+            endpoint,
+            lambda ch: pb.ClusterStub(ch).member_remove(pb.MemberRemoveRequest(id=member_id)),
+            timeout,
+        )
+    )
 
 
 def member_promote(endpoint: str, member_id: int, timeout: float = 10.0) -> None:
-    run(_call(endpoint, lambda ch: pb.ClusterStub(ch).member_promote(
-        pb.MemberPromoteRequest(id=member_id)), timeout))
+    run(
+        _call(
+            endpoint,
+            lambda ch: pb.ClusterStub(ch).member_promote(pb.MemberPromoteRequest(id=member_id)),
+            timeout,
+        )
+    )
 
 
 def member_list(endpoint: str, timeout: float = 5.0) -> list[pb.Member]:
-    resp = run(_call(endpoint, lambda ch: pb.ClusterStub(ch).member_list(
-        pb.MemberListRequest()), timeout))
+    resp = run(
+        _call(endpoint, lambda ch: pb.ClusterStub(ch).member_list(pb.MemberListRequest()), timeout)
+    )
     return list(resp.members)
 
 
 def move_leader(leader_endpoint: str, target_id: int, timeout: float = 10.0) -> None:
-    run(_call(leader_endpoint, lambda ch: pb.MaintenanceStub(ch).move_leader(
-        pb.MoveLeaderRequest(target_id=target_id)), timeout))
+    run(
+        _call(
+            leader_endpoint,
+            lambda ch: pb.MaintenanceStub(ch).move_leader(
+                pb.MoveLeaderRequest(target_id=target_id)
+            ),
+            timeout,
+        )
+    )
 
 
 def compact(endpoint: str, revision: int, timeout: float = 10.0) -> None:
-    run(_call(endpoint, lambda ch: pb.KvStub(ch).compact(
-        pb.CompactionRequest(revision=revision)), timeout))
+    run(
+        _call(
+            endpoint,
+            lambda ch: pb.KvStub(ch).compact(pb.CompactionRequest(revision=revision)),
+            timeout,
+        )
+    )
 
 
 def data_dir(c: Cluster, m: Member) -> str:

@@ -42,9 +42,18 @@ class FencedRegister:
                     f.write(json.dumps({"token": token, "value": value}))
                     f.flush()
                 with open(self.log, "a") as lg:
-                    lg.write(json.dumps({"t": time.monotonic(), "pid": os.getpid(),
-                                         "token": token, "value": value,
-                                         "accepted": ok}) + "\n")
+                    lg.write(
+                        json.dumps(
+                            {
+                                "t": time.monotonic(),
+                                "pid": os.getpid(),
+                                "token": token,
+                                "value": value,
+                                "accepted": ok,
+                            }
+                        )
+                        + "\n"
+                    )
                 return ok
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)

@@ -37,8 +37,8 @@ PENDING = "pending"
 
 #: errors after which a request certainly had no effect.
 _DEFINITE: tuple[type[BaseException], ...] = (
-    errors.ConnectionFailedError,   # every attempt failed before the request was sent
-    errors.InvalidArgumentError,    # validated and rejected before proposing
+    errors.ConnectionFailedError,  # every attempt failed before the request was sent
+    errors.InvalidArgumentError,  # validated and rejected before proposing
     errors.LeaseNotFoundError,
     errors.CompactedError,
     errors.FutureRevisionError,
@@ -88,8 +88,10 @@ class Op:
 
     def __str__(self) -> str:
         ret = "inf" if math.isinf(self.ret) else f"{self.ret:.4f}"
-        return (f"p{self.process} {self.f}({self.key}, {self.value!r}) -> {self.outcome} "
-                f"{self.result!r} [{self.invoke:.4f}, {ret}]")
+        return (
+            f"p{self.process} {self.f}({self.key}, {self.value!r}) -> {self.outcome} "
+            f"{self.result!r} [{self.invoke:.4f}, {ret}]"
+        )
 
 
 class History:

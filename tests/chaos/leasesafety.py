@@ -41,13 +41,19 @@ class LeaseResult:
         return not self.violations
 
     def __str__(self) -> str:
-        head = (f"lease safety: {self.leases} leases, {self.keepalives} keep-alives, "
-                f"{self.deletions} deletions observed, {len(self.violations)} violations")
+        head = (
+            f"lease safety: {self.leases} leases, {self.keepalives} keep-alives, "
+            f"{self.deletions} deletions observed, {len(self.violations)} violations"
+        )
         return "\n".join([head, *(f"  {v}" for v in self.violations[:20])])
 
 
-def check_leases(leases: Sequence[LeaseRecord], keepalives: Sequence[KeepAlive],
-                 deleted_at: dict[str, float], slack: float = SLACK) -> LeaseResult:
+def check_leases(
+    leases: Sequence[LeaseRecord],
+    keepalives: Sequence[KeepAlive],
+    deleted_at: dict[str, float],
+    slack: float = SLACK,
+) -> LeaseResult:
     res = LeaseResult(len(leases), len(keepalives))
     by_lease: dict[int, list[KeepAlive]] = {}
     for ka in keepalives:
@@ -61,7 +67,8 @@ def check_leases(leases: Sequence[LeaseRecord], keepalives: Sequence[KeepAlive],
                 res.violations.append(
                     f"live lease reported lost: lease {rec.lease:x} keep-alive sent at "
                     f"{ka.sent:.3f} returned TTL 0, but it was confirmed alive until "
-                    f"{promised:.3f}")
+                    f"{promised:.3f}"
+                )
             if ka.ttl > 0:
                 promised = max(promised, ka.sent + ka.ttl)
         d = deleted_at.get(rec.key)
@@ -72,10 +79,12 @@ def check_leases(leases: Sequence[LeaseRecord], keepalives: Sequence[KeepAlive],
             res.violations.append(
                 f"early deletion: {rec.key} (lease {rec.lease:x}) deleted, observed at "
                 f"{d:.3f}, while confirmed alive until {promised:.3f} "
-                f"({promised - d:.3f}s early)")
+                f"({promised - d:.3f}s early)"
+            )
         for ka in kas:
             if ka.ttl > 0 and ka.sent > d + slack:
                 res.violations.append(
                     f"alive after revoke: lease {rec.lease:x} keep-alive sent at {ka.sent:.3f} "
-                    f"returned TTL {ka.ttl} after {rec.key}'s deletion was observed at {d:.3f}")
+                    f"returned TTL {ka.ttl} after {rec.key}'s deletion was observed at {d:.3f}"
+                )
     return res

@@ -67,9 +67,11 @@ class LinearizabilityResult:
         return [k for k in self.keys if k.ok is None]
 
     def __str__(self) -> str:
-        lines = [f"linearizability: {len(self.keys)} keys, "
-                 f"{sum(k.ops for k in self.keys)} ops, {len(self.violations)} violations, "
-                 f"{len(self.undecided)} undecided"]
+        lines = [
+            f"linearizability: {len(self.keys)} keys, "
+            f"{sum(k.ops for k in self.keys)} ops, {len(self.violations)} violations, "
+            f"{len(self.undecided)} undecided"
+        ]
         for k in self.violations:
             lines.append(f"  key {k.key}: NOT linearizable\n{k.explanation}")
         for k in self.undecided:
@@ -94,12 +96,10 @@ def _step(state: Any, op: Op) -> tuple[bool, Any]:
 
 def _relevant(ops: list[Op]) -> list[Op]:
     """Drop ops that cannot matter (see the module docstring)."""
-    out = [op for op in ops
-           if op.outcome != FAIL and not (op.f == "get" and op.outcome != OK)]
+    out = [op for op in ops if op.outcome != FAIL and not (op.f == "get" and op.outcome != OK)]
     observed = {op.result for op in out if op.f == "get"}
     observed |= {op.value[0] for op in out if op.f == "cas"}
-    failed_cas = [op.invoke for op in out if op.f == "cas" and op.outcome == OK
-                  and not op.result]
+    failed_cas = [op.invoke for op in out if op.f == "cas" and op.outcome == OK and not op.result]
 
     def removable(op: Op) -> bool:
         if op.outcome != UNKNOWN or op.f not in ("put", "cas"):

@@ -37,8 +37,10 @@ class LockResult:
         return not self.violations
 
     def __str__(self) -> str:
-        head = (f"lock safety: {self.grants} grants, {self.writes_accepted} fenced writes "
-                f"accepted, {self.writes_rejected} rejected, {len(self.violations)} violations")
+        head = (
+            f"lock safety: {self.grants} grants, {self.writes_accepted} fenced writes "
+            f"accepted, {self.writes_rejected} rejected, {len(self.violations)} violations"
+        )
         return "\n".join([head, *(f"  {v}" for v in self.violations[:20])])
 
 
@@ -46,30 +48,35 @@ def check_locks(grants: list[dict[str, Any]], attempts: list[dict[str, Any]]) ->
     res = LockResult(grants=len(grants))
     gs = sorted(grants, key=lambda g: g["start"])
     for i, a in enumerate(gs):
-        for b in gs[i + 1:]:
+        for b in gs[i + 1 :]:
             if b["start"] > a["end"]:
                 if b["token"] < a["token"]:
                     res.violations.append(
                         f"stale grant: token {b['token']} (pid {b['pid']}, from "
                         f"{b['start']:.3f}) after token {a['token']} (pid {a['pid']}) ended at "
-                        f"{a['end']:.3f}")
+                        f"{a['end']:.3f}"
+                    )
                 continue
             if a["token"] == b["token"]:
                 if a["pid"] != b["pid"]:
-                    res.violations.append(f"duplicate token {a['token']}: pids {a['pid']} "
-                                          f"and {b['pid']}")
+                    res.violations.append(
+                        f"duplicate token {a['token']}: pids {a['pid']} and {b['pid']}"
+                    )
                 continue
             res.violations.append(
                 f"two holders: token {a['token']} (pid {a['pid']}) held "
                 f"[{a['start']:.3f}, {a['end']:.3f}] and token {b['token']} (pid {b['pid']}) "
-                f"[{b['start']:.3f}, {b['end']:.3f}] overlap by {a['end'] - b['start']:.3f}s")
+                f"[{b['start']:.3f}, {b['end']:.3f}] overlap by {a['end'] - b['start']:.3f}s"
+            )
     highest = 0
     for w in attempts:
         if w["accepted"]:
             res.writes_accepted += 1
             if w["token"] < highest:
-                res.violations.append(f"stale token accepted: {w['token']} after {highest} "
-                                      f"(pid {w['pid']} at {w['t']:.3f})")
+                res.violations.append(
+                    f"stale token accepted: {w['token']} after {highest} "
+                    f"(pid {w['pid']} at {w['t']:.3f})"
+                )
             highest = max(highest, w["token"])
         else:
             res.writes_rejected += 1

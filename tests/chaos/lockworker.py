@@ -28,8 +28,9 @@ from coord import Client
 from coord.recipes import Lock
 
 
-def main(endpoints: str, name: str, register: str, holds: str, ttl: str, seconds: str,
-         seed: str) -> None:
+def main(
+    endpoints: str, name: str, register: str, holds: str, ttl: str, seconds: str, seed: str
+) -> None:
     rng = random.Random(int(seed))
     reg = FencedRegister(Path(register))
     stop_at = time.monotonic() + float(seconds)
@@ -68,8 +69,19 @@ def main(endpoints: str, name: str, register: str, holds: str, ttl: str, seconds
                     rejected += 1
                 time.sleep(rng.uniform(0.05, 0.25))
             with open(holds, "a") as f:
-                f.write(json.dumps({"pid": os.getpid(), "token": token, "start": start,
-                                    "end": end, "writes": writes, "rejected": rejected}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "pid": os.getpid(),
+                            "token": token,
+                            "start": start,
+                            "end": end,
+                            "writes": writes,
+                            "rejected": rejected,
+                        }
+                    )
+                    + "\n"
+                )
             try:
                 lock.release()
             except Exception as e:

@@ -42,8 +42,19 @@ from unwrap import unwrap
 
 from . import clusterops
 
-__all__ = ["NEMESES", "Compaction", "DiskStall", "Event", "Kill", "LeaderTransfer",
-           "Membership", "Nemesis", "Partition", "Pause", "make"]
+__all__ = [
+    "NEMESES",
+    "Compaction",
+    "DiskStall",
+    "Event",
+    "Kill",
+    "LeaderTransfer",
+    "Membership",
+    "Nemesis",
+    "Partition",
+    "Pause",
+    "make",
+]
 
 
 @dataclass
@@ -68,8 +79,9 @@ class Nemesis:
     name = "nemesis"
     disruptive = True
 
-    def __init__(self, cluster: Cluster, rng: random.Random, log: list[Event],
-                 findings: Findings, t0: float) -> None:
+    def __init__(
+        self, cluster: Cluster, rng: random.Random, log: list[Event], findings: Findings, t0: float
+    ) -> None:
         self.c = cluster
         self.rng = rng
         self.log = log
@@ -341,8 +353,11 @@ class Membership(Nemesis):
         def caught_up() -> bool:
             lead = self.c.leader([x for x in self.c.running() if x is not m])
             s, ls = status(m.endpoint), status(lead.endpoint) if lead else None
-            return (s is not None and ls is not None
-                    and s.raft_applied_index >= ls.raft_applied_index - 20)
+            return (
+                s is not None
+                and ls is not None
+                and s.raft_applied_index >= ls.raft_applied_index - 20
+            )
 
         if not self._wait(f"learner {m.name} to catch up", caught_up):
             return self._record("step", f"learner {m.name} did not catch up")
@@ -366,13 +381,13 @@ class Membership(Nemesis):
 
 #: nemesis kinds by name (the scheduler's vocabulary)
 NEMESES: dict[str, type[Nemesis]] = {
-    n.name: n for n in (Kill, Pause, Partition, DiskStall, LeaderTransfer, Compaction,
-                        Membership)
+    n.name: n for n in (Kill, Pause, Partition, DiskStall, LeaderTransfer, Compaction, Membership)
 }
 
 
-def make(kind: str, cluster: Cluster, rng: random.Random, log: list[Event],
-         findings: Findings, t0: float) -> Nemesis:
+def make(
+    kind: str, cluster: Cluster, rng: random.Random, log: list[Event], findings: Findings, t0: float
+) -> Nemesis:
     """Build nemesis ``kind``: a name from :data:`NEMESES`, or ``slowdisk`` (walBeforeSync
     sleep(300)), the slow-disk flavour of :class:`DiskStall`."""
     if kind == "slowdisk":

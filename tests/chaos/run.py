@@ -76,9 +76,11 @@ class ChaosConfig:
 
     def __str__(self) -> str:
         work = [w for w in ("register", "watch", "leases", "locks") if getattr(self, w)]
-        return (f"seed={self.seed} seconds={self.seconds} nemeses={','.join(self.nemeses)} "
-                f"workloads={','.join(work)} ttl={self.ttl} "
-                f"snapshot-count={self.snapshot_count}")
+        return (
+            f"seed={self.seed} seconds={self.seconds} nemeses={','.join(self.nemeses)} "
+            f"workloads={','.join(work)} ttl={self.ttl} "
+            f"snapshot-count={self.snapshot_count}"
+        )
 
 
 @dataclass
@@ -98,8 +100,11 @@ class Report:
 
     @property
     def checks(self) -> list[Any]:
-        return [c for c in (self.linearizability, self.locks, self.leases, *self.watches)
-                if c is not None]
+        return [
+            c
+            for c in (self.linearizability, self.locks, self.leases, *self.watches)
+            if c is not None
+        ]
 
     @property
     def violations(self) -> list[str]:
@@ -115,8 +120,8 @@ class Report:
             f"chaos run {self.config}",
             f"  elapsed {self.elapsed:.1f}s; replay with COORD_CHAOS_SEED={self.config.seed}",
             f"  ops {total_ops}: " + ", ".join(f"{k}={v}" for k, v in sorted(self.ops.items())),
-            "  faults injected: " + (", ".join(f"{k}={v}" for k, v in sorted(self.faults.items()))
-                                     or "none"),
+            "  faults injected: "
+            + (", ".join(f"{k}={v}" for k, v in sorted(self.faults.items())) or "none"),
         ]
         lines += [f"  {line}" for c in self.checks for line in str(c).splitlines()]
         lines.append(f"  liveness findings: {len(self.findings)}")
@@ -125,12 +130,20 @@ class Report:
         return "\n".join(lines)
 
     def schedule_text(self) -> str:
-        return "\n".join([f"chaos schedule for {self.config} ({len(self.steps)} steps):",
-                          *(f"  {s}" for s in self.steps)])
+        return "\n".join(
+            [
+                f"chaos schedule for {self.config} ({len(self.steps)} steps):",
+                *(f"  {s}" for s in self.steps),
+            ]
+        )
 
     def event_log(self) -> str:
-        return "\n".join([f"fault log (seconds since start = monotonic {self.t0:.3f}):",
-                          *(f"  {e}" for e in self.events)])
+        return "\n".join(
+            [
+                f"fault log (seconds since start = monotonic {self.t0:.3f}):",
+                *(f"  {e}" for e in self.events),
+            ]
+        )
 
 
 def _reference(endpoints: list[str], until: int) -> tuple[list[WatchSegment], int]:
@@ -149,9 +162,13 @@ def _reference(endpoints: list[str], until: int) -> tuple[list[WatchSegment], in
                         if resp is None:
                             client.put(PREFIX + "zz-progress", "x")  # move past `until`
                             continue
-                        seg.responses.append(WatchedResponse(
-                            time.monotonic(), resp.revision,
-                            tuple(_convert(e) for e in resp.events)))
+                        seg.responses.append(
+                            WatchedResponse(
+                                time.monotonic(),
+                                resp.revision,
+                                tuple(_convert(e) for e in resp.events),
+                            )
+                        )
                         last = resp.revision
                 return [seg], start
             except CompactedError as e:
@@ -174,9 +191,14 @@ def run_chaos(base: Path, cfg: ChaosConfig, out: Any = print) -> Report:
         eps = [m.endpoint for m in c.members]
         history = History()
         register = RegisterWorkload(eps, PREFIX, history, cfg.seed) if cfg.register else None
-        watchers = [WatchRecorder(eps, PREFIX, cfg.seed, None, "watch-0"),
-                    WatchRecorder(eps[1:] + eps[:1], PREFIX, cfg.seed + 1, 3.0, "watch-resume")
-                    ] if cfg.watch or cfg.leases else []
+        watchers = (
+            [
+                WatchRecorder(eps, PREFIX, cfg.seed, None, "watch-0"),
+                WatchRecorder(eps[1:] + eps[:1], PREFIX, cfg.seed + 1, 3.0, "watch-resume"),
+            ]
+            if cfg.watch or cfg.leases
+            else []
+        )
         probes = LeaseProbes(eps, PREFIX, cfg.seed, ttl=cfg.ttl) if cfg.leases else None
         for w in watchers:
             w.start()
@@ -187,13 +209,23 @@ def run_chaos(base: Path, cfg: ChaosConfig, out: Any = print) -> Report:
         reg_path = base / "fenced.json"
         holds = base / "holds.jsonl"
         if cfg.locks:
-            lock_procs = start_lock_workers(eps, PREFIX + "lock", reg_path, holds,
-                                            cfg.lock_workers, cfg.ttl, cfg.seconds, cfg.seed,
-                                            base)
+            lock_procs = start_lock_workers(
+                eps,
+                PREFIX + "lock",
+                reg_path,
+                holds,
+                cfg.lock_workers,
+                cfg.ttl,
+                cfg.seconds,
+                cfg.seed,
+                base,
+            )
         t0 = report.t0 = time.monotonic()
         rng = random.Random(cfg.seed ^ 0x5EED)
-        nemeses: dict[str, Nemesis] = {k: make(k, c, rng, report.events, findings, t0)
-                                       for k in dict.fromkeys(s.kind for s in steps)}
+        nemeses: dict[str, Nemesis] = {
+            k: make(k, c, rng, report.events, findings, t0)
+            for k in dict.fromkeys(s.kind for s in steps)
+        }
         if cfg.quiet_membership and register is not None and "membership" in nemeses:
             membership = nemeses["membership"]
             assert isinstance(membership, Membership)
@@ -223,8 +255,11 @@ def run_chaos(base: Path, cfg: ChaosConfig, out: Any = print) -> Report:
             p.kill()
             p.stop()
         live = [m.endpoint for m in c.running()]
-        final_rev = max(int(unwrap(st.header).revision) for m in c.running()
-                        if (st := status(m.endpoint)) is not None)
+        final_rev = max(
+            int(unwrap(st.header).revision)
+            for m in c.running()
+            if (st := status(m.endpoint)) is not None
+        )
         for w in watchers:
             deadline = time.monotonic() + 30
             while w.last_revision < final_rev and time.monotonic() < deadline:
@@ -240,11 +275,15 @@ def run_chaos(base: Path, cfg: ChaosConfig, out: Any = print) -> Report:
             ref = reference_events(ref_segs)
             ref_end = ref_segs[0].responses[-1].revision if ref_segs[0].responses else 0
             report.watches.append(check_watch("reference", ref_segs))
-            acked = [(o.key, o.value if o.f == "put" else o.value[1], o.revision)
-                     for o in history.ops if o.outcome == OK and o.revision]
+            acked = [
+                (o.key, o.value if o.f == "put" else o.value[1], o.revision)
+                for o in history.ops
+                if o.outcome == OK and o.revision
+            ]
             for w in watchers:
-                report.watches.append(check_watch(w.name, w.segments, ref,
-                                                  (ref_start, ref_end), acked))
+                report.watches.append(
+                    check_watch(w.name, w.segments, ref, (ref_start, ref_end), acked)
+                )
                 findings.items.extend(f"{w.name}: {e}" for e in w.errors[:3])
                 report.ops[f"watch-events:{w.name}"] = report.watches[-1].events
         if probes:

@@ -43,9 +43,13 @@ class Step:
 
 #: how long each kind of fault is held (seconds, uniform in the range)
 HOLD = {
-    "kill": (1.0, 5.0), "pause": (1.0, 5.0), "partition": (1.0, 6.0),
+    "kill": (1.0, 5.0),
+    "pause": (1.0, 5.0),
+    "partition": (1.0, 6.0),
     "diskstall": (5.0, 9.0),  # longer than the lease TTLs the workloads use (3 s)
-    "slowdisk": (3.0, 8.0), "transfer": (0.0, 0.0), "compact": (0.0, 0.0),
+    "slowdisk": (3.0, 8.0),
+    "transfer": (0.0, 0.0),
+    "compact": (0.0, 0.0),
     "membership": (0.0, 0.0),
 }
 
@@ -73,8 +77,14 @@ def plan(seed: int, seconds: float, kinds: Sequence[str], warmup: float = 2.0) -
 class Scheduler:
     """Runs a plan (see the module docstring); ``nemeses`` by kind."""
 
-    def __init__(self, cluster: Cluster, nemeses: dict[str, Nemesis], steps: list[Step],
-                 stop: threading.Event, seconds: float) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        nemeses: dict[str, Nemesis],
+        steps: list[Step],
+        stop: threading.Event,
+        seconds: float,
+    ) -> None:
         self.c = cluster
         self.seconds = seconds
         self.nemeses = nemeses

@@ -14,8 +14,16 @@ from .watchguarantees import check_watch
 from .workloads import KeepAlive, LeaseRecord, WatchedEvent, WatchedResponse, WatchSegment
 
 
-def op(p: int, f: str, value: object, t0: float, t1: float | None, outcome: str = OK,
-       result: object = None, key: str = "k") -> Op:
+def op(
+    p: int,
+    f: str,
+    value: object,
+    t0: float,
+    t1: float | None,
+    outcome: str = OK,
+    result: object = None,
+    key: str = "k",
+) -> Op:
     return Op(p, f, key, value, t0, math.inf if t1 is None else t1, outcome, result)
 
 
@@ -28,14 +36,20 @@ def lin(*ops: Op) -> bool:
 
 # -- linearizability ---------------------------------------------------------------------
 
+
 def test_sequential_register_passes() -> None:
-    assert lin(op(0, "put", "a", 0, 1), op(0, "get", None, 2, 3, result="a"),
-               op(1, "cas", ("a", "b"), 4, 5, result=True), op(0, "get", None, 6, 7, result="b"))
+    assert lin(
+        op(0, "put", "a", 0, 1),
+        op(0, "get", None, 2, 3, result="a"),
+        op(1, "cas", ("a", "b"), 4, 5, result=True),
+        op(0, "get", None, 6, 7, result="b"),
+    )
 
 
 def test_stale_read_fails() -> None:
-    assert not lin(op(0, "put", "a", 0, 1), op(0, "put", "b", 2, 3),
-                   op(1, "get", None, 4, 5, result="a"))
+    assert not lin(
+        op(0, "put", "a", 0, 1), op(0, "put", "b", 2, 3), op(1, "get", None, 4, 5, result="a")
+    )
 
 
 def test_read_of_never_written_value_fails() -> None:
@@ -46,15 +60,22 @@ def test_concurrent_reads_may_see_either() -> None:
     base = (op(0, "put", "a", 0, 1), op(0, "put", "b", 2, 9))
     assert lin(*base, op(1, "get", None, 3, 4, result="b"), op(2, "get", None, 3, 4, result="a"))
     # but once a read returned the new value, a read that starts later cannot see the old one
-    assert not lin(*base, op(1, "get", None, 3, 4, result="b"),
-                   op(2, "get", None, 5, 6, result="a"))
+    assert not lin(
+        *base, op(1, "get", None, 3, 4, result="b"), op(2, "get", None, 5, 6, result="a")
+    )
 
 
 def test_unknown_write_may_or_may_not_have_happened() -> None:
-    seen = (op(0, "put", "a", 0, 1), op(1, "put", "x", 2, None, UNKNOWN),
-            op(0, "get", None, 10, 11, result="x"))
-    unseen = (op(0, "put", "a", 0, 1), op(1, "put", "x", 2, None, UNKNOWN),
-              op(0, "get", None, 10, 11, result="a"))
+    seen = (
+        op(0, "put", "a", 0, 1),
+        op(1, "put", "x", 2, None, UNKNOWN),
+        op(0, "get", None, 10, 11, result="x"),
+    )
+    unseen = (
+        op(0, "put", "a", 0, 1),
+        op(1, "put", "x", 2, None, UNKNOWN),
+        op(0, "get", None, 10, 11, result="a"),
+    )
     assert lin(*seen)
     assert lin(*unseen)
     # once read, it happened: a later read cannot go back to the older value
@@ -62,8 +83,11 @@ def test_unknown_write_may_or_may_not_have_happened() -> None:
 
 
 def test_failed_write_did_not_happen() -> None:
-    assert not lin(op(0, "put", "a", 0, 1), op(1, "put", "x", 2, 3, FAIL),
-                   op(0, "get", None, 10, 11, result="x"))
+    assert not lin(
+        op(0, "put", "a", 0, 1),
+        op(1, "put", "x", 2, 3, FAIL),
+        op(0, "get", None, 10, 11, result="x"),
+    )
 
 
 def test_read_before_invoke_of_write_fails() -> None:
@@ -71,25 +95,33 @@ def test_read_before_invoke_of_write_fails() -> None:
 
 
 def test_cas_results_are_checked() -> None:
-    assert not lin(op(0, "put", "a", 0, 1), op(1, "cas", ("a", "b"), 2, 3, result=False),
-                   op(0, "get", None, 4, 5, result="a"))
+    assert not lin(
+        op(0, "put", "a", 0, 1),
+        op(1, "cas", ("a", "b"), 2, 3, result=False),
+        op(0, "get", None, 4, 5, result="a"),
+    )
     assert not lin(op(0, "put", "a", 0, 1), op(1, "cas", ("z", "b"), 2, 3, result=True))
-    assert lin(op(0, "cas", (None, "a"), 0, 1, result=True),
-               op(1, "cas", (None, "b"), 2, 3, result=False), op(0, "get", None, 4, 5,
-                                                                 result="a"))
+    assert lin(
+        op(0, "cas", (None, "a"), 0, 1, result=True),
+        op(1, "cas", (None, "b"), 2, 3, result=False),
+        op(0, "get", None, 4, 5, result="a"),
+    )
 
 
 def test_keys_are_independent() -> None:
-    assert lin(op(0, "put", "a", 0, 1, key="k1"), op(0, "get", None, 2, 3, result=None,
-                                                     key="k2"))
-    assert not lin(op(0, "put", "a", 0, 1, key="k1"), op(0, "get", None, 2, 3, result="a",
-                                                         key="k2"))
+    assert lin(op(0, "put", "a", 0, 1, key="k1"), op(0, "get", None, 2, 3, result=None, key="k2"))
+    assert not lin(
+        op(0, "put", "a", 0, 1, key="k1"), op(0, "get", None, 2, 3, result="a", key="k2")
+    )
 
 
 def test_violation_is_explained() -> None:
     h = History()
-    for o in (op(0, "put", "a", 0, 1), op(0, "put", "b", 2, 3),
-              op(1, "get", None, 4, 5, result="a")):
+    for o in (
+        op(0, "put", "a", 0, 1),
+        op(0, "put", "b", 2, 3),
+        op(1, "get", None, 4, 5, result="a"),
+    ):
         h.add(o)
     res = check_register(h.ops)
     assert not res.ok
@@ -128,6 +160,7 @@ def test_a_few_thousand_ops_are_fast() -> None:
 
 # -- lock safety -----------------------------------------------------------------------
 
+
 def grant(pid: int, token: int, start: float, end: float) -> dict[str, object]:
     return {"pid": pid, "token": token, "start": start, "end": end}
 
@@ -137,8 +170,10 @@ def write(t: float, token: int, accepted: bool = True) -> dict[str, object]:
 
 
 def test_lock_sequential_grants_pass() -> None:
-    res = check_locks([grant(1, 10, 0, 1), grant(2, 12, 1.5, 2), grant(1, 15, 3, 4)],
-                      [write(0.5, 10), write(1.6, 12), write(1.7, 10, False), write(3.5, 15)])
+    res = check_locks(
+        [grant(1, 10, 0, 1), grant(2, 12, 1.5, 2), grant(1, 15, 3, 4)],
+        [write(0.5, 10), write(1.6, 12), write(1.7, 10, False), write(3.5, 15)],
+    )
     assert res.ok, str(res)
     assert (res.writes_accepted, res.writes_rejected) == (3, 1)
 
@@ -165,6 +200,7 @@ def test_lock_duplicate_token_fails() -> None:
 
 
 # -- lease safety ----------------------------------------------------------------------
+
 
 def lease(lid: int, key: str, sent: float, ttl: int = 3) -> LeaseRecord:
     return LeaseRecord(lid, key, ttl, sent, True)
@@ -198,8 +234,15 @@ def test_live_lease_reported_lost_fails() -> None:
 
 # -- watch guarantees ------------------------------------------------------------------
 
-def put(key: str, value: str, rev: int, create: int, version: int,
-        prev: tuple[str, int, int, int] | None) -> WatchedEvent:
+
+def put(
+    key: str,
+    value: str,
+    rev: int,
+    create: int,
+    version: int,
+    prev: tuple[str, int, int, int] | None,
+) -> WatchedEvent:
     return WatchedEvent("PUT", key, value, rev, create, version, prev)
 
 
@@ -241,29 +284,32 @@ def test_watch_gap_fails() -> None:
 
 def test_watch_missing_acked_write_fails() -> None:
     ref = REF[:-1]
-    got = check_watch("w", [seg(1, (E2,), (E3,), (E4a, E4b), (E5,)),
-                            seg(6, (put("/z", "q", 7, 7, 1, None),))],
-                      ref, (1, 5), acked=[("/a", "3", 6)]).violations
+    got = check_watch(
+        "w",
+        [seg(1, (E2,), (E3,), (E4a, E4b), (E5,)), seg(6, (put("/z", "q", 7, 7, 1, None),))],
+        ref,
+        (1, 5),
+        acked=[("/a", "3", 6)],
+    ).violations
     assert any("acknowledged put /a=3@6" in v for v in got)
 
 
 def test_watch_duplicate_and_disorder_fail() -> None:
-    assert any("unique" in v for v in wcheck(seg(1, (E2,), (E3,)), seg(3, (E3,), (E4a, E4b),
-                                                                       (E5,), (E6,))))
+    assert any(
+        "unique" in v for v in wcheck(seg(1, (E2,), (E3,)), seg(3, (E3,), (E4a, E4b), (E5,), (E6,)))
+    )
     assert any("ordered" in v for v in wcheck(seg(1, (E2,), (E4a, E4b), (E3,), (E5,), (E6,))))
 
 
 def test_watch_split_revision_fails() -> None:
-    assert any("atomic" in v for v in wcheck(seg(1, (E2,), (E3,), (E4a,), (E4b,), (E5,),
-                                                 (E6,))))
+    assert any("atomic" in v for v in wcheck(seg(1, (E2,), (E3,), (E4a,), (E4b,), (E5,), (E6,))))
     # half a revision, the rest never delivered
     assert any("atomic" in v for v in wcheck(seg(1, (E2,), (E3,), (E4a,), (E5,), (E6,))))
 
 
 def test_watch_wrong_prev_kv_fails() -> None:
     bad = put("/a", "2", 3, 2, 2, ("0", 1, 1, 1))
-    assert any("prev_kv" in v for v in wcheck(seg(1, (E2,), (bad,), (E4a, E4b), (E5,),
-                                                  (E6,))))
+    assert any("prev_kv" in v for v in wcheck(seg(1, (E2,), (bad,), (E4a, E4b), (E5,), (E6,))))
 
 
 def test_watch_compaction_gap_is_excused() -> None:

@@ -21,8 +21,7 @@ from .run import ChaosConfig, Report, run_chaos
 
 SECONDS = float(os.environ.get("COORD_CHAOS_SECONDS", "0") or 0)
 ROUND = float(os.environ.get("COORD_CHAOS_ROUND", "120"))
-ALL = ("kill", "pause", "partition", "diskstall", "slowdisk", "membership", "transfer",
-       "compact")
+ALL = ("kill", "pause", "partition", "diskstall", "slowdisk", "membership", "transfer", "compact")
 
 pytestmark = [
     pytest.mark.slow,
@@ -34,15 +33,22 @@ pytestmark = [
 def test_long_randomized(tmp_path: Path) -> None:
     base = int(os.environ.get("COORD_CHAOS_SEED") or random.SystemRandom().randrange(10**6))
     nemeses = tuple(os.environ.get("COORD_CHAOS_NEMESES", ",".join(ALL)).split(","))
-    print(f"long chaos run: {SECONDS:.0f}s in rounds of {ROUND:.0f}s, base seed {base}, "
-          f"nemeses {','.join(nemeses)}")
+    print(
+        f"long chaos run: {SECONDS:.0f}s in rounds of {ROUND:.0f}s, base seed {base}, "
+        f"nemeses {','.join(nemeses)}"
+    )
     reports: list[Report] = []
     start = time.monotonic()
     i = 0
     while time.monotonic() - start < SECONDS - 20:
         left = SECONDS - (time.monotonic() - start)
-        cfg = ChaosConfig(base + i, seconds=min(ROUND, max(left - 15, 20)), nemeses=nemeses,
-                          locks=True, snapshot_count=200)
+        cfg = ChaosConfig(
+            base + i,
+            seconds=min(ROUND, max(left - 15, 20)),
+            nemeses=nemeses,
+            locks=True,
+            snapshot_count=200,
+        )
         reports.append(run_chaos(tmp_path / f"round{i}", cfg))
         i += 1
     print(total_summary(reports, time.monotonic() - start))
@@ -63,8 +69,10 @@ def total_summary(reports: list[Report], elapsed: float) -> str:
     lines = [
         f"== chaos summary: {len(reports)} rounds, {elapsed / 60:.1f} min ==",
         f"register ops {client_ops} ("
-        + ", ".join(f"{k}={v}" for k, v in sorted(ops.items()) if ":" in k
-                    and not k.startswith("watch")) + ")",
+        + ", ".join(
+            f"{k}={v}" for k, v in sorted(ops.items()) if ":" in k and not k.startswith("watch")
+        )
+        + ")",
         f"keep-alives {ops.get('keepalive', 0)}, lock grants {ops.get('lock-grant', 0)}, "
         f"watch events {sum(v for k, v in ops.items() if k.startswith('watch'))}",
         "faults injected: " + ", ".join(f"{k}={v}" for k, v in sorted(faults.items())),

@@ -46,8 +46,10 @@ class WatchResult:
         return not self.violations
 
     def __str__(self) -> str:
-        head = (f"watch {self.name}: {self.segments} segments, {self.responses} responses, "
-                f"{self.events} events, {len(self.violations)} violations")
+        head = (
+            f"watch {self.name}: {self.segments} segments, {self.responses} responses, "
+            f"{self.events} events, {len(self.violations)} violations"
+        )
         return "\n".join([head, *(f"  {v}" for v in self.violations[:20])])
 
 
@@ -65,9 +67,13 @@ def _excused(segments: Sequence[WatchSegment]) -> list[tuple[int, int]]:
     return out
 
 
-def check_watch(name: str, segments: Sequence[WatchSegment],
-                reference: Sequence[WatchedEvent] = (), ref_range: tuple[int, int] = (0, -1),
-                acked: Sequence[tuple[str, str, int]] = ()) -> WatchResult:
+def check_watch(
+    name: str,
+    segments: Sequence[WatchSegment],
+    reference: Sequence[WatchedEvent] = (),
+    ref_range: tuple[int, int] = (0, -1),
+    acked: Sequence[tuple[str, str, int]] = (),
+) -> WatchResult:
     """Check one watcher. ``reference`` covers revisions ``ref_range`` (inclusive);
     ``acked`` are acknowledged writes ``(key, value, revision)``."""
     res = WatchResult(name, segments=len(segments))
@@ -93,11 +99,13 @@ def check_watch(name: str, segments: Sequence[WatchSegment],
             for e in resp.events:
                 res.events += 1
                 if e.mod_revision < last_rev:
-                    v.append(f"ordered: revision {e.mod_revision} ({e.type} {e.key}) after "
-                             f"{last_rev}")
+                    v.append(
+                        f"ordered: revision {e.mod_revision} ({e.type} {e.key}) after {last_rev}"
+                    )
                 if e.mod_revision < seg.start:
-                    v.append(f"resumable: segment from {seg.start} delivered revision "
-                             f"{e.mod_revision}")
+                    v.append(
+                        f"resumable: segment from {seg.start} delivered revision {e.mod_revision}"
+                    )
                 last_rev = max(last_rev, e.mod_revision)
                 k = (e.mod_revision, e.key)
                 if k in seen:
@@ -106,25 +114,36 @@ def check_watch(name: str, segments: Sequence[WatchSegment],
                 seen[k] = e
                 first = resp_of_rev.setdefault(e.mod_revision, n_resp)
                 if first != n_resp:
-                    v.append(f"atomic: events of revision {e.mod_revision} split across "
-                             f"responses")
+                    v.append(f"atomic: events of revision {e.mod_revision} split across responses")
                 count_of_rev[e.mod_revision] = count_of_rev.get(e.mod_revision, 0) + 1
                 before = prev_by_key.get(e.key)
                 if before is not None:
-                    want = None if before.type == "DELETE" else (
-                        before.value, before.mod_revision, before.create_revision,
-                        before.version)
+                    want = (
+                        None
+                        if before.type == "DELETE"
+                        else (
+                            before.value,
+                            before.mod_revision,
+                            before.create_revision,
+                            before.version,
+                        )
+                    )
                     if e.prev != want:
-                        v.append(f"prev_kv: {e.type} {e.key}@{e.mod_revision} has prev_kv "
-                                 f"{e.prev}, the previous event gives {want}")
+                        v.append(
+                            f"prev_kv: {e.type} {e.key}@{e.mod_revision} has prev_kv "
+                            f"{e.prev}, the previous event gives {want}"
+                        )
                     if e.type == "PUT":
                         want_v = 1 if before.type == "DELETE" else before.version + 1
-                        want_c = e.mod_revision if before.type == "DELETE" \
-                            else before.create_revision
+                        want_c = (
+                            e.mod_revision if before.type == "DELETE" else before.create_revision
+                        )
                         if (e.version, e.create_revision) != (want_v, want_c):
-                            v.append(f"prev_kv: PUT {e.key}@{e.mod_revision} has version "
-                                     f"{e.version} create {e.create_revision}, expected "
-                                     f"{want_v} {want_c}")
+                            v.append(
+                                f"prev_kv: PUT {e.key}@{e.mod_revision} has version "
+                                f"{e.version} create {e.create_revision}, expected "
+                                f"{want_v} {want_c}"
+                            )
                 prev_by_key[e.key] = e
             if resp.events and resp.revision < resp.events[-1].mod_revision:
                 v.append(f"ordered: response revision {resp.revision} below its last event")
@@ -144,22 +163,25 @@ def check_watch(name: str, segments: Sequence[WatchSegment],
             missing += 1
             if missing <= 10:
                 v.append(f"reliable: {e.type} {e.key}@{r} missing (no gap was excused)")
-        elif got != e and not (r == ref_range[0] and e.prev is None
-                               and replace(got, prev=None) == e):
+        elif got != e and not (
+            r == ref_range[0] and e.prev is None and replace(got, prev=None) == e
+        ):
             # at the reference's first revision (a compaction point) etcd cannot read prev_kv
             v.append(f"reliable: {e.key}@{r} delivered as {got}, reference has {e}")
     for r, n in count_of_rev.items():
         if ref_range[0] <= r <= ref_range[1] and ref_count.get(r, 0) != n:
-            v.append(f"atomic: revision {r} delivered {n} events, reference has "
-                     f"{ref_count.get(r, 0)}")
+            v.append(
+                f"atomic: revision {r} delivered {n} events, reference has {ref_count.get(r, 0)}"
+            )
     for key, value, r in acked:
         if lo <= r <= hi and not is_excused(r):
             got = seen.get((r, key))
             if got is None or got.type != "PUT" or got.value != value:
                 missing += 1
                 if missing <= 20:
-                    v.append(f"reliable: acknowledged put {key}={value}@{r} not delivered "
-                             f"(got {got})")
+                    v.append(
+                        f"reliable: acknowledged put {key}={value}@{r} not delivered (got {got})"
+                    )
     if missing > 20:
         v.append(f"reliable: {missing} events missing in total")
     return res

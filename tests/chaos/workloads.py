@@ -42,13 +42,27 @@ from coord._pb import etcdserverpb as pb
 
 from .history import OK, History
 
-__all__ = ["KeepAlive", "LeaseProbes", "RegisterWorkload", "WatchRecorder", "WatchedResponse",
-           "start_lock_workers"]
+__all__ = [
+    "KeepAlive",
+    "LeaseProbes",
+    "RegisterWorkload",
+    "WatchRecorder",
+    "WatchedResponse",
+    "start_lock_workers",
+]
 
 
 class RegisterWorkload:
-    def __init__(self, endpoints: list[str], prefix: str, history: History, seed: int,
-                 workers: int = 3, keys: int = 6, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        endpoints: list[str],
+        prefix: str,
+        history: History,
+        seed: int,
+        workers: int = 3,
+        keys: int = 6,
+        timeout: float = 5.0,
+    ) -> None:
         self.endpoints = endpoints
         self.prefix = prefix
         self.history = history
@@ -58,8 +72,10 @@ class RegisterWorkload:
         self.stop = threading.Event()
         #: set by a nemesis that wants the cluster idle for a while
         self.paused = threading.Event()
-        self.threads = [threading.Thread(target=self._run, args=(w,), daemon=True,
-                                         name=f"register-{w}") for w in range(workers)]
+        self.threads = [
+            threading.Thread(target=self._run, args=(w,), daemon=True, name=f"register-{w}")
+            for w in range(workers)
+        ]
 
     def start(self) -> None:
         for t in self.threads:
@@ -72,7 +88,7 @@ class RegisterWorkload:
 
     def _run(self, w: int) -> None:
         rng = random.Random(self.seed * 1000 + w)
-        eps = self.endpoints[w % len(self.endpoints):] + self.endpoints[:w % len(self.endpoints)]
+        eps = self.endpoints[w % len(self.endpoints) :] + self.endpoints[: w % len(self.endpoints)]
         last: dict[str, str | None] = {}
         n = 0
         with Client(eps, timeout=self.timeout) as client:
@@ -106,8 +122,9 @@ class RegisterWorkload:
                 else:
                     expected = last.get(key)
                     op = self.history.invoke(w, "cas", key, (expected, value))
-                    cmp = (CreateRevision(key) == 0) if expected is None \
-                        else (Value(key) == expected)
+                    cmp = (
+                        (CreateRevision(key) == 0) if expected is None else (Value(key) == expected)
+                    )
                     try:
                         res = client.txn(compare=[cmp], success=[Put(key, value)])
                     except Exception as e:
@@ -150,15 +167,27 @@ class WatchSegment:
 def _convert(ev: Any) -> WatchedEvent:
     kv, prev = ev.kv, ev.prev_kv
     return WatchedEvent(
-        "PUT" if int(ev.type) == 0 else "DELETE", kv.key.decode(), kv.value.decode(),
-        kv.mod_revision, kv.create_revision, kv.version,
-        None if prev is None else (prev.value.decode(), prev.mod_revision,
-                                   prev.create_revision, prev.version))
+        "PUT" if int(ev.type) == 0 else "DELETE",
+        kv.key.decode(),
+        kv.value.decode(),
+        kv.mod_revision,
+        kv.create_revision,
+        kv.version,
+        None
+        if prev is None
+        else (prev.value.decode(), prev.mod_revision, prev.create_revision, prev.version),
+    )
 
 
 class WatchRecorder:
-    def __init__(self, endpoints: list[str], prefix: str, seed: int,
-                 resume_every: float | None = None, name: str = "watch") -> None:
+    def __init__(
+        self,
+        endpoints: list[str],
+        prefix: str,
+        seed: int,
+        resume_every: float | None = None,
+        name: str = "watch",
+    ) -> None:
         self.endpoints = endpoints
         self.prefix = prefix
         self.rng = random.Random(seed)
@@ -200,16 +229,23 @@ class WatchRecorder:
                     self.errors.append(seg.ended)
                     time.sleep(0.5)
                     continue
-                until = (time.monotonic() + self.rng.uniform(0.5, 2) * self.resume_every
-                         if self.resume_every else float("inf"))
+                until = (
+                    time.monotonic() + self.rng.uniform(0.5, 2) * self.resume_every
+                    if self.resume_every
+                    else float("inf")
+                )
                 try:
                     while not self.stop.is_set() and time.monotonic() < until:
                         resp = w.next_response(timeout=0.3)
                         if resp is None or resp.progress:
                             continue
-                        seg.responses.append(WatchedResponse(
-                            time.monotonic(), resp.revision,
-                            tuple(_convert(e) for e in resp.events)))
+                        seg.responses.append(
+                            WatchedResponse(
+                                time.monotonic(),
+                                resp.revision,
+                                tuple(_convert(e) for e in resp.events),
+                            )
+                        )
                         next_rev = resp.revision + 1
                     seg.ended = "stop" if self.stop.is_set() else "resume"
                 except CompactedError as e:
@@ -244,8 +280,9 @@ class LeaseRecord:
 
 
 class LeaseProbes:
-    def __init__(self, endpoints: list[str], prefix: str, seed: int, probes: int = 3,
-                 ttl: int = 3) -> None:
+    def __init__(
+        self, endpoints: list[str], prefix: str, seed: int, probes: int = 3, ttl: int = 3
+    ) -> None:
         self.endpoints = endpoints
         self.prefix = prefix
         self.rng = random.Random(seed)
@@ -254,8 +291,9 @@ class LeaseProbes:
         self.leases: list[LeaseRecord] = []
         self.keepalives: list[KeepAlive] = []
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True,
-                                       name="lease-probes")
+        self.thread = threading.Thread(
+            target=lambda: asyncio.run(self._main()), daemon=True, name="lease-probes"
+        )
 
     def start(self) -> None:
         self.thread.start()
@@ -275,14 +313,16 @@ class LeaseProbes:
             n += 1
             sent = time.monotonic()
             try:
-                resp = await conn.unary("/etcdserverpb.Lease/LeaseGrant",
-                                        pb.LeaseGrantRequest(ttl=self.ttl),
-                                        pb.LeaseGrantResponse.parse, idempotent=False)
+                resp = await conn.unary(
+                    "/etcdserverpb.Lease/LeaseGrant",
+                    pb.LeaseGrantRequest(ttl=self.ttl),
+                    pb.LeaseGrantResponse.parse,
+                    idempotent=False,
+                )
             except Exception:
                 await asyncio.sleep(0.3)
                 continue
-            rec = LeaseRecord(int(resp.id), f"{self.prefix}lease/{slot}-{n}", int(resp.ttl),
-                              sent)
+            rec = LeaseRecord(int(resp.id), f"{self.prefix}lease/{slot}-{n}", int(resp.ttl), sent)
             self.leases.append(rec)
             try:
                 await client.put(rec.key, "x", lease=rec.lease)
@@ -297,22 +337,24 @@ class LeaseProbes:
         interval = self.ttl / 3
         while not self.stop.is_set() and time.monotonic() < until:
             try:
-                async with conn.open_stream("/etcdserverpb.Lease/LeaseKeepAlive",
-                                            pb.LeaseKeepAliveResponse.parse,
-                                            {"hasleader": "true"}) as (_, stream):
+                async with conn.open_stream(
+                    "/etcdserverpb.Lease/LeaseKeepAlive",
+                    pb.LeaseKeepAliveResponse.parse,
+                    {"hasleader": "true"},
+                ) as (_, stream):
                     while not self.stop.is_set() and time.monotonic() < until:
                         sent = time.monotonic()
                         await stream.send_message(pb.LeaseKeepAliveRequest(id=rec.lease))
                         try:
                             r = await asyncio.wait_for(stream.recv_message(), self.ttl)
                         except TimeoutError:
-                            self.keepalives.append(KeepAlive(rec.lease, sent,
-                                                             time.monotonic(), -1))
+                            self.keepalives.append(KeepAlive(rec.lease, sent, time.monotonic(), -1))
                             raise
                         if r is None:
                             raise EOFError("keep-alive stream ended")
-                        self.keepalives.append(KeepAlive(rec.lease, sent, time.monotonic(),
-                                                         int(r.ttl)))
+                        self.keepalives.append(
+                            KeepAlive(rec.lease, sent, time.monotonic(), int(r.ttl))
+                        )
                         if r.ttl <= 0:
                             return  # the lease is gone (says the server)
                         await asyncio.sleep(interval)
@@ -325,14 +367,32 @@ class LeaseProbes:
 LOCKWORKER = Path(__file__).with_name("lockworker.py")
 
 
-def start_lock_workers(endpoints: list[str], name: str, register: Path, holds: Path,
-                       n: int, ttl: int, seconds: float, seed: int, tmp: Path) -> list[Proc]:
+def start_lock_workers(
+    endpoints: list[str],
+    name: str,
+    register: Path,
+    holds: Path,
+    n: int,
+    ttl: int,
+    seconds: float,
+    seed: int,
+    tmp: Path,
+) -> list[Proc]:
     """Start ``n`` lock worker processes (see :mod:`.lockworker`)."""
     procs = []
     for i in range(n):
         # seed % len(endpoints) == i % len(endpoints): worker i starts on member i
-        argv = [sys.executable, str(LOCKWORKER), ",".join(endpoints), name, str(register),
-                str(holds), str(ttl), str(seconds), str(seed * 300 + i)]
+        argv = [
+            sys.executable,
+            str(LOCKWORKER),
+            ",".join(endpoints),
+            name,
+            str(register),
+            str(holds),
+            str(ttl),
+            str(seconds),
+            str(seed * 300 + i),
+        ]
         procs.append(Proc(argv, tmp / f"lockworker{i}.log", cwd=tmp))
     return procs
 

@@ -13,13 +13,21 @@ from coord import Client
 
 def start(kind: str, tmp: Path, progress_interval: float | None = None) -> EtcdProc | CoordProc:
     if kind == "etcd":
-        extra = ([] if progress_interval is None else
-                 ["--experimental-watch-progress-notify-interval",
-                  f"{int(progress_interval * 1000)}ms"])
+        extra = (
+            []
+            if progress_interval is None
+            else [
+                "--experimental-watch-progress-notify-interval",
+                f"{int(progress_interval * 1000)}ms",
+            ]
+        )
         return EtcdProc(tmp, extra=extra)
     # coord-server takes this flag as float seconds (etcd: a Go duration such as "200ms")
-    args = ([] if progress_interval is None else
-            ["--experimental-watch-progress-notify-interval", str(progress_interval)])
+    args = (
+        []
+        if progress_interval is None
+        else ["--experimental-watch-progress-notify-interval", str(progress_interval)]
+    )
     return CoordProc(tmp, args=args)
 
 

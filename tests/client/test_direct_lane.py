@@ -86,10 +86,13 @@ def _idle(client: Client) -> int:
 
 def _loop_tasks(client: Client) -> list[str]:
     """Names of the coroutines still running on the client's loop thread (ours only)."""
+
     def names() -> list[str]:
-        qualnames: list[str] = [getattr(t.get_coro(), "__qualname__", "")
-                                for t in asyncio.all_tasks()]
+        qualnames: list[str] = [
+            getattr(t.get_coro(), "__qualname__", "") for t in asyncio.all_tasks()
+        ]
         return [q for q in qualnames if "AsyncClient" in q]
+
     running: list[str] = client.call(names)
     return running
 
@@ -157,7 +160,8 @@ def test_write_after_the_server_closed_an_idle_connection(relay: Relay, prefix: 
 
 
 def test_interrupted_lane_call_leaves_the_client_usable(
-        black_hole: str, interrupt_after: Callable[[float], None]) -> None:
+    black_hole: str, interrupt_after: Callable[[float], None]
+) -> None:
     with Client(black_hole, timeout=2) as c:
         arm = interrupt_after
         arm(0.3)
@@ -171,8 +175,9 @@ def test_interrupted_lane_call_leaves_the_client_usable(
         assert not c.async_client._conn._channels  # both calls ran on the calling thread
 
 
-def test_interrupted_hop_is_cancelled_on_the_loop(black_hole: str,
-                                                  interrupt_after: Callable[[float], None]) -> None:
+def test_interrupted_hop_is_cancelled_on_the_loop(
+    black_hole: str, interrupt_after: Callable[[float], None]
+) -> None:
     with Client(black_hole, timeout=30) as c:
         arm = interrupt_after
         with lanes_taken(c):  # force the loop-thread path

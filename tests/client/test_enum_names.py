@@ -22,8 +22,11 @@ from coord.errors import Status
 def _public_enums() -> set[type[enum.Enum]]:
     found: set[type[enum.Enum]] = set()
     for pkg in (coord, coord.recipes):
-        mods = [pkg] + [importlib.import_module(f"{pkg.__name__}.{m.name}")
-                        for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_")]
+        mods = [pkg] + [
+            importlib.import_module(f"{pkg.__name__}.{m.name}")
+            for m in pkgutil.iter_modules(pkg.__path__)
+            if not m.name.startswith("_")
+        ]
         for mod in mods:
             for name in getattr(mod, "__all__", ()):
                 obj = getattr(mod, name)
@@ -46,8 +49,9 @@ def test_every_public_enum_prints_its_name() -> None:
                 assert json.dumps(member) == str(int(member))
 
 
-def test_watch_event_type_prints_name(client: Client, prefix: str,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_watch_event_type_prints_name(
+    client: Client, prefix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     rev = client.put(prefix + "k", "v")
     client.delete(prefix + "k")
     with client.watch(prefix + "k", start_revision=rev) as watch:

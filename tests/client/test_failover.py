@@ -17,8 +17,9 @@ from coord import AsyncClient, Client, ConnectionFailedError, Event, Unavailable
 
 
 @pytest.fixture(params=["etcd", "coord"], scope="module")
-def cluster(request: pytest.FixtureRequest,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerCluster]:
+def cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerCluster]:
     c = ServerCluster(request.param, tmp_path_factory.mktemp(f"cluster-{request.param}"))
     yield c
     c.stop()
@@ -26,7 +27,6 @@ def cluster(request: pytest.FixtureRequest,
 
 def sig(events: list[Event]) -> list[tuple[int, int, bytes, bytes]]:
     return [(e.revision, int(e.type), e.key, e.value) for e in events]
-
 
 
 async def _replay(endpoints: str | list[str], prefix: str, start: int, last: int) -> list[Event]:
@@ -41,6 +41,7 @@ async def _replay(endpoints: str | list[str], prefix: str, start: int, last: int
                 break
         replay.cancel()
     return truth
+
 
 @pytest.mark.anyio
 async def test_kill_member_in_use(cluster: ServerCluster, prefix: str) -> None:
@@ -100,8 +101,9 @@ async def test_kill_member_in_use(cluster: ServerCluster, prefix: str) -> None:
         await lease.revoke()
 
 
-def test_sync_client_failover_and_write_rule(cluster: ServerCluster, tmp_path: Path,
-                                             prefix: str) -> None:
+def test_sync_client_failover_and_write_rule(
+    cluster: ServerCluster, tmp_path: Path, prefix: str
+) -> None:
     eps = cluster.endpoints
 
     def up(i: int) -> bool:

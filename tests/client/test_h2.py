@@ -44,9 +44,14 @@ class Peer:
     every complete request (path, message); ``connections`` counts accepted connections.
     """
 
-    def __init__(self, handler: Callable[[Peer, Conn, int, bytes], None], *,
-                 on_headers: Callable[[Peer, Conn, int], None] | None = None,
-                 settings: dict[int, int] | None = None, ack_data: bool = True) -> None:
+    def __init__(
+        self,
+        handler: Callable[[Peer, Conn, int, bytes], None],
+        *,
+        on_headers: Callable[[Peer, Conn, int], None] | None = None,
+        settings: dict[int, int] | None = None,
+        ack_data: bool = True,
+    ) -> None:
         self.handler, self.on_headers = handler, on_headers
         self.settings, self.ack_data = settings or {}, ack_data
         self.requests: list[tuple[str, bytes]] = []
@@ -74,8 +79,7 @@ class Peer:
             t.start()
 
     def _serve(self, sock: socket.socket) -> None:
-        conn = Conn(config=h2.config.H2Configuration(client_side=False,
-                                                     header_encoding="utf-8"))
+        conn = Conn(config=h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
         conn.initiate_connection()
         if self.settings:
             conn.update_settings(self.settings)
@@ -102,8 +106,7 @@ class Peer:
                     elif isinstance(ev, h2.events.DataReceived):
                         bodies[ev.stream_id] += ev.data
                         if self.ack_data:
-                            conn.acknowledge_received_data(ev.flow_controlled_length,
-                                                           ev.stream_id)
+                            conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
                     elif isinstance(ev, h2.events.StreamReset) and ev.remote_reset:
                         self.cancelled.append(ev.stream_id)
                     elif isinstance(ev, h2.events.StreamEnded):
@@ -128,8 +131,15 @@ class Peer:
             t.join(timeout=5)
 
 
-def reply(conn: Conn, sid: int, message: bytes = b"", *, status: int = 0,
-          text: str | None = None, pad: int | None = None) -> None:
+def reply(
+    conn: Conn,
+    sid: int,
+    message: bytes = b"",
+    *,
+    status: int = 0,
+    text: str | None = None,
+    pad: int | None = None,
+) -> None:
     """A gRPC reply: headers, one message (padded if asked), trailers."""
     conn.send_headers(sid, [(":status", "200"), ("content-type", "application/grpc")])
     if status == 0:
@@ -144,8 +154,9 @@ def put_reply(revision: int) -> bytes:
     return bytes(pb.PutResponse(header=pb.ResponseHeader(revision=revision)))
 
 
-def write_once_read_thrice(peer: Peer, write_error: tuple[type[Exception], str],
-                           read_error: tuple[type[Exception], str]) -> None:
+def write_once_read_thrice(
+    peer: Peer, write_error: tuple[type[Exception], str], read_error: tuple[type[Exception], str]
+) -> None:
     """A put fails at once, sent once; a get is tried 3 times (the retry rule), then fails."""
     with Client(peer.endpoint, timeout=5) as c:
         with pytest.raises(write_error[0], match=write_error[1]):
@@ -176,8 +187,10 @@ def test_padded_data_and_trailers_in_continuation_frames(peers: Callable[..., Pe
         if len(peer.requests) == 1:
             reply(conn, sid, put_reply(7), pad=200)
         else:
-            encoded = "".join(c if c.isascii() and c not in "%" else
-                              "".join(f"%{b:02X}" for b in c.encode()) for c in long_text)
+            encoded = "".join(
+                c if c.isascii() and c not in "%" else "".join(f"%{b:02X}" for b in c.encode())
+                for c in long_text
+            )
             reply(conn, sid, status=3, text=encoded)
 
     peer = peers(handler)
@@ -193,6 +206,7 @@ def test_padded_data_and_trailers_in_continuation_frames(peers: Callable[..., Pe
 @pytest.mark.parametrize("refusal", ["REFUSED_STREAM", "GOAWAY before the stream"])
 def test_unprocessed_write_is_resent(peers: Callable[..., Peer], refusal: str) -> None:
     """Both guarantee that the request was not processed: even a write is re-sent."""
+
     def handler(peer: Peer, conn: Conn, sid: int, message: bytes) -> None:
         if len(peer.requests) > 1:
             reply(conn, sid, put_reply(8))
@@ -210,19 +224,25 @@ def test_unprocessed_write_is_resent(peers: Callable[..., Peer], refusal: str) -
 
 def test_reset_write_is_of_unknown_outcome(peers: Callable[..., Peer]) -> None:
     """Any other reset may come after processing: a write raises, a read is retried."""
+
     def handler(peer: Peer, conn: Conn, sid: int, message: bytes) -> None:
         conn.reset_stream(sid, ErrorCodes.INTERNAL_ERROR)
 
-    write_once_read_thrice(peers(handler), (UnavailableError, "outcome is unknown"),
-                           (ConnectionFailedError, "reset the stream"))
+    write_once_read_thrice(
+        peers(handler),
+        (UnavailableError, "outcome is unknown"),
+        (ConnectionFailedError, "reset the stream"),
+    )
 
 
-def test_goaway_after_our_stream_finishes_it_then_reconnects(
-        peers: Callable[..., Peer]) -> None:
+def test_goaway_after_our_stream_finishes_it_then_reconnects(peers: Callable[..., Peer]) -> None:
     def handler(peer: Peer, conn: Conn, sid: int, message: bytes) -> None:
         if len(peer.requests) == 1:  # GOAWAY(last stream: this one, NO_ERROR) mid-stream
-            peer.raw = (b"\x00\x00\x08\x07\x00\x00\x00\x00\x00" + sid.to_bytes(4, "big")
-                        + b"\x00\x00\x00\x00")
+            peer.raw = (
+                b"\x00\x00\x08\x07\x00\x00\x00\x00\x00"
+                + sid.to_bytes(4, "big")
+                + b"\x00\x00\x00\x00"
+            )
         reply(conn, sid, put_reply(10 + len(peer.requests)))
 
     peer = peers(handler)
@@ -248,11 +268,18 @@ def test_large_request_within_small_flow_control_windows(peers: Callable[..., Pe
 def test_answer_before_the_whole_request_was_read(peers: Callable[..., Peer]) -> None:
     """A server may reject a request from its headers and reset the rest (etcd does so for
     oversized requests): the caller gets the status, not a hang in flow control."""
+
     def on_headers(peer: Peer, conn: Conn, sid: int) -> None:
-        conn.send_headers(sid, [(":status", "200"), ("content-type", "application/grpc"),
-                                ("grpc-status", "3"),
-                                ("grpc-message", "etcdserver: request is too large")],
-                          end_stream=True)
+        conn.send_headers(
+            sid,
+            [
+                (":status", "200"),
+                ("content-type", "application/grpc"),
+                ("grpc-status", "3"),
+                ("grpc-message", "etcdserver: request is too large"),
+            ],
+            end_stream=True,
+        )
         if peer.reset:
             conn.reset_stream(sid, ErrorCodes.NO_ERROR)
 
@@ -273,11 +300,13 @@ def test_answer_before_the_whole_request_was_read(peers: Callable[..., Peer]) ->
 
 def test_non_grpc_http_status(peers: Callable[..., Peer]) -> None:
     """A proxy's 503 is UNAVAILABLE: a read is retried, a write raises at once."""
+
     def handler(peer: Peer, conn: Conn, sid: int, message: bytes) -> None:
         conn.send_headers(sid, [(":status", "503")], end_stream=True)
 
-    write_once_read_thrice(peers(handler), (UnavailableError, "HTTP status 503"),
-                           (UnavailableError, "HTTP status 503"))
+    write_once_read_thrice(
+        peers(handler), (UnavailableError, "HTTP status 503"), (UnavailableError, "HTTP status 503")
+    )
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -291,8 +320,10 @@ def test_random_sizes_windows_and_padding(peers: Callable[..., Peer], seed: int)
     def handler(peer: Peer, conn: Conn, sid: int, message: bytes) -> None:
         reply(conn, sid, put_reply(len(peer.requests)), pad=rng.choice([None, 0, 255]))
 
-    peer = peers(handler, settings={SettingCodes.INITIAL_WINDOW_SIZE: window,
-                                    SettingCodes.MAX_FRAME_SIZE: frame})
+    peer = peers(
+        handler,
+        settings={SettingCodes.INITIAL_WINDOW_SIZE: window, SettingCodes.MAX_FRAME_SIZE: frame},
+    )
     sent = []
     with Client(peer.endpoint, timeout=10) as c:
         calls = c._lane_client._calls
@@ -340,8 +371,9 @@ def test_a_server_that_does_not_speak_http2() -> None:
 
 
 @pytest.mark.parametrize("connect_timeout", [0.4, None])
-def test_server_silent_after_the_request(peers: Callable[..., Peer],
-                                         connect_timeout: float | None) -> None:
+def test_server_silent_after_the_request(
+    peers: Callable[..., Peer], connect_timeout: float | None
+) -> None:
     """The server takes the request and freezes (reads and writes nothing more): a PING after
     connect_timeout / 2 of silence (or, without connect_timeout, after keepalive) stays
     unanswered and the connection is given up; the write's outcome is unknown (it reached
@@ -350,8 +382,7 @@ def test_server_silent_after_the_request(peers: Callable[..., Peer],
     thaw = threading.Event()
     peer = peers(lambda p, conn, sid, msg: thaw.wait(20))
     try:
-        with Client(peer.endpoint, timeout=15, keepalive=0.4,
-                    connect_timeout=connect_timeout) as c:
+        with Client(peer.endpoint, timeout=15, keepalive=0.4, connect_timeout=connect_timeout) as c:
             t0 = time.monotonic()
             with pytest.raises(UnavailableError, match=r"outcome is unknown.*unresponsive"):
                 c.put("/k", "v")
@@ -363,4 +394,3 @@ def test_server_silent_after_the_request(peers: Callable[..., Peer],
             assert time.monotonic() - t0 < 2
     finally:
         thaw.set()
-

@@ -37,7 +37,11 @@ def test_put_get_roundtrip(client: Client, prefix: str) -> None:
     kv2 = client.get(prefix + "a")
     assert kv2 is not None
     assert (kv2.value, kv2.create_revision, kv2.mod_revision, kv2.version) == (
-        b"\x00\xff", rev, rev2, 2)
+        b"\x00\xff",
+        rev,
+        rev2,
+        2,
+    )
     assert client.get(prefix + "missing") is None
 
 
@@ -104,11 +108,22 @@ def test_txn_compare_and_ops(client: Client, prefix: str) -> None:
     k = prefix + "k"
     rev = client.put(k, "v")
     ok, results = client.txn(
-        compare=[Value(k) == "v", Version(k) > 0, CreateRevision(k) == rev,
-                 ModRevision(k) < rev + 1, LeaseId(k) == 0, Value(k) != "w"],
-        success=[Put(k, "w", prev_kv=True), Get(k), Delete(prefix + "none"),
-                 Put(prefix + "n", "1")],
-        failure=[Get(k)])
+        compare=[
+            Value(k) == "v",
+            Version(k) > 0,
+            CreateRevision(k) == rev,
+            ModRevision(k) < rev + 1,
+            LeaseId(k) == 0,
+            Value(k) != "w",
+        ],
+        success=[
+            Put(k, "w", prev_kv=True),
+            Get(k),
+            Delete(prefix + "none"),
+            Put(prefix + "n", "1"),
+        ],
+        failure=[Get(k)],
+    )
     assert ok is True
     prev, got, deleted, new_prev = results
     assert isinstance(prev, KeyValue)
@@ -135,8 +150,14 @@ def test_txn_nested_and_prefix_compare(client: Client, prefix: str) -> None:
     client.put(prefix + "b", "x")
     ok, results = client.txn(
         compare=[Value(prefix, prefix=True) == "x"],
-        success=[Txn(compare=[Version(prefix + "a") == 5], success=[Put(prefix + "c", "1")],
-                     failure=[Get(prefix, prefix=True), Delete(prefix + "b", prev_kv=True)])])
+        success=[
+            Txn(
+                compare=[Version(prefix + "a") == 5],
+                success=[Put(prefix + "c", "1")],
+                failure=[Get(prefix, prefix=True), Delete(prefix + "b", prev_kv=True)],
+            )
+        ],
+    )
     assert ok
     inner_ok, inner = results[0]
     assert inner_ok is False
@@ -191,8 +212,9 @@ async def test_async_kv(aclient: AsyncClient, prefix: str) -> None:
     assert kv is not None
     assert kv.mod_revision == rev
     assert [k.value for k in await aclient.get_prefix(prefix)] == [b"1"]
-    ok, results = await aclient.txn(compare=[Value(prefix + "a") == "1"],
-                                    success=[Delete(prefix + "a", prev_kv=True)])
+    ok, results = await aclient.txn(
+        compare=[Value(prefix + "a") == "1"], success=[Delete(prefix + "a", prev_kv=True)]
+    )
     assert ok
     assert results[0][0].value == b"1"
     assert await aclient.get(prefix + "a") is None

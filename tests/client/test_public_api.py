@@ -11,16 +11,58 @@ import coord
 import coord.errors
 
 EXPECTED = {
-    "AsyncClient", "AsyncLease", "AsyncWatch", "AuthFailedError", "Client", "CompactedError",
-    "Compare", "ConnectionFailedError", "CoordError", "CreateRevision", "Delete",
-    "DuplicateKeyError", "EmptyKeyError", "Event", "EventType", "FutureRevisionError", "Get",
-    "HashKV", "InvalidArgumentError", "InvalidAuthTokenError", "KeyNotFoundError", "KeyValue",
-    "Lease", "LeaseExpiredError", "LeaseId", "LeaseInfo", "LeaseNotFoundError", "Member",
-    "ModRevision", "NoLeaderError", "NoSpaceError", "Op", "PermissionDeniedError", "Put",
-    "RangeResult", "RequestTimeoutError", "RequestTooLargeError", "ServerStatus", "TLSConfigError",
-    "TLSHandshakeError", "TooManyOpsError", "Txn",
-    "TxnResult", "UnavailableError", "Value", "Version", "Watch", "WatchCanceledError",
-    "WatchResponse", "__version__", "errors", "prefix_end",
+    "AsyncClient",
+    "AsyncLease",
+    "AsyncWatch",
+    "AuthFailedError",
+    "Client",
+    "CompactedError",
+    "Compare",
+    "ConnectionFailedError",
+    "CoordError",
+    "CreateRevision",
+    "Delete",
+    "DuplicateKeyError",
+    "EmptyKeyError",
+    "Event",
+    "EventType",
+    "FutureRevisionError",
+    "Get",
+    "HashKV",
+    "InvalidArgumentError",
+    "InvalidAuthTokenError",
+    "KeyNotFoundError",
+    "KeyValue",
+    "Lease",
+    "LeaseExpiredError",
+    "LeaseId",
+    "LeaseInfo",
+    "LeaseNotFoundError",
+    "Member",
+    "ModRevision",
+    "NoLeaderError",
+    "NoSpaceError",
+    "Op",
+    "PermissionDeniedError",
+    "Put",
+    "RangeResult",
+    "RequestTimeoutError",
+    "RequestTooLargeError",
+    "ServerStatus",
+    "TLSConfigError",
+    "TLSHandshakeError",
+    "TooManyOpsError",
+    "Txn",
+    "TxnResult",
+    "UnavailableError",
+    "Value",
+    "Version",
+    "Watch",
+    "WatchCanceledError",
+    "WatchResponse",
+    "__version__",
+    "errors",
+    "prefix_end",
 }
 
 
@@ -60,8 +102,11 @@ def test_py_typed_marker_exists() -> None:
 @pytest.mark.parametrize("module", [coord, coord.errors], ids=["coord", "coord.errors"])
 def test_timeout_error_is_a_deprecated_alias_of_request_timeout_error(module: Any) -> None:
     assert "TimeoutError" not in module.__all__  # it shadowed the builtin
-    with pytest.warns(DeprecationWarning, match=rf"{module.__name__}\.TimeoutError is "
-                                                rf"deprecated .*RequestTimeoutError"):
+    with pytest.warns(
+        DeprecationWarning,
+        match=rf"{module.__name__}\.TimeoutError is "
+        rf"deprecated .*RequestTimeoutError",
+    ):
         alias = module.TimeoutError
     assert alias is not TimeoutError  # the builtin
     assert alias is coord.errors.RequestTimeoutError

@@ -75,8 +75,12 @@ class CuttingProxy:
                         break
                     frame, buf = buf[:size], buf[size:]
                     kind, stream = frame[3], int.from_bytes(frame[5:9], "big") & 0x7FFFFFFF
-                    if (self.armed and sent_after_arm.is_set() and stream != 0
-                            and kind in (_DATA, _HEADERS)):
+                    if (
+                        self.armed
+                        and sent_after_arm.is_set()
+                        and stream != 0
+                        and kind in (_DATA, _HEADERS)
+                    ):
                         self.armed = False
                         self.cuts += 1
                         cw.transport.abort()
@@ -112,6 +116,7 @@ class _Threaded:
 
         async def call(*args: Any, **kwargs: Any) -> Any:
             return await asyncio.to_thread(method, *args, **kwargs)
+
         return call
 
 
@@ -131,13 +136,14 @@ def open_client(request: pytest.FixtureRequest) -> Opener:
             yield _Threaded(blocking)
         finally:
             await asyncio.to_thread(blocking.close)
+
     return open_
 
 
 @pytest.mark.anyio
-async def test_ambiguous_write_raises_and_is_not_retried(proxy: CuttingProxy, backend: str,
-                                                         prefix: str,
-                                                         open_client: Opener) -> None:
+async def test_ambiguous_write_raises_and_is_not_retried(
+    proxy: CuttingProxy, backend: str, prefix: str, open_client: Opener
+) -> None:
     via = f"127.0.0.1:{unwrap(proxy._server).sockets[0].getsockname()[1]}"
     async with open_client([via, backend], timeout=10) as c:
         await c.get(prefix + "warm")  # connection established through the proxy
@@ -152,8 +158,9 @@ async def test_ambiguous_write_raises_and_is_not_retried(proxy: CuttingProxy, ba
 
 
 @pytest.mark.anyio
-async def test_read_is_retried_on_next_endpoint(proxy: CuttingProxy, backend: str,
-                                                prefix: str, open_client: Opener) -> None:
+async def test_read_is_retried_on_next_endpoint(
+    proxy: CuttingProxy, backend: str, prefix: str, open_client: Opener
+) -> None:
     via = f"127.0.0.1:{unwrap(proxy._server).sockets[0].getsockname()[1]}"
     async with open_client([via, backend], timeout=10) as c:
         await c.put(prefix + "k", "v")
@@ -166,8 +173,9 @@ async def test_read_is_retried_on_next_endpoint(proxy: CuttingProxy, backend: st
 
 
 @pytest.mark.anyio
-async def test_refused_connection_write_moves_on(backend: str, prefix: str,
-                                                 open_client: Opener) -> None:
+async def test_refused_connection_write_moves_on(
+    backend: str, prefix: str, open_client: Opener
+) -> None:
     from support import free_port
 
     dead = f"127.0.0.1:{free_port()}"
@@ -178,13 +186,16 @@ async def test_refused_connection_write_moves_on(backend: str, prefix: str,
 
 
 @pytest.mark.anyio
-async def test_silent_peer_is_detected_by_keepalive(proxy: CuttingProxy, backend: str,
-                                                    prefix: str) -> None:
+async def test_silent_peer_is_detected_by_keepalive(
+    proxy: CuttingProxy, backend: str, prefix: str
+) -> None:
     """A frozen connection (no RST, no data: a partition) is noticed by HTTP/2 pings and the
     watch resumes on the next endpoint without losing the event written meanwhile."""
     via = f"127.0.0.1:{unwrap(proxy._server).sockets[0].getsockname()[1]}"
-    async with AsyncClient([via, backend], timeout=10, keepalive=5) as c, \
-            AsyncClient(backend) as writer:
+    async with (
+        AsyncClient([via, backend], timeout=10, keepalive=5) as c,
+        AsyncClient(backend) as writer,
+    ):
         async with c.watch(prefix + "k") as w:
             proxy.frozen = True
             rev = await writer.put(prefix + "k", "while-frozen")

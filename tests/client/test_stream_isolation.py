@@ -17,8 +17,7 @@ from coord.lease import KEEPALIVE_PATH
 
 
 @pytest.mark.anyio
-async def test_keepalive_teardown_keeps_watch_and_calls(aclient: AsyncClient,
-                                                         prefix: str) -> None:
+async def test_keepalive_teardown_keeps_watch_and_calls(aclient: AsyncClient, prefix: str) -> None:
     keeper = aclient._keepaliver
     mux = aclient._watch_mux
     async with aclient.watch(prefix + "k") as w:

@@ -95,8 +95,7 @@ def timed(fn: Callable[..., object], *args: object, **kw: object) -> tuple[objec
     return out, time.monotonic() - t0
 
 
-def test_sync_stuck_first_endpoint_fails_over_fast(stuck: str, backend: str,
-                                                    prefix: str) -> None:
+def test_sync_stuck_first_endpoint_fails_over_fast(stuck: str, backend: str, prefix: str) -> None:
     with Client([stuck, backend], timeout=20) as c:
         rev, took = timed(c.put, prefix + "k", "v")
         assert took < BUDGET, f"first put took {took:.1f} s"
@@ -111,8 +110,9 @@ def test_sync_stuck_first_endpoint_fails_over_fast(stuck: str, backend: str,
 
 
 @pytest.mark.anyio
-async def test_async_stuck_first_endpoint_fails_over_fast(stuck: str, backend: str,
-                                                          prefix: str) -> None:
+async def test_async_stuck_first_endpoint_fails_over_fast(
+    stuck: str, backend: str, prefix: str
+) -> None:
     async with AsyncClient([stuck, backend], timeout=20) as c:
         t0 = time.monotonic()
         first = await c.put(prefix + "k", "v")
@@ -168,8 +168,9 @@ def freezable(tmp_path: Path) -> Iterator[CoordProc]:
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
-def test_server_frozen_mid_life_is_left_fast(kind: str, freezable: CoordProc, backend: str,
-                                             prefix: str) -> None:
+def test_server_frozen_mid_life_is_left_fast(
+    kind: str, freezable: CoordProc, backend: str, prefix: str
+) -> None:
     """The endpoint in use freezes: a read right after, and a write after an idle moment,
     each fail over within ~3 s; so does every later call."""
     import asyncio
@@ -204,7 +205,8 @@ def test_server_frozen_mid_life_is_left_fast(kind: str, freezable: CoordProc, ba
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_write_on_idle_connection_to_frozen_server_fails_over(
-        kind: str, freezable: CoordProc, backend: str, prefix: str) -> None:
+    kind: str, freezable: CoordProc, backend: str, prefix: str
+) -> None:
     """A write after the connection sat idle is preceded by a PING: the frozen server gets
     no request, so the write is re-sent to the healthy endpoint instead of raising
     'outcome unknown'."""
@@ -235,8 +237,7 @@ def test_write_on_idle_connection_to_frozen_server_fails_over(
         assert c.current_endpoint == backend
 
 
-def test_watch_and_lease_skip_a_stuck_first_endpoint(stuck: str, backend: str,
-                                                     prefix: str) -> None:
+def test_watch_and_lease_skip_a_stuck_first_endpoint(stuck: str, backend: str, prefix: str) -> None:
     """Streams (watch, lease keep-alive) opened first also leave the stuck endpoint within
     ~connect_timeout, and work on the healthy one."""
     with Client([stuck, backend], timeout=20) as c:

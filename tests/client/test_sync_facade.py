@@ -12,16 +12,20 @@ from coord import Client, ConnectionFailedError
 
 
 def test_forgotten_client_does_not_hang_interpreter_exit(backend: str) -> None:
-    code = (f"from coord import Client\nc = Client({backend!r})\nc.put('/exit-test', 'x')\n"
-            "w = c.watch('/exit-test')\nl = c.lease(5)\nprint('ok')\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=30, cwd="/")
+    code = (
+        f"from coord import Client\nc = Client({backend!r})\nc.put('/exit-test', 'x')\n"
+        "w = c.watch('/exit-test')\nl = c.lease(5)\nprint('ok')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, cwd="/"
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
 
 
-def test_blocking_call_from_loop_thread_raises_instead_of_deadlocking(client: Client,
-                                                                      prefix: str) -> None:
+def test_blocking_call_from_loop_thread_raises_instead_of_deadlocking(
+    client: Client, prefix: str
+) -> None:
     errors: list[BaseException] = []
     done = threading.Event()
 

@@ -37,20 +37,51 @@ class Certs:
 
 def tls_server(kind: str, tmp: Path, certs: Certs) -> tuple[Proc, str]:
     port, peer = free_port(), free_port()
-    tls = ["--cert-file", certs.server_cert, "--key-file", certs.server_key,
-           "--trusted-ca-file", certs.ca, "--client-cert-auth"]
-    urls = ["--listen-client-urls", f"https://127.0.0.1:{port}",
-            "--advertise-client-urls", f"https://127.0.0.1:{port}"]
+    tls = [
+        "--cert-file",
+        certs.server_cert,
+        "--key-file",
+        certs.server_key,
+        "--trusted-ca-file",
+        certs.ca,
+        "--client-cert-auth",
+    ]
+    urls = [
+        "--listen-client-urls",
+        f"https://127.0.0.1:{port}",
+        "--advertise-client-urls",
+        f"https://127.0.0.1:{port}",
+    ]
     if kind == "etcd":
-        argv = [require_binary("etcd"), "--name", "tls", "--data-dir", str(tmp / "tls"),
-                "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-                "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-                "--initial-cluster", f"tls=http://127.0.0.1:{peer}", "--log-level", "warn"]
+        argv = [
+            require_binary("etcd"),
+            "--name",
+            "tls",
+            "--data-dir",
+            str(tmp / "tls"),
+            "--listen-peer-urls",
+            f"http://127.0.0.1:{peer}",
+            "--initial-advertise-peer-urls",
+            f"http://127.0.0.1:{peer}",
+            "--initial-cluster",
+            f"tls=http://127.0.0.1:{peer}",
+            "--log-level",
+            "warn",
+        ]
     else:
-        argv = [sys.executable, "-m", "coord.server", "--name", "tls",
-                "--data-dir", str(tmp / "tls.coord"),
-                "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-                "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}"]
+        argv = [
+            sys.executable,
+            "-m",
+            "coord.server",
+            "--name",
+            "tls",
+            "--data-dir",
+            str(tmp / "tls.coord"),
+            "--listen-peer-urls",
+            f"http://127.0.0.1:{peer}",
+            "--initial-advertise-peer-urls",
+            f"http://127.0.0.1:{peer}",
+        ]
     proc = Proc([*argv, *urls, *tls], tmp / f"{kind}-tls.log")
     endpoint = f"127.0.0.1:{port}"
 
@@ -58,8 +89,9 @@ def tls_server(kind: str, tmp: Path, certs: Certs) -> tuple[Proc, str]:
         if not proc.alive():
             raise AssertionError(f"{kind} exited:\n{proc.output()}")
         try:
-            with Client(endpoint, ca_cert=certs.ca, cert=certs.client_cert,
-                        key=certs.client_key, timeout=1) as c:
+            with Client(
+                endpoint, ca_cert=certs.ca, cert=certs.client_cert, key=certs.client_key, timeout=1
+            ) as c:
                 return c.status().leader != 0
         except CoordError:
             return False
@@ -78,16 +110,16 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
 
 
 @pytest.fixture(params=["etcd", "coord"], scope="module")
-def tls_endpoint(request: pytest.FixtureRequest, certs: Certs,
-                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def tls_endpoint(
+    request: pytest.FixtureRequest, certs: Certs, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     proc, endpoint = tls_server(request.param, tmp_path_factory.mktemp("tls"), certs)
     yield endpoint
     proc.stop()
 
 
 def test_tls_client_cert(tls_endpoint: str, certs: Certs, prefix: str) -> None:
-    with Client(tls_endpoint, ca_cert=certs.ca, cert=certs.client_cert,
-                key=certs.client_key) as c:
+    with Client(tls_endpoint, ca_cert=certs.ca, cert=certs.client_cert, key=certs.client_key) as c:
         rev = c.put(prefix + "a", "1")
         with c.watch(prefix + "a", start_revision=rev) as w:
             assert next(iter(w)).value == b"1"
@@ -167,14 +199,20 @@ async def test_auth_reauthenticates_on_invalid_token(auth_etcd: str) -> None:
         assert c._conn._token != "bogus.token2"
 
 
-def test_tls_write_after_the_server_closed_an_idle_connection(tls_endpoint: str, certs: Certs,
-                                                              prefix: str) -> None:
+def test_tls_write_after_the_server_closed_an_idle_connection(
+    tls_endpoint: str, certs: Certs, prefix: str
+) -> None:
     """A pooled blocking connection notices a close that arrived over TLS while it was idle
     (see tests/client/test_direct_lane.py for the plaintext case)."""
     relay = Relay(tls_endpoint)
     try:
-        with Client(relay.endpoint, ca_cert=certs.ca, cert=certs.client_cert,
-                    key=certs.client_key, timeout=10) as c:
+        with Client(
+            relay.endpoint,
+            ca_cert=certs.ca,
+            cert=certs.client_cert,
+            key=certs.client_key,
+            timeout=10,
+        ) as c:
             c.put(prefix + "k", "1")
             relay.drop()
             wait_for(lambda: relay.open_connections == 0, what="relay connections closed")

@@ -63,29 +63,41 @@ def bad_files(tmp_path: Path) -> dict[str, str]:
     (tmp_path / "empty.pem").write_text("")
     (tmp_path / "adir").mkdir()
     return {name: str(tmp_path / name) for name in ("garbage.pem", "empty.pem", "adir")} | {
-        "missing": str(tmp_path / "missing.pem")}
+        "missing": str(tmp_path / "missing.pem")
+    }
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_tls_files_are_checked_when_the_client_is_created(
-        kind: str, pki: Pki, other_pki: Pki, bad_files: dict[str, str]) -> None:
+    kind: str, pki: Pki, other_pki: Pki, bad_files: dict[str, str]
+) -> None:
     ca, cert, key = str(pki.ca), str(pki.client_cert), str(pki.client_key)
     cases: list[tuple[dict[str, str], str]] = [
         ({"ca_cert": bad_files["missing"]}, "ca_cert file .*missing.pem.* cannot be read"),
         ({"ca_cert": bad_files["adir"]}, "ca_cert file .*adir.* cannot be read"),
         ({"ca_cert": bad_files["garbage.pem"]}, "ca_cert file .*garbage.pem.* no valid PEM"),
         ({"ca_cert": bad_files["empty.pem"]}, "ca_cert file .*empty.pem.* no valid PEM"),
-        ({"ca_cert": ca, "cert": bad_files["missing"], "key": key},
-         "cert file .*missing.pem.* cannot be read"),
-        ({"ca_cert": ca, "cert": cert, "key": bad_files["missing"]},
-         "key file .*missing.pem.* cannot be read"),
-        ({"ca_cert": ca, "cert": bad_files["garbage.pem"], "key": key},
-         "cert file .*garbage.pem.* no valid PEM certificate"),
+        (
+            {"ca_cert": ca, "cert": bad_files["missing"], "key": key},
+            "cert file .*missing.pem.* cannot be read",
+        ),
+        (
+            {"ca_cert": ca, "cert": cert, "key": bad_files["missing"]},
+            "key file .*missing.pem.* cannot be read",
+        ),
+        (
+            {"ca_cert": ca, "cert": bad_files["garbage.pem"], "key": key},
+            "cert file .*garbage.pem.* no valid PEM certificate",
+        ),
         ({"ca_cert": ca, "cert": key, "key": key}, "cert file .*client.key.* no valid PEM"),
-        ({"ca_cert": ca, "cert": cert, "key": bad_files["garbage.pem"]},
-         "key file .*garbage.pem.* no valid PEM private key"),
-        ({"ca_cert": ca, "cert": cert, "key": str(other_pki.client_key)},
-         "key file .*client.key.* does not match the certificate in cert file .*client.pem"),
+        (
+            {"ca_cert": ca, "cert": cert, "key": bad_files["garbage.pem"]},
+            "key file .*garbage.pem.* no valid PEM private key",
+        ),
+        (
+            {"ca_cert": ca, "cert": cert, "key": str(other_pki.client_key)},
+            "key file .*client.key.* does not match the certificate in cert file .*client.pem",
+        ),
         ({"ca_cert": ca, "cert": cert}, "cert file .*client.pem.* holds no private key"),
         ({"ca_cert": ca, "key": key}, "key file .*client.key.* given without cert"),
     ]
@@ -107,25 +119,50 @@ class TlsServers:
 
 
 @pytest.fixture(scope="module", params=["coord", "etcd"])
-def servers(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-            pki: Pki) -> Iterator[TlsServers]:
+def servers(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, pki: Pki
+) -> Iterator[TlsServers]:
     """A coord-server, then a real etcd, with a plain and two https client listeners."""
     kind = request.param
     tmp = tmp_path_factory.mktemp(f"tls-errors-{kind}")
     plain, secure, other, peer = free_port(), free_port(), free_port(), free_port()
     peer_url = f"http://127.0.0.1:{peer}"
-    args = ["--listen-client-urls",
-            f"http://127.0.0.1:{plain},https://127.0.0.1:{secure},https://127.0.0.2:{other}",
-            "--advertise-client-urls", f"https://127.0.0.1:{secure}",
-            "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
-            "--initial-cluster", f"tlserr={peer_url}", *pki.server_flags(),
-            "--client-cert-auth"]
+    args = [
+        "--listen-client-urls",
+        f"http://127.0.0.1:{plain},https://127.0.0.1:{secure},https://127.0.0.2:{other}",
+        "--advertise-client-urls",
+        f"https://127.0.0.1:{secure}",
+        "--listen-peer-urls",
+        peer_url,
+        "--initial-advertise-peer-urls",
+        peer_url,
+        "--initial-cluster",
+        f"tlserr={peer_url}",
+        *pki.server_flags(),
+        "--client-cert-auth",
+    ]
     if kind == "etcd":
-        argv = [require_binary("etcd"), "--name", "tlserr", "--data-dir", str(tmp / "etcd"),
-                "--log-level", "warn", *args]
+        argv = [
+            require_binary("etcd"),
+            "--name",
+            "tlserr",
+            "--data-dir",
+            str(tmp / "etcd"),
+            "--log-level",
+            "warn",
+            *args,
+        ]
     else:
-        argv = [sys.executable, "-m", "coord.server", "--name", "tlserr",
-                "--data-dir", str(tmp / "coord"), *args]
+        argv = [
+            sys.executable,
+            "-m",
+            "coord.server",
+            "--name",
+            "tlserr",
+            "--data-dir",
+            str(tmp / "coord"),
+            *args,
+        ]
     proc = Proc(argv, tmp / f"{kind}.log")
 
     def up() -> bool:
@@ -146,26 +183,44 @@ def servers(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_tls_that_works(kind: str, servers: TlsServers, pki: Pki) -> None:
-    make_client(kind, servers.tls, ca_cert=str(pki.ca), cert=str(pki.client_cert),
-                key=str(pki.client_key))
+    make_client(
+        kind, servers.tls, ca_cert=str(pki.ca), cert=str(pki.client_cert), key=str(pki.client_key)
+    )
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
-@pytest.mark.parametrize("case", ["unknown-ca", "hostname", "no-client-cert",
-                                  "rejected-client-cert", "tls-to-plain", "plain-to-tls"])
-def test_tls_failure_names_the_likely_cause(kind: str, case: str, servers: TlsServers,
-                                            pki: Pki, other_pki: Pki) -> None:
-    mine = {"ca_cert": str(pki.ca), "cert": str(pki.client_cert),
-            "key": str(pki.client_key)}
+@pytest.mark.parametrize(
+    "case",
+    [
+        "unknown-ca",
+        "hostname",
+        "no-client-cert",
+        "rejected-client-cert",
+        "tls-to-plain",
+        "plain-to-tls",
+    ],
+)
+def test_tls_failure_names_the_likely_cause(
+    kind: str, case: str, servers: TlsServers, pki: Pki, other_pki: Pki
+) -> None:
+    mine = {"ca_cert": str(pki.ca), "cert": str(pki.client_cert), "key": str(pki.client_key)}
     endpoint, kw, cause = {
-        "unknown-ca": (servers.tls, {**mine, "ca_cert": str(other_pki.ca)},
-                       "not signed by ca_cert .*pki-other.*ca.pem.*unknown CA"),
+        "unknown-ca": (
+            servers.tls,
+            {**mine, "ca_cert": str(other_pki.ca)},
+            "not signed by ca_cert .*pki-other.*ca.pem.*unknown CA",
+        ),
         "hostname": (servers.tls_other_name, mine, "not valid for 127.0.0.2.*hostname mismatch"),
-        "no-client-cert": (servers.tls, {"ca_cert": str(pki.ca)},
-                           "requires a client certificate and none was given"),
-        "rejected-client-cert": (servers.tls, {**mine, "cert": str(other_pki.client_cert),
-                                               "key": str(other_pki.client_key)},
-                                 "rejected the client certificate .*pki-other.*client.pem"),
+        "no-client-cert": (
+            servers.tls,
+            {"ca_cert": str(pki.ca)},
+            "requires a client certificate and none was given",
+        ),
+        "rejected-client-cert": (
+            servers.tls,
+            {**mine, "cert": str(other_pki.client_cert), "key": str(other_pki.client_key)},
+            "rejected the client certificate .*pki-other.*client.pem",
+        ),
         "tls-to-plain": (servers.plain, mine, "does not speak TLS"),
         "plain-to-tls": (servers.tls, {}, "probably expects TLS"),
     }[case]

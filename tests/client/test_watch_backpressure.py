@@ -10,8 +10,7 @@ from coord import AsyncClient
 
 
 @pytest.mark.anyio
-async def test_slow_watch_is_bounded_and_loses_nothing(aclient: AsyncClient,
-                                                       prefix: str) -> None:
+async def test_slow_watch_is_bounded_and_loses_nothing(aclient: AsyncClient, prefix: str) -> None:
     slow = aclient.watch_prefix(prefix + "s/")
     slow.max_buffered = 8
     await slow.start()

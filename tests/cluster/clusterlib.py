@@ -48,6 +48,7 @@ T = TypeVar("T")
 
 # -- gRPC helpers -----------------------------------------------------------------------------
 
+
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine to completion on a fresh event loop."""
     return asyncio.run(coro)
@@ -65,47 +66,78 @@ async def _call(endpoint: str, fn: Callable[[Channel], Awaitable[T]], timeout: f
 def status(endpoint: str, timeout: float = 2.0) -> pb.StatusResponse | None:
     """Maintenance.Status, or None when the member does not answer."""
     try:
-        return run(_call(endpoint, lambda ch: pb.MaintenanceStub(ch).status(pb.StatusRequest()),
-                         timeout))
+        return run(
+            _call(endpoint, lambda ch: pb.MaintenanceStub(ch).status(pb.StatusRequest()), timeout)
+        )
     except Exception:
         return None
 
 
 def put(endpoint: str, key: str, value: str, timeout: float = 5.0) -> int:
     """Put; returns the revision."""
-    resp = run(_call(endpoint, lambda ch: pb.KvStub(ch).put(
-        pb.PutRequest(key=key.encode(), value=value.encode())), timeout))
+    resp = run(
+        _call(
+            endpoint,
+            lambda ch: pb.KvStub(ch).put(pb.PutRequest(key=key.encode(), value=value.encode())),
+            timeout,
+        )
+    )
     return int(unwrap(resp.header).revision)
 
 
-def get(endpoint: str, key: str, serializable: bool = False,
-        timeout: float = 5.0) -> str | None:
+def get(endpoint: str, key: str, serializable: bool = False, timeout: float = 5.0) -> str | None:
     """Get one key's value (None when absent)."""
-    resp = run(_call(endpoint, lambda ch: pb.KvStub(ch).range(
-        pb.RangeRequest(key=key.encode(), serializable=serializable)), timeout))
+    resp = run(
+        _call(
+            endpoint,
+            lambda ch: pb.KvStub(ch).range(
+                pb.RangeRequest(key=key.encode(), serializable=serializable)
+            ),
+            timeout,
+        )
+    )
     return resp.kvs[0].value.decode() if resp.kvs else None
 
 
-def get_prefix(endpoint: str, prefix: str, serializable: bool = False,
-               timeout: float = 10.0) -> dict[str, str]:
+def get_prefix(
+    endpoint: str, prefix: str, serializable: bool = False, timeout: float = 10.0
+) -> dict[str, str]:
     """All keys under ``prefix``."""
     end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-    resp = run(_call(endpoint, lambda ch: pb.KvStub(ch).range(
-        pb.RangeRequest(key=prefix.encode(), range_end=end.encode(),
-                        serializable=serializable)), timeout))
+    resp = run(
+        _call(
+            endpoint,
+            lambda ch: pb.KvStub(ch).range(
+                pb.RangeRequest(
+                    key=prefix.encode(), range_end=end.encode(), serializable=serializable
+                )
+            ),
+            timeout,
+        )
+    )
     return {kv.key.decode(): kv.value.decode() for kv in resp.kvs}
 
 
 def hash_kv(endpoint: str, revision: int) -> tuple[int, int]:
     """(hash, header revision) of the store at ``revision``."""
-    resp = run(_call(endpoint, lambda ch: pb.MaintenanceStub(ch).hash_kv(
-        pb.HashKvRequest(revision=revision)), 5.0))
+    resp = run(
+        _call(
+            endpoint,
+            lambda ch: pb.MaintenanceStub(ch).hash_kv(pb.HashKvRequest(revision=revision)),
+            5.0,
+        )
+    )
     return int(resp.hash), int(unwrap(resp.header).revision)
 
 
-async def write_load(endpoints: Sequence[str], prefix: str, n_per_endpoint: int,
-                     concurrency: int = 4, timeout: float = 3.0,
-                     stop: Callable[[], bool] = lambda: False) -> dict[str, str]:
+async def write_load(
+    endpoints: Sequence[str],
+    prefix: str,
+    n_per_endpoint: int,
+    concurrency: int = 4,
+    timeout: float = 3.0,
+    stop: Callable[[], bool] = lambda: False,
+) -> dict[str, str]:
     """Put distinct keys through every endpoint concurrently; return the acknowledged ones."""
     acked: dict[str, str] = {}
 
@@ -120,8 +152,8 @@ async def write_load(endpoints: Sequence[str], prefix: str, n_per_endpoint: int,
                 key, value = f"{prefix}{port}-{i:05d}", f"v{i}"
                 try:
                     await asyncio.wait_for(
-                        stub.put(pb.PutRequest(key=key.encode(), value=value.encode())),
-                        timeout)
+                        stub.put(pb.PutRequest(key=key.encode(), value=value.encode())), timeout
+                    )
                     acked[key] = value
                 except Exception:
                     await asyncio.sleep(0.02)
@@ -133,6 +165,7 @@ async def write_load(endpoints: Sequence[str], prefix: str, n_per_endpoint: int,
 
 
 # -- peer proxy -------------------------------------------------------------------------------
+
 
 class PeerProxy:
     """Relays peer traffic ``listen port -> target port`` for several members; can isolate.
@@ -150,29 +183,35 @@ class PeerProxy:
 
     def add(self, target_port: int) -> int:
         """Relay a new port on 127.0.0.1 (bound here, returned) to ``127.0.0.1:target_port``."""
+
         async def start() -> int:
             srv = await asyncio.start_server(
-                lambda r, w: self._relay(r, w, target_port), "127.0.0.1", 0)
+                lambda r, w: self._relay(r, w, target_port), "127.0.0.1", 0
+            )
             self._servers.append(srv)
             return int(srv.sockets[0].getsockname()[1])
+
         return asyncio.run_coroutine_threadsafe(start(), self._loop).result(5)
 
     def isolate(self, member_id: int) -> None:
         """Cut every peer connection to or from ``member_id`` (now and until healed)."""
+
         def do() -> None:
             self.isolated.add(member_id)
             for frm, to, w1, w2 in list(self._conns):
                 if frm in self.isolated or to in self.isolated:
                     w1.close()
                     w2.close()
+
         self._loop.call_soon_threadsafe(do)
 
     def heal(self) -> None:
         """Let all traffic through again."""
         self._loop.call_soon_threadsafe(self.isolated.clear)
 
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                     target: int) -> None:
+    async def _relay(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, target: int
+    ) -> None:
         try:
             head = await reader.readexactly(5)
             length, _ftype = struct.unpack(">IB", head)
@@ -208,18 +247,21 @@ class PeerProxy:
 
     def close(self) -> None:
         """Stop relaying."""
+
         async def stop() -> None:
             for s in self._servers:
                 s.close()
             for _f, _t, w1, w2 in self._conns:
                 w1.close()
                 w2.close()
+
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
 
 
 # -- cluster ----------------------------------------------------------------------------------
+
 
 class Member:
     """One member's fixed addresses and its current process (None while down).
@@ -266,8 +308,9 @@ class Member:
         """Arm failpoint ``name`` with ``term`` (``off`` disarms) in the running process."""
         url = f"http://127.0.0.1:{self.failpoint_port}/{name}"
         method = "DELETE" if term == "off" else "PUT"
-        req = urllib.request.Request(url, data=None if term == "off" else term.encode(),
-                                     method=method)
+        req = urllib.request.Request(
+            url, data=None if term == "off" else term.encode(), method=method
+        )
         try:
             with urllib.request.urlopen(req, timeout=5):
                 pass
@@ -291,10 +334,17 @@ class Cluster:
     the Raft flags (:data:`~support.FAST_RAFT` by default, ``()`` for coord's defaults).
     """
 
-    def __init__(self, base: Path, size: int = 3, snapshot_count: int = 10000,
-                 proxy: bool = False, extra: Sequence[str] = (), peer_scheme: str = "http",
-                 member_args: dict[int, Sequence[str]] | None = None,
-                 timings: Sequence[str] = FAST_RAFT) -> None:
+    def __init__(
+        self,
+        base: Path,
+        size: int = 3,
+        snapshot_count: int = 10000,
+        proxy: bool = False,
+        extra: Sequence[str] = (),
+        peer_scheme: str = "http",
+        member_args: dict[int, Sequence[str]] | None = None,
+        timings: Sequence[str] = FAST_RAFT,
+    ) -> None:
         self.base = base
         self.snapshot_count = snapshot_count
         self.extra = [*timings, *extra]
@@ -306,25 +356,39 @@ class Cluster:
                 m.proxy_port = self.proxy.add(m.peer_port)
         self.initial_cluster = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
 
-    def args(self, m: Member, state: str = "new", initial_cluster: str | None = None
-             ) -> list[str]:
+    def args(self, m: Member, state: str = "new", initial_cluster: str | None = None) -> list[str]:
         return [
-            "--listen-peer-urls", f"{m.peer_scheme}://127.0.0.1:{m.peer_port}",
-            "--initial-advertise-peer-urls", m.peer_url,
-            "--initial-cluster", initial_cluster or self.initial_cluster,
-            "--initial-cluster-state", state, "--initial-cluster-token", TOKEN,
-            "--snapshot-count", str(self.snapshot_count), *self.extra,
+            "--listen-peer-urls",
+            f"{m.peer_scheme}://127.0.0.1:{m.peer_port}",
+            "--initial-advertise-peer-urls",
+            m.peer_url,
+            "--initial-cluster",
+            initial_cluster or self.initial_cluster,
+            "--initial-cluster-state",
+            state,
+            "--initial-cluster-token",
+            TOKEN,
+            "--snapshot-count",
+            str(self.snapshot_count),
+            *self.extra,
             *self.member_args.get(self.members.index(m), ()),
         ]
 
-    def start_member(self, m: Member, state: str = "new", initial_cluster: str | None = None,
-                     wait: bool = True) -> None:
+    def start_member(
+        self, m: Member, state: str = "new", initial_cluster: str | None = None, wait: bool = True
+    ) -> None:
         # A fresh port each start: while the member was down, an outgoing connection may have
         # taken the old one as its source port (nothing else depends on this one).
         m.failpoint_port = free_port()
-        m.proc = CoordProc(self.base, name=m.name, args=self.args(m, state, initial_cluster),
-                           client_port=m.client_port, wait=False, sockets=m.take_sockets(),
-                           env={"COORD_FAILPOINTS_HTTP": f"127.0.0.1:{m.failpoint_port}"})
+        m.proc = CoordProc(
+            self.base,
+            name=m.name,
+            args=self.args(m, state, initial_cluster),
+            client_port=m.client_port,
+            wait=False,
+            sockets=m.take_sockets(),
+            env={"COORD_FAILPOINTS_HTTP": f"127.0.0.1:{m.failpoint_port}"},
+        )
         if wait:
             self.wait_member(m)
 
@@ -340,7 +404,7 @@ class Cluster:
         try:
             for m in self.members:
                 self.start_member(m, wait=False)
-            for i in (range(len(self.members)) if wait is None else wait):
+            for i in range(len(self.members)) if wait is None else wait:
                 self.wait_member(self.members[i])
         except BaseException:
             self.stop()
@@ -370,8 +434,7 @@ class Cluster:
         lead = leads.pop()
         return next((m for m in self.members if m.id == lead), None)
 
-    def wait_leader(self, among: Sequence[Member] | None = None,
-                    timeout: float = 15.0) -> Member:
+    def wait_leader(self, among: Sequence[Member] | None = None, timeout: float = 15.0) -> Member:
         found: list[Member] = []
 
         def have() -> bool:
@@ -390,8 +453,7 @@ class Cluster:
         m.proc.stop()
         m.proc = None
 
-    def wait_converged(self, members: Sequence[Member] | None = None,
-                       timeout: float = 30.0) -> int:
+    def wait_converged(self, members: Sequence[Member] | None = None, timeout: float = 30.0) -> int:
         """Wait until members report the same applied index and revision; return the hash."""
         members = list(members or self.running())
         out: list[int] = []
@@ -476,13 +538,28 @@ class ServerCluster:
         members = []
         for n in names:
             client, peer = ports[n]
-            argv = [require_binary("etcd"), "--log-level", "warn", "--data-dir", str(tmp / n),
-                    "--name", n,
-                    "--listen-client-urls", f"http://127.0.0.1:{client}",
-                    "--advertise-client-urls", f"http://127.0.0.1:{client}",
-                    "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-                    "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-                    "--initial-cluster", initial, "--initial-cluster-state", "new", *FAST_RAFT]
+            argv = [
+                require_binary("etcd"),
+                "--log-level",
+                "warn",
+                "--data-dir",
+                str(tmp / n),
+                "--name",
+                n,
+                "--listen-client-urls",
+                f"http://127.0.0.1:{client}",
+                "--advertise-client-urls",
+                f"http://127.0.0.1:{client}",
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{peer}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{peer}",
+                "--initial-cluster",
+                initial,
+                "--initial-cluster-state",
+                "new",
+                *FAST_RAFT,
+            ]
             members.append(EtcdMember(n, Proc(argv, tmp / f"{n}.log"), client))
         self.members = members
         self.ready()
@@ -494,11 +571,13 @@ class ServerCluster:
     def ready(self, timeout: float = 60.0) -> None:
         """Wait until every member answers Status (with a leader)."""
         for m in self.members:
+
             def up(m: Member | EtcdMember = m) -> bool:
                 if m.proc is None or not m.proc.alive():
                     out = m.proc.output() if m.proc is not None else "not running"
                     raise AssertionError(f"{self.kind} {m.name} exited:\n{out}")
                 return bool(grpc_status_ok(m.client_port))
+
             wait_for(up, timeout=timeout, what=f"{self.kind} member {m.name} with a leader")
 
     def kill(self, index: int) -> None:

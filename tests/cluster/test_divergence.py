@@ -37,8 +37,11 @@ def test_member_with_diverged_committed_log_stops(tmp_path: Path) -> None:
         log = tmp_path / f"{b.name}.log"
         served = log.read_text().count("listening for peers")
         c.start_member(b, wait=False)
-        wait_for(lambda: log.read_text().count("listening for peers") > served, timeout=15,
-                 what="B serving its peer port")
+        wait_for(
+            lambda: log.read_text().count("listening for peers") > served,
+            timeout=15,
+            what="B serving its peer port",
+        )
         c.start_member(cc, wait=False)
         c.wait_member(b)
         c.wait_member(cc)
@@ -48,8 +51,7 @@ def test_member_with_diverged_committed_log_stops(tmp_path: Path) -> None:
         c.start_member(a, wait=False)
         proc = a.proc
         assert proc is not None
-        wait_for(lambda: not proc.alive(), timeout=20,
-                 what="the diverged member to stop")
+        wait_for(lambda: not proc.alive(), timeout=20, what="the diverged member to stop")
         out = proc.output()
         assert proc.popen.returncode not in (0, None), out
         assert "CRITICAL" in out, out

@@ -18,10 +18,20 @@ from coord.server.storage.wal import list_segments
 
 
 def single(tmp_path: Path, peer_port: int) -> CoordProc:
-    return CoordProc(tmp_path, name="solo", args=[
-        "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
-        "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
-        "--heartbeat-interval", "50", "--election-timeout", "500"])
+    return CoordProc(
+        tmp_path,
+        name="solo",
+        args=[
+            "--listen-peer-urls",
+            f"http://127.0.0.1:{peer_port}",
+            "--initial-advertise-peer-urls",
+            f"http://127.0.0.1:{peer_port}",
+            "--heartbeat-interval",
+            "50",
+            "--election-timeout",
+            "500",
+        ],
+    )
 
 
 def wal_segment(proc: CoordProc) -> Path:
@@ -64,12 +74,28 @@ def test_torn_wal_tail_recovers(tmp_path: Path) -> None:
 
 def _refused_start(proc: CoordProc, pp: int) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "coord.server", "--name", "solo", "--data-dir",
-         str(proc.data_dir), "--listen-client-urls", f"http://127.0.0.1:{free_port()}",
-         "--advertise-client-urls", "http://127.0.0.1:1",
-         "--listen-peer-urls", f"http://127.0.0.1:{pp}",
-         "--initial-advertise-peer-urls", f"http://127.0.0.1:{pp}"],
-        capture_output=True, text=True, timeout=30, check=False)
+        [
+            sys.executable,
+            "-m",
+            "coord.server",
+            "--name",
+            "solo",
+            "--data-dir",
+            str(proc.data_dir),
+            "--listen-client-urls",
+            f"http://127.0.0.1:{free_port()}",
+            "--advertise-client-urls",
+            "http://127.0.0.1:1",
+            "--listen-peer-urls",
+            f"http://127.0.0.1:{pp}",
+            "--initial-advertise-peer-urls",
+            f"http://127.0.0.1:{pp}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
 
 
 def _written_then_stopped(tmp_path: Path) -> tuple[CoordProc, int, Path]:
@@ -102,13 +128,17 @@ def test_kill9_all_members_under_load(tmp_path: Path) -> None:
         stop = threading.Event()
 
         def load() -> None:
-            acked.update(run(write_load(eps, "/all/", 2000, concurrency=3, timeout=2.0,
-                                        stop=stop.is_set)))
+            acked.update(
+                run(write_load(eps, "/all/", 2000, concurrency=3, timeout=2.0, stop=stop.is_set))
+            )
 
         t = threading.Thread(target=load)
         t.start()
-        wait_for(lambda: len(get_prefix(eps[0], "/all/", serializable=True)) > 100,
-                 timeout=30, what="writes")
+        wait_for(
+            lambda: len(get_prefix(eps[0], "/all/", serializable=True)) > 100,
+            timeout=30,
+            what="writes",
+        )
         for m in c.members:  # as close to simultaneous as a test can be
             assert m.proc is not None
             m.proc.kill()
@@ -156,12 +186,21 @@ def test_crash_during_bootstrap_then_restart_serves(tmp_path: Path, failpoint: s
     """Bug 6: a crash while bootstrapping leaves no member (or a whole one), so a restart
     without the failpoint bootstraps and serves."""
     pp = free_port()
-    args = ["--listen-peer-urls", f"http://127.0.0.1:{pp}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{pp}",
-            "--initial-cluster", f"solo=http://127.0.0.1:{pp}",
-            "--heartbeat-interval", "50", "--election-timeout", "500"]
-    crashed = CoordProc(tmp_path, name="solo", args=args, wait=False,
-                        env={"COORD_FAILPOINTS": f"{failpoint}=crash"})
+    args = [
+        "--listen-peer-urls",
+        f"http://127.0.0.1:{pp}",
+        "--initial-advertise-peer-urls",
+        f"http://127.0.0.1:{pp}",
+        "--initial-cluster",
+        f"solo=http://127.0.0.1:{pp}",
+        "--heartbeat-interval",
+        "50",
+        "--election-timeout",
+        "500",
+    ]
+    crashed = CoordProc(
+        tmp_path, name="solo", args=args, wait=False, env={"COORD_FAILPOINTS": f"{failpoint}=crash"}
+    )
     try:
         wait_for(lambda: not crashed.alive(), timeout=20, what=f"a crash at {failpoint}")
         assert crashed.popen.returncode == -9

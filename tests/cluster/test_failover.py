@@ -42,8 +42,11 @@ def test_kill_leader_under_load(cluster: Cluster) -> None:
 
     t = threading.Thread(target=load)
     t.start()
-    wait_for(lambda: len(get_prefix(eps[0], prefix, serializable=True)) > 30, timeout=20,
-             what="some writes")
+    wait_for(
+        lambda: len(get_prefix(eps[0], prefix, serializable=True)) > 30,
+        timeout=20,
+        what="some writes",
+    )
     cluster.kill(leader)
     t_kill = time.monotonic()
     survivors = cluster.running()

@@ -24,13 +24,17 @@ def leads_itself(m: Member) -> bool:
 
 
 def start_forced(c: Cluster, m: Member) -> None:
-    m.proc = CoordProc(c.base, name=m.name, args=[*c.args(m), "--force-new-cluster"],
-                       client_port=m.client_port, wait=False)
+    m.proc = CoordProc(
+        c.base,
+        name=m.name,
+        args=[*c.args(m), "--force-new-cluster"],
+        client_port=m.client_port,
+        wait=False,
+    )
     c.wait_member(m)
 
 
-def test_force_new_cluster_restores_a_one_member_cluster_from_a_survivor(
-        tmp_path: Path) -> None:
+def test_force_new_cluster_restores_a_one_member_cluster_from_a_survivor(tmp_path: Path) -> None:
     # snapshot-count 50: the survivor recovers from a snapshot plus the log after it
     c = Cluster(tmp_path, 3, snapshot_count=50).start()
     try:
@@ -69,8 +73,10 @@ def test_force_new_cluster_restores_a_one_member_cluster_from_a_survivor(
         assert survivor.proc is not None
         log = survivor.proc.output()
         removed = ",".join(f"{i:x}" for i in old_ids if i != survivor.id)
-        assert (f"--force-new-cluster: member {survivor.id:x} now forms a one-member cluster: "
-                f"removed members {removed}") in log
+        assert (
+            f"--force-new-cluster: member {survivor.id:x} now forms a one-member cluster: "
+            f"removed members {removed}"
+        ) in log
 
         # A restart without the flag stays a one-member cluster.
         logged = len(log)
@@ -90,8 +96,11 @@ def test_force_new_cluster_restores_a_one_member_cluster_from_a_survivor(
         old = others[0]
         c.start_member(old, wait=False)
         assert old.proc is not None
-        wait_for(lambda: old.proc is not None and not old.proc.alive(), timeout=30,
-                 what="the removed old member to stop")
+        wait_for(
+            lambda: old.proc is not None and not old.proc.alive(),
+            timeout=30,
+            what="the removed old member to stop",
+        )
         assert member_ids(survivor.endpoint) == [survivor.id]
         assert leads_itself(survivor)
     finally:
@@ -116,8 +125,12 @@ def test_force_new_cluster_on_a_lone_member_changes_nothing(tmp_path: Path) -> N
         etcdctl(proc.endpoint, "put", "/lone/k", "v")
     finally:
         proc.stop()
-    proc = CoordProc(tmp_path, name="lone", client_port=proc.client_port,
-                     args=[*args[args.index("--listen-peer-urls"):], "--force-new-cluster"])
+    proc = CoordProc(
+        tmp_path,
+        name="lone",
+        client_port=proc.client_port,
+        args=[*args[args.index("--listen-peer-urls") :], "--force-new-cluster"],
+    )
     try:
         assert etcdctl(proc.endpoint, "get", "/lone/k", "--print-value-only").stdout == "v\n"
         assert "is already the only member; nothing to change" in proc.output()

@@ -42,15 +42,17 @@ def test_stalled_leader_neither_renews_nor_revokes(tmp_path: Path) -> None:
         assert key is not None
         leader.failpoint("walBeforeSync", "1*sleep(8000)")
         t0 = time.monotonic()
-        threading.Thread(target=_put_quietly, args=(leader.endpoint, "/trigger"),
-                         daemon=True).start()
+        threading.Thread(
+            target=_put_quietly, args=(leader.endpoint, "/trigger"), daemon=True
+        ).start()
         # past the stall and a whole TTL after it: A keeps its session alive throughout
         while time.monotonic() - t0 < 14:
             alive = not session.expired
             present = get(f2.endpoint, key.decode(), serializable=True) is not None
             assert present or not alive, (
                 f"A's lock key was deleted {time.monotonic() - t0:.1f} s into the stall "
-                "while A's session was still kept alive")
+                "while A's session was still kept alive"
+            )
             lock_b = Lock(b, "/locks/job", ttl=5)
             try:
                 got = lock_b.acquire(blocking=False)
@@ -96,7 +98,8 @@ def test_fresh_lease_is_renewed_while_leader_apply_lags(tmp_path: Path) -> None:
             assert m is not None, out
             ka = etcdctl(f1.endpoint, "lease", "keep-alive", "--once", m.group(1), check=False)
             assert "TTL(30)" in ka.stdout, (
-                f"a fresh lease's first keep-alive was not confirmed: {ka.stdout}{ka.stderr}")
+                f"a fresh lease's first keep-alive was not confirmed: {ka.stdout}{ka.stderr}"
+            )
     finally:
         stop.set()
         c.stop()
@@ -119,9 +122,12 @@ def test_keepalive_via_follower_survives_a_frozen_leader(tmp_path: Path) -> None
         lid = m.group(1)
         etcdctl(f1.endpoint, "put", "--lease", lid, "/frozen/k", "v")
         keeper = subprocess.Popen(
-            [require_binary("etcdctl"), f"--endpoints={f1.endpoint}", "lease", "keep-alive",
-             lid], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "ETCDCTL_API": "3"})
+            [require_binary("etcdctl"), f"--endpoints={f1.endpoint}", "lease", "keep-alive", lid],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "ETCDCTL_API": "3"},
+        )
         assert leader.proc is not None
         assert keeper.stdout is not None
         first = keeper.stdout.readline()  # keep-alives flow before the leader freezes
@@ -131,8 +137,8 @@ def test_keepalive_via_follower_survives_a_frozen_leader(tmp_path: Path) -> None
             t0 = time.monotonic()
             while time.monotonic() - t0 < 8:
                 assert keeper.poll() is None, (
-                    f"etcdctl lost the lease {time.monotonic() - t0:.1f} s after the leader "
-                    f"froze")
+                    f"etcdctl lost the lease {time.monotonic() - t0:.1f} s after the leader froze"
+                )
                 time.sleep(0.2)  # the polling cadence
         finally:
             os.killpg(leader.proc.pid, signal.SIGCONT)
@@ -163,9 +169,17 @@ def test_checkpointed_lease_expires_despite_leader_changes(tmp_path: Path) -> No
         etcdctl(leader.endpoint, "put", "--lease", leases[0], "/ckpt/k", "v")
         etcdctl(leader.endpoint, "put", "--lease", leases[1], "/ckpt/kept", "v")
         keeper = subprocess.Popen(
-            [require_binary("etcdctl"), "--endpoints=" + ",".join(x.endpoint for x in c.members),
-             "lease", "keep-alive", leases[1]], stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, env={**os.environ, "ETCDCTL_API": "3"})
+            [
+                require_binary("etcdctl"),
+                "--endpoints=" + ",".join(x.endpoint for x in c.members),
+                "lease",
+                "keep-alive",
+                leases[1],
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "ETCDCTL_API": "3"},
+        )
         t0 = time.monotonic()
         moves = 0
         while get(leader.endpoint, "/ckpt/k", serializable=True) is not None:

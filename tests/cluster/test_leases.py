@@ -42,8 +42,7 @@ def test_keepalive_through_follower_and_expiry(tmp_path: Path) -> None:
             time.sleep(0.5)  # the keep-alive cadence (not waiting for state)
         assert get(leader.endpoint, "/lease/k") == "v"
         # stop keeping it alive: the leader revokes it and every member sees the key go
-        wait_for(lambda: get(f2.endpoint, "/lease/k") is None, timeout=10,
-                 what="lease expiry")
+        wait_for(lambda: get(f2.endpoint, "/lease/k") is None, timeout=10, what="lease expiry")
         assert remaining(f1.endpoint, lid) == -1
     finally:
         c.stop()
@@ -65,7 +64,10 @@ def test_new_leader_extends_leases(tmp_path: Path) -> None:
         while time.monotonic() - t_kill < 3.5:
             assert get(follower.endpoint, "/lease/x") == "v"
             time.sleep(0.2)
-        wait_for(lambda: get(follower.endpoint, "/lease/x") is None, timeout=15,
-                 what="expiry under the new leader")
+        wait_for(
+            lambda: get(follower.endpoint, "/lease/x") is None,
+            timeout=15,
+            what="expiry under the new leader",
+        )
     finally:
         c.stop()

@@ -18,10 +18,25 @@ def test_cluster_command(tmp_path: Path) -> None:
     from support import etcdctl
 
     base = free_port_block(6)
-    proc = Proc([sys.executable, "-m", "coord.server", "cluster", "--size", "3",
-                 "--data-dir", str(tmp_path / "data"), "--base-port", str(base),
-                 "--heartbeat-interval", "50", "--election-timeout", "500"],
-                tmp_path / "cluster.log")
+    proc = Proc(
+        [
+            sys.executable,
+            "-m",
+            "coord.server",
+            "cluster",
+            "--size",
+            "3",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--base-port",
+            str(base),
+            "--heartbeat-interval",
+            "50",
+            "--election-timeout",
+            "500",
+        ],
+        tmp_path / "cluster.log",
+    )
     try:
         wait_for(lambda: "ETCDCTL_ENDPOINTS=" in proc.output(), timeout=20, what="endpoints")
         m = re.search(r"ETCDCTL_ENDPOINTS=(\S+)", proc.output())
@@ -31,8 +46,10 @@ def test_cluster_command(tmp_path: Path) -> None:
 
         def all_agree() -> bool:
             sts = [status(ep) for ep in endpoints]
-            return all(s is not None and s.leader for s in sts) and \
-                len({s.leader for s in sts if s is not None}) == 1
+            return (
+                all(s is not None and s.leader for s in sts)
+                and len({s.leader for s in sts if s is not None}) == 1
+            )
 
         wait_for(all_agree, timeout=30, what="a leader on every member")
         etcdctl(endpoints[1], "put", "/lc/k", "v")

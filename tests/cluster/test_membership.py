@@ -34,8 +34,11 @@ def test_ids_are_etcds(tmp_path: Path) -> None:
         assert unwrap(st.header).cluster_id == compute_cluster_id(ids)
         members = member_list(c.members[1].endpoint)
         assert sorted(str(m["name"]) for m in members) == ["m1", "m2", "m3"]
-        wait_for(lambda: all(m.get("clientURLs") for m in member_list(c.members[2].endpoint)),
-                 timeout=10, what="published client URLs")
+        wait_for(
+            lambda: all(m.get("clientURLs") for m in member_list(c.members[2].endpoint)),
+            timeout=10,
+            what="published client URLs",
+        )
     finally:
         c.stop()
 
@@ -49,15 +52,21 @@ def test_learner_promote_move_leader_remove(tmp_path: Path) -> None:
         new = Member("m4", tmp_path)
         new.proxy_port = new.peer_port
         c.members.append(new)
-        out = etcdctl(ep, "member", "add", "m4", "--learner",
-                      f"--peer-urls={new.peer_url}").stdout
+        out = etcdctl(ep, "member", "add", "m4", "--learner", f"--peer-urls={new.peer_url}").stdout
         assert re.search(r"Member +[0-9a-f]+ added to cluster +[0-9a-f]+", out), out  # %16x
         initial = re.search(r'ETCD_INITIAL_CLUSTER="([^"]+)"', out)
         assert initial is not None
         assert f"m4={new.peer_url}" in initial.group(1)
         c.start_member(new, state="existing", initial_cluster=initial.group(1), wait=False)
-        wait_for(lambda: get(new.endpoint, "/mem/before", serializable=True) == "1"
-                 if status(new.endpoint) else False, timeout=30, what="the learner to catch up")
+        wait_for(
+            lambda: (
+                get(new.endpoint, "/mem/before", serializable=True) == "1"
+                if status(new.endpoint)
+                else False
+            ),
+            timeout=30,
+            what="the learner to catch up",
+        )
         st = status(new.endpoint)
         assert st is not None
         new.id = int(unwrap(st.header).member_id)
@@ -75,15 +84,21 @@ def test_learner_promote_move_leader_remove(tmp_path: Path) -> None:
         victim = c.members[1]
         etcdctl(ep, "member", "remove", f"{victim.id:x}")
         assert victim.proc is not None
-        wait_for(lambda: not victim.proc.alive() if victim.proc else True, timeout=15,
-                 what="the removed member to stop")
+        wait_for(
+            lambda: not victim.proc.alive() if victim.proc else True,
+            timeout=15,
+            what="the removed member to stop",
+        )
         victim.proc.stop()
         victim.proc = None
         assert len(member_list(ep)) == 3
         # -- remove the leader: it steps down and stops; the rest elects a new one --------
         etcdctl(ep, "member", "remove", f"{new.id:x}")
-        wait_for(lambda: not new.proc.alive() if new.proc else True, timeout=15,
-                 what="the removed leader to stop")
+        wait_for(
+            lambda: not new.proc.alive() if new.proc else True,
+            timeout=15,
+            what="the removed leader to stop",
+        )
         assert new.proc is not None
         new.proc.stop()
         new.proc = None
@@ -103,17 +118,21 @@ def test_member_update_peer_urls(tmp_path: Path) -> None:
     try:
         m2 = c.members[1]
         new_url = f"http://localhost:{m2.peer_port}"  # another name for the same listener
-        etcdctl(c.members[0].endpoint, "member", "update", f"{m2.id:x}",
-                f"--peer-urls={new_url}")
+        etcdctl(c.members[0].endpoint, "member", "update", f"{m2.id:x}", f"--peer-urls={new_url}")
+
         def updated(m: Member) -> bool:
             urls = {int(str(x["ID"])): x["peerURLs"] for x in member_list(m.endpoint)}
             return urls[m2.id] == [new_url]
 
         for m in c.members:
-            wait_for(functools.partial(updated, m), timeout=10,
-                     what=f"{m.name} to apply the update")
+            wait_for(
+                functools.partial(updated, m), timeout=10, what=f"{m.name} to apply the update"
+            )
         put(c.members[0].endpoint, "/upd/k", "v")
-        wait_for(lambda: get(m2.endpoint, "/upd/k", serializable=True) == "v", timeout=10,
-                 what="replication to the updated member")
+        wait_for(
+            lambda: get(m2.endpoint, "/upd/k", serializable=True) == "v",
+            timeout=10,
+            what="replication to the updated member",
+        )
     finally:
         c.stop()

@@ -29,8 +29,11 @@ def test_minority_serves_nothing_stale(tmp_path: Path, victim: str) -> None:
         cut = leader if victim == "leader" else next(m for m in c.members if m is not leader)
         majority = [m for m in c.members if m is not cut]
         # the put returned once a quorum had it, which need not include a follower victim
-        wait_for(lambda: get(cut.endpoint, "/part/k", serializable=True) == "before",
-                 timeout=10, what="the victim to apply the first write")
+        wait_for(
+            lambda: get(cut.endpoint, "/part/k", serializable=True) == "before",
+            timeout=10,
+            what="the victim to apply the first write",
+        )
         c.proxy.isolate(cut.id)
         new_leader = c.wait_leader(majority, timeout=15)
         assert new_leader in majority
@@ -44,8 +47,11 @@ def test_minority_serves_nothing_stale(tmp_path: Path, victim: str) -> None:
         assert get(cut.endpoint, "/part/k", serializable=True) == "before"
         # heal: everyone converges on the majority's history
         c.proxy.heal()
-        wait_for(lambda: get(cut.endpoint, "/part/k", serializable=True) == "after",
-                 timeout=20, what="the minority to catch up")
+        wait_for(
+            lambda: get(cut.endpoint, "/part/k", serializable=True) == "after",
+            timeout=20,
+            what="the minority to catch up",
+        )
         c.wait_converged()
         st = status(cut.endpoint)
         assert st is not None

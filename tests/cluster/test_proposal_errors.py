@@ -45,15 +45,20 @@ def test_write_whose_leader_is_lost_reports_outcome_unknown(tmp_path: Path) -> N
             # still commit once the leader runs again, so F must not call it "no leader".
             # The client must not re-send it to the other endpoints either (it would hang
             # there and end with the client's own "coord: ... timed out").
-            with Client([f.endpoint, lead.endpoint, g.endpoint], timeout=30) as client, \
-                    pytest.raises(errors.RequestTimeoutError) as caught:
+            with (
+                Client([f.endpoint, lead.endpoint, g.endpoint], timeout=30) as client,
+                pytest.raises(errors.RequestTimeoutError) as caught,
+            ):
                 client.put("/unknown", "x")
         finally:
             _resume(stopped)
         assert "possibly due to previous leader failure" in str(caught.value)
         # ...and indeed it was not lost: the leader had it queued and commits it, once.
-        wait_for(lambda: get(f.endpoint, "/unknown", timeout=10) == "x", timeout=30,
-                 what="the write of unknown outcome to be committed after all")
+        wait_for(
+            lambda: get(f.endpoint, "/unknown", timeout=10) == "x",
+            timeout=30,
+            what="the write of unknown outcome to be committed after all",
+        )
         with Client(f.endpoint) as client:
             kv = client.get("/unknown")
             assert kv is not None
@@ -73,9 +78,16 @@ def test_proposal_dropped_before_reaching_a_log_is_retryable(tmp_path: Path) -> 
         _pause(frozen)  # the transfer stays pending (the leader drops proposals meanwhile)
         try:
             mover = subprocess.Popen(
-                [require_binary("etcdctl"), f"--endpoints={lead.endpoint}",
-                 "move-leader", f"{target.id:x}"], env={**os.environ, "ETCDCTL_API": "3"},
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                [
+                    require_binary("etcdctl"),
+                    f"--endpoints={lead.endpoint}",
+                    "move-leader",
+                    f"{target.id:x}",
+                ],
+                env={**os.environ, "ETCDCTL_API": "3"},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             failure: errors.CoordError | None = None
             with Client(lead.endpoint, timeout=10) as client:
                 client.put("/dropped", "0")

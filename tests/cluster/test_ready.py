@@ -15,8 +15,9 @@ def member_list(port: int) -> pb.MemberListResponse:
     async def call() -> pb.MemberListResponse:
         ch = Channel("127.0.0.1", port)
         try:
-            return await asyncio.wait_for(pb.ClusterStub(ch).member_list(pb.MemberListRequest()),
-                                          5.0)
+            return await asyncio.wait_for(
+                pb.ClusterStub(ch).member_list(pb.MemberListRequest()), 5.0
+            )
         finally:
             ch.close()
 
@@ -26,8 +27,9 @@ def member_list(port: int) -> pb.MemberListResponse:
 def test_first_answer_lists_own_client_urls(tmp_path: Path) -> None:
     proc = CoordProc(tmp_path, name="fresh", wait=False)
     try:
-        wait_for(lambda: port_open(proc.client_port), timeout=30, interval=0.005,
-                 what="client port open")
+        wait_for(
+            lambda: port_open(proc.client_port), timeout=30, interval=0.005, what="client port open"
+        )
         members = member_list(proc.client_port).members
         assert [list(m.client_ur_ls) for m in members] == [[f"http://{proc.endpoint}"]]
         proc.wait_ready()
@@ -43,15 +45,33 @@ def test_member_without_quorum_does_not_serve_clients(tmp_path: Path) -> None:
 
     def start(i: int) -> CoordProc:
         url = f"http://127.0.0.1:{peers[i]}"
-        return CoordProc(tmp_path, name=f"q{i}", wait=False, args=[
-            "--listen-peer-urls", url, "--initial-advertise-peer-urls", url,
-            "--initial-cluster", cluster, "--initial-cluster-token", f"rq-{peers[0]}",
-            "--heartbeat-interval", "50", "--election-timeout", "500"])
+        return CoordProc(
+            tmp_path,
+            name=f"q{i}",
+            wait=False,
+            args=[
+                "--listen-peer-urls",
+                url,
+                "--initial-advertise-peer-urls",
+                url,
+                "--initial-cluster",
+                cluster,
+                "--initial-cluster-token",
+                f"rq-{peers[0]}",
+                "--heartbeat-interval",
+                "50",
+                "--election-timeout",
+                "500",
+            ],
+        )
 
     try:
         procs.append(start(0))
-        wait_for(lambda: "waiting for this member's attributes" in procs[0].output(),
-                 timeout=30, what="the waiting-to-publish log line")
+        wait_for(
+            lambda: "waiting for this member's attributes" in procs[0].output(),
+            timeout=30,
+            what="the waiting-to-publish log line",
+        )
         # the peer port is up (so others can reach it); the client port is bound (a connection
         # waits in the backlog, as with etcd) but no request is answered
         assert port_open(peers[0])

@@ -34,13 +34,19 @@ def test_wiped_member_refuses_to_bootstrap_again(tmp_path: Path) -> None:
         log = tmp_path / f"{cc.name}.log"
         served = log.read_text().count("listening for peers")
         c.start_member(cc, wait=False)
-        wait_for(lambda: log.read_text().count("listening for peers") > served, timeout=15,
-                 what="C serving its peer port")
+        wait_for(
+            lambda: log.read_text().count("listening for peers") > served,
+            timeout=15,
+            what="C serving its peer port",
+        )
         c.start_member(b, wait=False)
         proc = b.proc
         assert proc is not None
-        wait_for(lambda: not proc.alive(), timeout=20,
-                 what="the wiped member to refuse to bootstrap again")
+        wait_for(
+            lambda: not proc.alive(),
+            timeout=20,
+            what="the wiped member to refuse to bootstrap again",
+        )
         assert proc.popen.returncode == 1, proc.output()
         out = proc.output()
         assert f"cannot serve: member {b.id:x} has already been bootstrapped" in out, out

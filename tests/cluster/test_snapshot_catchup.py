@@ -28,14 +28,17 @@ def test_stopped_follower_catches_up_through_snapshot(tmp_path: Path) -> None:
         st = status(leader.endpoint)
         assert st is not None
         assert st.raft_applied_index > 300
-        lead_snaps = snapfile.list_snapshots(tmp_path / f"{leader.name}.coord" / "member" /
-                                             "snap")
+        lead_snaps = snapfile.list_snapshots(tmp_path / f"{leader.name}.coord" / "member" / "snap")
         assert lead_snaps
         assert lead_snaps[-1][0] > 200
         c.start_member(follower)
-        wait_for(lambda: "applied snapshot at index" in (follower.proc.output()
-                                                         if follower.proc else ""),
-                 timeout=20, what="the follower to receive a snapshot")
+        wait_for(
+            lambda: (
+                "applied snapshot at index" in (follower.proc.output() if follower.proc else "")
+            ),
+            timeout=20,
+            what="the follower to receive a snapshot",
+        )
         c.wait_converged()
         assert get_prefix(follower.endpoint, "/snap/") == acked
     finally:
@@ -44,10 +47,17 @@ def test_stopped_follower_catches_up_through_snapshot(tmp_path: Path) -> None:
 
 # -- members added after compaction (issue 12, bug 2) ------------------------------------------
 
+
 def _member_add(c: Cluster, member: Member, learner: bool) -> str:
     """``etcdctl member add`` (not started); sets ``member.id``, returns ETCD_INITIAL_CLUSTER."""
-    out = etcdctl(c.running()[0].endpoint, "member", "add", member.name,
-                  *(["--learner"] if learner else []), f"--peer-urls={member.peer_url}").stdout
+    out = etcdctl(
+        c.running()[0].endpoint,
+        "member",
+        "add",
+        member.name,
+        *(["--learner"] if learner else []),
+        f"--peer-urls={member.peer_url}",
+    ).stdout
     added = re.search(r"Member +([0-9a-f]+) added", out)
     initial = re.search(r'ETCD_INITIAL_CLUSTER="([^"]+)"', out)
     assert added is not None, out
@@ -88,18 +98,25 @@ def test_learner_added_after_compaction_catches_up(tmp_path: Path) -> None:
         _wait_has_all(new, acked, "the learner to catch up through a snapshot")
         # one snapshot, not a stream of refused ones (before the fix: ~30 a second, forever)
         assert _snapshots_received(new) == 1, new.proc.output() if new.proc else ""
-        sent = sum(m.proc.output().count("sent snapshot at index") for m in c.members[:3]
-                   if m.proc is not None)
+        sent = sum(
+            m.proc.output().count("sent snapshot at index")
+            for m in c.members[:3]
+            if m.proc is not None
+        )
         assert sent == 1, sent
         # the member list restored from the snapshot agrees with its configuration
         listed = etcdctl(new.endpoint, "member", "list").stdout.splitlines()
         assert len(listed) == 4, listed
         assert sum(line.endswith(", true") for line in listed) == 1, listed
-        assert f"{new.id:x}, started, l1, {new.peer_url}, http://{new.endpoint}, true" in \
-            listed, listed
+        assert f"{new.id:x}, started, l1, {new.peer_url}, http://{new.endpoint}, true" in listed, (
+            listed
+        )
         etcdctl(leader.endpoint, "member", "promote", f"{new.id:x}")
-        wait_for(lambda: (s := status(new.endpoint)) is not None and not s.is_learner,
-                 timeout=10, what="the promoted member to report isLearner false")
+        wait_for(
+            lambda: (s := status(new.endpoint)) is not None and not s.is_learner,
+            timeout=10,
+            what="the promoted member to report isLearner false",
+        )
         put(new.endpoint, "/late/after-promote", "v")
         c.wait_converged()
     finally:

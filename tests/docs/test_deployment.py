@@ -41,6 +41,7 @@ class Addresses:
                 host = f"{listen_host}-loopback"
             key = f"{host}:{port}"
             return "127.0.0.1:" + str(self.ports.setdefault(key, free_port()))
+
         return re.sub(r"(?<=://)([\w.]+):(\d+)", one, text)
 
 
@@ -54,6 +55,7 @@ def _cluster_up(procs: list[Proc], endpoints: list[str]) -> None:
                 return len(c.members()) == 3 and c.status().leader != 0
         except Exception:
             return False
+
     wait_for(healthy, timeout=60, what="a 3-member cluster")
     with Client(endpoints[0]) as c:
         c.put("/deploy/check", "written on the first member")
@@ -80,8 +82,12 @@ def test_systemd_member_files_form_a_cluster(tmp_path: Path) -> None:
         path = tmp_path / f"m{i}.yml"
         path.write_text(yaml.safe_dump(config))
         endpoints.append(config["advertise-client-urls"].removeprefix("http://"))
-        procs.append(Proc([sys.executable, "-m", "coord.server", "--config-file", str(path)],
-                          tmp_path / f"m{i}.log"))
+        procs.append(
+            Proc(
+                [sys.executable, "-m", "coord.server", "--config-file", str(path)],
+                tmp_path / f"m{i}.log",
+            )
+        )
     _run(procs, endpoints, lambda: _cluster_up(procs, endpoints))
 
 
@@ -92,13 +98,15 @@ def test_compose_environments_form_a_cluster(tmp_path: Path) -> None:
     procs, endpoints = [], []
     for name, service in compose["services"].items():
         build = service["build"]
-        assert (DEPLOY / build["context"] / build["dockerfile"]).resolve() == \
-            (DEPLOY / "Dockerfile").resolve()
+        assert (DEPLOY / build["context"] / build["dockerfile"]).resolve() == (
+            DEPLOY / "Dockerfile"
+        ).resolve()
         env = {k: addresses(str(v), listen_host=name) for k, v in service["environment"].items()}
         env["ETCD_DATA_DIR"] = str(tmp_path / name)
         endpoints.append(env["ETCD_ADVERTISE_CLIENT_URLS"].removeprefix("http://"))
-        procs.append(Proc([sys.executable, "-m", "coord.server"], tmp_path / f"{name}.log",
-                          env=env))
+        procs.append(
+            Proc([sys.executable, "-m", "coord.server"], tmp_path / f"{name}.log", env=env)
+        )
     _run(procs, endpoints, lambda: _cluster_up(procs, endpoints))
 
 
@@ -113,10 +121,16 @@ def _container_runtime() -> str | None:
 def test_dockerfile_builds() -> None:
     docker = _container_runtime()
     if docker is None:
-        pytest.skip("no container runtime answers here (docker info failed); "
-                    "docs/deployment.md says the image build is untested on such machines")
+        pytest.skip(
+            "no container runtime answers here (docker info failed); "
+            "docs/deployment.md says the image build is untested on such machines"
+        )
     root = DEPLOY.parents[1]
-    done = subprocess.run([docker, "build", "-f", str(DEPLOY / "Dockerfile"), "-t",
-                           "coord-deploy-test", str(root)], capture_output=True, text=True,
-                          timeout=900, check=False)
+    done = subprocess.run(
+        [docker, "build", "-f", str(DEPLOY / "Dockerfile"), "-t", "coord-deploy-test", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -62,15 +62,21 @@ class Block:
 
 def code_blocks(page: str) -> list[Block]:
     text = (ROOT / page).read_text()
-    return [Block(page, m.group(1), m.group(2), text.count("\n", 0, m.start()) + 1)
-            for m in FENCE.finditer(text) if m.group(1) in ("python", "sh")]
+    return [
+        Block(page, m.group(1), m.group(2), text.count("\n", 0, m.start()) + 1)
+        for m in FENCE.finditer(text)
+        if m.group(1) in ("python", "sh")
+    ]
 
 
 def shell_lines(code: str) -> list[str]:
     """The commands of a shell block: continuations joined, comment-only lines dropped."""
     joined = code.replace("\\\n", " ")
-    return [line.strip() for line in joined.splitlines()
-            if line.strip() and not line.strip().startswith("#")]
+    return [
+        line.strip()
+        for line in joined.splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
 
 
 def shell_segments(code: str) -> list[tuple[bool, str]]:
@@ -92,8 +98,6 @@ def shell_segments(code: str) -> list[tuple[bool, str]]:
     return pieces
 
 
-
-
 class Session:
     """The newcomer's terminal: a working directory, port mapping and background processes."""
 
@@ -102,8 +106,10 @@ class Session:
         self.ports = {p: free_port() for p in (2379, 2380, 2479, 2480)}
         base = free_port_block(6)
         self.ports.update({12379 + i: base + i for i in range(6)})
-        self.env = {**os.environ,
-                    "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+        self.env = {
+            **os.environ,
+            "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
+        }
         self.env.pop("PYTHONSAFEPATH", None)  # exactly what a user's shell has
         self.background: list[tuple[str, subprocess.Popen[bytes], Path]] = []
         self.server: tuple[str, subprocess.Popen[bytes], Path] | None = None
@@ -111,9 +117,11 @@ class Session:
     def localize(self, code: str) -> str:
         """The block with the README's ports mapped to free ones, and /tmp paths moved into
         this test's working directory."""
+
         def one(m: re.Match[str]) -> str:
             port = int(m.group(2))
             return m.group(1) + str(self.ports.get(port, port))
+
         code = re.sub(r"(127\.0\.0\.1:|--base-port )(\d+)", one, code)
         return re.sub(r"/tmp/(\S+)", lambda m: str(self.cwd / m.group(1)), code)
 
@@ -122,9 +130,14 @@ class Session:
 
     def start(self, command: str) -> subprocess.Popen[bytes]:
         out = self.cwd / f"background-{len(self.background)}.log"
-        proc = subprocess.Popen(["bash", "-c", command], cwd=self.cwd, env=self.env,
-                                stdout=out.open("wb"), stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            ["bash", "-c", command],
+            cwd=self.cwd,
+            env=self.env,
+            stdout=out.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.background.append((command, proc, out))
         return proc
 
@@ -134,17 +147,26 @@ class Session:
                 proc = self.start(script)
                 self._wait_serving(script, proc, self.background[-1][2], block)
                 continue
-            done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=self.cwd,
-                                  env=self.env, capture_output=True, text=True, timeout=60,
-                                  check=False)
-            assert done.returncode == 0, f"{block} failed ({done.returncode}):\n{script}\n" \
-                                         f"{done.stdout}\n{done.stderr}"
+            done = subprocess.run(
+                ["bash", "-e", "-o", "pipefail", "-c", script],
+                cwd=self.cwd,
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert done.returncode == 0, (
+                f"{block} failed ({done.returncode}):\n{script}\n{done.stdout}\n{done.stderr}"
+            )
 
     def start_server(self, command: str, where: Block) -> subprocess.Popen[bytes]:
         """The README's first server (``command`` is ``coord-server``), on the mapped ports."""
         url, peer = f"http://{self.endpoint(2379)}", f"http://{self.endpoint(2380)}"
-        full = (f"{command} --listen-client-urls {url} --advertise-client-urls {url}"
-                f" --listen-peer-urls {peer} --initial-advertise-peer-urls {peer}")
+        full = (
+            f"{command} --listen-client-urls {url} --advertise-client-urls {url}"
+            f" --listen-peer-urls {peer} --initial-advertise-peer-urls {peer}"
+        )
         proc = self.start(full)
         self._wait_serving(full, proc, self.background[-1][2], where)
         self.server = self.background.pop()  # it runs through both passes
@@ -161,41 +183,58 @@ class Session:
         script = self.cwd / f"block-{block.line}.py"
         script.write_text(block.code)
         try:
-            done = subprocess.run([sys.executable, str(script)], cwd=self.cwd, env=self.env,
-                                  capture_output=True, text=True, timeout=60, check=False)
+            done = subprocess.run(
+                [sys.executable, str(script)],
+                cwd=self.cwd,
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
         except subprocess.TimeoutExpired as e:
-            raise AssertionError(f"{block} did not finish within 60 s:\n{block.code}\n"
-                                 f"{e.stdout!r}\n{e.stderr!r}") from None
-        assert done.returncode == 0, f"{block} failed:\n{block.code}\n{done.stdout}\n" \
-                                     f"{done.stderr}"
+            raise AssertionError(
+                f"{block} did not finish within 60 s:\n{block.code}\n{e.stdout!r}\n{e.stderr!r}"
+            ) from None
+        assert done.returncode == 0, f"{block} failed:\n{block.code}\n{done.stdout}\n{done.stderr}"
 
-    def _wait_serving(self, command: str, proc: subprocess.Popen[bytes], out: Path,
-                      where: Block) -> None:
+    def _wait_serving(
+        self, command: str, proc: subprocess.Popen[bytes], out: Path, where: Block
+    ) -> None:
         """Wait (deadline) until what a background command serves answers."""
+
         def alive() -> None:
             if proc.poll() is not None:
-                raise AssertionError(f"{where}: `{command}` exited ({proc.returncode}):\n"
-                                     f"{out.read_text(errors='replace')}")
+                raise AssertionError(
+                    f"{where}: `{command}` exited ({proc.returncode}):\n"
+                    f"{out.read_text(errors='replace')}"
+                )
 
         if command.startswith("coord-server cluster"):
+
             def listed() -> bool:
                 alive()
                 return "ETCDCTL_ENDPOINTS=" in out.read_text(errors="replace")
+
             wait_for(listed, timeout=30, what="the cluster launcher's endpoints")
             line = next(x for x in out.read_text().splitlines() if "ETCDCTL_ENDPOINTS=" in x)
             urls = ["http://" + e for e in line.split("=", 1)[1].split(",")]
         elif command.startswith("coord-server"):
             urls = re.findall(r"--listen-client-urls (\S+)", command)
         else:  # a streaming client: it answers once its first line is out
+
             def printed() -> bool:
                 alive()
                 return out.stat().st_size > 0
+
             wait_for(printed, timeout=30, what=f"the first output of `{command}`")
             return
         for url in urls:
+
             def healthy(url: str = url) -> bool:
                 alive()
                 return self._health(url)
+
             wait_for(healthy, timeout=60, what=f"{url}/health")
 
     def _health(self, url: str) -> bool:
@@ -230,7 +269,8 @@ class Session:
                 raise AssertionError(f"`{command}` ignored Ctrl-C:\n{out.read_text()}") from None
             if command.startswith("coord-server"):
                 assert proc.returncode in (0, -signal.SIGINT, 130), (
-                    f"`{command}` exited with {proc.returncode} on Ctrl-C:\n{out.read_text()}")
+                    f"`{command}` exited with {proc.returncode} on Ctrl-C:\n{out.read_text()}"
+                )
         self.background.clear()
 
 
@@ -265,7 +305,8 @@ def test_readme_runs_as_pasted_twice(session: Session, tmp_path: Path) -> None:
     first = blocks[0]
     assert first.lang == "sh"
     assert shell_lines(first.code)[0].startswith("pip install . && "), (
-        "the README must open with the install-and-start command")
+        "the README must open with the install-and-start command"
+    )
     start = shell_lines(first.code)[0].split("&&", 1)[1].split("#", 1)[0].strip()
     assert start == "coord-server"
     session.start_server(start, first)
@@ -282,12 +323,15 @@ def test_readme_runs_as_pasted_twice(session: Session, tmp_path: Path) -> None:
 def test_docs_page_runs_as_pasted_twice(page: str, session: Session) -> None:
     """A page's Python blocks are one session (one script, as typed into one REPL); its shell
     blocks run one after the other, like the README's."""
-    blocks = code_blocks(page)[:DOC_PAGES[page]]
+    blocks = code_blocks(page)[: DOC_PAGES[page]]
     assert blocks
     if blocks[0].lang == "python":
         assert all(b.lang == "python" for b in blocks), f"{page} mixes Python and shell"
-        blocks = [Block(page, "python", "".join(f"# ---- {b}\n{b.code}\n" for b in blocks),
-                        blocks[0].line)]
+        blocks = [
+            Block(
+                page, "python", "".join(f"# ---- {b}\n{b.code}\n" for b in blocks), blocks[0].line
+            )
+        ]
     session.start_server("coord-server", blocks[0])
     for _ in range(2):
         for block in blocks:

@@ -17,14 +17,24 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _in_root(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONSAFEPATH"}  # a user's shell
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_import_recipes_and_server_from_the_root() -> None:
-    done = _in_root("-c", "import coord, coord.recipes, coord.server.app\n"
-                          "from coord.recipes import Lock\n"
-                          "print(coord.__file__); print(coord.recipes.__file__)")
+    done = _in_root(
+        "-c",
+        "import coord, coord.recipes, coord.server.app\n"
+        "from coord.recipes import Lock\n"
+        "print(coord.__file__); print(coord.recipes.__file__)",
+    )
     assert done.returncode == 0, done.stderr
     package, recipes = done.stdout.split()
     assert Path(package) == ROOT / "coord" / "__init__.py"  # the checkout, not site-packages
@@ -35,4 +45,3 @@ def test_python_m_pytest_collects_the_suite_from_the_root() -> None:
     done = _in_root("-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert " tests collected" in done.stdout or " tests selected" in done.stdout, done.stdout
-

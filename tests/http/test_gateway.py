@@ -40,8 +40,11 @@ import coord
 
 def _log_errors(log: Path) -> list[str]:
     """The ERROR lines and tracebacks in a coord-server log."""
-    return [line for line in log.read_text(errors="replace").splitlines()
-            if " ERROR " in line or line.startswith("Traceback")]
+    return [
+        line
+        for line in log.read_text(errors="replace").splitlines()
+        if " ERROR " in line or line.startswith("Traceback")
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -72,12 +75,18 @@ def test_put_range_prefix_and_delete(coord_server: CoordProc, prefix: str) -> No
     got = http_ok(ep, "/v3/kv/range", {"key": json_b64(prefix), "range_end": json_b64(end)})
     assert got["count"] == "3"
     assert [json_unb64(kv["key"]).decode() for kv in got["kvs"]] == [
-        prefix + "a", prefix + "b", prefix + "c"]
+        prefix + "a",
+        prefix + "b",
+        prefix + "c",
+    ]
     assert [json_unb64(kv["value"]) for kv in got["kvs"]] == [b"1", b"2", b"3"]
     assert got["kvs"][0]["version"] == "1"
     # lowerCamel input names and enum names work; limit + sort
-    got = http_ok(ep, "/v3/kv/range", {"key": json_b64(prefix), "rangeEnd": json_b64(end),
-                                       "sortOrder": "DESCEND", "limit": 1})
+    got = http_ok(
+        ep,
+        "/v3/kv/range",
+        {"key": json_b64(prefix), "rangeEnd": json_b64(end), "sortOrder": "DESCEND", "limit": 1},
+    )
     assert [json_unb64(kv["key"]).decode() for kv in got["kvs"]] == [prefix + "c"]
     assert got["more"] is True
     assert got["count"] == "3"
@@ -98,12 +107,17 @@ def test_txn_compare_and_swap(coord_server: CoordProc, prefix: str) -> None:
     put(ep, prefix + "k", "old")
 
     def cas(expect: str, new: str) -> Any:
-        return http_ok(ep, "/v3/kv/txn", {
-            "compare": [{"key": key, "target": "VALUE", "result": "EQUAL",
-                         "value": json_b64(expect)}],
-            "success": [{"requestPut": {"key": key, "value": json_b64(new)}}],
-            "failure": [{"request_range": {"key": key}}],
-        })
+        return http_ok(
+            ep,
+            "/v3/kv/txn",
+            {
+                "compare": [
+                    {"key": key, "target": "VALUE", "result": "EQUAL", "value": json_b64(expect)}
+                ],
+                "success": [{"requestPut": {"key": key, "value": json_b64(new)}}],
+                "failure": [{"request_range": {"key": key}}],
+            },
+        )
 
     ok = cas("old", "new")
     assert ok["succeeded"] is True
@@ -132,9 +146,13 @@ def test_lease_grant_put_with_lease_and_revoke(coord_server: CoordProc, prefix: 
     leases = http_ok(ep, "/v3/kv/lease/leases", {})
     assert lease_id in [x["ID"] for x in leases["leases"]]
     # keep-alive is a stream: one {"result": ...} line per request
-    out = subprocess.run(["curl", "-sS", f"http://{ep}/v3/lease/keepalive", "-d",
-                          json.dumps({"ID": lease_id})], capture_output=True, timeout=30,
-                         check=True, text=True)
+    out = subprocess.run(
+        ["curl", "-sS", f"http://{ep}/v3/lease/keepalive", "-d", json.dumps({"ID": lease_id})],
+        capture_output=True,
+        timeout=30,
+        check=True,
+        text=True,
+    )
     line = json.loads(out.stdout.strip().splitlines()[0])
     assert line["result"]["ID"] == lease_id
     assert line["result"]["TTL"] == "60"
@@ -143,15 +161,19 @@ def test_lease_grant_put_with_lease_and_revoke(coord_server: CoordProc, prefix: 
     assert "kvs" not in got  # revoking the lease deleted its key
     status, body, _ = http_post(ep, "/v3/lease/revoke", {"ID": lease_id})
     assert status == 404
-    assert body == {"error": "etcdserver: requested lease not found",
-                    "message": "etcdserver: requested lease not found", "code": 5}
+    assert body == {
+        "error": "etcdserver: requested lease not found",
+        "message": "etcdserver: requested lease not found",
+        "code": 5,
+    }
 
 
 def test_watch_stream_with_curl_receives_later_put(coord_server: CoordProc, prefix: str) -> None:
     ep = coord_server.endpoint
     key = prefix + "w"
-    stream = CurlStream([f"http://{ep}/v3/watch", "-d",
-                         json.dumps({"create_request": {"key": json_b64(key)}})])
+    stream = CurlStream(
+        [f"http://{ep}/v3/watch", "-d", json.dumps({"create_request": {"key": json_b64(key)}})]
+    )
     try:
         created = stream.next_json()
         assert created["result"]["created"] is True
@@ -174,8 +196,11 @@ def test_watch_stream_with_curl_receives_later_put(coord_server: CoordProc, pref
 
 def test_watch_body_may_hold_several_requests(coord_server: CoordProc, prefix: str) -> None:
     ep = coord_server.endpoint
-    body = (json.dumps({"create_request": {"key": json_b64(prefix + "1")}}) + "\n"
-            + json.dumps({"create_request": {"key": json_b64(prefix + "2")}}))
+    body = (
+        json.dumps({"create_request": {"key": json_b64(prefix + "1")}})
+        + "\n"
+        + json.dumps({"create_request": {"key": json_b64(prefix + "2")}})
+    )
     stream = CurlStream([f"http://{ep}/v3/watch", "--data-binary", body])
     try:
         ids = {stream.next_json()["result"].get("watch_id", "0") for _ in range(2)}
@@ -188,15 +213,19 @@ def test_watch_body_may_hold_several_requests(coord_server: CoordProc, prefix: s
         stream.close()
 
 
-@pytest.mark.parametrize(("raw", "message"), [
-    (b'{"key": "Zm9v"', "unexpected EOF"),
-    (b'{"key": "Zm9v", "lease": "abc"}', "lease"),
-    (b"[1]", "cannot unmarshal array"),
-    (b'{"key": 12}', "key"),
-    (b"{} {}", "extra data"),
-])
-def test_wrong_json_is_400_with_etcd_error_shape(coord_server: CoordProc, raw: bytes,
-                                                 message: str) -> None:
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b'{"key": "Zm9v"', "unexpected EOF"),
+        (b'{"key": "Zm9v", "lease": "abc"}', "lease"),
+        (b"[1]", "cannot unmarshal array"),
+        (b'{"key": 12}', "key"),
+        (b"{} {}", "extra data"),
+    ],
+)
+def test_wrong_json_is_400_with_etcd_error_shape(
+    coord_server: CoordProc, raw: bytes, message: str
+) -> None:
     status, body, headers = http_post(coord_server.endpoint, "/v3/kv/put", raw=raw)
     assert status == 400
     assert headers["content-type"] == "application/json"
@@ -251,14 +280,18 @@ def test_grpc_and_http_share_the_port(coord_server: CoordProc, prefix: str) -> N
     assert etcdctl(ep, "get", prefix + "h", "--print-value-only").stdout.strip() == "from-http"
 
 
-def test_keep_alive_connection_serves_several_requests(coord_server: CoordProc,
-                                                      prefix: str) -> None:
+def test_keep_alive_connection_serves_several_requests(
+    coord_server: CoordProc, prefix: str
+) -> None:
     host, port = coord_server.endpoint.split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=10)
     try:
         for i in range(3):
-            conn.request("POST", "/v3/kv/put", body=json.dumps(
-                {"key": json_b64(f"{prefix}{i}"), "value": json_b64("v")}))
+            conn.request(
+                "POST",
+                "/v3/kv/put",
+                body=json.dumps({"key": json_b64(f"{prefix}{i}"), "value": json_b64("v")}),
+            )
             resp = conn.getresponse()
             assert resp.status == 200, resp.read()
             resp.read()
@@ -283,15 +316,27 @@ def test_shapes_match_etcd(coord_server: CoordProc, etcd_server: EtcdProc, prefi
         out: list[Any] = []
         key, end = json_b64(prefix + "s"), json_b64(prefix + "t")
         out.append(http_ok(ep, "/v3/kv/put", {"key": key, "value": json_b64("v1")}))
-        out.append(http_ok(ep, "/v3/kv/put", {"key": key, "value": json_b64("v2"),
-                                              "prev_kv": True}))
+        out.append(
+            http_ok(ep, "/v3/kv/put", {"key": key, "value": json_b64("v2"), "prev_kv": True})
+        )
         out.append(http_ok(ep, "/v3/kv/range", {"key": key, "range_end": end}))
         out.append(http_ok(ep, "/v3/kv/range", {"key": key, "count_only": True}))
-        out.append(http_ok(ep, "/v3/kv/txn", {
-            "compare": [{"key": key, "target": "VERSION", "result": "GREATER", "version": 0}],
-            "success": [{"request_put": {"key": key, "value": json_b64("v3")}},
+        out.append(
+            http_ok(
+                ep,
+                "/v3/kv/txn",
+                {
+                    "compare": [
+                        {"key": key, "target": "VERSION", "result": "GREATER", "version": 0}
+                    ],
+                    "success": [
+                        {"request_put": {"key": key, "value": json_b64("v3")}},
                         {"request_range": {"key": key}},
-                        {"request_delete_range": {"key": json_b64(prefix + "none")}}]}))
+                        {"request_delete_range": {"key": json_b64(prefix + "none")}},
+                    ],
+                },
+            )
+        )
         grant = http_ok(ep, "/v3/lease/grant", {"TTL": 60})
         out.append(grant)
         out.append(http_ok(ep, "/v3/lease/timetolive", {"ID": grant["ID"]}))
@@ -312,9 +357,10 @@ def test_expect_100_continue_and_head(coord_server: CoordProc, prefix: str) -> N
     host, port = coord_server.endpoint.split(":")
     body = json.dumps({"key": json_b64(prefix + "big"), "value": json_b64("x" * 4096)}).encode()
     with socket.create_connection((host, int(port)), timeout=10) as s:
-        s.sendall(b"POST /v3/kv/put HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  b"Expect: 100-continue\r\nContent-Length: " + str(len(body)).encode()
-                  + b"\r\n\r\n")
+        s.sendall(
+            b"POST /v3/kv/put HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Expect: 100-continue\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+        )
         first = s.recv(1024)  # the server must answer 100 before we send the body
         assert first.startswith(b"HTTP/1.1 100 ")
         s.sendall(body)
@@ -340,8 +386,9 @@ def _connect(endpoint: str) -> http.client.HTTPConnection:
     return http.client.HTTPConnection(host, int(port), timeout=10)
 
 
-def _request(conn: http.client.HTTPConnection, path: str, body: Any,
-             headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+def _request(
+    conn: http.client.HTTPConnection, path: str, body: Any, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
     conn.request("POST", path, body=json.dumps(body), headers=headers or {})
     resp = conn.getresponse()
     return resp.status, resp.read()
@@ -367,9 +414,16 @@ class Pipeline:
         raw = b""
         for path, body in requests:
             data = json.dumps(body).encode()
-            request = h11.Request(method="POST", target=path, headers=[
-                ("Host", "gateway-test"), ("Content-Type", "application/json"),
-                ("Content-Length", str(len(data))), *(headers or {}).items()])
+            request = h11.Request(
+                method="POST",
+                target=path,
+                headers=[
+                    ("Host", "gateway-test"),
+                    ("Content-Type", "application/json"),
+                    ("Content-Length", str(len(data))),
+                    *(headers or {}).items(),
+                ],
+            )
             raw += h11.Connection(h11.CLIENT).send(request) + data
             self._sent.append((request, data))
         self.sock.sendall(raw)
@@ -433,15 +487,16 @@ def test_keepalive_then_range_on_one_connection(backend: str, prefix: str) -> No
         conn.close()
 
 
-def test_two_requests_pipelined_behind_a_keepalive_are_answered(backend: str,
-                                                              prefix: str) -> None:
+def test_two_requests_pipelined_behind_a_keepalive_are_answered(backend: str, prefix: str) -> None:
     lease_id = http_ok(backend, "/v3/lease/grant", {"TTL": 30})["ID"]
     key = json_b64(prefix + "piped")
     pipe = Pipeline(backend)
     try:
-        pipe.send(("/v3/lease/keepalive", {"ID": lease_id}),
-                  ("/v3/kv/put", {"key": key, "value": json_b64("v"), "lease": lease_id}),
-                  ("/v3/kv/range", {"key": key}))
+        pipe.send(
+            ("/v3/lease/keepalive", {"ID": lease_id}),
+            ("/v3/kv/put", {"key": key, "value": json_b64("v"), "lease": lease_id}),
+            ("/v3/kv/range", {"key": key}),
+        )
         status, body = pipe.response()
         assert status == 200, body
         assert [r["result"]["ID"] for r in _lines(body)] == [lease_id]
@@ -452,13 +507,17 @@ def test_two_requests_pipelined_behind_a_keepalive_are_answered(backend: str,
         assert status == 200, body
         (kv,) = json.loads(body)["kvs"]
         assert (json_unb64(kv["value"]), kv["mod_revision"], kv["lease"]) == (
-            b"v", revision, lease_id)
+            b"v",
+            revision,
+            lease_id,
+        )
     finally:
         pipe.close()
 
 
-def test_a_thousand_alternating_keepalives_and_txns_on_one_connection(backend: str,
-                                                                     prefix: str) -> None:
+def test_a_thousand_alternating_keepalives_and_txns_on_one_connection(
+    backend: str, prefix: str
+) -> None:
     key = json_b64(prefix + "counter")
     conn = _connect(backend)
     try:
@@ -472,10 +531,16 @@ def test_a_thousand_alternating_keepalives_and_txns_on_one_connection(backend: s
                 assert status == 200, (i, body)
                 assert [r["result"]["ID"] for r in _lines(body)] == [lease_id]
             else:  # compare-and-swap on the key's version: each one must see the last
-                status, body = _request(conn, "/v3/kv/txn", {
-                    "compare": [{"key": key, "target": "VERSION", "result": "EQUAL",
-                                 "version": version}],
-                    "success": [{"request_put": {"key": key, "value": json_b64(str(i))}}]})
+                status, body = _request(
+                    conn,
+                    "/v3/kv/txn",
+                    {
+                        "compare": [
+                            {"key": key, "target": "VERSION", "result": "EQUAL", "version": version}
+                        ],
+                        "success": [{"request_put": {"key": key, "value": json_b64(str(i))}}],
+                    },
+                )
                 assert status == 200, (i, body)
                 assert json.loads(body).get("succeeded") is True, (i, body)
                 version += 1
@@ -497,8 +562,10 @@ def test_client_leaving_during_a_stream_is_a_debug_line(tmp_path: Path, prefix: 
             assert pipe.status() == 200
             assert pipe.chunk()  # the stream is open: "created"
             pipe.close()
-        wait_for(lambda: server.output().count("closed the connection during") >= 3,
-                 what="a debug line for each watch client that left")
+        wait_for(
+            lambda: server.output().count("closed the connection during") >= 3,
+            what="a debug line for each watch client that left",
+        )
         put(ep, prefix + "w", "after")
         got = http_ok(ep, "/v3/kv/range", {"key": json_b64(prefix + "w")})
         assert json_unb64(got["kvs"][0]["value"]) == b"after"
@@ -521,8 +588,9 @@ def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerClust
             assert not _log_errors(log), log.read_text(errors="replace")
 
 
-def test_watch_the_server_cancels_then_put_on_the_same_connection(pair: ServerCluster,
-                                                                 prefix: str) -> None:
+def test_watch_the_server_cancels_then_put_on_the_same_connection(
+    pair: ServerCluster, prefix: str
+) -> None:
     """A ``hasleader`` watch ends with etcd's "no leader" error chunk once its member loses the
     leader; a serializable read pipelined behind it during the stream is answered, and once the
     leader is back a put on the same connection succeeds."""
@@ -533,8 +601,10 @@ def test_watch_the_server_cancels_then_put_on_the_same_connection(pair: ServerCl
     try:
         # clientv3.WithRequireLeader over the gateway: grpc-gateway turns Grpc-Metadata-*
         # headers into gRPC metadata, and "hasleader: true" is what etcd's interceptor reads.
-        pipe.send(("/v3/watch", {"create_request": {"key": key}}),
-                  headers={"Grpc-Metadata-Hasleader": "true"})
+        pipe.send(
+            ("/v3/watch", {"create_request": {"key": key}}),
+            headers={"Grpc-Metadata-Hasleader": "true"},
+        )
         assert pipe.status() == 200
         body = pipe.chunk() or b""
         assert _lines(body)[0]["result"]["created"] is True
@@ -544,22 +614,30 @@ def test_watch_the_server_cancels_then_put_on_the_same_connection(pair: ServerCl
             body += piece
         created, error = _lines(body)
         assert created["result"]["created"] is True
-        assert error == {"error": {"grpc_code": 14, "http_code": 503,
-                                   "message": "etcdserver: no leader",
-                                   "http_status": "Service Unavailable"}}
+        assert error == {
+            "error": {
+                "grpc_code": 14,
+                "http_code": 503,
+                "message": "etcdserver: no leader",
+                "http_status": "Service Unavailable",
+            }
+        }
         status, body = pipe.response()
         assert status == 200, body
         assert json_unb64(json.loads(body)["kvs"][0]["value"]) == b"before"
         # without a leader such a watch is refused at once, with the error's HTTP status
-        pipe.send(("/v3/watch", {"create_request": {"key": key}}),
-                  headers={"Grpc-Metadata-Hasleader": "true"})
+        pipe.send(
+            ("/v3/watch", {"create_request": {"key": key}}),
+            headers={"Grpc-Metadata-Hasleader": "true"},
+        )
         status, body = pipe.response()
         assert (status, _lines(body)) == (503, [error])
 
         pair.restart(1)
         pair.ready()
-        pipe.send(("/v3/kv/put", {"key": key, "value": json_b64("after")}),
-                  ("/v3/kv/range", {"key": key}))
+        pipe.send(
+            ("/v3/kv/put", {"key": key, "value": json_b64("after")}), ("/v3/kv/range", {"key": key})
+        )
         status, body = pipe.response()
         assert status == 200, body
         status, body = pipe.response()

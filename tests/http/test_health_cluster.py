@@ -14,7 +14,9 @@ def test_health_before_and_after_losing_quorum(tmp_path: Path) -> None:
     try:
         for p in procs:
             assert http_post(p.endpoint, "/health", method="GET")[:2] == (
-                200, {"health": "true", "reason": ""})
+                200,
+                {"health": "true", "reason": ""},
+            )
         # the gateway of any member serves linearizable reads of the replicated store
         http_ok(procs[0].endpoint, "/v3/kv/put", {"key": json_b64("/h"), "value": json_b64("v")})
         got = http_ok(procs[2].endpoint, "/v3/kv/range", {"key": json_b64("/h")})
@@ -23,15 +25,19 @@ def test_health_before_and_after_losing_quorum(tmp_path: Path) -> None:
         procs[1].kill()
         procs[2].kill()
         survivor = procs[0].endpoint
-        wait_for(lambda: http_post(survivor, "/health", method="GET")[0] == 503, timeout=30,
-                 what="/health to report the lost quorum")
+        wait_for(
+            lambda: http_post(survivor, "/health", method="GET")[0] == 503,
+            timeout=30,
+            what="/health to report the lost quorum",
+        )
         status, body, _ = http_post(survivor, "/health", method="GET")
         assert status == 503
         assert body["health"] == "false"
         assert body["reason"]  # e.g. "RAFT NO LEADER" or "QGET ERROR: ..."
         # writes are refused with etcd's error shape while there is no quorum
-        status, body, _ = http_post(survivor, "/v3/kv/put", {"key": json_b64("/h"),
-                                                              "value": json_b64("w")})
+        status, body, _ = http_post(
+            survivor, "/v3/kv/put", {"key": json_b64("/h"), "value": json_b64("w")}
+        )
         assert status in (503, 504)
         assert set(body) == {"error", "code", "message"}
     finally:

@@ -43,17 +43,23 @@ def test_grpc_and_http_on_one_port_with_split_first_bytes() -> None:
                 assert resp.leader == 7
             finally:
                 channel.close()
-            request = (b"POST /v3/maintenance/status HTTP/1.1\r\nHost: x\r\n"
-                       b"Connection: close\r\nContent-Length: 2\r\n\r\n{}")
+            request = (
+                b"POST /v3/maintenance/status HTTP/1.1\r\nHost: x\r\n"
+                b"Connection: close\r\nContent-Length: 2\r\n\r\n{}"
+            )
             # "P" and "PR" are also a prefix of the HTTP/2 preface "PRI * HTTP/2.0..."
             raw = await _http(port, [request[:1], request[1:2], request[2:9], request[9:]])
             head, _, body = raw.partition(b"\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 200 OK")
             assert json.loads(body) == {"version": "3.5.0", "leader": "7"}
-            raw = await _http(port, [b"GET /version HTTP/1.1\r\nHost: x\r\n"
-                                     b"Connection: close\r\n\r\n"])
+            raw = await _http(
+                port, [b"GET /version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"]
+            )
             assert json.loads(raw.partition(b"\r\n\r\n")[2]) == {
-                "etcdserver": "3.5.0", "etcdcluster": "3.5.0", "coord": __version__}
+                "etcdserver": "3.5.0",
+                "etcdcluster": "3.5.0",
+                "coord": __version__,
+            }
         finally:
             listener.close()
             await listener.wait_closed()
@@ -74,12 +80,16 @@ def test_unimplemented_route_is_501_and_unknown_path_404() -> None:
         await listener.start(sock)
         (port,) = listener.ports
         try:
-            raw = await _http(port, [b"POST /v3/kv/put HTTP/1.1\r\nHost: x\r\n"
-                                     b"Connection: close\r\nContent-Length: 2\r\n\r\n{}"])
+            raw = await _http(
+                port,
+                [
+                    b"POST /v3/kv/put HTTP/1.1\r\nHost: x\r\n"
+                    b"Connection: close\r\nContent-Length: 2\r\n\r\n{}"
+                ],
+            )
             assert raw.startswith(b"HTTP/1.1 501 ")
             assert json.loads(raw.partition(b"\r\n\r\n")[2])["code"] == 12
-            raw = await _http(port, [b"GET /nope HTTP/1.1\r\nHost: x\r\n"
-                                     b"Connection: close\r\n\r\n"])
+            raw = await _http(port, [b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"])
             assert raw.startswith(b"HTTP/1.1 404 ")
         finally:
             listener.close()

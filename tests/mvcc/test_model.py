@@ -315,8 +315,9 @@ class StoreMachine(RuleBasedStateMachine):
         self.notified: list[int] = []
         self.store.add_listener(self.notified.append)
 
-    def expect_same_error(self, exc: type[CoordError], fn: Callable[..., object],
-                          *args: object) -> None:
+    def expect_same_error(
+        self, exc: type[CoordError], fn: Callable[..., object], *args: object
+    ) -> None:
         with pytest.raises(CoordError) as info:
             fn(*args)
         assert type(info.value) is exc, (info.value, exc)

@@ -40,11 +40,19 @@ def follower(terms: list[int], commit: int, term: int) -> RawNode:
     return RawNode(RaftConfig(id=1, rng=random.Random(1).randrange), st)
 
 
-def app(term: int, index: int, log_term: int, entries: list[tuple[int, int]],
-        commit: int) -> Message:
-    return Message(MT.APP, from_=LEADER, to=1, term=term, index=index, log_term=log_term,
-                   commit=commit,
-                   entries=[Entry(term=t, index=i, data=b"x") for i, t in entries])
+def app(
+    term: int, index: int, log_term: int, entries: list[tuple[int, int]], commit: int
+) -> Message:
+    return Message(
+        MT.APP,
+        from_=LEADER,
+        to=1,
+        term=term,
+        index=index,
+        log_term=log_term,
+        commit=commit,
+        entries=[Entry(term=t, index=i, data=b"x") for i, t in entries],
+    )
 
 
 def responses(n: RawNode) -> list[Message]:
@@ -66,16 +74,18 @@ def test_append_below_commit_matching_committed_entries_acks_commit_index() -> N
 def test_append_below_commit_contradicting_a_committed_entry_fails() -> None:
     n = follower([1, 1, 2], commit=3, term=2)
     # The leader's entry 3 has term 3, ours (committed) has term 2.
-    with pytest.raises(AssertionError,
-                       match=r"entry 3 \(term 3\) conflicts with committed entry 3 \(term 2\)"):
+    with pytest.raises(
+        AssertionError, match=r"entry 3 \(term 3\) conflicts with committed entry 3 \(term 2\)"
+    ):
         n.step(app(3, 2, 1, [(3, 3), (4, 3)], commit=4))
     assert responses(n) == []
 
 
 def test_append_whose_previous_entry_contradicts_our_commit_fails() -> None:
     n = follower([1, 1, 2], commit=3, term=2)
-    with pytest.raises(AssertionError,
-                       match=r"entry 3 \(term 3\) conflicts with committed entry 3 \(term 2\)"):
+    with pytest.raises(
+        AssertionError, match=r"entry 3 \(term 3\) conflicts with committed entry 3 \(term 2\)"
+    ):
         n.step(app(3, 3, 3, [(4, 3)], commit=4))
     assert responses(n) == []
 

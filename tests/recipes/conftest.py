@@ -14,8 +14,7 @@ import pytest
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
-        kinds = ["coord", "etcd"] if metafunc.definition.get_closest_marker("compat") \
-            else ["coord"]
+        kinds = ["coord", "etcd"] if metafunc.definition.get_closest_marker("compat") else ["coord"]
         metafunc.parametrize("backend", kinds, indirect=True)
 
 

@@ -15,10 +15,10 @@ from coord.recipes import Barrier, DoubleBarrier, TooManyClientsError
 @pytest.mark.compat
 def test_barrier_hold_wait_release(client: Client, prefix: str) -> None:
     barrier = Barrier(client, prefix + "b")
-    assert barrier.wait(timeout=0.1) is True          # not held: passes at once
+    assert barrier.wait(timeout=0.1) is True  # not held: passes at once
     assert barrier.hold() is True
-    assert barrier.hold() is False                    # already held
-    assert client.get(prefix + "b") is not None       # layout: the key itself
+    assert barrier.hold() is False  # already held
+    assert client.get(prefix + "b") is not None  # layout: the key itself
     assert barrier.wait(timeout=0.2) is False
     passed: list[bool] = []
     t = threading.Thread(target=lambda: passed.append(Barrier(client, prefix + "b").wait(10)))
@@ -30,8 +30,7 @@ def test_barrier_hold_wait_release(client: Client, prefix: str) -> None:
 
 @pytest.mark.compat
 @pytest.mark.anyio
-async def test_double_barrier_enter_and_leave_together(aclient: AsyncClient,
-                                                       prefix: str) -> None:
+async def test_double_barrier_enter_and_leave_together(aclient: AsyncClient, prefix: str) -> None:
     name = prefix + "db"
     log: list[str] = []
 
@@ -59,7 +58,7 @@ async def test_double_barrier_enter_and_leave_together(aclient: AsyncClient,
 def test_double_barrier_too_many_and_timeout(client: Client, prefix: str) -> None:
     name = prefix + "db"
     lone = DoubleBarrier(client, name, 2, ttl=5)
-    assert lone.enter(timeout=0.3) is False           # nobody else: times out, withdraws
+    assert lone.enter(timeout=0.3) is False  # nobody else: times out, withdraws
     assert client.get_prefix(name + "/") == []
     a, b = DoubleBarrier(client, name, 1, ttl=5), DoubleBarrier(client, name, 1, ttl=5)
     assert a.enter(timeout=5)

@@ -39,8 +39,9 @@ def test_campaign_proclaim_resign_leader(client: Client, prefix: str) -> None:
         election.proclaim("again")
 
 
-def test_second_candidate_elected_after_resign_and_observe_order(client: Client,
-                                                                prefix: str) -> None:
+def test_second_candidate_elected_after_resign_and_observe_order(
+    client: Client, prefix: str
+) -> None:
     name = prefix + "leader"
     seen: list[bytes] = []
     observer = Election(client, name)
@@ -130,8 +131,9 @@ async def test_async_campaign_session_expired(aclient: AsyncClient, prefix: str)
     assert await leader.leader() is None
 
 
-def _change_before_watch(monkeypatch: pytest.MonkeyPatch, client: AsyncClient, key: bytes,
-                         change: Any) -> None:
+def _change_before_watch(
+    monkeypatch: pytest.MonkeyPatch, client: AsyncClient, key: bytes, change: Any
+) -> None:
     """Make ``client.watch(key)`` run ``await change()`` once, just before the watch exists:
     the change lands between observe()'s read and its watch (a watch from now misses it)."""
     real = client.watch
@@ -146,6 +148,7 @@ def _change_before_watch(monkeypatch: pytest.MonkeyPatch, client: AsyncClient, k
         async def start() -> Any:
             await todo()
             return await w
+
         return start()
 
     # not AsyncClient.watch's type (it may return a coroutine): setattr, not an assignment
@@ -155,13 +158,14 @@ def _change_before_watch(monkeypatch: pytest.MonkeyPatch, client: AsyncClient, k
 @pytest.mark.anyio
 @pytest.mark.parametrize("change", ["proclaim", "resign"])
 async def test_observe_sees_changes_between_its_read_and_its_watch(
-        aclient: AsyncClient, backend: str, prefix: str, change: str,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    aclient: AsyncClient, backend: str, prefix: str, change: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     name = prefix + "leader"
     first, second = Election(aclient, name, ttl=5), Election(aclient, name, ttl=5)
     await first.campaign("one")
     seen: list[bytes] = []
     async with AsyncClient(backend) as oc, anyio.create_task_group() as tg:
+
         async def move() -> None:
             if change == "proclaim":
                 await first.proclaim("one-b")

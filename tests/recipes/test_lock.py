@@ -24,7 +24,7 @@ def test_acquire_release_layout_and_fencing(client: Client, prefix: str) -> None
     kvs = client.get_prefix(name + "/")
     assert len(kvs) == 1
     kv = kvs[0]
-    assert kv.key == f"{name}/{kv.lease:x}".encode()      # prefix/<lease id lowercase hex>
+    assert kv.key == f"{name}/{kv.lease:x}".encode()  # prefix/<lease id lowercase hex>
     assert kv.value == b""
     assert lock.key == kv.key
     assert lock.fencing_token == kv.create_revision
@@ -74,7 +74,7 @@ def test_session_loss_while_held_fails_is_owner(client: Client, prefix: str) -> 
     lock.acquire()
     assert lock.held
     lease = unwrap(client.get(lock.key)).lease
-    client.revoke_lease(lease)          # as if the lease expired
+    client.revoke_lease(lease)  # as if the lease expired
     ok, _ = client.txn(compare=[lock.is_owner()], success=[Put(prefix + "data", "x")])
     assert not ok
     wait_for(lambda: not lock.held, timeout=10, what="lock notices its session is gone")
@@ -101,8 +101,11 @@ def test_waiters_granted_in_arrival_order(client: Client, prefix: str) -> None:
         t.start()
         threads.append(t)
         queued = i + 2
-        wait_for(lambda: len(client.get_prefix(name + "/")) == queued, timeout=10,  # noqa: B023
-                 what="contender queued")
+        wait_for(
+            lambda: len(client.get_prefix(name + "/")) == queued,  # noqa: B023
+            timeout=10,
+            what="contender queued",
+        )
     first.release()
     for t in threads:
         t.join(timeout=20)
@@ -111,8 +114,9 @@ def test_waiters_granted_in_arrival_order(client: Client, prefix: str) -> None:
     assert tokens[0] > first.fencing_token
 
 
-def _queued_waiter(client: Client, name: str
-                   ) -> tuple[SyncLock, SyncLock, list[BaseException], threading.Thread, KeyValue]:
+def _queued_waiter(
+    client: Client, name: str
+) -> tuple[SyncLock, SyncLock, list[BaseException], threading.Thread, KeyValue]:
     """A holder, and a waiter blocked in acquire() on a thread (its errors collected);
     returns (holder, waiter, errors, thread, the waiter's key-value)."""
     holder = Lock(client, name, ttl=5)
@@ -153,8 +157,8 @@ def test_shared_session_holds_several_locks(client: Client, prefix: str) -> None
         assert b.key
         assert a.key.endswith(b.key.rsplit(b"/", 1)[1])
         b.release()
-        assert client.get(a.key) is not None   # releasing b keeps the shared session
-    assert client.get(a.key) is None            # closing the session released a
+        assert client.get(a.key) is not None  # releasing b keeps the shared session
+    assert client.get(a.key) is None  # closing the session released a
 
 
 @pytest.mark.compat
@@ -200,7 +204,7 @@ def test_waiter_rechecks_its_key_after_the_wait(client: Client, prefix: str) -> 
     """etcd #11456 (Jepsen): a waiter whose key vanished while it waited must not be told it
     holds the lock when its predecessor goes away."""
     holder, waiter, errors, t, mine = _queued_waiter(client, prefix + "jobs")
-    client.delete(mine.key)        # the waiter's key disappears; its session stays alive
+    client.delete(mine.key)  # the waiter's key disappears; its session stays alive
     holder.release()
     t.join(timeout=20)
     assert len(errors) == 1

@@ -8,12 +8,29 @@ from coord.recipes.lock import AsyncLock, SyncLock
 
 
 def test_all_is_pinned() -> None:
-    assert sorted(recipes.__all__) == sorted([
-        "Barrier", "ClaimLostError", "Counter", "DoubleBarrier", "Election",
-        "ElectionNotLeaderError", "Lock", "LockNotHeldError", "LockTimeoutError",
-        "NoLeaderError", "PriorityQueue", "Queue", "RWLock", "RecipeError", "Semaphore",
-        "Session", "SessionExpiredError", "TooManyClientsError", "WorkQueue",
-    ])
+    assert sorted(recipes.__all__) == sorted(
+        [
+            "Barrier",
+            "ClaimLostError",
+            "Counter",
+            "DoubleBarrier",
+            "Election",
+            "ElectionNotLeaderError",
+            "Lock",
+            "LockNotHeldError",
+            "LockTimeoutError",
+            "NoLeaderError",
+            "PriorityQueue",
+            "Queue",
+            "RWLock",
+            "RecipeError",
+            "Semaphore",
+            "Session",
+            "SessionExpiredError",
+            "TooManyClientsError",
+            "WorkQueue",
+        ]
+    )
     for name in recipes.__all__:
         assert getattr(recipes, name).__doc__, name
 

@@ -48,8 +48,7 @@ def test_priority_order_and_layout(client: Client, prefix: str) -> None:
 
 
 @pytest.mark.anyio
-async def test_async_concurrent_consumers_each_item_once(aclient: AsyncClient,
-                                                         prefix: str) -> None:
+async def test_async_concurrent_consumers_each_item_once(aclient: AsyncClient, prefix: str) -> None:
     import anyio
 
     q = Queue(aclient, prefix + "q")

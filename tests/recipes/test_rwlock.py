@@ -15,8 +15,11 @@ from coord.recipes import RWLock
 @pytest.mark.compat
 def test_readers_share_writer_excludes(client: Client, prefix: str) -> None:
     name = prefix + "rw"
-    r1, r2, w = RWLock(client, name, ttl=5), RWLock(client, name, ttl=5), RWLock(client, name,
-                                                                              ttl=5)
+    r1, r2, w = (
+        RWLock(client, name, ttl=5),
+        RWLock(client, name, ttl=5),
+        RWLock(client, name, ttl=5),
+    )
     assert r1.acquire_read(timeout=5)
     assert r2.acquire_read(timeout=5)
     keys = [kv.key for kv in client.get_prefix(name + "/")]
@@ -26,8 +29,11 @@ def test_readers_share_writer_excludes(client: Client, prefix: str) -> None:
     got: list[bool] = []
     t = threading.Thread(target=lambda: got.append(w.acquire_write(timeout=10)))
     t.start()
-    wait_for(lambda: any(b"/write/" in kv.key for kv in client.get_prefix(name + "/")),
-             timeout=10, what="writer queued")
+    wait_for(
+        lambda: any(b"/write/" in kv.key for kv in client.get_prefix(name + "/")),
+        timeout=10,
+        what="writer queued",
+    )
     # a reader arriving after the waiting writer must wait for it (no writer starvation)
     r3 = RWLock(client, name, ttl=5)
     assert r3.acquire_read(timeout=0.3) is False

@@ -34,8 +34,9 @@ async def test_deleted_between_read_and_watch(aclient: AsyncClient, prefix: str)
     assert await _returns(wait_delete(aclient, key, read_rev + 1), 10)
 
 
-async def test_deleted_and_recreated_between_read_and_watch(aclient: AsyncClient,
-                                                            prefix: str) -> None:
+async def test_deleted_and_recreated_between_read_and_watch(
+    aclient: AsyncClient, prefix: str
+) -> None:
     key = (prefix + "k").encode()
     read_rev = await aclient.put(key, "v")
     await aclient.delete(key)
@@ -45,9 +46,9 @@ async def test_deleted_and_recreated_between_read_and_watch(aclient: AsyncClient
 
 @pytest.mark.compat
 @pytest.mark.parametrize("other_writes", [0, 3])
-async def test_waits_while_the_key_lives_then_wakes_on_delete(aclient: AsyncClient,
-                                                              prefix: str,
-                                                              other_writes: int) -> None:
+async def test_waits_while_the_key_lives_then_wakes_on_delete(
+    aclient: AsyncClient, prefix: str, other_writes: int
+) -> None:
     key = (prefix + "k").encode()
     read_rev = await aclient.put(key, "v")
     for i in range(other_writes):  # the store moves on, but not this key
@@ -71,9 +72,12 @@ async def test_waits_while_the_key_lives_then_wakes_on_delete(aclient: AsyncClie
             await done.wait()
 
 
-def _value_check(client: AsyncClient, key: bytes, ready: Callable[[bytes], bool],
-                 after_first_read: Callable[[], Awaitable[object]] | None = None
-                 ) -> tuple[Callable[[], Awaitable[tuple[bytes | None, int]]], list[int]]:
+def _value_check(
+    client: AsyncClient,
+    key: bytes,
+    ready: Callable[[bytes], bool],
+    after_first_read: Callable[[], Awaitable[object]] | None = None,
+) -> tuple[Callable[[], Awaitable[tuple[bytes | None, int]]], list[int]]:
     """A ``check`` for watch_until: the key's value once ``ready(value)``; counts its calls."""
     calls = [0]
 
@@ -88,20 +92,19 @@ def _value_check(client: AsyncClient, key: bytes, ready: Callable[[bytes], bool]
     return check, calls
 
 
-async def test_watch_until_sees_a_change_between_its_read_and_its_watch(aclient: AsyncClient,
-                                                                        prefix: str) -> None:
+async def test_watch_until_sees_a_change_between_its_read_and_its_watch(
+    aclient: AsyncClient, prefix: str
+) -> None:
     key = (prefix + "item").encode()
     # the put lands after the first read and before the watch exists
-    check, calls = _value_check(aclient, key, lambda v: True,
-                                lambda: aclient.put(key, "arrived"))
+    check, calls = _value_check(aclient, key, lambda v: True, lambda: aclient.put(key, "arrived"))
     with anyio.fail_after(10):
         got = await watch_until(aclient, key, check, lambda e: e.type == EventType.PUT)
     assert got == b"arrived"
     assert calls == [2]
 
 
-async def test_watch_until_rechecks_on_accepted_events(aclient: AsyncClient,
-                                                       prefix: str) -> None:
+async def test_watch_until_rechecks_on_accepted_events(aclient: AsyncClient, prefix: str) -> None:
     key = (prefix + "item").encode()
     check, calls = _value_check(aclient, key, lambda v: v == b"go")
     result: list[bytes] = []

@@ -42,14 +42,14 @@ def test_worker_death_redelivers(client: Client, prefix: str) -> None:
     item = dying.get(timeout=5)
     assert item is not None
     with WorkQueue(client, name, ttl=5) as other:
-        assert other.get(timeout=0.2) is None             # claimed: invisible
-        dying.close()                                      # the worker's lease goes away
+        assert other.get(timeout=0.2) is None  # claimed: invisible
+        dying.close()  # the worker's lease goes away
         again = other.get(timeout=5)
         assert again is not None
         assert again.value == b"job"
         assert again.deliveries == 2
         with pytest.raises(ClaimLostError):
-            item.ack()                                     # the dead worker's claim is gone
+            item.ack()  # the dead worker's claim is gone
         again.ack()
         assert other.size() == 0
 

@@ -72,8 +72,7 @@ def observe(ep: str, name: str) -> None:
 
 
 def workqueue(ep: str, name: str, ttl: str, out: str, delay: str) -> None:
-    with Client(ep) as client, WorkQueue(client, name, ttl=int(ttl),
-                                         max_deliveries=100) as queue:
+    with Client(ep) as client, WorkQueue(client, name, ttl=int(ttl), max_deliveries=100) as queue:
         say("STARTED")
         while True:
             item = queue.get(timeout=1.0)
@@ -119,9 +118,15 @@ def semaphore(ep: str, name: str, n: str, log: str, rounds: str) -> None:
 
 
 COMMANDS: dict[str, Callable[..., None]] = {
-    "lock-inc": lock_inc, "lock-hold": lock_hold, "lock-wait": lock_wait,
-    "campaign": campaign, "observe": observe, "workqueue": workqueue,
-    "barrier-wait": barrier_wait, "double-barrier": double_barrier, "semaphore": semaphore,
+    "lock-inc": lock_inc,
+    "lock-hold": lock_hold,
+    "lock-wait": lock_wait,
+    "campaign": campaign,
+    "observe": observe,
+    "workqueue": workqueue,
+    "barrier-wait": barrier_wait,
+    "double-barrier": double_barrier,
+    "semaphore": semaphore,
 }
 
 if __name__ == "__main__":

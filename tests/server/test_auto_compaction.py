@@ -42,8 +42,11 @@ def watch_compacted_at(endpoint: str, start: int) -> int:
 def test_periodic_compacts_to_the_revision_seen_retention_ago(tmp_path: Path, kind: str) -> None:
     """The same observable behaviour as a real etcd (3.4) with retention 2s."""
     flags = ["--auto-compaction-retention", "2s"]
-    proc: CoordProc | EtcdProc = (CoordProc(tmp_path, name="periodic", args=flags)
-                                  if kind == "coord" else EtcdProc(tmp_path, extra=flags))
+    proc: CoordProc | EtcdProc = (
+        CoordProc(tmp_path, name="periodic", args=flags)
+        if kind == "coord"
+        else EtcdProc(tmp_path, extra=flags)
+    )
     try:
         with Client(proc.endpoint) as c:
             for i in range(5):
@@ -51,8 +54,11 @@ def test_periodic_compacts_to_the_revision_seen_retention_ago(tmp_path: Path, ki
             kv = c.get("/p/k")
             assert kv is not None
             r1 = kv.mod_revision
-            wait_for(lambda: compact_rev(proc.endpoint) == r1, timeout=20,
-                     what=f"periodic compaction to {r1}")
+            wait_for(
+                lambda: compact_rev(proc.endpoint) == r1,
+                timeout=20,
+                what=f"periodic compaction to {r1}",
+            )
             with pytest.raises(CompactedError):
                 c.get("/p/k", revision=r1 - 1)
             old = c.get("/p/k", revision=r1)
@@ -63,8 +69,11 @@ def test_periodic_compacts_to_the_revision_seen_retention_ago(tmp_path: Path, ki
             c.put("/p/k", "new")
             written = time.monotonic()
             r2 = r1 + 1
-            wait_for(lambda: compact_rev(proc.endpoint) == r2, timeout=20,
-                     what=f"periodic compaction to {r2}")
+            wait_for(
+                lambda: compact_rev(proc.endpoint) == r2,
+                timeout=20,
+                what=f"periodic compaction to {r2}",
+            )
             assert time.monotonic() - written >= 1.9
         if kind == "coord":
             log = proc.output()
@@ -77,23 +86,38 @@ def test_periodic_compacts_to_the_revision_seen_retention_ago(tmp_path: Path, ki
 
 
 def test_revision_mode_keeps_exactly_the_last_n_revisions(tmp_path: Path) -> None:
-    proc = CoordProc(tmp_path, name="revision", args=[
-        "--auto-compaction-mode", "revision", "--auto-compaction-retention", "5",
-        "--experimental-auto-compaction-revision-interval", "200ms"])
+    proc = CoordProc(
+        tmp_path,
+        name="revision",
+        args=[
+            "--auto-compaction-mode",
+            "revision",
+            "--auto-compaction-retention",
+            "5",
+            "--experimental-auto-compaction-revision-interval",
+            "200ms",
+        ],
+    )
     try:
         with Client(proc.endpoint) as c:
             for i in range(20):
                 c.put("/r/k", str(i))
             rev = c.status().revision
             assert rev == 21
-            wait_for(lambda: compact_rev(proc.endpoint) == rev - 5, timeout=20,
-                     what="revision compaction")
+            wait_for(
+                lambda: compact_rev(proc.endpoint) == rev - 5,
+                timeout=20,
+                what="revision compaction",
+            )
             assert get_rev(proc.endpoint, "/r/k", rev - 5).stdout == f"{rev - 5 - 2}\n"
             assert COMPACTED in get_rev(proc.endpoint, "/r/k", rev - 6).stderr
             for i in range(3):
                 c.put("/r/k", f"more{i}")
-            wait_for(lambda: compact_rev(proc.endpoint) == rev + 3 - 5, timeout=20,
-                     what="the next revision compaction")
+            wait_for(
+                lambda: compact_rev(proc.endpoint) == rev + 3 - 5,
+                timeout=20,
+                what="the next revision compaction",
+            )
         log = proc.output()
         assert f"Starting auto-compaction at revision {rev - 5} (retention: 5 revisions)" in log
         assert f"Finished auto-compaction at revision {rev - 2}" in log
@@ -103,16 +127,28 @@ def test_revision_mode_keeps_exactly_the_last_n_revisions(tmp_path: Path) -> Non
 
 def test_client_compaction_first_is_not_an_error(tmp_path: Path) -> None:
     """The compactor's target is already compacted (by a client): logged as done, no error."""
-    proc = CoordProc(tmp_path, name="already", args=[
-        "--auto-compaction-mode", "revision", "--auto-compaction-retention", "2",
-        "--experimental-auto-compaction-revision-interval", "1s"])
+    proc = CoordProc(
+        tmp_path,
+        name="already",
+        args=[
+            "--auto-compaction-mode",
+            "revision",
+            "--auto-compaction-retention",
+            "2",
+            "--experimental-auto-compaction-revision-interval",
+            "1s",
+        ],
+    )
     try:
         with Client(proc.endpoint) as c:
             for i in range(10):
                 c.put("/a/k", str(i))
             c.compact(11)  # past what the compactor will ask for (11 - 2 = 9)
-            wait_for(lambda: "revision 9 was already compacted" in proc.output(), timeout=20,
-                     what="the compactor to meet the client's compaction")
+            wait_for(
+                lambda: "revision 9 was already compacted" in proc.output(),
+                timeout=20,
+                what="the compactor to meet the client's compaction",
+            )
             assert compact_rev(proc.endpoint) == 11
         log = proc.output()
         assert " WARNING " not in log
@@ -122,9 +158,19 @@ def test_client_compaction_first_is_not_an_error(tmp_path: Path) -> None:
 
 
 def test_only_the_leader_compacts_and_followers_apply_it(tmp_path: Path) -> None:
-    cluster = Cluster(tmp_path, 3, timings=(), extra=[
-        "--auto-compaction-mode", "revision", "--auto-compaction-retention", "3",
-        "--experimental-auto-compaction-revision-interval", "200ms"]).start()
+    cluster = Cluster(
+        tmp_path,
+        3,
+        timings=(),
+        extra=[
+            "--auto-compaction-mode",
+            "revision",
+            "--auto-compaction-retention",
+            "3",
+            "--experimental-auto-compaction-revision-interval",
+            "200ms",
+        ],
+    ).start()
     procs = cluster.procs()
     try:
         eps = [p.endpoint for p in procs]
@@ -138,8 +184,11 @@ def test_only_the_leader_compacts_and_followers_apply_it(tmp_path: Path) -> None
             with Client(ep) as c:
                 ids.append(c.status().member_id)
         leader = ids.index(lead_id)
-        wait_for(lambda: all(compact_rev(ep) == rev - 3 for ep in eps), timeout=30,
-                 what="every member at the leader's compact revision")
+        wait_for(
+            lambda: all(compact_rev(ep) == rev - 3 for ep in eps),
+            timeout=30,
+            what="every member at the leader's compact revision",
+        )
         for i, p in enumerate(procs):
             log = p.output()
             assert "auto-compaction: mode revision, retention 3 revisions" in log
@@ -155,19 +204,31 @@ def test_only_the_leader_compacts_and_followers_apply_it(tmp_path: Path) -> None
             for i in range(4):
                 c.put("/c/k", f"after{i}")
             rev2 = c.status().revision
-        wait_for(lambda: all(compact_rev(ep) == rev2 - 3 for ep in eps), timeout=30,
-                 what="every member at the new leader's compact revision")
+        wait_for(
+            lambda: all(compact_rev(ep) == rev2 - 3 for ep in eps),
+            timeout=30,
+            what="every member at the new leader's compact revision",
+        )
         assert f"Starting auto-compaction at revision {rev2 - 3}" in procs[new].output()
         assert f"Starting auto-compaction at revision {rev2 - 3}" not in procs[leader].output()
     finally:
         cluster.stop()
 
 
-@pytest.mark.parametrize(("mode", "retention", "parsed"), [
-    ("periodic", "0", 0.0), ("periodic", "", 0.0), ("periodic", "1", 3600.0),
-    ("periodic", "30m", 1800.0), ("periodic", "1h30m", 5400.0), ("periodic", "2s", 2.0),
-    ("periodic", "0s", 0.0), ("revision", "1000", 1000.0), ("revision", "0", 0.0),
-])
+@pytest.mark.parametrize(
+    ("mode", "retention", "parsed"),
+    [
+        ("periodic", "0", 0.0),
+        ("periodic", "", 0.0),
+        ("periodic", "1", 3600.0),
+        ("periodic", "30m", 1800.0),
+        ("periodic", "1h30m", 5400.0),
+        ("periodic", "2s", 2.0),
+        ("periodic", "0s", 0.0),
+        ("revision", "1000", 1000.0),
+        ("revision", "0", 0.0),
+    ],
+)
 def test_retention_parsing_follows_etcd(mode: str, retention: str, parsed: float) -> None:
     policy = parse_retention(mode, retention)
     assert policy.retention == parsed
@@ -175,27 +236,41 @@ def test_retention_parsing_follows_etcd(mode: str, retention: str, parsed: float
 
 
 def test_retention_is_logged_as_go_prints_durations() -> None:
-    shown = [parse_retention("periodic", r).describe()
-             for r in ("200ms", "2s", "90s", "1", "25h", "1.5s")]
+    shown = [
+        parse_retention("periodic", r).describe()
+        for r in ("200ms", "2s", "90s", "1", "25h", "1.5s")
+    ]
     assert shown == ["200ms", "2s", "1m30s", "1h0m0s", "25h0m0s", "1.5s"]
     assert parse_retention("revision", "7").describe() == "7 revisions"
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--auto-compaction-mode", "hourly"],
-     "unknown --auto-compaction-mode 'hourly' (expected periodic or revision)"),
-    (["--auto-compaction-retention", "1.5"],
-     "invalid --auto-compaction-retention '1.5' for --auto-compaction-mode periodic: "
-     "expected a duration (30m, 1h) or a number of hours"),
-    (["--auto-compaction-retention=-1h"],
-     "invalid --auto-compaction-retention '-1h' for --auto-compaction-mode periodic"),
-    (["--auto-compaction-mode", "revision", "--auto-compaction-retention", "10m"],
-     "invalid --auto-compaction-retention '10m' for --auto-compaction-mode revision: "
-     "expected a non-negative number of revisions"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--auto-compaction-mode", "hourly"],
+            "unknown --auto-compaction-mode 'hourly' (expected periodic or revision)",
+        ),
+        (
+            ["--auto-compaction-retention", "1.5"],
+            "invalid --auto-compaction-retention '1.5' for --auto-compaction-mode periodic: "
+            "expected a duration (30m, 1h) or a number of hours",
+        ),
+        (
+            ["--auto-compaction-retention=-1h"],
+            "invalid --auto-compaction-retention '-1h' for --auto-compaction-mode periodic",
+        ),
+        (
+            ["--auto-compaction-mode", "revision", "--auto-compaction-retention", "10m"],
+            "invalid --auto-compaction-retention '10m' for --auto-compaction-mode revision: "
+            "expected a non-negative number of revisions",
+        ),
+    ],
+)
 def test_bad_mode_or_retention_is_a_usage_error(args: list[str], message: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", "coord.server", *args], capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "coord.server", *args], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith(f"coord-server: error: {message}"), last

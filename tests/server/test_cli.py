@@ -20,21 +20,47 @@ from coord import Client
 
 
 def test_help_documents_every_flag() -> None:
-    out = subprocess.run([sys.executable, "-m", "coord.server", "--help"], capture_output=True,
-                         text=True, check=True, timeout=60).stdout
-    for flag in ("--name", "--data-dir", "--listen-client-urls", "--advertise-client-urls",
-                 "--listen-peer-urls", "--initial-advertise-peer-urls", "--initial-cluster",
-                 "--initial-cluster-state", "--initial-cluster-token", "--quota-backend-bytes",
-                 "--max-txn-ops", "--max-request-bytes", "--heartbeat-interval",
-                 "--election-timeout", "--snapshot-count", "--log-level", "--logger",
-                 "--log-outputs", "--config-file", "--version"):
+    out = subprocess.run(
+        [sys.executable, "-m", "coord.server", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    for flag in (
+        "--name",
+        "--data-dir",
+        "--listen-client-urls",
+        "--advertise-client-urls",
+        "--listen-peer-urls",
+        "--initial-advertise-peer-urls",
+        "--initial-cluster",
+        "--initial-cluster-state",
+        "--initial-cluster-token",
+        "--quota-backend-bytes",
+        "--max-txn-ops",
+        "--max-request-bytes",
+        "--heartbeat-interval",
+        "--election-timeout",
+        "--snapshot-count",
+        "--log-level",
+        "--logger",
+        "--log-outputs",
+        "--config-file",
+        "--version",
+    ):
         assert flag in out
     assert "default: default" in out  # --name default shown
 
 
 def _help() -> str:
-    return subprocess.run([sys.executable, "-m", "coord.server", "--help"],
-                          capture_output=True, text=True, check=True, timeout=60).stdout
+    return subprocess.run(
+        [sys.executable, "-m", "coord.server", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
 
 
 def test_help_states_each_default_once() -> None:
@@ -54,17 +80,27 @@ def test_help_states_each_default_once() -> None:
     # the epilog: configuration sources and the cluster subcommand
     flat = " ".join(epilog.split())
     assert "ETCD_SOME_FLAG" in flat
-    assert ("When a config file is given, all other command-line flags and environment "
-            "variables are ignored.") in flat
+    assert (
+        "When a config file is given, all other command-line flags and environment "
+        "variables are ignored."
+    ) in flat
     assert "coord-server cluster [--size 3]" in flat
 
 
 def test_version_flag() -> None:
-    out = subprocess.run([sys.executable, "-m", "coord.server", "--version"],
-                         capture_output=True, text=True, check=True, timeout=60).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "coord.server", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     assert coord.__version__ == importlib.metadata.version("coord")
-    assert out.splitlines() == [f"coord-server {coord.__version__}", "etcd API: 3.5",
-                                f"Python: {platform.python_version()}"]
+    assert out.splitlines() == [
+        f"coord-server {coord.__version__}",
+        "etcd API: 3.5",
+        f"Python: {platform.python_version()}",
+    ]
 
 
 def test_version_endpoint_reports_coord_and_etcd_versions(tmp_path: Path) -> None:
@@ -75,16 +111,23 @@ def test_version_endpoint_reports_coord_and_etcd_versions(tmp_path: Path) -> Non
         with Client(proc.endpoint, timeout=10) as c:
             server = c.status().version
         major_minor = ".".join(server.split(".")[:2])
-        assert json.loads(body) == {"etcdserver": server, "etcdcluster": f"{major_minor}.0",
-                                    "coord": coord.__version__}
+        assert json.loads(body) == {
+            "etcdserver": server,
+            "etcdcluster": f"{major_minor}.0",
+            "coord": coord.__version__,
+        }
         assert major_minor == "3.5"  # what --version prints as the etcd API
     finally:
         proc.stop()
 
 
 def test_bad_flag_value_is_a_usage_error() -> None:
-    proc = subprocess.run([sys.executable, "-m", "coord.server", "--listen-client-urls",
-                           "localhost:1"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "coord.server", "--listen-client-urls", "localhost:1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "invalid URL 'localhost:1': expected http://host:port" in proc.stderr
 
@@ -94,13 +137,22 @@ def test_two_client_urls_and_sigterm(tmp_path: Path) -> None:
     second = free_port()
     peer = f"http://127.0.0.1:{free_port()}"
     port = free_port()
-    proc = CoordProc(tmp_path, name="cli", client_port=port, args=[
-        "--listen-client-urls", f"http://127.0.0.1:{port},http://127.0.0.1:{second}",
-        "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer])
+    proc = CoordProc(
+        tmp_path,
+        name="cli",
+        client_port=port,
+        args=[
+            "--listen-client-urls",
+            f"http://127.0.0.1:{port},http://127.0.0.1:{second}",
+            "--listen-peer-urls",
+            peer,
+            "--initial-advertise-peer-urls",
+            peer,
+        ],
+    )
     try:
         etcdctl(proc.endpoint, "put", "/cli/k", "v")
-        assert etcdctl(f"127.0.0.1:{second}", "get", "/cli/k", "--print-value-only").stdout \
-            == "v\n"
+        assert etcdctl(f"127.0.0.1:{second}", "get", "/cli/k", "--print-value-only").stdout == "v\n"
         log = proc.output()
         assert "starting coord-server 'cli'" in log
         assert f"on http://127.0.0.1:{port}" in log
@@ -123,10 +175,12 @@ def test_second_server_on_one_data_dir_exits(tmp_path: Path) -> None:
     try:
         with Client(first.endpoint, timeout=10) as c:
             c.put("/lock/a", "1")
-        before = sorted((p.relative_to(first.data_dir), p.stat().st_size)
-                        for p in first.data_dir.rglob("*"))
-        second = CoordProc(tmp_path, name="second", args=["--data-dir", str(first.data_dir)],
-                           wait=False)
+        before = sorted(
+            (p.relative_to(first.data_dir), p.stat().st_size) for p in first.data_dir.rglob("*")
+        )
+        second = CoordProc(
+            tmp_path, name="second", args=["--data-dir", str(first.data_dir)], wait=False
+        )
         wait_for(lambda: not second.alive(), timeout=20, what="the second server to exit")
         assert second.popen.returncode == 1
         err = [ln for ln in second.output().splitlines() if "cannot serve" in ln]
@@ -134,8 +188,9 @@ def test_second_server_on_one_data_dir_exits(tmp_path: Path) -> None:
         assert str(first.data_dir) in err[0]
         assert f"pid {first.pid}" in err[0]
         assert "Traceback" not in second.output()
-        after = sorted((p.relative_to(first.data_dir), p.stat().st_size)
-                       for p in first.data_dir.rglob("*"))
+        after = sorted(
+            (p.relative_to(first.data_dir), p.stat().st_size) for p in first.data_dir.rglob("*")
+        )
         assert after == before  # the second server touched nothing
         with Client(first.endpoint, timeout=10) as c:
             c.put("/lock/b", "2")

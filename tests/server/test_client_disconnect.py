@@ -21,8 +21,11 @@ ROUNDS = 3
 
 
 def _etcdctl(tmp: Path, endpoint: str, log: str, *args: str) -> Proc:
-    return Proc([require_binary("etcdctl"), f"--endpoints={endpoint}", *args], tmp / log,
-                env={"ETCDCTL_API": "3"})
+    return Proc(
+        [require_binary("etcdctl"), f"--endpoints={endpoint}", *args],
+        tmp / log,
+        env={"ETCDCTL_API": "3"},
+    )
 
 
 def test_killed_watch_lock_and_keepalive_clients_log_no_error(tmp_path: Path) -> None:
@@ -42,20 +45,21 @@ def test_killed_watch_lock_and_keepalive_clients_log_no_error(tmp_path: Path) ->
     try:
         for n, sig in enumerate((signal.SIGINT, signal.SIGKILL) * ROUNDS, start=1):
             watch = _etcdctl(tmp_path, server.endpoint, f"watch{n}.log", "watch", "/dc/w")
+
             def watched(w: Proc = watch) -> bool:
                 return w.output().count("PUT") >= 3
 
             wait_for(watched, timeout=20, what="watch events")
             watch.kill(sig)
 
-            holder = _etcdctl(tmp_path, server.endpoint, f"holder{n}.log", "lock",
-                              f"/dc/lock{n}")
+            holder = _etcdctl(tmp_path, server.endpoint, f"holder{n}.log", "lock", f"/dc/lock{n}")
+
             def held(h: Proc = holder, n: int = n) -> bool:
                 return f"/dc/lock{n}/" in h.output()
 
             wait_for(held, timeout=20, what="the lock holder")
-            waiter = _etcdctl(tmp_path, server.endpoint, f"waiter{n}.log", "lock",
-                              f"/dc/lock{n}")
+            waiter = _etcdctl(tmp_path, server.endpoint, f"waiter{n}.log", "lock", f"/dc/lock{n}")
+
             def waiting(n: int = n) -> bool:
                 keys = etcdctl(server.endpoint, "get", "--prefix", "--keys-only", f"/dc/lock{n}/")
                 return len(keys.stdout.split()) == 2
@@ -67,8 +71,10 @@ def test_killed_watch_lock_and_keepalive_clients_log_no_error(tmp_path: Path) ->
             out = etcdctl(server.endpoint, "lease", "grant", "3").stdout
             m = re.search(r"lease ([0-9a-f]+) granted", out)
             assert m is not None, out
-            keeper = _etcdctl(tmp_path, server.endpoint, f"keepalive{n}.log", "lease",
-                              "keep-alive", m.group(1))
+            keeper = _etcdctl(
+                tmp_path, server.endpoint, f"keepalive{n}.log", "lease", "keep-alive", m.group(1)
+            )
+
             def kept_alive(k: Proc = keeper) -> bool:
                 return k.output().count("keepalived") >= 2
 

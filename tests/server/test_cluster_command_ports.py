@@ -20,14 +20,33 @@ pytestmark = pytest.mark.etcdctl
 
 
 def _cluster(tmp: Path, data: Path, base: int, log: str) -> Proc:
-    return Proc([sys.executable, "-m", "coord.server", "cluster", "--size", "3",
-                 "--data-dir", str(data), "--base-port", str(base),
-                 "--heartbeat-interval", "50", "--election-timeout", "500"], tmp / log)
+    return Proc(
+        [
+            sys.executable,
+            "-m",
+            "coord.server",
+            "cluster",
+            "--size",
+            "3",
+            "--data-dir",
+            str(data),
+            "--base-port",
+            str(base),
+            "--heartbeat-interval",
+            "50",
+            "--election-timeout",
+            "500",
+        ],
+        tmp / log,
+    )
 
 
 def _endpoints(proc: Proc) -> list[str]:
-    wait_for(lambda: "ETCDCTL_ENDPOINTS=" in proc.output() or not proc.alive(), timeout=30,
-             what="the ETCDCTL_ENDPOINTS line")
+    wait_for(
+        lambda: "ETCDCTL_ENDPOINTS=" in proc.output() or not proc.alive(),
+        timeout=30,
+        what="the ETCDCTL_ENDPOINTS line",
+    )
     m = re.search(r"ETCDCTL_ENDPOINTS=(\S+)", proc.output())
     assert m is not None, proc.output()
     return m.group(1).split(",")
@@ -35,8 +54,11 @@ def _endpoints(proc: Proc) -> list[str]:
 
 def _serving(endpoints: list[str]) -> None:
     for ep in endpoints:
-        wait_for(functools.partial(grpc_status_ok, int(ep.split(":")[1])), timeout=60,
-                 what=f"member {ep} with a leader")
+        wait_for(
+            functools.partial(grpc_status_ok, int(ep.split(":")[1])),
+            timeout=60,
+            what=f"member {ep} with a leader",
+        )
 
 
 def test_busy_ports_move_a_new_cluster_and_restart_keeps_them(tmp_path: Path) -> None:
@@ -50,8 +72,10 @@ def test_busy_ports_move_a_new_cluster_and_restart_keeps_them(tmp_path: Path) ->
         endpoints = _endpoints(proc)
         moved = base + 6
         assert endpoints == [f"127.0.0.1:{moved + 2 * i}" for i in range(3)], proc.output()
-        assert (f"ports {base}-{base + 5} are busy (http://127.0.0.1:{base + 3}: address "
-                f"already in use); using {moved}-{moved + 5}") in proc.output()
+        assert (
+            f"ports {base}-{base + 5} are busy (http://127.0.0.1:{base + 3}: address "
+            f"already in use); using {moved}-{moved + 5}"
+        ) in proc.output()
         assert f"member m1: client http://127.0.0.1:{moved}" in proc.output()
         _serving(endpoints)
         etcdctl(",".join(endpoints), "put", "/moved/k", "v")
@@ -90,8 +114,9 @@ def test_member_failing_to_start_stops_the_cluster(tmp_path: Path) -> None:
             out = proc.output()
             assert proc.popen.returncode == 1, out
             stop_lines = [ln for ln in out.splitlines() if "stopping the cluster" in ln]
-            assert stop_lines == ["coord-server cluster: member m2 exited with code 1; "
-                                  "stopping the cluster"], out
+            assert stop_lines == [
+                "coord-server cluster: member m2 exited with code 1; stopping the cluster"
+            ], out
             assert len([ln for ln in out.splitlines() if "cannot serve" in ln]) == 1, out
             assert f"data directory {data / 'm2'} is in use" in out
             assert "Traceback" not in out

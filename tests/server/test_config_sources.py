@@ -27,8 +27,9 @@ SERVER = [sys.executable, "-m", "coord.server"]
 class Member:
     """A coord-server started with ``argv`` extra flags and ``env`` (no flags by default)."""
 
-    def __init__(self, tmp: Path, name: str, client_port: int, env: dict[str, str],
-                 argv: Sequence[str] = ()) -> None:
+    def __init__(
+        self, tmp: Path, name: str, client_port: int, env: dict[str, str], argv: Sequence[str] = ()
+    ) -> None:
         self.name = name
         self.client_port = client_port
         self.endpoint = f"127.0.0.1:{client_port}"
@@ -75,15 +76,20 @@ def test_three_members_from_environment_only(tmp_path: Path, members: list[Membe
     initial = ",".join(f"{n}=http://127.0.0.1:{ports[n][1]}" for n in names)
     for n in names:
         client, peer = ports[n]
-        env = {"ETCD_NAME": n, "ETCD_DATA_DIR": str(tmp_path / f"{n}.data"),
-               "ETCD_LISTEN_CLIENT_URLS": f"http://127.0.0.1:{client}",
-               "ETCD_ADVERTISE_CLIENT_URLS": f"http://127.0.0.1:{client}",
-               "ETCD_LISTEN_PEER_URLS": f"http://127.0.0.1:{peer}",
-               "ETCD_INITIAL_ADVERTISE_PEER_URLS": f"http://127.0.0.1:{peer}",
-               "ETCD_INITIAL_CLUSTER": initial, "ETCD_INITIAL_CLUSTER_STATE": "new",
-               "ETCD_INITIAL_CLUSTER_TOKEN": f"env-{ports['e0'][1]}",
-               "ETCD_HEARTBEAT_INTERVAL": "50", "ETCD_ELECTION_TIMEOUT": "500",
-               "ETCD_NOT_A_FLAG": "surplus"}
+        env = {
+            "ETCD_NAME": n,
+            "ETCD_DATA_DIR": str(tmp_path / f"{n}.data"),
+            "ETCD_LISTEN_CLIENT_URLS": f"http://127.0.0.1:{client}",
+            "ETCD_ADVERTISE_CLIENT_URLS": f"http://127.0.0.1:{client}",
+            "ETCD_LISTEN_PEER_URLS": f"http://127.0.0.1:{peer}",
+            "ETCD_INITIAL_ADVERTISE_PEER_URLS": f"http://127.0.0.1:{peer}",
+            "ETCD_INITIAL_CLUSTER": initial,
+            "ETCD_INITIAL_CLUSTER_STATE": "new",
+            "ETCD_INITIAL_CLUSTER_TOKEN": f"env-{ports['e0'][1]}",
+            "ETCD_HEARTBEAT_INTERVAL": "50",
+            "ETCD_ELECTION_TIMEOUT": "500",
+            "ETCD_NOT_A_FLAG": "surplus",
+        }
         members.append(Member(tmp_path, n, client, env))
     _one_cluster(members, names)
     assert (tmp_path / "e1.data").is_dir()  # ETCD_DATA_DIR, not the default e1.coord
@@ -122,41 +128,69 @@ def test_three_members_from_config_files(tmp_path: Path, members: list[Member]) 
             "log-outputs: [stderr]\n"
             "client-transport-security:\n"
             "  cert-file:\n"
-            "  client-cert-auth: false\n")
+            "  client-cert-auth: false\n"
+        )
         if i == 0:  # the file by its flag, other flags and variables ignored (as etcd)
-            m = Member(tmp_path, n, client, {"ETCD_NAME": "ignored-env"},
-                       ["--config-file", str(path), "--name", "ignored-flag"])
+            m = Member(
+                tmp_path,
+                n,
+                client,
+                {"ETCD_NAME": "ignored-env"},
+                ["--config-file", str(path), "--name", "ignored-flag"],
+            )
         else:  # the file by ETCD_CONFIG_FILE
             m = Member(tmp_path, n, client, {"ETCD_CONFIG_FILE": str(path)})
         members.append(m)
     _one_cluster(members, names)
     log = members[0].proc.output()
-    assert (f"loaded server configuration from {tmp_path / 'f0.yml'}; other configuration "
-            "command line flags and environment variables are ignored (ignored: --name, "
-            "ETCD_NAME)") in log
+    assert (
+        f"loaded server configuration from {tmp_path / 'f0.yml'}; other configuration "
+        "command line flags and environment variables are ignored (ignored: --name, "
+        "ETCD_NAME)"
+    ) in log
     assert "starting coord-server 'f0'" in log
 
 
 @pytest.mark.etcdctl
 def test_member_added_by_etcdctl_joins_from_printed_variables(
-        tmp_path: Path, members: list[Member]) -> None:
+    tmp_path: Path, members: list[Member]
+) -> None:
     first_peer = f"http://127.0.0.1:{free_port()}"
-    first = CoordProc(tmp_path, name="a0", args=[
-        "--listen-peer-urls", first_peer, "--initial-advertise-peer-urls", first_peer,
-        "--initial-cluster", f"a0={first_peer}", "--heartbeat-interval", "50",
-        "--election-timeout", "500"])
+    first = CoordProc(
+        tmp_path,
+        name="a0",
+        args=[
+            "--listen-peer-urls",
+            first_peer,
+            "--initial-advertise-peer-urls",
+            first_peer,
+            "--initial-cluster",
+            f"a0={first_peer}",
+            "--heartbeat-interval",
+            "50",
+            "--election-timeout",
+            "500",
+        ],
+    )
     try:
         etcdctl(first.endpoint, "put", "/cfg/before", "1")
         client, peer = free_port(), free_port()
-        out = etcdctl(first.endpoint, "member", "add", "a1",
-                      f"--peer-urls=http://127.0.0.1:{peer}").stdout
+        out = etcdctl(
+            first.endpoint, "member", "add", "a1", f"--peer-urls=http://127.0.0.1:{peer}"
+        ).stdout
         printed = dict(re.findall(r'^(ETCD_[A-Z_]+)="([^"]*)"$', out, re.MULTILINE))
-        assert set(printed) == {"ETCD_NAME", "ETCD_INITIAL_CLUSTER",
-                                "ETCD_INITIAL_ADVERTISE_PEER_URLS",
-                                "ETCD_INITIAL_CLUSTER_STATE"}, out
-        env = {**printed, "ETCD_LISTEN_CLIENT_URLS": f"http://127.0.0.1:{client}",
-               "ETCD_ADVERTISE_CLIENT_URLS": f"http://127.0.0.1:{client}",
-               "ETCD_LISTEN_PEER_URLS": f"http://127.0.0.1:{peer}"}
+        assert set(printed) == {
+            "ETCD_NAME",
+            "ETCD_INITIAL_CLUSTER",
+            "ETCD_INITIAL_ADVERTISE_PEER_URLS",
+            "ETCD_INITIAL_CLUSTER_STATE",
+        }, out
+        env = {
+            **printed,
+            "ETCD_LISTEN_CLIENT_URLS": f"http://127.0.0.1:{client}",
+            "ETCD_ADVERTISE_CLIENT_URLS": f"http://127.0.0.1:{client}",
+            "ETCD_LISTEN_PEER_URLS": f"http://127.0.0.1:{peer}",
+        }
         new = Member(tmp_path, "a1", client, env)
         members.append(new)
         new.wait_ready()
@@ -167,14 +201,12 @@ def test_member_added_by_etcdctl_joins_from_printed_variables(
             assert set(listed) == {"a0", "a1"}
             assert listed["a1"].client_urls == (f"http://127.0.0.1:{client}",)
             c.put("/cfg/after", "2")
-        assert etcdctl(first.endpoint, "get", "/cfg/after",
-                       "--print-value-only").stdout == "2\n"
+        assert etcdctl(first.endpoint, "get", "/cfg/after", "--print-value-only").stdout == "2\n"
     finally:
         first.stop()
 
 
-def test_tls_from_config_file_transport_security(tmp_path: Path,
-                                                 members: list[Member]) -> None:
+def test_tls_from_config_file_transport_security(tmp_path: Path, members: list[Member]) -> None:
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1")
     ca_path, cert_path, key_path = tmp_path / "ca.pem", tmp_path / "s.pem", tmp_path / "s.key"
@@ -186,8 +218,10 @@ def test_tls_from_config_file_transport_security(tmp_path: Path,
     client_cert.cert_chain_pems[0].write_to_path(str(ccert))
     client_cert.private_key_pem.write_to_path(str(ckey))
     plain, secure, peer = free_port(), free_port(), free_port()
-    tls = (f"  cert-file: {cert_path}\n  key-file: {key_path}\n"
-           f"  trusted-ca-file: {ca_path}\n  client-cert-auth: true\n")
+    tls = (
+        f"  cert-file: {cert_path}\n  key-file: {key_path}\n"
+        f"  trusted-ca-file: {ca_path}\n  client-cert-auth: true\n"
+    )
     path = tmp_path / "tls.yml"
     path.write_text(
         "name: t0\n"
@@ -196,22 +230,36 @@ def test_tls_from_config_file_transport_security(tmp_path: Path,
         f"listen-peer-urls: https://127.0.0.1:{peer}\n"
         f"initial-advertise-peer-urls: https://127.0.0.1:{peer}\n"
         f"client-transport-security:\n{tls}"
-        f"peer-transport-security:\n{tls}")
+        f"peer-transport-security:\n{tls}"
+    )
     m = Member(tmp_path, "t0", plain, {}, ["--config-file", str(path)])
     members.append(m)
     m.wait_ready()
     ep = f"https://127.0.0.1:{secure}"
     etcdctl(ep, f"--cacert={ca_path}", f"--cert={ccert}", f"--key={ckey}", "put", "/t", "s")
-    refused = etcdctl(ep, f"--cacert={ca_path}", "--dial-timeout=2s", "--command-timeout=3s",
-                      "get", "/t", check=False)
+    refused = etcdctl(
+        ep,
+        f"--cacert={ca_path}",
+        "--dial-timeout=2s",
+        "--command-timeout=3s",
+        "get",
+        "/t",
+        check=False,
+    )
     assert refused.returncode != 0  # client-cert-auth: true, no client certificate
     assert etcdctl(m.endpoint, "get", "/t", "--print-value-only").stdout == "s\n"
 
 
 def _fails(argv: Sequence[str], env: dict[str, str], cwd: Path) -> str:
     """Run coord-server expecting a usage error; returns the error line."""
-    proc = subprocess.run([*SERVER, *argv], capture_output=True, text=True, timeout=60,
-                          env={"PATH": "/usr/bin:/bin", **env}, cwd=cwd)
+    proc = subprocess.run(
+        [*SERVER, *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", **env},
+        cwd=cwd,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("coord-server: error: ")]
@@ -220,21 +268,35 @@ def _fails(argv: Sequence[str], env: dict[str, str], cwd: Path) -> str:
     return errors[0].removeprefix("coord-server: error: ")
 
 
-@pytest.mark.parametrize(("env", "error"), [
-    ({"ETCD_SNAPSHOT_COUNT": "many"},
-     "invalid value 'many' for ETCD_SNAPSHOT_COUNT: expected an integer"),
-    ({"ETCD_INITIAL_CLUSTER_STATE": "old"},
-     "invalid value 'old' for ETCD_INITIAL_CLUSTER_STATE: choose from 'new', 'existing'"),
-    ({"ETCD_CLIENT_CERT_AUTH": "maybe"},
-     "invalid value 'maybe' for ETCD_CLIENT_CERT_AUTH: invalid boolean value 'maybe'"),
-    ({"ETCD_EXPERIMENTAL_LEASE_CHECKPOINT_INTERVAL": "soon"},
-     "invalid value 'soon' for ETCD_EXPERIMENTAL_LEASE_CHECKPOINT_INTERVAL: invalid duration"
-     " 'soon': expected e.g. 200ms, 10s, 1m30s"),
-    ({"ETCD_LISTEN_CLIENT_URLS": "localhost:1"},
-     "invalid URL 'localhost:1': expected http://host:port"),
-])
-def test_bad_environment_value_is_a_usage_error(tmp_path: Path, env: dict[str, str],
-                                                error: str) -> None:
+@pytest.mark.parametrize(
+    ("env", "error"),
+    [
+        (
+            {"ETCD_SNAPSHOT_COUNT": "many"},
+            "invalid value 'many' for ETCD_SNAPSHOT_COUNT: expected an integer",
+        ),
+        (
+            {"ETCD_INITIAL_CLUSTER_STATE": "old"},
+            "invalid value 'old' for ETCD_INITIAL_CLUSTER_STATE: choose from 'new', 'existing'",
+        ),
+        (
+            {"ETCD_CLIENT_CERT_AUTH": "maybe"},
+            "invalid value 'maybe' for ETCD_CLIENT_CERT_AUTH: invalid boolean value 'maybe'",
+        ),
+        (
+            {"ETCD_EXPERIMENTAL_LEASE_CHECKPOINT_INTERVAL": "soon"},
+            "invalid value 'soon' for ETCD_EXPERIMENTAL_LEASE_CHECKPOINT_INTERVAL: invalid duration"
+            " 'soon': expected e.g. 200ms, 10s, 1m30s",
+        ),
+        (
+            {"ETCD_LISTEN_CLIENT_URLS": "localhost:1"},
+            "invalid URL 'localhost:1': expected http://host:port",
+        ),
+    ],
+)
+def test_bad_environment_value_is_a_usage_error(
+    tmp_path: Path, env: dict[str, str], error: str
+) -> None:
     assert _fails([], env, tmp_path) == error
 
 
@@ -242,33 +304,60 @@ def test_variable_shadowed_by_flag_is_an_error_as_in_etcd(tmp_path: Path) -> Non
     """etcd 3.4 (and later) exits on this; the flag does not silently win."""
     assert _fails(["--name", "flag"], {"ETCD_NAME": "env"}, tmp_path) == (
         "conflicting environment variable ETCD_NAME is shadowed by corresponding "
-        "command-line flag --name (either unset environment variable or disable flag)")
+        "command-line flag --name (either unset environment variable or disable flag)"
+    )
 
 
-@pytest.mark.parametrize(("text", "error"), [
-    ("name: a\nwal-dir: /x\n", "unknown key 'wal-dir' in config file '{path}'"),
-    ("cert-file: /x\n", "unknown key 'cert-file' in config file '{path}' (TLS settings go "
-                        "under client-transport-security:)"),
-    ("peer-key-file: /x\n", "unknown key 'peer-key-file' in config file '{path}' (TLS "
-                            "settings go under peer-transport-security:)"),
-    ("peer-transport-security:\n  auto-tls: true\n",
-     "unknown key 'peer-transport-security.auto-tls' in config file '{path}'"),
-    ("client-transport-security: yes\n", "key 'client-transport-security' in config file "
-     "'{path}': expected a mapping (cert-file, key-file, trusted-ca-file, client-cert-auth)"),
-    ("name: [a\n", "config file '{path}' is not valid YAML at line 2: expected ',' or ']', "
-                   "but got '<stream end>'"),
-    ("- name\n", "config file '{path}': expected a mapping of flag names to values"),
-    ("snapshot-count: 1.5\n",
-     "invalid value '1.5' for key 'snapshot-count' in config file '{path}': expected an "
-     "integer"),
-    ("initial-cluster-state: old\n", "invalid value 'old' for key 'initial-cluster-state' in "
-     "config file '{path}': choose from 'new', 'existing'"),
-    ("name: {a: 1}\n",
-     "invalid value for key 'name' in config file '{path}': expected a number, boolean or "
-     "string"),
-    ("client-transport-security:\n  cert-file: /nonexistent/s.pem\n  key-file: /x\n",
-     "--cert-file: open /nonexistent/s.pem: no such file or directory"),
-])
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("name: a\nwal-dir: /x\n", "unknown key 'wal-dir' in config file '{path}'"),
+        (
+            "cert-file: /x\n",
+            "unknown key 'cert-file' in config file '{path}' (TLS settings go "
+            "under client-transport-security:)",
+        ),
+        (
+            "peer-key-file: /x\n",
+            "unknown key 'peer-key-file' in config file '{path}' (TLS "
+            "settings go under peer-transport-security:)",
+        ),
+        (
+            "peer-transport-security:\n  auto-tls: true\n",
+            "unknown key 'peer-transport-security.auto-tls' in config file '{path}'",
+        ),
+        (
+            "client-transport-security: yes\n",
+            "key 'client-transport-security' in config file "
+            "'{path}': expected a mapping (cert-file, key-file, trusted-ca-file, client-cert-auth)",
+        ),
+        (
+            "name: [a\n",
+            "config file '{path}' is not valid YAML at line 2: expected ',' or ']', "
+            "but got '<stream end>'",
+        ),
+        ("- name\n", "config file '{path}': expected a mapping of flag names to values"),
+        (
+            "snapshot-count: 1.5\n",
+            "invalid value '1.5' for key 'snapshot-count' in config file '{path}': expected an "
+            "integer",
+        ),
+        (
+            "initial-cluster-state: old\n",
+            "invalid value 'old' for key 'initial-cluster-state' in "
+            "config file '{path}': choose from 'new', 'existing'",
+        ),
+        (
+            "name: {a: 1}\n",
+            "invalid value for key 'name' in config file '{path}': expected a number, boolean or "
+            "string",
+        ),
+        (
+            "client-transport-security:\n  cert-file: /nonexistent/s.pem\n  key-file: /x\n",
+            "--cert-file: open /nonexistent/s.pem: no such file or directory",
+        ),
+    ],
+)
 def test_bad_config_file_is_a_usage_error(tmp_path: Path, text: str, error: str) -> None:
     path = tmp_path / "bad.yml"
     path.write_text(text)
@@ -278,7 +367,9 @@ def test_bad_config_file_is_a_usage_error(tmp_path: Path, text: str, error: str)
 def test_missing_config_file_is_a_usage_error(tmp_path: Path) -> None:
     missing = tmp_path / "nope.yml"
     assert _fails([], {"ETCD_CONFIG_FILE": str(missing)}, tmp_path) == (
-        f"cannot read config file '{missing}': No such file or directory")
+        f"cannot read config file '{missing}': No such file or directory"
+    )
     (tmp_path / "binary.yml").write_bytes(b"name: \xff\xfe\n")
     assert _fails(["--config-file", str(tmp_path / "binary.yml")], {}, tmp_path).startswith(
-        f"cannot read config file '{tmp_path / 'binary.yml'}': not UTF-8 text")
+        f"cannot read config file '{tmp_path / 'binary.yml'}': not UTF-8 text"
+    )

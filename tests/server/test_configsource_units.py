@@ -21,10 +21,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def test_new_flags_get_their_variables() -> None:
-    r = configsource.resolve(_parser(), ["--max-snapshots", "7"], {
-        "ETCD_FORCE_NEW_CLUSTER": "true", "ETCD_AUTO_COMPACTION_RETENTION": "1h",
-        "ETCD_NAME": "n1", "ETCD_EMPTY": "", "ETCDCTL_API": "3", "ETCD_VERSION": "1",
-        "ETCD_STRICT_RECONFIG_CHECK": "true"})
+    r = configsource.resolve(
+        _parser(),
+        ["--max-snapshots", "7"],
+        {
+            "ETCD_FORCE_NEW_CLUSTER": "true",
+            "ETCD_AUTO_COMPACTION_RETENTION": "1h",
+            "ETCD_NAME": "n1",
+            "ETCD_EMPTY": "",
+            "ETCDCTL_API": "3",
+            "ETCD_VERSION": "1",
+            "ETCD_STRICT_RECONFIG_CHECK": "true",
+        },
+    )
     assert r.args.force_new_cluster is True
     assert r.args.strict_reconfig_check is True
     assert r.args.auto_compaction_retention == "1h"
@@ -37,24 +46,37 @@ def test_new_flags_get_their_variables() -> None:
         "recognized and used environment variable ETCD_FORCE_NEW_CLUSTER=true",
         "recognized and used environment variable ETCD_NAME=n1",
         "recognized and used environment variable ETCD_STRICT_RECONFIG_CHECK=true",
-        "cannot set special environment variable ETCD_VERSION=1"]
-    with pytest.raises(configsource.SourceError, match="shadowed by corresponding "
-                                                       "command-line flag --max-snapshots"):
+        "cannot set special environment variable ETCD_VERSION=1",
+    ]
+    with pytest.raises(
+        configsource.SourceError,
+        match="shadowed by corresponding command-line flag --max-snapshots",
+    ):
         configsource.resolve(_parser(), ["--max-snapshots", "7"], {"ETCD_MAX_SNAPSHOTS": "9"})
-    with pytest.raises(configsource.SourceError, match="invalid value 'yes please' for "
-                                                       "ETCD_FORCE_NEW_CLUSTER"):
+    with pytest.raises(
+        configsource.SourceError, match="invalid value 'yes please' for ETCD_FORCE_NEW_CLUSTER"
+    ):
         configsource.resolve(_parser(), [], {"ETCD_FORCE_NEW_CLUSTER": "yes please"})
 
 
 def test_new_flags_get_their_file_keys(tmp_path: Path) -> None:
     path = tmp_path / "c.yml"
-    path.write_text("force-new-cluster: true\nauto-compaction-retention: \"1\"\n"
-                    "max-snapshots: 3\nname: fromfile\n"
-                    "peer-transport-security:\n  client-cert-auth: true\n")
-    r = configsource.resolve(_parser(), ["--config-file", str(path), "--snapshot-count", "5"],
-                             {"ETCD_ELECTION_TIMEOUT": "5000"})
-    assert (r.args.force_new_cluster, r.args.auto_compaction_retention, r.args.max_snapshots,
-            r.args.name) == (True, "1", 3, "fromfile")
+    path.write_text(
+        'force-new-cluster: true\nauto-compaction-retention: "1"\n'
+        "max-snapshots: 3\nname: fromfile\n"
+        "peer-transport-security:\n  client-cert-auth: true\n"
+    )
+    r = configsource.resolve(
+        _parser(),
+        ["--config-file", str(path), "--snapshot-count", "5"],
+        {"ETCD_ELECTION_TIMEOUT": "5000"},
+    )
+    assert (
+        r.args.force_new_cluster,
+        r.args.auto_compaction_retention,
+        r.args.max_snapshots,
+        r.args.name,
+    ) == (True, "1", 3, "fromfile")
     assert r.args.peer_client_cert_auth is True
     assert r.args.client_cert_auth is False
     assert r.args.snapshot_count == 10000  # the flag is ignored with a file, as in etcd

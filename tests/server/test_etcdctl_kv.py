@@ -41,8 +41,15 @@ def test_put_get_json_fields(backend: str, prefix: str) -> None:
     rev = resp["header"]["revision"]
     assert set(resp["header"]) == {"cluster_id", "member_id", "revision", "raft_term"}
     assert resp["count"] == 1
-    assert resp["kvs"] == [{"key": b64(prefix + "a"), "create_revision": rev,
-                            "mod_revision": rev, "version": 1, "value": b64("1")}]
+    assert resp["kvs"] == [
+        {
+            "key": b64(prefix + "a"),
+            "create_revision": rev,
+            "mod_revision": rev,
+            "version": 1,
+            "value": b64("1"),
+        }
+    ]
     ctl(backend, "put", prefix + "a", "2")
     kv = ctl_json(backend, "get", prefix + "a")["kvs"][0]
     assert (kv["create_revision"], kv["mod_revision"], kv["version"]) == (rev, rev + 1, 2)
@@ -59,14 +66,34 @@ def test_get_prefix_range_limit_sort(backend: str, prefix: str) -> None:
     resp = ctl_json(backend, "get", "--prefix", p, "--limit", "2")
     assert resp["more"] is True
     assert resp["count"] == 4
-    assert ctl(backend, "get", "--prefix", p, "--sort-by", "VALUE", "--keys-only") == \
-        f"{p}d\n\n{p}c\n\n{p}b\n\n{p}a\n\n"
-    assert ctl(backend, "get", "--prefix", p, "--order", "DESCEND", "--print-value-only") == \
-        "0\n1\n2\n3\n"
-    assert ctl(backend, "get", "--prefix", p, "--sort-by", "CREATE", "--order", "DESCEND",
-               "--limit", "1", "--keys-only") == f"{p}d\n\n"
-    assert ctl(backend, "get", "--from-key", p + "c", "--keys-only", "--limit", "2") == \
-        f"{p}c\n\n{p}d\n\n"
+    assert (
+        ctl(backend, "get", "--prefix", p, "--sort-by", "VALUE", "--keys-only")
+        == f"{p}d\n\n{p}c\n\n{p}b\n\n{p}a\n\n"
+    )
+    assert (
+        ctl(backend, "get", "--prefix", p, "--order", "DESCEND", "--print-value-only")
+        == "0\n1\n2\n3\n"
+    )
+    assert (
+        ctl(
+            backend,
+            "get",
+            "--prefix",
+            p,
+            "--sort-by",
+            "CREATE",
+            "--order",
+            "DESCEND",
+            "--limit",
+            "1",
+            "--keys-only",
+        )
+        == f"{p}d\n\n"
+    )
+    assert (
+        ctl(backend, "get", "--from-key", p + "c", "--keys-only", "--limit", "2")
+        == f"{p}c\n\n{p}d\n\n"
+    )
     count = ctl_json(backend, "get", "--prefix", p, "--limit", "1")
     assert count["count"] == 4
 
@@ -117,7 +144,7 @@ def test_txn_success_and_failure(backend: str, prefix: str) -> None:
     assert ctl(backend, "txn", input=stdin) == "FAILURE\n\nOK\n"
     stdin = f'mod("{k}") > "0"\n\ndel {k}\n\n\n'
     assert ctl(backend, "txn", input=stdin) == "SUCCESS\n\n1\n"
-    resp = json.loads(ctl(backend, "txn", "-w", "json", input=f'\nget {k}2\n\n\n'))
+    resp = json.loads(ctl(backend, "txn", "-w", "json", input=f"\nget {k}2\n\n\n"))
     assert resp["succeeded"] is True
     inner = resp["responses"][0]["Response"]["ResponseRange"]
     assert inner["header"] == {"revision": resp["header"]["revision"]}

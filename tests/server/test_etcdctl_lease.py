@@ -40,13 +40,18 @@ def test_lease_lifecycle(backend: str, prefix: str) -> None:
     assert ctl(backend, "put", "--lease", lease, prefix + "a", "1") == "OK\n"
     assert ctl(backend, "put", "--lease", lease, prefix + "b", "2") == "OK\n"
     out = ctl(backend, "lease", "timetolive", lease, "--keys")
-    m = re.fullmatch(rf"lease {lease} granted with TTL\(60s\), remaining\((\d+)s\), "
-                     r"attached keys\(\[(.*)\]\)\n", out)
+    m = re.fullmatch(
+        rf"lease {lease} granted with TTL\(60s\), remaining\((\d+)s\), "
+        r"attached keys\(\[(.*)\]\)\n",
+        out,
+    )
     assert m, out
     assert 55 <= int(m.group(1)) <= 60
     assert sorted(m.group(2).split()) == [prefix + "a", prefix + "b"]  # etcd: map order
-    assert ctl(backend, "lease", "keep-alive", "--once", lease) == \
-        f"lease {lease} keepalived with TTL(60)\n"
+    assert (
+        ctl(backend, "lease", "keep-alive", "--once", lease)
+        == f"lease {lease} keepalived with TTL(60)\n"
+    )
     listed = ctl(backend, "lease", "list")
     assert lease in listed.split("\n")[1:]
     assert listed.startswith("found ")
@@ -77,9 +82,19 @@ def test_small_ttl_raised_to_minimum(backend: str) -> None:
 def fast_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CoordProc]:
     """Election timeout 500 ms -> minimum lease TTL 1 s; 4 KiB quota."""
     peer = f"http://127.0.0.1:{free_port()}"
-    proc = CoordProc(tmp_path_factory.mktemp("fast"),
-                     args=["--election-timeout", "500", "--quota-backend-bytes", "4096",
-                           "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer])
+    proc = CoordProc(
+        tmp_path_factory.mktemp("fast"),
+        args=[
+            "--election-timeout",
+            "500",
+            "--quota-backend-bytes",
+            "4096",
+            "--listen-peer-urls",
+            peer,
+            "--initial-advertise-peer-urls",
+            peer,
+        ],
+    )
     yield proc
     proc.stop()
 
@@ -92,8 +107,11 @@ def test_lease_expiry_deletes_keys(fast_server: CoordProc) -> None:
     ctl(ep, "put", "--lease", lease, "/exp/a", "1")
     ctl(ep, "put", "--lease", lease, "/exp/b", "1")
     assert ctl(ep, "get", "--prefix", "/exp/", "--keys-only") == "/exp/a\n\n/exp/b\n\n"
-    wait_for(lambda: ctl(ep, "get", "--prefix", "/exp/") == "", timeout=10,
-             what="expired lease's keys deleted")
+    wait_for(
+        lambda: ctl(ep, "get", "--prefix", "/exp/") == "",
+        timeout=10,
+        what="expired lease's keys deleted",
+    )
     assert ctl(ep, "lease", "timetolive", lease) == f"lease {lease} already expired\n"
     assert lease not in ctl(ep, "lease", "list")
 
@@ -119,8 +137,11 @@ def test_nospace_alarm_and_disarm(fast_server: CoordProc) -> None:
     txn = etcdctl(ep, "txn", input="\n\nput /quota/t v\n\n", check=False)
     assert "Error: etcdserver: mvcc: database space exceeded" in txn.stderr
     assert ctl(ep, "del", "--prefix", "/quota/") != "0\n"
-    ctl(ep, "compaction", json.loads(ctl(ep, "get", "x", "-w", "json"))["header"]["revision"]
-        .__str__())
+    ctl(
+        ep,
+        "compaction",
+        json.loads(ctl(ep, "get", "x", "-w", "json"))["header"]["revision"].__str__(),
+    )
     assert ctl(ep, "alarm", "disarm") == alarms
     assert ctl(ep, "alarm", "list") == ""
     assert ctl(ep, "put", "/quota/after", "ok") == "OK\n"

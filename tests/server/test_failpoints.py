@@ -86,8 +86,11 @@ def test_async_block_waits_only_the_task() -> None:
 
 
 def _http(port: int, method: str, name: str, body: str | None = None) -> tuple[int, str]:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/{name}", method=method,
-                                 data=body.encode() if body is not None else None)
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/{name}",
+        method=method,
+        data=body.encode() if body is not None else None,
+    )
     try:
         with urllib.request.urlopen(req, timeout=5) as r:
             return r.status, r.read().decode()

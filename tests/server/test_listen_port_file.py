@@ -31,9 +31,20 @@ def test_port_zero_is_logged_written_and_advertised(tmp_path: Path) -> None:
 def test_passed_peer_and_client_sockets_are_used(tmp_path: Path) -> None:
     client, peer = listen_socket(), listen_socket()
     client_port, peer_url = client.getsockname()[1], socket_url(peer)
-    proc = CoordProc(tmp_path, name="passed", client_port=client_port, sockets=[client, peer],
-                     args=["--listen-peer-urls", peer_url, "--initial-advertise-peer-urls",
-                           peer_url, "--initial-cluster", f"passed={peer_url}"])
+    proc = CoordProc(
+        tmp_path,
+        name="passed",
+        client_port=client_port,
+        sockets=[client, peer],
+        args=[
+            "--listen-peer-urls",
+            peer_url,
+            "--initial-advertise-peer-urls",
+            peer_url,
+            "--initial-cluster",
+            f"passed={peer_url}",
+        ],
+    )
     try:
         data = json.loads(proc.port_file.read_text())
         assert data["client"] == [f"http://127.0.0.1:{client_port}"]

@@ -28,8 +28,12 @@ def _records(text: str) -> list[dict[str, str]]:
 def test_zap_logger_to_stderr_and_a_file(tmp_path: Path) -> None:
     log_file = tmp_path / "out" / "coord.jsonl"
     log_file.parent.mkdir()
-    proc = CoordProc(tmp_path, name="zap", env={"ETCD_UNKNOWN_THING": "x"}, args=[
-        "--logger", "zap", "--log-outputs", f"stderr,{log_file}", "--log-level", "debug"])
+    proc = CoordProc(
+        tmp_path,
+        name="zap",
+        env={"ETCD_UNKNOWN_THING": "x"},
+        args=["--logger", "zap", "--log-outputs", f"stderr,{log_file}", "--log-level", "debug"],
+    )
     try:
         proc.popen.send_signal(signal.SIGTERM)
         wait_for(lambda: not proc.alive(), timeout=20, what="coord-server exit after SIGTERM")
@@ -43,8 +47,12 @@ def test_zap_logger_to_stderr_and_a_file(tmp_path: Path) -> None:
     assert "starting coord-server 'zap'" in " ".join(msgs)
     assert any(m.startswith("stopping coord-server 'zap'") for m in msgs), msgs
     (warn,) = [r for r in in_file if "ETCD_UNKNOWN_THING" in r["msg"]]
-    assert warn == {**warn, "level": "warn", "logger": "coord.server.config",
-                    "msg": "unrecognized environment variable ETCD_UNKNOWN_THING=x"}
+    assert warn == {
+        **warn,
+        "level": "warn",
+        "logger": "coord.server.config",
+        "msg": "unrecognized environment variable ETCD_UNKNOWN_THING=x",
+    }
     assert any(r["level"] == "debug" for r in in_file)  # --log-level debug
 
 
@@ -64,8 +72,13 @@ def test_log_outputs_file_only_and_default_text_format(tmp_path: Path) -> None:
 
 
 def _usage_error(tmp_path: Path, *args: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "coord.server", *args],
-                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "coord.server", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2
     assert not (tmp_path / "default.coord").exists()
     return proc.stderr.splitlines()[-1]
@@ -74,9 +87,10 @@ def _usage_error(tmp_path: Path, *args: str) -> str:
 def test_unusable_log_output_is_a_usage_error(tmp_path: Path) -> None:
     bad = tmp_path / "no-such-dir" / "x.log"
     assert _usage_error(tmp_path, "--log-outputs", str(bad)) == (
-        f"coord-server: error: cannot open --log-outputs file '{bad}': No such file or "
-        "directory")
+        f"coord-server: error: cannot open --log-outputs file '{bad}': No such file or directory"
+    )
     assert _usage_error(tmp_path, "--log-outputs", "stderr,journal") == (
         "coord-server: error: --log-outputs 'journal' (systemd journald) is not supported: "
-        "use stderr, which systemd collects")
+        "use stderr, which systemd collects"
+    )
     assert not (tmp_path / "journal").exists()

@@ -20,8 +20,11 @@ def test_watch_on_follower_ends_when_quorum_is_lost(tmp_path: Path) -> None:
     try:
         leader = c.wait_leader()
         follower, other = [m for m in c.members if m is not leader]
-        watch = Proc([require_binary("etcdctl"), f"--endpoints={follower.endpoint}", "watch",
-                      "/rl/k"], tmp_path / "watch.log", env={"ETCDCTL_API": "3"})
+        watch = Proc(
+            [require_binary("etcdctl"), f"--endpoints={follower.endpoint}", "watch", "/rl/k"],
+            tmp_path / "watch.log",
+            env={"ETCDCTL_API": "3"},
+        )
 
         def established() -> bool:
             etcdctl(leader.endpoint, "put", "/rl/k", "marker")
@@ -30,8 +33,11 @@ def test_watch_on_follower_ends_when_quorum_is_lost(tmp_path: Path) -> None:
         wait_for(established, timeout=15, what="watch established", interval=0.2)
         c.kill(leader)
         c.kill(other)
-        wait_for(lambda: not watch.alive() or "no leader" in watch.output(), timeout=30,
-                 what="watch canceled for lack of a leader")
+        wait_for(
+            lambda: not watch.alive() or "no leader" in watch.output(),
+            timeout=30,
+            what="watch canceled for lack of a leader",
+        )
         assert "etcdserver: no leader" in watch.output()
     finally:
         if watch is not None:
@@ -61,10 +67,13 @@ def test_keepalive_stream_on_follower_ends_when_quorum_is_lost(tmp_path: Path) -
                 lease = await stub.lease_grant(pb.LeaseGrantRequest(ttl=30))
                 outcome = "the stream went on"
                 try:
-                    async with ch.request("/etcdserverpb.Lease/LeaseKeepAlive",
-                                          Cardinality.STREAM_STREAM, pb.LeaseKeepAliveRequest,
-                                          pb.LeaseKeepAliveResponse,
-                                          metadata={"hasleader": "true"}) as st:
+                    async with ch.request(
+                        "/etcdserverpb.Lease/LeaseKeepAlive",
+                        Cardinality.STREAM_STREAM,
+                        pb.LeaseKeepAliveRequest,
+                        pb.LeaseKeepAliveResponse,
+                        metadata={"hasleader": "true"},
+                    ) as st:
                         await st.send_message(pb.LeaseKeepAliveRequest(id=lease.id))
                         first = await asyncio.wait_for(st.recv_message(), 10)
                         assert first is not None
@@ -93,4 +102,3 @@ def test_keepalive_stream_on_follower_ends_when_quorum_is_lost(tmp_path: Path) -
 
 class _Done(Exception):
     """Leaves a grpclib client stream early."""
-

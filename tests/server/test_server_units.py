@@ -38,8 +38,9 @@ def test_command_roundtrip() -> None:
 def test_header_matches_betterproto() -> None:
     for ids in [(1, 2, 3, 4), (2**64 - 1, 2**63, 1, 0), (0, 0, 0, 0)]:
         ours = encode_header(*ids)
-        ref = pb.ResponseHeader(cluster_id=ids[0], member_id=ids[1], revision=ids[2],
-                                raft_term=ids[3])
+        ref = pb.ResponseHeader(
+            cluster_id=ids[0], member_id=ids[1], revision=ids[2], raft_term=ids[3]
+        )
         assert ours == bytes(ref)
         full = pb.RangeResponse.parse(header_field(ours) + b"\x20\x05")
         assert full.count == 5
@@ -47,17 +48,20 @@ def test_header_matches_betterproto() -> None:
     assert varint(-1) == b"\xff" * 9 + b"\x01"
 
 
-@pytest.mark.parametrize("data", [
-    b"\x0a\x05ab",  # length past the end
-    b"\x0a",  # truncated length
-    b"\x08\xff",  # truncated varint
-    b"\x0b\x01",  # group wire type
-    b"\x00\x01",  # field 0
-    b"\x18\x01\x0d\x00",  # fixed32 truncated
-    b"\x0a\x01a\x18",  # tag without value
-    b"\x1a\x01a",  # field 3 (limit, varint) sent as bytes
-    b"garbage bytes!!",
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x0a\x05ab",  # length past the end
+        b"\x0a",  # truncated length
+        b"\x08\xff",  # truncated varint
+        b"\x0b\x01",  # group wire type
+        b"\x00\x01",  # field 0
+        b"\x18\x01\x0d\x00",  # fixed32 truncated
+        b"\x0a\x01a\x18",  # tag without value
+        b"\x1a\x01a",  # field 3 (limit, varint) sent as bytes
+        b"garbage bytes!!",
+    ],
+)
 def test_malformed_rejected(data: bytes) -> None:
     with pytest.raises(ValueError):
         check_message(data, pb.RangeRequest)
@@ -247,11 +251,11 @@ def test_lease_revoke_deletes_keys_in_one_revision() -> None:
     assert not sm.lessor.exists(7)
     resp = pb.RangeResponse.parse(sm.kv.range(pb.RangeRequest(key=b"\x00", range_end=b"\x00")))
     assert [kv.key for kv in resp.kvs] == [b"free"]
-    err = sm.apply(sm.applied_index + 1, encode(Kind.LEASE_REVOKE,
-                                                bytes(pb.LeaseRevokeRequest(id=7))))
+    err = sm.apply(
+        sm.applied_index + 1, encode(Kind.LEASE_REVOKE, bytes(pb.LeaseRevokeRequest(id=7)))
+    )
     assert isinstance(err, LeaseNotFoundError)
-    err = sm.apply(sm.applied_index + 1, encode(Kind.PUT, bytes(pb.PutRequest(key=b"x",
-                                                                              lease=7))))
+    err = sm.apply(sm.applied_index + 1, encode(Kind.PUT, bytes(pb.PutRequest(key=b"x", lease=7))))
     assert isinstance(err, LeaseNotFoundError)
     sm._check()
 
@@ -259,8 +263,13 @@ def test_lease_revoke_deletes_keys_in_one_revision() -> None:
 def test_nospace_blocks_puts_not_deletes() -> None:
     sm = StateMachine()
     _apply(sm, Kind.PUT, pb.PutRequest(key=b"k", value=b"v"))
-    _apply(sm, Kind.ALARM, pb.AlarmRequest(action=pb.AlarmRequestAlarmAction.ACTIVATE,
-                                           member_id=9, alarm=pb.AlarmType.NOSPACE))
+    _apply(
+        sm,
+        Kind.ALARM,
+        pb.AlarmRequest(
+            action=pb.AlarmRequestAlarmAction.ACTIVATE, member_id=9, alarm=pb.AlarmType.NOSPACE
+        ),
+    )
     assert sm.alarm_list() == [(9, 1)]
     put = encode(Kind.PUT, bytes(pb.PutRequest(key=b"k", value=b"v")))
     assert isinstance(sm.apply(sm.applied_index + 1, put), NoSpaceError)
@@ -269,8 +278,13 @@ def test_nospace_blocks_puts_not_deletes() -> None:
     grant = encode(Kind.LEASE_GRANT, bytes(pb.LeaseGrantRequest(id=1, ttl=5)))
     assert isinstance(sm.apply(sm.applied_index + 1, grant), NoSpaceError)
     _apply(sm, Kind.DELETE_RANGE, pb.DeleteRangeRequest(key=b"k"))
-    _apply(sm, Kind.ALARM, pb.AlarmRequest(action=pb.AlarmRequestAlarmAction.DEACTIVATE,
-                                           member_id=9, alarm=pb.AlarmType.NOSPACE))
+    _apply(
+        sm,
+        Kind.ALARM,
+        pb.AlarmRequest(
+            action=pb.AlarmRequestAlarmAction.DEACTIVATE, member_id=9, alarm=pb.AlarmType.NOSPACE
+        ),
+    )
     assert sm.alarm_list() == []
     assert isinstance(sm.apply(sm.applied_index + 1, put), bytes)
     sm._check()
@@ -281,8 +295,13 @@ def test_snapshot_restore_roundtrip() -> None:
     _apply(sm, Kind.LEASE_GRANT, pb.LeaseGrantRequest(id=3, ttl=60))
     _apply(sm, Kind.PUT, pb.PutRequest(key=b"a", value=b"1", lease=3))
     _apply(sm, Kind.PUT, pb.PutRequest(key=b"b", value=b"2"))
-    _apply(sm, Kind.ALARM, pb.AlarmRequest(action=pb.AlarmRequestAlarmAction.ACTIVATE,
-                                           member_id=1, alarm=pb.AlarmType.NOSPACE))
+    _apply(
+        sm,
+        Kind.ALARM,
+        pb.AlarmRequest(
+            action=pb.AlarmRequestAlarmAction.ACTIVATE, member_id=1, alarm=pb.AlarmType.NOSPACE
+        ),
+    )
     data = sm.snapshot()
     other = StateMachine()
     seen: list[KVStore] = []
@@ -327,26 +346,51 @@ def test_cli_defaults_like_etcd() -> None:
 
 
 def test_cli_flags() -> None:
-    args = build_parser().parse_args([
-        "--name", "n1", "--listen-client-urls", "http://127.0.0.1:1,http://127.0.0.1:2",
-        "--initial-cluster", "n1=http://127.0.0.1:3,n2=http://127.0.0.1:4",
-        "--initial-cluster-state", "existing", "--election-timeout", "3000"])
+    args = build_parser().parse_args(
+        [
+            "--name",
+            "n1",
+            "--listen-client-urls",
+            "http://127.0.0.1:1,http://127.0.0.1:2",
+            "--initial-cluster",
+            "n1=http://127.0.0.1:3,n2=http://127.0.0.1:4",
+            "--initial-cluster-state",
+            "existing",
+            "--election-timeout",
+            "3000",
+        ]
+    )
     cfg = config_from_args(args)
     assert cfg.data_dir == "n1.coord"
     assert cfg.listen_client_urls == ("http://127.0.0.1:1", "http://127.0.0.1:2")
-    assert parse_initial_cluster(cfg.initial_cluster) == {"n1": ["http://127.0.0.1:3"],
-                                                          "n2": ["http://127.0.0.1:4"]}
+    assert parse_initial_cluster(cfg.initial_cluster) == {
+        "n1": ["http://127.0.0.1:3"],
+        "n2": ["http://127.0.0.1:4"],
+    }
     assert cfg.min_lease_ttl == 5
     with pytest.raises(ValueError, match="invalid URL"):
         Config(listen_client_urls=("localhost",))
     with pytest.raises(ValueError, match="name=url"):
         Config(initial_cluster="nourl")
     help_text = build_parser().format_help()
-    for flag in ("--name", "--data-dir", "--listen-client-urls", "--advertise-client-urls",
-                 "--quota-backend-bytes", "--max-txn-ops", "--max-request-bytes",
-                 "--heartbeat-interval", "--election-timeout", "--snapshot-count",
-                 "--listen-peer-urls", "--initial-advertise-peer-urls", "--initial-cluster",
-                 "--initial-cluster-state", "--initial-cluster-token", "--log-level"):
+    for flag in (
+        "--name",
+        "--data-dir",
+        "--listen-client-urls",
+        "--advertise-client-urls",
+        "--quota-backend-bytes",
+        "--max-txn-ops",
+        "--max-request-bytes",
+        "--heartbeat-interval",
+        "--election-timeout",
+        "--snapshot-count",
+        "--listen-peer-urls",
+        "--initial-advertise-peer-urls",
+        "--initial-cluster",
+        "--initial-cluster-state",
+        "--initial-cluster-token",
+        "--log-level",
+    ):
         assert flag in help_text
 
 
@@ -361,14 +405,15 @@ def test_api_header_cache_follows_term() -> None:
     sm = StateMachine()
     node = FakeNode(sm, MemberInfo(id=77, name="n"), cluster_id=2**63 + 5)
     ctx = ApiContext(Config(), node, sm)
-    assert ctx.header(9) == bytes(pb.ResponseHeader(cluster_id=2**63 + 5, member_id=77,
-                                                    revision=9))
+    assert ctx.header(9) == bytes(pb.ResponseHeader(cluster_id=2**63 + 5, member_id=77, revision=9))
     asyncio.run(node.start())
     for rev in (0, 1, 127, 128, 2**40):
-        assert ctx.header(rev) == bytes(pb.ResponseHeader(cluster_id=2**63 + 5, member_id=77,
-                                                          revision=rev, raft_term=1))
-    fields = scan(pb.PutRequest, bytes(pb.PutRequest(key=b"k", value=b"vv", lease=-1,
-                                                     ignore_lease=True)))
+        assert ctx.header(rev) == bytes(
+            pb.ResponseHeader(cluster_id=2**63 + 5, member_id=77, revision=rev, raft_term=1)
+        )
+    fields = scan(
+        pb.PutRequest, bytes(pb.PutRequest(key=b"k", value=b"vv", lease=-1, ignore_lease=True))
+    )
     assert fields == {1: 1, 2: 2, 3: 2**64 - 1, 6: 1}
 
 
@@ -394,8 +439,7 @@ def test_duration_flags_accept_go_syntax() -> None:
     from coord.server.main import parse_duration
 
     def interval(value: str) -> float:
-        args = build_parser().parse_args(
-            ["--experimental-watch-progress-notify-interval", value])
+        args = build_parser().parse_args(["--experimental-watch-progress-notify-interval", value])
         return float(config_from_args(args).watch_progress_notify_interval)
 
     assert interval("200ms") == pytest.approx(0.2)
@@ -415,15 +459,26 @@ def test_duration_flags_accept_go_syntax() -> None:
 def test_lease_checkpoint_is_applied_and_kept_in_snapshots() -> None:
     sm = StateMachine()
     _apply(sm, Kind.LEASE_GRANT, pb.LeaseGrantRequest(id=7, ttl=60))
-    _apply(sm, Kind.LEASE_CHECKPOINT, pb.LeaseCheckpointRequest(checkpoints=[
-        pb.LeaseCheckpoint(id=7, remaining_TTL=12), pb.LeaseCheckpoint(id=99, remaining_TTL=5)]))
+    _apply(
+        sm,
+        Kind.LEASE_CHECKPOINT,
+        pb.LeaseCheckpointRequest(
+            checkpoints=[
+                pb.LeaseCheckpoint(id=7, remaining_TTL=12),
+                pb.LeaseCheckpoint(id=99, remaining_TTL=5),
+            ]
+        ),
+    )
     assert sm.lessor.remaining(7) == 12
     assert not sm.lessor.exists(99)  # a checkpoint never creates a lease
     other = StateMachine()
     other.restore(sm.snapshot())
     assert other.lessor.remaining(7) == 12
-    _apply(other, Kind.LEASE_CHECKPOINT, pb.LeaseCheckpointRequest(checkpoints=[
-        pb.LeaseCheckpoint(id=7, remaining_TTL=0)]))  # what a renew replicates
+    _apply(
+        other,
+        Kind.LEASE_CHECKPOINT,
+        pb.LeaseCheckpointRequest(checkpoints=[pb.LeaseCheckpoint(id=7, remaining_TTL=0)]),
+    )  # what a renew replicates
     assert other.lessor.remaining(7) == 60
     other._check()
 
@@ -450,8 +505,9 @@ def test_expired_unrevoked_lease_is_not_reported_lost() -> None:
         timer = LeaseTimer(sm.lessor, clock, auth, extend=0.0)
         service = LeaseService(ApiContext(Config(), node, sm), timer)
         for lease_id in (7, 8):
-            await node.propose(encode(Kind.LEASE_GRANT, bytes(pb.LeaseGrantRequest(id=lease_id,
-                                                                                   ttl=5))))
+            await node.propose(
+                encode(Kind.LEASE_GRANT, bytes(pb.LeaseGrantRequest(id=lease_id, ttl=5)))
+            )
         assert await service.renew_here(7, 0) == 5
         clock.now += 6  # both expired here, neither revoked yet
         results: dict[int, object] = {}

@@ -51,15 +51,17 @@ def _write_snapshot(data_dir: Path, ms: Membership, cs: ConfState) -> None:
 def _open_node(data_dir: Path) -> RaftNode:
     async def make() -> RaftNode:  # the node's events need a running loop
         peer = f"http://127.0.0.1:{free_port()}"  # the node binds it (never the default 2380)
-        return await RaftNode.open(Config(data_dir=str(data_dir), listen_peer_urls=(peer,)),
-                                   StateMachine())
+        return await RaftNode.open(
+            Config(data_dir=str(data_dir), listen_peer_urls=(peer,)), StateMachine()
+        )
 
     return asyncio.run(make())
 
 
 def test_restart_from_consistent_snapshot(tmp_path: Path) -> None:
-    _write_snapshot(tmp_path, _membership([1, 2, 3], [4]), ConfState(voters=[1, 2, 3],
-                                                                     learners=[4]))
+    _write_snapshot(
+        tmp_path, _membership([1, 2, 3], [4]), ConfState(voters=[1, 2, 3], learners=[4])
+    )
     node = _open_node(tmp_path)
     try:
         assert node.applied_index() == 10

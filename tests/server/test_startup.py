@@ -11,14 +11,21 @@ from support import CoordProc, etcdctl, free_port, wait_for
 
 
 def _tree(path: Path) -> list[tuple[str, int, int]]:
-    return sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
-                  for p in path.rglob("*"))
+    return sorted(
+        (str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in path.rglob("*")
+    )
 
 
 def _peer_args(port: int, name: str) -> list[str]:
     url = f"http://127.0.0.1:{port}"
-    return ["--listen-peer-urls", url, "--initial-advertise-peer-urls", url,
-            "--initial-cluster", f"{name}={url}"]
+    return [
+        "--listen-peer-urls",
+        url,
+        "--initial-advertise-peer-urls",
+        url,
+        "--initial-cluster",
+        f"{name}={url}",
+    ]
 
 
 @pytest.mark.etcdctl
@@ -35,19 +42,22 @@ def test_second_server_is_refused_with_one_line(tmp_path: Path, clash: str) -> N
         args = _peer_args(peer_port, "second")
         if clash == "data dir":
             args += ["--data-dir", str(first.data_dir)]
-        second = CoordProc(tmp_path, name="second", client_port=client_port, args=args,
-                           wait=False)
+        second = CoordProc(tmp_path, name="second", client_port=client_port, args=args, wait=False)
         wait_for(lambda: not second.alive(), timeout=20, what="the second server to exit")
         assert second.popen.returncode == 1
         lines = second.output().strip().splitlines()
         assert len(lines) == 1, second.output()  # one line, no traceback, nothing else
         (line,) = lines
         if clash == "client port":
-            assert (f"cannot serve: cannot listen for client requests on "
-                    f"http://127.0.0.1:{client_port}: address already in use") in line
+            assert (
+                f"cannot serve: cannot listen for client requests on "
+                f"http://127.0.0.1:{client_port}: address already in use"
+            ) in line
         elif clash == "peer port":
-            assert (f"cannot serve: cannot listen for peers on "
-                    f"http://127.0.0.1:{peer_port}: address already in use") in line
+            assert (
+                f"cannot serve: cannot listen for peers on "
+                f"http://127.0.0.1:{peer_port}: address already in use"
+            ) in line
         else:
             assert f"data directory {first.data_dir} is in use" in line
             assert f"pid {first.pid}" in line
@@ -56,8 +66,7 @@ def test_second_server_is_refused_with_one_line(tmp_path: Path, clash: str) -> N
         assert _tree(first.data_dir) == before
         assert first.alive()
         etcdctl(first.endpoint, "put", "/startup/b", "2")
-        assert etcdctl(first.endpoint, "get", "/startup/a", "--print-value-only").stdout \
-            == "1\n"
+        assert etcdctl(first.endpoint, "get", "/startup/a", "--print-value-only").stdout == "1\n"
     finally:
         first.stop()
         if second is not None:

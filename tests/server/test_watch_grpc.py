@@ -25,12 +25,18 @@ class Watcher:
     """``etcdctl watch ...`` running in the background; output polled, never slept on."""
 
     def __init__(self, endpoint: str, log: Path, *args: str) -> None:
-        self.proc = Proc([require_binary("etcdctl"), f"--endpoints={endpoint}", "watch", *args],
-                         log, env={"ETCDCTL_API": "3"})
+        self.proc = Proc(
+            [require_binary("etcdctl"), f"--endpoints={endpoint}", "watch", *args],
+            log,
+            env={"ETCDCTL_API": "3"},
+        )
 
     def wait_output(self, expected: str, timeout: float = 15) -> None:
-        wait_for(lambda: self.proc.output() == expected, timeout=timeout,
-                 what=f"watch output {expected!r} (have {self.proc.output()!r})")
+        wait_for(
+            lambda: self.proc.output() == expected,
+            timeout=timeout,
+            what=f"watch output {expected!r} (have {self.proc.output()!r})",
+        )
 
     def stop(self) -> None:
         self.proc.kill()
@@ -53,6 +59,7 @@ def start(watchers: list[Watcher], tmp_path: Path, endpoint: str, *args: str) ->
 
 def wait_watching(endpoint: str, key: str, w: Watcher) -> None:
     """Put a marker until the watcher prints it (the watch is then surely established)."""
+
     def seen() -> bool:
         etcdctl(endpoint, "put", key, "marker")
         return "marker" in w.proc.output()
@@ -60,8 +67,9 @@ def wait_watching(endpoint: str, key: str, w: Watcher) -> None:
     wait_for(seen, timeout=15, what="watch established", interval=0.2)
 
 
-def test_watch_prefix_and_prev_kv(backend: str, prefix: str, tmp_path: Path,
-                                  watchers: list[Watcher]) -> None:
+def test_watch_prefix_and_prev_kv(
+    backend: str, prefix: str, tmp_path: Path, watchers: list[Watcher]
+) -> None:
     w = start(watchers, tmp_path, backend, "--prefix", prefix, "--prev-kv")
     wait_watching(backend, prefix + "m", w)
     base = w.proc.output()
@@ -73,8 +81,9 @@ def test_watch_prefix_and_prev_kv(backend: str, prefix: str, tmp_path: Path,
     w.wait_output(base + f"PUT\n{p}a\n1\nPUT\n{p}a\n1\n{p}a\n2\nDELETE\n{p}a\n2\n{p}a\n\n")
 
 
-def test_watch_from_history(backend: str, prefix: str, tmp_path: Path,
-                            watchers: list[Watcher]) -> None:
+def test_watch_from_history(
+    backend: str, prefix: str, tmp_path: Path, watchers: list[Watcher]
+) -> None:
     etcdctl(backend, "put", prefix + "h", "1")
     out = etcdctl(backend, "get", prefix + "h", "-w", "json").stdout
     rev = int(out.split('"mod_revision":')[1].split(",")[0])
@@ -87,15 +96,24 @@ def test_watch_from_history(backend: str, prefix: str, tmp_path: Path,
 @pytest.fixture(scope="module")
 def lease_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CoordProc]:
     peer = f"http://127.0.0.1:{free_port()}"
-    proc = CoordProc(tmp_path_factory.mktemp("watchlease"),
-                     args=["--election-timeout", "500", "--listen-peer-urls", peer,
-                           "--initial-advertise-peer-urls", peer])
+    proc = CoordProc(
+        tmp_path_factory.mktemp("watchlease"),
+        args=[
+            "--election-timeout",
+            "500",
+            "--listen-peer-urls",
+            peer,
+            "--initial-advertise-peer-urls",
+            peer,
+        ],
+    )
     yield proc
     proc.stop()
 
 
-def test_lease_expiry_delete_events(lease_server: CoordProc, tmp_path: Path,
-                                    watchers: list[Watcher]) -> None:
+def test_lease_expiry_delete_events(
+    lease_server: CoordProc, tmp_path: Path, watchers: list[Watcher]
+) -> None:
     ep = lease_server.endpoint
     w = start(watchers, tmp_path, ep, "--prefix", "/lw/")
     wait_watching(ep, "/lw/m", w)
@@ -131,15 +149,18 @@ def test_slow_watcher_does_not_block_others(coord_server: Any, prefix: str) -> N
         kv_ch = Channel(host, int(port), codec=RawCodec())
         path = "/etcdserverpb.Watch/Watch"
         try:
-            async with slow_ch.request(path, Cardinality.STREAM_STREAM, bytes, bytes) as slow, \
-                    fast_ch.request(path, Cardinality.STREAM_STREAM, bytes, bytes) as fast:
+            async with (
+                slow_ch.request(path, Cardinality.STREAM_STREAM, bytes, bytes) as slow,
+                fast_ch.request(path, Cardinality.STREAM_STREAM, bytes, bytes) as fast,
+            ):
                 for s in (slow, fast):
                     await s.send_message(_create(key, end))
                     assert pb.WatchResponse.parse(unwrap(await s.recv_message())).created
                 fast_reader = asyncio.create_task(_events(fast, n, 60))
                 for i in range(n):
-                    async with kv_ch.request("/etcdserverpb.KV/Put", Cardinality.UNARY_UNARY,
-                                             bytes, bytes, timeout=10) as put:
+                    async with kv_ch.request(
+                        "/etcdserverpb.KV/Put", Cardinality.UNARY_UNARY, bytes, bytes, timeout=10
+                    ) as put:
                         req = pb.PutRequest(key=key + b"%03d" % i, value=b"x" * size)
                         await put.send_message(bytes(req), end=True)
                         await put.recv_message()
@@ -167,12 +188,14 @@ def test_half_closed_watch_stream_keeps_delivering(coord_server: Any, prefix: st
     async def main() -> list[mvccpb.Event]:
         ch = Channel(host, int(port), codec=RawCodec())
         try:
-            async with ch.request("/etcdserverpb.Watch/Watch", Cardinality.STREAM_STREAM,
-                                  bytes, bytes) as stream:
+            async with ch.request(
+                "/etcdserverpb.Watch/Watch", Cardinality.STREAM_STREAM, bytes, bytes
+            ) as stream:
                 await stream.send_message(_create(key, b""), end=True)  # then half-close
                 assert pb.WatchResponse.parse(unwrap(await stream.recv_message())).created
-                etcd_put = asyncio.to_thread(etcdctl, coord_server.endpoint, "put",
-                                             key.decode(), "after-half-close")
+                etcd_put = asyncio.to_thread(
+                    etcdctl, coord_server.endpoint, "put", key.decode(), "after-half-close"
+                )
                 await etcd_put
                 events = await _events(stream, 1, 15)
                 await stream.cancel()

@@ -35,8 +35,14 @@ def test_round_trip_and_overwrite(tmp_path: Path) -> None:
     wal2.close()
     assert st.metadata == MD
     assert st.hard_state == HardState(2, 2, 3)
-    assert [(e.index, e.term) for e in st.entries] == [(1, 1), (2, 1), (3, 1), (4, 2), (5, 2),
-                                                       (6, 2)]
+    assert [(e.index, e.term) for e in st.entries] == [
+        (1, 1),
+        (2, 1),
+        (3, 1),
+        (4, 2),
+        (5, 2),
+        (6, 2),
+    ]
     assert st.truncated_tail == 0
 
 
@@ -117,9 +123,11 @@ def test_torn_header_across_a_sector_boundary(tmp_path: Path) -> None:
     seg = _last_segment(tmp_path)
     start = seg.stat().st_size
     boundary = (start // 512 + 2) * 512
-    size = next(n for n in range(600, 1200)  # entry 2 ends 5 bytes before the boundary
-                if start + HEADER_SIZE + len(msgspec.msgpack.encode(ents(2, 2, size=n)[0]))
-                == boundary - 5)
+    size = next(
+        n
+        for n in range(600, 1200)  # entry 2 ends 5 bytes before the boundary
+        if start + HEADER_SIZE + len(msgspec.msgpack.encode(ents(2, 2, size=n)[0])) == boundary - 5
+    )
     wal.save(None, ents(2, 2, size=size))
     wal.save(None, ents(3, 4, size=700))
     wal.close()
@@ -129,7 +137,7 @@ def test_torn_header_across_a_sector_boundary(tmp_path: Path) -> None:
     _, st = WAL.open(tmp_path)
     assert [e.index for e in st.entries] == [1, 2]
     assert seg.stat().st_size == boundary - 5
-    damaged = good[:boundary] + bytes(200) + good[boundary + 200:]  # later bytes written
+    damaged = good[:boundary] + bytes(200) + good[boundary + 200 :]  # later bytes written
     seg.write_bytes(bytes(damaged))
     with pytest.raises(WALCorruptError, match="header checksum") as ei:
         WAL.open(tmp_path)
@@ -175,12 +183,17 @@ def test_old_format_wal_is_refused(tmp_path: Path) -> None:
     old = struct.Struct(">IBI")
 
     def rec(rtype: int, payload: bytes) -> bytes:
-        return old.pack(len(payload), rtype, zlib.crc32(payload, zlib.crc32(bytes((rtype,))))) \
+        return (
+            old.pack(len(payload), rtype, zlib.crc32(payload, zlib.crc32(bytes((rtype,)))))
             + payload
+        )
 
     enc = msgspec.msgpack.encode
-    body = rec(1, enc(MD)) + b"".join(rec(2, enc(e)) for e in ents(1, 3)) \
+    body = (
+        rec(1, enc(MD))
+        + b"".join(rec(2, enc(e)) for e in ents(1, 3))
         + rec(3, enc(HardState(1, 1, 3)))
+    )
     seg = tmp_path / "0000000000000000-0000000000000001.wal"
     seg.write_bytes(body)
     with pytest.raises(WALCorruptError, match="older WAL format") as ei:
@@ -288,6 +301,7 @@ def test_fsync_per_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     wal = WAL.create(tmp_path, MD)
     calls: list[int] = []
     real = os.fsync
+
     def fsync(fd: int) -> None:
         calls.append(fd)
         real(fd)
@@ -329,18 +343,22 @@ def _dir_fsyncs(monkeypatch: pytest.MonkeyPatch) -> set[int]:
     return inodes
 
 
-def test_create_fsyncs_every_new_directory(tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_create_fsyncs_every_new_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data_dir = tmp_path / "a" / "data"
     synced = _dir_fsyncs(monkeypatch)
     DurableStorage.create(data_dir, MD).close()
-    for d in (tmp_path, tmp_path / "a", data_dir, data_dir / "member",
-              data_dir / "member" / "wal", data_dir / "member" / "snap"):
+    for d in (
+        tmp_path,
+        tmp_path / "a",
+        data_dir,
+        data_dir / "member",
+        data_dir / "member" / "wal",
+        data_dir / "member" / "snap",
+    ):
         assert d.stat().st_ino in synced, f"{d} was not fsynced"
 
 
-def test_snapshot_purge_fsyncs_directory(tmp_path: Path,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_snapshot_purge_fsyncs_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for i in (1, 2, 3):
         snapfile.save(tmp_path, Snapshot(b"x", SnapshotMetadata(ConfState(voters=[1]), i, 1)))
     synced = _dir_fsyncs(monkeypatch)

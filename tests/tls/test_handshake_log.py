@@ -23,10 +23,17 @@ class TlsServer(CoordProc):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, pki: Any) -> Iterator[TlsServer]:
     plain, secure = free_port(), free_port()
-    proc = TlsServer(tmp_path_factory.mktemp("tlslog"), name="tlslog", client_port=plain,
-                     args=["--listen-client-urls",
-                           f"http://127.0.0.1:{plain},https://127.0.0.1:{secure}",
-                           *pki.server_flags(), "--client-cert-auth"])
+    proc = TlsServer(
+        tmp_path_factory.mktemp("tlslog"),
+        name="tlslog",
+        client_port=plain,
+        args=[
+            "--listen-client-urls",
+            f"http://127.0.0.1:{plain},https://127.0.0.1:{secure}",
+            *pki.server_flags(),
+            "--client-cert-auth",
+        ],
+    )
     proc.tls_port = secure
     yield proc
     proc.stop()
@@ -81,15 +88,32 @@ def test_client_refusing_our_certificate_is_logged(server: TlsServer, other_pki:
 
 
 def test_plain_http_gets_go_answer_and_is_logged(server: TlsServer) -> None:
-    out = subprocess.run([require_binary("curl"), "-sS", "--max-time", "10", "-v",
-                          f"http://127.0.0.1:{server.tls_port}/version"],
-                         capture_output=True, text=True, timeout=30, check=False)
+    out = subprocess.run(
+        [
+            require_binary("curl"),
+            "-sS",
+            "--max-time",
+            "10",
+            "-v",
+            f"http://127.0.0.1:{server.tls_port}/version",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert out.stdout == "Client sent an HTTP request to an HTTPS server.\n", out
     assert "HTTP/1.0 400 Bad Request" in out.stderr
-    wait_for(lambda: "client sent an HTTP request to an HTTPS server" in server.output(),
-             timeout=10, what="the plain-HTTP log line")
-    (line,) = [ln for ln in server.output().splitlines()
-               if "client sent an HTTP request to an HTTPS server" in ln]
+    wait_for(
+        lambda: "client sent an HTTP request to an HTTPS server" in server.output(),
+        timeout=10,
+        what="the plain-HTTP log line",
+    )
+    (line,) = [
+        ln
+        for ln in server.output().splitlines()
+        if "client sent an HTTP request to an HTTPS server" in ln
+    ]
     assert " WARNING " in line
     assert "TLS handshake error from 127.0.0.1:" in line
 
@@ -103,8 +127,9 @@ def test_plain_http2_is_logged_with_peer(server: TlsServer) -> None:
         except ConnectionResetError:
             answer = b""
         assert answer == b""
-    assert _line(server, me) == ("client sent a plain-text HTTP/2 (gRPC without TLS) "
-                                 "request to an HTTPS server")
+    assert _line(server, me) == (
+        "client sent a plain-text HTTP/2 (gRPC without TLS) request to an HTTPS server"
+    )
 
 
 def test_port_probe_is_not_logged_and_tls_still_serves(server: TlsServer, pki: Any) -> None:
@@ -113,8 +138,10 @@ def test_port_probe_is_not_logged_and_tls_still_serves(server: TlsServer, pki: A
     ctx = ssl.create_default_context(cafile=str(pki.ca))
     ctx.load_cert_chain(str(pki.client_cert), str(pki.client_key))
     ctx.set_alpn_protocols(["http/1.1"])
-    with socket.create_connection(("127.0.0.1", server.tls_port), timeout=10) as raw, \
-            ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+    with (
+        socket.create_connection(("127.0.0.1", server.tls_port), timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
         tls.sendall(b"GET /version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         data = b""
         while chunk := tls.recv(65536):
@@ -122,7 +149,6 @@ def test_port_probe_is_not_logged_and_tls_still_serves(server: TlsServer, pki: A
     assert data.startswith(b"HTTP/1.1 200 "), data
     assert f"from {me}" not in server.output()
     assert "Traceback" not in server.output()
-
 
 
 def test_handshake_timeout_is_logged(server: TlsServer) -> None:
@@ -134,8 +160,9 @@ def test_handshake_timeout_is_logged(server: TlsServer) -> None:
         assert silent.recv(1) == b""  # the server hangs up on both after the timeout
         assert stalled.recv(1) == b""
         assert _line(server, _addr(silent)) == "no TLS hello within 10s (handshake timeout)"
-        assert _line(server, _addr(stalled)) == ("handshake not finished within 10s "
-                                                 "(handshake timeout)")
+        assert _line(server, _addr(stalled)) == (
+            "handshake not finished within 10s (handshake timeout)"
+        )
     finally:
         silent.close()
         stalled.close()

@@ -82,8 +82,9 @@ async def until(pred: Callable[[], object], timeout: float = 5.0) -> None:
 
 
 @asynccontextmanager
-async def pair(cluster_b: int = 100) -> AsyncIterator[tuple[PeerTransport, PeerTransport,
-                                                                Recorder, Recorder]]:
+async def pair(
+    cluster_b: int = 100,
+) -> AsyncIterator[tuple[PeerTransport, PeerTransport, Recorder, Recorder]]:
     pa, pb = free_port(), free_port()
     ra, rb = Recorder(), Recorder()
     a = PeerTransport(1, 100, [f"http://127.0.0.1:{pa}"], ra, queue_batches=8)
@@ -101,8 +102,18 @@ async def test_messages_flow_in_order() -> None:
     async with pair() as (a, _b, _ra, rb):
         await until(lambda: a.is_connected(2))
         for i in range(50):
-            a.send([Message(MessageType.APP, to=2, from_=1, term=1, index=i,
-                            entries=[Entry(1, i + 1, data=b"x" * 100)])])
+            a.send(
+                [
+                    Message(
+                        MessageType.APP,
+                        to=2,
+                        from_=1,
+                        term=1,
+                        index=i,
+                        entries=[Entry(1, i + 1, data=b"x" * 100)],
+                    )
+                ]
+            )
             if i % 4 == 0:
                 await anyio.lowlevel.checkpoint()
         await until(lambda: len(rb.msgs) == 50)
@@ -146,6 +157,7 @@ async def test_refused_snapshot_is_reported_failed_and_retried_with_backoff() ->
         rb.refuse_snapshots = True
         for n in range(1, 5):  # Raft sends the next MsgSnap once the last one is reported
             a.send([Message(MessageType.SNAP, to=2, from_=1, term=3, snapshot=snap)])
+
             def reported(n: int = n) -> bool:
                 return len(ra.snap_status) == n
 
@@ -186,6 +198,7 @@ async def test_reconnects_after_peer_restart() -> None:
                 await btg.start(b.run)
                 await until(lambda: a.is_connected(2))
                 a.send([Message(MessageType.HEARTBEAT, to=2, from_=1, index=round_)])
+
                 def heard(r: int = round_) -> bool:
                     return any(m.index == r for m in rb.msgs)
 
@@ -202,6 +215,7 @@ async def test_calls_share_one_kept_connection_and_are_multiplexed() -> None:
     async with pair() as (a, _b, _ra, rb):
         slow_result: list[bytes] = []
         async with anyio.create_task_group() as tg:
+
             async def slow() -> None:
                 slow_result.append(await a.call(2, "slow", b"s", timeout=5))
 
