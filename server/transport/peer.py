@@ -119,6 +119,11 @@ class _Peer:
     snapshot_backoff: float = 0.0
     dropped: int = 0
 
+    def close(self) -> None:
+        """Close both ends of the outbound queue (a sender then drops, a reader ends)."""
+        self.send.close()
+        self.recv.close()
+
 
 class PeerTransport:
     """See the module docstring."""
@@ -197,6 +202,8 @@ class PeerTransport:
                 await anyio.sleep(math.inf)
         finally:
             self._tg = None
+            for p in self._peers.values():
+                p.close()
             with anyio.CancelScope(shield=True):
                 for lst in listeners:
                     await lst.aclose()
@@ -208,7 +215,7 @@ class PeerTransport:
             if pid not in peers:
                 p = self._peers.pop(pid)
                 p.scope.cancel()
-                p.send.close()
+                p.close()
                 self._close_call_conn(pid)
         for pid, urls in peers.items():
             cur = self._peers.get(pid)
@@ -227,7 +234,7 @@ class PeerTransport:
 
     def _replace(self, old: _Peer) -> None:
         snd, rcv = anyio.create_memory_object_stream[list[Message]](self.queue_batches)
-        old.send.close()
+        old.close()
         peer = _Peer(old.id, old.urls, snd, rcv)
         self._peers[old.id] = peer
         if self._tg is not None:

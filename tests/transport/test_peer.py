@@ -138,6 +138,7 @@ async def test_queue_full_drops_and_reports_unreachable() -> None:
     for i in range(10):
         a.send([Message(MessageType.HEARTBEAT, to=2, from_=1, index=i)])
     assert ra.unreachable.count(2) == 6
+    a.set_peers({})  # a removed peer's queue is closed (the transport never ran)
 
 
 async def test_snapshot_on_separate_connection() -> None:
