@@ -77,9 +77,6 @@ class _HttpError(Exception):
         self.message = message
 
 
-HealthCheck = Callable[[], Awaitable[tuple[bool, str]]]
-
-
 class Gateway:
     """Serves etcd's HTTP/1.1 JSON API for the gRPC handlers of one grpclib ``Server``."""
 

@@ -15,6 +15,7 @@ entry of the current term (architecture rule 9).
 
 from __future__ import annotations
 
+import abc
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -45,7 +46,7 @@ class FatalError(OSError):
     """This member stopped because its Raft state cannot go on (the message says why)."""
 
 
-class NodeState:
+class NodeState(abc.ABC):
     """Shared state and self-queries of a Raft member (see the module docstring)."""
 
     config: Config
@@ -130,11 +131,6 @@ class NodeState:
         """The member list as of the applied index."""
         return self.membership.infos()
 
-    def leader_client_urls(self) -> list[str]:
-        """Client URLs of the current leader (empty when unknown or unpublished)."""
-        m = self.membership.members.get(self._lead)
-        return list(m.client_urls) if m is not None else []
-
     def _set_leader(self, leader: bool) -> None:
         if leader == self._is_leader:
             return
@@ -160,58 +156,59 @@ class NodeState:
         assert self._snap_index <= self._applied
         self.membership._check()
 
-    # -- implemented by the parts (declared here for the others) -------------------------------
+    # -- implemented by the parts (declared here for the others; abstract, so a RaftNode that
+    # -- lacks one cannot be built) ---------------------------------------------------------
 
+    @abc.abstractmethod
     def _fail(self, reason: str, exc: BaseException | None = None) -> None:
         """Stop this member loudly (driver)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _log_votes(self, msgs: list[Message], sent: bool) -> None:
         """Vote messages at DEBUG (driver)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _next_seq(self) -> int:
         """The next proposal sequence number (proposals)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _proposal_error(self, dropped: ProposalDropped | None, lead: int) -> CoordError:
         """What a failed proposal reports (proposals)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def _propose(
         self, tag: int, payload: bytes, timeout: float | None = None, leader_term: int = 0
     ) -> Any:
         """Propose an envelope, wait for its local apply (proposals)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _resolve(self, seq: int, result: Any) -> None:
         """Hand an applied proposal's result to its waiter (proposals)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def _read_loop(self) -> None:
         """The ReadIndex batcher (readindex)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _release_applied_waiters(self) -> None:
         """Wake the waiters whose index is applied (readindex)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _apply_conf_change(self, e: Entry) -> None:
         """Apply a committed conf change (reconfig)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def leader_call(self, method: str, body: bytes, timeout: float | None = None) -> bytes:
         """Run a leader-only method on the leader (leadercall)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _restore_snapshot(self, snap: Snapshot) -> None:
         """Install a snapshot's state (snapshots)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _send(self, msgs: list[Message]) -> None:
         """Hand a Ready's messages to the transport (snapshots: MsgSnap is merged)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def _snapshot(self) -> None:
         """Snapshot the applied state and compact the log (snapshots)."""
-        raise NotImplementedError
