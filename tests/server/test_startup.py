@@ -31,13 +31,13 @@ def _peer_args(port: int, name: str) -> list[str]:
 @pytest.mark.etcdctl
 @pytest.mark.parametrize("clash", ["client port", "peer port", "data dir"])
 def test_second_server_is_refused_with_one_line(tmp_path: Path, clash: str) -> None:
-    first_peer = free_port()
-    first = CoordProc(tmp_path, name="first", args=_peer_args(first_peer, "first"))
+    first = CoordProc(tmp_path, name="first")  # its ports are sockets bound here and passed
+    first_peer = int(first.argv[first.argv.index("--listen-peer-urls") + 1].rsplit(":", 1)[1])
     second: CoordProc | None = None
     try:
         etcdctl(first.endpoint, "put", "/startup/a", "1")
         before = _tree(first.data_dir)
-        client_port = first.client_port if clash == "client port" else free_port()
+        client_port = first.client_port if clash == "client port" else None
         peer_port = first_peer if clash == "peer port" else free_port()
         args = _peer_args(peer_port, "second")
         if clash == "data dir":
