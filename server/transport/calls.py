@@ -68,8 +68,8 @@ class CallConn:
 
     async def read_results(self) -> None:
         reason = "closed"
-        with self._scope:
-            try:
+        try:
+            with self._scope:
                 reader = BufferedByteReceiveStream(self.stream)
                 while True:
                     ftype, payload = await read_frame(reader)
@@ -82,14 +82,17 @@ class CallConn:
                     fut = self._waiting.get(call_id)
                     if fut is not None and not fut.done():
                         fut.set_result((ok, result))
-            except Exception as e:
-                reason = describe(e)
-        self.open = False
-        with anyio.CancelScope(shield=True):
-            await self.stream.aclose()
-        for fut in self._waiting.values():
-            if not fut.done():
-                fut.set_exception(OSError(f"call connection to {self.peer_id:x} lost: {reason}"))
+        except Exception as e:
+            reason = describe(e)
+        finally:  # also when the transport stops (cancelled): the stream is closed, not leaked
+            self.open = False
+            with anyio.CancelScope(shield=True):
+                await self.stream.aclose()
+            for fut in self._waiting.values():
+                if not fut.done():
+                    fut.set_exception(
+                        OSError(f"call connection to {self.peer_id:x} lost: {reason}")
+                    )
 
     def close(self) -> None:
         self.open = False

@@ -334,7 +334,8 @@ class PeerTransport:
                     raise OSError(f"unexpected handshake frame {ftype!r}")
                 return stream
             except BaseException:
-                await stream.aclose()
+                with anyio.CancelScope(shield=True):
+                    await stream.aclose()
                 raise
         raise last
 
