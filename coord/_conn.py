@@ -146,6 +146,8 @@ def parse_endpoints(endpoints: str | list[str] | tuple[str, ...]) -> list[Endpoi
 
 #: How long a control-only write (PING ACK, WINDOW_UPDATE) may wait for company.
 CONTROL_DELAY = 0.002
+#: How long closing a client waits for its connections' sockets to close before aborting them.
+CLOSE_WAIT = 1.0
 
 
 def _control_only(data: bytes) -> bool:
@@ -239,8 +241,14 @@ class _Protocol(H2Protocol):
         self.dead: str | None = None
         self.first = b""  # the first bytes received (to recognise a TLS server)
         self.lost: BaseException | None = None  # why the connection was lost, if it was
+        self.gone = asyncio.Event()  # set when the connection is lost (its socket closed)
+        self.transport: asyncio.Transport | None = None  # once the connection is made
         self._waiting = 0
         self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        super().connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
         self.live.received(time.monotonic(), only_ping_ack(data))
@@ -251,6 +259,7 @@ class _Protocol(H2Protocol):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.lost = exc
+        self.gone.set()
         self.heard.set()  # nothing more will come: wake whoever waits for an answer
         if self._timer is not None:
             self._timer.cancel()
@@ -619,11 +628,29 @@ class Connection(_Caller):
             ch.close()
 
     def close(self) -> None:
-        """Close every channel."""
+        """Close every channel (the sockets close soon after: see :meth:`aclose`)."""
         self._closed = True
         for ch in self._channels.values():
             ch.close()
         self._channels.clear()
+
+    async def aclose(self) -> None:
+        """Close every channel and wait until their sockets are closed: a TLS connection
+        first exchanges close_notify with the server, and a loop that ends before that would
+        leave its socket open. One still open after :data:`CLOSE_WAIT` seconds is aborted."""
+        protos = [p for ch in self._channels.values() if (p := ch.protocol) is not None]
+        self.close()
+        if not protos:
+            return
+        waits = [asyncio.ensure_future(p.gone.wait()) for p in protos]
+        _, pending = await asyncio.wait(waits, timeout=CLOSE_WAIT)
+        for w in pending:
+            w.cancel()
+        for p in protos:
+            if not p.gone.is_set() and p.transport is not None:
+                p.transport.abort()
+        if pending:
+            await asyncio.sleep(0)  # an abort closes the socket on the loop's next iteration
 
     async def _attempt(
         self,

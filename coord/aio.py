@@ -179,7 +179,7 @@ class AsyncClient:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._conn.close()
+        await self._conn.aclose()
 
     close = aclose
 

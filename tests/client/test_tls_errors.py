@@ -11,6 +11,7 @@ tests/support.py's make_pki (trustme).
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -186,6 +187,35 @@ def test_tls_that_works(kind: str, servers: TlsServers, pki: Pki) -> None:
     make_client(
         kind, servers.tls, ca_cert=str(pki.ca), cert=str(pki.client_cert), key=str(pki.client_key)
     )
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_async_client_close_closes_its_sockets(tls: bool, servers: TlsServers, pki: Pki) -> None:
+    """When ``aclose`` returns the client's sockets are closed: a loop that ends right after
+    (``asyncio.run``) must not leave them open (it did for TLS, whose close first exchanges
+    close_notify with the server)."""
+
+    def open_fds() -> set[str]:
+        return set(os.listdir("/proc/self/fd"))
+
+    async def run() -> None:
+        before = open_fds()
+        if tls:
+            c = AsyncClient(
+                servers.tls,
+                timeout=10,
+                ca_cert=str(pki.ca),
+                cert=str(pki.client_cert),
+                key=str(pki.client_key),
+            )
+        else:
+            c = AsyncClient(servers.plain, timeout=10)
+        await c.put("/close/k", "v")
+        assert open_fds() - before, "the client holds a connection"
+        await c.aclose()
+        assert open_fds() - before == set()
+
+    asyncio.run(run())
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
