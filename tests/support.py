@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import base64
+import contextlib
 import http.client
 import json
 import os
@@ -24,12 +25,13 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from grpclib.client import Channel
 
 T = TypeVar("T")
 
@@ -161,22 +163,22 @@ class Proc:
     ) -> None:
         self.argv = list(argv)
         self.log_path = log
-        self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
         run = self.argv
         if sockets:
             fds = [s.fileno() for s in sockets]
             run = [sys.executable, "-c", _ACTIVATE, str(len(fds)), *map(str, fds), *self.argv]
         try:
-            self.popen = subprocess.Popen(
-                run,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env={**os.environ, **(env or {})},
-                cwd=cwd,
-                start_new_session=True,
-                pass_fds=[s.fileno() for s in sockets],
-            )
+            with open(log, "ab") as out:  # the child writes to its own copy
+                self.popen = subprocess.Popen(
+                    run,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env={**os.environ, **(env or {})},
+                    cwd=cwd,
+                    start_new_session=True,
+                    pass_fds=[s.fileno() for s in sockets],
+                )
         finally:
             for s in sockets:
                 s.close()
@@ -190,7 +192,6 @@ class Proc:
         return self.popen.poll() is None
 
     def output(self) -> str:
-        self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
@@ -214,7 +215,6 @@ class Proc:
                 self.popen.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
-        self._log.close()
         _LIVE.discard(self)
         return self.popen.returncode
 
@@ -229,10 +229,28 @@ def http_get(url: str, timeout: float = 1.0) -> tuple[int, bytes]:
         return 0, b""
 
 
+async def close_channel(ch: Channel) -> None:
+    """Close a grpclib channel and wait (a second at most, then abort) until its socket is
+    closed: a loop that ends right after (``asyncio.run``) would otherwise leave it open."""
+    from coord import _grpclib_compat as compat
+
+    proto = compat.channel_protocol(ch)
+    transport = compat.protocol_transport(proto) if proto and compat.protocol_open(proto) else None
+    ch.close()
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    deadline = time.monotonic() + 1.0
+    while sock is not None and sock.fileno() != -1:
+        if time.monotonic() > deadline:
+            transport.abort()
+            await asyncio.sleep(0)  # the abort closes the socket on the next iteration
+            return
+        await asyncio.sleep(0.005)  # the close is done by the loop (its next iterations)
+
+
 def grpc_status_ok(port: int, host: str = "127.0.0.1") -> bool:
     """True when the server at host:port answers a Maintenance.Status call with a leader."""
-    from grpclib.client import Channel
-
     from coord._pb import etcdserverpb as pb
 
     async def probe() -> bool:
@@ -245,7 +263,7 @@ def grpc_status_ok(port: int, host: str = "127.0.0.1") -> bool:
         except Exception:
             return False
         finally:
-            channel.close()
+            await close_channel(channel)
 
     return asyncio.run(probe())
 
@@ -503,6 +521,23 @@ ELECTION_MS = 500
 FAST_RAFT = ["--heartbeat-interval", str(HEARTBEAT_MS), "--election-timeout", str(ELECTION_MS)]
 
 
+async def close_writers(writers: Iterable[asyncio.StreamWriter]) -> None:
+    """Close the connections and wait until their sockets are closed."""
+    writers = list(writers)
+    for w in writers:
+        w.close()
+    for w in writers:
+        with contextlib.suppress(OSError):
+            await w.wait_closed()
+
+
+def stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+    """Stop ``loop`` (run forever by ``thread``), wait for the thread, close the loop."""
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    loop.close()
+
+
 class Relay:
     """Relays TCP connections to ``upstream``; :meth:`drop` closes every open one."""
 
@@ -555,11 +590,10 @@ class Relay:
     def close(self) -> None:
         async def do() -> None:
             self._server.close()
-            for w in list(self._open):
-                w.close()
+            await close_writers(self._open)
 
         self._on_loop(do())
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        stop_loop(self._loop, self._thread)
         self._thread.join(10)
         self._loop.close()
 

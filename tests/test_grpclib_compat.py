@@ -24,6 +24,7 @@ from grpclib.events import RecvMessage, RecvRequest, SendMessage, listen
 from grpclib.exceptions import StreamTerminatedError
 from grpclib.server import Server, Stream
 from multidict import MultiDict
+from support import close_channel
 from unwrap import unwrap
 
 from coord import _grpclib_compat as client_compat
@@ -146,7 +147,7 @@ async def _toy_channel(
         try:
             yield ch
         finally:
-            ch.close()
+            await close_channel(ch)
 
 
 async def _unary(ch: Channel, path: str, request: bytes) -> bytes:
@@ -175,7 +176,7 @@ def test_server_protocol_handlers_mapping_codec() -> None:
                 handler.close()  # as ClientListener.close does: the connection goes
                 await asyncio.wait_for(handler.wait_closed(), 5)
             finally:
-                ch.close()
+                await close_channel(ch)
 
     asyncio.run(main())
 
@@ -188,7 +189,7 @@ def test_server_h2_stream_reads_raw_frames() -> None:
             try:
                 assert await _unary(ch, FRAMES, b"payload") == b"ok"
             finally:
-                ch.close()
+                await close_channel(ch)
         assert toy.frames == [_frame(b"payload")[:5], b"payload", b""]  # b"": end of stream
 
     asyncio.run(main())
@@ -277,7 +278,7 @@ def test_client_channel_protocol_connect_and_close() -> None:
             assert client_compat.protocol_open(proto)
             assert await client_compat.connect_channel(ch) is proto  # connected: no new one
             assert await _unary(ch, ECHO, b"x") == b"x"
-            ch.close()
+            await close_channel(ch)
             assert client_compat.channel_protocol(ch) is None
             assert client_compat.connected_protocol(ch) is None
             assert not client_compat.protocol_open(proto)
@@ -291,7 +292,7 @@ def test_client_protocol_open_before_connection_made() -> None:
         ch = _channel(1, made)
         proto = ch._protocol_factory()  # what asyncio calls before connection_made
         assert not client_compat.protocol_open(proto)
-        ch.close()
+        await close_channel(ch)
 
     asyncio.run(main())
 
@@ -301,7 +302,7 @@ def test_client_channel_ssl() -> None:
         ctx = ssl.create_default_context()
         ch = _channel(1, ssl=ctx)
         assert client_compat.channel_ssl(ch) is ctx
-        ch.close()
+        await close_channel(ch)
 
     asyncio.run(main())
 

@@ -28,12 +28,15 @@ from support import (
     CoordProc,
     EtcdProc,
     Proc,
+    close_channel,
+    close_writers,
     free_port,
     grpc_status_ok,
     listen_socket,
     lost_port_race,
     port_open,
     require_binary,
+    stop_loop,
     wait_for,
 )
 from unwrap import unwrap
@@ -60,7 +63,7 @@ async def _call(endpoint: str, fn: Callable[[Channel], Awaitable[T]], timeout: f
     try:
         return await asyncio.wait_for(fn(ch), timeout)
     finally:
-        ch.close()
+        await close_channel(ch)
 
 
 def status(endpoint: str, timeout: float = 2.0) -> pb.StatusResponse | None:
@@ -158,7 +161,7 @@ async def write_load(
                 except Exception:
                     await asyncio.sleep(0.02)
         finally:
-            ch.close()
+            await close_channel(ch)
 
     await asyncio.gather(*(worker(ep, w) for ep in endpoints for w in range(concurrency)))
     return acked
@@ -251,13 +254,10 @@ class PeerProxy:
         async def stop() -> None:
             for s in self._servers:
                 s.close()
-            for _f, _t, w1, w2 in self._conns:
-                w1.close()
-                w2.close()
+            await close_writers(w for _f, _t, w1, w2 in self._conns for w in (w1, w2))
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
+        stop_loop(self._loop, self._thread)
 
 
 # -- cluster ----------------------------------------------------------------------------------

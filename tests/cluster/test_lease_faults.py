@@ -146,7 +146,7 @@ def test_keepalive_via_follower_survives_a_frozen_leader(tmp_path: Path) -> None
     finally:
         if keeper is not None:
             keeper.kill()
-            keeper.wait()
+            keeper.communicate()  # reaps it and closes its pipe
         c.stop()
 
 
@@ -197,5 +197,5 @@ def test_checkpointed_lease_expires_despite_leader_changes(tmp_path: Path) -> No
     finally:
         if keeper is not None:
             keeper.kill()
-            keeper.wait()
+            keeper.communicate()  # reaps it and closes its pipe
         c.stop()

@@ -6,7 +6,15 @@ import asyncio
 from pathlib import Path
 
 from grpclib.client import Channel
-from support import CoordProc, free_port, grpc_status_ok, http_get, port_open, wait_for
+from support import (
+    CoordProc,
+    close_channel,
+    free_port,
+    grpc_status_ok,
+    http_get,
+    port_open,
+    wait_for,
+)
 
 from coord._pb import etcdserverpb as pb
 
@@ -19,7 +27,7 @@ def member_list(port: int) -> pb.MemberListResponse:
                 pb.ClusterStub(ch).member_list(pb.MemberListRequest()), 5.0
             )
         finally:
-            ch.close()
+            await close_channel(ch)
 
     return asyncio.run(call())
 

@@ -130,14 +130,15 @@ class Session:
 
     def start(self, command: str) -> subprocess.Popen[bytes]:
         out = self.cwd / f"background-{len(self.background)}.log"
-        proc = subprocess.Popen(
-            ["bash", "-c", command],
-            cwd=self.cwd,
-            env=self.env,
-            stdout=out.open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with out.open("wb") as log:  # the child writes to its own copy
+            proc = subprocess.Popen(
+                ["bash", "-c", command],
+                cwd=self.cwd,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.background.append((command, proc, out))
         return proc
 

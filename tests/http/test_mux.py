@@ -7,6 +7,7 @@ import json
 
 from grpclib.client import Channel
 from grpclib.server import Server
+from support import close_channel
 
 from coord import __version__
 from coord._pb import etcdserverpb as pb
@@ -42,7 +43,7 @@ def test_grpc_and_http_on_one_port_with_split_first_bytes() -> None:
                 resp = await pb.MaintenanceStub(channel).status(pb.StatusRequest())
                 assert resp.leader == 7
             finally:
-                channel.close()
+                await close_channel(channel)
             request = (
                 b"POST /v3/maintenance/status HTTP/1.1\r\nHost: x\r\n"
                 b"Connection: close\r\nContent-Length: 2\r\n\r\n{}"

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from grpclib.client import Channel
 from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
+from support import close_channel
 
 from coord._pb import etcdserverpb as pb
 from coord.server.api.rawcodec import RawCodec
@@ -32,7 +33,7 @@ def run(coro_fn: Callable[[Channel], Awaitable[T]], endpoint: str) -> T:
         try:
             return await asyncio.wait_for(coro_fn(channel), timeout=20)
         finally:
-            channel.close()
+            await close_channel(channel)
 
     return asyncio.run(main())
 

@@ -9,7 +9,7 @@ from urllib.parse import unquote
 
 import pytest
 from cluster.clusterlib import Cluster
-from support import Proc, etcdctl, require_binary, wait_for
+from support import Proc, close_channel, etcdctl, require_binary, wait_for
 
 pytestmark = pytest.mark.etcdctl
 
@@ -93,7 +93,7 @@ def test_keepalive_stream_on_follower_ends_when_quorum_is_lost(tmp_path: Path) -
                     pass
                 return outcome
             finally:
-                ch.close()
+                await close_channel(ch)
 
         assert asyncio.run(scenario()) == "etcdserver: no leader"
     finally:

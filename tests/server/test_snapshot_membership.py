@@ -7,9 +7,9 @@ was meant for; the sent snapshot is now one of the current applied state, so bot
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
+import anyio
 import msgspec
 import pytest
 from support import free_port
@@ -48,29 +48,30 @@ def _write_snapshot(data_dir: Path, ms: Membership, cs: ConfState) -> None:
     st.close()
 
 
-def _open_node(data_dir: Path) -> RaftNode:
-    async def make() -> RaftNode:  # the node's events need a running loop
-        peer = f"http://127.0.0.1:{free_port()}"  # the node binds it (never the default 2380)
-        return await RaftNode.open(
-            Config(data_dir=str(data_dir), listen_peer_urls=(peer,)), StateMachine()
-        )
-
-    return asyncio.run(make())
+async def _open_node(data_dir: Path) -> RaftNode:
+    peer = f"http://127.0.0.1:{free_port()}"  # the node binds it (never the default 2380)
+    return await RaftNode.open(
+        Config(data_dir=str(data_dir), listen_peer_urls=(peer,)), StateMachine()
+    )
 
 
 def test_restart_from_consistent_snapshot(tmp_path: Path) -> None:
     _write_snapshot(
         tmp_path, _membership([1, 2, 3], [4]), ConfState(voters=[1, 2, 3], learners=[4])
     )
-    node = _open_node(tmp_path)
-    try:
-        assert node.applied_index() == 10
-        assert sorted(m.id for m in node.members()) == [1, 2, 3, 4]
-    finally:
-        node.storage.close()
+
+    async def check() -> None:
+        node = await _open_node(tmp_path)
+        async with anyio.create_task_group() as tg:
+            await tg.start(node.run)  # and stopped, as a server stops it (closing what it holds)
+            assert node.applied_index() == 10
+            assert sorted(m.id for m in node.members()) == [1, 2, 3, 4]
+            tg.cancel_scope.cancel()
+
+    anyio.run(check)
 
 
 def test_snapshot_whose_members_disagree_with_its_conf_state_is_refused(tmp_path: Path) -> None:
     _write_snapshot(tmp_path, _membership([1, 2, 3], [4]), ConfState(voters=[1, 2, 3]))
     with pytest.raises(StorageError, match="member list disagrees with its Raft configuration"):
-        _open_node(tmp_path)
+        anyio.run(_open_node, tmp_path)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from grpclib.client import Channel
 from grpclib.const import Cardinality
-from support import CoordProc, Proc, etcdctl, free_port, require_binary, wait_for
+from support import CoordProc, Proc, close_channel, etcdctl, free_port, require_binary, wait_for
 from unwrap import unwrap
 
 from coord._pb import etcdserverpb as pb
@@ -175,7 +175,7 @@ def test_slow_watcher_does_not_block_others(coord_server: Any, prefix: str) -> N
                 await fast.cancel()
         finally:
             for ch in (slow_ch, fast_ch, kv_ch):
-                ch.close()
+                await close_channel(ch)
 
     asyncio.run(main())
     etcdctl(coord_server.endpoint, "del", "--prefix", prefix)
@@ -201,7 +201,7 @@ def test_half_closed_watch_stream_keeps_delivering(coord_server: Any, prefix: st
                 await stream.cancel()
                 return events
         finally:
-            ch.close()
+            await close_channel(ch)
 
     events = asyncio.run(main())
     assert [(unwrap(e.kv).key, unwrap(e.kv).value) for e in events] == [(key, b"after-half-close")]

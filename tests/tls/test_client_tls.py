@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import CoordProc, etcdctl, free_port, http_ok, json_b64, require_binary
+from support import CoordProc, close_channel, etcdctl, free_port, http_ok, json_b64, require_binary
 
 
 class TlsServer(CoordProc):
@@ -164,7 +164,7 @@ def test_grpclib_client_over_tls(tls_server: TlsServer, pki: Any) -> None:
             )
             return int(resp.leader)
         finally:
-            channel.close()
+            await close_channel(channel)
 
     assert asyncio.run(status(cert=True)) != 0
     # TLS 1.3: the client finishes its side first, then the server's alert ends the stream
