@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from cluster.clusterlib import Cluster, get, put
-from support import etcdctl, require_binary
+from support import etcdctl, require_binary, wait_for
 
 from coord import Client
 from coord.recipes import Lock, Session
@@ -40,6 +40,13 @@ def test_stalled_leader_neither_renews_nor_revokes(tmp_path: Path) -> None:
         assert lock_a.acquire(timeout=10)
         key = lock_a.key
         assert key is not None
+        # the loop below reads f2 serializably: it must have applied the key before the stall
+        # (acquire returned once f1 had applied it; f2 may lag behind under load)
+        wait_for(
+            lambda: get(f2.endpoint, key.decode(), serializable=True) is not None,
+            timeout=10,
+            what="the lock key on f2",
+        )
         leader.failpoint("walBeforeSync", "1*sleep(8000)")
         t0 = time.monotonic()
         threading.Thread(
