@@ -69,10 +69,11 @@ from .api import (
 from .command import Kind, encode
 from .compactor import Compactor
 from .config import Config
-from .http import ClientListener
+from .http import ClientListener, Gateway
 from .lease import LeaseTimer
 from .listen import bind_all, bound_url, close_all
 from .membership import MemberInfo, compute_member_id
+from .metrics import ServerMetrics
 from .node import Node, RaftNode
 from .statemachine import StateMachine
 from .tls import is_tls_url
@@ -157,6 +158,7 @@ class CoordServer:
         self.compactor = Compactor(
             config.compaction_policy, self.node, self.sm, config.auto_compaction_revision_interval
         )
+        self.metrics = ServerMetrics(config, self.node, self.sm)
         self._listener: ClientListener | None = None
 
     def _lease_service(self) -> LeaseService:
@@ -178,7 +180,8 @@ class CoordServer:
         # bound in __init__; the listener owns them from here on.
         grpc_config = Configuration(http2_stream_window_size=STREAM_WINDOW)
         server = Server(self.services, codec=RawCodec(), config=grpc_config)
-        self._listener = ClientListener(server)
+        gateway = Gateway(server, metrics=self.metrics.render)
+        self._listener = ClientListener(server, gateway)
         bound, self._client_sockets = self._client_sockets, {}
         for (url, socks), where in zip(bound.items(), self.client_urls, strict=True):
             tls = self.config.client_tls.server_context() if is_tls_url(url) else None

@@ -38,6 +38,7 @@ class FakeNode:
         self.cluster_id = cluster_id
         self._member = member
         self._running = False
+        self.leader_changes = 0
         self._term = 0
         self.request_timeout = 5.0
         self._calls: dict[str, Callable[[bytes], bytes | Awaitable[bytes]]] = {}
@@ -145,6 +146,7 @@ class FakeNode:
     async def start(self) -> None:
         """Become leader of term 1."""
         self._running = True
+        self.leader_changes += 1
         self._term = 1
 
     async def run(

@@ -31,6 +31,7 @@ __all__ = [
     "ClusterService",
     "MaintenanceService",
     "VERSION",
+    "disk_usage",
     "read_snapshot_file",
 ]
 
@@ -68,7 +69,7 @@ def _member(m: MemberInfo) -> pb.Member:
     )
 
 
-def _disk_usage(path: str) -> int:
+def disk_usage(path: str) -> int:
     """Bytes of the files under ``path`` (WAL and snapshots): etcd's dbSize is its file size."""
     total = 0
     for root, _dirs, files in os.walk(path):
@@ -96,7 +97,7 @@ class MaintenanceService:
         if not leader:
             errors.append("etcdserver: no leader")
         in_use = ctx.sm.kv.db_size()
-        size = max(_disk_usage(ctx.config.data_dir), in_use)
+        size = max(disk_usage(ctx.config.data_dir), in_use)
         learner = any(m.is_learner for m in node.members() if m.id == node.member_id)
         resp = pb.StatusResponse(
             version=VERSION,

@@ -86,7 +86,10 @@ class Gateway:
         *,
         max_body: int = MAX_BODY,
         health_timeout: float = _HEALTH_TIMEOUT,
+        metrics: Callable[[], tuple[bytes, str]] | None = None,
     ) -> None:
+        """``metrics``: renders ``/metrics`` as ``(body, content type)``; without it, 404."""
+        self._metrics = metrics
         self._mapping: dict[str, Any] = server_mapping(grpc_server)
         self._codec = server_codec(grpc_server)
         self._dispatch = server_dispatch(grpc_server)
@@ -223,6 +226,9 @@ class Gateway:
                 200 if ok else 503,
                 dumps({"health": "true" if ok else "false", "reason": reason}),
             )
+            return
+        if path == "/metrics" and self._metrics is not None:  # any method, as etcd's promhttp
+            await self._send_simple(conn, writer, 200, *self._metrics())
             return
         if path == "/version":
             await self._send_simple(conn, writer, 200, dumps(await self.version()))

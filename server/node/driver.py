@@ -147,6 +147,8 @@ class Driver(NodeState):
     async def _handle_ready(self, rd: Ready) -> None:
         if rd.soft_state is not None:
             self._log_soft_state(rd.soft_state.lead, rd.soft_state.raft_state)
+            if rd.soft_state.lead and rd.soft_state.lead != self._lead:
+                self.leader_changes += 1  # as etcd counts: a new leader that is known
             self._lead = rd.soft_state.lead
             self._set_leader(rd.soft_state.raft_state == StateType.LEADER)
         if rd.messages:

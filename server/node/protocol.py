@@ -31,6 +31,8 @@ class Node(Protocol):
     cluster_id: int
     #: Seconds a request may wait for its proposal to apply (--request-timeout).
     request_timeout: float
+    #: Leader changes seen (a new, known leader), etcd's etcd_server_leader_changes_seen_total.
+    leader_changes: int
 
     async def propose(self, command: bytes) -> bytes:
         """Replicate ``command``; return this member's apply result (raise its CoordError).

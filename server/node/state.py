@@ -70,6 +70,7 @@ class NodeState(abc.ABC):
     _pending: dict[int, Waiter[Any]]
     _seq: int
     _lead: int
+    leader_changes: int
     _raft_state: StateType  # as of the last Ready (for the log lines)
     _is_leader: bool
     _applied: int

@@ -1,0 +1,136 @@
+"""Prometheus metrics with etcd's names (``/metrics``), drawn with prometheus-client.
+
+Theory of operation: every server owns one :class:`ServerMetrics`, which owns a
+``CollectorRegistry`` of its own (several in-process servers never share samples).  The
+registry holds the standard ``process_*`` collector and :class:`_StateCollector`, which reads
+the node's and the state machine's current state *when scraped*: a request pays nothing for
+these metrics.  Names, types, labels and help texts are etcd's (etcd's server/etcdserver/
+metrics.go and server/storage/mvcc/metrics.go), so dashboards and alerts written for etcd read
+coord unchanged; a test compares them with a real etcd's.  etcd reports some totals as gauges
+(``etcd_server_proposals_committed_total`` is the committed index); so does this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from coord.server.api.maintenance import VERSION, disk_usage
+from coord.server.config import Config
+from coord.server.node.protocol import Node
+from coord.server.statemachine import StateMachine
+
+__all__ = ["ServerMetrics"]
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, value=value)
+
+
+def _info(name: str, doc: str, label: str, value: str) -> GaugeMetricFamily:
+    g = GaugeMetricFamily(name, doc, labels=[label])
+    g.add_metric([value], 1)
+    return g
+
+
+class _StateCollector(Collector):
+    """The node's and the store's state, read at scrape time."""
+
+    def __init__(self, config: Config, node: Node, sm: StateMachine) -> None:
+        self.config = config
+        self.node = node
+        self.sm = sm
+
+    def collect(self) -> Iterator[Metric]:
+        node, kv = self.node, self.sm.kv
+        learner = any(m.is_learner for m in node.members() if m.id == node.member_id)
+        yield _gauge(
+            "etcd_server_has_leader",
+            "Whether or not a leader exists. 1 is existence, 0 is not.",
+            1 if node.leader_id() else 0,
+        )
+        yield _gauge(
+            "etcd_server_is_leader",
+            "Whether or not this member is a leader. 1 if is, 0 otherwise.",
+            1 if node.is_leader() else 0,
+        )
+        yield _gauge(
+            "etcd_server_is_learner",
+            "Whether or not this member is a learner. 1 if is, 0 otherwise.",
+            1 if learner else 0,
+        )
+        yield CounterMetricFamily(
+            "etcd_server_leader_changes_seen",
+            "The number of leader changes seen.",
+            value=node.leader_changes,
+        )
+        yield _gauge(
+            "etcd_server_proposals_committed_total",
+            "The total number of consensus proposals committed.",
+            node.commit_index(),
+        )
+        yield _gauge(
+            "etcd_server_proposals_applied_total",
+            "The total number of consensus proposals applied.",
+            node.applied_index(),
+        )
+        yield _gauge(
+            "etcd_server_quota_backend_bytes",
+            "Current backend storage quota size in bytes.",
+            self.config.quota_bytes,
+        )
+        yield _info(
+            "etcd_server_id",
+            "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.",
+            "server_id",
+            f"{node.member_id:x}",
+        )
+        yield _info(
+            "etcd_server_version",
+            "Which version is running. 1 for 'server_version' label with current version.",
+            "server_version",
+            VERSION,
+        )
+        yield _info(
+            "etcd_cluster_version",
+            "Which version is running. 1 for 'cluster_version' label with current cluster version",
+            "cluster_version",
+            ".".join(VERSION.split(".")[:2]),
+        )
+        yield _gauge(
+            "etcd_debugging_mvcc_current_revision", "The current revision of store.", kv.rev
+        )
+        yield _gauge(
+            "etcd_debugging_mvcc_compact_revision",
+            "The revision of the last compaction in store.",
+            kv.compact_rev or -1,  # etcd's: -1 before the first compaction
+        )
+        in_use = kv.db_size()  # as Status reports them (server/api/maintenance.py)
+        yield _gauge(
+            "etcd_mvcc_db_total_size_in_bytes",
+            "Total size of the underlying database physically allocated in bytes.",
+            max(disk_usage(self.config.data_dir), in_use),
+        )
+        yield _gauge(
+            "etcd_mvcc_db_total_size_in_use_in_bytes",
+            "Total size of the underlying database logically in use in bytes.",
+            in_use,
+        )
+
+
+class ServerMetrics:
+    """One server's registry: ``process_*`` and the state collector (module docstring)."""
+
+    def __init__(self, config: Config, node: Node, sm: StateMachine) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)
+        self.registry.register(_StateCollector(config, node, sm))
+
+    def render(self) -> tuple[bytes, str]:
+        """The current samples and their content type: Prometheus text format 0.0.4, as etcd
+        serves it."""
+        return generate_latest(self.registry), CONTENT_TYPE_PLAIN_0_0_4
