@@ -1,4 +1,5 @@
-"""etcd's HTTP/JSON gateway (``/v3/...``, ``/health``, ``/version``) over HTTP/1.1 with h11.
+"""etcd's HTTP/JSON gateway (``/v3/...``, ``/health``, ``/livez``, ``/readyz``, ``/version``,
+``/metrics``) over HTTP/1.1 with h11.
 
 Theory of operation: etcd's grpc-gateway is a gRPC *client* of the member's own gRPC server; it
 turns each JSON POST into a gRPC call and each reply back into JSON. We do the same in-process,
@@ -49,6 +50,7 @@ from coord.server.grpclib_compat import server_codec, server_dispatch, server_ma
 
 from .inprocess import GatewayPeer, GatewayStream, NoTransport
 from .jsonpb import JsonMappingError, from_json, to_json
+from .probes import Probes
 from .routes import HTTP_STATUS, ROUTES, Route, dumps, error_body
 
 __all__ = ["Gateway"]
@@ -95,6 +97,7 @@ class Gateway:
         self._dispatch = server_dispatch(grpc_server)
         self._max_body = max_body
         self._health_timeout = health_timeout
+        self._probes = Probes(self.call, self._alarms, health_timeout)
         self._head_conns: set[int] = set()  # id() of connections serving a HEAD request
 
     # ----------------------------------------------------------------------------- connection
@@ -226,6 +229,10 @@ class Gateway:
                 200 if ok else 503,
                 dumps({"health": "true" if ok else "false", "reason": reason}),
             )
+            return
+        if self._probes.serves(path):
+            status, text = await self._probes.answer(path, query, method)
+            await self._send_simple(conn, writer, status, text, "text/plain; charset=utf-8")
             return
         if path == "/metrics" and self._metrics is not None:  # any method, as etcd's promhttp
             await self._send_simple(conn, writer, 200, *self._metrics())
