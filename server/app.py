@@ -158,7 +158,7 @@ class CoordServer:
         self.compactor = Compactor(
             config.compaction_policy, self.node, self.sm, config.auto_compaction_revision_interval
         )
-        self.metrics = ServerMetrics(config, self.node, self.sm)
+        self.metrics = ServerMetrics(config, self.node, self.sm, self.timer, self.hub)
         self._listener: ClientListener | None = None
 
     def _lease_service(self) -> LeaseService:
@@ -232,6 +232,7 @@ class CoordServer:
                 command = encode(Kind.LEASE_REVOKE, bytes(pb.LeaseRevokeRequest(id=lease_id)))
                 try:
                     await self.node.propose_as_leader(command, term)
+                    self.timer.revoked_expired += 1
                     log.debug("lease %x expired and was revoked", lease_id)
                 except LeaseNotFoundError:
                     pass

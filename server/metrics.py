@@ -21,14 +21,21 @@ from prometheus_client.registry import Collector
 
 from coord.server.api.maintenance import VERSION, disk_usage
 from coord.server.config import Config
+from coord.server.lease import LeaseTimer
 from coord.server.node.protocol import Node
 from coord.server.statemachine import StateMachine
+from coord.server.watch import WatchHub
 
 __all__ = ["ServerMetrics"]
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value)
+
+
+def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+    """A counter family; ``name`` without ``_total`` (prometheus-client appends it)."""
+    return CounterMetricFamily(name, doc, value=value)
 
 
 def _info(name: str, doc: str, label: str, value: str) -> GaugeMetricFamily:
@@ -40,10 +47,14 @@ def _info(name: str, doc: str, label: str, value: str) -> GaugeMetricFamily:
 class _StateCollector(Collector):
     """The node's and the store's state, read at scrape time."""
 
-    def __init__(self, config: Config, node: Node, sm: StateMachine) -> None:
+    def __init__(
+        self, config: Config, node: Node, sm: StateMachine, timer: LeaseTimer, hub: WatchHub
+    ) -> None:
         self.config = config
         self.node = node
         self.sm = sm
+        self.timer = timer
+        self.hub = hub
 
     def collect(self) -> Iterator[Metric]:
         node, kv = self.node, self.sm.kv
@@ -63,10 +74,20 @@ class _StateCollector(Collector):
             "Whether or not this member is a learner. 1 if is, 0 otherwise.",
             1 if learner else 0,
         )
-        yield CounterMetricFamily(
+        yield _counter(
             "etcd_server_leader_changes_seen",
             "The number of leader changes seen.",
-            value=node.leader_changes,
+            node.leader_changes,
+        )
+        yield _gauge(
+            "etcd_server_proposals_pending",
+            "The current number of pending proposals to commit.",
+            node.pending_proposals(),
+        )
+        yield _counter(
+            "etcd_server_proposals_failed",
+            "The total number of failed proposals seen.",
+            node.proposals_failed,
         )
         yield _gauge(
             "etcd_server_proposals_committed_total",
@@ -109,6 +130,41 @@ class _StateCollector(Collector):
             "The revision of the last compaction in store.",
             kv.compact_rev or -1,  # etcd's: -1 before the first compaction
         )
+        ops = kv.counts
+        yield _counter("etcd_mvcc_range", "Total number of ranges seen by this member.", ops.ranges)
+        yield _counter("etcd_mvcc_put", "Total number of puts seen by this member.", ops.puts)
+        yield _counter(
+            "etcd_mvcc_delete", "Total number of deletes seen by this member.", ops.deletes
+        )
+        yield _counter("etcd_mvcc_txn", "Total number of txns seen by this member.", ops.txns)
+        yield _gauge("etcd_debugging_mvcc_keys_total", "Total number of keys.", kv.key_count())
+        watchers, slow = self.hub.counts()
+        yield _gauge("etcd_debugging_mvcc_watcher_total", "Total number of watchers.", watchers)
+        yield _gauge(
+            "etcd_debugging_mvcc_slow_watcher_total",
+            "Total number of unsynced slow watchers.",
+            slow,
+        )
+        yield _counter(
+            "etcd_debugging_lease_granted",
+            "The total number of granted leases.",
+            self.sm.leases_granted,
+        )
+        yield _counter(
+            "etcd_debugging_lease_revoked",
+            "The total number of revoked leases.",
+            self.sm.leases_revoked,
+        )
+        yield _counter(
+            "etcd_debugging_lease_renewed",
+            "The number of renewed leases seen by the leader.",
+            self.timer.renewed,
+        )
+        yield _counter(
+            "etcd_debugging_server_lease_expired",
+            "The total number of expired leases.",
+            self.timer.revoked_expired,
+        )
         in_use = kv.db_size()  # as Status reports them (server/api/maintenance.py)
         yield _gauge(
             "etcd_mvcc_db_total_size_in_bytes",
@@ -125,10 +181,12 @@ class _StateCollector(Collector):
 class ServerMetrics:
     """One server's registry: ``process_*`` and the state collector (module docstring)."""
 
-    def __init__(self, config: Config, node: Node, sm: StateMachine) -> None:
+    def __init__(
+        self, config: Config, node: Node, sm: StateMachine, timer: LeaseTimer, hub: WatchHub
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
-        self.registry.register(_StateCollector(config, node, sm))
+        self.registry.register(_StateCollector(config, node, sm, timer, hub))
 
     def render(self) -> tuple[bytes, str]:
         """The current samples and their content type: Prometheus text format 0.0.4, as etcd

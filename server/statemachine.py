@@ -58,6 +58,9 @@ class StateMachine:
 
     def __init__(self, kv: KVStore | None = None) -> None:
         self.lessor = Lessor()
+        # leases granted and revoked by applied commands (etcd_debugging_lease_*_total)
+        self.leases_granted = 0
+        self.leases_revoked = 0
         self.alarms: set[tuple[int, int]] = set()  # (member_id, AlarmType)
         self.applied_index = 0
         self._restore_listeners: list[Callable[[KVStore], None]] = []
@@ -124,6 +127,7 @@ class StateMachine:
         if self.nospace():
             raise NoSpaceError()
         self.lessor.grant(req.id, req.ttl)
+        self.leases_granted += 1
         return bytes(pb.LeaseGrantResponse(id=req.id, ttl=req.ttl))
 
     def _lease_revoke(self, payload: bytes) -> bytes:
@@ -132,6 +136,7 @@ class StateMachine:
             raise LeaseNotFoundError()
         self.kv.delete_keys(sorted(self.kv.keys_for_lease(lease_id)))
         self.lessor.revoke(lease_id)
+        self.leases_revoked += 1
         return b""
 
     def _lease_checkpoint(self, payload: bytes) -> bytes:
@@ -177,6 +182,7 @@ class StateMachine:
         snap = msgspec.msgpack.decode(data, type=_Snapshot)
         kv = KVStore.restore(snap.kv)
         kv.lease_exists = self.lessor.exists
+        kv.counts = self.kv.counts  # this member's operations so far (metrics)
         self.kv = kv
         self.lessor.restore(snap.leases)
         self.alarms = {(int(m), int(a)) for m, a in snap.alarms}

@@ -39,6 +39,7 @@ class FakeNode:
         self._member = member
         self._running = False
         self.leader_changes = 0
+        self.proposals_failed = 0
         self._term = 0
         self.request_timeout = 5.0
         self._calls: dict[str, Callable[[bytes], bytes | Awaitable[bytes]]] = {}
@@ -94,6 +95,10 @@ class FakeNode:
     def applied_index(self) -> int:
         """The state machine's applied index."""
         return self.sm.applied_index
+
+    def pending_proposals(self) -> int:
+        """None: a proposal applies at once."""
+        return 0
 
     def members(self) -> list[MemberInfo]:
         """Just this member."""

@@ -57,6 +57,10 @@ class LeaseTimer:
         self._authority = authority
         self._extend = extend
         self._term = 0  # the leader term the deadlines belong to; 0: not the authority
+        self.renewed = 0  # keep-alives that renewed a lease (etcd_debugging_lease_renewed_total)
+        self.revoked_expired = (
+            0  # expired leases revoked (etcd_debugging_server_lease_expired_total)
+        )
         self._deadline: dict[int, float] = {}
         self._revoking: dict[int, float] = {}
         lessor.add_listener(self._granted, self._revoked)
@@ -116,6 +120,7 @@ class LeaseTimer:
         if self._deadline.get(lease_id, math.inf) <= now:
             return 0
         self._deadline[lease_id] = now + ttl
+        self.renewed += 1
         return ttl
 
     def remaining(self, lease_id: int) -> int:

@@ -74,6 +74,7 @@ from coord.errors import (
 
 from .index import KeyIndex, KeyVersion
 from .kvencoding import header_with_revision
+from .opcounts import OpCounts
 from .txn import check_delete, check_put, check_range, check_txn, compare_kv, op_member
 
 __all__ = ["KVStore", "KeyVersion"]
@@ -133,6 +134,7 @@ class KVStore:
         self._changes: list[KeyVersion] | None = None
         self._size = 0
         self.lease_exists: Callable[[int], bool] = _no_leases
+        self.counts = OpCounts()
 
     # ---------------------------------------------------------------- properties
     @property
@@ -144,6 +146,10 @@ class KVStore:
     def compact_rev(self) -> int:
         """Revision of the last compaction (0 if never compacted)."""
         return self._compact
+
+    def key_count(self) -> int:
+        """Live keys (not deleted) at the current revision."""
+        return len(self._index.live)
 
     def add_listener(self, cb: Callable[[int], None]) -> None:
         """Call ``cb(new_revision)`` after every write that bumps the revision."""
@@ -187,6 +193,7 @@ class KVStore:
         return sorted(self._lease_keys.get(lease_id, ()))
 
     def _range(self, req: RangeRequest, cur: int) -> bytes:
+        self.counts.ranges += 1
         rev = req.revision
         if rev > cur:
             raise FutureRevisionError()
@@ -293,6 +300,9 @@ class KVStore:
                 self._delete_key(k)
         finally:
             self._end()
+        self.counts.deletes += len(todo)  # etcd deletes a revoked lease's keys one by one
+        if len(todo) > 1:
+            self.counts.txns += 1
 
     def txn(self, req: TxnRequest) -> bytes:
         """Apply a Txn in at most one revision; encoded TxnResponse body.
@@ -305,11 +315,14 @@ class KVStore:
         plan = self._plan(req)
         self._check_state(req, plan, puts=True)
         self._check_state(req, plan, puts=False)
+        ops = self.counts.total()
         self._begin()
         try:
             return self._txn(req, plan)
         finally:
             self._end()
+            if self.counts.total() - ops > 1:
+                self.counts.txns += 1
 
     def _begin(self) -> None:
         assert self._changes is None, "nested write"
@@ -330,6 +343,7 @@ class KVStore:
         return self._rev + 1 if self._changes else self._rev
 
     def _put(self, req: PutRequest) -> bytes:
+        self.counts.puts += 1
         changes = self._changes
         assert changes is not None
         key = req.key
@@ -372,6 +386,7 @@ class KVStore:
 
     def _delete(self, req: DeleteRangeRequest) -> tuple[bytes, int]:
         """Delete [key, range_end); (response body, etcd's header revision for it)."""
+        self.counts.deletes += 1
         victims = list(self._index.iter_live(req.key, _end(req.range_end)))
         for v in victims:
             self._delete_key(v.key)

@@ -86,14 +86,20 @@ class Proposals(NodeState):
             try:
                 self.rawnode.propose(data)
             except ProposalDropped as e:
+                self.proposals_failed += 1
                 raise self._proposal_error(e, lead) from None
             self._wake.set()
             with anyio.fail_after(timeout or self.request_timeout):
                 return await waiter.wait()
         except TimeoutError:
+            self.proposals_failed += 1
             raise self._proposal_error(None, lead) from None
         finally:
             self._pending.pop(seq, None)
+
+    def pending_proposals(self) -> int:
+        """Proposals of this member waiting to be committed and applied."""
+        return len(self._pending)
 
     async def propose(self, command: bytes, leader_term: int = 0) -> bytes:
         """Replicate ``command``; return this member's apply result (raise its CoordError).

@@ -33,6 +33,8 @@ class Node(Protocol):
     request_timeout: float
     #: Leader changes seen (a new, known leader), etcd's etcd_server_leader_changes_seen_total.
     leader_changes: int
+    #: Proposals that failed (dropped or timed out), etcd's etcd_server_proposals_failed_total.
+    proposals_failed: int
 
     async def propose(self, command: bytes) -> bytes:
         """Replicate ``command``; return this member's apply result (raise its CoordError).
@@ -84,6 +86,10 @@ class Node(Protocol):
 
     def applied_index(self) -> int:
         """Highest log index applied to the state machine."""
+        ...
+
+    def pending_proposals(self) -> int:
+        """Proposals of this member waiting to be committed and applied."""
         ...
 
     def members(self) -> list[MemberInfo]:

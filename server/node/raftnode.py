@@ -101,6 +101,7 @@ class RaftNode(Driver, Proposals, ReadIndex, Reconfig, LeaderCalls, Snapshots):
         self._seq = random.getrandbits(62)
         self._lead = 0
         self.leader_changes = 0
+        self.proposals_failed = 0
         self._raft_state = StateType.FOLLOWER
         self._is_leader = False
         self._applied = 0

@@ -71,6 +71,7 @@ class NodeState(abc.ABC):
     _seq: int
     _lead: int
     leader_changes: int
+    proposals_failed: int
     _raft_state: StateType  # as of the last Ready (for the log lines)
     _is_leader: bool
     _applied: int

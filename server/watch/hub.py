@@ -447,6 +447,13 @@ class WatchHub:
         self._range_watchers: set[_Watcher] = set()  # synced range watchers
         store.add_listener(self._on_write)
 
+    def counts(self) -> tuple[int, int]:
+        """``(watchers, slow watchers)``: every watcher, and those not caught up with the
+        store (etcd's etcd_debugging_mvcc_watcher_total and _slow_watcher_total)."""
+        watchers = sum(len(s._watchers) for s in self._streams)
+        synced = sum(map(len, self._key_watchers.values())) + len(self._range_watchers)
+        return watchers, watchers - synced
+
     def open_stream(self, wakeup: Callable[[], None]) -> WatchStream:
         """Open a stream; ``wakeup()`` is called whenever it may have something to send."""
         s = WatchStream(self, wakeup)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import re
 import urllib.request
 
-from support import http_get
+from support import etcdctl, http_get
 
-from coord import Client
+from coord import Client, Get, Put
 
 #: name -> type, as etcd exposes them (etcd 3.4/3.5 reports these "totals" as gauges).
 STATE_METRICS = {
@@ -18,6 +18,8 @@ STATE_METRICS = {
     "etcd_server_is_leader": "gauge",
     "etcd_server_is_learner": "gauge",
     "etcd_server_leader_changes_seen_total": "counter",
+    "etcd_server_proposals_pending": "gauge",
+    "etcd_server_proposals_failed_total": "counter",
     "etcd_server_proposals_committed_total": "gauge",
     "etcd_server_proposals_applied_total": "gauge",
     "etcd_server_quota_backend_bytes": "gauge",
@@ -28,6 +30,17 @@ STATE_METRICS = {
     "etcd_debugging_mvcc_compact_revision": "gauge",
     "etcd_mvcc_db_total_size_in_bytes": "gauge",
     "etcd_mvcc_db_total_size_in_use_in_bytes": "gauge",
+    "etcd_mvcc_range_total": "counter",
+    "etcd_mvcc_put_total": "counter",
+    "etcd_mvcc_delete_total": "counter",
+    "etcd_mvcc_txn_total": "counter",
+    "etcd_debugging_mvcc_keys_total": "gauge",
+    "etcd_debugging_mvcc_watcher_total": "gauge",
+    "etcd_debugging_mvcc_slow_watcher_total": "gauge",
+    "etcd_debugging_lease_granted_total": "counter",
+    "etcd_debugging_lease_revoked_total": "counter",
+    "etcd_debugging_lease_renewed_total": "counter",
+    "etcd_debugging_server_lease_expired_total": "counter",
     "process_cpu_seconds_total": "counter",
     "process_resident_memory_bytes": "gauge",
     "process_open_fds": "gauge",
@@ -62,7 +75,14 @@ def test_metrics_have_etcds_names_types_and_labels(backend: str, prefix: str) ->
         status = c.status()
         for i in range(3):
             c.put(f"{prefix}m{i}", "v")
-    _, after = scrape(backend)
+        c.get(f"{prefix}m0")
+        c.txn(success=[Put(f"{prefix}t", "v"), Get(f"{prefix}m1")])  # two operations
+        c.delete(f"{prefix}m2")
+        lease = c.lease(60)
+        etcdctl(backend, "lease", "keep-alive", "--once", f"{lease.id:x}")
+        lease.revoke()
+        with c.watch(f"{prefix}w"):
+            _, after = scrape(backend)
     assert after["etcd_server_has_leader"] == 1
     assert after["etcd_server_is_leader"] == 1  # a single member
     assert after["etcd_server_is_learner"] == 0
@@ -70,12 +90,23 @@ def test_metrics_have_etcds_names_types_and_labels(backend: str, prefix: str) ->
     assert after[f'etcd_server_id{{server_id="{status.member_id:x}"}}'] == 1
     assert after["etcd_server_quota_backend_bytes"] == 2**31  # the default quota: 2 GiB
     # three puts: three more committed and applied proposals, three more revisions
-    for moved in (
-        "etcd_server_proposals_committed_total",
-        "etcd_server_proposals_applied_total",
-        "etcd_debugging_mvcc_current_revision",
+    # 3 puts, a txn, a delete, a grant and a revoke: 7 proposals, 5 revisions
+    for moved, by in (
+        ("etcd_server_proposals_committed_total", 7),
+        ("etcd_server_proposals_applied_total", 7),
+        ("etcd_debugging_mvcc_current_revision", 5),
+        ("etcd_mvcc_put_total", 4),
+        ("etcd_mvcc_range_total", 2),
+        ("etcd_mvcc_txn_total", 1),
+        ("etcd_mvcc_delete_total", 1),
+        ("etcd_debugging_lease_granted_total", 1),
+        ("etcd_debugging_lease_revoked_total", 1),
+        ("etcd_debugging_lease_renewed_total", 1),
     ):
-        assert after[moved] >= before[moved] + 3, moved
+        assert after[moved] >= before[moved] + by, (moved, before[moved], after[moved])
+    assert after["etcd_debugging_mvcc_keys_total"] >= 3
+    assert after["etcd_debugging_mvcc_watcher_total"] >= 1
+    assert after["etcd_server_proposals_pending"] >= 0
     assert (
         after["etcd_server_proposals_applied_total"]
         <= after["etcd_server_proposals_committed_total"]
