@@ -27,7 +27,8 @@ no flush: a power cut as far as this process's files are concerned); ``N*action`
 
 Names used by the server (see each call site): ``walBeforeWrite``, ``walBeforeSync``,
 ``walAfterSync``, ``raftBeforeSaveSnap``, ``raftAfterSaveSnap``, ``raftBeforeApplySnap``,
-``raftAfterApplySnap``, ``raftBeforeApply``, ``raftBeforeFollowerSend``,
+``raftAfterApplySnap``, ``raftBeforeApply``, ``applyBeforeCommand`` (inside one command's
+apply, on the event loop: a sleep there is a slow apply), ``raftBeforeFollowerSend``,
 ``raftAfterFollowerSend``, ``bootstrapBeforeSave``, ``bootstrapBeforeRename``.
 """
 

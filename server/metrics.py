@@ -85,6 +85,11 @@ class _StateCollector(Collector):
             node.pending_proposals(),
         )
         yield _counter(
+            "etcd_server_slow_apply",
+            "The total number of slow apply requests (likely overloaded from slow disk).",
+            node.slow_applies,
+        )
+        yield _counter(
             "etcd_server_proposals_failed",
             "The total number of failed proposals seen.",
             node.proposals_failed,

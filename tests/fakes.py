@@ -40,6 +40,7 @@ class FakeNode:
         self._running = False
         self.leader_changes = 0
         self.proposals_failed = 0
+        self.slow_applies = 0
         self._term = 0
         self.request_timeout = 5.0
         self._calls: dict[str, Callable[[bytes], bytes | Awaitable[bytes]]] = {}

@@ -45,6 +45,7 @@ import anyio.to_thread
 
 from coord.errors import CoordError, ServerStoppedError
 from coord.server import failpoints
+from coord.server.command import Kind
 from coord.server.membership import Attributes, decode_attributes, encode_attributes
 from coord.server.raft.rawnode import Ready
 from coord.server.raft.types import Entry, EntryType, Message, MessageType, StateType
@@ -55,6 +56,10 @@ from .state import FatalError, NodeState
 __all__ = ["Driver"]
 
 log = logging.getLogger("coord.server.node")
+
+#: An apply slower than this is a WARNING and counts in etcd_server_slow_apply_total (etcd's
+#: warnApplyDuration).
+WARN_APPLY_DURATION = 0.1
 
 _VOTE_TYPES = frozenset(
     {MessageType.VOTE, MessageType.VOTE_RESP, MessageType.PRE_VOTE, MessageType.PRE_VOTE_RESP}
@@ -264,7 +269,13 @@ class Driver(NodeState):
                 payload = e.data[ENVELOPE.size :]
                 result: Any
                 if tag == TAG_COMMAND:
+                    start = time.monotonic()
+                    if failpoints.ACTIVE:
+                        failpoints.hit("applyBeforeCommand")  # blocks the loop: a slow apply
                     result = self.sm.apply(e.index, payload)
+                    took = time.monotonic() - start
+                    if took > WARN_APPLY_DURATION:
+                        self._slow_apply(e.index, payload, took)
                 else:
                     result = b""
                     if tag == TAG_ATTRIBUTES:
@@ -273,6 +284,23 @@ class Driver(NodeState):
                     self._resolve(seq, result)
             self._applied = e.index
             self._applied_term = e.term
+
+    def _slow_apply(self, index: int, command: bytes, took: float) -> None:
+        """etcd's "apply request took too long" warning and etcd_server_slow_apply_total."""
+        self.slow_applies += 1
+        try:
+            kind = Kind(command[0]).name
+        except (IndexError, ValueError):
+            kind = "unknown"
+        log.warning(
+            "apply request took too long: took %.0fms, expected-duration %.0fms "
+            "(index %d, %s, %d bytes)",
+            took * 1000,
+            WARN_APPLY_DURATION * 1000,
+            index,
+            kind,
+            len(command),
+        )
 
     async def _stop_removed(self) -> None:
         self._removed = False

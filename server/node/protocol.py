@@ -35,6 +35,8 @@ class Node(Protocol):
     leader_changes: int
     #: Proposals that failed (dropped or timed out), etcd's etcd_server_proposals_failed_total.
     proposals_failed: int
+    #: Applies slower than 100 ms, etcd's etcd_server_slow_apply_total.
+    slow_applies: int
 
     async def propose(self, command: bytes) -> bytes:
         """Replicate ``command``; return this member's apply result (raise its CoordError).

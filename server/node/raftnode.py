@@ -102,6 +102,7 @@ class RaftNode(Driver, Proposals, ReadIndex, Reconfig, LeaderCalls, Snapshots):
         self._lead = 0
         self.leader_changes = 0
         self.proposals_failed = 0
+        self.slow_applies = 0
         self._raft_state = StateType.FOLLOWER
         self._is_leader = False
         self._applied = 0

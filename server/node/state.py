@@ -72,6 +72,7 @@ class NodeState(abc.ABC):
     _lead: int
     leader_changes: int
     proposals_failed: int
+    slow_applies: int
     _raft_state: StateType  # as of the last Ready (for the log lines)
     _is_leader: bool
     _applied: int

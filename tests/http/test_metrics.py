@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import re
 import urllib.request
+from pathlib import Path
 
-from support import etcdctl, http_get
+from support import CoordProc, etcdctl, http_get
 
 from coord import Client, Get, Put
 
@@ -20,6 +21,7 @@ STATE_METRICS = {
     "etcd_server_leader_changes_seen_total": "counter",
     "etcd_server_proposals_pending": "gauge",
     "etcd_server_proposals_failed_total": "counter",
+    "etcd_server_slow_apply_total": "counter",
     "etcd_server_proposals_committed_total": "gauge",
     "etcd_server_proposals_applied_total": "gauge",
     "etcd_server_quota_backend_bytes": "gauge",
@@ -127,3 +129,24 @@ def test_metrics_answers_any_method_as_etcd_does(backend: str) -> None:
     with urllib.request.urlopen(req, timeout=5) as resp:
         assert resp.status == 200
         assert b"# TYPE etcd_server_has_leader gauge" in resp.read()
+
+
+def test_slow_apply_is_logged_and_counted(tmp_path: Path) -> None:
+    """An apply over 100 ms (etcd's warnApplyDuration): etcd's "apply request took too long"
+    warning with the numbers, and etcd_server_slow_apply_total. The failpoint sleeps 250 ms
+    inside the first command's apply."""
+    server = CoordProc(tmp_path, env={"COORD_FAILPOINTS": "applyBeforeCommand=1*sleep(250)"})
+    try:
+        _, before = scrape(server.endpoint)
+        with Client(server.endpoint) as c:
+            for i in range(3):
+                c.put(f"/slow/{i}", "v")
+        _, after = scrape(server.endpoint)
+        assert after["etcd_server_slow_apply_total"] == before["etcd_server_slow_apply_total"] + 1
+        took = re.findall(
+            r"apply request took too long: took (\d+)ms, expected-duration 100ms", server.output()
+        )
+        assert len(took) == 1, server.output()
+        assert int(took[0]) >= 250, server.output()
+    finally:
+        server.stop()
