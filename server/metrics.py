@@ -15,7 +15,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
@@ -169,6 +174,16 @@ class _StateCollector(Collector):
             "etcd_debugging_server_lease_expired",
             "The total number of expired leases.",
             self.timer.revoked_expired,
+        )
+        disk = node.disk_stats()
+        yield HistogramMetricFamily(
+            "etcd_disk_wal_fsync_duration_seconds",
+            "The latency distributions of fsync called by WAL.",
+            buckets=disk.fsync.cumulative(),
+            sum_value=disk.fsync.total,
+        )
+        yield _gauge(
+            "etcd_disk_wal_write_bytes_total", "Total number of bytes written in WAL.", disk.written
         )
         in_use = kv.db_size()  # as Status reports them (server/api/maintenance.py)
         yield _gauge(

@@ -25,6 +25,7 @@ from coord.errors import (
 )
 from coord.server.membership import MemberInfo
 from coord.server.statemachine import StateMachine
+from coord.server.storage.diskstats import DiskStats
 
 __all__ = ["FakeNode"]
 
@@ -41,6 +42,7 @@ class FakeNode:
         self.leader_changes = 0
         self.proposals_failed = 0
         self.slow_applies = 0
+        self._disk = DiskStats()
         self._term = 0
         self.request_timeout = 5.0
         self._calls: dict[str, Callable[[bytes], bytes | Awaitable[bytes]]] = {}
@@ -96,6 +98,10 @@ class FakeNode:
     def applied_index(self) -> int:
         """The state machine's applied index."""
         return self.sm.applied_index
+
+    def disk_stats(self) -> DiskStats:
+        """Nothing written: no disk."""
+        return self._disk
 
     def pending_proposals(self) -> int:
         """None: a proposal applies at once."""

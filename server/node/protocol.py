@@ -19,6 +19,7 @@ from typing import Protocol, runtime_checkable
 import anyio.abc
 
 from coord.server.membership import MemberInfo
+from coord.server.storage.diskstats import DiskStats
 
 __all__ = ["MemberInfo", "Node"]
 
@@ -88,6 +89,10 @@ class Node(Protocol):
 
     def applied_index(self) -> int:
         """Highest log index applied to the state machine."""
+        ...
+
+    def disk_stats(self) -> DiskStats:
+        """The WAL's fsync latencies and bytes written."""
         ...
 
     def pending_proposals(self) -> int:

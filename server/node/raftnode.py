@@ -29,6 +29,7 @@ from coord.server.raft.config import RaftConfig
 from coord.server.raft.rawnode import RawNode
 from coord.server.raft.types import ConfState, Message, StateType
 from coord.server.statemachine import StateMachine
+from coord.server.storage.diskstats import DiskStats
 from coord.server.storage.fileutil import DataDirLock, lock_data_dir
 from coord.server.transport import PeerTransport
 
@@ -142,6 +143,10 @@ class RaftNode(Driver, Proposals, ReadIndex, Reconfig, LeaderCalls, Snapshots):
             sockets=peer_sockets,
         )
         self.transport.set_peers(self.membership.peer_urls())
+
+    def disk_stats(self) -> DiskStats:
+        """The WAL's fsync latencies and bytes written."""
+        return self.storage.wal.stats
 
     def _raft_config(self) -> RaftConfig:
         return RaftConfig(

@@ -56,6 +56,7 @@ import msgspec
 from coord.server import failpoints, raftcodec
 from coord.server.raft.types import Entry, HardState
 
+from .diskstats import DiskStats
 from .fileutil import fsync_dir, make_dirs
 
 __all__ = [
@@ -176,6 +177,7 @@ class WAL:
         self._size = 0
         self._last_index = 0
         self._hard_state = HardState()
+        self.stats = DiskStats()  # fsync latencies and bytes written (/metrics)
         # (seq, first_index, path, last_index_written) for every live segment
         self._segments: list[list[object]] = []
 
@@ -398,6 +400,7 @@ class WAL:
         """etcd's "slow fdatasync" warning: an fsync that took over WARN_SYNC_DURATION (a disk
         this slow delays every commit, and heartbeats behind it)."""
         took = time.monotonic() - start
+        self.stats.fsync.observe(took)
         if took > WARN_SYNC_DURATION:
             log.warning(
                 "slow fdatasync: took %.0fms, expected-duration %.0fms (WAL %s)",
@@ -412,6 +415,7 @@ class WAL:
             n = os.write(self._fd, view)
             view = view[n:]
         self._size += len(buf)
+        self.stats.written += len(buf)
 
     def _cut(self) -> None:
         os.fsync(self._fd)

@@ -32,6 +32,8 @@ STATE_METRICS = {
     "etcd_debugging_mvcc_compact_revision": "gauge",
     "etcd_mvcc_db_total_size_in_bytes": "gauge",
     "etcd_mvcc_db_total_size_in_use_in_bytes": "gauge",
+    "etcd_disk_wal_fsync_duration_seconds": "histogram",
+    "etcd_disk_wal_write_bytes_total": "gauge",
     "etcd_mvcc_range_total": "counter",
     "etcd_mvcc_put_total": "counter",
     "etcd_mvcc_delete_total": "counter",
@@ -106,6 +108,13 @@ def test_metrics_have_etcds_names_types_and_labels(backend: str, prefix: str) ->
         ("etcd_debugging_lease_renewed_total", 1),
     ):
         assert after[moved] >= before[moved] + by, (moved, before[moved], after[moved])
+    # every committed write was fsynced by the WAL: 7 more fsyncs at least, in the buckets
+    fsyncs = "etcd_disk_wal_fsync_duration_seconds_count"
+    assert after[fsyncs] >= before[fsyncs] + 7, (before[fsyncs], after[fsyncs])
+    assert after['etcd_disk_wal_fsync_duration_seconds_bucket{le="+Inf"}'] == after[fsyncs]
+    assert after['etcd_disk_wal_fsync_duration_seconds_bucket{le="8.192"}'] <= after[fsyncs]
+    assert after["etcd_disk_wal_fsync_duration_seconds_sum"] > 0
+    assert after["etcd_disk_wal_write_bytes_total"] > before["etcd_disk_wal_write_bytes_total"]
     assert after["etcd_debugging_mvcc_keys_total"] >= 3
     assert after["etcd_debugging_mvcc_watcher_total"] >= 1
     assert after["etcd_server_proposals_pending"] >= 0
