@@ -66,15 +66,18 @@ from .api import (
     RawCodec,
     WatchService,
 )
+from .api.maintenance import disk_usage
 from .command import Kind, encode
 from .compactor import Compactor
 from .config import Config
 from .http import ClientListener, Gateway
+from .http.ops import OpsRoutes
 from .lease import LeaseTimer
 from .listen import bind_all, bound_url, close_all
 from .membership import MemberInfo, compute_member_id
 from .metrics import ServerMetrics
 from .node import Node, RaftNode
+from .overview import Overview
 from .statemachine import StateMachine
 from .tls import is_tls_url
 from .watch import WatchHub
@@ -117,15 +120,21 @@ class CoordServer:
         # Every port before anything else: a busy port is one error line, with nothing
         # bootstrapped or written.
         client_sockets = bind_all(config.listen_client_urls, "client requests")
+        try:
+            metrics_sockets = bind_all(config.listen_metrics_urls, "metrics")
+        except BaseException:
+            close_all(s for socks in client_sockets.values() for s in socks)
+            raise
+        client_sockets_all = {**client_sockets, **metrics_sockets}
         client_urls = [bound_url(url, socks) for url, socks in client_sockets.items()]
         config = _advertise_bound(config, dict(zip(client_sockets, client_urls, strict=True)))
         sm = StateMachine()
         try:
             node = await build_node(config, sm)
         except BaseException:
-            close_all(s for socks in client_sockets.values() for s in socks)
+            close_all(s for socks in client_sockets_all.values() for s in socks)
             raise
-        return cls(config, sm, node, client_sockets, client_urls)
+        return cls(config, sm, node, client_sockets, client_urls, metrics_sockets)
 
     def __init__(
         self,
@@ -134,9 +143,13 @@ class CoordServer:
         node: Node,
         client_sockets: dict[str, list[socket.socket]],
         client_urls: list[str],
+        metrics_sockets: dict[str, list[socket.socket]] | None = None,
     ) -> None:
         self.config = config
         self._client_sockets = client_sockets
+        self._metrics_sockets = metrics_sockets or {}
+        #: the --listen-metrics-urls as bound (once serving)
+        self.metrics_urls: list[str] = []
         #: the client URLs as bound (port 0 replaced by the port the kernel chose)
         self.client_urls = client_urls
         self.sm = sm
@@ -159,7 +172,11 @@ class CoordServer:
             config.compaction_policy, self.node, self.sm, config.auto_compaction_revision_interval
         )
         self.metrics = ServerMetrics(config, self.node, self.sm, self.timer, self.hub)
+        self.overview = Overview(
+            config, self.node, self.sm, self.hub, self.metrics.calls, self._db_size
+        )
         self._listener: ClientListener | None = None
+        self._metrics_listener: ClientListener | None = None
 
     def _lease_service(self) -> LeaseService:
         """Keep-alives and TTL queries reaching a follower go to the leader."""
@@ -179,17 +196,35 @@ class CoordServer:
         # with TLS for https:// URLs (server/http/mux.py, server/tls.py). The sockets were
         # bound in __init__; the listener owns them from here on.
         grpc_config = Configuration(http2_stream_window_size=STREAM_WINDOW)
-        server = Server(self.services, codec=RawCodec(), config=grpc_config)
-        gateway = Gateway(server, metrics=self.metrics.render)
-        self._listener = ClientListener(server, gateway)
+        metrics = self.config.metrics != "off"
+        services = self.metrics.calls.instrument(self.services) if metrics else self.services
+        server = Server(services, codec=RawCodec(), config=grpc_config)
+        render = self.metrics.render if metrics else None
+        ops = OpsRoutes(render, self.overview)
+        self._listener = ClientListener(server, Gateway(server, ops=ops))
         bound, self._client_sockets = self._client_sockets, {}
         for (url, socks), where in zip(bound.items(), self.client_urls, strict=True):
             tls = self.config.client_tls.server_context() if is_tls_url(url) else None
             for sock in socks:
                 await self._listener.start(sock, tls)
             log.info("listening for client requests (gRPC and HTTP/JSON) on %s", where)
+        if self._metrics_sockets:
+            # --listen-metrics-urls: /metrics and the health probes, over HTTP/1.1 only
+            gateway = Gateway(server, ops=OpsRoutes(render), api=False)
+            self._metrics_listener = ClientListener(server, gateway, serves_grpc=False)
+            bound, self._metrics_sockets = self._metrics_sockets, {}
+            for url, socks in bound.items():
+                tls = self.config.client_tls.server_context() if is_tls_url(url) else None
+                for sock in socks:
+                    await self._metrics_listener.start(sock, tls)
+                self.metrics_urls.append(bound_url(url, socks))
+                log.info("listening for metrics on %s", self.metrics_urls[-1])
         if self.config.listen_port_file:
             self._write_port_file(self.config.listen_port_file)
+
+    def _db_size(self) -> int:
+        """The database size as Status reports it (server/api/maintenance.py)."""
+        return max(disk_usage(self.config.data_dir), self.sm.kv.db_size())
 
     def _write_port_file(self, path: str) -> None:
         """``--listen-port-file``: the bound client URLs and the peer URLs, as JSON."""
@@ -197,6 +232,7 @@ class CoordServer:
             "name": self.config.name,
             "client": self.client_urls,
             "peer": list(self.config.listen_peer_urls),
+            "metrics": self.metrics_urls,
         }
         tmp = f"{path}.tmp"
         with open(tmp, "w", encoding="utf-8") as f:
@@ -204,9 +240,11 @@ class CoordServer:
         os.replace(tmp, path)
 
     def _close_client_sockets(self) -> None:
-        """Close the client sockets not handed to the listener (stopped before serving)."""
-        close_all(s for socks in self._client_sockets.values() for s in socks)
-        self._client_sockets = {}
+        """Close the client and metrics sockets not handed to a listener (stopped before
+        serving)."""
+        for sockets in (self._client_sockets, self._metrics_sockets):
+            close_all(s for socks in sockets.values() for s in socks)
+        self._client_sockets, self._metrics_sockets = {}, {}
 
     async def expire_leases(self) -> None:
         """Forever: revoke every lease the timer says has expired, as a confirmed leader
@@ -273,11 +311,12 @@ class CoordServer:
     async def _close_listener(self) -> None:
         """Close the client listener (and the sockets it never got)."""
         log.info("stopping coord-server %r", self.config.name)
-        if self._listener is not None:
-            self._listener.close()
-            with anyio.move_on_after(5):
-                await self._listener.wait_closed()
-            self._listener = None
+        for listener in (self._listener, self._metrics_listener):
+            if listener is not None:
+                listener.close()
+                with anyio.move_on_after(5):
+                    await listener.wait_closed()
+        self._listener = self._metrics_listener = None
         self._close_client_sockets()
 
     async def serve(self, stop: anyio.Event) -> None:

@@ -14,10 +14,18 @@ from .logconfig import LEVELS, LOGGERS
 from .tls import TLSInfo, check_urls
 from .urls import parse_url
 
-__all__ = ["DEFAULT_MAX_REQUEST_BYTES", "DEFAULT_QUOTA_BYTES", "Config", "parse_initial_cluster"]
+__all__ = [
+    "DEFAULT_MAX_REQUEST_BYTES",
+    "DEFAULT_QUOTA_BYTES",
+    "METRICS_LEVELS",
+    "Config",
+    "parse_initial_cluster",
+]
 
 DEFAULT_MAX_REQUEST_BYTES = 1572864  # 1.5 MiB, etcd's --max-request-bytes
 DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024  # 2 GiB, etcd's default backend quota
+#: --metrics values: etcd's basic and extensive, and coord's off
+METRICS_LEVELS = ("basic", "extensive", "off")
 #: gRPC receive limit over --max-request-bytes (etcd: grpcOverheadBytes)
 GRPC_OVERHEAD_BYTES = 512 * 1024
 
@@ -75,6 +83,11 @@ class Config:
     #: etcd's --force-new-cluster: restart as a one-member cluster from this data directory
     force_new_cluster: bool = False
     log_level: str = "info"
+    #: etcd's --listen-metrics-urls: more URLs serving only /metrics and the health probes
+    listen_metrics_urls: tuple[str, ...] = ()
+    #: etcd's --metrics: "basic", or "extensive" (adds grpc_server_handling_seconds); coord
+    #: also takes "off": no per-request counting, no /metrics
+    metrics: str = "basic"
     #: --listen-port-file: where to write the bound client and peer URLs (JSON) once serving
     listen_port_file: str = ""
     client_tls: TLSInfo = field(default_factory=TLSInfo)
@@ -89,6 +102,7 @@ class Config:
             "advertise_client_urls",
             "listen_peer_urls",
             "initial_advertise_peer_urls",
+            "listen_metrics_urls",
             "log_outputs",
         ):
             value = getattr(self, attr)
@@ -99,6 +113,7 @@ class Config:
             *self.advertise_client_urls,
             *self.listen_peer_urls,
             *self.initial_advertise_peer_urls,
+            *self.listen_metrics_urls,
         ):
             parse_url(url)
         if not self.initial_cluster:
@@ -111,6 +126,11 @@ class Config:
         self.peer_tls.validate()
         check_urls("--listen-client-urls", self.listen_client_urls, self.client_tls)
         check_urls("--listen-peer-urls", self.listen_peer_urls, self.peer_tls)
+        check_urls("--listen-metrics-urls", self.listen_metrics_urls, self.client_tls)
+        if self.metrics not in METRICS_LEVELS:
+            raise ValueError(
+                f"invalid --metrics {self.metrics!r}: expected basic, extensive or off"
+            )
         if self.logger not in LOGGERS:
             raise ValueError(f"invalid --logger {self.logger!r}: expected capnslog or zap")
         if self.log_level not in LEVELS:

@@ -27,7 +27,7 @@ from coord import __version__
 from . import configsource, failpoints, logconfig
 from .api.maintenance import VERSION as ETCD_VERSION
 from .app import CoordServer
-from .config import DEFAULT_MAX_REQUEST_BYTES, Config
+from .config import DEFAULT_MAX_REQUEST_BYTES, METRICS_LEVELS, Config
 from .tls import TLSInfo
 
 __all__ = ["build_parser", "config_from_args", "main", "parse_duration", "version_text"]
@@ -118,9 +118,22 @@ def build_parser() -> argparse.ArgumentParser:
     a(
         "--listen-port-file",
         default="",
-        help="coord only: once serving clients, write the bound client and peer URLs to this "
-        'file as JSON ({"client": [...], "peer": [...]}); port 0 in '
+        help="coord only: once serving clients, write the bound client, peer and metrics URLs to "
+        'this file as JSON ({"client": [...], "peer": [...], "metrics": [...]}); port 0 in '
         "--listen-client-urls binds an ephemeral port, which this file (and the log) names",
+    )
+    a(
+        "--listen-metrics-urls",
+        default="",
+        help="comma-separated URLs that serve only /metrics, /health, /livez and /readyz "
+        "(http, or https with the client --cert-file and --key-file)",
+    )
+    a(
+        "--metrics",
+        default="basic",
+        choices=list(METRICS_LEVELS),
+        help="'basic' metrics, or 'extensive' (adds the grpc_server_handling_seconds "
+        "histogram); coord only: 'off' counts nothing per request and serves no /metrics",
     )
     a(
         "--initial-advertise-peer-urls",
@@ -348,6 +361,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         log_outputs=args.log_outputs,
         log_level=args.log_level,
         listen_port_file=args.listen_port_file,
+        listen_metrics_urls=args.listen_metrics_urls,
+        metrics=args.metrics,
         client_tls=TLSInfo(
             args.cert_file, args.key_file, args.trusted_ca_file, args.client_cert_auth
         ),

@@ -24,8 +24,10 @@ from coord.errors import (
     UnhealthyClusterError,
 )
 from coord.server.membership import MemberInfo
+from coord.server.node.stats import FollowerStatus, NodeStats
 from coord.server.statemachine import StateMachine
 from coord.server.storage.diskstats import DiskStats
+from coord.server.transport.stats import PeerStats
 
 __all__ = ["FakeNode"]
 
@@ -39,9 +41,7 @@ class FakeNode:
         self.cluster_id = cluster_id
         self._member = member
         self._running = False
-        self.leader_changes = 0
-        self.proposals_failed = 0
-        self.slow_applies = 0
+        self.stats = NodeStats()
         self._disk = DiskStats()
         self._term = 0
         self.request_timeout = 5.0
@@ -103,6 +103,14 @@ class FakeNode:
         """Nothing written: no disk."""
         return self._disk
 
+    def peer_stats(self) -> dict[int, PeerStats]:
+        """No peers."""
+        return {}
+
+    def followers(self) -> list[FollowerStatus]:
+        """No followers."""
+        return []
+
     def pending_proposals(self) -> int:
         """None: a proposal applies at once."""
         return 0
@@ -143,9 +151,20 @@ class FakeNode:
         if target_id != self.member_id:
             raise MemberNotFoundError()
 
-    def register_call(self, method: str, fn: Callable[[bytes], bytes | Awaitable[bytes]]) -> None:
+    def register_call(
+        self,
+        method: str,
+        fn: Callable[[bytes], bytes | Awaitable[bytes]],
+        leader_only: bool = True,
+    ) -> None:
         """Serve ``method`` here (the only member is always the leader)."""
         self._calls[method] = fn
+
+    async def member_call(self, member_id: int, method: str, body: bytes, timeout: float) -> bytes:
+        """Only this member exists."""
+        if member_id != self.member_id:
+            raise OSError(f"unknown member {member_id:x}")
+        return await self.leader_call(method, body)
 
     async def leader_call(self, method: str, body: bytes, timeout: float | None = None) -> bytes:
         """Run the registered ``method`` here."""
@@ -158,7 +177,7 @@ class FakeNode:
     async def start(self) -> None:
         """Become leader of term 1."""
         self._running = True
-        self.leader_changes += 1
+        self.stats.leader_changes += 1
         self._term = 1
 
     async def run(

@@ -16,6 +16,7 @@ import http.client
 import json
 import os
 import random
+import re
 import select
 import shutil
 import signal
@@ -641,3 +642,26 @@ def make_pki(directory: Path, name: str) -> Pki:
     client.cert_chain_pems[0].write_to_path(str(pki.client_cert))
     client.private_key_pem.write_to_path(str(pki.client_key))
     return pki
+
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def scrape_metrics(endpoint: str) -> tuple[dict[str, str], dict[str, float]]:
+    """``(name -> type, "name{labels}" -> value)`` of one scrape; labels sorted by name (Go's
+    client sorts them, prometheus-client keeps their declared order)."""
+    status, body = http_get(f"http://{endpoint}/metrics", timeout=5)
+    assert status == 200, body
+    types: dict[str, str] = {}
+    samples: dict[str, float] = {}
+    for line in body.decode().splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ", 3)
+            types[name] = kind
+        elif line and not line.startswith("#"):
+            m = _SAMPLE.match(line)
+            assert m is not None, f"not a sample line: {line!r}"
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(_LABEL.findall(m.group(2) or "")))
+            samples[m.group(1) + (f"{{{labels}}}" if labels else "")] = float(m.group(3))
+    return types, samples

@@ -51,6 +51,7 @@ from coord.server.config import Config
 from coord.server.grpclib_compat import h2_stream
 from coord.server.statemachine import StateMachine
 
+from .callstats import count_received, count_sent
 from .pbcheck import check_message
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ __all__ = [
     "raise_first",
     "recv_frame",
     "scan",
+    "send_response",
     "to_grpc_error",
     "unary",
 ]
@@ -135,7 +137,14 @@ async def recv_frame(stream: RawStream, limit: int) -> bytes | None:
     data: bytes = await frames.recv_data(length) if length else b""
     if len(data) != length:
         raise GRPCError(Status.INTERNAL, "coord: truncated gRPC message")
+    count_received(length)
     return data
+
+
+async def send_response(stream: RawStream, message: bytes) -> None:
+    """Send one response message (counted for the call's metrics)."""
+    count_sent(len(message))
+    await stream.send_message(message)
 
 
 def scan(cls: type, data: bytes) -> dict[int, int]:
@@ -255,7 +264,7 @@ def unary(ctx: ApiContext, impl: Impl) -> Callable[[RawStream], Awaitable[None]]
             response = await impl(stream, data)
         except CoordError as e:
             raise to_grpc_error(e) from None
-        await stream.send_message(response)
+        await send_response(stream, response)
 
     return run
 

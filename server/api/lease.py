@@ -54,6 +54,7 @@ from .common import (
     parse,
     raise_first,
     recv_frame,
+    send_response,
     to_grpc_error,
     unary,
 )
@@ -140,8 +141,8 @@ class LeaseService:
                 req = parse(pb.LeaseKeepAliveRequest, data)
                 head = ctx.header_bytes(ctx.sm.kv.rev)
                 ttl = await self._renew(req.id)
-                await stream.send_message(
-                    head + bytes(pb.LeaseKeepAliveResponse(id=req.id, ttl=ttl))
+                await send_response(
+                    stream, head + bytes(pb.LeaseKeepAliveResponse(id=req.id, ttl=ttl))
                 )
         except CoordError as e:
             raise to_grpc_error(e) from None

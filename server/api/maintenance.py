@@ -24,7 +24,16 @@ from coord.errors import CoordError
 from coord.server.command import Kind
 from coord.server.membership import MemberInfo
 
-from .common import ApiContext, RawStream, handler, parse, recv_frame, to_grpc_error, unary
+from .common import (
+    ApiContext,
+    RawStream,
+    handler,
+    parse,
+    recv_frame,
+    send_response,
+    to_grpc_error,
+    unary,
+)
 
 __all__ = [
     "SNAPSHOT_MAGIC",
@@ -169,10 +178,11 @@ class MaintenanceService:
             resp = pb.SnapshotResponse(
                 remaining_bytes=total - start - len(chunk), blob=chunk, version=VERSION
             )
-            await stream.send_message(head + bytes(resp))
-        await stream.send_message(
+            await send_response(stream, head + bytes(resp))
+        await send_response(
+            stream,
             head
-            + bytes(pb.SnapshotResponse(remaining_bytes=0, blob=digest.digest(), version=VERSION))
+            + bytes(pb.SnapshotResponse(remaining_bytes=0, blob=digest.digest(), version=VERSION)),
         )
 
     async def downgrade(self, stream: RawStream, data: bytes) -> bytes:

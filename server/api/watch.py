@@ -31,6 +31,7 @@ from .common import (
     parse,
     raise_first,
     recv_frame,
+    send_response,
     to_grpc_error,
 )
 
@@ -96,7 +97,7 @@ class WatchService:
                         ready.clear()
                         while batch := ws.next_responses(SEND_BATCH_BYTES):
                             for msg in batch:
-                                await stream.send_message(msg)
+                                await send_response(stream, msg)
 
                 tg.start_soon(receive)
                 tg.start_soon(send)

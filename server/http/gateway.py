@@ -1,5 +1,5 @@
-"""etcd's HTTP/JSON gateway (``/v3/...``, ``/health``, ``/livez``, ``/readyz``, ``/version``,
-``/metrics``) over HTTP/1.1 with h11.
+"""etcd's HTTP/JSON gateway (``/v3/...``, ``/health``, ``/livez``, ``/readyz``, ``/version``;
+``/metrics``, ``/v2/stats`` and the dashboard through :mod:`.ops`) over HTTP/1.1 with h11.
 
 Theory of operation: etcd's grpc-gateway is a gRPC *client* of the member's own gRPC server; it
 turns each JSON POST into a gRPC call and each reply back into JSON. We do the same in-process,
@@ -50,6 +50,7 @@ from coord.server.grpclib_compat import server_codec, server_dispatch, server_ma
 
 from .inprocess import GatewayPeer, GatewayStream, NoTransport
 from .jsonpb import JsonMappingError, from_json, to_json
+from .ops import OpsRoutes
 from .probes import Probes
 from .routes import HTTP_STATUS, ROUTES, Route, dumps, error_body
 
@@ -88,10 +89,13 @@ class Gateway:
         *,
         max_body: int = MAX_BODY,
         health_timeout: float = _HEALTH_TIMEOUT,
-        metrics: Callable[[], tuple[bytes, str]] | None = None,
+        ops: OpsRoutes | None = None,
+        api: bool = True,
     ) -> None:
-        """``metrics``: renders ``/metrics`` as ``(body, content type)``; without it, 404."""
-        self._metrics = metrics
+        """``ops``: ``/metrics``, ``/v2/stats`` and the dashboard (:mod:`.ops`); without it,
+        404. ``api=False`` serves only those and the health probes (``--listen-metrics-urls``)."""
+        self._ops = ops
+        self._api = api
         self._mapping: dict[str, Any] = server_mapping(grpc_server)
         self._codec = server_codec(grpc_server)
         self._dispatch = server_dispatch(grpc_server)
@@ -234,8 +238,11 @@ class Gateway:
             status, text = await self._probes.answer(path, query, method)
             await self._send_simple(conn, writer, status, text, "text/plain; charset=utf-8")
             return
-        if path == "/metrics" and self._metrics is not None:  # any method, as etcd's promhttp
-            await self._send_simple(conn, writer, 200, *self._metrics())
+        if self._ops is not None and self._ops.serves(path):
+            await self._send_simple(conn, writer, *await self._ops.answer(method, path))
+            return
+        if not self._api:
+            await self._send_simple(conn, writer, 404, b"Not Found\n", "text/plain; charset=utf-8")
             return
         if path == "/version":
             await self._send_simple(conn, writer, 200, dumps(await self.version()))

@@ -130,7 +130,9 @@ class _SniffProtocol(asyncio.Protocol):
         assert transport is not None
         self._done = True
         new: asyncio.BaseProtocol = (
-            self._listener.grpc_protocol() if grpc else self._listener.http_protocol()
+            self._listener.grpc_protocol()
+            if grpc and self._listener.serves_grpc
+            else self._listener.http_protocol()  # refuses an HTTP/2 preface with a 400
         )
         transport.set_protocol(new)
         new.connection_made(transport)
@@ -253,8 +255,11 @@ class ClientListener:
         grpc_server: Server,
         gateway: Gateway | None = None,
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
+        serves_grpc: bool = True,
     ) -> None:
+        """``serves_grpc=False``: HTTP/1.1 only (a ``--listen-metrics-urls`` listener)."""
         self.grpc_server = grpc_server
+        self.serves_grpc = serves_grpc
         self.gateway = gateway if gateway is not None else Gateway(grpc_server)
         self.handshake_timeout = handshake_timeout
         self._servers: list[asyncio.base_events.Server] = []

@@ -153,7 +153,8 @@ class Driver(NodeState):
         if rd.soft_state is not None:
             self._log_soft_state(rd.soft_state.lead, rd.soft_state.raft_state)
             if rd.soft_state.lead and rd.soft_state.lead != self._lead:
-                self.leader_changes += 1  # as etcd counts: a new leader that is known
+                self.stats.leader_changes += 1  # as etcd counts: a new leader that is known
+                self._append_clock.clear()
             self._lead = rd.soft_state.lead
             self._set_leader(rd.soft_state.raft_state == StateType.LEADER)
         if rd.messages:
@@ -167,6 +168,8 @@ class Driver(NodeState):
             else:
                 self.storage.write(rd.hard_state, rd.entries, None, False)
             self.storage.commit(rd.hard_state, rd.entries, snap)
+            if rd.entries and self._is_leader:
+                self._append_clock.appended(rd.entries[-1].index, time.monotonic())
         if rd.msgs_after_append:
             if failpoints.ACTIVE:
                 await failpoints.ahit("raftBeforeFollowerSend")
@@ -183,7 +186,9 @@ class Driver(NodeState):
         if rd.committed_entries:
             if failpoints.ACTIVE:
                 await failpoints.ahit("raftBeforeApply")
+            start = time.monotonic()
             self._apply_entries(rd.committed_entries)
+            self.stats.apply.observe(time.monotonic() - start)
         for rs in rd.read_states:
             state = self._read_states.pop(rs.request_ctx, None)
             if state is not None:
@@ -193,7 +198,9 @@ class Driver(NodeState):
             self._maybe_campaign()  # after advance: Raft refuses to campaign with unapplied confs
         self._release_applied_waiters()
         if self._applied - self._snap_index >= self.snapshot_count:
+            start = time.monotonic()
             await self._snapshot()
+            self.stats.snapshot.observe(time.monotonic() - start)
 
     def _log_soft_state(self, lead: int, state: StateType) -> None:
         """Raft role and leader changes: etcd's raft.node lines (leader changes at INFO)."""
@@ -287,7 +294,7 @@ class Driver(NodeState):
 
     def _slow_apply(self, index: int, command: bytes, took: float) -> None:
         """etcd's "apply request took too long" warning and etcd_server_slow_apply_total."""
-        self.slow_applies += 1
+        self.stats.slow_applies += 1
         try:
             kind = Kind(command[0]).name
         except (IndexError, ValueError):

@@ -6,6 +6,9 @@ leader knows its progress).  A service registers such a method with
 :meth:`LeaderCalls.register_call`; :meth:`LeaderCalls.leader_call` runs it here while this
 member leads, else sends it on the peer transport's call connection to the leader as Raft
 knows it *now*, which answers it (:meth:`LeaderCalls.on_call`) only while it leads.
+A method registered with ``leader_only=False`` is answered by any member:
+:meth:`LeaderCalls.member_call` asks one member by ID (the dashboard asks each member for its
+status this way, over the peer connections every member already has).
 """
 
 from __future__ import annotations
@@ -27,18 +30,36 @@ class LeaderCalls(NodeState):
 
     async def on_call(self, method: str, body: bytes) -> bytes:
         """Answer a request a follower forwarded to us (the leader)."""
-        fn = self._calls.get(method)
+        fn, leader_only = self._calls.get(method, (None, True))
         if fn is None:
             raise ValueError(f"unknown forwarded method {method!r}")
-        if not self.is_leader():
+        if leader_only and not self.is_leader():
             raise ValueError(NotLeaderError().message)
         result = fn(body)
         return result if isinstance(result, bytes) else await result
 
-    def register_call(self, method: str, fn: Callable[[bytes], bytes | Awaitable[bytes]]) -> None:
-        """Let followers forward ``method`` to this member while it leads (see leader_call);
-        ``fn`` may be a coroutine function."""
-        self._calls[method] = fn
+    def register_call(
+        self,
+        method: str,
+        fn: Callable[[bytes], bytes | Awaitable[bytes]],
+        leader_only: bool = True,
+    ) -> None:
+        """Let followers forward ``method`` to this member while it leads (see leader_call),
+        or, with ``leader_only=False``, let any member ask it (see member_call); ``fn`` may be
+        a coroutine function."""
+        self._calls[method] = (fn, leader_only)
+
+    async def member_call(self, member_id: int, method: str, body: bytes, timeout: float) -> bytes:
+        """Run ``method`` (registered with ``leader_only=False``) on ``member_id``: here when
+        it is this member, else over the peer transport.
+
+        Raises:
+            OSError: the member could not be reached or reported an error.
+            TimeoutError: no answer within ``timeout``.
+        """
+        if member_id == self.member_id:
+            return await self.on_call(method, body)
+        return await self.transport.call(member_id, method, body, timeout=timeout)
 
     async def leader_call(self, method: str, body: bytes, timeout: float | None = None) -> bytes:
         """Run a registered leader-only ``method``: here when leading, else on the leader via

@@ -86,13 +86,13 @@ class Proposals(NodeState):
             try:
                 self.rawnode.propose(data)
             except ProposalDropped as e:
-                self.proposals_failed += 1
+                self.stats.proposals_failed += 1
                 raise self._proposal_error(e, lead) from None
             self._wake.set()
             with anyio.fail_after(timeout or self.request_timeout):
                 return await waiter.wait()
         except TimeoutError:
-            self.proposals_failed += 1
+            self.stats.proposals_failed += 1
             raise self._proposal_error(None, lead) from None
         finally:
             self._pending.pop(seq, None)

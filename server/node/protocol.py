@@ -20,8 +20,11 @@ import anyio.abc
 
 from coord.server.membership import MemberInfo
 from coord.server.storage.diskstats import DiskStats
+from coord.server.transport.stats import PeerStats
 
-__all__ = ["MemberInfo", "Node"]
+from .stats import FollowerStatus, NodeStats
+
+__all__ = ["FollowerStatus", "MemberInfo", "Node", "NodeStats"]
 
 
 @runtime_checkable
@@ -32,12 +35,8 @@ class Node(Protocol):
     cluster_id: int
     #: Seconds a request may wait for its proposal to apply (--request-timeout).
     request_timeout: float
-    #: Leader changes seen (a new, known leader), etcd's etcd_server_leader_changes_seen_total.
-    leader_changes: int
-    #: Proposals that failed (dropped or timed out), etcd's etcd_server_proposals_failed_total.
-    proposals_failed: int
-    #: Applies slower than 100 ms, etcd's etcd_server_slow_apply_total.
-    slow_applies: int
+    #: etcd's server counters and the apply/snapshot durations (read by /metrics).
+    stats: NodeStats
 
     async def propose(self, command: bytes) -> bytes:
         """Replicate ``command``; return this member's apply result (raise its CoordError).
@@ -95,6 +94,14 @@ class Node(Protocol):
         """The WAL's fsync latencies and bytes written."""
         ...
 
+    def peer_stats(self) -> dict[int, PeerStats]:
+        """Bytes, failures and round-trip times per peer."""
+        ...
+
+    def followers(self) -> list[FollowerStatus]:
+        """The leader's view of every other member (empty unless this member leads)."""
+        ...
+
     def pending_proposals(self) -> int:
         """Proposals of this member waiting to be committed and applied."""
         ...
@@ -123,8 +130,19 @@ class Node(Protocol):
         """Hand leadership to ``target_id`` (MoveLeader)."""
         ...
 
-    def register_call(self, method: str, fn: Callable[[bytes], bytes | Awaitable[bytes]]) -> None:
-        """Serve the leader-only ``method`` with ``fn`` while this member leads."""
+    def register_call(
+        self,
+        method: str,
+        fn: Callable[[bytes], bytes | Awaitable[bytes]],
+        leader_only: bool = True,
+    ) -> None:
+        """Serve ``method`` with ``fn``: while this member leads, or always when not
+        ``leader_only`` (for :meth:`member_call`)."""
+        ...
+
+    async def member_call(self, member_id: int, method: str, body: bytes, timeout: float) -> bytes:
+        """Run ``method`` (registered with ``leader_only=False``) on ``member_id``; OSError or
+        TimeoutError when it cannot answer."""
         ...
 
     async def leader_call(self, method: str, body: bytes, timeout: float | None = None) -> bytes:

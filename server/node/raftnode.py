@@ -18,6 +18,7 @@ import os
 import random
 import signal
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from coord.server.statemachine import StateMachine
 from coord.server.storage.diskstats import DiskStats
 from coord.server.storage.fileutil import DataDirLock, lock_data_dir
 from coord.server.transport import PeerTransport
+from coord.server.transport.stats import PeerStats
 
 from .bootstrap import OpenedMember, open_member
 from .driver import Driver
@@ -40,6 +42,7 @@ from .proposals import Proposals
 from .readindex import ReadIndex
 from .reconfig import LEARNER_READY, Reconfig
 from .snapshots import Snapshots
+from .stats import AppendClock, NodeStats
 
 __all__ = ["RaftNode"]
 
@@ -97,13 +100,13 @@ class RaftNode(Driver, Proposals, ReadIndex, Reconfig, LeaderCalls, Snapshots):
         self.request_timeout = config.request_timeout
         self.snapshot_count = max(1, config.snapshot_count)
         self.catch_up_entries = min(5000, self.snapshot_count)
-        self._calls = {LEARNER_READY: self._learner_ready_call}
+        self._calls = {LEARNER_READY: (self._learner_ready_call, True)}
         self._pending = {}
         self._seq = random.getrandbits(62)
         self._lead = 0
-        self.leader_changes = 0
-        self.proposals_failed = 0
-        self.slow_applies = 0
+        self.stats = NodeStats()
+        self._append_clock = AppendClock()
+        self._heard = {}
         self._raft_state = StateType.FOLLOWER
         self._is_leader = False
         self._applied = 0
@@ -148,6 +151,10 @@ class RaftNode(Driver, Proposals, ReadIndex, Reconfig, LeaderCalls, Snapshots):
         """The WAL's fsync latencies and bytes written."""
         return self.storage.wal.stats
 
+    def peer_stats(self) -> dict[int, PeerStats]:
+        """Bytes, failures and round trips per peer, as the peer transport counts them."""
+        return self.transport.stats()
+
     def _raft_config(self) -> RaftConfig:
         return RaftConfig(
             id=self.member_id,
@@ -167,6 +174,8 @@ class RaftNode(Driver, Proposals, ReadIndex, Reconfig, LeaderCalls, Snapshots):
         """Step peer messages into Raft; a message Raft refuses with an error stops the member."""
         if self._fatal is not None:
             return
+        if msgs:  # one batch comes from one peer
+            self._heard[msgs[0].from_] = time.monotonic()
         if log.isEnabledFor(logging.DEBUG):
             self._log_votes(msgs, sent=False)
         for m in msgs:

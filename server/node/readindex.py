@@ -36,6 +36,7 @@ class ReadIndex(NodeState):
             with anyio.fail_after(self.request_timeout):
                 await waiter.wait()
         except TimeoutError:
+            self.stats.read_indexes_failed += 1
             raise (RequestTimeoutError() if self._lead else NoLeaderError()) from None
         finally:
             waiter.set_result(None)  # done either way: no more rounds for a caller gone
@@ -129,6 +130,8 @@ class ReadIndex(NodeState):
                 with anyio.move_on_after(retry):
                     index = await state.wait()
                 self._read_states.pop(ctx, None)
+                if index < 0:  # etcd: "timed out waiting for read index response"
+                    self.stats.slow_read_indexes += 1
             if index < 0:
                 continue
             if index > self._applied:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from coord.server.storage import DurableStorage
 from coord.server.storage.fileutil import DataDirLock
 from coord.server.transport import PeerTransport
 
+from .stats import AppendClock, FollowerStatus, NodeStats
 from .waiter import Waiter
 
 __all__ = ["FatalError", "NodeState"]
@@ -66,13 +68,13 @@ class NodeState(abc.ABC):
     rawnode: RawNode
     transport: PeerTransport
     _dir_lock: DataDirLock
-    _calls: dict[str, Callable[[bytes], bytes | Awaitable[bytes]]]
+    _calls: dict[str, tuple[Callable[[bytes], bytes | Awaitable[bytes]], bool]]  # leader only?
     _pending: dict[int, Waiter[Any]]
     _seq: int
     _lead: int
-    leader_changes: int
-    proposals_failed: int
-    slow_applies: int
+    stats: NodeStats
+    _append_clock: AppendClock  # when the leader appended what (follower lag in time)
+    _heard: dict[int, float]  # monotonic time a message from each peer last arrived
     _raft_state: StateType  # as of the last Ready (for the log lines)
     _is_leader: bool
     _applied: int
@@ -102,6 +104,32 @@ class NodeState(abc.ABC):
         down, not when the next Ready is handled (architecture rule 9; the Ready loop may be
         waiting on the disk meanwhile)."""
         return self.rawnode.state == StateType.LEADER
+
+    def followers(self) -> list[FollowerStatus]:
+        """The leader's view of every other member (empty unless this member leads now)."""
+        raft = self.rawnode.raft
+        if raft.state != StateType.LEADER:
+            return []
+        last, now = raft.raft_log.last_index(), time.monotonic()
+        progress = raft.trk.progress
+        out = []
+        for id_, pr in progress.items():
+            if id_ == self.member_id:
+                continue
+            heard = self._heard.get(id_)
+            out.append(
+                FollowerStatus(
+                    id=id_,
+                    match=pr.match,
+                    lag_entries=max(0, last - pr.match),
+                    lag_seconds=self._append_clock.age(pr.match, now) if pr.match < last else 0.0,
+                    since_heard=None if heard is None else now - heard,
+                    is_learner=pr.is_learner,
+                )
+            )
+        if progress:
+            self._append_clock.acknowledged(min(pr.match for pr in progress.values()))
+        return out
 
     def leader_term(self) -> int:
         """The current term while this member leads now *and* has applied an entry of that

@@ -14,9 +14,20 @@ import anyio.abc
 import msgspec
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-__all__ = ["FrameType", "Hello", "MAX_FRAME", "encode_frame", "read_frame", "write_frame"]
+__all__ = [
+    "HEADER_SIZE",
+    "MAX_FRAME",
+    "PROBES",
+    "FrameType",
+    "Hello",
+    "encode_frame",
+    "read_frame",
+    "write_frame",
+]
 
 _HEAD = struct.Struct(">IB")
+#: Bytes of a frame before its payload (length, type).
+HEADER_SIZE = _HEAD.size
 MAX_FRAME = 256 * 1024 * 1024
 
 
@@ -32,6 +43,12 @@ class FrameType(enum.IntEnum):
     MEMBERS = 7  # payload: msgpack membership document (answer to a discovery HELLO)
     CALL = 8  # payload: msgpack [method, body]: a leader-only request forwarded by a follower
     RESULT = 9  # payload: msgpack [ok, body or error text]
+    PROBE = 10  # payload: 8-byte probe number (a raft connection whose ACCEPT said PROBES)
+    PROBE_ACK = 11  # payload: the probe's number, echoed by the acceptor
+
+
+#: ACCEPT payload of an acceptor that answers PROBE frames (older members send an empty one).
+PROBES = b"probes"
 
 
 class Hello(msgspec.Struct, array_like=True):

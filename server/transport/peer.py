@@ -17,6 +17,12 @@ dropped and Raft is told the peer is unreachable (``on_unreachable``), which mak
 fall back to probing; Raft retransmits what matters.  Connection failures are retried with
 exponential backoff (50 ms .. 1 s); while disconnected, queued batches are discarded.
 
+While a raft connection is up, the sender probes it every :data:`PROBE_INTERVAL` (a PROBE
+frame behind the queued messages, answered PROBE_ACK by the acceptor): the round-trip time
+and every byte and dropped message are counted per peer in :meth:`PeerTransport.stats`
+(:mod:`.stats`). An acceptor that answers probes says so in its ACCEPT (:data:`.frames.PROBES`);
+a sender probes only such acceptors, so members of older versions interoperate.
+
 Forwarded leader-only requests (:meth:`PeerTransport.call`) travel on one further connection
 per peer (kind ``call``, :mod:`.calls`).  Connections are dialed by :mod:`.dial`.
 
@@ -41,9 +47,11 @@ import logging
 import math
 import socket
 import ssl
+import struct
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -59,7 +67,9 @@ from coord.server.urls import parse_url
 
 from .calls import CallConn, serve_calls
 from .dial import CONNECT_TIMEOUT, Rejected, describe, dial
-from .frames import FrameType, Hello, encode_frame, read_frame, write_frame
+from .frames import HEADER_SIZE, PROBES, FrameType, Hello, encode_frame, read_frame, write_frame
+from .handler import PeerHandler
+from .stats import PeerStats
 
 __all__ = ["PeerHandler", "PeerTransport"]
 
@@ -75,35 +85,10 @@ SNAPSHOT_REFUSED = (
 )
 #: Wait before the next snapshot to a peer after a failed one: doubles from/to (seconds).
 SNAPSHOT_BACKOFF = (0.1, 5.0)
-
-
-class PeerHandler(Protocol):
-    """What the transport calls back into (the node driver)."""
-
-    def on_messages(self, msgs: list[Message]) -> None:
-        """Raft messages arrived from a peer.  Must not raise: a message Raft refuses is the
-        handler's to act on (the node stops itself); here it would only close the connection."""
-
-    def on_snapshot(self, m: Message) -> bool:
-        """A MsgSnap arrived: step it into Raft; True when Raft took it (will install it)."""
-
-    def on_unreachable(self, peer_id: int) -> None:
-        """Messages to ``peer_id`` were dropped (queue full or connection failed)."""
-
-    def on_snapshot_status(self, peer_id: int, failed: bool) -> None:
-        """A snapshot send to ``peer_id`` finished."""
-
-    def members_document(self) -> bytes:
-        """The membership document served to discovering members."""
-
-    def is_removed(self, member_id: int) -> bool:
-        """True when ``member_id`` was removed from the cluster."""
-
-    def on_removed_by_peer(self, peer_id: int) -> None:
-        """``peer_id`` refused us because this member was removed from the cluster."""
-
-    async def on_call(self, method: str, body: bytes) -> bytes:
-        """Answer a forwarded request (raise to report an error to the caller)."""
+#: Seconds between round-trip probes on a raft connection, and before an unanswered one fails.
+PROBE_INTERVAL = 1.0
+PROBE_TIMEOUT = 5.0
+_PROBE_NUMBER = struct.Struct(">Q")
 
 
 @dataclass
@@ -117,7 +102,10 @@ class _Peer:
     snapshot_in_flight: bool = False
     # Delay before the next snapshot send (0 after a success; see SNAPSHOT_BACKOFF).
     snapshot_backoff: float = 0.0
-    dropped: int = 0
+    stats: PeerStats = field(default_factory=PeerStats)
+    probe_due: bool = False  # the pump writes a PROBE with its next frame
+    probe_number: int = 0  # of the probe in flight, or the last one
+    probe_sent: float | None = None  # when the probe in flight was written
 
     def close(self) -> None:
         """Close both ends of the outbound queue (a sender then drops, a reader ends)."""
@@ -161,6 +149,9 @@ class PeerTransport:
         self.call_dials = 0  # call connections dialed (one per peer while it stays up)
         self.frames_sent = 0
         self.frames_received = 0
+        #: bytes and MsgApps received per peer (inbound connections), kept across reconnects
+        self._received: dict[int, int] = {}
+        self._appends_received: dict[int, int] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -214,6 +205,8 @@ class PeerTransport:
         for pid in list(self._peers):
             if pid not in peers:
                 p = self._peers.pop(pid)
+                self._received.pop(pid, None)
+                self._appends_received.pop(pid, None)
                 p.scope.cancel()
                 p.close()
                 self._close_call_conn(pid)
@@ -235,10 +228,19 @@ class PeerTransport:
     def _replace(self, old: _Peer) -> None:
         snd, rcv = anyio.create_memory_object_stream[list[Message]](self.queue_batches)
         old.close()
-        peer = _Peer(old.id, old.urls, snd, rcv)
+        peer = _Peer(old.id, old.urls, snd, rcv, stats=old.stats)
         self._peers[old.id] = peer
         if self._tg is not None:
             self._tg.start_soon(self._run_peer, peer)
+
+    def stats(self) -> dict[int, PeerStats]:
+        """Every peer's counts (received bytes included), by member ID."""
+        out = {}
+        for pid, p in self._peers.items():
+            p.stats.received_bytes = self._received.get(pid, 0)
+            p.stats.appends_received = self._appends_received.get(pid, 0)
+            out[pid] = p.stats
+        return out
 
     def is_connected(self, peer_id: int) -> bool:
         """True while the outbound connection to ``peer_id`` is established."""
@@ -261,8 +263,9 @@ class PeerTransport:
                 continue
             try:
                 peer.send.send_nowait(batch)
+                peer.stats.appends_sent += sum(m.type == MessageType.APP for m in batch)
             except anyio.WouldBlock:
-                peer.dropped += len(batch)
+                self._dropped(peer, batch)
                 self.handler.on_unreachable(to)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 pass
@@ -281,7 +284,7 @@ class PeerTransport:
         try:
             if peer.snapshot_backoff:
                 await anyio.sleep(peer.snapshot_backoff)
-            stream = await self._connect(peer, "snapshot")
+            stream, _ = await self._connect(peer, "snapshot")
             async with stream:
                 await write_frame(stream, FrameType.SNAPSHOT, codec.encode([m]))
                 reader = BufferedByteReceiveStream(stream)
@@ -312,7 +315,8 @@ class PeerTransport:
             peer.snapshot_backoff = min(hi, max(lo, 2 * peer.snapshot_backoff)) if failed else 0.0
         self.handler.on_snapshot_status(peer.id, failed)
 
-    async def _connect(self, peer: _Peer, kind: str) -> anyio.abc.ByteStream:
+    async def _connect(self, peer: _Peer, kind: str) -> tuple[anyio.abc.ByteStream, bytes]:
+        """A connection of ``kind`` to ``peer``, handshaken; and the acceptor's ACCEPT payload."""
         last: Exception = OSError(f"no peer URL for {peer.id:x}")
         for url in peer.urls:
             host, port = parse_url(url)
@@ -332,7 +336,7 @@ class PeerTransport:
                     raise Rejected(payload.decode(errors="replace"))
                 if ftype != FrameType.ACCEPT:
                     raise OSError(f"unexpected handshake frame {ftype!r}")
-                return stream
+                return stream, payload
             except BaseException:
                 with anyio.CancelScope(shield=True):
                     await stream.aclose()
@@ -344,7 +348,7 @@ class PeerTransport:
         with peer.scope:
             while True:
                 try:
-                    stream = await self._connect(peer, "raft")
+                    stream, accepted = await self._connect(peer, "raft")
                 except Rejected as e:
                     log.error("peer %x rejected our connection: %s", peer.id, e)
                     if str(e).startswith(REMOVED_REASON):
@@ -363,23 +367,60 @@ class PeerTransport:
                 log.info("connected to peer %x", peer.id)
                 try:
                     async with stream, anyio.create_task_group() as tg:
-                        tg.start_soon(self._watch_close, stream, tg.cancel_scope)
+                        tg.start_soon(self._read_acks, peer, stream, tg.cancel_scope)
+                        if accepted == PROBES:
+                            tg.start_soon(self._probe, peer)
                         await self._pump(peer, stream)
                 except Exception as e:
                     log.info("connection to peer %x lost: %s", peer.id, describe(e))
                 finally:
                     peer.connected = False
+                    peer.probe_due, peer.probe_sent = False, None
                 self.handler.on_unreachable(peer.id)
 
-    async def _watch_close(self, stream: anyio.abc.ByteStream, scope: anyio.CancelScope) -> None:
-        """The acceptor never writes after ACCEPT: any read result means the peer is gone."""
+    async def _read_acks(
+        self, peer: _Peer, stream: anyio.abc.ByteStream, scope: anyio.CancelScope
+    ) -> None:
+        """The acceptor writes nothing after ACCEPT but PROBE_ACKs: anything else, or the end
+        of the stream, means the connection is gone."""
+        reader = BufferedByteReceiveStream(stream)
         try:
-            await stream.receive()
-        except (OSError, anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            while True:
+                ftype, payload = await read_frame(reader, 64)
+                if ftype != FrameType.PROBE_ACK:
+                    break
+                if peer.probe_sent is not None and payload == _PROBE_NUMBER.pack(peer.probe_number):
+                    peer.stats.round_trip(time.monotonic() - peer.probe_sent)
+                    peer.probe_sent = None
+        except (
+            OSError,
+            ValueError,
+            anyio.EndOfStream,
+            anyio.IncompleteRead,
+            anyio.BrokenResourceError,
+            anyio.ClosedResourceError,
+        ):
             pass
         scope.cancel()
 
+    async def _probe(self, peer: _Peer) -> None:
+        """Ask the pump for a PROBE every PROBE_INTERVAL; one in flight at a time."""
+        while True:
+            await anyio.sleep(PROBE_INTERVAL)
+            if peer.probe_sent is not None or peer.probe_due:
+                if time.monotonic() - (peer.probe_sent or 0.0) < PROBE_TIMEOUT:
+                    continue
+                peer.stats.probes_failed += 1  # unanswered: the peer or its loop is stalled
+                peer.probe_sent = None
+            peer.probe_number += 1
+            peer.probe_due = True
+            try:
+                peer.send.send_nowait([])  # wakes the pump
+            except anyio.WouldBlock:
+                pass  # the pump has work queued: it writes the probe after it
+
     async def _pump(self, peer: _Peer, stream: anyio.abc.ByteStream) -> None:
+        stats = peer.stats
         while True:
             batch = await peer.recv.receive()
             while True:
@@ -387,18 +428,33 @@ class PeerTransport:
                     batch.extend(peer.recv.receive_nowait())
                 except anyio.WouldBlock:
                     break
-            await stream.send(encode_frame(FrameType.MESSAGES, codec.encode(batch)))
+            frame = encode_frame(FrameType.MESSAGES, codec.encode(batch)) if batch else b""
+            if peer.probe_due:
+                peer.probe_due = False
+                frame += encode_frame(FrameType.PROBE, _PROBE_NUMBER.pack(peer.probe_number))
+                peer.probe_sent = time.monotonic()
+            if not frame:
+                continue
+            await stream.send(frame)
+            stats.sent_bytes += len(frame)
             self.frames_sent += 1
+
+    @staticmethod
+    def _dropped(peer: _Peer, batch: list[Message]) -> None:
+        peer.stats.sent_failures += len(batch)
+        peer.stats.heartbeat_failures += sum(m.type == MessageType.HEARTBEAT for m in batch)
 
     def _drain(self, peer: _Peer) -> None:
         """Discard queued batches while the peer is unreachable (Raft will retransmit)."""
         dropped = False
         while True:
             try:
-                peer.recv.receive_nowait()
-                dropped = True
+                batch = peer.recv.receive_nowait()
             except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
                 break
+            if batch:  # not a probe's wake-up
+                self._dropped(peer, batch)
+                dropped = True
         if dropped:
             self.handler.on_unreachable(peer.id)
 
@@ -432,7 +488,7 @@ class PeerTransport:
             if peer is None or self._tg is None:
                 raise OSError(f"unknown peer {peer_id:x}")
             try:
-                stream = await self._connect(peer, "call")
+                stream, _ = await self._connect(peer, "call")
             except Rejected as e:
                 raise OSError(f"peer {peer_id:x} refused the call: {e}") from None
             self.call_dials += 1
@@ -465,14 +521,14 @@ class PeerTransport:
                     log.warning("rejecting peer connection from %x: %s", hello.from_id, reason)
                     await write_frame(stream, FrameType.REJECT, reason.encode())
                     return
-                await write_frame(stream, FrameType.ACCEPT, b"")
+                await write_frame(stream, FrameType.ACCEPT, PROBES if hello.kind == "raft" else b"")
                 if hello.kind == "call":
                     await serve_calls(self.handler.on_call, reader, stream)
                     return
                 conns = self._inbound.setdefault(hello.from_id, [])
                 conns.append(stream)
                 try:
-                    await self._receive(reader, stream)
+                    await self._receive(reader, stream, hello.from_id)
                 finally:
                     conns.remove(stream)
             except (
@@ -495,19 +551,27 @@ class PeerTransport:
             await stream.aclose()
 
     async def _receive(
-        self, reader: BufferedByteReceiveStream, stream: anyio.abc.ByteStream
+        self, reader: BufferedByteReceiveStream, stream: anyio.abc.ByteStream, from_id: int
     ) -> None:
+        received = self._received
         while True:
             ftype, payload = await read_frame(reader)
             self.frames_received += 1
+            received[from_id] = received.get(from_id, 0) + HEADER_SIZE + len(payload)
             if ftype == FrameType.MESSAGES:
-                msgs = codec.decode_messages(payload)
-                self.handler.on_messages([m for m in msgs if m.to == self.member_id])
+                msgs = [m for m in codec.decode_messages(payload) if m.to == self.member_id]
+                appends = self._appends_received
+                appends[from_id] = appends.get(from_id, 0) + sum(
+                    m.type == MessageType.APP for m in msgs
+                )
+                self.handler.on_messages(msgs)
             elif ftype == FrameType.SNAPSHOT:
                 snaps = [m for m in codec.decode_messages(payload) if m.to == self.member_id]
                 refused = [m for m in snaps if not self.handler.on_snapshot(m)]
                 reason = b"" if snaps and not refused else SNAPSHOT_REFUSED
                 await write_frame(stream, FrameType.SNAPSHOT_ACK, reason)
+            elif ftype == FrameType.PROBE:
+                await write_frame(stream, FrameType.PROBE_ACK, payload)
 
     def _check_hello(self, hello: Hello) -> str:
         if hello.cluster_id != self.cluster_id:

@@ -9,9 +9,12 @@ import re
 import urllib.request
 from pathlib import Path
 
-from support import CoordProc, etcdctl, http_get
+import pytest
+from support import CoordProc, etcdctl
+from support import scrape_metrics as scrape
 
 from coord import Client, Get, Put
+from coord.errors import FutureRevisionError
 
 #: name -> type, as etcd exposes them (etcd 3.4/3.5 reports these "totals" as gauges).
 STATE_METRICS = {
@@ -45,30 +48,30 @@ STATE_METRICS = {
     "etcd_debugging_lease_revoked_total": "counter",
     "etcd_debugging_lease_renewed_total": "counter",
     "etcd_debugging_server_lease_expired_total": "counter",
+    "etcd_server_slow_read_indexes_total": "counter",
+    "etcd_server_read_indexes_failed_total": "counter",
+    "etcd_server_heartbeat_send_failures_total": "counter",
+    "etcd_disk_backend_commit_duration_seconds": "histogram",
+    "etcd_disk_backend_snapshot_duration_seconds": "histogram",
+    "etcd_network_client_grpc_sent_bytes_total": "counter",
+    "etcd_network_client_grpc_received_bytes_total": "counter",
+    "grpc_server_started_total": "counter",
+    "grpc_server_handled_total": "counter",
+    "grpc_server_msg_received_total": "counter",
+    "grpc_server_msg_sent_total": "counter",
     "process_cpu_seconds_total": "counter",
     "process_resident_memory_bytes": "gauge",
     "process_open_fds": "gauge",
     "process_start_time_seconds": "gauge",
 }
 
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")
 
-
-def scrape(endpoint: str) -> tuple[dict[str, str], dict[str, float]]:
-    """``(name -> type, "name{labels}" -> value)`` of one scrape."""
-    status, body = http_get(f"http://{endpoint}/metrics", timeout=5)
-    assert status == 200, body
-    types: dict[str, str] = {}
-    samples: dict[str, float] = {}
-    for line in body.decode().splitlines():
-        if line.startswith("# TYPE "):
-            _, _, name, kind = line.split(" ", 3)
-            types[name] = kind
-        elif line and not line.startswith("#"):
-            m = _SAMPLE.match(line)
-            assert m is not None, f"not a sample line: {line!r}"
-            samples[m.group(1) + (m.group(2) or "")] = float(m.group(3))
-    return types, samples
+def grpc(name: str, method: str, **labels: str) -> str:
+    """The sample key of a grpc_server_* counter of ``etcdserverpb.<method>`` (a unary call)."""
+    service, _, rpc = method.partition("/")
+    all_labels = {"grpc_method": rpc, "grpc_service": f"etcdserverpb.{service}"}
+    all_labels |= {"grpc_type": "unary", **labels}
+    return name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(all_labels.items())) + "}"
 
 
 def test_metrics_have_etcds_names_types_and_labels(backend: str, prefix: str) -> None:
@@ -82,6 +85,8 @@ def test_metrics_have_etcds_names_types_and_labels(backend: str, prefix: str) ->
         c.get(f"{prefix}m0")
         c.txn(success=[Put(f"{prefix}t", "v"), Get(f"{prefix}m1")])  # two operations
         c.delete(f"{prefix}m2")
+        with pytest.raises(FutureRevisionError):
+            c.get(f"{prefix}m0", revision=10**9)
         lease = c.lease(60)
         etcdctl(backend, "lease", "keep-alive", "--once", f"{lease.id:x}")
         lease.revoke()
@@ -115,6 +120,22 @@ def test_metrics_have_etcds_names_types_and_labels(backend: str, prefix: str) ->
     assert after['etcd_disk_wal_fsync_duration_seconds_bucket{le="8.192"}'] <= after[fsyncs]
     assert after["etcd_disk_wal_fsync_duration_seconds_sum"] > 0
     assert after["etcd_disk_wal_write_bytes_total"] > before["etcd_disk_wal_write_bytes_total"]
+    # gRPC calls, as go-grpc-prometheus counts them: every method and code pre-initialized
+    puts = grpc("grpc_server_handled_total", "KV/Put", grpc_code="OK")
+    assert before[puts] >= 0
+    for key in (
+        grpc("grpc_server_started_total", "KV/Put"),
+        puts,
+        grpc("grpc_server_msg_received_total", "KV/Put"),
+        grpc("grpc_server_msg_sent_total", "KV/Put"),
+    ):
+        assert after[key] >= before[key] + 3, (key, before[key], after[key])
+    future = grpc("grpc_server_handled_total", "KV/Range", grpc_code="OutOfRange")
+    assert after[future] >= before[future] + 1
+    assert before[grpc("grpc_server_handled_total", "Lease/LeaseGrant", grpc_code="DataLoss")] == 0
+    for direction in ("sent", "received"):
+        moved = f"etcd_network_client_grpc_{direction}_bytes_total"
+        assert after[moved] > before[moved] + 3 * 7, (moved, before[moved], after[moved])
     assert after["etcd_debugging_mvcc_keys_total"] >= 3
     assert after["etcd_debugging_mvcc_watcher_total"] >= 1
     assert after["etcd_server_proposals_pending"] >= 0

@@ -260,3 +260,73 @@ async def test_call_times_out_and_redials_after_peer_restart() -> None:
         with pytest.raises((OSError, TimeoutError)):
             await a.call(2, "echo", b"x", timeout=2)  # B is gone
         tg.cancel_scope.cancel()
+
+
+async def test_probes_measure_round_trips_and_bytes_are_counted() -> None:
+    """The sender probes a raft connection every PROBE_INTERVAL; the acceptor echoes; the
+    round trip, the bytes each way, the MsgApps and the drops are counted per peer."""
+    async with pair() as (a, b, _ra, rb):
+        await until(lambda: a.is_connected(2))
+        a.send([Message(MessageType.APP, to=2, from_=1, term=1, index=1)])
+        await until(lambda: a.stats()[2].probes_ok >= 2, timeout=10)
+        st = a.stats()[2]
+        assert st.rtt.count == st.latency.count == st.probes_ok
+        assert 0 < st.latency.minimum <= st.latency.mean <= st.latency.maximum < 1
+        st.latency._check()
+        st.rtt._check()
+        assert st.probes_failed == 0
+        assert st.appends_sent == 1
+        assert st.sent_bytes > 0
+        await until(lambda: b.stats()[1].received_bytes >= st.sent_bytes)
+        assert b.stats()[1].appends_received == 1
+        assert rb.msgs[0].type == MessageType.APP  # the probe frames never reach Raft
+
+
+async def test_drops_count_as_send_and_heartbeat_failures() -> None:
+    ra = Recorder()
+    a = PeerTransport(1, 100, [f"http://127.0.0.1:{free_port()}"], ra, queue_batches=2)
+    a.set_peers({2: [f"http://127.0.0.1:{free_port()}"]})  # not running: nothing drains
+    for i in range(5):
+        a.send([Message(MessageType.HEARTBEAT, to=2, from_=1, index=i)])
+    a.send([Message(MessageType.APP, to=2, from_=1, index=9)])
+    st = a.stats()[2]
+    assert (st.sent_failures, st.heartbeat_failures) == (4, 3)
+    a.set_peers({})
+
+
+async def test_an_acceptor_that_does_not_answer_probes_is_not_probed() -> None:
+    """A member of an older version accepts with an empty ACCEPT payload and would close a
+    connection on an unknown frame type: the sender sends it only MESSAGES frames."""
+    from anyio.streams.buffered import BufferedByteReceiveStream
+
+    from coord.server.transport import FrameType, read_frame, write_frame
+    from coord.server.transport.peer import PROBE_INTERVAL
+
+    frames: list[FrameType] = []
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+
+    async def old_member(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            reader = BufferedByteReceiveStream(stream)
+            await read_frame(reader)  # HELLO
+            await write_frame(stream, FrameType.ACCEPT, b"")
+            while True:
+                ftype, _ = await read_frame(reader)
+                frames.append(ftype)
+
+    ra = Recorder()
+    a = PeerTransport(1, 100, [f"http://127.0.0.1:{free_port()}"], ra)
+    a.set_peers({2: [f"http://127.0.0.1:{port}"]})
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, old_member)
+        await tg.start(a.run)
+        await until(lambda: a.is_connected(2))
+        for i in range(3):  # over more than two probe intervals
+            a.send([Message(MessageType.HEARTBEAT, to=2, from_=1, index=i)])
+            await anyio.sleep(PROBE_INTERVAL)
+        await until(lambda: len(frames) == 3)
+        assert frames == [FrameType.MESSAGES] * 3
+        assert a.is_connected(2)
+        assert a.stats()[2].probes_ok == a.stats()[2].probes_failed == 0
+        tg.cancel_scope.cancel()
