@@ -10,6 +10,7 @@ out of 1000 with a 100-byte value; Range (linearizable) of one such key.
 Usage::
 
     python scripts/bench_cluster.py [--seconds 5] [--clients 16,64,256] [--procs 2] [--write-doc]
+    python scripts/bench_cluster.py --metrics-cost 3 --clients 64 --load grpcio [--write-doc]
 
 ``--write-doc`` replaces the "Cluster throughput" section of docs/performance.md (the rest of
 the file belongs to others and is left untouched).
@@ -62,8 +63,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_cluster(kind: str, root: Path) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
-    """Start 3 members of ``kind`` ("coord" or "etcd"); return processes and endpoints."""
+def start_cluster(
+    kind: str, root: Path, extra: list[str] | None = None
+) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
+    """Start 3 members of ``kind`` ("coord" or "etcd", with ``extra`` flags); return processes
+    and endpoints."""
     names = ["b1", "b2", "b3"]
     cports = {n: free_port() for n in names}
     pports = {n: free_port() for n in names}
@@ -94,6 +98,7 @@ def start_cluster(kind: str, root: Path) -> tuple[list[subprocess.Popen[bytes]],
             argv = ["/usr/bin/etcd", *flags, "--log-level", "error"]
         else:
             argv = [sys.executable, "-m", "coord.server", *flags, "--log-level", "warn"]
+            argv += extra or []
         log = open(root / f"{kind}-{n}.log", "wb")  # noqa: SIM115 - lives as long as the proc
         procs.append(
             subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -273,11 +278,9 @@ def machine() -> str:
     )
 
 
-BEGIN, END = "<!-- bench_cluster:start -->", "<!-- bench_cluster:end -->"
-
-
-def write_doc(text: str) -> None:
+def write_doc(text: str, marker: str = "bench_cluster") -> None:
     """Replace (or append) this script's marked section of docs/performance.md."""
+    BEGIN, END = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
     doc = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
     current = doc.read_text() if doc.exists() else "# Performance\n"
     block = f"{BEGIN}\n{text.rstrip()}\n{END}\n"
@@ -355,6 +358,65 @@ READING = (
 )
 
 
+METRICS_SECTION = "## Metrics cost: cluster Put with --metrics basic and off"
+#: the variants of --metrics-cost: (name, kind, extra coord flags)
+VARIANTS = [
+    ("etcd", "etcd", []),
+    ("coord metrics on", "coord", ["--metrics", "basic"]),
+    ("coord metrics off", "coord", ["--metrics", "off"]),
+]
+
+
+def metrics_cost(args: argparse.Namespace, clients: int) -> str:
+    """Put req/s of etcd, coord (--metrics basic) and coord (--metrics off), interleaved over
+    ``args.metrics_cost`` rounds (the order rotates each round); a markdown section."""
+    import statistics
+
+    load_before = os.getloadavg()[0]
+    rates: dict[str, list[float]] = {name: [] for name, _, _ in VARIANTS}
+    with tempfile.TemporaryDirectory(prefix="bench-metrics-") as tmp:
+        for r in range(args.metrics_cost):
+            for name, kind, extra in VARIANTS[r % 3 :] + VARIANTS[: r % 3]:
+                root = Path(tmp) / f"{r}-{name.replace(' ', '-')}"
+                root.mkdir()
+                procs, eps = start_cluster(kind, root, extra)
+                try:
+                    asyncio.run(wait_ready(eps))
+                    rate = run_point(eps, "put", clients, args.seconds, args.procs, args.load)[0]
+                finally:
+                    stop(procs)
+                rates[name].append(rate)
+                print(f"round {r + 1} {name:18} put c={clients} {rate:9.0f} req/s", flush=True)
+    lines = [
+        METRICS_SECTION,
+        "",
+        f"`python scripts/bench_cluster.py --metrics-cost {args.metrics_cost} "
+        f"--seconds {args.seconds:g} --clients {clients} --procs {args.procs} "
+        f"--load {args.load}`, {datetime.date.today().isoformat()}, {machine()}, load average "
+        f"{load_before:.1f} before and {os.getloadavg()[0]:.1f} after. Three 3-member "
+        "clusters per round, one after the other (order rotating): etcd, coord with "
+        "`--metrics basic` (the default: every gRPC call, peer byte and probe counted) and "
+        "coord with `--metrics off` (nothing counted per request, no /metrics).",
+        "",
+        "| round | etcd req/s | coord on req/s | coord off req/s | on/off | on/etcd | off/etcd |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    on, off, etcd = rates["coord metrics on"], rates["coord metrics off"], rates["etcd"]
+    for r in range(args.metrics_cost):
+        lines.append(
+            f"| {r + 1} | {etcd[r]:,.0f} | {on[r]:,.0f} | {off[r]:,.0f} | "
+            f"{on[r] / off[r]:.3f} | {on[r] / etcd[r]:.2f}x | {off[r] / etcd[r]:.2f}x |"
+        )
+    med = statistics.median
+    lines.append(
+        f"| median | {med(etcd):,.0f} | {med(on):,.0f} | {med(off):,.0f} | "
+        f"{med(a / b for a, b in zip(on, off, strict=True)):.3f} | "
+        f"{med(a / b for a, b in zip(on, etcd, strict=True)):.2f}x | "
+        f"{med(a / b for a, b in zip(off, etcd, strict=True)):.2f}x |"
+    )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=5.0)
@@ -374,6 +436,14 @@ def main() -> int:
     )
     ap.add_argument("--write-doc", action="store_true")
     ap.add_argument(
+        "--metrics-cost",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="only measure Put with --metrics basic vs off (and etcd), over ROUNDS interleaved "
+        "rounds at the first --clients level",
+    )
+    ap.add_argument(
         "--raft-only",
         action="store_true",
         help="only measure 3 in-process RaftNodes (no gRPC) and exit",
@@ -384,10 +454,16 @@ def main() -> int:
         rate, lat = asyncio.run(raft_only(args.seconds))
         print(f"raft only: {rate:,.0f} proposals/s, sequential latency {lat:.1f} ms")
         return 0
-    load_before = os.getloadavg()[0]
     if not shutil.which("/usr/bin/etcd"):
         print("needs Debian's etcd-server (/usr/bin/etcd)", file=sys.stderr)
         return 2
+    if args.metrics_cost:
+        text = metrics_cost(args, levels[0])
+        print(text)
+        if args.write_doc:
+            write_doc(text, "bench_metrics")
+        return 0
+    load_before = os.getloadavg()[0]
     results: dict[tuple[str, str, int], tuple[float, float, int]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
         root = Path(tmp)
