@@ -15,8 +15,8 @@ import threading
 from pathlib import Path
 
 from cluster.clusterlib import Cluster
-from playwright.sync_api import sync_playwright
-from support import require_binary
+from playwright.sync_api import Route, sync_playwright
+from support import CoordProc, require_binary
 
 from coord import Client
 
@@ -117,4 +117,68 @@ def test_dashboard_shows_members_latency_and_keys(tmp_path: Path) -> None:
         stop.set()
         worker.join()
         cluster.stop()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_dashboard_asks_for_a_login_and_sends_the_token(tmp_path: Path) -> None:
+    """With auth enabled the page must log in. coord has no auth yet (issue 16), so the
+    browser's requests are answered as etcd answers them with auth on: 401 (gRPC code 16)
+    without a token, a token from /v3/auth/authenticate for the right password; with the
+    token, requests reach the real server. The page must show its login form, report a
+    wrong password, and then send the token with every request."""
+    chromium = require_binary("chromium")
+    server = CoordProc(tmp_path)
+    profile = tempfile.mkdtemp(prefix="coord-chromium-")
+    seen: list[str | None] = []
+    errors: list[str] = []
+
+    def guarded(route: Route) -> None:
+        auth = route.request.headers.get("authorization")
+        seen.append(auth)
+        if auth == "tok-1":
+            route.continue_()
+        else:
+            route.fulfill(status=401, json={"error": "etcdserver: invalid auth token", "code": 16})
+
+    def authenticate(route: Route) -> None:
+        body = route.request.post_data_json
+        if body == {"name": "root", "password": "pw"}:
+            route.fulfill(json={"header": {}, "token": "tok-1"})
+        else:
+            wrong = "etcdserver: authentication failed, invalid user ID or password"
+            route.fulfill(status=400, json={"error": wrong, "message": wrong, "code": 3})
+
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch_persistent_context(
+                profile, executable_path=chromium, headless=True, args=CHROMIUM_ARGS
+            )
+            try:
+                page = browser.new_page()
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                page.route("**/dashboard/api/cluster", guarded)
+                page.route("**/v3/kv/range", guarded)
+                page.route("**/v3/auth/authenticate", authenticate)
+                page.goto(f"http://{server.endpoint}/dashboard")
+                page.wait_for_selector("#login", state="visible", timeout=20_000)
+                page.fill("#login-user", "root")
+                page.fill("#login-password", "wrong")
+                page.click("#login button[type=submit]")
+                page.wait_for_function(
+                    "document.getElementById('login-msg').textContent.includes('invalid')",
+                    timeout=20_000,
+                )
+                assert page.is_visible("#login")
+                page.fill("#login-password", "pw")
+                page.click("#login button[type=submit]")
+                page.wait_for_selector("#login", state="hidden", timeout=20_000)
+                page.wait_for_selector("#members [data-role='leader']", timeout=20_000)
+                assert seen[0] is None  # the first poll had no token
+                first = seen.index("tok-1")
+                assert set(seen[first:]) == {"tok-1"}  # from the login on, every request has it
+            finally:
+                browser.close()
+        assert not errors, errors
+    finally:
+        server.stop()
         shutil.rmtree(profile, ignore_errors=True)
