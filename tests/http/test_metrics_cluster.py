@@ -72,23 +72,34 @@ def test_cluster_metrics_move_under_load(kind: str, tmp_path: Path) -> None:
         finally:
             stop.set()
             worker.join()
-        after = {}
-        for ep in endpoints:
-            types, after[ep] = scrape(ep)
-            for name, kind_ in CLUSTER_METRICS.items():
-                assert types.get(name) == kind_, f"{ep} {name}: {types.get(name)} (want {kind_})"
+        writes = written[0]
+        after: dict[str, dict[str, float]] = {}
+
+        def settled() -> bool:
+            """Every member has applied the writes (a follower applies them when it learns
+            of the commit), and all agree on one leader (not amid an election)."""
+            for ep in endpoints:
+                types, after[ep] = scrape(ep)
+                for name, kind_ in CLUSTER_METRICS.items():
+                    assert types.get(name) == kind_, f"{ep} {name}: {types.get(name)} ({kind_})"
+            applied = "etcd_server_proposals_applied_total"
+            return all(after[ep][applied] >= before[ep][applied] + writes for ep in endpoints) and (
+                sum(after[ep]["etcd_server_is_leader"] for ep in endpoints) == 1
+            )
+
+        wait_for(settled, timeout=30, what=f"every member to apply the {writes} writes")
         leaders = [ep for ep in endpoints if after[ep]["etcd_server_is_leader"] == 1]
-        assert len(leaders) == 1, leaders
         for ep in endpoints:
             a, b = after[ep], before[ep]
             assert a["etcd_server_has_leader"] == 1
-            # every member commits and applies the writes and fsyncs them to its WAL
-            for moved in (
-                "etcd_server_proposals_committed_total",
-                "etcd_server_proposals_applied_total",
-                "etcd_disk_wal_fsync_duration_seconds_count",
-            ):
-                assert a[moved] >= b[moved] + 50, (ep, moved, b[moved], a[moved])
+            assert (
+                a["etcd_server_proposals_committed_total"]
+                >= b["etcd_server_proposals_committed_total"] + writes
+            )
+            # every member fsyncs the writes to its WAL; group commit may fold several
+            # entries into one fsync, so fewer fsyncs than writes
+            fsyncs = "etcd_disk_wal_fsync_duration_seconds_count"
+            assert a[fsyncs] >= b[fsyncs] + writes // 4, (ep, b[fsyncs], a[fsyncs], writes)
             count = "etcd_disk_wal_fsync_duration_seconds_count"
             assert a['etcd_disk_wal_fsync_duration_seconds_bucket{le="+Inf"}'] == a[count]
             for other in endpoints:
