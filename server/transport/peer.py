@@ -105,6 +105,7 @@ class _Peer:
     stats: PeerStats = field(default_factory=PeerStats)
     probe_due: bool = False  # the pump writes a PROBE with its next frame
     probe_number: int = 0  # of the probe in flight, or the last one
+    probe_asked: float = 0.0  # when the pump was asked for it
     probe_sent: float | None = None  # when the probe in flight was written
 
     def close(self) -> None:
@@ -407,12 +408,14 @@ class PeerTransport:
         """Ask the pump for a PROBE every PROBE_INTERVAL; one in flight at a time."""
         while True:
             await anyio.sleep(PROBE_INTERVAL)
-            if peer.probe_sent is not None or peer.probe_due:
-                if time.monotonic() - (peer.probe_sent or 0.0) < PROBE_TIMEOUT:
+            now = time.monotonic()
+            if peer.probe_sent is not None or peer.probe_due:  # asked for, not answered yet
+                if now - peer.probe_asked < PROBE_TIMEOUT:
                     continue
-                peer.stats.probes_failed += 1  # unanswered: the peer or its loop is stalled
+                peer.stats.probes_failed += 1  # the peer, its loop or the connection stalls
                 peer.probe_sent = None
             peer.probe_number += 1
+            peer.probe_asked = now
             peer.probe_due = True
             try:
                 peer.send.send_nowait([])  # wakes the pump

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -329,4 +330,44 @@ async def test_an_acceptor_that_does_not_answer_probes_is_not_probed() -> None:
         assert frames == [FrameType.MESSAGES] * 3
         assert a.is_connected(2)
         assert a.stats()[2].probes_ok == a.stats()[2].probes_failed == 0
+        tg.cancel_scope.cancel()
+
+
+async def test_a_probe_waiting_behind_a_blocked_send_is_not_failed_early() -> None:
+    """A peer that stops reading fills the socket: the pump's send blocks, and the probe it was
+    asked for waits behind it. That probe is failed after PROBE_TIMEOUT, not at the next probe
+    interval (it was counted as failed after one second)."""
+    from anyio.streams.buffered import BufferedByteReceiveStream
+
+    from coord.server.transport import FrameType, read_frame, write_frame
+    from coord.server.transport.frames import PROBES
+    from coord.server.transport.peer import PROBE_INTERVAL, PROBE_TIMEOUT
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    stalled = anyio.Event()
+
+    async def stalled_member(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            await read_frame(BufferedByteReceiveStream(stream))  # HELLO
+            await write_frame(stream, FrameType.ACCEPT, PROBES)
+            stalled.set()
+            await anyio.sleep(math.inf)  # reads nothing more
+
+    ra = Recorder()
+    a = PeerTransport(1, 100, [f"http://127.0.0.1:{free_port()}"], ra)
+    a.set_peers({2: [f"http://127.0.0.1:{port}"]})
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, stalled_member)
+        await tg.start(a.run)
+        await until(lambda: a.is_connected(2))
+        await stalled.wait()
+        big = [Entry(1, i + 1, data=b"x" * (1 << 20)) for i in range(4)]
+        for i in range(16):  # 64 MiB: more than the socket buffers hold
+            a.send([Message(MessageType.APP, to=2, from_=1, term=1, index=i, entries=big)])
+        start = time.monotonic()
+        while time.monotonic() - start < min(PROBE_TIMEOUT - 1, 3 * PROBE_INTERVAL):
+            await anyio.sleep(PROBE_INTERVAL / 4)
+            assert a.stats()[2].probes_failed == 0
+        await until(lambda: a.stats()[2].probes_failed == 1, timeout=PROBE_TIMEOUT + 2)
         tg.cancel_scope.cancel()
