@@ -10,11 +10,18 @@ time any watcher observed each key's deletion. Violations:
 * *early deletion*: a key's deletion was observed at ``d < t + T - slack`` for some confirmed
   keep-alive (or for the grant itself: ``d < grant_sent + granted_ttl - slack``);
 * *alive after revoke*: a keep-alive sent after the deletion was observed returned ``T > 0``;
-* *live lease reported lost*: a keep-alive sent at ``t`` returned TTL 0 although an earlier
-  confirmation promised the lease until later than ``t + slack``.
+* *live lease reported lost*: a keep-alive returned TTL 0 at ``r`` although an earlier
+  confirmation promised the lease until later than ``r + slack``; or it returned TTL 0 (at any
+  time) but the key's deletion was observed more than ``LOST_GRACE`` after that answer. A
+  leader answers TTL 0 for a lease it knows only once the lease's revoke is applied, so its
+  deletion is already committed when the answer leaves; a deletion seen much later means
+  the cluster kept the lease alive (bug 4 of docs/chaos.md: a leader paused past a deadline
+  that the next leader had extended).
 
-Observation times are later than the real deletion, so the first check can only miss
-violations, never invent them.
+A keep-alive is judged by its answer time, not its send time: it may wait in a SIGSTOPped
+member until after the lease's deadline, and then TTL 0 is the right answer (the lease really
+expired: no keep-alive reached the leader in time). Observation times are later than the real
+deletion, so the early-deletion check can only miss violations, never invent them.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from .workloads import KeepAlive, LeaseRecord
 __all__ = ["LeaseResult", "check_leases"]
 
 SLACK = 0.25
+#: How long after a TTL 0 answer the lease's key deletion may still be seen first.
+LOST_GRACE = 1.0
 
 
 @dataclass
@@ -62,16 +71,22 @@ def check_leases(
         kas = sorted(by_lease.get(rec.lease, []), key=lambda k: k.sent)
         # promised: the lease lives until at least this time
         promised = rec.grant_sent + rec.granted_ttl
+        d = deleted_at.get(rec.key)
         for ka in kas:
-            if ka.ttl == 0 and ka.sent + slack < promised:
+            if ka.ttl == 0 and ka.received + slack < promised:
                 res.violations.append(
                     f"live lease reported lost: lease {rec.lease:x} keep-alive sent at "
-                    f"{ka.sent:.3f} returned TTL 0, but it was confirmed alive until "
-                    f"{promised:.3f}"
+                    f"{ka.sent:.3f} returned TTL 0 at {ka.received:.3f}, but it was confirmed "
+                    f"alive until {promised:.3f}"
+                )
+            elif ka.ttl == 0 and d is not None and d > ka.received + LOST_GRACE:
+                res.violations.append(
+                    f"live lease reported lost: lease {rec.lease:x} keep-alive sent at "
+                    f"{ka.sent:.3f} returned TTL 0 at {ka.received:.3f}, but {rec.key} was "
+                    f"deleted only later, observed at {d:.3f}"
                 )
             if ka.ttl > 0:
                 promised = max(promised, ka.sent + ka.ttl)
-        d = deleted_at.get(rec.key)
         if d is None:
             continue
         res.deletions += 1

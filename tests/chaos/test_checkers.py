@@ -232,6 +232,23 @@ def test_live_lease_reported_lost_fails() -> None:
     assert check_leases([lease(1, "/l1", 0.0)], [KeepAlive(1, 3.5, 3.51, 0)], {}).ok
 
 
+def test_keepalive_answered_after_the_promise_may_report_lost() -> None:
+    """Chaos seed 12: a keep-alive sent at 25.7 s through a follower SIGSTOPped from 25.24 s to
+    28.40 s reached the leader after the lease's deadline (27.7 s) and rightly returned TTL 0;
+    the lease's key had been deleted at 27.7 s."""
+    kas = [KeepAlive(1, 24.7, 24.71, 3), KeepAlive(1, 25.7, 28.45, 0)]
+    assert check_leases([lease(1, "/l1", 24.0)], kas, {"/l1": 27.75}).ok
+
+
+def test_lease_reported_lost_but_kept_alive_fails() -> None:
+    """Bug 4: a paused leader answers TTL 0 after the deadline it knew, but the next leader
+    had extended the lease: its key is deleted seconds after the answer."""
+    kas = [KeepAlive(1, 1.0, 1.01, 3), KeepAlive(1, 2.0, 4.2, 0)]
+    res = check_leases([lease(1, "/l1", 0.0)], kas, {"/l1": 7.5})
+    assert not res.ok
+    assert "deleted only later" in str(res)
+
+
 # -- watch guarantees ------------------------------------------------------------------
 
 
