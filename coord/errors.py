@@ -21,6 +21,16 @@ from typing import ClassVar
 from ._enum import NamedIntEnum
 
 __all__ = [
+    "RootRoleNotExistError",
+    "UserAlreadyExistError",
+    "UserEmptyError",
+    "RoleAlreadyExistError",
+    "RoleEmptyError",
+    "PermissionNotGivenError",
+    "RoleNotGrantedError",
+    "PermissionNotGrantedError",
+    "InvalidAuthMgmtError",
+    "AuthOldRevisionError",
     "AuthFailedError",
     "AuthNotEnabledError",
     "CompactedError",
@@ -365,6 +375,71 @@ class RoleNotFoundError(CoordError):
 
     code = Status.FAILED_PRECONDITION
     default_message = "etcdserver: role name not found"
+
+
+class RootRoleNotExistError(CoordError):
+    """AuthEnable while the root user does not hold the root role."""
+
+    code = Status.FAILED_PRECONDITION
+    default_message = "etcdserver: root user does not have root role"
+
+
+class UserAlreadyExistError(CoordError):
+    """UserAdd of an existing user."""
+
+    code = Status.FAILED_PRECONDITION
+    default_message = "etcdserver: user name already exists"
+
+
+class UserEmptyError(InvalidArgumentError):
+    """An empty user name, or a request without credentials while auth is enabled."""
+
+    default_message = "etcdserver: user name is empty"
+
+
+class RoleAlreadyExistError(CoordError):
+    """RoleAdd of an existing role."""
+
+    code = Status.FAILED_PRECONDITION
+    default_message = "etcdserver: role name already exists"
+
+
+class RoleEmptyError(InvalidArgumentError):
+    """An empty role name."""
+
+    default_message = "etcdserver: role name is empty"
+
+
+class PermissionNotGivenError(InvalidArgumentError):
+    """RoleGrantPermission without a permission."""
+
+    default_message = "etcdserver: permission not given"
+
+
+class RoleNotGrantedError(CoordError):
+    """UserRevokeRole of a role the user does not hold."""
+
+    code = Status.FAILED_PRECONDITION
+    default_message = "etcdserver: role is not granted to the user"
+
+
+class PermissionNotGrantedError(CoordError):
+    """RoleRevokePermission of a permission the role does not hold."""
+
+    code = Status.FAILED_PRECONDITION
+    default_message = "etcdserver: permission is not granted to the role"
+
+
+class InvalidAuthMgmtError(InvalidArgumentError):
+    """Removing root's powers while auth is enabled, or an invalid permission range."""
+
+    default_message = "etcdserver: invalid auth management"
+
+
+class AuthOldRevisionError(InvalidArgumentError):
+    """Auth state changed between checking a password and applying the login."""
+
+    default_message = "etcdserver: revision of auth store is old"
 
 
 class ConnectionFailedError(UnavailableError):

@@ -163,7 +163,7 @@ class CoordServer:
             self._lease_service(),
             MaintenanceService(self.ctx),
             ClusterService(self.ctx),
-            AuthService(self.ctx),
+            AuthService(self.ctx, self.ctx.tokens),
         ]
         self.hub = WatchHub(self.sm.kv, self.ctx.header)
         self.sm.add_restore_listener(self.hub.set_store)

@@ -32,6 +32,8 @@ class Kind(IntEnum):
     NOOP = 8  #: empty payload; answers with the current revision (used as a barrier)
     #: etcdserverpb.LeaseCheckpointRequest: remaining TTLs the leader replicates (etcd #9888)
     LEASE_CHECKPOINT = 9
+    #: a server.auth.Op byte, then the auth request (passwords already hashed)
+    AUTH = 10
 
 
 _REV = struct.Struct("<q")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .auth.tokens import parse_auth_token
 from .compactor import DEFAULT_REVISION_INTERVAL, CompactionPolicy, parse_retention
 from .lease import min_lease_ttl
 from .logconfig import LEVELS, LOGGERS
@@ -88,6 +89,12 @@ class Config:
     #: etcd's --metrics: "basic", or "extensive" (adds grpc_server_handling_seconds); coord
     #: also takes "off": no per-request counting, no /metrics
     metrics: str = "basic"
+    #: etcd's --auth-token: "simple" or "jwt,pub-key=…,priv-key=…,sign-method=…[,ttl=…]"
+    auth_token: str = "simple"
+    #: etcd's --auth-token-ttl (seconds a simple token lives after its last use)
+    auth_token_ttl: int = 300
+    #: etcd's --bcrypt-cost
+    bcrypt_cost: int = 10
     #: --listen-port-file: where to write the bound client and peer URLs (JSON) once serving
     listen_port_file: str = ""
     client_tls: TLSInfo = field(default_factory=TLSInfo)
@@ -131,6 +138,11 @@ class Config:
             raise ValueError(
                 f"invalid --metrics {self.metrics!r}: expected basic, extensive or off"
             )
+        if not 4 <= self.bcrypt_cost <= 31:
+            raise ValueError(f"invalid --bcrypt-cost {self.bcrypt_cost}: expected 4 to 31")
+        if self.auth_token_ttl <= 0:
+            raise ValueError(f"invalid --auth-token-ttl {self.auth_token_ttl}: expected > 0")
+        parse_auth_token(self.auth_token, self.auth_token_ttl)  # ValueError names the problem
         if self.logger not in LOGGERS:
             raise ValueError(f"invalid --logger {self.logger!r}: expected capnslog or zap")
         if self.log_level not in LEVELS:

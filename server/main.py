@@ -136,6 +136,24 @@ def build_parser() -> argparse.ArgumentParser:
         "histogram); coord only: 'off' counts nothing per request and serves no /metrics",
     )
     a(
+        "--auth-token",
+        default="simple",
+        help="'simple' (random tokens, replicated with the login) or "
+        "'jwt,pub-key=FILE,priv-key=FILE,sign-method=RS256|ES256|...[,ttl=5m]'",
+    )
+    a(
+        "--auth-token-ttl",
+        type=int,
+        default=300,
+        help="seconds a simple token lives after its last use",
+    )
+    a(
+        "--bcrypt-cost",
+        type=int,
+        default=10,
+        help="bcrypt cost of password hashes (4-31)",
+    )
+    a(
         "--initial-advertise-peer-urls",
         default="http://127.0.0.1:2380",
         help="comma-separated peer URLs of this member advertised to the cluster",
@@ -363,6 +381,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
         listen_port_file=args.listen_port_file,
         listen_metrics_urls=args.listen_metrics_urls,
         metrics=args.metrics,
+        auth_token=args.auth_token,
+        auth_token_ttl=args.auth_token_ttl,
+        bcrypt_cost=args.bcrypt_cost,
         client_tls=TLSInfo(
             args.cert_file, args.key_file, args.trusted_ca_file, args.client_cert_auth
         ),

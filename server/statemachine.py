@@ -1,4 +1,5 @@
-"""The replicated state machine: KV store + leases + alarms, changed only by applied commands.
+"""The replicated state machine: KV store + leases + alarms + auth, changed only by applied
+commands.
 
 Theory of operation: every member applies the same committed commands in the same order
 through :meth:`StateMachine.apply`, which is deterministic: no clock, no randomness, no I/O.
@@ -25,6 +26,7 @@ import msgspec
 from coord._pb import etcdserverpb as pb
 from coord.errors import CoordError, InvalidArgumentError, LeaseNotFoundError, NoSpaceError
 
+from .auth import AuthStore
 from .command import Kind, decode, make_result
 from .lease import Lessor
 from .mvcc import KVStore
@@ -51,6 +53,7 @@ class _Snapshot(msgspec.Struct, array_like=True):
     leases: list[list[int]]  # (id, granted TTL[, checkpointed remaining TTL or 0])
     alarms: list[tuple[int, int]]
     applied_index: int
+    auth: bytes = b""  # AuthStore.snapshot() (absent from snapshots written before auth)
 
 
 class StateMachine:
@@ -62,6 +65,7 @@ class StateMachine:
         self.leases_granted = 0
         self.leases_revoked = 0
         self.alarms: set[tuple[int, int]] = set()  # (member_id, AlarmType)
+        self.auth = AuthStore()
         self.applied_index = 0
         self._restore_listeners: list[Callable[[KVStore], None]] = []
         self.kv: KVStore = kv if kv is not None else KVStore()
@@ -75,6 +79,7 @@ class StateMachine:
             Kind.LEASE_REVOKE: self._lease_revoke,
             Kind.LEASE_CHECKPOINT: self._lease_checkpoint,
             Kind.ALARM: self._alarm,
+            Kind.AUTH: self.auth.apply,
             Kind.NOOP: lambda _payload: b"",
         }
 
@@ -174,6 +179,7 @@ class StateMachine:
             leases=[list(row) for row in self.lessor.snapshot()],
             alarms=sorted(self.alarms),
             applied_index=self.applied_index,
+            auth=self.auth.snapshot(),
         )
         return msgspec.msgpack.encode(snap)
 
@@ -187,6 +193,7 @@ class StateMachine:
         self.lessor.restore(snap.leases)
         self.alarms = {(int(m), int(a)) for m, a in snap.alarms}
         self.applied_index = snap.applied_index
+        self.auth.restore(snap.auth)
         for cb in self._restore_listeners:
             cb(kv)
 
@@ -196,6 +203,7 @@ class StateMachine:
 
     def _check(self) -> None:
         self.lessor._check()
+        self.auth._check()
         for member_id, alarm in self.alarms:
             assert alarm in (1, 2), (member_id, alarm)
         assert self.kv.rev >= 1

@@ -46,6 +46,7 @@ from coord.errors import (
     NoSpaceError,
     RequestTooLargeError,
 )
+from coord.server.auth import Guard, parse_auth_token
 from coord.server.command import Kind, encode, split_result
 from coord.server.config import Config
 from coord.server.grpclib_compat import h2_stream
@@ -69,6 +70,7 @@ __all__ = [
     "send_response",
     "to_grpc_error",
     "unary",
+    "unary_handlers",
 ]
 
 log = logging.getLogger("coord.server.api")
@@ -176,6 +178,14 @@ class ApiContext:
         self.node = node
         self.sm = sm
         self.recv_limit = config.max_recv_bytes
+        self.tokens = parse_auth_token(config.auth_token, config.auth_token_ttl)
+        sm.auth.add_login_listener(self.tokens.learn)
+        self.guard = Guard(
+            sm.auth,
+            self.tokens,
+            config.client_tls.client_cert_auth,
+            lease_keys=lambda lease_id: sorted(self.sm.kv.keys_for_lease(lease_id)),
+        )
         self._header_parts: tuple[tuple[int, int, int], bytes, bytes] = ((-1, -1, -1), b"", b"")
 
     def header(self, revision: int) -> bytes:
@@ -252,8 +262,10 @@ class ApiContext:
 Impl = Callable[[RawStream, bytes], Awaitable[bytes]]
 
 
-def unary(ctx: ApiContext, impl: Impl) -> Callable[[RawStream], Awaitable[None]]:
-    """Wrap ``impl(stream, request_bytes) -> response_bytes`` as a raw unary handler."""
+def unary(ctx: ApiContext, impl: Impl, path: str) -> Callable[[RawStream], Awaitable[None]]:
+    """Wrap ``impl(stream, request_bytes) -> response_bytes`` as the raw unary handler of
+    method ``path``: the request is read, the caller authorized, then ``impl`` runs."""
+    guard = ctx.guard
 
     async def run(stream: RawStream) -> None:
         data = await recv_frame(stream, ctx.recv_limit)
@@ -261,6 +273,7 @@ def unary(ctx: ApiContext, impl: Impl) -> Callable[[RawStream], Awaitable[None]]
             raise GRPCError(Status.INTERNAL, "coord: request message missing")
         try:
             ctx.check_leader(stream)
+            guard.authorize(stream, path, data)
             response = await impl(stream, data)
         except CoordError as e:
             raise to_grpc_error(e) from None
@@ -272,3 +285,9 @@ def unary(ctx: ApiContext, impl: Impl) -> Callable[[RawStream], Awaitable[None]]
 def handler(func: Callable[[RawStream], Awaitable[None]], cardinality: Cardinality) -> Handler:
     """A grpclib Handler whose request/response types are raw bytes."""
     return Handler(func, cardinality, bytes, bytes)
+
+
+def unary_handlers(ctx: ApiContext, table: dict[str, Impl]) -> dict[str, Handler]:
+    """grpclib handlers for unary methods: gRPC path -> ``impl`` (see :func:`unary`)."""
+    u = Cardinality.UNARY_UNARY
+    return {path: handler(unary(ctx, impl, path), u) for path, impl in table.items()}

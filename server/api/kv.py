@@ -8,7 +8,7 @@ Txn) wait for the node's read index unless serializable, then read the local sto
 
 from __future__ import annotations
 
-from grpclib.const import Cardinality, Handler
+from grpclib.const import Handler
 
 from coord._pb import etcdserverpb as pb
 from coord._protowire import PutRequestField
@@ -22,7 +22,7 @@ from coord.errors import (
 from coord.server.command import Kind
 from coord.server.statemachine import txn_has_put
 
-from .common import ApiContext, RawStream, handler, parse, scan, unary
+from .common import ApiContext, RawStream, parse, scan, unary_handlers
 
 __all__ = ["KVService", "check_txn", "txn_is_read_only"]
 
@@ -147,12 +147,14 @@ class KVService:
 
     def __mapping__(self) -> dict[str, Handler]:
         """grpclib handler table."""
-        u = Cardinality.UNARY_UNARY
-        c = self.ctx
-        return {
-            "/etcdserverpb.KV/Range": handler(unary(c, self.range), u),
-            "/etcdserverpb.KV/Put": handler(unary(c, self.put), u),
-            "/etcdserverpb.KV/DeleteRange": handler(unary(c, self.delete_range), u),
-            "/etcdserverpb.KV/Txn": handler(unary(c, self.txn), u),
-            "/etcdserverpb.KV/Compact": handler(unary(c, self.compact), u),
-        }
+        p = "/etcdserverpb.KV/"
+        return unary_handlers(
+            self.ctx,
+            {
+                p + "Range": self.range,
+                p + "Put": self.put,
+                p + "DeleteRange": self.delete_range,
+                p + "Txn": self.txn,
+                p + "Compact": self.compact,
+            },
+        )

@@ -56,7 +56,7 @@ from .common import (
     recv_frame,
     send_response,
     to_grpc_error,
-    unary,
+    unary_handlers,
 )
 
 __all__ = ["LeaseService"]
@@ -108,6 +108,7 @@ class LeaseService:
         ctx = self.ctx
         try:
             ctx.check_leader(stream)
+            ctx.guard.authorize(stream, "/etcdserverpb.Lease/LeaseKeepAlive", b"")
         except CoordError as e:
             raise to_grpc_error(e) from None
         if not ctx.requires_leader(stream):
@@ -238,14 +239,15 @@ class LeaseService:
 
     def __mapping__(self) -> dict[str, Handler]:
         """grpclib handler table."""
-        u = Cardinality.UNARY_UNARY
-        c = self.ctx
-        return {
-            "/etcdserverpb.Lease/LeaseGrant": handler(unary(c, self.grant), u),
-            "/etcdserverpb.Lease/LeaseRevoke": handler(unary(c, self.revoke), u),
-            "/etcdserverpb.Lease/LeaseKeepAlive": handler(
-                self.keep_alive, Cardinality.STREAM_STREAM
-            ),
-            "/etcdserverpb.Lease/LeaseTimeToLive": handler(unary(c, self.time_to_live), u),
-            "/etcdserverpb.Lease/LeaseLeases": handler(unary(c, self.leases), u),
-        }
+        p = "/etcdserverpb.Lease/"
+        table = unary_handlers(
+            self.ctx,
+            {
+                p + "LeaseGrant": self.grant,
+                p + "LeaseRevoke": self.revoke,
+                p + "LeaseTimeToLive": self.time_to_live,
+                p + "LeaseLeases": self.leases,
+            },
+        )
+        table[p + "LeaseKeepAlive"] = handler(self.keep_alive, Cardinality.STREAM_STREAM)
+        return table

@@ -32,7 +32,7 @@ from .common import (
     recv_frame,
     send_response,
     to_grpc_error,
-    unary,
+    unary_handlers,
 )
 
 __all__ = [
@@ -165,6 +165,7 @@ class MaintenanceService:
         data = await recv_frame(stream, ctx.recv_limit)
         try:
             ctx.check_leader(stream)
+            ctx.guard.authorize(stream, "/etcdserverpb.Maintenance/Snapshot", data or b"")
             parse(pb.SnapshotRequest, data or b"")
         except CoordError as e:
             raise to_grpc_error(e) from None
@@ -192,19 +193,21 @@ class MaintenanceService:
 
     def __mapping__(self) -> dict[str, Handler]:
         """grpclib handler table."""
-        u = Cardinality.UNARY_UNARY
-        c = self.ctx
         p = "/etcdserverpb.Maintenance/"
-        return {
-            p + "Status": handler(unary(c, self.status), u),
-            p + "Hash": handler(unary(c, self.hash), u),
-            p + "HashKV": handler(unary(c, self.hash_kv), u),
-            p + "Alarm": handler(unary(c, self.alarm), u),
-            p + "Defragment": handler(unary(c, self.defragment), u),
-            p + "MoveLeader": handler(unary(c, self.move_leader), u),
-            p + "Downgrade": handler(unary(c, self.downgrade), u),
-            p + "Snapshot": handler(self.snapshot, Cardinality.UNARY_STREAM),
-        }
+        table = unary_handlers(
+            self.ctx,
+            {
+                p + "Status": self.status,
+                p + "Hash": self.hash,
+                p + "HashKV": self.hash_kv,
+                p + "Alarm": self.alarm,
+                p + "Defragment": self.defragment,
+                p + "MoveLeader": self.move_leader,
+                p + "Downgrade": self.downgrade,
+            },
+        )
+        table[p + "Snapshot"] = handler(self.snapshot, Cardinality.UNARY_STREAM)
+        return table
 
 
 class ClusterService:
@@ -253,13 +256,14 @@ class ClusterService:
 
     def __mapping__(self) -> dict[str, Handler]:
         """grpclib handler table."""
-        u = Cardinality.UNARY_UNARY
-        c = self.ctx
         p = "/etcdserverpb.Cluster/"
-        return {
-            p + "MemberList": handler(unary(c, self.member_list), u),
-            p + "MemberAdd": handler(unary(c, self.member_add), u),
-            p + "MemberRemove": handler(unary(c, self.member_remove), u),
-            p + "MemberUpdate": handler(unary(c, self.member_update), u),
-            p + "MemberPromote": handler(unary(c, self.member_promote), u),
-        }
+        return unary_handlers(
+            self.ctx,
+            {
+                p + "MemberList": self.member_list,
+                p + "MemberAdd": self.member_add,
+                p + "MemberRemove": self.member_remove,
+                p + "MemberUpdate": self.member_update,
+                p + "MemberPromote": self.member_promote,
+            },
+        )

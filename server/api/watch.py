@@ -18,12 +18,13 @@ import asyncio
 import logging
 
 import anyio
-from grpclib.const import Cardinality, Handler
+from grpclib.const import Cardinality, Handler, Status
 
 from coord._pb import etcdserverpb as pb
 from coord.errors import CoordError, NoLeaderError
 from coord.server.watch import WatchHub
 
+from .callstats import CODE_NAMES
 from .common import (
     ApiContext,
     RawStream,
@@ -57,6 +58,7 @@ class WatchService:
         ctx = self.ctx
         try:
             ctx.check_leader(stream)
+            ctx.guard.authorize(stream, "/etcdserverpb.Watch/Watch", b"")
         except CoordError as e:
             raise to_grpc_error(e) from None
         md = stream.metadata
@@ -76,7 +78,17 @@ class WatchService:
                             req = parse(pb.WatchRequest, data)
                         except CoordError as e:
                             raise to_grpc_error(e) from None
-                        ws.handle_request(req)
+                        create = req.create_request
+                        try:
+                            if create is not None:
+                                ctx.guard.authorize_watch(stream, create.key, create.range_end)
+                        except CoordError as e:
+                            # etcd 3.4 sends the whole gRPC error text as the reason
+                            code = CODE_NAMES.get(Status(int(e.code)), "Unknown")
+                            reason = f"rpc error: code = {code} desc = {e.message}"
+                            ws.refuse(create.watch_id, reason)  # type: ignore[union-attr]
+                        else:
+                            ws.handle_request(req)
                         ready.set()
 
                 async def send() -> None:

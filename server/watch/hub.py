@@ -229,6 +229,16 @@ class WatchStream:
         self._control.append((resp, None))
         self._wakeup()
 
+    def refuse(self, watch_id: int, reason: str) -> None:
+        """Answer a create request the caller may not make: created and canceled at once,
+        with ``reason`` (etcd's answer to a watch without read permission)."""
+        hub = self._hub
+        resp = _response(
+            hub.header(hub.store.rev), watch_id, created=True, canceled=True, cancel_reason=reason
+        )
+        self._control.append((resp, None))
+        self._wakeup()
+
     def cancel(self, watch_id: int) -> bool:
         """Cancel a watcher and queue ``{watch_id, canceled}``; False (no response) if unknown."""
         w = self._watchers.pop(watch_id, None)

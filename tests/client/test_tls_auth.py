@@ -1,8 +1,8 @@
 """TLS with client-certificate auth, and username/password auth, against dedicated servers.
 
 Certificates are generated per test module with trustme (CA, server cert for 127.0.0.1,
-client cert). Auth is enabled with etcdctl (user root, auth enable) on a dedicated etcd, so
-the shared session servers stay auth-free.
+client cert). Auth is enabled with etcdctl (user root, auth enable) on a dedicated etcd and a
+dedicated coord, so the shared session servers stay auth-free.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import trustme
-from support import EtcdProc, Proc, Relay, etcdctl, free_port, require_binary, wait_for
+from support import CoordProc, EtcdProc, Proc, Relay, etcdctl, free_port, require_binary, wait_for
 from unwrap import unwrap
 
 from coord import AsyncClient, AuthFailedError, Client, CoordError
@@ -151,10 +151,14 @@ def test_tls_untrusted_server_is_refused(tls_endpoint: str, certs: Certs) -> Non
         c.status()
 
 
-@pytest.fixture(scope="module")
-def auth_etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    proc = EtcdProc(tmp_path_factory.mktemp("auth"), name="auth")
-    ep = proc.endpoint
+@pytest.fixture(params=["etcd", "coord"], scope="module")
+def auth_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A server with auth enabled (root, and alice limited to /app/): etcd, then coord."""
+    tmp = tmp_path_factory.mktemp("auth")
+    proc: Proc = EtcdProc(tmp, name="auth") if request.param == "etcd" else CoordProc(tmp, "auth")
+    ep = proc.endpoint  # type: ignore[attr-defined]
     etcdctl(ep, "user", "add", "root:rootpw")
     etcdctl(ep, "user", "grant-role", "root", "root")
     etcdctl(ep, "user", "add", "alice:alicepw")
@@ -166,10 +170,10 @@ def auth_etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     proc.stop()
 
 
-def test_auth_user_password(auth_etcd: str) -> None:
+def test_auth_user_password(auth_server: str) -> None:
     from coord import PermissionDeniedError
 
-    with Client(auth_etcd, user="alice", password="alicepw") as c:
+    with Client(auth_server, user="alice", password="alicepw") as c:
         rev = c.put("/app/x", "1")
         assert unwrap(c.get("/app/x")).value == b"1"
         with c.watch("/app/", prefix=True, start_revision=rev) as w:
@@ -178,15 +182,15 @@ def test_auth_user_password(auth_etcd: str) -> None:
             c.put("/other", "1")
         with c.lease(5) as lease:
             c.put("/app/l", "1", lease=lease)
-    with pytest.raises(AuthFailedError), Client(auth_etcd, user="alice", password="bad") as c:
+    with pytest.raises(AuthFailedError), Client(auth_server, user="alice", password="bad") as c:
         c.get("/app/x")
-    with pytest.raises(CoordError), Client(auth_etcd) as c:  # no credentials
+    with pytest.raises(CoordError), Client(auth_server) as c:  # no credentials
         c.get("/app/x")
 
 
 @pytest.mark.anyio
-async def test_auth_reauthenticates_on_invalid_token(auth_etcd: str) -> None:
-    async with AsyncClient(auth_etcd, user="root", password="rootpw") as c:
+async def test_auth_reauthenticates_on_invalid_token(auth_server: str) -> None:
+    async with AsyncClient(auth_server, user="root", password="rootpw") as c:
         await c.put("/app/t", "1")
         c._conn._token = "bogus.token"  # as if the server had expired our token
         assert unwrap(await c.get("/app/t")).value == b"1"
