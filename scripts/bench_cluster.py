@@ -11,6 +11,7 @@ Usage::
 
     python scripts/bench_cluster.py [--seconds 5] [--clients 16,64,256] [--procs 2] [--write-doc]
     python scripts/bench_cluster.py --metrics-cost 3 --clients 64 --load grpcio [--write-doc]
+    python scripts/bench_cluster.py --auth-cost 3 --clients 64 --load grpcio [--write-doc]
 
 ``--write-doc`` replaces the "Cluster throughput" section of docs/performance.md (the rest of
 the file belongs to others and is left untouched).
@@ -127,8 +128,9 @@ async def wait_ready(endpoints: list[str], timeout: float = 60) -> None:
         await asyncio.sleep(0.2)
 
 
-async def unary(ch: Channel, path: str, body: bytes) -> bytes:
-    async with ch.request(path, Cardinality.UNARY_UNARY, bytes, bytes) as stream:
+async def unary(ch: Channel, path: str, body: bytes, token: str = "") -> bytes:
+    md = {"token": token} if token else None
+    async with ch.request(path, Cardinality.UNARY_UNARY, bytes, bytes, metadata=md) as stream:
         await stream.send_message(body, end=True)
         data = await stream.recv_message()
         if data is None:
@@ -144,13 +146,20 @@ def _worker(
     seconds: float,
     start_at: float,
     load: str,
+    token: str,
 ) -> tuple[list[float], int, float]:
     """One load-generator process: latencies, errors, elapsed."""
-    return asyncio.run(_load(endpoints, op, clients, offset, seconds, start_at, load))
+    return asyncio.run(_load(endpoints, op, clients, offset, seconds, start_at, load, token))
 
 
 def run_point(
-    endpoints: list[str], op: str, clients: int, seconds: float, procs: int, load: str = "grpclib"
+    endpoints: list[str],
+    op: str,
+    clients: int,
+    seconds: float,
+    procs: int,
+    load: str = "grpclib",
+    token: str = "",
 ) -> tuple[float, float, int]:
     """(requests/s, p99 latency ms, errors) with the clients split over ``procs`` processes."""
     import concurrent.futures
@@ -159,7 +168,7 @@ def run_point(
     per = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
     with concurrent.futures.ProcessPoolExecutor(procs) as ex:
         futs = [
-            ex.submit(_worker, endpoints, op, n, sum(per[:i]), seconds, start_at, load)
+            ex.submit(_worker, endpoints, op, n, sum(per[:i]), seconds, start_at, load, token)
             for i, n in enumerate(per)
             if n
         ]
@@ -170,8 +179,9 @@ def run_point(
     return len(lat) / elapsed, p99, sum(p[1] for p in parts)
 
 
-def _callers(endpoints: list[str], load: str) -> tuple[list[Any], Any]:
-    """Per endpoint ``call(path, body) -> bytes``, and a function closing them all.
+def _callers(endpoints: list[str], load: str, token: str = "") -> tuple[list[Any], Any]:
+    """Per endpoint ``call(path, body) -> bytes`` (sending ``token`` as auth metadata if
+    given), and a function closing them all.
 
     ``grpcio`` (bench-only dependency) does its HTTP/2 in C, so the load generator costs little
     CPU of its own; ``grpclib`` is pure Python, like the servers' side of coord."""
@@ -180,9 +190,11 @@ def _callers(endpoints: list[str], load: str) -> tuple[list[Any], Any]:
 
         gchans = [grpc.aio.insecure_channel(ep) for ep in endpoints]
 
+        md = (("token", token),) if token else None
+
         def gcaller(ch: Any) -> Any:
             stubs = {path: ch.unary_unary(path) for path in (PUT, RANGE)}
-            return lambda path, body: stubs[path](body)
+            return lambda path, body: stubs[path](body, metadata=md)
 
         async def gclose() -> None:
             for ch in gchans:
@@ -195,7 +207,7 @@ def _callers(endpoints: list[str], load: str) -> tuple[list[Any], Any]:
         for ch in chans:
             ch.close()
 
-    return [lambda path, body, ch=ch: unary(ch, path, body) for ch in chans], close
+    return [lambda path, body, ch=ch: unary(ch, path, body, token) for ch in chans], close
 
 
 async def _load(
@@ -206,8 +218,9 @@ async def _load(
     seconds: float,
     start_at: float,
     load: str,
+    token: str = "",
 ) -> tuple[list[float], int, float]:
-    channels, close = _callers(endpoints, load)
+    channels, close = _callers(endpoints, load, token)
     keys = [f"/bench/key-{i:06d}".encode() for i in range(1000)]
     value = b"v" * 100
     puts = [bytes(pb.PutRequest(key=k, value=value)) for k in keys]
@@ -417,6 +430,114 @@ def metrics_cost(args: argparse.Namespace, clients: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+AUTH_SECTION = "## Auth cost: Put and Range with auth enabled and disabled"
+
+
+def _enable_auth(endpoints: list[str]) -> str:
+    """Enable auth (root, and user bench with read-write on /bench/) with etcdctl; a token of
+    bench's (Authenticate), once every member accepts it (simple tokens are learned as each
+    member applies the login)."""
+    endpoint = endpoints[0]
+    env = {**os.environ, "ETCDCTL_API": "3"}
+    for cmd in (
+        "user add root:rootpw",
+        "user grant-role root root",
+        "user add bench:benchpw",
+        "role add bench",
+        "role grant-permission bench readwrite /bench/ --prefix=true",
+        "user grant-role bench bench",
+        "auth enable",
+    ):
+        subprocess.run(
+            ["/usr/bin/etcdctl", f"--endpoints={endpoint}", *cmd.split()],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+    host, port = endpoint.split(":")
+
+    async def login() -> str:
+        ch = Channel(host, int(port), codec=RawCodec())
+        try:
+            req = bytes(pb.AuthenticateRequest(name="bench", password="benchpw"))
+            data = await unary(ch, "/etcdserverpb.Auth/Authenticate", req)
+            return pb.AuthenticateResponse.parse(data).token
+        finally:
+            ch.close()
+
+    async def accepted(token: str) -> None:
+        probe = bytes(pb.RangeRequest(key=b"/bench/probe"))
+        deadline = time.monotonic() + 30
+        for ep in endpoints:
+            h, p = ep.split(":")
+            ch = Channel(h, int(p), codec=RawCodec())
+            try:
+                while True:
+                    try:
+                        await unary(ch, RANGE, probe, token)
+                        break
+                    except Exception:
+                        if time.monotonic() > deadline:
+                            raise
+                        await asyncio.sleep(0.05)
+            finally:
+                ch.close()
+
+    token = asyncio.run(login())
+    asyncio.run(accepted(token))
+    return token
+
+
+def auth_cost(args: argparse.Namespace, clients: int) -> str:
+    """Put and Range req/s of etcd and coord clusters with auth off and on (a user limited to
+    /bench/, so every request's permission is checked), interleaved over ``args.auth_cost``
+    rounds; a markdown section."""
+    import statistics
+
+    load_before = os.getloadavg()[0]
+    variants = [(k, a) for k in ("etcd", "coord") for a in (False, True)]
+    rates: dict[tuple[str, bool, str], list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-auth-") as tmp:
+        for r in range(args.auth_cost):
+            for kind, auth in variants[r % 4 :] + variants[: r % 4]:
+                root = Path(tmp) / f"{r}-{kind}-{auth}"
+                root.mkdir()
+                procs, eps = start_cluster(kind, root)
+                try:
+                    asyncio.run(wait_ready(eps))
+                    token = _enable_auth(eps) if auth else ""
+                    for op in ("put", "range"):
+                        rate = run_point(
+                            eps, op, clients, args.seconds, args.procs, args.load, token
+                        )[0]
+                        rates.setdefault((kind, auth, op), []).append(rate)
+                        print(f"round {r + 1} {kind} auth={auth} {op} {rate:9.0f} req/s")
+                finally:
+                    stop(procs)
+    med = statistics.median
+    lines = [
+        AUTH_SECTION,
+        "",
+        f"`python scripts/bench_cluster.py --auth-cost {args.auth_cost} "
+        f"--seconds {args.seconds:g} --clients {clients} --procs {args.procs} "
+        f"--load {args.load}`, {datetime.date.today().isoformat()}, {machine()}, load average "
+        f"{load_before:.1f} before and {os.getloadavg()[0]:.1f} after. Four 3-member clusters "
+        "per round (order rotating): etcd and coord, each with auth off and on. With auth on, "
+        "every request carries the token of a user whose role holds read-write on /bench/ "
+        "only (so each request's permission is checked; root would skip the check). Medians "
+        "of the rounds.",
+        "",
+        "| server | op | auth off req/s | auth on req/s | on/off |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for kind in ("etcd", "coord"):
+        for op in ("put", "range"):
+            off, on = rates[(kind, False, op)], rates[(kind, True, op)]
+            ratio = med(a / b for a, b in zip(on, off, strict=True))
+            lines.append(f"| {kind} | {op} | {med(off):,.0f} | {med(on):,.0f} | {ratio:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=5.0)
@@ -444,6 +565,14 @@ def main() -> int:
         "rounds at the first --clients level",
     )
     ap.add_argument(
+        "--auth-cost",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="only measure Put and Range with auth off vs on (coord and etcd), over ROUNDS "
+        "interleaved rounds at the first --clients level",
+    )
+    ap.add_argument(
         "--raft-only",
         action="store_true",
         help="only measure 3 in-process RaftNodes (no gRPC) and exit",
@@ -457,6 +586,12 @@ def main() -> int:
     if not shutil.which("/usr/bin/etcd"):
         print("needs Debian's etcd-server (/usr/bin/etcd)", file=sys.stderr)
         return 2
+    if args.auth_cost:
+        text = auth_cost(args, levels[0])
+        print(text)
+        if args.write_doc:
+            write_doc(text, "bench_auth")
+        return 0
     if args.metrics_cost:
         text = metrics_cost(args, levels[0])
         print(text)

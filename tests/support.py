@@ -665,3 +665,43 @@ def scrape_metrics(endpoint: str) -> tuple[dict[str, str], dict[str, float]]:
             labels = ",".join(f'{k}="{v}"' for k, v in sorted(_LABEL.findall(m.group(2) or "")))
             samples[m.group(1) + (f"{{{labels}}}" if labels else "")] = float(m.group(3))
     return types, samples
+
+
+# ---- auth (tests/server/test_auth_*.py, tests/cluster/test_auth_cluster.py) ----
+
+
+def enable_auth(endpoint: str, *flags: str) -> None:
+    """Enable auth with etcdctl (``flags``: e.g. TLS options): user root (password rootpw)
+    holding role root, and app (apppw) whose role app-rw holds read-write on /app/ only."""
+    for args in (
+        ("user", "add", "root:rootpw"),
+        ("user", "grant-role", "root", "root"),
+        ("user", "add", "app:apppw"),
+        ("role", "add", "app-rw"),
+        ("role", "grant-permission", "app-rw", "readwrite", "/app/", "--prefix=true"),
+        ("user", "grant-role", "app", "app-rw"),
+        ("auth", "enable"),
+    ):
+        etcdctl(endpoint, *flags, *args)
+
+
+def jwt_keys(directory: Path) -> tuple[Path, Path]:
+    """An ES256 key pair for ``--auth-token jwt,...``: (private key file, public key file)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    priv, pub = directory / "jwt.key", directory / "jwt.pub"
+    priv.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    pub.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return priv, pub

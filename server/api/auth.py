@@ -13,6 +13,8 @@ the request wrapper checks it before any handler here runs.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import anyio
 import bcrypt
 from grpclib.const import Handler
@@ -56,7 +58,9 @@ class AuthService:
         rev, body = await self.ctx.propose(Kind.AUTH, bytes((op,)) + request)
         return self.ctx.response(rev, body)
 
-    def change(self, op: Op, cls: type) -> object:
+    def change(self, op: Op, cls: type) -> Callable[[RawStream, bytes], Awaitable[bytes]]:
+        """The handler of a change that carries no password: checked, then applied."""
+
         async def run(stream: RawStream, data: bytes) -> bytes:
             parse(cls, data)  # malformed requests fail here, not in every member's apply
             return await self._apply(op, data)
@@ -130,7 +134,7 @@ class AuthService:
 
     def __mapping__(self) -> dict[str, Handler]:
         """grpclib handler table."""
-        table = {
+        table: dict[str, Callable[[RawStream, bytes], Awaitable[bytes]]] = {
             "Authenticate": self.authenticate,
             "AuthStatus": self.status,
             "UserAdd": self.user_add,
@@ -141,5 +145,5 @@ class AuthService:
             "RoleList": self.role_list,
         }
         for name, (op, cls) in _CHANGES.items():
-            table[name] = self.change(op, cls)  # type: ignore[assignment]
+            table[name] = self.change(op, cls)
         return unary_handlers(self.ctx, {"/etcdserverpb.Auth/" + n: f for n, f in table.items()})

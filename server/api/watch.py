@@ -58,7 +58,6 @@ class WatchService:
         ctx = self.ctx
         try:
             ctx.check_leader(stream)
-            ctx.guard.authorize(stream, "/etcdserverpb.Watch/Watch", b"")
         except CoordError as e:
             raise to_grpc_error(e) from None
         md = stream.metadata
@@ -80,15 +79,15 @@ class WatchService:
                             raise to_grpc_error(e) from None
                         create = req.create_request
                         try:
-                            if create is not None:
+                            if create is not None:  # auth: read on the range, per watch
                                 ctx.guard.authorize_watch(stream, create.key, create.range_end)
+                            ws.handle_request(req)
                         except CoordError as e:
+                            assert create is not None
                             # etcd 3.4 sends the whole gRPC error text as the reason
                             code = CODE_NAMES.get(Status(int(e.code)), "Unknown")
                             reason = f"rpc error: code = {code} desc = {e.message}"
-                            ws.refuse(create.watch_id, reason)  # type: ignore[union-attr]
-                        else:
-                            ws.handle_request(req)
+                            ws.refuse(create.watch_id, reason)
                         ready.set()
 
                 async def send() -> None:

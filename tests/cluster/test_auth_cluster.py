@@ -8,24 +8,11 @@ from pathlib import Path
 
 import pytest
 from cluster.clusterlib import Cluster, Member
-from support import etcdctl, wait_for
+from support import enable_auth, etcdctl, wait_for
 
 ROOT = "--user=root:rootpw"
 APP = "--user=app:apppw"
 DENIED = "etcdserver: permission denied"
-
-
-def _enable_auth(endpoint: str) -> None:
-    for args in (
-        ("user", "add", "root:rootpw"),
-        ("user", "grant-role", "root", "root"),
-        ("user", "add", "app:apppw"),
-        ("role", "add", "app-rw"),
-        ("role", "grant-permission", "app-rw", "readwrite", "/app/", "--prefix=true"),
-        ("user", "grant-role", "app", "app-rw"),
-        ("auth", "enable"),
-    ):
-        etcdctl(endpoint, *args)
 
 
 def _assert_enforced(endpoint: str, key: str) -> None:
@@ -46,7 +33,7 @@ def test_auth_survives_restart_snapshot_install_and_new_members(tmp_path: Path) 
     c = Cluster(tmp_path, snapshot_count=40).start()
     try:
         leader = c.wait_leader()
-        _enable_auth(leader.endpoint)
+        enable_auth(leader.endpoint)
         lagging = next(m for m in c.members if m is not leader)
         c.kill(lagging)
         # enough writes that the others snapshot and compact their logs past the auth entries

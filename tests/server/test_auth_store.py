@@ -9,9 +9,8 @@ from typing import Any
 
 import bcrypt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from multidict import MultiDict
+from support import jwt_keys
 
 from coord._pb import authpb
 from coord._pb import etcdserverpb as pb
@@ -210,27 +209,8 @@ def test_simple_tokens_expire_after_their_last_use_and_at_a_new_revision() -> No
     t._check()
 
 
-def _ec_keys(tmp_path: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    priv = tmp_path / "jwt.key"
-    pub = tmp_path / "jwt.pub"
-    priv.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    pub.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return priv, pub
-
-
 def test_jwt_tokens(tmp_path: Path) -> None:
-    priv, pub = _ec_keys(tmp_path)
+    priv, pub = jwt_keys(tmp_path)
     tokens = parse_auth_token(f"jwt,pub-key={pub},priv-key={priv},sign-method=ES256", 300)
     assert isinstance(tokens, JwtTokens)
     assert not tokens.replicated

@@ -14,9 +14,7 @@ from types import SimpleNamespace
 import pytest
 import trustme
 from client.test_tls_auth import tls_server
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from support import CoordProc, EtcdProc, Proc, etcdctl, http_post, json_b64, wait_for
+from support import CoordProc, EtcdProc, Proc, enable_auth, http_post, json_b64, jwt_keys, wait_for
 
 from coord import AsyncClient, Client, PermissionDeniedError
 from coord.recipes import Election, Lock
@@ -30,20 +28,6 @@ def start(kind: str, tmp: Path, *flags: str) -> Proc:
     if kind == "coord":
         return CoordProc(tmp, args=flags)
     return EtcdProc(tmp, extra=flags)
-
-
-def enable_auth(endpoint: str, *tls: str) -> None:
-    """root, and app (password apppw) with read-write on /app/ only."""
-    for args in (
-        ("user", "add", "root:rootpw"),
-        ("user", "grant-role", "root", "root"),
-        ("user", "add", "app:apppw"),
-        ("role", "add", "app-rw"),
-        ("role", "grant-permission", "app-rw", "readwrite", "/app/", "--prefix=true"),
-        ("user", "grant-role", "app", "app-rw"),
-        ("auth", "enable"),
-    ):
-        etcdctl(endpoint, *tls, *args)
 
 
 @pytest.fixture(params=KINDS)
@@ -133,26 +117,8 @@ def test_lock_and_election_under_a_prefix_role(server: str) -> None:
         e.resign()
 
 
-def _jwt_keys(tmp: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    priv, pub = tmp / "jwt.key", tmp / "jwt.pub"
-    priv.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    pub.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return priv, pub
-
-
 def test_jwt_tokens(kind: str, tmp_path: Path) -> None:
-    priv, pub = _jwt_keys(tmp_path)
+    priv, pub = jwt_keys(tmp_path)
     spec = f"jwt,pub-key={pub},priv-key={priv},sign-method=ES256"
     proc = start(kind, tmp_path, "--auth-token", spec)
     try:

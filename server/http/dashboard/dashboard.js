@@ -53,7 +53,9 @@ class Ring { // fixed-size ring buffer of (t, v)
 let token = sessionStorage.getItem("coord-token");
 class AuthError extends Error {}
 const hdrs = () => Object.assign({ "Content-Type": "application/json" }, token && { Authorization: token });
-const isAuth = (st, j) => st === 401 || j?.code === 16 || j?.error?.grpc_code === 16;
+// 401 / code 16: a stale token; "user name is empty" (400): no token while auth is on
+const NO_USER = "etcdserver: user name is empty";
+const isAuth = (st, j) => st === 401 || j?.code === 16 || j?.error?.grpc_code === 16 || j?.error === NO_USER || j?.message === NO_USER;
 const errText = (j, st) => j?.message || j?.error?.message || (typeof j?.error === "string" && j.error) || "HTTP " + st;
 const locked = () => !$("login").hidden;
 async function api(path, body, ms = 5000) {
