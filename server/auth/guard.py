@@ -13,8 +13,9 @@ checked against :data:`RULES`, etcd's (server/etcdserver/apply_auth.go, v3_serve
 * Range: read on ``[key, range_end)``; Put: write on the key (and read with ``prev_kv``);
   DeleteRange: write on the range (and read with ``prev_kv``); Txn: read for every compare,
   and each op as above, nested txns included; Watch: read on the watched range.
-* LeaseRevoke: write on every key attached to the lease. LeaseGrant, KeepAlive, TimeToLive,
-  Leases, Status and Alarm GET: any authenticated user.
+* LeaseRevoke: write on every key attached to the lease; TimeToLive with ``keys``: read on
+  each of them (etcd 3.5). LeaseGrant, KeepAlive, TimeToLive, Leases and Alarm GET: any
+  authenticated user.
 * Compaction, Defragment, Snapshot, Hash, HashKV, Alarm changes, MoveLeader, Downgrade,
   Member{Add,Remove,Update,Promote} and auth management: root only; UserGet of oneself and
   RoleGet of one's own role are allowed. (etcd 3.4 does not check Compaction at all; coord
@@ -172,6 +173,12 @@ def _lease_revoke(guard: Guard, name: str, data: bytes) -> None:
     guard.require(name, [(k, b"", True) for k in guard._lease_keys(lease_id)])
 
 
+def _time_to_live(guard: Guard, name: str, data: bytes) -> None:
+    req = pb.LeaseTimeToLiveRequest.parse(data)
+    if req.keys:
+        guard.require(name, [(k, b"", False) for k in guard._lease_keys(req.id)])
+
+
 def _alarm(guard: Guard, name: str, data: bytes) -> None:
     if pb.AlarmRequest.parse(data).action != pb.AlarmRequestAlarmAction.GET:
         raise PermissionDeniedError()
@@ -205,7 +212,7 @@ RULES: dict[str, Rule] = {
     _LEASE + "LeaseRevoke": _lease_revoke,
     _LEASE + "LeaseGrant": _authenticated,
     _LEASE + "LeaseKeepAlive": _authenticated,
-    _LEASE + "LeaseTimeToLive": _authenticated,
+    _LEASE + "LeaseTimeToLive": _time_to_live,
     _LEASE + "LeaseLeases": _authenticated,
     _MAINT + "Status": None,
     _MAINT + "Alarm": _alarm,

@@ -295,6 +295,9 @@ def test_guard_checks_every_kind_of_request() -> None:
     assert not allowed(app, lease + "LeaseRevoke", pb.LeaseRevokeRequest(id=5))
     assert allowed(app, lease + "LeaseRevoke", pb.LeaseRevokeRequest(id=6))
     assert allowed(app, lease + "LeaseGrant", pb.LeaseGrantRequest(ttl=5))
+    assert allowed(app, lease + "LeaseTimeToLive", pb.LeaseTimeToLiveRequest(id=5))
+    assert not allowed(app, lease + "LeaseTimeToLive", pb.LeaseTimeToLiveRequest(id=5, keys=True))
+    assert allowed(app, lease + "LeaseTimeToLive", pb.LeaseTimeToLiveRequest(id=6, keys=True))
     assert not allowed(app, kv + "Compact", pb.CompactionRequest(revision=1))
     assert allowed(root, kv + "Compact", pb.CompactionRequest(revision=1))
     auth = "/etcdserverpb.Auth/"
