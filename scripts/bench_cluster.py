@@ -65,11 +65,11 @@ def free_port() -> int:
 
 
 def start_cluster(
-    kind: str, root: Path, extra: list[str] | None = None
+    kind: str, root: Path, extra: list[str] | None = None, size: int = 3
 ) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
-    """Start 3 members of ``kind`` ("coord" or "etcd", with ``extra`` flags); return processes
-    and endpoints."""
-    names = ["b1", "b2", "b3"]
+    """Start ``size`` members of ``kind`` ("coord" or "etcd", with ``extra`` flags); return
+    processes and endpoints."""
+    names = [f"b{i + 1}" for i in range(size)]
     cports = {n: free_port() for n in names}
     pports = {n: free_port() for n in names}
     initial = ",".join(f"{n}=http://127.0.0.1:{pports[n]}" for n in names)

@@ -62,32 +62,6 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _start(root: Path, cluster: bool) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
-    if cluster:
-        return bc.start_cluster("coord", root)
-    port, peer = bc.free_port(), bc.free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "coord.server",
-        "--data-dir",
-        str(root / "p.coord"),
-        "--listen-client-urls",
-        f"http://127.0.0.1:{port}",
-        "--advertise-client-urls",
-        f"http://127.0.0.1:{port}",
-        "--listen-peer-urls",
-        f"http://127.0.0.1:{peer}",
-        "--initial-advertise-peer-urls",
-        f"http://127.0.0.1:{peer}",
-        "--log-level",
-        "warn",
-    ]
-    log = open(root / "server.log", "wb")  # noqa: SIM115 - lives as long as the process
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    return [proc], [f"127.0.0.1:{port}"]
-
-
 def _unclassified(path: Path, n: int = 8) -> list[tuple[str, int]]:
     """The most frequent leaf frames of samples no layer claimed (to extend LAYERS)."""
     leaves: collections.Counter[str] = collections.Counter()
@@ -111,7 +85,7 @@ def _collapsed(path: Path) -> collections.Counter[str]:
 
 def profile(op: str, seconds: float, clients: int, cluster: bool, tmp: Path) -> list[str]:
     (tmp / op).mkdir()
-    procs, eps = _start(tmp / op, cluster)
+    procs, eps = bc.start_cluster("coord", tmp / op, size=3 if cluster else 1)
     try:
         asyncio.run(bc.wait_ready(eps))
         pids = [p.pid for p in procs]

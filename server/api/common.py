@@ -180,11 +180,11 @@ class ApiContext:
         self.recv_limit = config.max_recv_bytes
         self.tokens = parse_auth_token(config.auth_token, config.auth_token_ttl)
         sm.auth.add_login_listener(self.tokens.learn)
-        self.guard = Guard(
+        self.guard = Guard(  # a lambda: a snapshot restore replaces sm.kv
             sm.auth,
             self.tokens,
             config.client_tls.client_cert_auth,
-            lease_keys=lambda lease_id: sorted(self.sm.kv.keys_for_lease(lease_id)),
+            lease_keys=lambda lease_id: self.sm.kv.keys_for_lease(lease_id),
         )
         self._header_parts: tuple[tuple[int, int, int], bytes, bytes] = ((-1, -1, -1), b"", b"")
 

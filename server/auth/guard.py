@@ -86,7 +86,7 @@ class Guard:
         self.store = store
         self.tokens = tokens
         self.client_cert_auth = client_cert_auth
-        self._lease_keys = lease_keys
+        self.lease_keys = lease_keys
 
     # -- identity ------------------------------------------------------------------------
     def user(self, stream: Any) -> str:
@@ -170,13 +170,13 @@ def _txn(guard: Guard, name: str, data: bytes) -> None:
 
 def _lease_revoke(guard: Guard, name: str, data: bytes) -> None:
     lease_id = pb.LeaseRevokeRequest.parse(data).id
-    guard.require(name, [(k, b"", True) for k in guard._lease_keys(lease_id)])
+    guard.require(name, [(k, b"", True) for k in guard.lease_keys(lease_id)])
 
 
 def _time_to_live(guard: Guard, name: str, data: bytes) -> None:
     req = pb.LeaseTimeToLiveRequest.parse(data)
     if req.keys:
-        guard.require(name, [(k, b"", False) for k in guard._lease_keys(req.id)])
+        guard.require(name, [(k, b"", False) for k in guard.lease_keys(req.id)])
 
 
 def _alarm(guard: Guard, name: str, data: bytes) -> None:
