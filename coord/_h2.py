@@ -52,35 +52,35 @@ from urllib.parse import unquote
 
 import hpack
 
+from ._h2wire import (
+    ACK,
+    CANCEL,
+    CONTINUATION,
+    DATA,
+    END_HEADERS,
+    END_STREAM,
+    GOAWAY,
+    HEADERS,
+    MAX_FRAME,
+    MAX_STREAM_ID,
+    MAX_WINDOW,
+    PADDED,
+    PING,
+    PREFACE,
+    PRIORITY_FLAG,
+    PUSH_PROMISE,
+    REFUSED_STREAM,
+    RST_STREAM,
+    SETTINGS,
+    WINDOW_UPDATE,
+)
+from ._h2wire import frame as _frame
+from ._h2wire import literal as _literal
 from ._liveness import Liveness, budget, only_ping_ack
-from ._protowire import encode_varint as _enc_varint
 from ._tls import explain
 
 __all__ = ["Channel", "NotSent", "TLSFailed", "Unresponsive", "UnresponsiveNotSent"]
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-(
-    DATA,
-    HEADERS,
-    PRIORITY,
-    RST_STREAM,
-    SETTINGS,
-    PUSH_PROMISE,
-    PING,
-    GOAWAY,
-    WINDOW_UPDATE,
-    CONTINUATION,
-) = range(10)
-END_STREAM = ACK = 0x1
-END_HEADERS = 0x4
-PADDED = 0x8
-PRIORITY_FLAG = 0x20
-REFUSED_STREAM = 0x7
-CANCEL = 0x8
-
-MAX_WINDOW = 2**31 - 1
-MAX_FRAME = 16384  # the largest frame we accept (HTTP/2's default; we never raise it)
-MAX_STREAM_ID = 2**31 - 1
 #: Our receive windows: the largest allowed, so a response never waits for a WINDOW_UPDATE;
 #: the connection window is topped up once half of it has been used.
 RECV_WINDOW = MAX_WINDOW
@@ -105,27 +105,6 @@ class Unresponsive(ConnectionError):
 
 class UnresponsiveNotSent(Unresponsive, NotSent):
     """The server stayed silent past ``connect_timeout`` before the request was written."""
-
-
-def _frame(ftype: int, flags: int, sid: int, payload: bytes = b"") -> bytes:
-    return (
-        struct.pack(">I", len(payload))[1:]
-        + bytes((ftype, flags))
-        + struct.pack(">I", sid)
-        + payload
-    )
-
-
-def _hpack_int(n: int) -> bytes:
-    """HPACK integer with a 7-bit prefix (the string-length form, Huffman bit clear): past the
-    prefix, the remainder is a little-endian base-128 varint, as in protobuf."""
-    return bytes((n,)) if n < 127 else b"\x7f" + _enc_varint(n - 127)
-
-
-def _literal(name: str, value: str) -> bytes:
-    """One header as an HPACK literal without indexing (new name): no encoder state."""
-    n, v = name.encode(), value.encode()
-    return b"\x00" + _hpack_int(len(n)) + n + _hpack_int(len(v)) + v
 
 
 def _grpc_timeout(seconds: float) -> str:

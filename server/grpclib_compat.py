@@ -1,10 +1,10 @@
 """The one place where coord-server uses grpclib's private internals.
 
 Theory of operation. The server needs more of grpclib's ``Server`` than its public API
-offers: one port serves gRPC and the JSON gateway (:mod:`coord.server.http.mux` hands accepted
-connections to grpclib itself), the gateway calls the gRPC handlers in-process
-(:mod:`coord.server.http.gateway`), and the handlers read request frames themselves to enforce
-the receive limit before buffering a payload (:func:`coord.server.api.common.recv_frame`). Each
+offers: coord's own HTTP/2 connections (:mod:`coord.server.http.grpcserver`) and the JSON
+gateway (:mod:`coord.server.http.gateway`) run the gRPC handlers without grpclib's protocol,
+and the handlers read request frames themselves to enforce the receive limit before buffering
+a payload (:func:`coord.server.api.common.recv_frame`). Each
 such access is one small function here, and nothing else in the server touches a private
 grpclib attribute. :func:`check_version` refuses, at import, a grpclib whose internals these
 functions were not checked against (:data:`SUPPORTED_VERSIONS`), and
@@ -13,30 +13,23 @@ loopback, so a grpclib upgrade fails loudly here, in one place.
 
 The private internals used, and why:
 
-* ``Server._protocol_factory()``: :func:`new_server_protocol`, the protocol grpclib would
-  create for an accepted connection (bound to a fresh per-connection handler the server
-  tracks), for a connection accepted by coord's listener.
-* ``Server._handlers``: :func:`server_handlers`, those per-connection handlers, to close them
-  and wait for them as ``Server.close``/``wait_closed`` do.
 * ``Server._mapping``, ``Server._codec`` and ``Server.__dispatch__`` (a
   ``grpclib.events._DispatchServerEvents``: ``recv_request``, ``recv_message``,
   ``send_message``): :func:`server_mapping`, :func:`server_codec`, :func:`server_dispatch`, so
-  the gateway runs a handler with the server's own codec and event listeners.
+  coord's transports run a handler with the server's own codec and event listeners.
 * ``server.Stream._stream`` (a ``grpclib.protocol.Stream``, whose ``recv_data(n)`` reads raw
-  request bytes): :func:`h2_stream`, called once per request; a plain attribute read. The
-  gateway's stand-in stream (:class:`coord.server.http.inprocess.GatewayStream`) offers the
-  same attribute, so handlers read frames the same way from both.
+  request bytes): :func:`h2_stream`, called once per request; a plain attribute read. coord's
+  streams (:class:`coord.server.http.callstream.CallStream`) offer the same attribute, so
+  handlers read frames the same way from all of them.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Protocol
 
 from grpclib.const import Handler as MethodHandler
 from grpclib.encoding.base import CodecBase
 from grpclib.events import _DispatchServerEvents
-from grpclib.server import Handler as ConnectionHandler
 from grpclib.server import Server, Stream
 
 from coord._grpclib_version import SUPPORTED_VERSIONS
@@ -44,16 +37,13 @@ from coord._grpclib_version import check_version as _check_version
 
 __all__ = [
     "SUPPORTED_VERSIONS",
-    "ConnectionHandler",
     "FrameReader",
     "MethodHandler",
     "ServerDispatch",
     "check_version",
     "h2_stream",
-    "new_server_protocol",
     "server_codec",
     "server_dispatch",
-    "server_handlers",
     "server_mapping",
 ]
 
@@ -80,17 +70,6 @@ class FrameReader(Protocol):
 def h2_stream(stream: Stream[Any, Any]) -> FrameReader:
     """The request stream under a server stream, to read gRPC frames from directly."""
     return stream._stream
-
-
-def new_server_protocol(server: Server) -> asyncio.Protocol:
-    """A protocol for one connection accepted on ``server``'s behalf (``server`` then tracks
-    and closes its handler, see :func:`server_handlers`)."""
-    return server._protocol_factory()
-
-
-def server_handlers(server: Server) -> list[ConnectionHandler]:
-    """The per-connection handlers of ``server`` (a snapshot)."""
-    return list(server._handlers)
 
 
 def server_mapping(server: Server) -> dict[str, MethodHandler]:

@@ -30,7 +30,9 @@ from unwrap import unwrap
 from coord import _grpclib_compat as client_compat
 from coord.server import grpclib_compat as server_compat
 from coord.server.api.rawcodec import RawCodec
-from coord.server.http.inprocess import GatewayPeer, GatewayStream, NoTransport
+from coord.server.http.callstream import TransportPeer
+from coord.server.http.grpcserver import GrpcServer
+from coord.server.http.inprocess import GatewayStream, NoTransport
 
 ECHO = "/test.Toy/Echo"  # unary: the request bytes back
 FRAMES = "/test.Toy/Frames"  # unary, read as raw frames through h2_stream
@@ -79,22 +81,18 @@ class _Toy:
 
 
 @asynccontextmanager
-async def _serving(toy: _Toy) -> AsyncIterator[tuple[Server, int]]:
-    """``toy`` served on a loopback port, its connections accepted by our own asyncio server
-    with ``new_server_protocol`` (as coord's listener does), not by ``Server.start``."""
-    server = Server([toy], codec=RawCodec())
+async def _serving(toy: _Toy) -> AsyncIterator[tuple[GrpcServer, int]]:
+    """``toy`` served on a loopback port by coord's own HTTP/2 connections
+    (:class:`GrpcServer`, as coord's listener does), not by ``Server.start``."""
+    grpc = GrpcServer(Server([toy], codec=RawCodec()))
     loop = asyncio.get_running_loop()
-    listener = await loop.create_server(
-        lambda: server_compat.new_server_protocol(server), "127.0.0.1", 0
-    )
+    listener = await loop.create_server(grpc.protocol, "127.0.0.1", 0)
     try:
-        yield server, listener.sockets[0].getsockname()[1]
+        yield grpc, listener.sockets[0].getsockname()[1]
     finally:
         listener.close()
-        for handler in server_compat.server_handlers(server):
-            handler.close()
-        for handler in server_compat.server_handlers(server):
-            await handler.wait_closed()
+        grpc.close()
+        await grpc.wait_closed()
         await listener.wait_closed()
 
 
@@ -159,22 +157,26 @@ async def _unary(ch: Channel, path: str, request: bytes) -> bytes:
 # -------------------------------------------------------------------------------------- server
 
 
-def test_server_protocol_handlers_mapping_codec() -> None:
+def test_server_mapping_codec_served_by_coords_connections() -> None:
     async def main() -> None:
         toy = _Toy()
-        async with _serving(toy) as (server, port):
-            assert server_compat.server_handlers(server) == []
-            mapping = server_compat.server_mapping(server)
-            assert set(mapping) == {ECHO, FRAMES, HOLD}
-            assert mapping[ECHO].func == toy.echo
-            assert isinstance(server_compat.server_codec(server), RawCodec)
+        server = Server([toy], codec=RawCodec())
+        mapping = server_compat.server_mapping(server)
+        assert set(mapping) == {ECHO, FRAMES, HOLD}
+        assert mapping[ECHO].func == toy.echo
+        assert isinstance(server_compat.server_codec(server), RawCodec)
+        async with _serving(toy) as (grpc, port):
+            assert grpc.connections == set()
             ch = Channel("127.0.0.1", port, codec=RawCodec())
             try:
                 assert await _unary(ch, ECHO, b"hello") == b"hello"
-                (handler,) = server_compat.server_handlers(server)  # one per connection
-                assert isinstance(handler, server_compat.ConnectionHandler)
-                handler.close()  # as ClientListener.close does: the connection goes
-                await asyncio.wait_for(handler.wait_closed(), 5)
+                assert len(grpc.connections) == 1
+                grpc.close()  # as ClientListener.close does: the connection goes
+                await asyncio.wait_for(grpc.wait_closed(), 5)
+                deadline = asyncio.get_running_loop().time() + 5
+                while grpc.connections:  # closed: connection_lost follows within a turn or two
+                    assert asyncio.get_running_loop().time() < deadline, "connection not closed"
+                    await asyncio.sleep(0.01)
             finally:
                 await close_channel(ch)
 
@@ -246,7 +248,7 @@ def test_server_h2_stream_of_the_gateways_stream() -> None:
             codec=server_compat.server_codec(server),
             dispatch=server_compat.server_dispatch(server),
             metadata=MultiDict(),
-            peer=GatewayPeer(NoTransport()),
+            peer=TransportPeer(NoTransport()),
             user_agent=None,
             emit=emit,
         )

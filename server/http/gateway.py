@@ -48,7 +48,8 @@ from coord import __version__
 from coord._pb import etcdserverpb as pb
 from coord.server.grpclib_compat import server_codec, server_dispatch, server_mapping
 
-from .inprocess import GatewayPeer, GatewayStream, NoTransport
+from .callstream import TransportPeer
+from .inprocess import GatewayStream, NoTransport
 from .jsonpb import JsonMappingError, from_json, to_json
 from .ops import OpsRoutes
 from .probes import Probes
@@ -270,7 +271,7 @@ class Gateway:
                 metadata.add("authorization", value)
             elif key.startswith("grpc-metadata-"):
                 metadata.add(key[len("grpc-metadata-") :], value)
-        peer = GatewayPeer(writer.transport)
+        peer = TransportPeer(writer.transport)
         if route.streaming:
             await self._stream(
                 conn, reader, writer, route, requests, metadata, peer, headers.get("user-agent")
@@ -315,7 +316,7 @@ class Gateway:
         self,
         route: Route,
         metadata: MultiDict[str],
-        peer: GatewayPeer,
+        peer: TransportPeer,
         user_agent: str | None,
         emit: Callable[[bytes], Awaitable[None]],
     ) -> GatewayStream:
@@ -343,15 +344,13 @@ class Gateway:
             replies.append(data)
 
         stream = self._new_stream(
-            route, metadata or MultiDict(), GatewayPeer(NoTransport()), None, emit
+            route, metadata or MultiDict(), TransportPeer(NoTransport()), None, emit
         )
         stream.feed(bytes(request))
         stream.close_send()
         await stream.run()
         if stream.status is not Status.OK:
             raise GRPCError(stream.status, stream.status_message)
-        if not replies:
-            raise GRPCError(Status.INTERNAL, "no response")
         return route.response.parse(replies[0])
 
     async def _unary(
@@ -361,7 +360,7 @@ class Gateway:
         route: Route,
         request: bytes,
         metadata: MultiDict[str],
-        peer: GatewayPeer,
+        peer: TransportPeer,
         user_agent: str | None,
     ) -> None:
         replies: list[bytes] = []
@@ -381,8 +380,6 @@ class Gateway:
                 HTTP_STATUS.get(code, 500),
                 error_body(code, stream.status_message or ""),
             )
-        elif not replies:
-            await self._send_simple(conn, writer, 500, error_body(13, "no response"))
         else:
             body = json.dumps(
                 to_json(route.response.parse(replies[0])), separators=(",", ":")
@@ -397,7 +394,7 @@ class Gateway:
         route: Route,
         requests: list[bytes],
         metadata: MultiDict[str],
-        peer: GatewayPeer,
+        peer: TransportPeer,
         user_agent: str | None,
     ) -> None:
         started = False

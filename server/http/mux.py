@@ -8,22 +8,22 @@ speaks and then *hands the transport over* with ``transport.set_protocol()``:
 * otherwise it buffers the first bytes: if they are the HTTP/2 client preface
   ``PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n`` -> gRPC, as soon as they diverge from it -> HTTP/1.1.
 
-For gRPC the new protocol is exactly what ``grpclib.server.Server`` would have created for an
-accepted connection (:func:`~coord.server.grpclib_compat.new_server_protocol`, an
-``H2Protocol`` bound to a fresh per-connection handler that the server tracks and closes; see
-:func:`~coord.server.grpclib_compat.server_handlers`), so grpclib behaves as if it had
-accepted the socket itself; we call its ``connection_made`` and feed it the buffered bytes. For
-HTTP/1.1 the new protocol is an ``asyncio.StreamReaderProtocol`` whose callback runs
-:meth:`Gateway.serve_connection`. Any HTTP/2 connection goes to gRPC (etcd's Go server can also
+For gRPC the new protocol is a :class:`~.h2conn.GrpcConnection` of the listener's
+:class:`~.grpcserver.GrpcServer` (coord's own HTTP/2, running grpclib's handlers), for
+HTTP/1.1 an ``asyncio.StreamReaderProtocol`` whose callback runs
+:meth:`Gateway.serve_connection`; either gets ``connection_made`` and the buffered bytes.
+Any HTTP/2 connection goes to gRPC (etcd's Go server can also
 serve JSON over HTTP/2; grpclib cannot). With TLS the server's ALPN preference is ``http/1.1``
 then ``h2`` (:meth:`coord.server.tls.TLSInfo.server_context`): curl offers both and gets
 HTTP/1.1, gRPC clients offer only ``h2`` and get HTTP/2.
 
-TLS ports accept plain TCP and do the handshake themselves (:class:`_TLSAcceptor`), so that a
-refused handshake is visible: asyncio's ``create_server(ssl=...)`` drops it silently (an
-``SSLError`` is an OSError, logged only in debug mode). The acceptor peeks at the first bytes
-without consuming them (``MSG_PEEK`` on a duplicate of the socket): a TLS record (``0x16``)
-is upgraded with ``loop.start_tls()``, whose failure carries the reason; anything else is a
+TLS ports accept plain TCP sockets themselves and do the handshake (:class:`_TLSPort`), so
+that a refused handshake is visible: asyncio's ``create_server(ssl=...)`` drops it silently
+(an ``SSLError`` is an OSError, logged only in debug mode). Each accepted socket's first bytes
+are peeked at without consuming them (``MSG_PEEK``) before any transport exists: a TLS record
+(``0x16``) goes to ``loop.connect_accepted_socket(ssl=...)``, whose failure carries the
+reason (and which works alike on asyncio and uvloop, whose transports start reading as soon as
+they exist, so a transport cannot be paused in time to peek); anything else is a
 client speaking plain text to a TLS port: an HTTP/1 request gets Go's answer ``HTTP/1.0 400
 Bad Request ... Client sent an HTTP request to an HTTPS server.`` (so curl shows it), and the
 rest (a plain gRPC client's HTTP/2 preface) is closed, as Go does. Every refusal is one
@@ -40,15 +40,15 @@ import contextlib
 import logging
 import socket
 import ssl
-from typing import Any
+from typing import cast
 
 from grpclib.server import Server
 
-from coord.server.grpclib_compat import new_server_protocol, server_handlers
 from coord.server.listen import BACKLOG
 from coord.server.tls import address, handshake_error
 
 from .gateway import Gateway
+from .grpcserver import GrpcServer
 
 __all__ = ["HANDSHAKE_TIMEOUT", "HTTP2_PREFACE", "ClientListener"]
 
@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 #: Seconds a TLS client has to send its hello and finish the handshake.
 HANDSHAKE_TIMEOUT = 10.0
+#: Seconds between attempts when accepting a connection fails (out of file descriptors, ...).
+ACCEPT_RETRY = 0.5
 #: Go's net/http answer to plain HTTP on a TLS port.
 PLAIN_HTTP_ANSWER = (
     b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
@@ -77,6 +79,12 @@ def _plain_text_kind(head: bytes) -> str:
     return "tls: first record does not look like a TLS handshake"
 
 
+def _stream_transport(transport: asyncio.BaseTransport) -> asyncio.Transport:
+    """A connection's transport as a read-write transport. uvloop's transports have that
+    interface without subclassing ``asyncio.Transport``, so this is a cast, not a check."""
+    return cast(asyncio.Transport, transport)
+
+
 def _peer(transport: asyncio.BaseTransport) -> str:
     return address(transport.get_extra_info("peername"))
 
@@ -91,8 +99,7 @@ class _SniffProtocol(asyncio.Protocol):
         self._done = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = _stream_transport(transport)
         ssl_object = transport.get_extra_info("ssl_object")
         alpn = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
         if alpn == "h2":
@@ -106,9 +113,8 @@ class _SniffProtocol(asyncio.Protocol):
         if self._done:  # pragma: no cover - set_protocol routes further data elsewhere
             return
         self._buf += data
-        if self._transport is None:  # TLS: app data right after the handshake, before
-            return  # connection_made (see _TLSAcceptor)
-        self._sniff()
+        if self._transport is not None:
+            self._sniff()
 
     def _sniff(self) -> None:
         n = min(len(self._buf), len(HTTP2_PREFACE))
@@ -142,99 +148,89 @@ class _SniffProtocol(asyncio.Protocol):
             new.data_received(data)
 
 
-class _TLSAcceptor(asyncio.Protocol):
-    """A TLS port's plain TCP connection until its handshake is done (see the module
-    docstring); then :class:`_SniffProtocol` takes the TLS transport."""
+class _TLSPort:
+    """A TLS port: its own accept loop, then the peek and the handshake (see the module
+    docstring); a handshaken connection goes to :class:`_SniffProtocol`."""
 
-    def __init__(self, listener: ClientListener, ctx: ssl.SSLContext) -> None:
+    def __init__(self, listener: ClientListener, sock: socket.socket, ctx: ssl.SSLContext) -> None:
         self._listener = listener
+        self.sock = sock
         self._ctx = ctx
-        self._task: asyncio.Task[None] | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        transport.pause_reading()  # nothing is consumed until the first bytes are peeked at
-        self._task = asyncio.ensure_future(self._accept(transport))
-        self._listener.track(self._task)
-
-    def data_received(self, data: bytes) -> None:  # pragma: no cover - reading is paused
-        pass
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        pass
-
-    async def _accept(self, transport: asyncio.Transport) -> None:
+    async def serve(self) -> None:
+        """Accept connections until cancelled."""
         loop = asyncio.get_running_loop()
-        peer = _peer(transport)
-        deadline = loop.time() + self._listener.handshake_timeout
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(self.sock)
+            except OSError as e:  # EMFILE and the like: as asyncio's servers do, wait a bit
+                log.warning("accepting a TLS connection failed: %s", e)
+                await asyncio.sleep(ACCEPT_RETRY)
+                continue
+            conn.setblocking(False)
+            self._listener.track(asyncio.ensure_future(self._accept(conn)))
+
+    async def _accept(self, conn: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        timeout = self._listener.handshake_timeout
+        deadline = loop.time() + timeout
         try:
-            head = await asyncio.wait_for(_peek(transport), self._listener.handshake_timeout)
+            peer = address(conn.getpeername())
+            head = await asyncio.wait_for(_peek(conn), timeout)
         except TimeoutError:
             log.warning(
                 "TLS handshake error from %s: no TLS hello within %gs (handshake timeout)",
                 peer,
-                self._listener.handshake_timeout,
+                timeout,
             )
-            transport.abort()
+            conn.close()
             return
         except OSError as e:
-            log.debug("TLS connection from %s failed before its hello: %s", peer, e)
-            transport.abort()
+            log.debug("TLS connection failed before its hello: %s", e)
+            conn.close()
             return
         if not head:  # connected and closed without a byte: a port probe
-            transport.close()
+            conn.close()
             return
         if head[0] != _TLS_HANDSHAKE_RECORD:
             log.warning("TLS handshake error from %s: %s", peer, _plain_text_kind(head))
             if head[:5] in _GO_HTTP_HEADS:  # Go answers only what looks like HTTP/1
-                transport.write(PLAIN_HTTP_ANSWER)
-            transport.close()
+                with contextlib.suppress(OSError):
+                    conn.send(PLAIN_HTTP_ANSWER)  # a few bytes into an empty socket buffer
+            conn.close()
             return
-        sniff = _SniffProtocol(self._listener)
         try:
-            tls_transport = await loop.start_tls(
-                transport,
-                sniff,
-                self._ctx,
-                server_side=True,
+            await loop.connect_accepted_socket(
+                lambda: _SniffProtocol(self._listener),
+                conn,
+                ssl=self._ctx,
                 ssl_handshake_timeout=max(0.1, deadline - loop.time()),
             )
-        except ConnectionAbortedError:  # asyncio's handshake timeout
+        except (ConnectionAbortedError, TimeoutError):  # the handshake timeout
             log.warning(
                 "TLS handshake error from %s: handshake not finished within %gs "
                 "(handshake timeout)",
                 peer,
-                self._listener.handshake_timeout,
+                timeout,
             )
-            return
         except (OSError, EOFError) as e:
             log.warning("TLS handshake error from %s: %s", peer, handshake_error(e))
-            return
-        if tls_transport is None:  # pragma: no cover - the transport closed meanwhile
-            return
-        sniff.connection_made(tls_transport)
 
 
-async def _peek(transport: asyncio.Transport, size: int = len(HTTP2_PREFACE)) -> bytes:
-    """The first bytes a client sent, left unread in the socket (b"" if it closed first)."""
+async def _peek(sock: socket.socket, size: int = len(HTTP2_PREFACE)) -> bytes:
+    """The first bytes a client sent, left unread in ``sock`` (b"" if it closed first)."""
     loop = asyncio.get_running_loop()
-    # a duplicate descriptor of the same socket: the transport's own descriptor belongs to it
-    sock: socket.socket = transport.get_extra_info("socket").dup()
-    try:
-        sock.setblocking(False)
-        while True:
-            try:
-                return sock.recv(size, socket.MSG_PEEK)
-            except BlockingIOError:
-                pass
-            readable: asyncio.Future[None] = loop.create_future()
-            loop.add_reader(sock.fileno(), _set_done, readable)
-            try:
-                await readable
-            finally:
-                loop.remove_reader(sock.fileno())
-    finally:
-        sock.close()
+    while True:
+        try:
+            return sock.recv(size, socket.MSG_PEEK)
+        except BlockingIOError:
+            pass
+        readable: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(sock.fileno(), _set_done, readable)
+        try:
+            await readable
+        finally:
+            loop.remove_reader(sock.fileno())
 
 
 def _set_done(fut: asyncio.Future[None]) -> None:
@@ -259,22 +255,24 @@ class ClientListener:
     ) -> None:
         """``serves_grpc=False``: HTTP/1.1 only (a ``--listen-metrics-urls`` listener)."""
         self.grpc_server = grpc_server
+        self.grpc = GrpcServer(grpc_server)
         self.serves_grpc = serves_grpc
         self.gateway = gateway if gateway is not None else Gateway(grpc_server)
         self.handshake_timeout = handshake_timeout
         self._servers: list[asyncio.base_events.Server] = []
+        self._tls_ports: list[_TLSPort] = []
         self._http_tasks: set[asyncio.Task[None]] = set()
         self._http_writers: set[asyncio.StreamWriter] = set()
         self._handshakes: set[asyncio.Task[None]] = set()
 
     def track(self, task: asyncio.Task[None]) -> None:
-        """Keep a TLS handshake task until it ends (cancelled by :meth:`close`)."""
+        """Keep a TLS accept or handshake task until it ends (cancelled by :meth:`close`)."""
         self._handshakes.add(task)
         task.add_done_callback(self._handshakes.discard)
 
     def grpc_protocol(self) -> asyncio.BaseProtocol:
-        """A grpclib server protocol for one accepted connection."""
-        return new_server_protocol(self.grpc_server)
+        """The gRPC (HTTP/2) protocol for one accepted connection."""
+        return self.grpc.protocol()
 
     def http_protocol(self) -> asyncio.BaseProtocol:
         """An HTTP/1.1 (h11 gateway) protocol for one accepted connection."""
@@ -296,34 +294,35 @@ class ClientListener:
         finally:
             self._http_writers.discard(writer)
 
-    async def start(
-        self,
-        sock: socket.socket,
-        ssl_context: ssl.SSLContext | None = None,
-    ) -> asyncio.base_events.Server:
+    async def start(self, sock: socket.socket, ssl_context: ssl.SSLContext | None = None) -> None:
         """Serve the listening socket ``sock`` (bound by :func:`coord.server.listen.bind_url`;
         TLS when ``ssl_context`` is given); the listener owns it from now on."""
-        loop = asyncio.get_running_loop()
-        factory: Any = (
-            (lambda: _SniffProtocol(self))
-            if ssl_context is None
-            else (lambda: _TLSAcceptor(self, ssl_context))
-        )
-        server = await loop.create_server(factory, sock=sock, backlog=BACKLOG)
-        self._servers.append(server)
-        return server
+        if ssl_context is None:
+            loop = asyncio.get_running_loop()
+            server = await loop.create_server(
+                lambda: _SniffProtocol(self), sock=sock, backlog=BACKLOG
+            )
+            self._servers.append(server)
+            return
+        sock.listen(BACKLOG)
+        sock.setblocking(False)
+        port = _TLSPort(self, sock, ssl_context)
+        self._tls_ports.append(port)
+        self.track(asyncio.ensure_future(port.serve()))
 
     @property
     def ports(self) -> list[int]:
         """The bound TCP ports (useful with port 0)."""
-        return [s.sockets[0].getsockname()[1] for s in self._servers if s.sockets]
+        plain = [s.sockets[0].getsockname()[1] for s in self._servers if s.sockets]
+        return plain + [p.sock.getsockname()[1] for p in self._tls_ports if p.sock.fileno() >= 0]
 
     def close(self) -> None:
         """Stop accepting; cancel running gRPC requests and drop HTTP connections."""
         for server in self._servers:
             server.close()
-        for handler in server_handlers(self.grpc_server):
-            handler.close()
+        for port in self._tls_ports:
+            port.sock.close()
+        self.grpc.close()
         for writer in list(self._http_writers):
             writer.close()
         for task in list(self._http_tasks) + list(self._handshakes):
@@ -334,8 +333,6 @@ class ClientListener:
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
-        handlers = server_handlers(self.grpc_server)
-        if handlers:
-            await asyncio.wait([asyncio.ensure_future(h.wait_closed()) for h in handlers])
+        await self.grpc.wait_closed()
         if self._http_tasks:
             await asyncio.wait(list(self._http_tasks))
