@@ -18,6 +18,7 @@ from .urls import parse_url
 __all__ = [
     "DEFAULT_MAX_REQUEST_BYTES",
     "DEFAULT_QUOTA_BYTES",
+    "EVENT_LOOPS",
     "METRICS_LEVELS",
     "Config",
     "parse_initial_cluster",
@@ -27,6 +28,8 @@ DEFAULT_MAX_REQUEST_BYTES = 1572864  # 1.5 MiB, etcd's --max-request-bytes
 DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024  # 2 GiB, etcd's default backend quota
 #: --metrics values: etcd's basic and extensive, and coord's off
 METRICS_LEVELS = ("basic", "extensive", "off")
+#: the choices of --event-loop
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 #: gRPC receive limit over --max-request-bytes (etcd: grpcOverheadBytes)
 GRPC_OVERHEAD_BYTES = 512 * 1024
 
@@ -95,6 +98,8 @@ class Config:
     auth_token_ttl: int = 300
     #: etcd's --bcrypt-cost
     bcrypt_cost: int = 10
+    #: --event-loop (coord only): "auto" (uvloop when installed), "uvloop" or "asyncio"
+    event_loop: str = "auto"
     #: --listen-port-file: where to write the bound client and peer URLs (JSON) once serving
     listen_port_file: str = ""
     client_tls: TLSInfo = field(default_factory=TLSInfo)
