@@ -5,13 +5,16 @@ and leadership rounds hold Waiters. A Waiter is an anyio Event plus the result (
 set once; any number of tasks may :meth:`Waiter.wait` on it, and a waiter that is cancelled or
 times out leaves it untouched for the others (no shielding needed). Setting a Waiter that is
 already done does nothing, so a late answer after a timeout or a stop is harmless.
+
+The event is asyncio's own, not anyio's: every proposal and linearizable read makes one, and
+``anyio.Event()`` costs ten times as much (2.0 against 0.2 µs, measured: it looks up the
+running async library first). The node runs on asyncio only (grpclib needs it).
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Generic, TypeVar
-
-import anyio
 
 __all__ = ["Waiter"]
 
@@ -24,7 +27,7 @@ class Waiter(Generic[T]):
     __slots__ = ("_error", "_event", "_value")
 
     def __init__(self) -> None:
-        self._event = anyio.Event()
+        self._event = asyncio.Event()
         self._value: T | None = None
         self._error: BaseException | None = None
 
