@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import msgspec
 
 from coord._pb import etcdserverpb as pb
 from coord.errors import CoordError, InvalidArgumentError, LeaseNotFoundError, NoSpaceError
+from coord.server.pbdecode import parse_message
 
 from .auth import AuthStore
 from .command import Kind, decode, make_result
@@ -68,6 +70,7 @@ class StateMachine:
         self.auth = AuthStore()
         self.applied_index = 0
         self._restore_listeners: list[Callable[[KVStore], None]] = []
+        self._read: dict[bytes, pb.TxnRequest] = {}  # see read_ahead
         self.kv: KVStore = kv if kv is not None else KVStore()
         self.kv.lease_exists = self.lessor.exists
         self._apply: dict[Kind, Callable[[bytes], bytes]] = {
@@ -104,19 +107,32 @@ class StateMachine:
     def _put(self, payload: bytes) -> bytes:
         if self.nospace():
             raise NoSpaceError()
-        return self.kv.put(pb.PutRequest.parse(payload))
+        return self.kv.put(parse_message(pb.PutRequest, payload))
 
     def _delete_range(self, payload: bytes) -> bytes:
-        return self.kv.delete_range(pb.DeleteRangeRequest.parse(payload))
+        return self.kv.delete_range(parse_message(pb.DeleteRangeRequest, payload))
+
+    @contextmanager
+    def read_ahead(self, payload: bytes, req: pb.TxnRequest) -> Iterator[None]:
+        """While a Txn this member read as ``req`` is being proposed, its apply here reuses
+        ``req`` instead of parsing ``payload`` again (2-3 µs an operation). Keyed by the bytes
+        themselves: the apply gets exactly what parsing those bytes gives, on every member."""
+        self._read[payload] = req
+        try:
+            yield
+        finally:
+            self._read.pop(payload, None)
 
     def _txn(self, payload: bytes) -> bytes:
-        req = pb.TxnRequest.parse(payload)
+        req = self._read.get(payload)
+        if req is None:
+            req = parse_message(pb.TxnRequest, payload)
         if self.alarms and self.nospace() and txn_has_put(req):
             raise NoSpaceError()
         return self.kv.txn(req)
 
     def _compact(self, payload: bytes) -> bytes:
-        revision = pb.CompactionRequest.parse(payload).revision
+        revision = parse_message(pb.CompactionRequest, payload).revision
         start = time.monotonic()
         removed = self.kv.compact(revision)
         log.info(
@@ -128,7 +144,7 @@ class StateMachine:
         return b""
 
     def _lease_grant(self, payload: bytes) -> bytes:
-        req = pb.LeaseGrantRequest.parse(payload)
+        req = parse_message(pb.LeaseGrantRequest, payload)
         if self.nospace():
             raise NoSpaceError()
         self.lessor.grant(req.id, req.ttl)
@@ -136,7 +152,7 @@ class StateMachine:
         return bytes(pb.LeaseGrantResponse(id=req.id, ttl=req.ttl))
 
     def _lease_revoke(self, payload: bytes) -> bytes:
-        lease_id = pb.LeaseRevokeRequest.parse(payload).id
+        lease_id = parse_message(pb.LeaseRevokeRequest, payload).id
         if not self.lessor.exists(lease_id):
             raise LeaseNotFoundError()
         self.kv.delete_keys(sorted(self.kv.keys_for_lease(lease_id)))
@@ -145,12 +161,12 @@ class StateMachine:
         return b""
 
     def _lease_checkpoint(self, payload: bytes) -> bytes:
-        for cp in pb.LeaseCheckpointRequest.parse(payload).checkpoints:
+        for cp in parse_message(pb.LeaseCheckpointRequest, payload).checkpoints:
             self.lessor.checkpoint(cp.id, cp.remaining_TTL)
         return b""
 
     def _alarm(self, payload: bytes) -> bytes:
-        req = pb.AlarmRequest.parse(payload)
+        req = parse_message(pb.AlarmRequest, payload)
         alarm = int(req.alarm)
         entry = (req.member_id, alarm)
         if alarm == 0:

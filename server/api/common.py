@@ -4,9 +4,10 @@ Theory of operation: every handler is a raw grpclib handler (``stream`` in, noth
 by :func:`unary` or written by hand for streams. Requests are read frame by frame with
 :func:`recv_frame`, which checks the 5-byte gRPC length prefix against the receive limit
 *before* buffering the payload (grpclib itself has no limit), then validated strictly
-(:func:`parse`) and parsed with betterproto2. Handlers raise :class:`coord.errors.CoordError`
-subclasses; :func:`unary` turns them into gRPC statuses with etcd's code and exact message.
-Responses are bytes: header field + body, encoded by :class:`ApiContext`.
+(:func:`parse`) and read into betterproto2 messages (:mod:`coord.server.pbdecode`). Handlers
+raise :class:`coord.errors.CoordError` subclasses; :func:`unary` turns them into gRPC statuses
+with etcd's code and exact message. Responses are bytes: header field + body, encoded by
+:class:`ApiContext`.
 
 A client that goes away (Ctrl-C, kill -9, a reset stream) is normal. grpclib then cancels the
 handler's task and expects it to end with ``CancelledError``; anything else is logged as
@@ -50,6 +51,7 @@ from coord.server.auth import Guard, parse_auth_token
 from coord.server.command import Kind, encode, split_result
 from coord.server.config import Config
 from coord.server.grpclib_compat import h2_stream
+from coord.server.pbdecode import read_message
 from coord.server.statemachine import StateMachine
 
 from .callstats import count_received, count_sent
@@ -161,7 +163,12 @@ def scan(cls: type, data: bytes) -> dict[int, int]:
 
 
 def parse(cls: type[M], data: bytes) -> M:
-    """Validate ``data`` strictly and parse it as ``cls``; InvalidArgumentError if malformed."""
+    """Validate ``data`` strictly and parse it as ``cls``; InvalidArgumentError if malformed.
+    A message :func:`~coord.server.pbdecode.read_message` reads is well-formed already; the
+    others are checked, then parsed by betterproto2."""
+    message = read_message(cls, data)
+    if message is not None:
+        return message
     try:
         check_message(data, cls)
         return cls.parse(data)  # type: ignore[attr-defined, no-any-return]

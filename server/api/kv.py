@@ -136,7 +136,8 @@ class KVService:
             return ctx.response(kv.rev, body)
         if txn_has_put(req):
             await ctx.check_quota(len(data) + _PUT_OVERHEAD)
-        rev, body = await ctx.propose(Kind.TXN, data)
+        with ctx.sm.read_ahead(data, req):
+            rev, body = await ctx.propose(Kind.TXN, data)
         return ctx.response(rev, body)
 
     async def compact(self, stream: RawStream, data: bytes) -> bytes:

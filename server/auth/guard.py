@@ -34,6 +34,7 @@ from typing import Any
 
 from coord._pb import etcdserverpb as pb
 from coord.errors import CoordError, PermissionDeniedError, UserEmptyError
+from coord.server.pbdecode import parse_message
 
 from .store import AuthStore
 from .tokens import TokenProvider
@@ -149,49 +150,49 @@ def _authenticated(guard: Guard, name: str, data: bytes) -> None:
 
 
 def _range(guard: Guard, name: str, data: bytes) -> None:
-    r = pb.RangeRequest.parse(data)
+    r = parse_message(pb.RangeRequest, data)
     guard.require(name, [(r.key, r.range_end, False)])
 
 
 def _put(guard: Guard, name: str, data: bytes) -> None:
-    r = pb.PutRequest.parse(data)
+    r = parse_message(pb.PutRequest, data)
     guard.require(name, [(r.key, b"", True), *([(r.key, b"", False)] if r.prev_kv else [])])
 
 
 def _delete_range(guard: Guard, name: str, data: bytes) -> None:
-    r = pb.DeleteRangeRequest.parse(data)
+    r = parse_message(pb.DeleteRangeRequest, data)
     reads = [(r.key, r.range_end, False)] if r.prev_kv else []
     guard.require(name, [(r.key, r.range_end, True), *reads])
 
 
 def _txn(guard: Guard, name: str, data: bytes) -> None:
-    guard.require(name, _txn_ranges(pb.TxnRequest.parse(data)))
+    guard.require(name, _txn_ranges(parse_message(pb.TxnRequest, data)))
 
 
 def _lease_revoke(guard: Guard, name: str, data: bytes) -> None:
-    lease_id = pb.LeaseRevokeRequest.parse(data).id
+    lease_id = parse_message(pb.LeaseRevokeRequest, data).id
     guard.require(name, [(k, b"", True) for k in guard.lease_keys(lease_id)])
 
 
 def _time_to_live(guard: Guard, name: str, data: bytes) -> None:
-    req = pb.LeaseTimeToLiveRequest.parse(data)
+    req = parse_message(pb.LeaseTimeToLiveRequest, data)
     if req.keys:
         guard.require(name, [(k, b"", False) for k in guard.lease_keys(req.id)])
 
 
 def _alarm(guard: Guard, name: str, data: bytes) -> None:
-    if pb.AlarmRequest.parse(data).action != pb.AlarmRequestAlarmAction.GET:
+    if parse_message(pb.AlarmRequest, data).action != pb.AlarmRequestAlarmAction.GET:
         raise PermissionDeniedError()
 
 
 def _user_get(guard: Guard, name: str, data: bytes) -> None:
-    if pb.AuthUserGetRequest.parse(data).name != name:
+    if parse_message(pb.AuthUserGetRequest, data).name != name:
         raise PermissionDeniedError()
 
 
 def _role_get(guard: Guard, name: str, data: bytes) -> None:
     user = guard.store.users.get(name)
-    if user is None or pb.AuthRoleGetRequest.parse(data).role not in user.roles:
+    if user is None or parse_message(pb.AuthRoleGetRequest, data).role not in user.roles:
         raise PermissionDeniedError()
 
 
