@@ -45,7 +45,7 @@ from operator import attrgetter
 
 from sortedcontainers import SortedDict
 
-from .kvencoding import encode_kv, kv_field
+from .kvencoding import encode_kv, kv_field, kv_field_value
 
 __all__ = ["KeyIndex", "KeyVersion"]
 
@@ -60,6 +60,10 @@ class KeyVersion:
             tombstone has only ``key`` and ``mod_revision`` = the deletion revision).
         kvf: the encoded KeyValue as protobuf field 2 (``0x12 <len> <KeyValue>``), the exact
             bytes of RangeResponse.kvs, PutResponse.prev_kv and Event.kv entries.
+
+    The value is kept only inside ``kvf`` and read back from it on demand (a value Compare,
+    ``ignore_value``, a snapshot): storing it twice cost 29 MB of RSS at 100,000 keys of 256
+    bytes, measured.
     """
 
     __slots__ = (
@@ -69,7 +73,6 @@ class KeyVersion:
         "kvf",
         "lease",
         "mod_revision",
-        "value",
         "version",
     )
 
@@ -80,7 +83,6 @@ class KeyVersion:
         self.create_revision = create
         self.mod_revision = mod
         self.version = version
-        self.value = value
         self.lease = lease
         self.kvf = kv_field(encode_kv(key, create, mod, version, value, lease))
         self._keys_only: bytes | None = None
@@ -94,6 +96,11 @@ class KeyVersion:
     def is_tombstone(self) -> bool:
         """True for a deletion."""
         return self.version == 0
+
+    @property
+    def value(self) -> bytes:
+        """The value (read from ``kvf``)."""
+        return kv_field_value(self.kvf)
 
     @property
     def keys_only_kvf(self) -> bytes:

@@ -4,7 +4,8 @@ betterproto2 is far too slow to encode every KeyValue of every Range or Watch re
 store encodes each KeyValue once, when it is written, and responses are concatenations of
 those stored bytes plus a few varints. The wire primitives (varints, tags, fields) and the
 field numbers are :mod:`coord._protowire`'s; this module holds what is specific to the store:
-an ``mvccpb.KeyValue``, that KeyValue as a response field, and the minimal header of a nested
+an ``mvccpb.KeyValue``, that KeyValue as a response field (and the value read back from it:
+the store keeps a value only inside its encoded KeyValue), and the minimal header of a nested
 Txn response.
 
 The golden tests (tests/mvcc/test_kvencoding.py) check these bytes against betterproto2's
@@ -20,12 +21,14 @@ from coord._protowire import (
     RangeResponseField,
     ResponseHeaderField,
     TxnResponseField,
+    decode_varint,
     encode_varint,
     int_field,
+    skip_field,
     tag,
 )
 
-__all__ = ["encode_kv", "header_with_revision", "kv_field"]
+__all__ = ["encode_kv", "header_with_revision", "kv_field", "kv_field_value"]
 
 _KEY = bytes((tag(KeyValueField.KEY, LEN),))
 _CREATE = bytes((tag(KeyValueField.CREATE_REVISION, VARINT),))
@@ -53,6 +56,19 @@ def encode_kv(key: bytes, create: int, mod: int, version: int, value: bytes, lea
     if lease:
         parts += (_LEASE, varint(lease))
     return b"".join(parts)
+
+
+def kv_field_value(kvf: bytes) -> bytes:
+    """The value inside a :func:`kv_field` (b"" when it has none)."""
+    _, pos = decode_varint(kvf, 1)  # after the field's tag: the KeyValue's length
+    end = len(kvf)
+    while pos < end:
+        key, pos = decode_varint(kvf, pos)
+        if key == _VALUE[0]:
+            n, pos = decode_varint(kvf, pos)
+            return kvf[pos : pos + n]
+        pos = skip_field(kvf, pos, key & 7)
+    return b""
 
 
 def kv_field(encoded_kv: bytes) -> bytes:
