@@ -70,6 +70,7 @@ __all__ = [
     "recv_frame",
     "scan",
     "send_response",
+    "send_responses",
     "to_grpc_error",
     "unary",
     "unary_handlers",
@@ -149,6 +150,13 @@ async def send_response(stream: RawStream, message: bytes) -> None:
     """Send one response message (counted for the call's metrics)."""
     count_sent(len(message))
     await stream.send_message(message)
+
+
+async def send_responses(stream: RawStream, messages: list[bytes]) -> None:
+    """Send response messages together, in order (each counted for the call's metrics)."""
+    for message in messages:
+        count_sent(len(message))
+    await stream.send_messages(messages)  # type: ignore[attr-defined]
 
 
 def scan(cls: type, data: bytes) -> dict[int, int]:

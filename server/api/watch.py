@@ -32,7 +32,7 @@ from .common import (
     parse,
     raise_first,
     recv_frame,
-    send_response,
+    send_responses,
     to_grpc_error,
 )
 
@@ -107,8 +107,7 @@ class WatchService:
                             raise to_grpc_error(NoLeaderError())
                         ready.clear()
                         while batch := ws.next_responses(SEND_BATCH_BYTES):
-                            for msg in batch:
-                                await send_response(stream, msg)
+                            await send_responses(stream, batch)
 
                 tg.start_soon(receive)
                 tg.start_soon(send)

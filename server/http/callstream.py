@@ -8,7 +8,7 @@ handler a :class:`CallStream`: the request side is a byte source of gRPC frames 
 4-byte length, payload) read with ``recv_data(n)`` (offered as ``_stream`` too, where
 grpclib's stream keeps its HTTP/2 stream, so :func:`~coord.server.grpclib_compat.h2_stream`
 reads frames the same way from all three), and each reply goes, encoded by the server's
-codec, to the transport's :meth:`CallStream.write_message`. The server's codec and event
+codec, to the transport's :meth:`CallStream.write_messages`. The server's codec and event
 dispatch (``RecvRequest``, ``RecvMessage``, ``SendMessage`` listeners) are used exactly as
 grpclib's server uses them, so every transport runs the same validation, limits and errors.
 
@@ -62,7 +62,7 @@ class CallStream:
     ``Handler``: ``func``, ``cardinality``, ``request_type``, ``reply_type``).
 
     Subclasses provide the request bytes (``_stream``, a :class:`ByteSource`) and
-    :meth:`write_message`; ``status``/``status_message`` hold the final status after
+    :meth:`write_messages`; ``status``/``status_message`` hold the final status after
     :meth:`run`.
     """
 
@@ -94,8 +94,8 @@ class CallStream:
         self.status_message: str | None = None
         self.messages_sent = 0
 
-    async def write_message(self, data: bytes) -> None:
-        """Carry one encoded reply to the client (the transport's part)."""
+    async def write_messages(self, messages: list[bytes]) -> None:
+        """Carry encoded replies to the client (the transport's part)."""
         raise NotImplementedError
 
     async def recv_message(self) -> Any:
@@ -123,9 +123,17 @@ class CallStream:
 
     async def send_message(self, message: Any) -> None:
         """Encode ``message`` with the server codec and hand it to the transport."""
-        (message,) = await self._dispatch.send_message(message)
-        await self.write_message(self._codec.encode(message, self._handler.reply_type))
-        self.messages_sent += 1
+        await self.send_messages([message])
+
+    async def send_messages(self, messages: list[Any]) -> None:
+        """Send ``messages`` in order, handed to the transport together (one write for a
+        batch of watch responses, not one per response)."""
+        encoded = []
+        for message in messages:
+            (message,) = await self._dispatch.send_message(message)
+            encoded.append(self._codec.encode(message, self._handler.reply_type))
+        await self.write_messages(encoded)
+        self.messages_sent += len(encoded)
 
     async def send_trailing_metadata(
         self,

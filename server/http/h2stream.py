@@ -2,7 +2,7 @@
 
 Theory of operation. An :class:`H2Stream` is both halves of one call. To the handler it is a
 :class:`~.callstream.CallStream`: request bytes come from :meth:`H2Stream.recv_data`, and
-:meth:`H2Stream.write_message` sends a reply. To its connection (:mod:`.h2conn`) it is the
+:meth:`H2Stream.write_messages` sends replies. To its connection (:mod:`.h2conn`) it is the
 stream's flow-control state: the DATA the client sent (:meth:`H2Stream.received`) and the
 receive window the handler's reading gives back (at once, as much as it waits for, when a
 message is larger than the window, else once half of :data:`STREAM_WINDOW` was consumed), the
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["STREAM_WINDOW", "H2Stream"]
 
+_PREFIX = struct.Struct(">?I")  # a gRPC message's compressed flag and length
 #: Each stream's receive window: a Watch or keep-alive stream's client may run this far ahead.
 STREAM_WINDOW = 256 * 1024
 
@@ -85,12 +86,18 @@ class H2Stream(CallStream):
 
     # ------------------------------------------------------------------------- replies
 
-    async def write_message(self, data: bytes) -> None:
-        """Send one reply message (waits while it is held back by flow control)."""
+    async def write_messages(self, messages: list[bytes]) -> None:
+        """Send reply messages, as one run of DATA frames (waits while they are held back by
+        flow control)."""
         if self.done:
             raise ConnectionResetError("the client reset the stream")
         conn = self._conn
-        conn.send(self, struct.pack(">?I", False, len(data)) + data)
+        pack = _PREFIX.pack
+        if len(messages) == 1:
+            data = messages[0]
+            conn.send(self, pack(False, len(data)) + data)
+        else:
+            conn.send(self, b"".join([pack(False, len(m)) + m for m in messages]))
         if self.pending or conn.paused:
             self.waiter = asyncio.get_running_loop().create_future()
             try:

@@ -75,9 +75,10 @@ class GatewayStream(CallStream):
         """The client finished its request body (gRPC half-close)."""
         self._stream.close()
 
-    async def write_message(self, data: bytes) -> None:
-        """Hand one encoded reply to the HTTP side."""
-        await self._emit(data)
+    async def write_messages(self, messages: list[bytes]) -> None:
+        """Hand the encoded replies to the HTTP side, one by one."""
+        for data in messages:
+            await self._emit(data)
 
 
 class NoTransport(asyncio.BaseTransport):

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from coord._pb.etcdserverpb import WatchCreateRequest, WatchRequest
 from coord._protowire import (
@@ -91,6 +92,7 @@ class _Watcher:
         "fragment",
         "had_events",
         "id",
+        "id_field",
         "key",
         "next_rev",
         "no_delete",
@@ -114,6 +116,7 @@ class _Watcher:
         self.stream = stream
         self.synced = False
         self.id = wid
+        self.id_field = int_field(WatchResponseField.WATCH_ID, wid)  # encoded once
         self.key = key
         self.end = end  # None: single key; b"": no upper bound
         self.next_rev = start
@@ -136,6 +139,18 @@ class _Watcher:
         elif k < self.key or (end and k >= end):
             return False
         return not (self.no_delete if v.version == 0 else self.no_put)
+
+
+class _Pass:
+    """What one :meth:`WatchStream.next_responses` computes once for all its watchers: the
+    header, and the events of each (cursor, range, filters)."""
+
+    __slots__ = ("events", "header", "header_field")
+
+    def __init__(self, header: bytes) -> None:
+        self.header = header
+        self.header_field = bytes_field(WatchResponseField.HEADER, header)
+        self.events: dict[tuple[Any, ...], tuple[list[bytes], int, int]] = {}
 
 
 def _response(
@@ -319,6 +334,7 @@ class WatchStream:
         watchers = list(self._watchers.values())
         n = len(watchers)
         if n:
+            batch = _Pass(hub.header(cur))
             first = self._rr % n
             for i in range(n):
                 w = watchers[(first + i) % n]
@@ -329,7 +345,7 @@ class WatchStream:
                         self._rr = first + i
                         self._wakeup()  # more to send: keep the sender going
                         return out
-                    for resp in self._collect(w, cur, max_bytes - size):
+                    for resp in self._collect(w, cur, max_bytes - size, batch):
                         out.append(resp)
                         size += len(resp)
                 if w.id in self._watchers:
@@ -341,8 +357,13 @@ class WatchStream:
                 out.append(_response(hub.header(cur), -1))
         return out
 
-    def _collect(self, w: _Watcher, cur: int, budget: int) -> list[bytes]:
-        """The next response(s) of ``w``: whole revisions from its cursor, or a cancel."""
+    def _collect(self, w: _Watcher, cur: int, budget: int, batch: _Pass) -> list[bytes]:
+        """The next response(s) of ``w``: whole revisions from its cursor, or a cancel.
+
+        Watchers of the same range with the same filters and cursor get the same events:
+        ``batch`` (one per :meth:`next_responses`, at one revision) keeps them, so a thousand
+        watchers of one key encode each event once (as etcd's watchableStore notifies a
+        group of watchers with one event list)."""
         hub = self._hub
         store = hub.store
         if w.next_rev < store.compact_rev:
@@ -351,6 +372,27 @@ class WatchStream:
             self._progress_queued.discard(w.id)
             compact = store.compact_rev
             return [_response(hub.header(0), w.id, canceled=True, compact_revision=compact)]
+        sig = (w.next_rev, w.key, w.end, w.no_put, w.no_delete, w.prev_kv)
+        known = batch.events.get(sig)
+        if known is not None and known[2] <= budget:
+            events, stop, _ = known
+        else:
+            events, stop, _ = batch.events[sig] = self._events(w, cur, budget)
+        w.next_rev = stop + 1
+        if not events:
+            return []
+        w.had_events = True
+        if w.fragment and len(events) > 1:
+            return _fragments(batch.header, w.id, events, hub.fragment_bytes)
+        # _response(header, w.id, events=events): its other fields are all defaults
+        return [
+            b"".join((batch.header_field, int_field(WatchResponseField.WATCH_ID, w.id), *events))
+        ]
+
+    def _events(self, w: _Watcher, cur: int, budget: int) -> tuple[list[bytes], int, int]:
+        """The encoded events of ``w`` from its cursor (whole revisions within ``budget``),
+        the last revision they cover, and their size."""
+        store = self._hub.store
         events: list[bytes] = []
         size = 0
         revs = 0
@@ -378,14 +420,7 @@ class WatchStream:
             events += evs
             size += esize
             revs += 1
-        w.next_rev = stop + 1
-        if not events:
-            return []
-        w.had_events = True
-        header = hub.header(cur)
-        if w.fragment and len(events) > 1:
-            return _fragments(header, w.id, events, hub.fragment_bytes)
-        return [_response(header, w.id, events=events)]
+        return events, stop, size
 
     # ------------------------------------------------------------------ invariants
     def _check(self) -> None:
