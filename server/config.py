@@ -68,7 +68,7 @@ class Config:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     heartbeat_interval: int = 100
     election_timeout: int = 1000
-    snapshot_count: int = 10000
+    snapshot_count: int = 100000
     watch_progress_notify_interval: float = 600.0
     #: etcd's --experimental-enable-lease-checkpoint (etcd's default is off; coord's is on)
     enable_lease_checkpoint: bool = True

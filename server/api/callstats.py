@@ -100,12 +100,13 @@ def count_received(size: int) -> None:
         ms.received_bytes += size + _GRPC_PREFIX
 
 
-def count_sent(size: int) -> None:
-    """A response message of ``size`` payload bytes leaves for the current call."""
+def count_sent(size: int, messages: int = 1) -> None:
+    """Response messages (``messages`` of them, ``size`` payload bytes in all) leave for the
+    current call."""
     ms = _CURRENT.get()
     if ms is not None:
-        ms.sent += 1
-        ms.sent_bytes += size + _GRPC_PREFIX
+        ms.sent += messages
+        ms.sent_bytes += size + _GRPC_PREFIX * messages
 
 
 RawHandler = Callable[[Any], Awaitable[None]]

@@ -154,8 +154,7 @@ async def send_response(stream: RawStream, message: bytes) -> None:
 
 async def send_responses(stream: RawStream, messages: list[bytes]) -> None:
     """Send response messages together, in order (each counted for the call's metrics)."""
-    for message in messages:
-        count_sent(len(message))
+    count_sent(sum(map(len, messages)), len(messages))
     await stream.send_messages(messages)  # type: ignore[attr-defined]
 
 

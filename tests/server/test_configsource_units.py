@@ -39,7 +39,7 @@ def test_new_flags_get_their_variables() -> None:
     assert r.args.auto_compaction_retention == "1h"
     assert r.args.max_snapshots == 7
     assert r.args.name == "n1"
-    assert r.args.snapshot_count == 10000  # untouched: the default
+    assert r.args.snapshot_count == 100000  # untouched: the default
     assert r.args.config_file is None
     assert [n.message for n in r.notes] == [
         "recognized and used environment variable ETCD_AUTO_COMPACTION_RETENTION=1h",
@@ -79,7 +79,7 @@ def test_new_flags_get_their_file_keys(tmp_path: Path) -> None:
     ) == (True, "1", 3, "fromfile")
     assert r.args.peer_client_cert_auth is True
     assert r.args.client_cert_auth is False
-    assert r.args.snapshot_count == 10000  # the flag is ignored with a file, as in etcd
+    assert r.args.snapshot_count == 100000  # the flag is ignored with a file, as in etcd
     assert r.args.election_timeout == 1000  # and so is the variable
     assert r.args.config_file == str(path)
     assert r.notes[0].message.endswith("(ignored: --snapshot-count, ETCD_ELECTION_TIMEOUT)")
