@@ -9,7 +9,8 @@ the load costs the server's CPUs little), and meanwhile
   answered: total µs of server CPU per request;
 * samples it with py-spy (``--idle`` off: on-CPU stacks only, every thread, native frames
   off) and charges each sample to the first layer found walking its stack from the leaf
-  upwards (:data:`LAYERS`), so a sample counts once, in the innermost layer that owns it.
+  upwards (:data:`LAYERS`), so a sample counts once, in the innermost layer that owns it
+  (samples of idle worker threads, :data:`IDLE_LEAVES`, are left out).
 
 The µs of a layer is its share of the samples times the total µs per request.
 
@@ -41,12 +42,24 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("peer transport", ("server/transport/",)),
     ("MVCC apply and reads", ("server/mvcc/", "server/statemachine.py", "server/lease/")),
     ("API handlers (decode, validate, encode)", ("server/api/", "server/auth/", "coord/_p")),
-    ("HTTP/2 framing (h2, hpack, hyperframe)", ("(h2/", "(hpack/", "(hyperframe/")),
+    (
+        "HTTP/2 framing (h2conn, hpack)",
+        ("server/http/h2", "server/http/callstream", "coord/_h2wire", "(h2/", "(hpack/"),
+    ),
     ("gRPC framing and dispatch (grpclib)", ("(grpclib/", "(multidict/")),
     ("asyncio event loop and transports", ("(asyncio/", "(selectors.py", "(socket.py")),
-    ("threads (to_thread, executor, anyio)", ("(threading.py", "(concurrent/", "(anyio/")),
+    ("anyio and threads (cancel scopes, to_thread)", ("(threading.py", "(concurrent/", "(anyio/")),
 ]
 OTHER = "other"
+
+
+#: leaf frames of a thread that is waiting, not running: py-spy reports anyio's idle worker
+#: threads blocked in ``Condition.wait`` as active, which would charge them to "threads"
+IDLE_LEAVES = ("Condition.wait (threading.py",)
+
+
+def _idle(stack: list[str]) -> bool:
+    return stack[0].startswith(IDLE_LEAVES)
 
 
 def _classify(stack: list[str]) -> str:
@@ -68,7 +81,7 @@ def _unclassified(path: Path, n: int = 8) -> list[tuple[str, int]]:
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         frames = stack.split(";")
-        if stack and _classify(list(reversed(frames))) == OTHER:
+        if stack and not _idle(frames[::-1]) and _classify(frames[::-1]) == OTHER:
             leaves[frames[-1]] += int(count)
     return leaves.most_common(n)
 
@@ -78,8 +91,9 @@ def _collapsed(path: Path) -> collections.Counter[str]:
     out: collections.Counter[str] = collections.Counter()
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        if stack:
-            out[_classify(list(reversed(stack.split(";"))))] += int(count)
+        frames = list(reversed(stack.split(";")))
+        if stack and not _idle(frames):
+            out[_classify(frames)] += int(count)
     return out
 
 
@@ -113,7 +127,7 @@ def profile(op: str, seconds: float, clients: int, cluster: bool, tmp: Path) -> 
             for pid in pids
         ]
         cpu0 = {pid: _cpu_seconds(pid) for pid in pids}
-        rate = bc.run_point(eps, op, clients, seconds, 2, "grpcio")[0]
+        rate = bc.run_point(eps, op, clients, seconds, 2, value_size=100).rate
         cpu = {pid: _cpu_seconds(pid) - cpu0[pid] for pid in pids}
         for s in spies:
             s.wait(60)
