@@ -16,7 +16,9 @@ The private internals used, and why:
 * ``Server._mapping``, ``Server._codec`` and ``Server.__dispatch__`` (a
   ``grpclib.events._DispatchServerEvents``: ``recv_request``, ``recv_message``,
   ``send_message``): :func:`server_mapping`, :func:`server_codec`, :func:`server_dispatch`, so
-  coord's transports run a handler with the server's own codec and event listeners.
+  coord's transports run a handler with the server's own codec and event listeners;
+  :func:`sends_unobserved` reads whether a ``SendMessage`` listener exists (a key of the
+  dispatcher's ``__dict__``), so a batch of replies skips the no-op dispatch per message.
 * ``server.Stream._stream`` (a ``grpclib.protocol.Stream``, whose ``recv_data(n)`` reads raw
   request bytes): :func:`h2_stream`, called once per request; a plain attribute read. coord's
   streams (:class:`coord.server.http.callstream.CallStream`) offer the same attribute, so
@@ -45,6 +47,7 @@ __all__ = [
     "server_codec",
     "server_dispatch",
     "server_mapping",
+    "sends_unobserved",
 ]
 
 #: The server's event dispatcher (``RecvRequest``, ``RecvMessage``, ``SendMessage``, ...).
@@ -80,6 +83,13 @@ def server_mapping(server: Server) -> dict[str, MethodHandler]:
 def server_codec(server: Server) -> CodecBase:
     """The codec ``server`` encodes and decodes messages with."""
     return server._codec
+
+
+def sends_unobserved(dispatch: ServerDispatch) -> bool:
+    """True while no ``SendMessage`` listener is registered: grpclib then keeps its identity
+    placeholder for ``send_message`` in the dispatcher's own ``__dict__`` (``_Dispatch``
+    sets it there and ``add_listener`` removes it), so sending need not call it."""
+    return "send_message" in vars(dispatch)
 
 
 def server_dispatch(server: Server) -> ServerDispatch:

@@ -234,6 +234,22 @@ def test_server_dispatch_runs_the_servers_listeners() -> None:
     asyncio.run(main())
 
 
+def test_sends_unobserved_until_a_send_listener_exists() -> None:
+    async def main() -> None:
+        server = Server([_Toy()], codec=RawCodec())
+        assert server_compat.sends_unobserved(server_compat.server_dispatch(server))
+        listen(server, RecvMessage, _no_op)  # another event: sending stays unobserved
+        assert server_compat.sends_unobserved(server_compat.server_dispatch(server))
+        listen(server, SendMessage, _no_op)
+        assert not server_compat.sends_unobserved(server_compat.server_dispatch(server))
+
+    asyncio.run(main())
+
+
+async def _no_op(event: Any) -> None:
+    pass
+
+
 def test_server_h2_stream_of_the_gateways_stream() -> None:
     async def main() -> None:
         server = Server([_Toy()], codec=RawCodec())

@@ -30,6 +30,8 @@ from grpclib.exceptions import GRPCError
 from multidict import MultiDict
 
 from coord.errors import CoordError
+from coord.server.api.rawcodec import RawCodec
+from coord.server.grpclib_compat import sends_unobserved
 
 __all__ = ["ByteSource", "CallStream", "TransportPeer"]
 
@@ -128,10 +130,14 @@ class CallStream:
     async def send_messages(self, messages: list[Any]) -> None:
         """Send ``messages`` in order, handed to the transport together (one write for a
         batch of watch responses, not one per response)."""
-        encoded = []
-        for message in messages:
-            (message,) = await self._dispatch.send_message(message)
-            encoded.append(self._codec.encode(message, self._handler.reply_type))
+        if type(self._codec) is RawCodec and sends_unobserved(self._dispatch):
+            # nothing to dispatch to, and the codec passes bytes through as they are
+            encoded = [m if type(m) is bytes else self._codec.encode(m, None) for m in messages]
+        else:
+            encoded = []
+            for message in messages:
+                (message,) = await self._dispatch.send_message(message)
+                encoded.append(self._codec.encode(message, self._handler.reply_type))
         await self.write_messages(encoded)
         self.messages_sent += len(encoded)
 

@@ -99,6 +99,7 @@ class _Watcher:
         "no_put",
         "prev_kv",
         "progress_notify",
+        "shape",
         "start_rev",
         "stream",
         "synced",
@@ -128,6 +129,8 @@ class _Watcher:
         self.fragment = c.fragment
         self.progress_notify = c.progress_notify
         self.had_events = False
+        # what decides which events it gets (watchers of one shape share them, see _collect)
+        self.shape = (key, end, self.no_put, self.no_delete, self.prev_kv)
 
     def wants(self, v: KeyVersion) -> bool:
         """Does the change ``v`` concern this watcher (range and filters)?"""
@@ -372,7 +375,7 @@ class WatchStream:
             self._progress_queued.discard(w.id)
             compact = store.compact_rev
             return [_response(hub.header(0), w.id, canceled=True, compact_revision=compact)]
-        sig = (w.next_rev, w.key, w.end, w.no_put, w.no_delete, w.prev_kv)
+        sig = (w.next_rev, w.shape)
         known = batch.events.get(sig)
         if known is not None and known[2] <= budget:
             events, stop, _ = known
@@ -385,9 +388,7 @@ class WatchStream:
         if w.fragment and len(events) > 1:
             return _fragments(batch.header, w.id, events, hub.fragment_bytes)
         # _response(header, w.id, events=events): its other fields are all defaults
-        return [
-            b"".join((batch.header_field, int_field(WatchResponseField.WATCH_ID, w.id), *events))
-        ]
+        return [b"".join((batch.header_field, w.id_field, *events))]
 
     def _events(self, w: _Watcher, cur: int, budget: int) -> tuple[list[bytes], int, int]:
         """The encoded events of ``w`` from its cursor (whole revisions within ``budget``),

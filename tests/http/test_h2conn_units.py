@@ -355,3 +355,31 @@ def test_h2_stream_of_a_call_reads_the_request_bytes() -> None:
 
     asyncio.run(main())
     assert seen == [_grpc(b"abc")[:5], b"abc"]
+
+
+def test_send_listeners_see_every_reply() -> None:
+    """With a SendMessage listener the replies go through grpclib's dispatch, one by one."""
+    from grpclib.events import SendMessage, listen
+
+    seen: list[bytes] = []
+
+    async def on_send(event: SendMessage) -> None:
+        seen.append(event.message)
+
+    async def main() -> None:
+        pair = _Pair()
+        server = Server([_Toy()], codec=RawCodec())
+        listen(server, SendMessage, on_send)
+        pair.grpc = GrpcServer(server)
+        pair.conn = pair.grpc.protocol()
+        pair.conn.connection_made(pair.transport)
+        await pair.pump()
+        sid = pair.open(CHAT)
+        pair.client.send_data(sid, _grpc(b"one") + _grpc(b"two"), end_stream=True)
+        await pair.pump()
+        data, status, _ = _responses(pair.events)
+        assert status[sid] == "0"
+        assert data[sid] == _grpc(b"one") + _grpc(b"two")
+
+    asyncio.run(main())
+    assert seen == [b"one", b"two"]
