@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import importlib.metadata
 import logging
 import os
 import platform
@@ -432,9 +433,7 @@ def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop]:
 def _loop_name(loop: asyncio.AbstractEventLoop) -> str:
     module = type(loop).__module__.split(".")[0]
     if module == "uvloop":
-        import uvloop
-
-        return f"uvloop {uvloop.__version__}"
+        return f"uvloop {importlib.metadata.version('uvloop')}"
     return "asyncio"
 
 

@@ -105,6 +105,7 @@ def _decode(cls: type, buf: bytes, pos: int, end: int) -> Any:
         if how <= _ENUM:
             if wire != VARINT:
                 raise _Fallback
+            v: Any
             v, pos = decode_varint(buf, pos)
             # protobuf's (and betterproto2's) truncation to the field's width
             if how in (_INT64, _ENUM):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import h2.config
 import h2.connection
@@ -135,7 +135,7 @@ def _responses(events: list[Any]) -> tuple[dict[int, bytes], dict[int, str], set
         if isinstance(e, h2.events.DataReceived):
             data[e.stream_id] = data.get(e.stream_id, b"") + e.data
         elif isinstance(e, h2.events.TrailersReceived | h2.events.ResponseReceived):
-            for k, v in e.headers:
+            for k, v in cast(list[tuple[str, str]], e.headers):  # header_encoding="utf-8"
                 if k == "grpc-status":
                     status[e.stream_id] = v
         elif isinstance(e, h2.events.StreamReset):
@@ -329,7 +329,9 @@ def test_cache_agrees_with_hpack_on_random_header_streams() -> None:
         if rng.random() < 0.05:
             enc.header_table_size = rng.choice([0, 256, 4096])
         block = enc.encode(headers)
-        assert cached.decode(block) == plain.decode(block) == headers
+        got = cached.decode(block)
+        assert got == headers
+        assert got == [(str(n), str(v)) for n, v in plain.decode(block)]
 
 
 def test_h2_stream_of_a_call_reads_the_request_bytes() -> None:
