@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from typing import Any, Protocol
+from typing import Any
 
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
@@ -31,16 +31,9 @@ from multidict import MultiDict
 
 from coord.errors import CoordError
 from coord.server.api.rawcodec import RawCodec
-from coord.server.grpclib_compat import sends_unobserved
+from coord.server.grpclib_compat import FrameReader, sends_unobserved
 
-__all__ = ["ByteSource", "CallStream", "TransportPeer"]
-
-
-class ByteSource(Protocol):
-    """The request side of a call: ``recv_data(n)`` returns ``n`` bytes, fewer (possibly
-    none) only once the client has finished sending."""
-
-    async def recv_data(self, size: int) -> bytes: ...
+__all__ = ["CallStream", "TransportPeer"]
 
 
 class TransportPeer:
@@ -63,12 +56,12 @@ class CallStream:
     """Duck-typed ``grpclib.server.Stream`` for one call of ``handler`` (a grpclib
     ``Handler``: ``func``, ``cardinality``, ``request_type``, ``reply_type``).
 
-    Subclasses provide the request bytes (``_stream``, a :class:`ByteSource`) and
-    :meth:`write_messages`; ``status``/``status_message`` hold the final status after
-    :meth:`run`.
+    Subclasses provide the request bytes (``_stream``, a
+    :class:`~coord.server.grpclib_compat.FrameReader`) and :meth:`write_messages`;
+    ``status``/``status_message`` hold the final status after :meth:`run`.
     """
 
-    _stream: ByteSource
+    _stream: FrameReader
 
     def __init__(
         self,

@@ -37,7 +37,7 @@ class H2Stream(CallStream):
         super().__init__(**call)
         self._conn = conn
         self.sid = sid
-        self._stream = self  # the ByteSource handlers read gRPC frames from
+        self._stream = self  # the FrameReader handlers read gRPC frames from
         self._rbuf = bytearray()
         self.recv_ended = False  # the client sent END_STREAM
         self.recv_window = STREAM_WINDOW  # what the client may still send on this stream
