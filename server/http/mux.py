@@ -254,7 +254,6 @@ class ClientListener:
         serves_grpc: bool = True,
     ) -> None:
         """``serves_grpc=False``: HTTP/1.1 only (a ``--listen-metrics-urls`` listener)."""
-        self.grpc_server = grpc_server
         self.grpc = GrpcServer(grpc_server)
         self.serves_grpc = serves_grpc
         self.gateway = gateway if gateway is not None else Gateway(grpc_server)
