@@ -46,6 +46,15 @@ SEND_BATCH_BYTES = 256 * 1024
 LEADER_CHECK_INTERVAL = 1.0
 
 
+async def _after_replies() -> None:
+    """Let the replies that became ready with these events go out before them: one loop turn
+    for their handlers to write them, one for the connections to flush (an HTTP/2 connection
+    writes once per turn). A writer then has its answer while its events fan out, instead
+    of after."""
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+
+
 class WatchService:
     """The Watch service."""
 
@@ -91,23 +100,34 @@ class WatchService:
                         ready.set()
 
                 async def send() -> None:
+                    # timers set ``ready`` too (no timeout scope per wakeup: they cost more
+                    # than the rest of a wakeup)
                     loop = asyncio.get_running_loop()
                     next_tick = loop.time() + interval
-                    while True:
-                        timeout = next_tick - loop.time()
-                        if timeout <= 0:
-                            ws.tick_progress()
-                            next_tick = loop.time() + interval
-                        else:
+                    next_check = loop.time() + LEADER_CHECK_INTERVAL
+                    timer = loop.call_at(next_tick, ready.set)
+                    try:
+                        while True:
+                            await ready.wait()
+                            ready.clear()
+                            now = loop.time()
+                            if now >= next_tick:
+                                ws.tick_progress()
+                                next_tick = now + interval
                             if require_leader:
-                                timeout = min(timeout, LEADER_CHECK_INTERVAL)
-                            with anyio.move_on_after(timeout):
-                                await ready.wait()
-                        if require_leader and not ctx.node.leader_id():
-                            raise to_grpc_error(NoLeaderError())
-                        ready.clear()
-                        while batch := ws.next_responses(SEND_BATCH_BYTES):
-                            await send_responses(stream, batch)
+                                if not ctx.node.leader_id():
+                                    raise to_grpc_error(NoLeaderError())
+                                if now >= next_check:
+                                    next_check = now + LEADER_CHECK_INTERVAL
+                            when = min(next_tick, next_check) if require_leader else next_tick
+                            if timer.when() != when:
+                                timer.cancel()
+                                timer = loop.call_at(when, ready.set)
+                            await _after_replies()
+                            while batch := ws.next_responses(SEND_BATCH_BYTES):
+                                await send_responses(stream, batch)
+                    finally:
+                        timer.cancel()
 
                 tg.start_soon(receive)
                 tg.start_soon(send)

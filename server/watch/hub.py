@@ -1,52 +1,59 @@
-"""WatchHub: pull-based fan-out of store changes to Watch streams.
+"""WatchHub: fan-out of store changes to Watch streams.
 
 Theory of operation
 -------------------
 A :class:`WatchHub` sits next to one :class:`~coord.server.mvcc.KVStore` and owns the open
-:class:`WatchStream` objects (one per Watch RPC). It never buffers events: the store keeps the
-history (``store.events``), and every watcher is just a *cursor* (``next_rev``, the next
-revision it still has to look at) plus its key range and options. So nothing a client does (or
-fails to do) can make the hub hold more than O(watchers) state, and writers never wait for
-anyone.
+:class:`WatchStream` objects (one per Watch RPC). Every watcher is a *cursor* (``next_rev``,
+the next revision it still has to look at) plus its key range and options; the store keeps
+the history (``store.events``), so a watcher that falls behind costs O(1) state however far
+behind it is, and writers never wait for anyone.
 
 A watcher is *synced* (etcd's synced group) when it has seen everything up to the current
 revision; its cursor is then implicit (current revision + 1, or its start revision if that is
 in the future). Otherwise it is *unsynced* and ``next_rev`` says where to resume.
 
-Push side (in the writer's call stack, cheap): after each write that bumps the revision to R the
-store calls the hub, which matches the changes of R against the synced watchers only: a dict
-from key to single-key watchers, plus the (usually few) range watchers, so the cost is
-O(changes x (1 + range watchers)), independent of the number of idle single-key watchers. A
-matching watcher becomes unsynced with ``next_rev = R`` and its stream's ``wakeup()`` is
-called (``wakeup`` only sets a flag/event for the stream's sender task). Unsynced watchers are
-not looked at by writers at all.
+Push side (in the writer's call stack, as etcd's watchableStore.notify): after each write that
+bumps the revision to R the store calls the hub, which asks each group of synced watchers of one
+shape (:mod:`.synced`) whether it wants a change of R, encodes the events once per group, and
+appends one entry per (group, stream) to that stream's queue: the header, the events and the
+tuple of the watchers' encoded ids. The cost is O(changes x groups + streams), whatever the
+number of watchers. A stream whose queue already holds ``queue_bytes`` of events is not
+queued to: its watchers of that group become unsynced with ``next_rev = R`` and catch up from
+history later (etcd moves them to its victims), so a slow client costs bounded memory.
+``wakeup()`` is called once per stream that got something (it only sets a flag/event for the
+stream's sender task).
 
 Pull side (in each stream's sender task): :meth:`WatchStream.next_responses` returns fully
 encoded WatchResponse messages, at most about ``max_bytes`` of them, and is called until it
 returns an empty list. It emits, in order:
 
-1. queued control responses (created, canceled, per-watch progress) in request order: a
-   watcher's "created" response therefore always precedes its events;
-2. event batches, visiting watchers round-robin: each response holds the events of one watcher
-   for one or more whole revisions (up to 1000 revisions, or until the byte budget is used),
-   assembled from the stored KeyValue bytes, with ``header.revision`` = the store revision at
-   send time. A revision is never split, except for a watcher created with ``fragment`` whose
-   response exceeds ``fragment_bytes`` (then etcd's fragment algorithm applies). A watcher whose
-   cursor fell below the compaction revision is removed and gets
-   ``{canceled, compact_revision}`` (header revision 0, as etcd);
+1. the queue, in order: control responses (created, canceled, per-watch progress) as they were
+   queued, and pushed entries as one response per watcher (``header.revision`` = the event's
+   revision, as etcd). One queue keeps a watcher's "created" before its events and its events
+   before its "canceled";
+2. event batches for the unsynced watchers, visiting them round-robin: each response holds
+   the events of one watcher for one or more whole revisions (up to 1000 revisions, or until
+   the byte budget is used), assembled from the stored KeyValue bytes, with
+   ``header.revision`` = the store revision at send time. A revision is never split, except for
+   a watcher created with ``fragment`` whose response exceeds ``fragment_bytes`` (then etcd's
+   fragment algorithm applies). A watcher whose cursor fell below the compaction revision is
+   removed and gets ``{canceled, compact_revision}`` (header revision 0, as etcd). A watcher
+   that caught up becomes synced;
 3. a stream-wide progress response (``watch_id -1``, header = current revision) if one was
    requested and every watcher of the stream is now caught up.
 
-A slow client only delays its own stream: its cursors lag and later catch up from history
-(or are cancelled with compact_revision if compaction overtook them).
+A slow client only delays its own stream: its queue stops growing at ``queue_bytes`` and its
+cursors lag and later catch up from history (or are cancelled with compact_revision if
+compaction overtook them).
 
 Watch IDs are per stream; auto IDs start at 0 and skip IDs in use; a client-chosen non-zero ID
 is honoured. Create failures (empty range, duplicate ID) answer ``created`` + ``canceled`` with
 ``watch_id -1`` and etcd's cancel_reason text.
 
-Invariants (:meth:`WatchStream._check`, :meth:`WatchHub._check`): the hub's key/range indexes
-hold exactly the synced watchers of open streams; an unsynced cursor is in [1, current + 1];
-a closed stream holds nothing and is unknown to the hub; the hub is a listener of its store.
+Invariants (:meth:`WatchStream._check`, :meth:`WatchHub._check`): the synced index holds
+exactly the synced watchers of open streams; an unsynced cursor is in [1, current + 1]; a
+stream's queued bytes are the sum of its pushed entries' events; a closed stream holds nothing
+and is unknown to the hub; the hub is a listener of its store.
 """
 
 from __future__ import annotations
@@ -56,18 +63,11 @@ from collections.abc import Callable
 from typing import Any
 
 from coord._pb.etcdserverpb import WatchCreateRequest, WatchRequest
-from coord._protowire import (
-    LEN,
-    VARINT,
-    EventField,
-    WatchResponseField,
-    bool_field,
-    bytes_field,
-    encode_varint,
-    int_field,
-    tag,
-)
+from coord._protowire import WatchResponseField, int_field
 from coord.server.mvcc import KeyVersion, KVStore
+
+from .responses import event, fragments, header_field, response
+from .synced import Group, SyncedIndex
 
 __all__ = ["WatchHub", "WatchStream"]
 
@@ -77,13 +77,13 @@ ERR_DUPLICATE_ID = "mvcc: duplicate watch ID provided on the WatchStream"
 ERR_NEGATIVE_START = "mvcc: required revision is a negative number"
 
 DEFAULT_FRAGMENT_BYTES = 2 * 1024 * 1024  # max-request-bytes 1.5 MiB + 512 KiB (etcd default)
+#: Events a stream's queue may hold before its synced watchers fall back to history.
+DEFAULT_QUEUE_BYTES = 4 * 1024 * 1024
 MAX_REVISIONS_PER_RESPONSE = 1000
 
-# Events are assembled from the store's kvf bytes (a KeyValue as field 2, which is Event.kv).
-_DELETE_TYPE = bytes((tag(EventField.TYPE, VARINT), 1))  # mvccpb.Event.DELETE
-_PREV_KV = bytes((tag(EventField.PREV_KV, LEN),))
-_EVENTS = bytes((tag(WatchResponseField.EVENTS, LEN),))
-_FRAGMENT_TRUE = bool_field(WatchResponseField.FRAGMENT, True)
+#: A queue entry: (head, ids, tail, progress watch id). A control response is ``head`` alone
+#: (``ids`` None); a pushed entry stands for ``head + id + tail`` for each id of ``ids``.
+_Entry = tuple[bytes, tuple[bytes, ...] | None, bytes, int | None]
 
 
 class _Watcher:
@@ -103,6 +103,7 @@ class _Watcher:
         "start_rev",
         "stream",
         "synced",
+        "waiting",
     )
 
     def __init__(
@@ -116,6 +117,7 @@ class _Watcher:
     ) -> None:
         self.stream = stream
         self.synced = False
+        self.waiting = False  # synced, and waiting for its future start revision
         self.id = wid
         self.id_field = int_field(WatchResponseField.WATCH_ID, wid)  # encoded once
         self.key = key
@@ -129,8 +131,16 @@ class _Watcher:
         self.fragment = c.fragment
         self.progress_notify = c.progress_notify
         self.had_events = False
-        # what decides which events it gets (watchers of one shape share them, see _collect)
-        self.shape = (key, end, self.no_put, self.no_delete, self.prev_kv)
+        # what decides which events it gets and how they are sent (see .synced)
+        self.shape = (
+            key,
+            end,
+            self.no_put,
+            self.no_delete,
+            self.prev_kv,
+            self.fragment,
+            self.progress_notify,
+        )
 
     def wants(self, v: KeyVersion) -> bool:
         """Does the change ``v`` concern this watcher (range and filters)?"""
@@ -146,40 +156,14 @@ class _Watcher:
 
 class _Pass:
     """What one :meth:`WatchStream.next_responses` computes once for all its watchers: the
-    header, and the events of each (cursor, range, filters)."""
+    header, and the events of each (cursor, shape)."""
 
     __slots__ = ("events", "header", "header_field")
 
     def __init__(self, header: bytes) -> None:
         self.header = header
-        self.header_field = bytes_field(WatchResponseField.HEADER, header)
+        self.header_field = header_field(header)
         self.events: dict[tuple[Any, ...], tuple[list[bytes], int, int]] = {}
-
-
-def _response(
-    header: bytes,
-    watch_id: int,
-    *,
-    created: bool = False,
-    canceled: bool = False,
-    compact_revision: int = 0,
-    cancel_reason: str = "",
-    fragment: bool = False,
-    events: list[bytes] | None = None,
-) -> bytes:
-    parts = [
-        bytes_field(WatchResponseField.HEADER, header),
-        int_field(WatchResponseField.WATCH_ID, watch_id),
-        bool_field(WatchResponseField.CREATED, created),
-        bool_field(WatchResponseField.CANCELED, canceled),
-        int_field(WatchResponseField.COMPACT_REVISION, compact_revision),
-    ]
-    if cancel_reason:
-        parts.append(bytes_field(WatchResponseField.CANCEL_REASON, cancel_reason.encode()))
-    parts.append(bool_field(WatchResponseField.FRAGMENT, fragment))
-    if events:
-        parts.extend(events)
-    return b"".join(parts)
 
 
 class WatchStream:
@@ -195,8 +179,8 @@ class WatchStream:
         self._wakeup = wakeup
         self._watchers: dict[int, _Watcher] = {}
         self._next_id = 0
-        # control responses: (encoded response, watch id if it is a per-watch progress)
-        self._control: deque[tuple[bytes, int | None]] = deque()
+        self._queue: deque[_Entry] = deque()
+        self._queued = 0  # bytes of pushed events in the queue
         self._progress_queued: set[int] = set()
         self._progress_requested = False
         self._rr = 0
@@ -236,26 +220,26 @@ class WatchStream:
         elif wid in self._watchers:
             err = ERR_DUPLICATE_ID
         if err:
-            resp = _response(hub.header(cur), -1, created=True, canceled=True, cancel_reason=err)
+            resp = response(hub.header(cur), -1, created=True, canceled=True, cancel_reason=err)
         else:
             start = c.start_revision or cur + 1
             w = _Watcher(self, wid, key, end, start, c)
             self._watchers[wid] = w
             if start > cur:
                 hub._sync(w)  # nothing to replay: wait for writes like any synced watcher
-            resp = _response(hub.header(cur), wid, created=True)
-        self._control.append((resp, None))
+            resp = response(hub.header(cur), wid, created=True)
+        self._control(resp)
+
+    def _control(self, resp: bytes, progress_id: int | None = None) -> None:
+        self._queue.append((resp, None, b"", progress_id))
         self._wakeup()
 
     def refuse(self, watch_id: int, reason: str) -> None:
         """Answer a create request the caller may not make: created and canceled at once,
         with ``reason`` (etcd's answer to a watch without read permission)."""
         hub = self._hub
-        resp = _response(
-            hub.header(hub.store.rev), watch_id, created=True, canceled=True, cancel_reason=reason
-        )
-        self._control.append((resp, None))
-        self._wakeup()
+        head = hub.header(hub.store.rev)
+        self._control(response(head, watch_id, created=True, canceled=True, cancel_reason=reason))
 
     def cancel(self, watch_id: int) -> bool:
         """Cancel a watcher and queue ``{watch_id, canceled}``; False (no response) if unknown."""
@@ -265,8 +249,7 @@ class WatchStream:
         self._hub._unsync(w, 0)
         self._progress_queued.discard(watch_id)
         hub = self._hub
-        self._control.append((_response(hub.header(hub.store.rev), watch_id, canceled=True), None))
-        self._wakeup()
+        self._control(response(hub.header(hub.store.rev), watch_id, canceled=True))
         return True
 
     def tick_progress(self) -> None:
@@ -276,17 +259,13 @@ class WatchStream:
             return
         hub = self._hub
         cur = hub.store.rev
-        queued = False
         for w in self._watchers.values():
             if not w.progress_notify:
                 continue
             if not w.had_events and w.synced and w.id not in self._progress_queued:
-                self._control.append((_response(hub.header(cur), w.id), w.id))
+                self._control(response(hub.header(cur), w.id), w.id)
                 self._progress_queued.add(w.id)
-                queued = True
             w.had_events = False
-        if queued:
-            self._wakeup()
 
     def close(self) -> None:
         """Drop every watcher and queued response; the stream is unusable afterwards."""
@@ -296,16 +275,40 @@ class WatchStream:
         for w in self._watchers.values():
             self._hub._unsync(w, 0)
         self._watchers.clear()
-        self._control.clear()
+        self._queue.clear()
+        self._queued = 0
         self._progress_queued.clear()
         self._progress_requested = False
         self._hub._streams.discard(self)
 
     # ------------------------------------------------------------------ push side
+    def _push(self, g: Group[_Watcher], head: bytes, events: list[bytes], rev: int) -> None:
+        """Queue the events of revision ``rev`` for this stream's watchers in ``g``, or, past
+        the queue's bound, let them catch up from history."""
+        tail = b"".join(events)
+        members = g.members[self]
+        if self._queue and self._queued + len(tail) > self._hub.queue_bytes:
+            for w in list(members.values()):
+                self._hub._unsync(w, rev)
+            return
+        if g.progress_notify:
+            for w in members.values():
+                w.had_events = True
+        limit = self._hub.fragment_bytes
+        if g.fragment and len(events) > 1 and len(head) + len(tail) + 16 >= limit:
+            header = self._hub.header(rev)
+            for w in members.values():
+                for resp in fragments(header, w.id, events, limit):
+                    self._queue.append((b"", (b"",), resp, None))  # one message: resp
+                    self._queued += len(resp)
+            return
+        self._queue.append((head, g.ids(self), tail, None))
+        self._queued += len(tail)
+
     # ------------------------------------------------------------------ pull side
     def pending(self) -> bool:
         """True if :meth:`next_responses` would return something now."""
-        if self._control:
+        if self._queue:
             return True
         if any(not w.synced for w in self._watchers.values()):
             return True
@@ -320,20 +323,12 @@ class WatchStream:
         ``wakeup()``, so a sender that sends one batch per wakeup makes progress too).
         """
         out: list[bytes] = []
-        size = 0
-        control = self._control
-        while control and (size < max_bytes or not out):
-            data, progress_id = control.popleft()
-            if progress_id is not None:
-                self._progress_queued.discard(progress_id)
-            out.append(data)
-            size += len(data)
+        size = self._drain(out, max_bytes)
         if size >= max_bytes:
             self._wakeup()
             return out
         hub = self._hub
-        store = hub.store
-        cur = store.rev
+        cur = hub.store.rev
         watchers = list(self._watchers.values())
         n = len(watchers)
         if n:
@@ -357,16 +352,38 @@ class WatchStream:
         if self._progress_requested and all(w.synced for w in self._watchers.values()):
             self._progress_requested = False
             if self._watchers:
-                out.append(_response(hub.header(cur), -1))
+                out.append(response(hub.header(cur), -1))
         return out
+
+    def _drain(self, out: list[bytes], max_bytes: int) -> int:
+        """Move queued responses to ``out`` while within ``max_bytes``; their size."""
+        queue = self._queue
+        size = 0
+        while queue and (size < max_bytes or not out):
+            head, ids, tail, progress_id = queue.popleft()
+            if ids is None:
+                if progress_id is not None:
+                    self._progress_queued.discard(progress_id)
+                out.append(head)
+                size += len(head)
+                continue
+            each = len(head) + len(ids[0]) + len(tail)
+            room = max(1, (max_bytes - size) // each)
+            if room < len(ids):  # the rest waits for the next call
+                queue.appendleft((head, ids[room:], tail, None))
+                ids = ids[:room]
+            else:
+                self._queued -= len(tail)
+            out += [head + i + tail for i in ids]
+            size += each * len(ids)
+        return size
 
     def _collect(self, w: _Watcher, cur: int, budget: int, batch: _Pass) -> list[bytes]:
         """The next response(s) of ``w``: whole revisions from its cursor, or a cancel.
 
-        Watchers of the same range with the same filters and cursor get the same events:
-        ``batch`` (one per :meth:`next_responses`, at one revision) keeps them, so a thousand
-        watchers of one key encode each event once (as etcd's watchableStore notifies a
-        group of watchers with one event list)."""
+        Watchers of the same shape and cursor get the same events: ``batch`` (one per
+        :meth:`next_responses`, at one revision) keeps them, so a thousand watchers of one key
+        encode each event once."""
         hub = self._hub
         store = hub.store
         if w.next_rev < store.compact_rev:
@@ -374,7 +391,7 @@ class WatchStream:
             hub._unsync(w, 0)
             self._progress_queued.discard(w.id)
             compact = store.compact_rev
-            return [_response(hub.header(0), w.id, canceled=True, compact_revision=compact)]
+            return [response(hub.header(0), w.id, canceled=True, compact_revision=compact)]
         sig = (w.next_rev, w.shape)
         known = batch.events.get(sig)
         if known is not None and known[2] <= budget:
@@ -386,8 +403,8 @@ class WatchStream:
             return []
         w.had_events = True
         if w.fragment and len(events) > 1:
-            return _fragments(batch.header, w.id, events, hub.fragment_bytes)
-        # _response(header, w.id, events=events): its other fields are all defaults
+            return fragments(batch.header, w.id, events, hub.fragment_bytes)
+        # response(header, w.id, events=events): its other fields are all defaults
         return [b"".join((batch.header_field, w.id_field, *events))]
 
     def _events(self, w: _Watcher, cur: int, budget: int) -> tuple[list[bytes], int, int]:
@@ -400,21 +417,14 @@ class WatchStream:
         stop = cur
         get = store.get
         for r, changes in store.events(w.next_rev, cur):
-            evs = []
-            esize = 0
-            for v in changes:
-                if not w.wants(v):
-                    continue
-                ev = _DELETE_TYPE + v.kvf if v.version == 0 else v.kvf  # kvf: Event.kv
-                if w.prev_kv and v.version != 1:
-                    p = get(v.key, r - 1)
-                    if p is not None:
-                        ev += _PREV_KV + p.kvf[1:]  # retagged as Event.prev_kv
-                ev = _EVENTS + encode_varint(len(ev)) + ev
-                evs.append(ev)
-                esize += len(ev)
+            evs = [
+                event(v, get(v.key, r - 1) if w.prev_kv and v.version != 1 else None)
+                for v in changes
+                if w.wants(v)
+            ]
             if not evs:
                 continue
+            esize = sum(map(len, evs))
             if events and (size + esize > budget or revs >= MAX_REVISIONS_PER_RESPONSE):
                 stop = r - 1
                 break
@@ -428,7 +438,8 @@ class WatchStream:
         """Assert the stream's invariants (see the module docstring)."""
         if self.closed:
             assert not self._watchers
-            assert not self._control
+            assert not self._queue
+            assert not self._queued
             assert self not in self._hub._streams
             return
         assert self in self._hub._streams
@@ -437,37 +448,15 @@ class WatchStream:
         for wid, w in self._watchers.items():
             assert w.id == wid
             assert w.stream is self
-            assert hub._indexed(w) == w.synced
+            assert hub._synced.contains(w) == w.synced
             if not w.synced:
                 assert 1 <= w.next_rev <= cur + 1, (w.next_rev, cur)
             if w.end:
                 assert w.key < w.end
         assert self._progress_queued <= set(self._watchers)
-        pq = {wid for _, wid in self._control if wid is not None}
+        pq = {e[3] for e in self._queue if e[3] is not None}
         assert pq == self._progress_queued
-
-
-def _fragments(header: bytes, wid: int, events: list[bytes], limit: int) -> list[bytes]:
-    """etcd's sendFragments: split only if the response is >= limit and has >= 2 events."""
-    fixed = (
-        len(bytes_field(WatchResponseField.HEADER, header))
-        + len(int_field(WatchResponseField.WATCH_ID, wid))
-        + len(_FRAGMENT_TRUE)
-    )
-    total = fixed + sum(len(e) for e in events)
-    if total < limit:
-        return [_response(header, wid, events=events)]
-    out: list[bytes] = []
-    cur: list[bytes] = []
-    size = fixed
-    for ev in events:
-        if cur and size + len(ev) >= limit:
-            out.append(_response(header, wid, fragment=True, events=cur))
-            cur, size = [], fixed
-        cur.append(ev)
-        size += len(ev)
-    out.append(_response(header, wid, events=cur))
-    return out
+        assert self._queued == sum(len(e[2]) for e in self._queue if e[1] is not None)
 
 
 class WatchHub:
@@ -477,6 +466,7 @@ class WatchHub:
         store: the store whose writes are watched (the hub registers itself as a listener).
         header: ``header(revision)`` -> encoded ResponseHeader for that revision (API layer).
         fragment_bytes: response size from which fragment-enabled watchers get fragments.
+        queue_bytes: events a stream may have queued before its watchers fall back to history.
     """
 
     def __init__(
@@ -484,21 +474,21 @@ class WatchHub:
         store: KVStore,
         header: Callable[[int], bytes],
         fragment_bytes: int = DEFAULT_FRAGMENT_BYTES,
+        queue_bytes: int = DEFAULT_QUEUE_BYTES,
     ) -> None:
         self.store = store
         self.header = header
         self.fragment_bytes = fragment_bytes
+        self.queue_bytes = queue_bytes
         self._streams: set[WatchStream] = set()
-        self._key_watchers: dict[bytes, set[_Watcher]] = {}  # synced single-key watchers
-        self._range_watchers: set[_Watcher] = set()  # synced range watchers
+        self._synced: SyncedIndex[_Watcher] = SyncedIndex()
         store.add_listener(self._on_write)
 
     def counts(self) -> tuple[int, int]:
         """``(watchers, slow watchers)``: every watcher, and those not caught up with the
         store (etcd's etcd_debugging_mvcc_watcher_total and _slow_watcher_total)."""
         watchers = sum(len(s._watchers) for s in self._streams)
-        synced = sum(map(len, self._key_watchers.values())) + len(self._range_watchers)
-        return watchers, watchers - synced
+        return watchers, watchers - self._synced.synced_count()
 
     def open_stream(self, wakeup: Callable[[], None]) -> WatchStream:
         """Open a stream; ``wakeup()`` is called whenever it may have something to send."""
@@ -527,67 +517,48 @@ class WatchHub:
     # ------------------------------------------------------------------ synced index
     def _sync(self, w: _Watcher) -> None:
         """Mark ``w`` caught up and index it for the push side."""
-        if w.synced:
-            return
-        w.synced = True
-        if w.end is None:
-            self._key_watchers.setdefault(w.key, set()).add(w)
-        else:
-            self._range_watchers.add(w)
+        if not w.synced:
+            w.synced = True
+            self._synced.add(w, self.store.rev)
 
     def _unsync(self, w: _Watcher, next_rev: int) -> None:
         """Take ``w`` out of the index; it resumes at ``next_rev`` (0 when it is going away)."""
         if w.synced:
             w.synced = False
-            if w.end is None:
-                ws = self._key_watchers[w.key]
-                ws.discard(w)
-                if not ws:
-                    del self._key_watchers[w.key]
-            else:
-                self._range_watchers.discard(w)
+            self._synced.remove(w)
         if next_rev:
             w.next_rev = next_rev
 
-    def _indexed(self, w: _Watcher) -> bool:
-        if w.end is None:
-            return w in self._key_watchers.get(w.key, ())
-        return w in self._range_watchers
-
     def _on_write(self, rev: int) -> None:
-        """Push side: unsync and wake the synced watchers that the changes of ``rev`` concern."""
-        changes = self.store.changes(rev)
-        hit: set[_Watcher] = set()
-        by_key = self._key_watchers
-        if by_key:
-            for v in changes:
-                ws = by_key.get(v.key)
-                if ws:
-                    hit.update(w for w in ws if w.wants(v))
-        for w in self._range_watchers:
-            for v in changes:
-                if w.wants(v):
-                    hit.add(w)
-                    break
-        woken: set[WatchStream] = set()
-        for w in hit:
-            if rev >= w.start_rev:
-                self._unsync(w, rev)
-                woken.add(w.stream)
-        for st in woken:
-            st._wakeup()
+        """Push side: queue the events of ``rev`` for the synced watchers they concern."""
+        index = self._synced
+        if not index:
+            return
+        index.promote(rev)
+        head = b""
+        woken: dict[WatchStream, None] = {}
+        get = self.store.get
+        for g, changes in index.matching(self.store.changes(rev)):
+            if not head:
+                head = header_field(self.header(rev))
+            prev_kv = g.prev_kv
+            events = [
+                event(v, get(v.key, rev - 1) if prev_kv and v.version != 1 else None)
+                for v in changes
+            ]
+            for stream in list(g.members):
+                stream._push(g, head, events, rev)
+                woken[stream] = None
+        for stream in woken:
+            stream._wakeup()
 
     def _check(self) -> None:
         """Assert the hub's and every stream's invariants."""
         assert self._on_write in self.store._listeners
-        synced: set[_Watcher] = set()
+        self._synced._check(self.store.rev)
+        synced = 0
         for s in self._streams:
             assert not s.closed
             s._check()
-            synced.update(w for w in s._watchers.values() if w.synced)
-        indexed = set(self._range_watchers)
-        for key, ws in self._key_watchers.items():
-            assert ws
-            assert all(w.key == key and w.end is None for w in ws)
-            indexed |= ws
-        assert indexed == synced
+            synced += sum(1 for w in s._watchers.values() if w.synced)
+        assert synced == self._synced.synced_count()

@@ -120,7 +120,22 @@ def test_created_precedes_events_and_ids_start_at_zero(store: KVStore, hub: Watc
     assert unwrap(resps[0].header).revision == 2  # revision at creation
     assert (unwrap(resps[0].header).cluster_id, unwrap(resps[0].header).raft_term) == (11, 3)
     assert evs(resps) == [(0, "P", b"a", 3), (1, "P", b"b1", 4)]
-    assert all(unwrap(r.header).revision == 4 for r in resps[2:])  # store revision at send time
+    # synced watchers get each revision as it happens, under its own revision (etcd's notify)
+    assert [unwrap(r.header).revision for r in resps[2:]] == [3, 4]
+    hub._check()
+
+
+def test_catching_up_responses_carry_the_revision_at_send_time(
+    store: KVStore, hub: WatchHub
+) -> None:
+    put(store, b"a")  # 2
+    put(store, b"a")  # 3
+    c = Client(hub)
+    c.create(b"a", start_revision=2)
+    put(store, b"b")  # 4
+    resps = c.drain()
+    assert evs(resps) == [(0, "P", b"a", 2), (0, "P", b"a", 3)]
+    assert [unwrap(r.header).revision for r in resps] == [3, 4]  # created, then events
     hub._check()
 
 
@@ -151,7 +166,9 @@ def test_empty_range_is_rejected_and_empty_key_means_nul(store: KVStore, hub: Wa
     assert [r.watch_id for r in resps[2:]] == [0, 1]
     put(store, b"x")
     put(store, b"\x00")
-    assert evs(c.drain()) == [(0, "P", b"x", 2), (0, "P", b"\x00", 3), (1, "P", b"\x00", 3)]
+    # order across watchers is free; per watcher it is exact
+    got = sorted(evs(c.drain()))
+    assert got == sorted([(0, "P", b"x", 2), (0, "P", b"\x00", 3), (1, "P", b"\x00", 3)])
 
 
 # ------------------------------------------------------------------ history, order
@@ -278,7 +295,12 @@ def test_cancel(store: KVStore, hub: WatchHub) -> None:
     c.cancel(0)
     c.cancel(42)  # unknown: no response at all
     resps = c.drain()
-    assert [(r.watch_id, r.canceled, unwrap(r.header).revision) for r in resps] == [(0, True, 2)]
+    # the event came before the cancel, so it is delivered first; nothing follows the cancel
+    assert [(r.watch_id, r.canceled, unwrap(r.header).revision) for r in resps] == [
+        (0, False, 2),
+        (0, True, 2),
+    ]
+    assert evs(resps) == [(0, "P", b"k", 2)]
     put(store, b"k")
     assert c.drain() == []
 
@@ -309,16 +331,19 @@ def test_delete_at_the_compaction_revision_is_delivered(store: KVStore, hub: Wat
     assert evs(c.drain()) == [(0, "D", b"k", 3)]
 
 
-def test_lagging_watcher_overtaken_by_compaction(store: KVStore, hub: WatchHub) -> None:
+def test_lagging_watcher_overtaken_by_compaction(store: KVStore) -> None:
+    hub = WatchHub(store, header, queue_bytes=1)  # one queued revision, then history
     slow = Client(hub)
     slow.create(b"k")
     slow.drain()
     for _ in range(10):
         put(store, b"k")  # 2..11
+    hub._check()
     store.compact(8)
     resps = slow.drain()
-    assert len(resps) == 1
-    assert (resps[0].canceled, resps[0].compact_revision) == (True, 8)
+    assert evs(resps) == [(0, "P", b"k", 2)]  # queued before it fell behind
+    assert len(resps) == 2
+    assert (resps[1].canceled, resps[1].compact_revision) == (True, 8)
     hub._check()
 
 
@@ -368,19 +393,22 @@ def test_tick_progress(store: KVStore, hub: WatchHub) -> None:
 
 
 # ------------------------------------------------------------------ isolation, wakeups
-def test_slow_stream_blocks_nobody(store: KVStore, hub: WatchHub) -> None:
+def test_slow_stream_blocks_nobody(store: KVStore) -> None:
+    hub = WatchHub(store, header, queue_bytes=2000)
     slow, fast = Client(hub), Client(hub)
     slow.create(b"k")
     fast.create(b"k")
     fast.drain()
-    slow_state = (len(slow.stream._control), len(slow.stream._watchers))
     for i in range(3000):
         put(store, b"k", b"%d" % i)
         if i % 100 == 0:
             assert len(fast.drain()) >= 1
+        # the slow stream's queue stops at its bound: then its watcher waits on a cursor
+        assert slow.stream._queued <= 2000
     assert store.rev == 3001
-    # the slow stream holds no per-event state: only its queued "created" and one cursor
-    assert (len(slow.stream._control), len(slow.stream._watchers)) == slow_state
+    assert len(slow.stream._queue) <= 2 + 2000 // 10  # "created", then events of >= 10 bytes
+    assert not slow.stream._watchers[0].synced
+    hub._check()
     fast.drain()
     got = slow.drain()
     assert [e[3] for e in evs(got)] == list(range(2, 3002))
@@ -458,15 +486,26 @@ def test_watch_response_bytes(store: KVStore, hub: WatchHub) -> None:
     got = c.stream.next_responses(1 << 20)
     kv1 = KeyValue(key=b"k", create_revision=2, mod_revision=2, version=1, value=b"1", lease=7)
     kv2 = KeyValue(key=b"k", create_revision=2, mod_revision=3, version=2, value=b"2")
-    expected = WatchResponse(
-        header=ResponseHeader(cluster_id=11, member_id=22, revision=4, raft_term=3),
-        watch_id=5,
-        events=[
-            Event(kv=kv2, prev_kv=kv1),
-            Event(type=EventEventType.DELETE, kv=KeyValue(key=b"k", mod_revision=4), prev_kv=kv2),
-        ],
+    put_event = Event(kv=kv2, prev_kv=kv1)
+    delete_event = Event(
+        type=EventEventType.DELETE, kv=KeyValue(key=b"k", mod_revision=4), prev_kv=kv2
     )
-    assert got == [bytes(expected)]
+
+    def header_at(rev: int) -> ResponseHeader:
+        return ResponseHeader(cluster_id=11, member_id=22, revision=rev, raft_term=3)
+
+    # synced: one response per revision, as it happened
+    assert got == [
+        bytes(WatchResponse(header=header_at(3), watch_id=5, events=[put_event])),
+        bytes(WatchResponse(header=header_at(4), watch_id=5, events=[delete_event])),
+    ]
+    # catching up from history: the revisions together, at the current revision
+    c.create(b"k", prev_kv=True, watch_id=6, start_revision=3)
+    assert c.stream.next_responses(1 << 20)[1:] == [
+        bytes(WatchResponse(header=header_at(4), watch_id=6, events=[put_event, delete_event]))
+    ]
+    c.cancel(6)
+    c.stream.next_responses(1 << 20)
     c.cancel(5)
     assert c.stream.next_responses(1 << 20) == [
         bytes(

@@ -71,7 +71,8 @@ class Stream:
 def run(seed: int, steps: int) -> None:
     rnd = random.Random(seed)
     store = KVStore()
-    hub = WatchHub(store, header, fragment_bytes=400)
+    # a small queue bound makes synced watchers fall back to history now and then
+    hub = WatchHub(store, header, fragment_bytes=400, queue_bytes=rnd.choice([1, 600, 1 << 20]))
     history: dict[int, list[Change]] = {}
     values: dict[bytes, bytes] = {}
 
@@ -131,7 +132,8 @@ def run(seed: int, steps: int) -> None:
                 store.delete_range(DeleteRangeRequest(key=k, range_end=rnd.choice([b"", b"c"])))
         elif op < 0.42:
             ks = rnd.sample(KEYS, 3)
-            ops = [RequestOp(request_put=PutRequest(key=k, value=b"t" * 60)) for k in ks]
+            value = b"t" * rnd.choice([60, 200])  # 3 x 200 bytes: fragments past 400
+            ops = [RequestOp(request_put=PutRequest(key=k, value=value)) for k in ks]
             store.txn(TxnRequest(success=ops))
         elif op < 0.55:
             st = rnd.choice(streams)
