@@ -106,6 +106,7 @@ _SETTINGS = frame(SETTINGS, 0, 0, struct.pack(">HIHI", 0x2, 0, 0x4, STREAM_WINDO
 _GREETING = _SETTINGS + frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", CONN_WINDOW - 65535))
 _SETTINGS_ACK = frame(SETTINGS, ACK, 0)
 _OK_TRAILERS = literal("grpc-status", "0")
+_DATA_HEAD = struct.Struct(">IBI")  # (length << 8 | type), flags, stream ID: a frame header
 
 
 class GrpcConnection(asyncio.Protocol):
@@ -136,7 +137,7 @@ class GrpcConnection(asyncio.Protocol):
         self._block: bytearray | None = None  # a header block awaiting CONTINUATION
         self._block_sid = 0
         self._block_end = False
-        self._out: list[bytes] = []
+        self._out: list[bytes | memoryview] = []
         self._flushing = False
         self.paused = False
         self._closing = False  # GOAWAY sent or the connection lost: no new streams
@@ -541,11 +542,13 @@ class GrpcConnection(asyncio.Protocol):
 
     def _push(self, stream: H2Stream, data: bytes) -> None:
         pos, size, out, sid = 0, len(data), self._out, stream.sid
+        view = memoryview(data)  # frames are header + a view: the join is the one copy
         while pos < size:
             n = min(size - pos, self._max_frame, self._send_window, stream.send_window)
             if n <= 0:
                 break
-            out.append(frame(DATA, 0, sid, data[pos : pos + n]))
+            out.append(_DATA_HEAD.pack(n << 8 | DATA, 0, sid))
+            out.append(view[pos : pos + n])
             pos += n
             self._send_window -= n
             stream.send_window -= n
