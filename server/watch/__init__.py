@@ -1,4 +1,5 @@
-"""The watch hub: pull-based fan-out of store changes to watch streams."""
+"""The watch hub: fan-out of store changes to watch streams (pushed while synced, pulled
+from history while catching up)."""
 
 from .hub import WatchHub, WatchStream
 
