@@ -64,10 +64,10 @@ from typing import Any
 
 from coord._pb.etcdserverpb import WatchCreateRequest, WatchRequest
 from coord._protowire import WatchResponseField, int_field
-from coord.server.mvcc import KeyVersion, KVStore
+from coord.server.mvcc import KVStore
 
 from .responses import event, fragments, header_field, response
-from .synced import Group, SyncedIndex
+from .synced import Group, SyncedIndex, wants
 
 __all__ = ["WatchHub", "WatchStream"]
 
@@ -142,16 +142,7 @@ class _Watcher:
             self.progress_notify,
         )
 
-    def wants(self, v: KeyVersion) -> bool:
-        """Does the change ``v`` concern this watcher (range and filters)?"""
-        k = v.key
-        end = self.end
-        if end is None:
-            if k != self.key:
-                return False
-        elif k < self.key or (end and k >= end):
-            return False
-        return not (self.no_delete if v.version == 0 else self.no_put)
+    wants = wants
 
 
 class _Pass:

@@ -30,7 +30,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from coord.server.mvcc import KeyVersion
 
-__all__ = ["Group", "Member", "Shape", "SyncedIndex"]
+__all__ = ["Filter", "Group", "Member", "Shape", "SyncedIndex", "wants"]
 
 
 Shape = tuple[bytes, bytes | None, bool, bool, bool, bool, bool]
@@ -54,6 +54,32 @@ class Member(Protocol):
 
 
 W = TypeVar("W", bound=Member)
+
+
+class Filter(Protocol):
+    """A key range (``end`` None: one key; b"": no upper bound) and event filters."""
+
+    @property
+    def key(self) -> bytes: ...
+    @property
+    def end(self) -> bytes | None: ...
+    @property
+    def no_put(self) -> bool: ...
+    @property
+    def no_delete(self) -> bool: ...
+
+
+def wants(f: Filter, v: KeyVersion) -> bool:
+    """Does the change ``v`` concern ``f`` (range and filters)? Watchers and groups use it as
+    their ``wants`` method."""
+    k = v.key
+    end = f.end
+    if end is None:
+        if k != f.key:
+            return False
+    elif k < f.key or (end and k >= end):
+        return False
+    return not (f.no_delete if v.version == 0 else f.no_put)
 
 
 class Group(Generic[W]):
@@ -86,16 +112,7 @@ class Group(Generic[W]):
         self.members: dict[Any, dict[int, W]] = {}
         self._ids: dict[Any, tuple[bytes, ...]] = {}
 
-    def wants(self, v: KeyVersion) -> bool:
-        """Does the change ``v`` concern this shape (range and filters)?"""
-        k = v.key
-        end = self.end
-        if end is None:
-            if k != self.key:
-                return False
-        elif k < self.key or (end and k >= end):
-            return False
-        return not (self.no_delete if v.version == 0 else self.no_put)
+    wants = wants
 
     def ids(self, stream: Any) -> tuple[bytes, ...]:
         """The encoded watch ids of this group's watchers on ``stream``."""
