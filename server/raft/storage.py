@@ -199,7 +199,10 @@ class MemoryStorage:
             raise UnavailableError(
                 f"missing log entry [last: {self.last_index()}, append at: {entries[0].index}]"
             )
-        self._ents = self._ents[:offset] + list(entries)
+        ents = self._ents
+        if offset < len(ents):
+            del ents[offset:]  # the conflicting suffix
+        ents.extend(entries)  # in place: an append costs O(entries), not O(log)
 
     def _check(self) -> None:
         base = self._ents[0].index

@@ -131,6 +131,19 @@ def test_memory_storage_append_compact_and_bounds() -> None:
     s._check()
 
 
+def test_memory_storage_append_extends_in_place() -> None:
+    # an append costs O(its entries), not O(the log): the log is not copied (it grows to
+    # --snapshot-count entries, and copying it made every Put slower as it grew)
+    s = MemoryStorage()
+    s.append(ents(*[1] * 1000))
+    log = s._ents
+    s.append(ents(1, start=1001))
+    s.append(ents(2, 2, start=1000))  # a conflicting suffix is cut in place too
+    assert s._ents is log
+    assert [e.term for e in s.entries(998, 1002)] == [1, 1, 2, 2]
+    s._check()
+
+
 def test_memory_storage_entries_max_bytes_returns_at_least_one() -> None:
     s = MemoryStorage()
     s.append([Entry(term=1, index=i, data=b"x" * 100) for i in range(1, 6)])
