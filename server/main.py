@@ -27,8 +27,7 @@ import anyio
 from coord import __version__
 
 from . import configsource, failpoints, logconfig
-from .api.maintenance import VERSION as ETCD_VERSION
-from .app import CoordServer
+from .backup.etcddb import CLUSTER_VERSION as ETCD_VERSION
 from .config import DEFAULT_MAX_REQUEST_BYTES, EVENT_LOOPS, METRICS_LEVELS, Config
 from .tls import TLSInfo
 
@@ -458,6 +457,8 @@ async def _run(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    from .app import CoordServer  # here: `coord-server snapshot` needs none of the server
+
     server = await CoordServer.open(config)
     _tune_gc()
     logging.getLogger("coord.server").info("event loop: %s", _loop_name(loop))
@@ -471,6 +472,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .localcluster import main as cluster_main
 
         return cluster_main(argv[1:])
+    if argv[:1] == ["snapshot"]:  # coord-server snapshot save|restore|status
+        from .backup.cli import main as snapshot_main
+
+        return snapshot_main(argv[1:])
     parser = build_parser()
     try:
         resolved = configsource.resolve(parser, argv, os.environ)

@@ -35,7 +35,7 @@ from .mvcc import KVStore
 
 log = logging.getLogger("coord.server.statemachine")
 
-__all__ = ["StateMachine", "txn_has_put"]
+__all__ = ["StateMachine", "encode_snapshot", "txn_has_put"]
 
 NOSPACE = int(pb.AlarmType.NOSPACE)
 
@@ -56,6 +56,18 @@ class _Snapshot(msgspec.Struct, array_like=True):
     alarms: list[tuple[int, int]]
     applied_index: int
     auth: bytes = b""  # AuthStore.snapshot() (absent from snapshots written before auth)
+
+
+def encode_snapshot(
+    kv: bytes,
+    leases: list[list[int]],
+    alarms: list[tuple[int, int]],
+    applied_index: int,
+    auth: bytes,
+) -> bytes:
+    """:meth:`StateMachine.snapshot`'s bytes from its parts: ``KVStore.snapshot()``, the
+    lessor's rows, the alarms, the applied index and ``AuthStore.snapshot()``."""
+    return msgspec.msgpack.encode(_Snapshot(kv, leases, alarms, applied_index, auth))
 
 
 class StateMachine:
@@ -190,14 +202,13 @@ class StateMachine:
     # -- snapshots -----------------------------------------------------------------------------
     def snapshot(self) -> bytes:
         """The whole state (KV, leases, alarms, applied index) as bytes."""
-        snap = _Snapshot(
-            kv=self.kv.snapshot(),
-            leases=[list(row) for row in self.lessor.snapshot()],
-            alarms=sorted(self.alarms),
-            applied_index=self.applied_index,
-            auth=self.auth.snapshot(),
+        return encode_snapshot(
+            self.kv.snapshot(),
+            [list(row) for row in self.lessor.snapshot()],
+            sorted(self.alarms),
+            self.applied_index,
+            self.auth.snapshot(),
         )
-        return msgspec.msgpack.encode(snap)
 
     def restore(self, data: bytes) -> None:
         """Replace the state with a snapshot's; restore listeners get the new KV store."""

@@ -3,24 +3,28 @@ and etcdserverpb.Cluster (member list and changes, delegated to the node).
 
 Theory of operation: reads of member-local state (status, hashes, alarms) are answered from
 the node and state machine; alarm activation/deactivation are commands. Snapshot streams the
-state-machine snapshot in etcd's framing: 32 KiB chunks with ``remaining_bytes``, then one
-final message whose blob is the SHA-256 of everything before it. The data part is our own
-format (``COORDSNP`` magic, 8-byte length, msgpack state) padded to a multiple of 512 bytes,
-because etcdctl checks ``size % 512 == 32`` (bbolt files are page multiples).
+state as etcd's own backend db (a bbolt file with etcd 3.4's buckets, :mod:`coord.server.backup`)
+in etcd's framing: 32 KiB chunks with ``remaining_bytes``, then one final message whose blob is
+the SHA-256 of everything before it, so etcdctl and etcd can check, restore and serve it. The
+state is captured in the event loop at once (:func:`~coord.server.backup.etcddb.capture`:
+references to the history, which later writes do not change); a worker thread writes the db
+from it to a temporary file in the data directory, which is then streamed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import struct
+import tempfile
 from typing import SupportsBytes
 
+import anyio.to_thread
 from grpclib.const import Cardinality, Handler, Status
 from grpclib.exceptions import GRPCError
 
 from coord._pb import etcdserverpb as pb
 from coord.errors import CoordError
+from coord.server.backup.etcddb import CLUSTER_VERSION, capture, write_backend
 from coord.server.command import Kind
 from coord.server.membership import MemberInfo
 
@@ -36,36 +40,16 @@ from .common import (
 )
 
 __all__ = [
-    "SNAPSHOT_MAGIC",
     "ClusterService",
     "MaintenanceService",
     "VERSION",
     "disk_usage",
-    "read_snapshot_file",
 ]
 
-#: Server version reported by Status (an etcd-like version string clients parse).
-VERSION = "3.5.0"
-SNAPSHOT_MAGIC = b"COORDSNP"
+#: Server version reported by Status (an etcd-like version string clients parse); a
+#: snapshot's ``cluster`` bucket records the same.
+VERSION = CLUSTER_VERSION
 SNAPSHOT_CHUNK = 32 * 1024
-
-
-def snapshot_blob(state: bytes) -> bytes:
-    """Our snapshot file body: magic, length, state, zero padding to a multiple of 512."""
-    blob = SNAPSHOT_MAGIC + struct.pack(">Q", len(state)) + state
-    return blob + b"\x00" * (-len(blob) % 512)
-
-
-def read_snapshot_file(data: bytes) -> bytes:
-    """The state-machine snapshot inside a ``snapshot save`` file (checks the SHA-256)."""
-    body, digest = data[:-32], data[-32:]
-    if hashlib.sha256(body).digest() != digest:
-        raise ValueError("snapshot checksum mismatch")
-    if not body.startswith(SNAPSHOT_MAGIC):
-        raise ValueError("not a coord snapshot")
-    (length,) = struct.unpack_from(">Q", body, len(SNAPSHOT_MAGIC))
-    start = len(SNAPSHOT_MAGIC) + 8
-    return body[start : start + length]
 
 
 def _member(m: MemberInfo) -> pb.Member:
@@ -169,17 +153,22 @@ class MaintenanceService:
             parse(pb.SnapshotRequest, data or b"")
         except CoordError as e:
             raise to_grpc_error(e) from None
-        blob = snapshot_blob(ctx.sm.snapshot())
+        # the state as of now, captured in the loop; a worker thread writes the db from it
+        cap = capture(ctx.sm, ctx.node.members(), (), CLUSTER_VERSION)
         head = ctx.header_bytes(ctx.sm.kv.rev)
-        total = len(blob)
-        digest = hashlib.sha256()
-        for start in range(0, total, SNAPSHOT_CHUNK):
-            chunk = blob[start : start + SNAPSHOT_CHUNK]
-            digest.update(chunk)
-            resp = pb.SnapshotResponse(
-                remaining_bytes=total - start - len(chunk), blob=chunk, version=VERSION
-            )
-            await send_response(stream, head + bytes(resp))
+        with tempfile.TemporaryFile(dir=ctx.config.data_dir) as f:
+            total = await anyio.to_thread.run_sync(write_backend, f, cap)
+            f.seek(0)
+            digest = hashlib.sha256()
+            sent = 0
+            while sent < total:
+                chunk = f.read(min(SNAPSHOT_CHUNK, total - sent))
+                sent += len(chunk)
+                digest.update(chunk)
+                resp = pb.SnapshotResponse(
+                    remaining_bytes=total - sent, blob=chunk, version=VERSION
+                )
+                await send_response(stream, head + bytes(resp))
         await send_response(
             stream,
             head

@@ -308,15 +308,24 @@ class AuthStore:
 
     def restore(self, data: bytes) -> None:
         """Replace the state with :meth:`snapshot`'s bytes (b"": the empty, disabled state)."""
-        self.enabled, self.revision = False, 0
-        self.users, self.roles = {}, {}
-        self._perm_cache.clear()
         if not data:
+            self.replace(False, 0, {}, {})
             return
         snap = msgspec.msgpack.decode(data, type=_Snapshot)
-        self.enabled, self.revision = snap.enabled, snap.revision
-        self.users = {n: User(pw, list(roles), nopw) for n, pw, roles, nopw in snap.users}
-        self.roles = {n: Role([(int(t), k, e) for t, k, e in perms]) for n, perms in snap.roles}
+        self.replace(
+            snap.enabled,
+            snap.revision,
+            {n: User(pw, list(roles), nopw) for n, pw, roles, nopw in snap.users},
+            {n: Role([(int(t), k, e) for t, k, e in perms]) for n, perms in snap.roles},
+        )
+
+    def replace(
+        self, enabled: bool, revision: int, users: dict[str, User], roles: dict[str, Role]
+    ) -> None:
+        """Replace the whole state (a snapshot's, or an imported etcd backend's)."""
+        self.enabled, self.revision = enabled, revision
+        self.users, self.roles = users, roles
+        self._perm_cache.clear()
 
     def _check(self) -> None:
         if self.enabled:

@@ -28,12 +28,10 @@ and later is intact.
 Errors follow etcd exactly (messages in coord.errors): FutureRevisionError for a revision above
 ``rev``, CompactedError below ``compact_rev``, DuplicateKeyError and friends for txns.
 
-Measured in-process on the 2-core dev VM (python 3.11, 20k keys of ~14 bytes with 100-byte
-values, requests pre-built, so excluding gRPC and betterproto decoding): Put of a new key ~95k/s,
-of an existing key ~200k/s; Range(limit=100) at the current revision ~64k/s (O(log n + limit));
-single-key Range ~430k/s; Txn(compare + range) ~69k/s; compacting 40k revisions 0.33 s. A Range
-at a *past* revision, or any count over a big range at a past revision, scans the range
-(~150/s over 15k keys), like etcd's index walk.
+Measured in-process (2-core VM, python 3.11, 20k keys of ~14 bytes, 100-byte values, requests
+pre-built): Put of a new key ~95k/s, of an existing key ~200k/s; Range(limit=100) ~64k/s (O(log
+n + limit)); single-key Range ~430k/s; Txn(compare + range) ~69k/s; compacting 40k revisions
+0.33 s. A Range or count at a *past* revision scans the range (~150/s over 15k keys), like etcd.
 """
 
 from __future__ import annotations
@@ -75,11 +73,11 @@ from coord.errors import (
 from .index import KeyIndex, KeyVersion
 from .kvencoding import header_with_revision
 from .opcounts import OpCounts
+from .snapshotformat import SNAPSHOT_FORMAT, encode_snapshot
 from .txn import check_delete, check_put, check_range, check_txn, compare_kv, op_member
 
 __all__ = ["KVStore", "KeyVersion"]
 
-_SNAPSHOT_FORMAT = 1
 _RANGE_MORE_TRUE = bytes((tag(RangeResponseField.MORE, VARINT), 1))
 _DELETE_PREV_KVS = bytes((tag(DeleteRangeResponseField.PREV_KVS, LEN),))
 _TXN_SUCCEEDED_TRUE = bytes((tag(TxnResponseField.SUCCEEDED, VARINT), 1))
@@ -532,20 +530,24 @@ class KVStore:
         """Approximate bytes of live and historical data (for the space quota)."""
         return self._size
 
-    # ---------------------------------------------------------------- snapshot
+    # ---------------------------------------------------------------- snapshot, history
     def snapshot(self) -> bytes:
         """Serialize the whole store (msgpack through msgspec); see :meth:`restore`."""
         log = [
             (r, [(v.key, v.create_revision, v.version, v.value, v.lease) for v in changes])
             for r, changes in self._log.items()
         ]
-        return msgspec.msgpack.encode((_SNAPSHOT_FORMAT, self._rev, self._compact, log))
+        return encode_snapshot(self._rev, self._compact, log)
+
+    def history(self) -> Iterator[tuple[int, list[KeyVersion]]]:
+        """Every retained revision with its changes (tombstones too) in order, oldest first."""
+        return iter(self._log.items())
 
     @classmethod
     def restore(cls, data: bytes) -> KVStore:
         """Build a store from :meth:`snapshot` bytes (listeners and lease_exists not included)."""
         fmt, rev, compact, log = msgspec.msgpack.decode(data)
-        if fmt != _SNAPSHOT_FORMAT:
+        if fmt != SNAPSHOT_FORMAT:
             raise ValueError(f"unknown KVStore snapshot format {fmt!r}")
         store = cls()
         store._rev = rev

@@ -91,9 +91,11 @@ class DurableStorage(MemoryStorage):
         hard_state: HardState | None = None,
         entries: Sequence[Entry] = (),
         segment_bytes: int = 64 * 1024 * 1024,
+        snapshot: Snapshot | None = None,
     ) -> DurableStorage:
         """Atomically create the member directory in ``data_dir`` (see the module docstring)
         with WAL ``metadata`` (member/cluster id), ``entries`` and ``hard_state``, and open it.
+        ``snapshot`` (a restored backup) starts the log: its file and WAL marker come first.
 
         Raises:
             FileExistsError: ``data_dir`` already holds a member directory.
@@ -109,13 +111,17 @@ class DurableStorage(MemoryStorage):
         tmp.mkdir()
         wal = WAL.create(tmp / "wal", metadata, segment_bytes)  # fsyncs tmp/wal and tmp
         try:
+            if snapshot is not None:
+                snapfile.save(tmp / "snap", snapshot)  # creates tmp/snap durably
+                wal.save_snapshot(snapshot.metadata.index, snapshot.metadata.term, sync=False)
+            else:
+                (tmp / "snap").mkdir()
+                fsync_dir(tmp / "snap")
             if failpoints.ACTIVE:
                 failpoints.hit("bootstrapBeforeSave")
             wal.save(hard_state, list(entries), sync=True)
         finally:
             wal.close()
-        (tmp / "snap").mkdir()
-        fsync_dir(tmp / "snap")
         fsync_dir(tmp)
         if failpoints.ACTIVE:
             failpoints.hit("bootstrapBeforeRename")

@@ -17,7 +17,8 @@ import pytest
 from support import CoordProc, etcdctl, free_port, wait_for
 
 from coord._pb import etcdserverpb as pb
-from coord.server.api.maintenance import read_snapshot_file
+from coord.server.backup.etcddb import read_backend
+from coord.server.backup.snapshotfile import open_snapshot
 from coord.server.statemachine import StateMachine
 
 pytestmark = pytest.mark.etcdctl
@@ -156,7 +157,14 @@ def test_snapshot_save(fast_server: CoordProc, tmp_path: Path) -> None:
     data = path.read_bytes()
     assert len(data) % 512 == 32
     assert hashlib.sha256(data[:-32]).digest() == data[-32:]
+    # an etcd backend db: etcdctl reads it, and it holds the key with its revisions
+    st = json.loads(ctl(ep, "snapshot", "status", str(path), "-w", "json"))
+    got = json.loads(ctl(ep, "get", "/snap/k", "-w", "json"))
+    assert st["totalSize"] == len(data) - 32
+    assert st["revision"] == got["header"]["revision"]
     sm = StateMachine()
-    sm.restore(read_snapshot_file(data))
+    with open_snapshot(path) as db:
+        sm.restore(read_backend(db).state(1))
     resp = pb.RangeResponse.parse(sm.kv.range(pb.RangeRequest(key=b"/snap/k")))
     assert resp.kvs[0].value == b"v"
+    assert resp.kvs[0].mod_revision == got["kvs"][0]["mod_revision"]
