@@ -1,7 +1,7 @@
 """Run every benchmark against etcd on this machine and update docs/performance.md.
 
     python scripts/bench.py                 # all of them (about 20 minutes on 2 cores)
-    python scripts/bench.py cluster client  # a subset: raft, cluster, client, recipes
+    python scripts/bench.py cluster client  # a subset: raft, cluster, client, recipes, snapshot
 
 (raft prints its table; docs/raft.md records it.)
 
@@ -29,6 +29,8 @@ RUNS = {
     "cluster": ["bench_cluster.py", "--write-doc"],
     "client": ["bench_client.py", "--write-docs", DOC],
     "recipes": ["bench_recipes.py", "--write", DOC],
+    # etcd-format snapshots: online save, restore, offline save, memory (docs/backup.md)
+    "snapshot": ["bench_snapshot.py", "--write", DOC],
 }
 
 

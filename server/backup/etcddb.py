@@ -331,6 +331,9 @@ def _key_value(data: bytes, rkey: bytes) -> SnapshotChange:
             v = data[pos + 1]
             if v < 0x80:
                 pos += 2
+            elif data[pos + 2] < 0x80:  # two bytes: revisions up to 16383, lengths
+                v = (v & 0x7F) | data[pos + 2] << 7
+                pos += 3
             else:
                 v, pos = decode_varint(data, pos + 1)
             if t == 0x0A:  # 1 key

@@ -192,7 +192,8 @@ class DurableStorage(MemoryStorage):
             raise StorageError(
                 f"{self.data_dir}: impossible state: hard state commit {hs.commit} is beyond "
                 f"the last index {self.last_index()} of the log (snapshot {snap_index}); refusing "
-                f"to start (restore this member from a peer)"
+                f"to start (restore this member from a peer, or a lone member from a backup with "
+                f"coord-server snapshot restore)"
             )
         return hs
 

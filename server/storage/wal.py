@@ -102,7 +102,8 @@ class WALCorruptError(Exception):
     def __init__(self, path: Path, offset: int, reason: str) -> None:
         super().__init__(
             f"WAL corrupt: {path} at offset {offset}: {reason}; refusing to start "
-            f"(acknowledged data could be lost; restore this member from a peer)"
+            f"(acknowledged data could be lost; restore this member from a peer, or a lone "
+            f"member from a backup with coord-server snapshot restore)"
         )
         self.path = path
         self.offset = offset
