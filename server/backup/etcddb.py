@@ -35,7 +35,9 @@ import json
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
+
+import betterproto2
 
 from coord._pb import authpb
 from coord._protowire import (
@@ -88,6 +90,7 @@ _REV = struct.Struct(">qcq")  # main, '_', sub
 _U64 = struct.Struct(">Q")
 _I64 = struct.Struct(">q")
 _TOMBSTONE = b"t"
+M = TypeVar("M", bound=betterproto2.Message)
 #: called with the number of key-bucket entries written or read so far
 Progress = Callable[[int], None]
 
@@ -223,7 +226,6 @@ class Backend:
     #: ``KVStore.snapshot()`` bytes of the history
     kv: bytes
     revision: int
-    compact_revision: int
     #: live keys at ``revision``
     keys: int
     leases: list[list[int]]
@@ -251,11 +253,12 @@ def read_backend(db: bbolt.Reader, progress: Progress | None = None) -> Backend:
     history = list(_read_history(db, live, progress)) if b"key" in names else []
     rev = max(history[-1][0] if history else 1, compact, 1)
     kv = encode_kv_snapshot(rev, compact, history)
+    del history  # the decoded entries: one copy of the history in memory at a time
     keys = sum(live.values())
     if scheduled > compact:  # etcd resumes an unfinished compaction at start
         store = KVStore.restore(kv)
         store.compact(scheduled)
-        kv, compact = store.snapshot(), scheduled
+        kv = store.snapshot()
     auth = AuthStore()
     if b"auth" in names:
         flags = dict(db.items(b"auth"))
@@ -270,7 +273,6 @@ def read_backend(db: bbolt.Reader, progress: Progress | None = None) -> Backend:
     return Backend(
         kv=kv,
         revision=rev,
-        compact_revision=compact,
         keys=keys,
         leases=[_lease(k, v) for k, v in db.items(b"lease")] if b"lease" in names else [],
         alarms=sorted({_alarm(k) for k, _ in db.items(b"alarm")}) if b"alarm" in names else [],
@@ -414,22 +416,23 @@ def _alarm(key: bytes) -> tuple[int, int]:
     return _int(f.get(1, 0)) & (2**64 - 1), _int(f.get(2, 0))
 
 
+def _parse(cls: type[M], bucket: str, key: bytes, value: bytes) -> M:
+    try:
+        return cls.parse(value)
+    except Exception as e:  # betterproto2 raises several kinds for bad input
+        raise SnapshotFormatError(f"bucket {bucket}: {key!r}: {e}") from e
+
+
 def _read_users(db: bbolt.Reader) -> Iterator[tuple[str, User]]:
     for key, value in db.items(b"authUsers"):
-        try:
-            u = authpb.User.parse(value)
-        except Exception as e:  # betterproto2 raises several kinds for bad input
-            raise SnapshotFormatError(f"bucket authUsers: {key!r}: {e}") from e
+        u = _parse(authpb.User, "authUsers", key, value)
         no_password = bool(u.options and u.options.no_password)
         yield u.name.decode(), User(u.password, sorted(set(u.roles)), no_password)
 
 
 def _read_roles(db: bbolt.Reader) -> Iterator[tuple[str, Role]]:
     for key, value in db.items(b"authRoles"):
-        try:
-            r = authpb.Role.parse(value)
-        except Exception as e:  # betterproto2 raises several kinds for bad input
-            raise SnapshotFormatError(f"bucket authRoles: {key!r}: {e}") from e
+        r = _parse(authpb.Role, "authRoles", key, value)
         # one permission per range (the last wins, as RoleGrantPermission does), by range
         ranges = {(p.key, p.range_end): int(p.perm_type) for p in r.key_permission}
         yield r.name.decode(), Role([(t, k, e) for (k, e), t in sorted(ranges.items())])

@@ -111,8 +111,13 @@ def restore(
         backend = etcddb.read_backend(db, key_progress)
     n = len(members)
     membership = Membership.bootstrap(members)
+    revision, keys = backend.revision, backend.keys
+    state = backend.state(n)
+    del backend  # each step drops the copy it was made from
+    data = msgspec.msgpack.encode(SnapshotData(state, membership.document(), n))
+    del state
     snap = Snapshot(
-        data=msgspec.msgpack.encode(SnapshotData(backend.state(n), membership.document(), n)),
+        data=data,
         metadata=SnapshotMetadata(
             conf_state=ConfState(voters=sorted(m.id for m in members)), index=n, term=1
         ),
@@ -127,7 +132,7 @@ def restore(
         ).close()
     finally:
         lock.release()
-    return Restored(member_id, membership.cluster_id, backend.revision, backend.keys)
+    return Restored(member_id, membership.cluster_id, revision, keys)
 
 
 def load_member(data_dir: Path) -> tuple[StateMachine, Membership]:

@@ -21,21 +21,11 @@ from coord._pb import mvccpb
 from coord._protowire import int_field
 from coord.server.backup import bbolt
 from coord.server.backup.bbolt import BoltError, Reader, Writer, content_hash
+from coord.server.backup.etcddb import BUCKETS
 
 Content = dict[bytes, list[tuple[bytes, bytes]]]
 
-ETCD_BUCKETS = [
-    b"alarm",
-    b"auth",
-    b"authRoles",
-    b"authUsers",
-    b"cluster",
-    b"key",
-    b"lease",
-    b"members",
-    b"members_removed",
-    b"meta",
-]
+ETCD_BUCKETS = list(BUCKETS)  # etcd 3.4's ten, in bbolt's order
 
 
 def write_db(path: Path, content: Content, page_size: int = bbolt.PAGE_SIZE) -> int:
